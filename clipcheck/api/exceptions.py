@@ -1,0 +1,107 @@
+"""One JSON error format for every failure: ``{"error": {"code", "message", "detail"?}}``."""
+
+import logging
+
+from django.core.exceptions import (
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+)
+from django.http import Http404, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+from rest_framework.views import exception_handler as drf_exception_handler
+
+from clipcheck.errors import ClipcheckError
+
+logger = logging.getLogger(__name__)
+
+
+def error_body(code, message, detail=None):
+    error = {"code": code, "message": message}
+    if detail is not None:
+        error["detail"] = detail
+    return {"error": error}
+
+
+def exception_handler(exc, context):
+    """DRF ``EXCEPTION_HANDLER``: domain errors, validation, Django's own."""
+    if isinstance(exc, ClipcheckError):
+        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        code, message = validation_error_summary(exc.detail)
+        return Response(error_body(code, message, exc.detail), status=status.HTTP_400_BAD_REQUEST)
+    if isinstance(exc, SuspiciousOperation):
+        status_code, code, message = suspicious_operation_error(exc)
+        return Response(error_body(code, message), status=status_code)
+    response = drf_exception_handler(exc, context)  # Http404, PermissionDenied, APIException
+    if response is None:
+        return None
+    if isinstance(exc, Http404):
+        code, message = "not_found", "Not found."
+    elif isinstance(exc, PermissionDenied):
+        code, message = "permission_denied", "You do not have permission to perform this action."
+    else:
+        code, message = exc.default_code, _flatten(exc.detail)
+    response.data = error_body(code, message)
+    return response
+
+
+def suspicious_operation_error(exc):
+    if isinstance(exc, RequestDataTooBig):
+        return 413, "request_too_large", "The request body is larger than this server accepts."
+    if isinstance(exc, TooManyFilesSent):
+        return 400, "too_many_files", "The request has more files than this server accepts."
+    if isinstance(exc, TooManyFieldsSent):
+        return 400, "too_many_fields", "The request has more fields than this server accepts."
+    return 400, "bad_request", "The request was refused."
+
+
+def validation_error_summary(detail):
+    """A specific code when one field is at fault (``missing_file``, ``invalid_threshold``)."""
+    if isinstance(detail, dict) and len(detail) == 1:
+        field, errors = next(iter(detail.items()))
+        codes = _codes(errors)
+        if field != "non_field_errors":
+            prefix = "missing" if codes and all(code in ("required", "null") for code in codes) else "invalid"
+            return f"{prefix}_{field}", f"{field}: {_flatten(errors)}"
+    return "invalid_request", _flatten(detail)
+
+
+def _codes(errors):
+    if isinstance(errors, list):
+        return [getattr(error, "code", None) for error in errors if not isinstance(error, (dict, list))]
+    return [getattr(errors, "code", None)]
+
+
+def _flatten(detail):
+    if isinstance(detail, dict):
+        return " ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
+    if isinstance(detail, list):
+        return " ".join(_flatten(item) for item in detail)
+    return str(detail)
+
+
+# Django-level handlers (clipproject.urls): errors raised outside DRF views,
+# e.g. an unknown URL or an unhandled exception, in the same JSON format.
+
+def json_not_found(request, exception=None):
+    return JsonResponse(error_body("not_found", f"No endpoint at {request.path}."), status=404)
+
+
+def json_bad_request(request, exception=None):
+    if isinstance(exception, SuspiciousOperation):
+        status_code, code, message = suspicious_operation_error(exception)
+    else:
+        status_code, code, message = 400, "bad_request", "The request was refused."
+    return JsonResponse(error_body(code, message), status=status_code)
+
+
+def json_permission_denied(request, exception=None):
+    return JsonResponse(error_body("permission_denied", "Access denied."), status=403)
+
+
+def json_server_error(request):
+    return JsonResponse(error_body("internal_error", "The server failed to process the request."), status=500)

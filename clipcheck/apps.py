@@ -1,0 +1,49 @@
+import logging
+import os
+import sys
+
+from django.apps import AppConfig
+
+logger = logging.getLogger(__name__)
+
+_serving_process = False
+
+# Set by gunicorn.conf.py in the arbiter: torch must never be initialised
+# there (forked workers would inherit its thread pools and CUDA state).
+GUNICORN_ARBITER_PID_ENV = "CLIPCHECK_GUNICORN_ARBITER_PID"
+
+
+def mark_serving_process():
+    """Called by the WSGI/ASGI entry points: this process will answer requests."""
+    global _serving_process
+    _serving_process = True
+
+
+def is_serving_process(argv=None, environ=None):
+    argv = sys.argv if argv is None else argv
+    environ = os.environ if environ is None else environ
+    if environ.get(GUNICORN_ARBITER_PID_ENV) == str(os.getpid()):
+        return False
+    if _serving_process:
+        return True
+    # runserver: the autoreloader's child serves; the watching parent doesn't.
+    if argv[1:2] == ["runserver"]:
+        return environ.get("RUN_MAIN") == "true" or "--noreload" in argv
+    return False
+
+
+class ClipcheckConfig(AppConfig):
+    name = "clipcheck"
+    verbose_name = "CLIP check"
+    default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from clipcheck import checks  # noqa: F401  (registers the system checks)
+        from clipcheck.settings import clip_settings
+
+        # Only serving processes pay for the model, and they pay before their
+        # first request; migrate, check, shell and test collection never do.
+        if clip_settings.LOAD_ON_STARTUP and is_serving_process():
+            from clipcheck.engine import warm_up
+
+            warm_up()

@@ -1,0 +1,109 @@
+"""The process-wide CLIP engine: loaded once, shared by every request thread.
+
+This module holds the registry only and never imports torch, so management
+commands that don't need the model (migrate, check, ...) stay light. The model
+itself lives in ``clipcheck.engine.clip``.
+"""
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from clipcheck.errors import ModelUnavailable
+from clipcheck.settings import clip_settings
+
+logger = logging.getLogger(__name__)
+
+_load_lock = threading.Lock()
+_engine = None
+_engine_key = None
+_failure = None
+
+
+@dataclass(frozen=True)
+class _LoadFailure:
+    key: tuple
+    reason: str
+    at: float
+
+
+def _settings_key():
+    return (
+        str(clip_settings.MODEL),
+        str(clip_settings.DEVICE),
+        str(clip_settings.DTYPE),
+        clip_settings.NUM_THREADS,
+    )
+
+
+def get_engine():
+    """The loaded engine for the current settings; loads it on first use.
+
+    Raises ``ModelUnavailable`` when the model cannot be loaded. A failure is
+    remembered for ``LOAD_RETRY_SECONDS`` so a broken model path does not
+    make every request pay for a new load attempt.
+    """
+    global _engine, _engine_key, _failure
+    key = _settings_key()
+    engine = _engine
+    if engine is not None and _engine_key == key:
+        return engine
+    with _load_lock:
+        if _engine is not None and _engine_key == key:
+            return _engine
+        failure = _failure
+        if failure and failure.key == key and time.monotonic() - failure.at < clip_settings.LOAD_RETRY_SECONDS:
+            raise ModelUnavailable(failure.reason)
+        from clipcheck.engine.clip import ClipEngine
+
+        model_name, device, dtype, num_threads = key
+        started = time.monotonic()
+        try:
+            engine = ClipEngine.load(model_name=model_name, device=device, dtype=dtype, num_threads=num_threads)
+        except Exception as exc:
+            reason = f"The CLIP model {model_name!r} could not be loaded: {exc.__class__.__name__}: {exc}"
+            logger.error(reason, exc_info=True)
+            _engine, _engine_key = None, None
+            _failure = _LoadFailure(key=key, reason=reason, at=time.monotonic())
+            raise ModelUnavailable(reason) from exc
+        logger.info(
+            "Loaded CLIP model %s on %s (%s) in %.1fs",
+            model_name, engine.device_name, engine.dtype_name, time.monotonic() - started,
+        )
+        _engine, _engine_key, _failure = engine, key, None
+        return engine
+
+
+def engine_status():
+    """Load state for health checks: never raises."""
+    try:
+        engine = get_engine()
+    except ModelUnavailable as exc:
+        return {"model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None, "reason": exc.message}
+    return {
+        "model_loaded": True,
+        "model": engine.model_name,
+        "device": engine.device_name,
+        "dtype": engine.dtype_name,
+        "reason": None,
+    }
+
+
+def warm_up():
+    """Load the model and run one tiny forward pass before traffic arrives.
+
+    Failures are logged, not raised: the process keeps serving, health
+    answers 503 and inference endpoints answer 503 until a load succeeds.
+    """
+    try:
+        get_engine().warm_up()
+    except ModelUnavailable:
+        pass
+
+
+def reset_engine():
+    """Forget the loaded model and any remembered failure (tests, reloads)."""
+    global _engine, _engine_key, _failure
+    with _load_lock:
+        _engine, _engine_key, _failure = None, None, None

@@ -1,0 +1,186 @@
+"""CLIP through Hugging Face transformers: preprocessing, encoders, embeddings.
+
+The checkpoint's own image processor and tokenizer define preprocessing
+(image size, crop, mean/std, context length). Embeddings come back as
+L2-normalised float32 numpy rows so callers can score, cache and store them
+without touching torch.
+"""
+
+import threading
+from collections import OrderedDict
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+from transformers.utils import logging as transformers_logging
+
+from clipcheck.settings import clip_settings
+
+transformers_logging.disable_progress_bar()
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_device(requested):
+    requested = (requested or "auto").strip().lower()
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(requested)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"DEVICE is {requested!r} but CUDA is not available in this process.")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise RuntimeError(f"DEVICE is {requested!r} but only {torch.cuda.device_count()} CUDA devices exist.")
+    elif device.type != "cpu":
+        raise RuntimeError(f"Unsupported DEVICE {requested!r}.")
+    return device
+
+
+def resolve_dtype(requested, device):
+    requested = (requested or "auto").strip().lower()
+    if requested == "auto":
+        return torch.float32
+    return DTYPES[requested]
+
+
+class ClipEngine:
+    """One CLIP model with its processor; thread-safe.
+
+    Forward passes are serialised by a lock: concurrent torch forwards on the
+    same few cores only thrash, and some backends are not re-entrant.
+    """
+
+    def __init__(self, *, model_name, model, image_processor, tokenizer, device, dtype):
+        self.model_name = model_name
+        self.model = model
+        self.image_processor = image_processor
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.max_text_tokens = min(
+            model.config.text_config.max_position_embeddings,
+            getattr(tokenizer, "model_max_length", None) or 10**9,
+        )
+        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
+        self._forward_lock = threading.Lock()
+        self._text_cache = OrderedDict()
+        self._text_cache_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None):
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        if num_threads:
+            torch.set_num_threads(int(num_threads))
+        image_processor = CLIPImageProcessorPil.from_pretrained(model_name)
+        tokenizer = AutoTokenizer.from_pretrained(model_name)
+        model = CLIPModel.from_pretrained(model_name, dtype=torch_dtype)
+        model.to(torch_device).eval()
+        return cls(
+            model_name=model_name,
+            model=model,
+            image_processor=image_processor,
+            tokenizer=tokenizer,
+            device=torch_device,
+            dtype=torch_dtype,
+        )
+
+    @property
+    def device_name(self):
+        return str(self.device)
+
+    @property
+    def dtype_name(self):
+        return str(self.dtype).removeprefix("torch.")
+
+    def warm_up(self):
+        from PIL import Image
+
+        self.encode_images([Image.new("RGB", (32, 32), (128, 128, 128))])
+        self._encode_text_batch(["warm up"])
+
+    # Images
+
+    def encode_images(self, images):
+        """RGB PIL images → (n, dim) float32 unit vectors, in batches."""
+        batch_size = int(clip_settings.BATCH_SIZE)
+        rows = []
+        for start in range(0, len(images), batch_size):
+            pixel_values = self.preprocess(images[start:start + batch_size])
+            rows.append(self._forward_images(pixel_values))
+        return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
+
+    def preprocess(self, images):
+        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _forward_images(self, pixel_values):
+        with self._forward_lock, torch.inference_mode():
+            output = self.model.get_image_features(pixel_values=pixel_values.to(self.device, self.dtype))
+            return _unit_rows(output)
+
+    @property
+    def embedding_dim(self):
+        return self.model.config.projection_dim
+
+    # Texts
+
+    def tokenize(self, texts):
+        """Token ids cut to the model's context; flags the texts that were cut.
+
+        Truncation keeps the first tokens and the end-of-text marker, so the
+        same text always gives the same embedding.
+        """
+        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+        encoded = self.tokenizer(
+            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+        )
+        truncated = [length > self.max_text_tokens for length in full_lengths]
+        return encoded, truncated
+
+    def encode_texts(self, texts):
+        """Texts → ((n, dim) float32 unit vectors, [truncated?]); cached per text."""
+        texts = list(texts)
+        found = {}
+        with self._text_cache_lock:
+            for text in texts:
+                if text in self._text_cache:
+                    self._text_cache.move_to_end(text)
+                    found[text] = self._text_cache[text]
+        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        batch_size = max(int(clip_settings.BATCH_SIZE), 64)
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start:start + batch_size]
+            embeddings, truncated = self._encode_text_batch(chunk)
+            for text, embedding, was_truncated in zip(chunk, embeddings, truncated):
+                found[text] = (embedding, was_truncated)
+            self._remember(chunk, embeddings, truncated)
+        if not texts:
+            return np.zeros((0, self.embedding_dim), np.float32), []
+        return np.stack([found[text][0] for text in texts]), [found[text][1] for text in texts]
+
+    def _encode_text_batch(self, texts):
+        encoded, truncated = self.tokenize(texts)
+        with self._forward_lock, torch.inference_mode():
+            output = self.model.get_text_features(
+                input_ids=encoded["input_ids"].to(self.device),
+                attention_mask=encoded["attention_mask"].to(self.device),
+            )
+            return _unit_rows(output), truncated
+
+    def _remember(self, texts, embeddings, truncated):
+        capacity = int(clip_settings.TEXT_CACHE_SIZE)
+        if capacity <= 0:
+            return
+        with self._text_cache_lock:
+            for text, embedding, was_truncated in zip(texts, embeddings, truncated):
+                self._text_cache[text] = (embedding, was_truncated)
+            while len(self._text_cache) > capacity:
+                self._text_cache.popitem(last=False)
+
+
+def _unit_rows(output):
+    # transformers 5 returns an output object; the projected embedding is
+    # its pooler_output (older releases returned the tensor itself).
+    features = getattr(output, "pooler_output", output)
+    features = torch.nn.functional.normalize(features.float(), dim=-1)
+    return features.cpu().numpy()

@@ -1,0 +1,47 @@
+"""Domain errors. Each carries the HTTP status, a stable machine-readable code
+and a human-readable message; ``clipcheck.api.exceptions`` renders them in the
+one JSON error format: ``{"error": {"code", "message", "detail"?}}``."""
+
+
+class ClipcheckError(Exception):
+    status_code = 400
+    code = "bad_request"
+
+    def __init__(self, message, *, code=None, status_code=None, detail=None):
+        super().__init__(message)
+        self.message = message
+        if code is not None:
+            self.code = code
+        if status_code is not None:
+            self.status_code = status_code
+        self.detail = detail
+
+    def as_dict(self):
+        body = {"code": self.code, "message": self.message}
+        if self.detail is not None:
+            body["detail"] = self.detail
+        return body
+
+
+class ImageRejected(ClipcheckError):
+    """The bytes are not an image we accept (format, size, corruption)."""
+
+    code = "invalid_image"
+
+
+class BatchPathRejected(ClipcheckError):
+    """A server-side path in a batch item is unusable or outside the root."""
+
+    code = "invalid_path"
+
+
+class ModelUnavailable(ClipcheckError):
+    """The model could not be loaded (or is still loading) in this process."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
+class BatchUnavailable(ClipcheckError):
+    status_code = 503
+    code = "batch_disabled"

@@ -1,0 +1,13 @@
+"""WSGI entry point. Importing it marks the process as a server, so the CLIP
+model loads here (once per worker, after gunicorn forks) before the first
+request."""
+
+import os
+
+from django.core.wsgi import get_wsgi_application
+
+from clipcheck.apps import mark_serving_process
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clipproject.settings")
+mark_serving_process()
+application = get_wsgi_application()
