@@ -45,3 +45,14 @@ class ModelUnavailable(ClipcheckError):
 class BatchUnavailable(ClipcheckError):
     status_code = 503
     code = "batch_disabled"
+
+
+class ModelBusy(ClipcheckError):
+    """The inference queue is full: shed load fast instead of timing out."""
+
+    status_code = 503
+    code = "overloaded"
+
+    def __init__(self, message="The server is busy; retry shortly.", *, retry_after=1, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after

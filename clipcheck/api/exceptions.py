@@ -29,7 +29,8 @@ def error_body(code, message, detail=None):
 def exception_handler(exc, context):
     """DRF ``EXCEPTION_HANDLER``: domain errors, validation, Django's own."""
     if isinstance(exc, ClipcheckError):
-        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code)
+        headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else None
+        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.ValidationError):
         code, message = validation_error_summary(exc.detail)
         return Response(error_body(code, message, exc.detail), status=status.HTTP_400_BAD_REQUEST)
