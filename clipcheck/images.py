@@ -124,12 +124,12 @@ def to_rgb(image):
         pixels = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
         pixels = np.clip(pixels / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(pixels, mode="L").convert("RGB")
+        return Image.fromarray(pixels).convert("RGB")
     if image.mode == "F":
         pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
         if pixels.max() <= 1.0:
             pixels = pixels * 255.0
-        return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+        return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
     if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
@@ -173,8 +173,8 @@ def read_batch_file(relative_path, *, root=None):
         fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK)
     except OSError as exc:
         raise BatchPathRejected(f"The file cannot be opened: {exc.strerror}.", code="unreadable_file")
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise BatchPathRejected("The path is not a regular file.", code="not_a_file")
         if info.st_size > max_bytes:
@@ -183,4 +183,7 @@ def read_batch_file(relative_path, *, root=None):
                 code="file_too_large",
                 status_code=413,
             )
-        return handle.read(max_bytes + 1)
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            return handle.read(max_bytes + 1)
+    finally:
+        os.close(fd)

@@ -58,6 +58,13 @@ class ProductTextField(serializers.CharField):
 class CategoriesField(serializers.CharField):
     """Comma-separated categories: trimmed, empties dropped, duplicates removed."""
 
+    def get_value(self, dictionary):
+        # DRF treats an empty optional form field as absent; an explicitly
+        # empty list of categories is a client mistake, not "use defaults".
+        if self.field_name in dictionary:
+            return dictionary[self.field_name]
+        return super().get_value(dictionary)
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         categories = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))

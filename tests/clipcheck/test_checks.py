@@ -1,0 +1,71 @@
+import pytest
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
+
+from clipcheck.checks import check_clipcheck_settings
+from clipcheck.settings import clip_settings
+
+
+def ids_for(settings, **overrides):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, **overrides}
+    return [message.id for message in check_clipcheck_settings()]
+
+
+def test_default_configuration_passes(settings):
+    assert ids_for(settings) == []
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected_id"),
+    [
+        ({"THRESHOLDD": 0.3}, "clipcheck.E001"),
+        ({"DEVICE": "tpu"}, "clipcheck.E002"),
+        ({"DEVICE": "cuda:x"}, "clipcheck.E002"),
+        ({"THRESHOLD": 1.5}, "clipcheck.E003"),
+        ({"THRESHOLD": -0.1}, "clipcheck.E003"),
+        ({"THRESHOLD": "abc"}, "clipcheck.E003"),
+        ({"THRESHOLD": float("nan")}, "clipcheck.E003"),
+        ({"BATCH_SIZE": 0}, "clipcheck.E004"),
+        ({"BATCH_SIZE": "32x"}, "clipcheck.E004"),
+        ({"QUALITY_BANDS": {"good": 0.3}}, "clipcheck.E005"),
+        ({"CONFIDENCE_MARGINS": {"HIGH": 0.01, "MEDIUM": 0.05}}, "clipcheck.E006"),
+        ({"CATEGORIES": []}, "clipcheck.E007"),
+        ({"PROMPT_TEMPLATE": "a photo"}, "clipcheck.E008"),
+        ({"ALLOWED_IMAGE_FORMATS": ["JPEG", "EPS"]}, "clipcheck.E009"),
+        ({"DTYPE": "int8"}, "clipcheck.E010"),
+        ({"BATCH_ROOT": "/nonexistent/batch/root"}, "clipcheck.W001"),
+    ],
+)
+def test_bad_settings_are_reported_with_stable_ids(settings, overrides, expected_id):
+    assert expected_id in ids_for(settings, **overrides)
+
+
+@pytest.mark.parametrize("device", ["auto", "cpu", "cuda", "cuda:1", "CUDA:0"])
+def test_valid_devices_pass(settings, device):
+    assert "clipcheck.E002" not in ids_for(settings, DEVICE=device)
+
+
+def test_check_command_fails_on_bad_threshold(settings):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 2}
+    with pytest.raises(SystemCheckError, match="clipcheck.E003"):
+        call_command("check")
+
+
+def test_settings_object_reloads_when_overridden(settings):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 0.31}
+    assert clip_settings.THRESHOLD == 0.31
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 0.12}
+    assert clip_settings.THRESHOLD == 0.12
+
+
+def test_unset_keys_fall_back_to_defaults(settings):
+    settings.CLIPCHECK = {}
+    assert clip_settings.THRESHOLD == 0.25
+    assert clip_settings.MODEL == "openai/clip-vit-base-patch32"
+    assert clip_settings.BATCH_SIZE == 32
+    assert len(clip_settings.CATEGORIES) >= 40
+
+
+def test_unknown_attribute_is_an_error():
+    with pytest.raises(AttributeError):
+        clip_settings.NOT_A_SETTING

@@ -1,0 +1,235 @@
+import json
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from rest_framework.test import APIClient
+
+from clipcheck import engine as engine_registry
+from clipcheck.apps import is_serving_process
+from clipcheck.engine import get_engine
+from clipcheck.engine.clip import resolve_device
+from clipcheck.errors import ModelUnavailable
+from tests.clipcheck.test_api import assert_error, upload
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_the_engine_is_loaded_once_and_shared(fresh_engine):
+    first = get_engine()
+    assert get_engine() is first
+
+
+def test_preprocessing_follows_the_checkpoint_config():
+    engine = get_engine()
+    from PIL import Image
+
+    pixel_values = engine.preprocess([Image.new("RGB", (300, 120), (255, 0, 0))])
+    assert tuple(pixel_values.shape) == (1, 3, 48, 48)  # the tiny checkpoint's 48 px, not 224
+
+
+@pytest.fixture
+def broken_model(settings, tmp_path, fresh_engine):
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text("{not json")
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "MODEL": str(broken)}
+    return broken
+
+
+def test_health_is_503_with_the_reason_when_the_model_cannot_load(broken_model):
+    response = APIClient().get("/clip/health")
+    assert response.status_code == 503
+    body = response.json()
+    assert body["model_loaded"] is False
+    assert body["status"] == "unhealthy"
+    assert body["error"]["code"] == "model_unavailable"
+    assert str(broken_model) in body["error"]["message"]
+
+
+@pytest.mark.parametrize("endpoint", ["/clip/analyze", "/clip/classify"])
+def test_inference_endpoints_are_503_when_the_model_cannot_load(broken_model, endpoint):
+    response = APIClient().post(endpoint, {"file": upload(), "text": "x"}, format="multipart")
+    assert_error(response, 503, "model_unavailable")
+
+
+def test_missing_model_directory_is_503_not_a_crash(settings, fresh_engine):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "MODEL": "/nonexistent/clip-model"}
+    assert APIClient().get("/clip/health").status_code == 503
+
+
+def test_a_failed_load_is_remembered_then_retried(broken_model, settings, tiny_model_dir, monkeypatch):
+    with pytest.raises(ModelUnavailable):
+        get_engine()
+    attempts = []
+    from clipcheck.engine import clip
+
+    monkeypatch.setattr(clip.ClipEngine, "load", classmethod(lambda cls, **kw: attempts.append(kw) or 1 / 0))
+    with pytest.raises(ModelUnavailable):
+        get_engine()
+    assert attempts == []  # within LOAD_RETRY_SECONDS: no new attempt
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "LOAD_RETRY_SECONDS": 0}
+    with pytest.raises(ModelUnavailable):
+        get_engine()
+    assert len(attempts) == 1
+
+
+def test_the_engine_recovers_when_the_model_is_fixed(broken_model, settings, tiny_model_dir):
+    assert APIClient().get("/clip/health").status_code == 503
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "MODEL": tiny_model_dir}
+    assert APIClient().get("/clip/health").status_code == 200
+
+
+def test_cuda_on_a_machine_without_it_is_a_load_failure(settings, fresh_engine, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "DEVICE": "cuda:0"}
+    body = APIClient().get("/clip/health").json()
+    assert body["model_loaded"] is False
+    assert "CUDA is not available" in body["error"]["message"]
+
+
+def test_auto_device_falls_back_to_cpu_without_cuda(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert str(resolve_device("auto")) == "cpu"
+    assert str(resolve_device("cpu")) == "cpu"
+
+
+def test_concurrent_requests_share_one_model_and_agree(fresh_engine):
+    """Threaded workers: many threads, one engine, identical answers."""
+    data = upload().read()
+    scores, errors = [], []
+
+    def call():
+        try:
+            client = APIClient()
+            from django.core.files.uploadedfile import SimpleUploadedFile
+
+            file = SimpleUploadedFile("a.png", data, content_type="image/png")
+            body = client.post("/clip/analyze", {"file": file, "text": "a red square"}, format="multipart").json()
+            scores.append(body["similarity_score"])
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(scores) == 8 and len(set(scores)) == 1
+    assert engine_registry._engine is get_engine()
+
+
+# Start-up: which processes load the model
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "expected"),
+    [
+        (["manage.py", "migrate"], {}, False),
+        (["manage.py", "check"], {}, False),
+        (["manage.py", "collectstatic"], {}, False),
+        (["manage.py", "runserver"], {}, False),  # the autoreloader's watcher
+        (["manage.py", "runserver"], {"RUN_MAIN": "true"}, True),
+        (["manage.py", "runserver", "--noreload"], {}, True),
+        (["pytest"], {}, False),
+    ],
+)
+def test_only_serving_processes_load_the_model(argv, environ, expected):
+    assert is_serving_process(argv=argv, environ=environ) is expected
+
+
+def test_the_gunicorn_arbiter_never_loads_the_model():
+    environ = {"CLIPCHECK_GUNICORN_ARBITER_PID": str(os.getpid()), "RUN_MAIN": "true"}
+    assert is_serving_process(argv=["manage.py", "runserver"], environ=environ) is False
+
+
+def run_python(code, tmp_path, **env):
+    environment = {
+        **os.environ,
+        "DJANGO_SETTINGS_MODULE": "clipproject.settings",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        **env,
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_management_commands_never_import_torch_or_load_the_model(tmp_path, tiny_model_dir):
+    code = """
+import json, sys, django
+django.setup()
+from django.core.management import call_command
+for command in ("check", "migrate", "makemigrations", "collectstatic"):
+    args = ["--check", "--dry-run"] if command == "makemigrations" else []
+    options = {"interactive": False} if command == "collectstatic" else {}
+    call_command(command, *args, verbosity=0, **options)
+from clipcheck import engine
+print(json.dumps({"torch": "torch" in sys.modules, "loaded": engine._engine is not None}))
+"""
+    result = run_python(code, tmp_path, CLIPCHECK_MODEL=tiny_model_dir, DJANGO_STATIC_ROOT=str(tmp_path / "static"))
+    assert result == {"torch": False, "loaded": False}
+
+
+def test_the_wsgi_entry_point_loads_the_model_before_serving(tmp_path, tiny_model_dir):
+    code = """
+import json
+from clipproject.wsgi import application
+from clipcheck import engine
+print(json.dumps({"loaded": engine._engine is not None, "device": engine._engine.device_name}))
+"""
+    assert run_python(code, tmp_path, CLIPCHECK_MODEL=tiny_model_dir) == {"loaded": True, "device": "cpu"}
+
+
+def test_the_wsgi_entry_point_survives_a_broken_model(tmp_path):
+    code = """
+import json
+from django.test import Client
+from clipproject.wsgi import application
+response = Client().get("/clip/health")
+print(json.dumps({"status": response.status_code, "loaded": response.json()["model_loaded"]}))
+"""
+    result = run_python(code, tmp_path, CLIPCHECK_MODEL=str(tmp_path / "missing"))
+    assert result == {"status": 503, "loaded": False}
+
+
+def test_environment_variables_override_settings(tmp_path):
+    code = """
+import json, django
+django.setup()
+from django.conf import settings
+from clipcheck.settings import clip_settings
+print(json.dumps({key: getattr(clip_settings, key) for key in ("MODEL", "DEVICE", "THRESHOLD", "BATCH_SIZE", "BATCH_ROOT")}
+                 | {"db": settings.DATABASES["default"]["ENGINE"], "debug": settings.DEBUG, "hosts": settings.ALLOWED_HOSTS,
+                    "secret": settings.SECRET_KEY}))
+"""
+    result = run_python(
+        code, tmp_path,
+        CLIPCHECK_MODEL="/models/clip", CLIPCHECK_DEVICE="cuda:1", CLIPCHECK_THRESHOLD="0.31",
+        CLIPCHECK_BATCH_SIZE="8", CLIPCHECK_BATCH_ROOT="/data/images", DJANGO_DEBUG="true",
+        DJANGO_ALLOWED_HOSTS="shop.example, api.shop.example", DJANGO_SECRET_KEY="s3cret",
+    )
+    assert result == {
+        "MODEL": "/models/clip", "DEVICE": "cuda:1", "THRESHOLD": 0.31, "BATCH_SIZE": 8,
+        "BATCH_ROOT": "/data/images", "db": "django.db.backends.sqlite3", "debug": True,
+        "hosts": ["shop.example", "api.shop.example"], "secret": "s3cret",
+    }
+
+
+def test_an_unparseable_environment_value_is_reported_by_the_checks(tmp_path):
+    environment = {**os.environ, "DJANGO_SETTINGS_MODULE": "clipproject.settings", "CLIPCHECK_THRESHOLD": "high"}
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check"], cwd=REPO_ROOT, env=environment, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "clipcheck.E003" in result.stderr
