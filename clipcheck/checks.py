@@ -12,8 +12,9 @@ DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
-    "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K",
+    "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_QUEUE",
 )
+POSITIVE_NUMBERS = ("INFERENCE_TIMEOUT_SECONDS", "LOAD_RETRY_SECONDS", "BATCH_WAIT_MS")
 KNOWN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
 
@@ -46,6 +47,10 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
         value = getattr(clip_settings, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(Error(f"CLIPCHECK {key} {value!r} must be a positive integer.", id="clipcheck.E004"))
+    for key in POSITIVE_NUMBERS:
+        value = getattr(clip_settings, key)
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+            errors.append(Error(f"CLIPCHECK {key} {value!r} must be a non-negative number.", id="clipcheck.E011"))
     bands = clip_settings.QUALITY_BANDS
     if (
         not isinstance(bands, dict)

@@ -56,6 +56,13 @@ DEFAULTS = {
     "BATCH_SIZE": 32,
     "BATCH_ROOT": None,
     "BATCH_MAX_ITEMS": 256,
+    # Online requests arriving together are batched: the batcher waits at
+    # most BATCH_WAIT_MS for callers already on their way, holds at most
+    # MAX_QUEUE requests (more get 503 "overloaded" with Retry-After), and a
+    # request waits at most INFERENCE_TIMEOUT_SECONDS for its result.
+    "BATCH_WAIT_MS": 5,
+    "MAX_QUEUE": 64,
+    "INFERENCE_TIMEOUT_SECONDS": 30,
     # Input limits.
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 from transformers.utils import logging as transformers_logging
 
+from clipcheck.engine.batcher import MicroBatcher, wait_for
 from clipcheck.settings import clip_settings
 
 transformers_logging.disable_progress_bar()
@@ -46,8 +47,10 @@ def resolve_dtype(requested, device):
 class ClipEngine:
     """One CLIP model with its processor; thread-safe.
 
-    Forward passes are serialised by a lock: concurrent torch forwards on the
-    same few cores only thrash, and some backends are not re-entrant.
+    Request threads preprocess in parallel; their forward passes go through
+    micro-batchers (one for images, one for texts) so that requests arriving
+    together share one batched forward. Forwards are serialised by a lock:
+    concurrent torch forwards on the same few cores only thrash.
     """
 
     def __init__(self, *, model_name, model, image_processor, tokenizer, device, dtype):
@@ -65,6 +68,22 @@ class ClipEngine:
         self._forward_lock = threading.Lock()
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
+        self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **self._limits())
+        self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **self._limits())
+
+    @staticmethod
+    def _limits():
+        return {
+            "max_rows": int(clip_settings.BATCH_SIZE),
+            "max_wait": clip_settings.BATCH_WAIT_MS / 1000.0,
+            "max_queue": int(clip_settings.MAX_QUEUE),
+        }
+
+    def _refresh_limits(self):
+        # Settings may change at run time (tests, calibration); cheap to re-read.
+        for batcher in (self._image_batcher, self._text_batcher):
+            for name, value in self._limits().items():
+                setattr(batcher, name, value)
 
     @classmethod
     def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None):
@@ -103,15 +122,22 @@ class ClipEngine:
 
     def encode_images(self, images):
         """RGB PIL images → (n, dim) float32 unit vectors, in batches."""
-        batch_size = int(clip_settings.BATCH_SIZE)
+        self._refresh_limits()
+        batch_size = self._image_batcher.max_rows
         rows = []
         for start in range(0, len(images), batch_size):
-            pixel_values = self.preprocess(images[start:start + batch_size])
-            rows.append(self._forward_images(pixel_values))
+            chunk = images[start:start + batch_size]
+            with self._image_batcher.reserve():
+                future = self._image_batcher.submit(self.preprocess(chunk), len(chunk))
+            rows.append(wait_for(future, clip_settings.INFERENCE_TIMEOUT_SECONDS))
         return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
 
     def preprocess(self, images):
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+
+    def _forward_image_payloads(self, payloads):
+        embeddings = self._forward_images(torch.cat(payloads))
+        return np.split(embeddings, np.cumsum([len(payload) for payload in payloads])[:-1])
 
     def _forward_images(self, pixel_values):
         with self._forward_lock, torch.inference_mode():
@@ -147,16 +173,27 @@ class ClipEngine:
                     self._text_cache.move_to_end(text)
                     found[text] = self._text_cache[text]
         missing = list(dict.fromkeys(text for text in texts if text not in found))
-        batch_size = max(int(clip_settings.BATCH_SIZE), 64)
+        self._refresh_limits()
+        batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
-            embeddings, truncated = self._encode_text_batch(chunk)
+            embeddings, truncated = self._text_batcher.run(
+                chunk, len(chunk), timeout=clip_settings.INFERENCE_TIMEOUT_SECONDS
+            )
             for text, embedding, was_truncated in zip(chunk, embeddings, truncated):
                 found[text] = (embedding, was_truncated)
             self._remember(chunk, embeddings, truncated)
         if not texts:
             return np.zeros((0, self.embedding_dim), np.float32), []
         return np.stack([found[text][0] for text in texts]), [found[text][1] for text in texts]
+
+    def _forward_text_payloads(self, payloads):
+        embeddings, truncated = self._encode_text_batch([text for payload in payloads for text in payload])
+        outputs, start = [], 0
+        for payload in payloads:
+            outputs.append((embeddings[start:start + len(payload)], truncated[start:start + len(payload)]))
+            start += len(payload)
+        return outputs
 
     def _encode_text_batch(self, texts):
         encoded, truncated = self.tokenize(texts)

@@ -33,6 +33,9 @@ def test_default_configuration_passes(settings):
         ({"PROMPT_TEMPLATE": "a photo"}, "clipcheck.E008"),
         ({"ALLOWED_IMAGE_FORMATS": ["JPEG", "EPS"]}, "clipcheck.E009"),
         ({"DTYPE": "int8"}, "clipcheck.E010"),
+        ({"MAX_QUEUE": 0}, "clipcheck.E004"),
+        ({"BATCH_WAIT_MS": -1}, "clipcheck.E011"),
+        ({"INFERENCE_TIMEOUT_SECONDS": "soon"}, "clipcheck.E011"),
         ({"BATCH_ROOT": "/nonexistent/batch/root"}, "clipcheck.W001"),
     ],
 )

@@ -1,0 +1,129 @@
+"""Micro-batching: requests that arrive together share one forward pass.
+
+Request threads decode and preprocess in parallel, then hand their tensors to
+a batcher; its single worker thread merges whatever is queued (up to
+``max_rows`` rows, waiting at most ``max_wait`` seconds, and only while more
+callers are known to be on their way) and runs one batched forward. The queue
+is bounded: when it is full, callers get ``ModelBusy`` at once instead of
+piling up until their workers time out.
+"""
+
+import collections
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from clipcheck.errors import ModelBusy
+
+
+@dataclass
+class _Job:
+    payload: object
+    rows: int
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    def __init__(self, run_batch, *, max_rows, max_wait, max_queue, name="batcher"):
+        """``run_batch(payloads) -> outputs``, one output per payload, in order."""
+        self._run_batch = run_batch
+        self.max_rows = max_rows
+        self.max_wait = max_wait
+        self.max_queue = max_queue
+        self.name = name
+        self._jobs = collections.deque()
+        self._expected = 0  # callers that reserved a place but haven't submitted yet
+        self._condition = threading.Condition()
+        self._thread = None
+        self.batch_sizes = collections.Counter()  # rows per forward, for metrics
+
+    @property
+    def depth(self):
+        """Queued plus announced jobs."""
+        return len(self._jobs) + self._expected
+
+    @contextmanager
+    def reserve(self):
+        """Claim a place in the queue before preparing the payload.
+
+        Raises ``ModelBusy`` when the queue is full. While the caller holds the
+        reservation the worker knows another job is coming and may wait for it.
+        """
+        with self._condition:
+            if self.depth >= self.max_queue:
+                raise ModelBusy(f"The inference queue is full ({self.max_queue} requests waiting); retry shortly.")
+            self._expected += 1
+        try:
+            yield self
+        finally:
+            with self._condition:
+                self._expected -= 1
+                self._condition.notify_all()
+
+    def submit(self, payload, rows):
+        """Queue a payload (inside ``reserve``); returns a Future of its output."""
+        job = _Job(payload=payload, rows=rows)
+        with self._condition:
+            self._ensure_worker()
+            self._jobs.append(job)
+            self._condition.notify_all()
+        return job.future
+
+    def run(self, payload, rows, *, timeout):
+        """Reserve, submit and wait for one payload's output."""
+        with self.reserve():
+            future = self.submit(payload, rows)
+        return wait_for(future, timeout)
+
+    def _ensure_worker(self):
+        # Started lazily, in the process that uses it (threads don't survive fork).
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+            self._thread.start()
+
+    def _next_batch(self):
+        with self._condition:
+            while not self._jobs:
+                self._condition.wait()
+            deadline = time.monotonic() + self.max_wait
+            while (
+                self._expected > 0
+                and sum(job.rows for job in self._jobs) < self.max_rows
+                and (remaining := deadline - time.monotonic()) > 0
+            ):
+                self._condition.wait(remaining)
+            batch, rows = [], 0
+            while self._jobs and (not batch or rows + self._jobs[0].rows <= self.max_rows):
+                job = self._jobs.popleft()
+                if job.future.set_running_or_notify_cancel():  # skip callers that gave up
+                    batch.append(job)
+                    rows += job.rows
+            return batch, rows
+
+    def _work(self):
+        while True:
+            batch, rows = self._next_batch()
+            if not batch:
+                continue
+            self.batch_sizes[rows] += 1
+            try:
+                outputs = self._run_batch([job.payload for job in batch])
+            except BaseException as exc:  # delivered to every caller of this batch
+                for job in batch:
+                    job.future.set_exception(exc)
+                continue
+            for job, output in zip(batch, outputs):
+                job.future.set_result(output)
+
+
+def wait_for(future, timeout):
+    try:
+        return future.result(timeout=timeout)
+    except FutureTimeout:
+        future.cancel()
+        raise ModelBusy(
+            f"Inference did not finish within {timeout:g} s; retry shortly.", code="inference_timeout"
+        ) from None
