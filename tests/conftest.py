@@ -42,3 +42,51 @@ def image_bytes(format="PNG", size=(64, 48), color=(200, 30, 30), mode="RGB", **
 @pytest.fixture
 def png_bytes():
     return image_bytes()
+
+
+class EncoderCalls:
+    """Counts the engine's forward passes: image batches and text batches."""
+
+    def __init__(self):
+        self.image_calls = []
+        self.text_calls = []
+
+    @property
+    def images_encoded(self):
+        return sum(self.image_calls)
+
+    @property
+    def texts_encoded(self):
+        return sum(self.text_calls)
+
+
+@pytest.fixture
+def encoder_calls(monkeypatch):
+    """Wraps the loaded engine so a test can count what reached the model."""
+    from clipcheck.engine import get_engine
+
+    engine = get_engine()
+    calls = EncoderCalls()
+    encode_images, encode_text_batch = engine.encode_images, engine._encode_text_batch
+
+    def counting_encode_images(images):
+        calls.image_calls.append(len(images))
+        return encode_images(images)
+
+    def counting_encode_text_batch(texts):
+        calls.text_calls.append(len(texts))
+        return encode_text_batch(texts)
+
+    monkeypatch.setattr(engine, "encode_images", counting_encode_images)
+    monkeypatch.setattr(engine, "_encode_text_batch", counting_encode_text_batch)
+    return calls
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def set_clip_settings(settings, **overrides):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, **overrides}
