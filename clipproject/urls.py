@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import TemplateView
 
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="index.html"), name="home"),
     path("clip/", include("clipcheck.api.urls")),
+    path("", include("listings.api.urls")),
     path("admin/", admin.site.urls),
 ]
 
