@@ -14,6 +14,7 @@ from django.http import Http404, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 
 from clipcheck import scoring
 from clipcheck.errors import ClipcheckError
@@ -32,16 +33,16 @@ QUALITY_COLOURS = {"excellent": "#1e7e34", "good": "#5cb85c", "fair": "#e0a800",
 def quality_badge(score):
     """A score with its quality band as a coloured badge and bar."""
     if score is None:
-        return format_html('<span class="clip-unchecked" style="color:#888">not checked</span>')
+        return mark_safe('<span class="clip-unchecked" style="color:#888">not checked</span>')
     quality = scoring.match_quality(score)
     colour = QUALITY_COLOURS.get(quality, "#6c757d")
     return format_html(
         '<span class="clip-score" data-quality="{quality}" title="{quality}">'
-        '<strong>{score:.3f}</strong> '
+        '<strong>{score}</strong> '
         '<span style="background:{colour};color:#fff;border-radius:3px;padding:1px 5px;font-size:11px">{quality}</span>'
         '<span style="display:block;width:90px;height:5px;background:#e9ecef;margin-top:3px">'
         '<span style="display:block;height:5px;width:{percent}%;background:{colour}"></span></span></span>',
-        quality=quality, score=score, colour=colour, percent=round(min(max(score, 0.0), 1.0) * 100),
+        quality=quality, score=f"{score:.3f}", colour=colour, percent=round(min(max(score, 0.0), 1.0) * 100),
     )
 
 
@@ -251,9 +252,9 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         if not analyses:
             return "—"
         rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{:.4f}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
             (
-                (a.created_at.strftime("%Y-%m-%d %H:%M"), a.source, a.similarity_score, a.verdict,
+                (a.created_at.strftime("%Y-%m-%d %H:%M"), a.source, f"{a.similarity_score:.4f}", a.verdict,
                  "cached" if a.cached else "", a.text[:60])
                 for a in analyses
             ),
