@@ -1,3 +1,5 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
@@ -7,6 +9,9 @@ urlpatterns = [
     path("clip/", include("clipcheck.api.urls")),
     path("", include("listings.api.urls")),
     path("admin/", admin.site.urls),
+    # Local media under DEBUG only; the admin shows listing images through
+    # its own view, which works for any storage.
+    *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
 ]
 
 handler400 = "clipcheck.api.exceptions.json_bad_request"

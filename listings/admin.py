@@ -176,7 +176,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     form = ListingAdminForm
     list_display = (
         "thumbnail", "title", "status", "title_score_badge", "description_score_badge", "category", "price",
-        "checked_at", "created_at",
+        "checked_at",
     )
     list_display_links = ("thumbnail", "title")
     list_filter = ("status", QualityBandFilter, CheckedFilter, "category")
@@ -305,6 +305,9 @@ class ReviewQueueAdmin(ModerationActionsMixin, admin.ModelAdmin):
     actions = ["approve_selected", "reject_selected"]
     title_score_badge = ListingAdmin.title_score_badge
     description_score_badge = ListingAdmin.description_score_badge
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Listings that need review, oldest first", **(extra_context or {})})
 
     @admin.display(description="listing")
     def review_card(self, item):

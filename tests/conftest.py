@@ -1,4 +1,6 @@
 import io
+import os
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -24,6 +26,12 @@ def clip_config(settings, tiny_model_dir, batch_root):
     """Every test runs against the tiny checkpoint, loaded the production way."""
     settings.CLIPCHECK = {"MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root)}
     return settings.CLIPCHECK
+
+
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The production hasher costs about a second per login on a small CI machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 @pytest.fixture
@@ -90,3 +98,37 @@ def media_root(settings, tmp_path):
 
 def set_clip_settings(settings, **overrides):
     settings.CLIPCHECK = {**settings.CLIPCHECK, **overrides}
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    """A headless Chromium page (the system's Chromium, driven by Playwright).
+
+    Without Chromium the browser tests fail under CI (env CI set) and are
+    skipped elsewhere.
+    """
+    if not Path(CHROMIUM).exists():
+        message = f"Browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # ORM calls are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()
