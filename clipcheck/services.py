@@ -1,16 +1,35 @@
-"""Business logic of the /clip/* endpoints: plain functions, no HTTP."""
+"""Business logic of the /clip/* endpoints: plain functions, no HTTP.
+
+Reads live in ``clipcheck.selectors``; the writes (analyses, the image
+embedding cache) are here.
+"""
+
+import time
+from dataclasses import dataclass
 
 import numpy as np
+from django.contrib.contenttypes.models import ContentType
+from django.db import models, transaction
 
-from clipcheck import scoring
+from clipcheck import scoring, selectors
 from clipcheck.engine import get_engine
 from clipcheck.errors import BatchUnavailable, ClipcheckError
-from clipcheck.images import decode_image, read_batch_file
+from clipcheck.images import DecodedImage, decode_image, read_batch_file
+from clipcheck.models import Analysis, ImageEmbedding
 from clipcheck.settings import clip_settings
 
 
 def default_threshold():
     return float(clip_settings.THRESHOLD)
+
+
+def model_id():
+    """The model named in stored analyses and cache keys.
+
+    Taken from the settings, not the loaded engine, so a cached verdict is
+    served without loading the model.
+    """
+    return str(clip_settings.MODEL)
 
 
 def analyze_pair(*, image, text, threshold=None):
@@ -27,18 +46,21 @@ def _pair_result(image_embedding, text_embedding, text_truncated, threshold):
     return {**scoring.verdict(score, threshold), "text_truncated": text_truncated}
 
 
-def classify_image(*, image, categories=None, top_k=None):
+def classify_image(*, image, categories=None, top_k=None, image_embedding=None):
     """Zero-shot classification of a decoded image over ``categories``.
 
     Each category gets ``score`` (independent, 0.5 at the mismatch
     threshold; meaningful for a single category), ``similarity`` (the
     clamped cosine) and ``probability`` (softmax over the given categories).
+    A caller that already holds the image's embedding passes it to skip the
+    image encode.
     """
     categories = list(categories or clip_settings.CATEGORIES)
     top_k = min(top_k or clip_settings.DEFAULT_TOP_K, len(categories))
     threshold = default_threshold()
     engine = get_engine()
-    image_embedding = engine.encode_images([image.image])[0]
+    if image_embedding is None:
+        image_embedding = engine.encode_images([image.image])[0]
     prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
     prompt_embeddings, _ = engine.encode_texts(prompts)
     cosines = prompt_embeddings @ image_embedding
@@ -58,6 +80,150 @@ def classify_image(*, image, categories=None, top_k=None):
     return [matches[index] for index in order[:top_k]]
 
 
+@dataclass(frozen=True)
+class AnalysisRequest:
+    """One image/text pair to analyse; ``subject`` is the object it concerns."""
+
+    image: DecodedImage
+    text: str
+    threshold: float | None = None
+    subject: models.Model | None = None
+
+
+def analysis_create(*, image, text, threshold=None, source, subject=None):
+    """Analyse one decoded image against one text and store the result."""
+    request = AnalysisRequest(image=image, text=text, threshold=threshold, subject=subject)
+    return analyses_create(requests=[request], source=source)[0]
+
+
+def analyses_create(*, requests, source):
+    """Analyse image/text pairs and store one ``Analysis`` per pair, in order.
+
+    A pair already analysed with the same image bytes, text, threshold and
+    model is answered from the stored verdict without the model
+    (``cached=True``). The others cost one ``encode_images`` call for the
+    images whose embedding is not stored yet and one ``encode_texts`` call;
+    all rows are written in one transaction.
+    """
+    model = model_id()
+    requests = [
+        AnalysisRequest(
+            image=request.image,
+            text=request.text,
+            threshold=default_threshold() if request.threshold is None else float(request.threshold),
+            subject=request.subject,
+        )
+        for request in requests
+    ]
+    started = time.monotonic()
+    text_hashes = [selectors.text_hash(request.text) for request in requests]
+    keys = [(r.image.sha256, text_hash, r.threshold) for r, text_hash in zip(requests, text_hashes)]
+    earlier = selectors.analyses_cached(keys=keys, model=model)
+    lookup_ms = (time.monotonic() - started) * 1000
+
+    to_compute = [index for index, key in enumerate(keys) if key not in earlier]
+    results, device, compute_ms = {}, "", 0.0
+    if to_compute:
+        computing_started = time.monotonic()
+        engine = get_engine()
+        device = engine.device_name
+        image_vectors = image_embeddings_compute(
+            images=[requests[index].image for index in to_compute], model=model, engine=engine
+        )
+        text_vectors, truncated = engine.encode_texts([requests[index].text for index in to_compute])
+        for row, index in enumerate(to_compute):
+            results[index] = _pair_result(image_vectors[row], text_vectors[row], truncated[row], requests[index].threshold)
+        compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
+
+    analyses = []
+    with transaction.atomic():
+        for index, request in enumerate(requests):
+            if index in results:
+                result, cached, analysis_device, duration_ms = results[index], False, device, compute_ms
+            else:
+                source_analysis = earlier[keys[index]]
+                result = scoring.verdict(source_analysis.similarity_score, source_analysis.threshold)
+                result["text_truncated"] = source_analysis.text_truncated
+                cached, analysis_device, duration_ms = True, source_analysis.device, lookup_ms / len(requests)
+            analyses.append(analysis_record(
+                image_sha256=request.image.sha256,
+                text=request.text,
+                text_sha256=text_hashes[index],
+                result=result,
+                model=model,
+                device=analysis_device,
+                source=source,
+                duration_ms=duration_ms,
+                cached=cached,
+                subject=request.subject,
+            ))
+    return analyses
+
+
+def analysis_record(
+    *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None
+):
+    """Store one analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
+    return Analysis.objects.create(
+        image_sha256=image_sha256,
+        text=text,
+        text_sha256=text_sha256 or selectors.text_hash(text),
+        similarity_score=result["similarity_score"],
+        threshold=result["threshold_used"],
+        verdict=Analysis.Verdict.MISMATCH if result["is_mismatch"] else Analysis.Verdict.MATCH,
+        confidence=result["confidence"],
+        match_quality=result["match_quality"],
+        text_truncated=bool(result.get("text_truncated", False)),
+        model=model,
+        device=device,
+        source=source,
+        cached=cached,
+        duration_ms=round(duration_ms, 3),
+        subject_type=ContentType.objects.get_for_model(subject) if subject is not None else None,
+        subject_id=str(subject.pk) if subject is not None else "",
+    )
+
+
+def analyses_link(*, analyses, subject):
+    """Point stored analyses at the object they concerned (once it exists)."""
+    subject_type = ContentType.objects.get_for_model(subject)
+    Analysis.objects.filter(pk__in=[analysis.pk for analysis in analyses]).update(
+        subject_type=subject_type, subject_id=str(subject.pk)
+    )
+    for analysis in analyses:
+        analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
+
+
+def image_embeddings_compute(*, images, model=None, engine=None):
+    """Embeddings of decoded images, in order: stored ones are reused, the
+    others are encoded in one ``encode_images`` call and stored."""
+    model = model or model_id()
+    stored = selectors.image_embeddings_get(hashes=[image.sha256 for image in images], model=model)
+    missing = {image.sha256: image for image in images if image.sha256 not in stored}
+    if missing:
+        engine = engine or get_engine()
+        vectors = engine.encode_images([image.image for image in missing.values()])
+        new = dict(zip(missing, vectors))
+        image_embeddings_store(vectors=new, model=model)
+        stored.update(new)
+    return np.stack([stored[image.sha256] for image in images])
+
+
+def image_embeddings_store(*, vectors, model):
+    """Store ``{sha256: vector}``; rows another writer stored first are kept.
+
+    The (sha256, model) unique constraint settles races: a conflicting insert
+    is skipped, never duplicated, and never fails the analysis.
+    """
+    ImageEmbedding.objects.bulk_create(
+        [
+            ImageEmbedding(sha256=sha256, model=model, dim=len(vector), vector=ImageEmbedding.pack(vector))
+            for sha256, vector in vectors.items()
+        ],
+        ignore_conflicts=True,
+    )
+
+
 def analyze_batch(*, items):
     """Score server-side images against texts, in input order.
 
@@ -68,7 +234,6 @@ def analyze_batch(*, items):
     """
     if not clip_settings.BATCH_ROOT:
         raise BatchUnavailable("Batch analysis is disabled: CLIPCHECK BATCH_ROOT is not configured.")
-    engine = get_engine()
     results = [None] * len(items)
     batch_size = int(clip_settings.BATCH_SIZE)
     for start in range(0, len(items), batch_size):
@@ -86,11 +251,13 @@ def analyze_batch(*, items):
             decoded.append((index, item, image))
         if not decoded:
             continue
-        image_embeddings = engine.encode_images([image.image for _, _, image in decoded])
-        text_embeddings, truncated = engine.encode_texts([item["text"] for _, item, _ in decoded])
-        for row, (index, item, _) in enumerate(decoded):
-            threshold = item.get("threshold")
-            threshold = default_threshold() if threshold is None else threshold
-            result = _pair_result(image_embeddings[row], text_embeddings[row], truncated[row], threshold)
-            results[index] = {"image_path": item["image_path"], **result}
+        analyses = analyses_create(
+            requests=[
+                AnalysisRequest(image=image, text=item["text"], threshold=item.get("threshold"))
+                for _, item, image in decoded
+            ],
+            source=Analysis.Source.BATCH,
+        )
+        for (index, item, _), analysis in zip(decoded, analyses):
+            results[index] = {"image_path": item["image_path"], **analysis.result()}
     return results

@@ -76,17 +76,20 @@ DEFAULTS = {
 class ClipSettings:
     """Attribute access to ``settings.CLIPCHECK`` with defaults filled in."""
 
-    def __init__(self, defaults=None):
+    # Other apps of the project reuse this class for their own dict
+    # (``ClipSettings(LISTINGS_DEFAULTS, setting_name="LISTINGS")``).
+    def __init__(self, defaults=None, setting_name=SETTING_NAME):
         self.defaults = defaults or DEFAULTS
+        self.setting_name = setting_name
         self._cached_attrs = set()
 
     @property
     def user_settings(self):
-        return getattr(settings, SETTING_NAME, None) or {}
+        return getattr(settings, self.setting_name, None) or {}
 
     def __getattr__(self, attr):
         if attr not in self.defaults:
-            raise AttributeError(f"Invalid {SETTING_NAME} setting: {attr!r}")
+            raise AttributeError(f"Invalid {self.setting_name} setting: {attr!r}")
         value = self.user_settings.get(attr, self.defaults[attr])
         self._cached_attrs.add(attr)
         setattr(self, attr, value)

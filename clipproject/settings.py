@@ -96,6 +96,40 @@ STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "media"))
 
+# S3 (or any S3-compatible server) options of django-storages, by env name.
+S3_OPTIONS_FROM_ENVIRON = {
+    "endpoint_url": "AWS_S3_ENDPOINT_URL",
+    "access_key": "AWS_ACCESS_KEY_ID",
+    "secret_key": "AWS_SECRET_ACCESS_KEY",
+    "region_name": "AWS_S3_REGION_NAME",
+    "addressing_style": "AWS_S3_ADDRESSING_STYLE",
+    "custom_domain": "AWS_S3_CUSTOM_DOMAIN",
+    "location": "CLIPCHECK_S3_PREFIX",
+}
+
+
+def storages_from_environ(environ=os.environ):
+    """Media in MEDIA_ROOT, or in an S3 bucket when one is named.
+
+    ``CLIPCHECK_S3_BUCKET`` (or ``AWS_STORAGE_BUCKET_NAME``) switches the
+    default storage to django-storages' S3 backend; the other AWS_* variables
+    fill its options. Objects stay private: URLs are signed.
+    """
+    staticfiles = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+    bucket = environ.get("CLIPCHECK_S3_BUCKET") or environ.get("AWS_STORAGE_BUCKET_NAME")
+    if not bucket:
+        return {"default": {"BACKEND": "django.core.files.storage.FileSystemStorage"}, "staticfiles": staticfiles}
+    options = {"bucket_name": bucket, "default_acl": None, "querystring_auth": True}
+    options.update({option: environ[name] for option, name in S3_OPTIONS_FROM_ENVIRON.items() if environ.get(name)})
+    if "endpoint_url" in options:
+        # Self-hosted S3-compatible servers (MinIO, Ceph, ...) rarely serve
+        # bucket subdomains.
+        options.setdefault("addressing_style", "path")
+    return {"default": {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": options}, "staticfiles": staticfiles}
+
+
+STORAGES = storages_from_environ()
+
 # Request size limits: uploads above FILE_UPLOAD_MAX_MEMORY_SIZE spool to disk;
 # the per-image limit is CLIPCHECK["MAX_UPLOAD_BYTES"].
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
@@ -141,6 +175,11 @@ CLIPCHECK = {
     "BATCH_ROOT": str(BASE_DIR / "var" / "batch"),
     **_clipcheck_from_environ(),
 }
+
+# The listings app's settings (listings/settings.py has the keys).
+LISTINGS = {}
+if os.environ.get("LISTINGS_UPLOAD_POLICY"):
+    LISTINGS["UPLOAD_POLICY"] = os.environ["LISTINGS_UPLOAD_POLICY"].strip().lower()
 
 LOGGING = {
     "version": 1,

@@ -1,9 +1,17 @@
+from django.conf import settings
+from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
+from django.views.generic import TemplateView
 
 urlpatterns = [
+    path("", TemplateView.as_view(template_name="index.html"), name="home"),
     path("clip/", include("clipcheck.api.urls")),
+    path("", include("listings.api.urls")),
     path("admin/", admin.site.urls),
+    # Local media under DEBUG only; the admin shows listing images through
+    # its own view, which works for any storage.
+    *static(settings.MEDIA_URL, document_root=settings.MEDIA_ROOT),
 ]
 
 handler400 = "clipcheck.api.exceptions.json_bad_request"

@@ -5,3 +5,6 @@ class ListingsConfig(AppConfig):
     name = "listings"
     verbose_name = "Listings"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self):
+        from listings import checks  # noqa: F401  (registers the system checks)

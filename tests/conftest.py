@@ -1,4 +1,6 @@
 import io
+import os
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -26,6 +28,12 @@ def clip_config(settings, tiny_model_dir, batch_root):
     return settings.CLIPCHECK
 
 
+@pytest.fixture(autouse=True)
+def fast_password_hashing(settings):
+    # The production hasher costs about a second per login on a small CI machine.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
 @pytest.fixture
 def fresh_engine():
     reset_engine()
@@ -42,3 +50,85 @@ def image_bytes(format="PNG", size=(64, 48), color=(200, 30, 30), mode="RGB", **
 @pytest.fixture
 def png_bytes():
     return image_bytes()
+
+
+class EncoderCalls:
+    """Counts the engine's forward passes: image batches and text batches."""
+
+    def __init__(self):
+        self.image_calls = []
+        self.text_calls = []
+
+    @property
+    def images_encoded(self):
+        return sum(self.image_calls)
+
+    @property
+    def texts_encoded(self):
+        return sum(self.text_calls)
+
+
+@pytest.fixture
+def encoder_calls(monkeypatch):
+    """Wraps the loaded engine so a test can count what reached the model."""
+    from clipcheck.engine import get_engine
+
+    engine = get_engine()
+    calls = EncoderCalls()
+    encode_images, encode_text_batch = engine.encode_images, engine._encode_text_batch
+
+    def counting_encode_images(images):
+        calls.image_calls.append(len(images))
+        return encode_images(images)
+
+    def counting_encode_text_batch(texts):
+        calls.text_calls.append(len(texts))
+        return encode_text_batch(texts)
+
+    monkeypatch.setattr(engine, "encode_images", counting_encode_images)
+    monkeypatch.setattr(engine, "_encode_text_batch", counting_encode_text_batch)
+    return calls
+
+
+@pytest.fixture
+def media_root(settings, tmp_path):
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+def set_clip_settings(settings, **overrides):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, **overrides}
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+    "--disable-sync", "--no-first-run",
+]
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    """A headless Chromium page (the system's Chromium, driven by Playwright).
+
+    Without Chromium the browser tests fail under CI (env CI set) and are
+    skipped elsewhere.
+    """
+    if not Path(CHROMIUM).exists():
+        message = f"Browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium."
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API runs an event loop in this thread; the test's own
+    # ORM calls are still synchronous.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(30_000)
+            yield page
+        finally:
+            browser.close()

@@ -30,7 +30,10 @@ def exception_handler(exc, context):
     """DRF ``EXCEPTION_HANDLER``: domain errors, validation, Django's own."""
     if isinstance(exc, ClipcheckError):
         headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else None
-        return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code, headers=headers)
+        # Some errors carry fields a client acts on beside the error object
+        # (the 422 of POST /upload: similarity_score, suggestion).
+        body = {**error_body(exc.code, exc.message, exc.detail), **(getattr(exc, "response_fields", None) or {})}
+        return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.ValidationError):
         code, message = validation_error_summary(exc.detail)
         return Response(error_body(code, message, exc.detail), status=status.HTTP_400_BAD_REQUEST)

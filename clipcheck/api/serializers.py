@@ -30,6 +30,10 @@ class ImageUploadField(serializers.FileField):
     """
 
     def to_internal_value(self, data):
+        return decode_image(self.read_bytes(data))
+
+    def read_bytes(self, data):
+        """The uploaded bytes, refused before reading when over the limit."""
         upload = super().to_internal_value(data)
         limit = clip_settings.MAX_UPLOAD_BYTES
         if upload.size is not None and upload.size > limit:
@@ -39,7 +43,7 @@ class ImageUploadField(serializers.FileField):
                 status_code=413,
             )
         upload.seek(0)
-        return decode_image(upload.read(limit + 1))
+        return upload.read(limit + 1)
 
 
 class ProductTextField(serializers.CharField):

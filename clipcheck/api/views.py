@@ -8,6 +8,7 @@ from clipcheck import services
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.serializers import AnalyzeInputSerializer, BatchInputSerializer, ClassifyInputSerializer
 from clipcheck.engine import engine_status
+from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 
 SERVICE_NAME = "CLIP analyzer"
@@ -20,8 +21,10 @@ class AnalyzeView(APIView):
         serializer = AnalyzeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        result = services.analyze_pair(image=data["file"], text=data["text"], threshold=data.get("threshold"))
-        return Response(result)
+        analysis = services.analysis_create(
+            image=data["file"], text=data["text"], threshold=data.get("threshold"), source=Analysis.Source.API
+        )
+        return Response(analysis.result())
 
 
 class ClassifyView(APIView):

@@ -11,6 +11,8 @@ from rest_framework.test import APIClient
 from clipcheck.engine import get_engine
 from tests.conftest import image_bytes
 
+pytestmark = pytest.mark.django_db
+
 ANALYZE_FIELDS = {"is_mismatch", "similarity_score", "threshold_used", "confidence", "match_quality", "text_truncated"}
 
 

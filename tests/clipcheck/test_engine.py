@@ -17,6 +17,8 @@ from tests.clipcheck.test_api import assert_error, upload
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.django_db
+
 
 def test_the_engine_is_loaded_once_and_shared(fresh_engine):
     first = get_engine()
@@ -101,6 +103,7 @@ def test_auto_device_falls_back_to_cpu_without_cuda(monkeypatch):
     assert str(resolve_device("cpu")) == "cpu"
 
 
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_share_one_model_and_agree(fresh_engine):
     """Threaded workers: many threads, one engine, identical answers."""
     data = upload().read()

@@ -1,0 +1,104 @@
+"""Stored analyses and the image-embedding cache.
+
+An ``Analysis`` may concern any object of the project (a listing, an order
+line...) through a generic relation, so this app never imports the apps that
+use it.
+"""
+
+import numpy as np
+from django.contrib.contenttypes.fields import GenericForeignKey
+from django.contrib.contenttypes.models import ContentType
+from django.db import models
+
+
+class ImageEmbedding(models.Model):
+    """One image's embedding under one model: a new text for a known image
+    then costs only a text encode."""
+
+    sha256 = models.CharField(max_length=64)
+    model = models.CharField(max_length=255)
+    dim = models.PositiveIntegerField()
+    # float32 little-endian, ``dim`` values, unit length.
+    vector = models.BinaryField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sha256", "model"], name="clipcheck_image_embedding_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.sha256[:12]}… ({self.model})"
+
+    @staticmethod
+    def pack(vector):
+        return np.asarray(vector, dtype="<f4").tobytes()
+
+    def as_array(self):
+        return np.frombuffer(bytes(self.vector), dtype="<f4")
+
+
+class Analysis(models.Model):
+    class Source(models.TextChoices):
+        API = "api", "API /clip/analyze"
+        BATCH = "batch", "API /clip/analyze-batch"
+        UPLOAD = "upload", "Storefront upload"
+        ADMIN = "admin", "Admin"
+        AUDIT = "audit", "Audit"
+
+    class Verdict(models.TextChoices):
+        MATCH = "match", "Match"
+        MISMATCH = "mismatch", "Mismatch"
+
+    image_sha256 = models.CharField(max_length=64)
+    text = models.TextField()
+    # The cache key holds the text's hash: texts run to MAX_TEXT_LENGTH
+    # characters, too long for an index.
+    text_sha256 = models.CharField(max_length=64)
+    similarity_score = models.FloatField()
+    threshold = models.FloatField()
+    verdict = models.CharField(max_length=16, choices=Verdict.choices)
+    confidence = models.CharField(max_length=16)
+    match_quality = models.CharField(max_length=32)
+    text_truncated = models.BooleanField(default=False)
+    model = models.CharField(max_length=255)
+    device = models.CharField(max_length=32, blank=True)
+    source = models.CharField(max_length=16, choices=Source.choices)
+    # True when the verdict was served from an earlier analysis of the same
+    # image bytes, text, threshold and model without running the model.
+    cached = models.BooleanField(default=False)
+    duration_ms = models.FloatField(help_text="Wall time of the computation; a batch's time is shared by its items.")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    subject_type = models.ForeignKey(ContentType, null=True, blank=True, on_delete=models.SET_NULL)
+    subject_id = models.CharField(max_length=64, blank=True, default="")
+    subject = GenericForeignKey("subject_type", "subject_id")
+
+    class Meta:
+        verbose_name_plural = "analyses"
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["image_sha256", "text_sha256", "model"], name="clipcheck_analysis_cache_key"),
+            models.Index(fields=["subject_type", "subject_id"], name="clipcheck_analysis_subject"),
+        ]
+
+    def __str__(self):
+        return f"Analysis {self.pk}: {self.verdict} {self.similarity_score:.4f}"
+
+    @property
+    def is_mismatch(self):
+        return self.verdict == self.Verdict.MISMATCH
+
+    def result(self):
+        """The /clip/analyze response fields."""
+        return {
+            "is_mismatch": self.is_mismatch,
+            "similarity_score": self.similarity_score,
+            "threshold_used": self.threshold,
+            "confidence": self.confidence,
+            "match_quality": self.match_quality,
+            "text_truncated": self.text_truncated,
+            "cached": self.cached,
+            "analysis_id": self.pk,
+        }

@@ -1,0 +1,48 @@
+"""Reads of stored analyses and embeddings."""
+
+import hashlib
+
+from django.contrib.contenttypes.models import ContentType
+
+from clipcheck.models import Analysis, ImageEmbedding
+
+
+def text_hash(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def analyses_cached(*, keys, model):
+    """Earlier analyses for ``(image_sha256, text_sha256, threshold)`` keys under ``model``.
+
+    Returns ``{key: Analysis}`` for the keys found. Only computed rows are
+    candidates (a cached row copies one), which keeps the scan short for
+    popular images; the newest wins.
+    """
+    keys = set(keys)
+    if not keys:
+        return {}
+    candidates = Analysis.objects.filter(
+        model=model,
+        cached=False,
+        image_sha256__in={image_sha256 for image_sha256, _, _ in keys},
+        text_sha256__in={text_sha256 for _, text_sha256, _ in keys},
+    ).order_by("id")
+    found = {}
+    for analysis in candidates:
+        key = (analysis.image_sha256, analysis.text_sha256, analysis.threshold)
+        if key in keys:
+            found[key] = analysis
+    return found
+
+
+def image_embeddings_get(*, hashes, model):
+    """Stored embeddings ``{sha256: np.ndarray}`` of the given image hashes under ``model``."""
+    rows = ImageEmbedding.objects.filter(model=model, sha256__in=set(hashes))
+    return {row.sha256: row.as_array() for row in rows}
+
+
+def analyses_for_subject(*, subject):
+    """The analyses stored for one object, newest first."""
+    return Analysis.objects.filter(
+        subject_type=ContentType.objects.get_for_model(subject), subject_id=str(subject.pk)
+    )

@@ -1,0 +1,357 @@
+"""The moderation queue: listings with their CLIP scores, and the review queue.
+
+Actions only parse the selection, call a service and report counts.
+Approving, rejecting and flagging need the ``listings.moderate_listing``
+permission; re-running the check needs ``change``.
+"""
+
+import mimetypes
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.http import Http404, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
+
+from clipcheck import scoring
+from clipcheck.errors import ClipcheckError
+from clipcheck.images import decode_image
+from clipcheck.models import Analysis
+from clipcheck.selectors import analyses_for_subject
+from clipcheck.settings import clip_settings
+from listings import services
+from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, ReviewQueueItem
+
+Status = Listing.Status
+
+QUALITY_COLOURS = {"excellent": "#1e7e34", "good": "#5cb85c", "fair": "#e0a800", "poor": "#fd7e14", "mismatch": "#c82333"}
+
+
+def quality_badge(score):
+    """A score with its quality band as a coloured badge and bar."""
+    if score is None:
+        return mark_safe('<span class="clip-unchecked" style="color:#888">not checked</span>')
+    quality = scoring.match_quality(score)
+    colour = QUALITY_COLOURS.get(quality, "#6c757d")
+    return format_html(
+        '<span class="clip-score" data-quality="{quality}" title="{quality}">'
+        '<strong>{score}</strong> '
+        '<span style="background:{colour};color:#fff;border-radius:3px;padding:1px 5px;font-size:11px">{quality}</span>'
+        '<span style="display:block;width:90px;height:5px;background:#e9ecef;margin-top:3px">'
+        '<span style="display:block;height:5px;width:{percent}%;background:{colour}"></span></span></span>',
+        quality=quality, score=f"{score:.3f}", colour=colour, percent=round(min(max(score, 0.0), 1.0) * 100),
+    )
+
+
+def image_url(listing):
+    return reverse("admin:listings_listing_image", args=[listing.pk])
+
+
+class ListingAdminForm(forms.ModelForm):
+    """Images are decoded by clipcheck's one decoder and stored under a generated name."""
+
+    class Meta:
+        model = Listing
+        fields = ["title", "description", "category", "price", "image"]
+
+    image_sha256 = None
+
+    def clean_image(self):
+        upload = self.cleaned_data.get("image")
+        if "image" not in self.changed_data or not upload:
+            return upload
+        upload.seek(0)
+        try:
+            decoded = decode_image(upload.read(clip_settings.MAX_UPLOAD_BYTES + 1))
+        except ClipcheckError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code)
+        upload.seek(0)
+        # Only the suffix of the name matters to upload_to; take it from
+        # the decoded format, not the client.
+        upload.name = f"upload.{FORMAT_SUFFIXES.get(decoded.format, 'bin')}"
+        self.image_sha256 = decoded.sha256
+        return upload
+
+
+class QualityBandFilter(admin.SimpleListFilter):
+    title = "quality band"
+    parameter_name = "quality"
+
+    def lookups(self, request, model_admin):
+        bands = sorted(clip_settings.QUALITY_BANDS.items(), key=lambda band: -band[1])
+        return [(label, label) for label, _ in bands]
+
+    def queryset(self, request, queryset):
+        if self.value():
+            return queryset.filter(match_quality=self.value())
+        return queryset
+
+
+class CheckedFilter(admin.SimpleListFilter):
+    title = "CLIP check"
+    parameter_name = "checked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Checked"), ("no", "Unchecked")]
+
+    def queryset(self, request, queryset):
+        if self.value() in ("yes", "no"):
+            return queryset.filter(checked_at__isnull=self.value() == "no")
+        return queryset
+
+
+class RejectForm(forms.Form):
+    note = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        required=False,
+        help_text="Why: recorded with the decision and shown to whoever looks next.",
+    )
+
+
+class ModerationDecisionInline(admin.TabularInline):
+    model = ModerationDecision
+    extra = 0
+    can_delete = False
+    fields = ("decided_at", "moderator", "from_status", "to_status", "note", "title_score", "description_score")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+class ModerationActionsMixin:
+    """Approve / reject / flag, shared by the listing changelist and the review queue."""
+
+    def has_moderate_permission(self, request):
+        return request.user.has_perm("listings.moderate_listing")
+
+    @admin.action(description="Approve the selected listings", permissions=["moderate"])
+    def approve_selected(self, request, queryset):
+        changed = services.listings_decide(listings=list(queryset), moderator=request.user, to_status=Status.APPROVED)
+        self.message_user(request, f"Approved {changed} listing(s); {queryset.count() - changed} already approved.")
+
+    @admin.action(description="Reject the selected listings…", permissions=["moderate"])
+    def reject_selected(self, request, queryset):
+        # Like delete_selected: the first post shows a confirmation page that
+        # asks for a note; its own post (post=yes) records the decision.
+        form = RejectForm(request.POST if request.POST.get("post") == "yes" else None)
+        if form.is_bound and form.is_valid():
+            changed = services.listings_decide(
+                listings=list(queryset), moderator=request.user, to_status=Status.REJECTED,
+                note=form.cleaned_data["note"],
+            )
+            self.message_user(request, f"Rejected {changed} listing(s); {queryset.count() - changed} already rejected.")
+            return None
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Reject listings",
+            "subtitle": None,
+            "opts": self.model._meta,
+            "queryset": queryset,
+            "form": form,
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "action_name": "reject_selected",
+            "media": self.media,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/listings/reject_confirmation.html", context)
+
+    @admin.action(description="Flag mismatches for manual review", permissions=["moderate"])
+    def flag_mismatches(self, request, queryset):
+        listings = list(queryset)
+        flagged = services.listings_flag_mismatches(listings=listings, moderator=request.user)
+        self.message_user(
+            request, f"Flagged {flagged} listing(s) for review; {len(listings) - flagged} left as they were."
+        )
+
+
+@admin.register(Listing)
+class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
+    form = ListingAdminForm
+    list_display = (
+        "thumbnail", "title", "status", "title_score_badge", "description_score_badge", "category", "price",
+        "checked_at",
+    )
+    list_display_links = ("thumbnail", "title")
+    list_filter = ("status", QualityBandFilter, CheckedFilter, "category")
+    search_fields = ("title", "description", "category")
+    list_select_related = ()
+    list_per_page = 50
+    actions = ["recheck_selected", "flag_mismatches", "approve_selected", "reject_selected"]
+    inlines = [ModerationDecisionInline]
+    readonly_fields = (
+        "image_preview", "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality",
+        "checked_at", "checked_model", "image_sha256", "moderated_by", "moderated_at", "moderation_note",
+        "analyses_table",
+    )
+    fieldsets = (
+        (None, {"fields": ("title", "description", "category", "price", "image", "image_preview")}),
+        ("CLIP check", {"fields": (
+            "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality", "checked_at",
+            "checked_model", "image_sha256", "analyses_table",
+        )}),
+        ("Moderation", {"fields": ("moderated_by", "moderated_at", "moderation_note")}),
+    )
+
+    def get_urls(self):
+        return [
+            path(
+                "<path:object_id>/image/",
+                self.admin_site.admin_view(self.image_view),
+                name="listings_listing_image",
+            ),
+            *super().get_urls(),
+        ]
+
+    def image_view(self, request, object_id):
+        """The stored image, read through storage: works for private S3 buckets too."""
+        listing = Listing.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        if listing is None or not self.has_view_or_change_permission(request, listing):
+            raise Http404("No such listing.")
+        try:
+            data = services.listing_image_read(listing=listing)
+        except ClipcheckError:
+            raise Http404("The image cannot be read.")
+        content_type = mimetypes.guess_type(listing.image.name)[0] or "application/octet-stream"
+        response = HttpResponse(data, content_type=content_type)
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
+
+    @admin.display(description="image")
+    def thumbnail(self, listing):
+        if not listing.image:
+            return "—"
+        return format_html(
+            '<img src="{}" alt="" loading="lazy" style="width:72px;height:72px;object-fit:cover;border-radius:4px">',
+            image_url(listing),
+        )
+
+    @admin.display(description="image")
+    def image_preview(self, listing):
+        if not listing.pk or not listing.image:
+            return "—"
+        return format_html('<img src="{}" alt="" style="max-width:480px;max-height:480px">', image_url(listing))
+
+    @admin.display(description="title score", ordering="title_score")
+    def title_score_badge(self, listing):
+        return quality_badge(listing.title_score)
+
+    @admin.display(description="description score", ordering="description_score")
+    def description_score_badge(self, listing):
+        return quality_badge(listing.description_score)
+
+    @admin.display(description="analyses")
+    def analyses_table(self, listing):
+        analyses = analyses_for_subject(subject=listing)[:20] if listing.pk else []
+        if not analyses:
+            return "—"
+        rows = format_html_join(
+            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (a.created_at.strftime("%Y-%m-%d %H:%M"), a.source, f"{a.similarity_score:.4f}", a.verdict,
+                 "cached" if a.cached else "", a.text[:60])
+                for a in analyses
+            ),
+        )
+        return format_html(
+            "<table><tr><th>when</th><th>source</th><th>score</th><th>verdict</th><th></th><th>text</th></tr>{}</table>",
+            rows,
+        )
+
+    def save_model(self, request, obj, form, change):
+        check = services.listing_save(listing=obj, image_sha256=form.image_sha256)
+        if check is not None:
+            self.message_user(
+                request, f"Image or text changed: re-checked, status {check.to_status}.", messages.INFO
+            )
+
+    @admin.action(description="Re-run the CLIP check on the selected listings", permissions=["change"])
+    def recheck_selected(self, request, queryset):
+        outcomes = services.listings_recheck(listings=list(queryset), source=Analysis.Source.ADMIN)
+        failed = [outcome for outcome in outcomes if outcome.error is not None]
+        matched = sum(1 for outcome in outcomes if outcome.error is None and outcome.is_match)
+        mismatched = len(outcomes) - len(failed) - matched
+        changed = sum(1 for outcome in outcomes if outcome.from_status != outcome.to_status)
+        self.message_user(
+            request,
+            f"Checked {len(outcomes) - len(failed)} listing(s): {matched} match, {mismatched} mismatch; "
+            f"{changed} changed status.",
+        )
+        if failed:
+            self.message_user(
+                request,
+                f"{len(failed)} listing(s) could not be checked: "
+                + "; ".join(f"#{outcome.listing.pk}: {outcome.error.message}" for outcome in failed[:5]),
+                messages.WARNING,
+            )
+
+
+@admin.register(ReviewQueueItem)
+class ReviewQueueAdmin(ModerationActionsMixin, admin.ModelAdmin):
+    """Only the listings that need a person, oldest first, large enough to judge."""
+
+    list_display = ("review_card", "title_score_badge", "description_score_badge", "waiting_since")
+    list_display_links = None
+    list_filter = (QualityBandFilter, "category")
+    search_fields = ("title", "description", "category")
+    ordering = ("created_at", "id")
+    list_per_page = 20
+    actions = ["approve_selected", "reject_selected"]
+    title_score_badge = ListingAdmin.title_score_badge
+    description_score_badge = ListingAdmin.description_score_badge
+
+    def changelist_view(self, request, extra_context=None):
+        return super().changelist_view(request, {"title": "Listings that need review, oldest first", **(extra_context or {})})
+
+    @admin.display(description="listing")
+    def review_card(self, item):
+        change_url = reverse("admin:listings_listing_change", args=[item.pk])
+        return format_html(
+            '<div class="review-card" style="display:flex;gap:16px;align-items:flex-start">'
+            '<img src="{}" alt="" style="width:320px;max-height:320px;object-fit:contain;background:#f4f4f4">'
+            '<div style="max-width:520px"><h3 style="margin-top:0"><a href="{}">{}</a></h3>'
+            '<p style="white-space:pre-wrap">{}</p><p style="color:#666">{} {}</p></div></div>',
+            image_url(item), change_url, item.title, item.description, item.category, item.price or "",
+        )
+
+    @admin.display(description="waiting since", ordering="created_at")
+    def waiting_since(self, item):
+        return item.created_at
+
+    # The queue is a view of Listing: Listing's permissions apply.
+    def has_view_permission(self, request, obj=None):
+        return request.user.has_perm("listings.view_listing") or request.user.has_perm("listings.change_listing")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(ModerationDecision)
+class ModerationDecisionAdmin(admin.ModelAdmin):
+    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "title_score",
+                    "description_score", "threshold", "note")
+    list_filter = ("to_status", "from_status", ("decided_at", admin.DateFieldListFilter))
+    search_fields = ("note", "listing__title")
+    list_select_related = ("listing", "moderator")
+    readonly_fields = [field.name for field in ModerationDecision._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,28 @@
+"""System checks for ``settings.LISTINGS`` (ids ``listings.E0xx``)."""
+
+from django.core.checks import Error, Tags, register
+
+from listings.settings import DEFAULTS, UPLOAD_POLICIES, listings_settings
+
+
+@register(Tags.compatibility)
+def check_listings_settings(app_configs=None, **kwargs):
+    errors = []
+    unknown = sorted(set(listings_settings.user_settings) - set(DEFAULTS))
+    if unknown:
+        errors.append(Error(
+            f"Unknown LISTINGS settings: {', '.join(unknown)}.",
+            hint=f"Valid keys: {', '.join(sorted(DEFAULTS))}.",
+            id="listings.E001",
+        ))
+    if listings_settings.UPLOAD_POLICY not in UPLOAD_POLICIES:
+        errors.append(Error(
+            f"LISTINGS UPLOAD_POLICY {listings_settings.UPLOAD_POLICY!r} is not valid.",
+            hint=f"Use one of {', '.join(UPLOAD_POLICIES)}.",
+            id="listings.E002",
+        ))
+    for key in ("SUGGESTION_TOP_K", "CHECK_BATCH_SIZE"):
+        value = getattr(listings_settings, key)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            errors.append(Error(f"LISTINGS {key} {value!r} must be a positive integer.", id="listings.E003"))
+    return errors

@@ -1,0 +1,21 @@
+"""Errors of the listings app, in clipcheck's one error format."""
+
+from clipcheck.errors import ClipcheckError
+
+
+class ImageTextMismatch(ClipcheckError):
+    """POST /upload under the "reject" policy: the description does not match the photo."""
+
+    status_code = 422
+    code = "image_text_mismatch"
+
+    def __init__(self, message, *, similarity_score, suggestion, **kwargs):
+        super().__init__(message, **kwargs)
+        self.response_fields = {"similarity_score": similarity_score, "suggestion": suggestion}
+
+
+class ListingImageUnavailable(ClipcheckError):
+    """A listing's stored image cannot be read back from storage."""
+
+    status_code = 409
+    code = "image_unavailable"

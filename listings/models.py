@@ -1,0 +1,151 @@
+"""Product listings, their CLIP check state and the moderators' decisions."""
+
+import hashlib
+import json
+import uuid
+from pathlib import PurePosixPath
+
+from django.conf import settings
+from django.db import models
+
+from clipcheck.models import Analysis
+
+# Suffixes a stored image may keep; anything else is stored as ".bin" so a
+# crafted name can never make storage serve it as HTML or script.
+IMAGE_SUFFIXES = {"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"}
+FORMAT_SUFFIXES = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+
+
+def listing_image_path(instance, filename):
+    """A generated storage name: the client's file name is never used."""
+    suffix = PurePosixPath(filename).suffix.lower().lstrip(".")
+    return f"listings/{uuid.uuid4().hex}.{suffix if suffix in IMAGE_SUFFIXES else 'bin'}"
+
+
+def texts_hash(title, description):
+    """What a check of these texts used; JSON keeps ("a b", "c") apart from ("a", "b c")."""
+    return hashlib.sha256(json.dumps([title, description]).encode("utf-8")).hexdigest()
+
+
+class Listing(models.Model):
+    class Status(models.TextChoices):
+        PENDING = "pending", "Pending"
+        APPROVED = "approved", "Approved"
+        NEEDS_REVIEW = "needs_review", "Needs review"
+        REJECTED = "rejected", "Rejected"
+
+    title = models.CharField(max_length=200)
+    description = models.TextField()
+    category = models.CharField(max_length=100, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    image = models.ImageField(upload_to=listing_image_path, max_length=255)
+    image_sha256 = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the stored image bytes.")
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+
+    # The latest CLIP check.
+    title_score = models.FloatField(null=True, blank=True, editable=False)
+    description_score = models.FloatField(null=True, blank=True, editable=False)
+    clip_verdict = models.CharField(max_length=16, choices=Analysis.Verdict.choices, blank=True, editable=False)
+    # The quality band of the weaker of the two scores (the changelist filter).
+    match_quality = models.CharField(max_length=32, blank=True, editable=False)
+    checked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What that check used, so an audit skips listings nothing has changed for.
+    checked_model = models.CharField(max_length=255, blank=True, editable=False)
+    checked_image_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+    checked_texts_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+
+    # The latest moderator decision (the history is in ModerationDecision).
+    moderated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    moderated_at = models.DateTimeField(null=True, blank=True, editable=False)
+    moderation_note = models.TextField(blank=True, editable=False)
+    # The image and texts that decision was about (see ``content_sha256``).
+    moderated_content_sha256 = models.CharField(max_length=64, blank=True, editable=False)
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        permissions = [("moderate_listing", "Can approve, reject or flag listings")]
+        indexes = [models.Index(fields=["status", "created_at"], name="listing_status_created")]
+
+    def __str__(self):
+        return self.title
+
+    @property
+    def texts_sha256(self):
+        return texts_hash(self.title, self.description)
+
+    @property
+    def content_sha256(self):
+        """The image and texts together: what a moderator's decision is about."""
+        return hashlib.sha256(f"{self.image_sha256}:{self.texts_sha256}".encode()).hexdigest()
+
+    @property
+    def is_moderated(self):
+        return self.moderated_at is not None
+
+    def content_changed_since_decision(self):
+        return self.is_moderated and self.moderated_content_sha256 != self.content_sha256
+
+    @property
+    def is_checked(self):
+        return self.checked_at is not None
+
+    def content_changed_since_check(self):
+        """True when the image or a text differs from what the last check saw."""
+        return (
+            not self.is_checked
+            or self.checked_image_sha256 != self.image_sha256
+            or self.checked_texts_sha256 != self.texts_sha256
+        )
+
+    def needs_check(self, *, model):
+        return self.content_changed_since_check() or self.checked_model != model
+
+
+class ReviewQueueManager(models.Manager):
+    def get_queryset(self):
+        return super().get_queryset().filter(status=Listing.Status.NEEDS_REVIEW)
+
+
+class ReviewQueueItem(Listing):
+    """The listings waiting for a moderator, oldest first (its own admin page)."""
+
+    objects = ReviewQueueManager()
+
+    class Meta:
+        proxy = True
+        ordering = ["created_at", "id"]
+        verbose_name = "review queue item"
+        verbose_name_plural = "needs review"
+
+
+class ModerationDecision(models.Model):
+    """One moderator decision; approved/rejected ones label the scores for
+    calibrating the threshold (approved = match, rejected = mismatch)."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="decisions")
+    moderator = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+")
+    decided_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    from_status = models.CharField(max_length=16, choices=Listing.Status.choices)
+    to_status = models.CharField(max_length=16, choices=Listing.Status.choices)
+    note = models.TextField(blank=True)
+    # The check the moderator saw.
+    title_score = models.FloatField(null=True, blank=True)
+    description_score = models.FloatField(null=True, blank=True)
+    threshold = models.FloatField(null=True, blank=True)
+    model = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["-decided_at", "-id"]
+
+    def __str__(self):
+        return f"{self.listing_id}: {self.from_status} → {self.to_status}"
+
+    @property
+    def label(self):
+        """The calibration label: "match", "mismatch", or None for a flag."""
+        return {Listing.Status.APPROVED: "match", Listing.Status.REJECTED: "mismatch"}.get(self.to_status)

@@ -1,0 +1,306 @@
+"""Listings: submission, CLIP checks and moderation decisions.
+
+Status after a check (``status_after_check``):
+
+- a listing no moderator has decided on follows the verdicts: both the title
+  and the description match → ``approved``; either mismatches →
+  ``needs_review``;
+- a moderator's decision (approve, reject, flag) stands while the image and
+  texts stay as they were when it was made: a re-check (new model, audit)
+  updates the scores, never the status;
+- when the image or a text of a moderated listing changes, the person judged
+  other content, so it goes (and stays) back in ``needs_review`` whatever
+  the verdicts, until a moderator decides again: a listing a moderator
+  rejected is never approved by the machine.
+"""
+
+import logging
+from dataclasses import dataclass
+
+from django.core.files.base import ContentFile
+from django.db import transaction
+from django.utils import timezone
+
+from clipcheck import scoring, selectors as clip_selectors, services as clip_services
+from clipcheck.errors import ClipcheckError
+from clipcheck.images import decode_image
+from clipcheck.models import Analysis
+from clipcheck.settings import clip_settings
+from listings.errors import ImageTextMismatch, ListingImageUnavailable
+from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, texts_hash
+from listings.settings import listings_settings
+
+logger = logging.getLogger(__name__)
+
+Status = Listing.Status
+
+
+@dataclass
+class ListingCheck:
+    """The outcome of checking one listing; ``error`` set when it could not be checked."""
+
+    listing: Listing
+    from_status: str
+    to_status: str
+    title_analysis: Analysis | None = None
+    description_analysis: Analysis | None = None
+    error: ClipcheckError | None = None
+
+    @property
+    def is_match(self):
+        return self.error is None and not (self.title_analysis.is_mismatch or self.description_analysis.is_mismatch)
+
+
+@dataclass
+class ListingSubmission:
+    listing: Listing
+    title_analysis: Analysis
+    description_analysis: Analysis
+    suggestion: str | None
+
+
+def status_after_check(*, status, moderated, content_changed, is_match):
+    """The status a check moves a listing to (the rules in the module docstring)."""
+    if moderated:
+        return Status.NEEDS_REVIEW if content_changed else status
+    return Status.APPROVED if is_match else Status.NEEDS_REVIEW
+
+
+# Submission (POST /upload)
+
+def listing_submit(*, image_data, image, title, description, category="", price=None, policy=None):
+    """Check a new listing's photo against its title and description, then store it.
+
+    Under the "reject" policy a description that does not match raises
+    ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
+    """
+    policy = policy or listings_settings.UPLOAD_POLICY
+    title_analysis, description_analysis = clip_services.analyses_create(
+        requests=[
+            clip_services.AnalysisRequest(image=image, text=title),
+            clip_services.AnalysisRequest(image=image, text=description),
+        ],
+        source=Analysis.Source.UPLOAD,
+    )
+    suggestion = None
+    if title_analysis.is_mismatch or description_analysis.is_mismatch:
+        suggestion = listing_suggestion(image=image)
+    if policy == "reject" and description_analysis.is_mismatch:
+        raise ImageTextMismatch(
+            "The photo does not match the description.",
+            similarity_score=description_analysis.similarity_score,
+            suggestion=suggestion,
+        )
+
+    listing = Listing(
+        title=title, description=description, category=category or "", price=price, image_sha256=image.sha256
+    )
+    # The storage name is generated; the suffix comes from the decoded format.
+    listing.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(image_data), save=False)
+    try:
+        with transaction.atomic():
+            listing.save()
+            clip_services.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
+            _listing_apply_check(
+                listing=listing,
+                image_sha256=image.sha256,
+                texts_sha256=listing.texts_sha256,
+                title_analysis=title_analysis,
+                description_analysis=description_analysis,
+            )
+    except BaseException:
+        listing.image.storage.delete(listing.image.name)
+        raise
+    return ListingSubmission(listing, title_analysis, description_analysis, suggestion)
+
+
+def listing_suggestion(*, image):
+    """A hint for the seller: what the photo looks like to the model."""
+    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=clip_services.model_id())
+    matches = clip_services.classify_image(
+        image=image, top_k=listings_settings.SUGGESTION_TOP_K, image_embedding=stored.get(image.sha256)
+    )
+    names = ", ".join(match["category"] for match in matches)
+    return f"Your photo looks like: {names}. Check that the photo shows the product described."
+
+
+# Checks
+
+def listing_check(*, listing, source=Analysis.Source.ADMIN):
+    """Check one listing's stored image against its title and description.
+
+    Raises the ``ClipcheckError`` when the image cannot be read or decoded;
+    ``listing`` is refreshed with the stored result.
+    """
+    outcome = listings_check(listings=[listing], source=source)[0]
+    if outcome.error is not None:
+        raise outcome.error
+    listing.refresh_from_db()
+    return outcome
+
+
+def listings_check(*, listings, source=Analysis.Source.AUDIT):
+    """Check listings in one batch: one outcome per listing, in order.
+
+    Images are read through storage and decoded by ``decode_image``; all
+    images of the batch go through one ``encode_images`` call and all texts
+    through one ``encode_texts`` call (``analyses_create``); analyses and
+    status changes are committed together in one transaction. A listing whose
+    image cannot be read gets an outcome with ``error`` and is left as it was.
+    """
+    outcomes = [None] * len(listings)
+    readable = []
+    for index, listing in enumerate(listings):
+        try:
+            readable.append((index, listing, decode_image(listing_image_read(listing=listing))))
+        except ClipcheckError as exc:
+            logger.warning("Listing %s cannot be checked: %s", listing.pk, exc.message)
+            outcomes[index] = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=exc)
+    if not readable:
+        return outcomes
+
+    requests = []
+    for _, listing, image in readable:
+        requests.append(clip_services.AnalysisRequest(image=image, text=listing.title, subject=listing))
+        requests.append(clip_services.AnalysisRequest(image=image, text=listing.description, subject=listing))
+    with transaction.atomic():
+        analyses = clip_services.analyses_create(requests=requests, source=source)
+        # Locked and re-read: a moderator's decision made while the model ran
+        # is not overwritten with a stale status.
+        current = Listing.objects.select_for_update().in_bulk([listing.pk for _, listing, _ in readable])
+        for position, (index, listing, image) in enumerate(readable):
+            title_analysis, description_analysis = analyses[2 * position], analyses[2 * position + 1]
+            fresh = current.get(listing.pk)
+            checked_texts = texts_hash(listing.title, listing.description)
+            if fresh is None or fresh.image.name != listing.image.name or fresh.texts_sha256 != checked_texts:
+                # Deleted or edited meanwhile; the edit brings its own check.
+                outcomes[index] = ListingCheck(
+                    listing=fresh or listing, from_status=listing.status, to_status=(fresh or listing).status,
+                    title_analysis=title_analysis, description_analysis=description_analysis,
+                )
+                continue
+            outcomes[index] = _listing_apply_check(
+                listing=fresh,
+                image_sha256=image.sha256,
+                texts_sha256=checked_texts,
+                title_analysis=title_analysis,
+                description_analysis=description_analysis,
+            )
+    return outcomes
+
+
+def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
+    """Check many listings in batches of ``LISTINGS["CHECK_BATCH_SIZE"]``."""
+    listings = list(listings)
+    size = listings_settings.CHECK_BATCH_SIZE
+    outcomes = []
+    for start in range(0, len(listings), size):
+        outcomes.extend(listings_check(listings=listings[start:start + size], source=source))
+    return outcomes
+
+
+def listing_image_read(*, listing):
+    """The stored image bytes, read through the listing's storage (local or S3)."""
+    limit = clip_settings.MAX_UPLOAD_BYTES
+    if not listing.image.name:
+        raise ListingImageUnavailable(f"Listing {listing.pk} has no image.")
+    try:
+        with listing.image.storage.open(listing.image.name, "rb") as handle:
+            return handle.read(limit + 1)
+    except Exception as exc:  # each storage backend raises its own errors
+        raise ListingImageUnavailable(
+            f"The image of listing {listing.pk} cannot be read from storage: {exc.__class__.__name__}."
+        ) from exc
+
+
+def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis, description_analysis):
+    from_status = listing.status
+    is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch)
+    listing.image_sha256 = image_sha256
+    listing.status = status_after_check(
+        status=listing.status,
+        moderated=listing.is_moderated,
+        content_changed=listing.content_changed_since_decision(),
+        is_match=is_match,
+    )
+    listing.title_score = title_analysis.similarity_score
+    listing.description_score = description_analysis.similarity_score
+    listing.clip_verdict = Analysis.Verdict.MATCH if is_match else Analysis.Verdict.MISMATCH
+    listing.match_quality = scoring.match_quality(min(listing.title_score, listing.description_score))
+    listing.checked_at = timezone.now()
+    listing.checked_model = title_analysis.model
+    listing.checked_image_sha256 = image_sha256
+    listing.checked_texts_sha256 = texts_sha256
+    listing.save(update_fields=[
+        "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_at",
+        "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256", "updated_at",
+    ])
+    return ListingCheck(
+        listing=listing, from_status=from_status, to_status=listing.status,
+        title_analysis=title_analysis, description_analysis=description_analysis,
+    )
+
+
+# Saves (the admin's change form)
+
+def listing_save(*, listing, image_sha256=None, source=Analysis.Source.ADMIN):
+    """Save a created or edited listing and re-check it when its image or texts changed.
+
+    ``image_sha256`` is given when a new image was attached. Returns the
+    ``ListingCheck``, or None when nothing the check depends on changed.
+    """
+    if image_sha256 is not None:
+        listing.image_sha256 = image_sha256
+    listing.save()
+    if not listing.content_changed_since_check():
+        return None
+    return listing_check(listing=listing, source=source)
+
+
+# Moderation
+
+def listings_decide(*, listings, moderator, to_status, note=""):
+    """Record a moderator's decision on listings; returns how many changed.
+
+    Listings already in ``to_status`` are left alone (no decision recorded).
+    """
+    changed = 0
+    now = timezone.now()
+    threshold = clip_services.default_threshold()
+    with transaction.atomic():
+        for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
+            if listing.status == to_status:
+                continue
+            ModerationDecision.objects.create(
+                listing=listing,
+                moderator=moderator,
+                from_status=listing.status,
+                to_status=to_status,
+                note=note,
+                title_score=listing.title_score,
+                description_score=listing.description_score,
+                threshold=threshold,
+                model=listing.checked_model,
+            )
+            listing.status = to_status
+            listing.moderated_by, listing.moderated_at, listing.moderation_note = moderator, now, note
+            listing.moderated_content_sha256 = listing.content_sha256
+            listing.save(update_fields=[
+                "status", "moderated_by", "moderated_at", "moderation_note", "moderated_content_sha256", "updated_at",
+            ])
+            changed += 1
+    return changed
+
+
+def listing_approve(*, listing, moderator, note=""):
+    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.APPROVED, note=note)
+
+
+def listing_reject(*, listing, moderator, note=""):
+    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED, note=note)
+
+
+def listings_flag_mismatches(*, listings, moderator, note=""):
+    """Send the listings whose latest check found a mismatch to the review queue."""
+    mismatched = [listing for listing in listings if listing.clip_verdict == Analysis.Verdict.MISMATCH]
+    return listings_decide(listings=mismatched, moderator=moderator, to_status=Status.NEEDS_REVIEW, note=note)

@@ -1,0 +1,36 @@
+"""Settings of the listings app: one ``LISTINGS`` dict read through ``listings_settings``.
+
+    LISTINGS = {"UPLOAD_POLICY": "reject"}
+
+Validated by the system checks in ``listings.checks`` (``listings.E0xx``).
+The CLIP model, threshold and quality bands come from ``CLIPCHECK``.
+"""
+
+from django.core.signals import setting_changed
+
+from clipcheck.settings import ClipSettings
+
+SETTING_NAME = "LISTINGS"
+
+UPLOAD_POLICIES = ("flag", "reject")
+
+DEFAULTS = {
+    # What POST /upload does when the description does not match the photo:
+    # "flag" stores the listing as needs_review (queued for a moderator);
+    # "reject" answers 422 with a suggestion and stores nothing.
+    "UPLOAD_POLICY": "flag",
+    # Categories named in the suggestion to the seller on a mismatch.
+    "SUGGESTION_TOP_K": 2,
+    # Listings per encode call when re-checking many (admin action, audit).
+    "CHECK_BATCH_SIZE": 32,
+}
+
+listings_settings = ClipSettings(DEFAULTS, setting_name=SETTING_NAME)
+
+
+def reload_listings_settings(*, setting, **kwargs):
+    if setting == SETTING_NAME:
+        listings_settings.reload()
+
+
+setting_changed.connect(reload_listings_settings)

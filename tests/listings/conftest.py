@@ -1,0 +1,69 @@
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
+from django.core.files.base import ContentFile
+
+from clipcheck.images import decode_image
+from clipcheck.services import analyze_pair
+from listings.models import Listing
+from tests.conftest import image_bytes, set_clip_settings
+
+RED = (200, 30, 30)
+# Under the tiny test checkpoint the red photo scores well above zero with
+# MATCHING_TEXT and zero with MISMATCHING_TEXT; ``split_threshold`` puts the
+# threshold between them so a test decides which text matches.
+MATCHING_TEXT = "a blue bag"
+MISMATCHING_TEXT = "red shoe"
+
+
+@pytest.fixture(autouse=True)
+def listing_media(media_root):
+    return media_root
+
+
+@pytest.fixture
+def split_threshold(settings):
+    """Set the threshold so that MATCHING_TEXT matches the red photo and MISMATCHING_TEXT does not."""
+    photo = decode_image(image_bytes(color=RED))
+    high = analyze_pair(image=photo, text=MATCHING_TEXT)["similarity_score"]
+    low = analyze_pair(image=photo, text=MISMATCHING_TEXT)["similarity_score"]
+    assert high > low, "the test checkpoint no longer separates the two texts"
+    threshold = round((high + low) / 2, 4)
+    set_clip_settings(settings, THRESHOLD=threshold)
+    return threshold
+
+
+@pytest.fixture
+def everything_matches(settings):
+    set_clip_settings(settings, THRESHOLD=0.0)
+
+
+@pytest.fixture
+def nothing_matches(settings):
+    set_clip_settings(settings, THRESHOLD=1.0)
+
+
+@pytest.fixture
+def make_listing(db):
+    """A stored listing with its image in storage, not yet checked."""
+
+    def make(*, title=MATCHING_TEXT, description=MATCHING_TEXT, color=RED, status=Listing.Status.PENDING, **fields):
+        data = image_bytes(color=color)
+        listing = Listing(
+            title=title, description=description, status=status, image_sha256=decode_image(data).sha256, **fields
+        )
+        listing.image.save("photo.png", ContentFile(data), save=False)
+        listing.save()
+        return listing
+
+    return make
+
+
+@pytest.fixture
+def moderator(db):
+    user = get_user_model().objects.create_user("moderator", password="moderator-password-1", is_staff=True)
+    user.user_permissions.set(Permission.objects.filter(
+        content_type__app_label="listings",
+        codename__in=["view_listing", "change_listing", "add_listing", "moderate_listing"],
+    ))
+    return user

@@ -1,0 +1,26 @@
+"""System checks of the LISTINGS settings."""
+
+import pytest
+
+from listings.checks import check_listings_settings
+
+
+def error_ids(settings, listings):
+    settings.LISTINGS = listings
+    return [error.id for error in check_listings_settings()]
+
+
+def test_the_defaults_pass(settings):
+    assert error_ids(settings, {}) == []
+    assert error_ids(settings, {"UPLOAD_POLICY": "reject", "SUGGESTION_TOP_K": 3, "CHECK_BATCH_SIZE": 8}) == []
+
+
+@pytest.mark.parametrize(("listings", "expected"), [
+    ({"UPLOAD_POLICY_X": "flag"}, ["listings.E001"]),
+    ({"UPLOAD_POLICY": "drop"}, ["listings.E002"]),
+    ({"SUGGESTION_TOP_K": 0}, ["listings.E003"]),
+    ({"CHECK_BATCH_SIZE": "32"}, ["listings.E003"]),
+    ({"CHECK_BATCH_SIZE": True}, ["listings.E003"]),
+])
+def test_mistakes_are_reported(settings, listings, expected):
+    assert error_ids(settings, listings) == expected

@@ -1,0 +1,107 @@
+"""POST /upload: the storefront's listing upload."""
+
+import pytest
+from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from clipcheck.selectors import analyses_for_subject
+from listings.api.views import UploadView
+from listings.models import Listing
+from tests.conftest import image_bytes
+from tests.listings.conftest import MATCHING_TEXT, MISMATCHING_TEXT, RED
+
+pytestmark = pytest.mark.django_db
+
+
+def upload(client, *, data=None, filename="my holiday photo.png", **fields):
+    payload = {"title": MATCHING_TEXT, "description": MATCHING_TEXT, **fields}
+    if data is not False:
+        payload["file"] = SimpleUploadedFile(filename, data or image_bytes(color=RED), content_type="image/png")
+    return client.post("/upload", payload)
+
+
+def test_a_matching_upload_is_stored_and_approved(client, split_threshold):
+    response = upload(client, category="bags", price="19.90")
+
+    assert response.status_code == 201
+    body = response.json()
+    listing = Listing.objects.get(pk=body["listing_id"])
+    assert body["status"] == listing.status == "approved"
+    assert body["suggestion"] is None
+    for field, score in (("title_check", listing.title_score), ("description_check", listing.description_score)):
+        assert body[field]["similarity_score"] == score
+        assert body[field]["is_mismatch"] is False
+        assert {"threshold_used", "confidence", "match_quality", "cached", "analysis_id"} <= set(body[field])
+    assert (listing.category, str(listing.price)) == ("bags", "19.90")
+    assert {a.pk for a in analyses_for_subject(subject=listing)} == {
+        body["title_check"]["analysis_id"], body["description_check"]["analysis_id"],
+    }
+
+
+def test_the_stored_image_gets_a_generated_name(client, everything_matches):
+    data = image_bytes(color=(5, 6, 7))
+    body = upload(client, data=data, filename="../../etc/evil name.html").json()
+
+    listing = Listing.objects.get(pk=body["listing_id"])
+    assert listing.image.name.startswith("listings/") and listing.image.name.endswith(".png")
+    assert "evil" not in listing.image.name and "holiday" not in listing.image.name
+    with default_storage.open(listing.image.name, "rb") as handle:
+        assert handle.read() == data
+
+
+def test_a_mismatch_is_stored_and_queued_under_the_default_flag_policy(client, split_threshold):
+    response = upload(client, description=MISMATCHING_TEXT)
+
+    assert response.status_code == 201
+    body = response.json()
+    assert body["status"] == "needs_review"
+    assert body["description_check"]["is_mismatch"] is True
+    assert body["suggestion"].startswith("Your photo looks like: ")
+    assert Listing.objects.get(pk=body["listing_id"]).status == Listing.Status.NEEDS_REVIEW
+
+
+def test_a_mismatching_description_is_refused_under_the_reject_policy(client, split_threshold, settings):
+    settings.LISTINGS = {"UPLOAD_POLICY": "reject", "SUGGESTION_TOP_K": 2}
+
+    response = upload(client, description=MISMATCHING_TEXT)
+
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"]["code"] == "image_text_mismatch"
+    assert isinstance(body["similarity_score"], float)
+    names = body["suggestion"].removeprefix("Your photo looks like: ").split(". Check")[0].split(", ")
+    assert len(names) == 2 and all(names)
+    assert body["suggestion"].endswith("Check that the photo shows the product described.")
+    assert Listing.objects.count() == 0
+    assert not default_storage.exists("listings") or default_storage.listdir("listings")[1] == []
+
+
+def test_a_matching_upload_passes_the_reject_policy(client, split_threshold, settings):
+    settings.LISTINGS = {"UPLOAD_POLICY": "reject"}
+
+    assert upload(client).status_code == 201
+
+
+@pytest.mark.parametrize(("change", "status", "code"), [
+    ({"data": False}, 400, "missing_file"),
+    ({"data": b"not an image at all"}, 415, "not_an_image"),
+    ({"title": ""}, 400, "invalid_title"),
+    ({"title": "x" * 201}, 400, "invalid_title"),
+    ({"description": "   "}, 400, "invalid_description"),
+    ({"price": "-1"}, 400, "invalid_price"),
+    ({"price": "lots"}, 400, "invalid_price"),
+    ({"category": "c" * 101}, 400, "invalid_category"),
+])
+def test_bad_input_gets_a_clear_error(client, change, status, code):
+    response = upload(client, **change)
+
+    assert response.status_code == status
+    assert response.json()["error"]["code"] == code
+    assert Listing.objects.count() == 0
+
+
+def test_the_upload_view_is_plain_drf_with_permission_classes():
+    assert UploadView.permission_classes  # where authentication is attached
+    assert [parser.media_type for parser in UploadView.parser_classes] == [
+        "multipart/form-data", "application/x-www-form-urlencoded",
+    ]
