@@ -132,3 +132,8 @@ def browser_page(monkeypatch):
             yield page
         finally:
             browser.close()
+            # Queries the test made while Playwright's loop ran used their
+            # own connection; closed here so the test database can be dropped.
+            from django.db import connections
+
+            connections.close_all()
