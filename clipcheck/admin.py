@@ -5,8 +5,21 @@ from django.contrib import admin
 from clipcheck.models import Analysis
 
 
+class ReadOnlyAdminMixin:
+    """Records are listed and inspected, never added, edited or deleted by hand."""
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(Analysis)
-class AnalysisAdmin(admin.ModelAdmin):
+class AnalysisAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = (
         "id", "created_at", "verdict", "similarity_score", "threshold", "match_quality", "confidence",
         "source", "cached", "model", "short_text", "subject_link",
@@ -26,12 +39,3 @@ class AnalysisAdmin(admin.ModelAdmin):
         if analysis.subject_type_id is None:
             return "—"
         return f"{analysis.subject_type.name} {analysis.subject_id}"
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

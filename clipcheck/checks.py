@@ -6,7 +6,7 @@ from pathlib import Path
 
 from django.core.checks import Error, Tags, Warning, register
 
-from clipcheck.settings import DEFAULTS, clip_settings
+from clipcheck.settings import clip_settings
 
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
@@ -22,16 +22,21 @@ def _is_fraction(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and 0 <= value <= 1
 
 
+def unknown_settings_errors(settings_object, *, error_id):
+    """An error naming keys of a ``ClipSettings`` dict that its defaults lack."""
+    unknown = sorted(set(settings_object.user_settings) - set(settings_object.defaults))
+    if not unknown:
+        return []
+    return [Error(
+        f"Unknown {settings_object.setting_name} settings: {', '.join(unknown)}.",
+        hint=f"Valid keys: {', '.join(sorted(settings_object.defaults))}.",
+        id=error_id,
+    )]
+
+
 @register(Tags.compatibility)
 def check_clipcheck_settings(app_configs=None, **kwargs):
-    errors = []
-    unknown = sorted(set(clip_settings.user_settings) - set(DEFAULTS))
-    if unknown:
-        errors.append(Error(
-            f"Unknown CLIPCHECK settings: {', '.join(unknown)}.",
-            hint=f"Valid keys: {', '.join(sorted(DEFAULTS))}.",
-            id="clipcheck.E001",
-        ))
+    errors = unknown_settings_errors(clip_settings, error_id="clipcheck.E001")
     if not isinstance(clip_settings.DEVICE, str) or not DEVICE_PATTERN.match(clip_settings.DEVICE.strip().lower()):
         errors.append(Error(
             f"CLIPCHECK DEVICE {clip_settings.DEVICE!r} is not valid.",

@@ -17,6 +17,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 
 from clipcheck import scoring
+from clipcheck.admin import ReadOnlyAdminMixin
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
@@ -293,7 +294,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
 
 
 @admin.register(ReviewQueueItem)
-class ReviewQueueAdmin(ModerationActionsMixin, admin.ModelAdmin):
+class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAdmin):
     """Only the listings that need a person, oldest first, large enough to judge."""
 
     list_display = ("review_card", "title_score_badge", "description_score_badge", "waiting_since")
@@ -328,30 +329,12 @@ class ReviewQueueAdmin(ModerationActionsMixin, admin.ModelAdmin):
     def has_view_permission(self, request, obj=None):
         return request.user.has_perm("listings.view_listing") or request.user.has_perm("listings.change_listing")
 
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
 
 @admin.register(ModerationDecision)
-class ModerationDecisionAdmin(admin.ModelAdmin):
+class ModerationDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "title_score",
                     "description_score", "threshold", "note")
     list_filter = ("to_status", "from_status", ("decided_at", admin.DateFieldListFilter))
     search_fields = ("note", "listing__title")
     list_select_related = ("listing", "moderator")
     readonly_fields = [field.name for field in ModerationDecision._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False

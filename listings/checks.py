@@ -2,19 +2,13 @@
 
 from django.core.checks import Error, Tags, register
 
-from listings.settings import DEFAULTS, UPLOAD_POLICIES, listings_settings
+from clipcheck.checks import unknown_settings_errors
+from listings.settings import UPLOAD_POLICIES, listings_settings
 
 
 @register(Tags.compatibility)
 def check_listings_settings(app_configs=None, **kwargs):
-    errors = []
-    unknown = sorted(set(listings_settings.user_settings) - set(DEFAULTS))
-    if unknown:
-        errors.append(Error(
-            f"Unknown LISTINGS settings: {', '.join(unknown)}.",
-            hint=f"Valid keys: {', '.join(sorted(DEFAULTS))}.",
-            id="listings.E001",
-        ))
+    errors = unknown_settings_errors(listings_settings, error_id="listings.E001")
     if listings_settings.UPLOAD_POLICY not in UPLOAD_POLICIES:
         errors.append(Error(
             f"LISTINGS UPLOAD_POLICY {listings_settings.UPLOAD_POLICY!r} is not valid.",

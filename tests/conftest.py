@@ -107,6 +107,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+def require_chromium(path=CHROMIUM, environ=os.environ):
+    if not Path(path).exists():
+        message = f"Browser tests need Chromium at {path}: apt-get install -y chromium."
+        if environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+
+
 @pytest.fixture
 def browser_page(monkeypatch):
     """A headless Chromium page (the system's Chromium, driven by Playwright).
@@ -114,11 +122,7 @@ def browser_page(monkeypatch):
     Without Chromium the browser tests fail under CI (env CI set) and are
     skipped elsewhere.
     """
-    if not Path(CHROMIUM).exists():
-        message = f"Browser tests need Chromium at {CHROMIUM}: apt-get install -y chromium."
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_chromium()
     from playwright.sync_api import sync_playwright
 
     # Playwright's sync API runs an event loop in this thread; the test's own
@@ -132,3 +136,8 @@ def browser_page(monkeypatch):
             yield page
         finally:
             browser.close()
+            # Queries the test made while Playwright's loop ran used their
+            # own connection; closed here so the test database can be dropped.
+            from django.db import connections
+
+            connections.close_all()

@@ -1,5 +1,7 @@
 """The page at / in a real headless browser: upload a photo, type a description, see the verdict."""
 
+from pathlib import Path
+
 import pytest
 
 from clipcheck.models import Analysis
@@ -46,3 +48,16 @@ def test_a_file_that_is_not_an_image_shows_the_error(browser_page, live_server):
 
     assert "not a recognised image" in page.text_content("#error")
     assert page.is_hidden("#result")
+
+
+@pytest.mark.django_db(transaction=False)
+def test_browser_tests_fail_under_ci_without_chromium_and_skip_elsewhere(tmp_path):
+    from tests.conftest import CHROMIUM, require_chromium
+
+    missing = str(tmp_path / "no-chromium")
+    with pytest.raises(pytest.fail.Exception, match="Browser tests need Chromium"):
+        require_chromium(missing, environ={"CI": "true"})
+    with pytest.raises(pytest.skip.Exception):
+        require_chromium(missing, environ={})
+    if Path(CHROMIUM).exists():
+        require_chromium(environ={"CI": "true"})  # present: nothing raised

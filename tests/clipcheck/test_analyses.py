@@ -2,10 +2,12 @@
 
 import hashlib
 import threading
+import time
 
 import numpy as np
 import pytest
 from django.contrib.auth import get_user_model
+from django.db import OperationalError, connection, connections
 
 from clipcheck import selectors, services
 from clipcheck.engine import get_engine
@@ -167,6 +169,24 @@ def test_storing_an_embedding_another_writer_stored_first_keeps_one_row():
     np.testing.assert_array_equal(ImageEmbedding.objects.get(sha256="a" * 64).as_array(), vector)
 
 
+def retry_sqlite_table_lock(write):
+    """Run ``write``, retrying the test database's own SQLite table locks.
+
+    SQLite's shared-cache in-memory test database answers a concurrent writer
+    "database table is locked" at once (no busy timeout applies there); a
+    file database waits instead, and PostgreSQL runs the writers truly
+    concurrently. Any other error is raised.
+    """
+    for _ in range(200):
+        try:
+            return write()
+        except OperationalError as exc:
+            if connection.vendor != "sqlite" or "is locked" not in str(exc):
+                raise
+            time.sleep(0.01)
+    return write()
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_writers_store_one_embedding_and_every_analysis():
     data = image_bytes(color=(12, 34, 56))
@@ -176,13 +196,11 @@ def test_concurrent_writers_store_one_embedding_and_every_analysis():
     errors, ids = [], []
 
     def write(index):
-        from django.db import connections
-
         try:
             barrier.wait(timeout=10)
-            analysis = services.analysis_create(
+            analysis = retry_sqlite_table_lock(lambda: services.analysis_create(
                 image=decode_image(data), text=f"a product {index}", source=Analysis.Source.API
-            )
+            ))
             ids.append(analysis.pk)
         except Exception as exc:  # reported below
             errors.append(exc)
