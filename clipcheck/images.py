@@ -76,6 +76,7 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None)
     image_format = image.format
     try:
         image.seek(0)  # first frame of animated GIF/WebP/TIFF
+        _reduce_jpeg_scale(image)
         image.load()
         rgb = to_rgb(_upright(image))
     except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
@@ -108,6 +109,24 @@ def _open(data, allowed_formats):
         code="not_an_image",
         status_code=415,
     )
+
+
+def _reduce_jpeg_scale(image):
+    """Let libjpeg decode a big photo at 1/2, 1/4 or 1/8 scale.
+
+    The model sees a few hundred pixels; decoding 12 MP only to throw most
+    of them away is the costliest step of a request. The shorter side stays
+    >= JPEG_DRAFT_MIN_SIDE so the final resize still starts from more pixels
+    than the model's input.
+    """
+    min_side = clip_settings.JPEG_DRAFT_MIN_SIDE
+    if image.format != "JPEG" or not min_side:
+        return
+    width, height = image.size
+    scale = min(width, height) / min_side
+    if scale >= 2:
+        # draft() keeps both sides >= the requested size.
+        image.draft(image.mode, (int(width / scale) + 1, int(height / scale) + 1))
 
 
 def _upright(image):

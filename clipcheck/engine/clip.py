@@ -38,10 +38,24 @@ def resolve_device(requested):
 
 
 def resolve_dtype(requested, device):
+    """``auto``: float16 on CUDA, bfloat16 on CPUs with native bf16 (AVX-512-BF16
+    or AMX), float32 elsewhere. Reduced precision keeps embeddings within
+    0.9999 cosine of float32 here and runs about 2x faster (see bench/)."""
     requested = (requested or "auto").strip().lower()
-    if requested == "auto":
-        return torch.float32
-    return DTYPES[requested]
+    if requested != "auto":
+        return DTYPES[requested]
+    if device.type == "cuda":
+        return torch.float16
+    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def cpu_has_native_bf16():
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags))
 
 
 class ClipEngine:

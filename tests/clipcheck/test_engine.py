@@ -236,3 +236,31 @@ def test_an_unparseable_environment_value_is_reported_by_the_checks(tmp_path):
     )
     assert result.returncode != 0
     assert "clipcheck.E003" in result.stderr
+
+
+def test_auto_precision_is_bfloat16_only_on_cpus_with_native_bf16(monkeypatch):
+    import torch
+
+    from clipcheck.engine import clip
+
+    monkeypatch.setattr(clip, "cpu_has_native_bf16", lambda: True)
+    assert clip.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
+    assert clip.resolve_dtype("auto", torch.device("cuda")) == torch.float16
+    assert clip.resolve_dtype("float32", torch.device("cpu")) == torch.float32
+    monkeypatch.setattr(clip, "cpu_has_native_bf16", lambda: False)
+    assert clip.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+
+
+def test_reduced_precision_keeps_embeddings_close_to_float32(settings, fresh_engine):
+    from PIL import Image
+
+    images = [Image.new("RGB", (60, 60), (index * 40, 90, 250 - index * 40)) for index in range(5)]
+    texts = ["red shoes", "a blue leather handbag with a gold clasp", "x"]
+    embeddings = {}
+    for dtype in ("float32", "bfloat16"):
+        settings.CLIPCHECK = {**settings.CLIPCHECK, "DTYPE": dtype}
+        engine = get_engine()
+        assert engine.dtype_name == dtype
+        embeddings[dtype] = (engine.encode_images(images), engine.encode_texts(texts)[0])
+    for reduced, exact in zip(embeddings["bfloat16"], embeddings["float32"]):
+        assert (reduced * exact).sum(axis=1).min() >= 0.99

@@ -199,3 +199,31 @@ def test_one_pixel_image_decodes():
     decoded = decode_image(encode(Image.new("RGB", (1, 1), BLUE), "PNG"))
     assert decoded.size == (1, 1)
     assert pixel(decoded) == BLUE
+
+
+def big_photo_jpeg(size=(2000, 1500)):
+    rng = np.random.default_rng(1)
+    small = rng.integers(0, 255, (size[1] // 50, size[0] // 50, 3), dtype=np.uint8)
+    photo = Image.fromarray(small).resize(size, Image.Resampling.BICUBIC)
+    return encode(photo, "JPEG", quality=90)
+
+
+def test_big_jpegs_decode_at_a_reduced_scale_that_keeps_the_short_side(settings):
+    data = big_photo_jpeg()
+    reduced = decode_image(data)
+    assert reduced.size == (1000, 750)  # 1/2 scale: 1/4 would make the short side < 448
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "JPEG_DRAFT_MIN_SIDE": 0}
+    full = decode_image(data)
+    assert full.size == (2000, 1500)
+    assert reduced.sha256 == full.sha256  # the hash is of the bytes, not the pixels
+
+
+def test_reduced_scale_decoding_does_not_change_what_the_model_sees(settings):
+    from clipcheck.engine import get_engine
+
+    data = big_photo_jpeg()
+    engine = get_engine()
+    reduced = engine.encode_images([decode_image(data).image])[0]
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "JPEG_DRAFT_MIN_SIDE": 0}
+    full = engine.encode_images([decode_image(data).image])[0]
+    assert float(np.dot(reduced, full)) > 0.999
