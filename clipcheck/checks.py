@@ -91,6 +91,15 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
             f"CLIPCHECK DTYPE {clip_settings.DTYPE!r} is not valid.", hint=f"Use one of {', '.join(DTYPES)}.",
             id="clipcheck.E010",
         ))
+    cache_seconds = clip_settings.CALIBRATION_CACHE_SECONDS
+    if (
+        not isinstance(cache_seconds, (int, float)) or isinstance(cache_seconds, bool)
+        or not math.isfinite(cache_seconds) or cache_seconds < 0
+    ):
+        errors.append(Error(
+            f"CLIPCHECK CALIBRATION_CACHE_SECONDS {cache_seconds!r} must be a non-negative number.",
+            id="clipcheck.E011",
+        ))
     root = clip_settings.BATCH_ROOT
     if root and not Path(root).is_dir():
         errors.append(Warning(

@@ -4,23 +4,81 @@ Reads live in ``clipcheck.selectors``; the writes (analyses, the image
 embedding cache) are here.
 """
 
+import threading
 import time
 from dataclasses import dataclass
 
 import numpy as np
 from django.contrib.contenttypes.models import ContentType
+from django.core.signals import setting_changed
 from django.db import models, transaction
 
 from clipcheck import scoring, selectors
 from clipcheck.engine import get_engine
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import DecodedImage, decode_image, read_batch_file
-from clipcheck.models import Analysis, ImageEmbedding
+from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
 from clipcheck.settings import clip_settings
 
 
+# The latest calibrated threshold per model, kept briefly so that the API
+# does not query for it on every request: {model: (threshold or None, expires)}.
+_calibrated_cache = {}
+_calibrated_cache_lock = threading.Lock()
+
+
 def default_threshold():
-    return float(clip_settings.THRESHOLD)
+    """The threshold used when a request or an audit names none.
+
+    Precedence: ``CLIPCHECK["THRESHOLD"]`` when set explicitly (in settings
+    or by the ``CLIPCHECK_THRESHOLD`` environment variable), else the latest
+    threshold stored by ``clip_calibrate --apply`` for the current model,
+    else the built-in default.
+    """
+    if "THRESHOLD" in clip_settings.user_settings:
+        return float(clip_settings.THRESHOLD)
+    calibrated = calibrated_threshold(model=model_id())
+    return float(clip_settings.THRESHOLD) if calibrated is None else calibrated
+
+
+def calibrated_threshold(*, model):
+    """The latest calibrated threshold of ``model`` (None if there is none),
+    read from the database at most once per ``CALIBRATION_CACHE_SECONDS``."""
+    now = time.monotonic()
+    cached = _calibrated_cache.get(model)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    latest = selectors.calibrated_threshold_latest(model=model)
+    value = None if latest is None else float(latest.threshold)
+    with _calibrated_cache_lock:
+        _calibrated_cache[model] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
+    return value
+
+
+def calibrated_threshold_forget():
+    """Drop the cached calibrated thresholds (after an apply, or a settings change)."""
+    with _calibrated_cache_lock:
+        _calibrated_cache.clear()
+
+
+def _forget_calibrated_on_settings_change(*, setting, **kwargs):
+    # Another model or THRESHOLD setting: the calibrated thresholds are re-read.
+    if setting == "CLIPCHECK":
+        calibrated_threshold_forget()
+
+
+setting_changed.connect(_forget_calibrated_on_settings_change)
+
+
+def calibrated_threshold_apply(*, threshold, source, counts, model=None):
+    """Store ``threshold`` as the calibrated default for ``model`` (the current one by default)."""
+    calibrated = CalibratedThreshold.objects.create(
+        model=model or model_id(), threshold=round(float(threshold), 4), source=source, counts=counts
+    )
+    # Another process's cache expires within CALIBRATION_CACHE_SECONDS.
+    transaction.on_commit(calibrated_threshold_forget)
+    calibrated_threshold_forget()
+    return calibrated
 
 
 def model_id():
@@ -99,11 +157,24 @@ def analysis_create(*, image, text, threshold=None, source, subject=None):
 def analyses_create(*, requests, source):
     """Analyse image/text pairs and store one ``Analysis`` per pair, in order.
 
+    ``analyses_compute`` followed by ``analyses_save`` in one transaction.
+    """
+    analyses = analyses_compute(requests=requests, source=source)
+    with transaction.atomic():
+        analyses_save(analyses=analyses)
+    return analyses
+
+
+def analyses_compute(*, requests, source, store_embeddings=True):
+    """Analyse image/text pairs: one unsaved ``Analysis`` per pair, in order.
+
     A pair already analysed with the same image bytes, text, threshold and
     model is answered from the stored verdict without the model
     (``cached=True``). The others cost one ``encode_images`` call for the
-    images whose embedding is not stored yet and one ``encode_texts`` call;
-    all rows are written in one transaction.
+    images whose embedding is not stored yet and one ``encode_texts`` call.
+    Nothing but new image embeddings is written (and not even those when
+    ``store_embeddings`` is false), so callers run the model outside their
+    transactions and save the rows afterwards with ``analyses_save``.
     """
     model = model_id()
     requests = [
@@ -128,7 +199,8 @@ def analyses_create(*, requests, source):
         engine = get_engine()
         device = engine.device_name
         image_vectors = image_embeddings_compute(
-            images=[requests[index].image for index in to_compute], model=model, engine=engine
+            images=[requests[index].image for index in to_compute], model=model, engine=engine,
+            store=store_embeddings,
         )
         text_vectors, truncated = engine.encode_texts([requests[index].text for index in to_compute])
         for row, index in enumerate(to_compute):
@@ -136,35 +208,39 @@ def analyses_create(*, requests, source):
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
 
     analyses = []
-    with transaction.atomic():
-        for index, request in enumerate(requests):
-            if index in results:
-                result, cached, analysis_device, duration_ms = results[index], False, device, compute_ms
-            else:
-                source_analysis = earlier[keys[index]]
-                result = scoring.verdict(source_analysis.similarity_score, source_analysis.threshold)
-                result["text_truncated"] = source_analysis.text_truncated
-                cached, analysis_device, duration_ms = True, source_analysis.device, lookup_ms / len(requests)
-            analyses.append(analysis_record(
-                image_sha256=request.image.sha256,
-                text=request.text,
-                text_sha256=text_hashes[index],
-                result=result,
-                model=model,
-                device=analysis_device,
-                source=source,
-                duration_ms=duration_ms,
-                cached=cached,
-                subject=request.subject,
-            ))
+    for index, request in enumerate(requests):
+        if index in results:
+            result, cached, analysis_device, duration_ms = results[index], False, device, compute_ms
+        else:
+            source_analysis = earlier[keys[index]]
+            result = scoring.verdict(source_analysis.similarity_score, source_analysis.threshold)
+            result["text_truncated"] = source_analysis.text_truncated
+            cached, analysis_device, duration_ms = True, source_analysis.device, lookup_ms / len(requests)
+        analyses.append(analysis_build(
+            image_sha256=request.image.sha256,
+            text=request.text,
+            text_sha256=text_hashes[index],
+            result=result,
+            model=model,
+            device=analysis_device,
+            source=source,
+            duration_ms=duration_ms,
+            cached=cached,
+            subject=request.subject,
+        ))
     return analyses
 
 
-def analysis_record(
+def analyses_save(*, analyses):
+    """Store analyses built by ``analyses_compute`` (one INSERT for them all)."""
+    return Analysis.objects.bulk_create(analyses)
+
+
+def analysis_build(
     *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None
 ):
-    """Store one analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
-    return Analysis.objects.create(
+    """One unsaved analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
+    return Analysis(
         image_sha256=image_sha256,
         text=text,
         text_sha256=text_sha256 or selectors.text_hash(text),
@@ -194,9 +270,10 @@ def analyses_link(*, analyses, subject):
         analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
 
 
-def image_embeddings_compute(*, images, model=None, engine=None):
+def image_embeddings_compute(*, images, model=None, engine=None, store=True):
     """Embeddings of decoded images, in order: stored ones are reused, the
-    others are encoded in one ``encode_images`` call and stored."""
+    others are encoded in one ``encode_images`` call and stored (unless
+    ``store`` is false)."""
     model = model or model_id()
     stored = selectors.image_embeddings_get(hashes=[image.sha256 for image in images], model=model)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
@@ -204,7 +281,8 @@ def image_embeddings_compute(*, images, model=None, engine=None):
         engine = engine or get_engine()
         vectors = engine.encode_images([image.image for image in missing.values()])
         new = dict(zip(missing, vectors))
-        image_embeddings_store(vectors=new, model=model)
+        if store:
+            image_embeddings_store(vectors=new, model=model)
         stored.update(new)
     return np.stack([stored[image.sha256] for image in images])
 
