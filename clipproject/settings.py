@@ -217,6 +217,8 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     # Look for abandoned chunks about ten times per visibility timeout.
     "unacked_restore_interval": max(1, min(60, _visibility_timeout // 10)),
     "unacked_restore_throttle": 1,
+    # A worker killed during a sweep leaves its lock behind this long.
+    "unacked_mutex_expire": max(5, min(300, _visibility_timeout)),
     **({"global_keyprefix": _key_prefix} if _key_prefix else {}),
 }
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": _key_prefix} if _key_prefix else {}

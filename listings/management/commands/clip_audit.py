@@ -4,6 +4,7 @@ The work is done by ``listings.audit``; this command parses the options,
 shows progress and prints the summary. See docs/audit.md.
 """
 
+import argparse
 import csv
 import json
 import sys
@@ -25,9 +26,9 @@ def positive_int(value):
     try:
         number = int(value)
     except ValueError:
-        raise CommandError(f"{value!r} is not a whole number.")
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number")
     if number < 1:
-        raise CommandError(f"{value!r} must be at least 1.")
+        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
     return number
 
 
