@@ -23,7 +23,7 @@ from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from listings import services
-from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, ReviewQueueItem
+from listings.models import FORMAT_SUFFIXES, Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
 
 Status = Listing.Status
 
@@ -355,3 +355,15 @@ class ModerationDecisionAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False
+
+
+@admin.register(ListingCheckFailure)
+class ListingCheckFailureAdmin(ModerationDecisionAdmin):
+    """Checks that could not run (missing or broken images), as the audit recorded them;
+    a record, read-only like the decisions."""
+
+    list_display = ("created_at", "listing", "code", "message", "source", "model")
+    list_filter = ("code", "source", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("message", "listing__title")
+    list_select_related = ("listing",)
+    readonly_fields = [field.name for field in ListingCheckFailure._meta.fields]

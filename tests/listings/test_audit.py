@@ -453,3 +453,67 @@ def test_task_messages_round_trip(everything_matches):
     assert audit.AuditOptions.from_message(json.loads(json.dumps(options.as_message()))) == audit.AuditOptions(
         threshold=0.3, recheck=True, batch_size=8, model=options.model, started_at=options.started_at,
     )
+
+
+def test_a_dry_run_chunk_writes_nothing(catalogue, everything_matches):
+    listings = catalogue(2)
+
+    summary, rows = audit.audit_chunk(listing_ids=[l.pk for l in listings], options=chunk_options(dry_run=True))
+
+    assert (summary.checked, [row.status_after for row in rows]) == (2, ["approved", "approved"])
+    assert Analysis.objects.count() == 0 and ImageEmbedding.objects.count() == 0
+    assert not Listing.objects.filter(checked_at__isnull=False).exists()
+
+
+class FinishedChunk:
+    """What ``audit_wait`` reads of a Celery AsyncResult."""
+
+    def __init__(self, id, payload=None, error=None):
+        self.id, self.payload, self.result = id, payload, error
+
+    def ready(self):
+        return True
+
+    def successful(self):
+        return self.result is None
+
+    def get(self, propagate=True):
+        return self.payload
+
+    def forget(self):
+        pass
+
+
+def test_waiting_adds_up_chunks_and_names_the_failed_ones():
+    done = audit.AuditSummary(checked=3, skipped=1, flagged=1, images=4, bands={"good": 2, "poor": 1})
+    row = audit.AuditRow(listing_id=7, title="lamp", outcome="checked")
+    enqueued = audit.AuditEnqueued(
+        group_id="g",
+        results=[
+            FinishedChunk("a", {"summary": done.as_message(), "rows": [row.as_dict()]}),
+            FinishedChunk("b", error=audit.AuditMisconfigured("This worker runs another model")),
+        ],
+        sizes={"a": 4, "b": 5},
+    )
+    total, rows = audit.AuditSummary(), []
+
+    def on_chunk(chunk_summary, chunk_rows):
+        total.add(chunk_summary)
+        rows.extend(chunk_rows)
+
+    audit.audit_wait(enqueued=enqueued, on_chunk=on_chunk)
+
+    assert (total.checked, total.skipped, total.flagged, total.images) == (3, 1, 1, 4)
+    assert total.bands == {"good": 2, "poor": 1} and rows == [row]
+    assert len(total.failed_chunks) == 1 and total.failed_chunks[0].startswith("5 listings: AuditMisconfigured(")
+
+
+def test_failed_checks_are_listed_in_the_admin(catalogue, everything_matches, admin_client):
+    broken = catalogue(1)[0]
+    broken.image.storage.delete(broken.image.name)
+    run_audit("--no-progress")
+
+    page = admin_client.get("/admin/listings/listingcheckfailure/")
+
+    assert page.status_code == 200
+    assert b"image_unavailable" in page.content and broken.title.encode() in page.content

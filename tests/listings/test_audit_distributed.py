@@ -19,17 +19,35 @@ import redis
 
 ROOT = Path(__file__).resolve().parents[2]
 REDIS_URL = "redis://127.0.0.1:6379/5"
+# The server the PostgreSQL variant creates its database on.
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 LISTINGS = 40
 
 
 @pytest.fixture
-def deployment(tmp_path, tiny_model_dir):
-    """Environment of a deployment: its own database file, media, broker prefix."""
+def database_url(request, tmp_path):
+    """A SQLite file by default; a PostgreSQL database of its own for ``postgresql``."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'db.sqlite3'}"
+        return
+    import psycopg
+
+    name = f"clipcheck_audit_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as server:
+        server.execute(f'CREATE DATABASE "{name}"')
+    yield f"{POSTGRES_URL.rsplit('/', 1)[0]}/{name}"
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as server:
+        server.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def deployment(tmp_path, tiny_model_dir, database_url):
+    """Environment of a deployment: its own database, media and broker key prefix."""
     prefix = f"clipcheck-test-{uuid.uuid4().hex[:12]}:"
     environ = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
+        "DATABASE_URL": database_url,
         "DJANGO_MEDIA_ROOT": str(tmp_path / "media"),
         "CLIPCHECK_MODEL": tiny_model_dir,
         "CLIPCHECK_DEVICE": "cpu",
@@ -93,9 +111,14 @@ def wait_for(path, *, timeout):
 
 
 def query(environ, sql):
-    database = environ["DATABASE_URL"].removeprefix("sqlite:///")
-    with sqlite3.connect(database) as connection:
-        return connection.execute(sql).fetchall()
+    url = environ["DATABASE_URL"]
+    if url.startswith("sqlite:///"):
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as connection:
+            return connection.execute(sql).fetchall()
+    import psycopg
+
+    with psycopg.connect(url) as connection:
+        return [tuple(row) for row in connection.execute(sql).fetchall()]
 
 
 def summary_value(output, label):
@@ -105,7 +128,8 @@ def summary_value(output, label):
     raise AssertionError(f"{label!r} is not in the summary:\n{output}")
 
 
-def test_two_workers_finish_an_audit_when_one_is_killed_mid_chunk(deployment, start_worker, tmp_path):
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_two_workers_finish_an_audit_when_one_is_killed_mid_chunk(deployment, start_worker):
     workers = {"first": start_worker("first"), "second": start_worker("second")}
     command = subprocess.Popen(
         [
@@ -127,7 +151,8 @@ def test_two_workers_finish_an_audit_when_one_is_killed_mid_chunk(deployment, st
     assert command.returncode == 0, output + errors
     assert survivor.poll() is None
     per_listing = query(deployment, f"""
-        SELECT l.id, COUNT(a.id), SUM(a.text = l.title), SUM(a.text = l.description)
+        SELECT l.id, COUNT(a.id), SUM(CASE WHEN a.text = l.title THEN 1 ELSE 0 END),
+               SUM(CASE WHEN a.text = l.description THEN 1 ELSE 0 END)
         FROM listings_listing l LEFT JOIN clipcheck_analysis a
           ON a.subject_id = CAST(l.id AS TEXT) AND a.source = 'audit'
         GROUP BY l.id

@@ -8,6 +8,7 @@ import argparse
 import csv
 import json
 import sys
+from datetime import datetime, time
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError
@@ -52,8 +53,8 @@ def parse_since(value):
     try:
         moment = parse_datetime(value)
         if moment is None and (day := parse_date(value)) is not None:
-            moment = timezone.datetime.combine(day, timezone.datetime.min.time())
-    except ValueError:
+            moment = datetime.combine(day, time.min)
+    except ValueError:  # well-formed but impossible, like 2025-02-30
         moment = None
     if moment is None:
         raise CommandError(f"--since {value!r} is not a date (2025-01-31) or a date and time (2025-01-31T08:00).")
