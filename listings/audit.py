@@ -139,7 +139,7 @@ class AuditSummary:
     flagged: int = 0
     failures: Counter = field(default_factory=Counter)  # error code → listings
     bands: Counter = field(default_factory=Counter)  # match quality → listings
-    images: int = 0  # images through the model
+    images: int = 0  # images scored (stored verdicts and embeddings may have spared the model)
     seconds: float = 0.0  # wall time of the run
     failed_chunks: list = field(default_factory=list)  # reasons whole chunks failed (distributed mode)
 

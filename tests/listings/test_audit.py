@@ -394,7 +394,7 @@ def test_the_summary_reports_bands_and_throughput(catalogue, everything_matches)
     bands = {listing.match_quality for listing in Listing.objects.all()}
     assert sum(int(summary_value(output, f"band {band}")) for band in bands) == 3
     assert float(summary_value(output, "throughput (images/s)")) > 0
-    assert summary_value(output, "images encoded") == "3"
+    assert summary_value(output, "images scored") == "3"
 
 
 # The chunk function of the distributed mode

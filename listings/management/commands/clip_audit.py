@@ -269,7 +269,7 @@ class Command(BaseCommand):
         if summary.failed_chunks:
             lines.append(("chunks failed", len(summary.failed_chunks)))
         lines += [
-            ("images encoded", summary.images),
+            ("images scored", summary.images),
             ("seconds", f"{summary.seconds:.1f}"),
             ("throughput (images/s)", f"{summary.images_per_second:.1f}"),
         ]
