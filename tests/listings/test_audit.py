@@ -339,6 +339,7 @@ def test_the_model_runs_outside_any_transaction(catalogue, everything_matches, m
     (["--status", "sold"], "Unknown --status sold"),
     (["--report", "audit.txt"], "--report must end in .csv or .json"),
     (["--no-wait"], "--no-wait only applies to --distributed"),
+    (["--distributed", "--no-wait", "--dry-run"], "cannot be combined with --no-wait"),
 ])
 def test_bad_options_are_refused(catalogue, arguments, message):
     catalogue(1)
@@ -360,7 +361,7 @@ def test_an_unusable_model_stops_the_audit_before_it_starts(catalogue, settings,
 
 
 @pytest.mark.parametrize(("arguments", "environment", "message"), [
-    (["--batch-size", "0"], {}, "argument --batch-size: '0' must be at least 1"),
+    (["--batch-size", "0"], {}, "argument --batch-size: '0' must be a whole number of at least 1"),
     ([], {"CLIPCHECK_MODEL": "/nonexistent/model"}, "The model is unusable"),
 ])
 def test_the_exit_status_is_non_zero_with_a_clear_message(tmp_path, arguments, environment, message):

@@ -80,10 +80,11 @@ def manage(environ, *arguments, timeout=120):
 
 @pytest.fixture
 def start_worker(deployment, tmp_path):
-    workers = []
+    workers, logs = [], []
 
     def start(name):
         log = open(tmp_path / f"{name}.log", "w")
+        logs.append(log)
         worker = subprocess.Popen(
             [
                 sys.executable, "-m", "celery", "-A", "tests.listings.audit_worker_app", "worker", "-Q", "clip",
@@ -100,6 +101,8 @@ def start_worker(deployment, tmp_path):
         if worker.poll() is None:
             os.killpg(worker.pid, signal.SIGKILL)
             worker.wait(timeout=30)
+    for log in logs:
+        log.close()
 
 
 def wait_for(path, *, timeout):

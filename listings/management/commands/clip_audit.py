@@ -4,7 +4,6 @@ The work is done by ``listings.audit``; this command parses the options,
 shows progress and prints the summary. See docs/audit.md.
 """
 
-import argparse
 import csv
 import json
 import sys
@@ -18,19 +17,10 @@ from django.utils.dateparse import parse_date, parse_datetime
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
 from listings import audit
+from listings.management.options import positive_int
 from listings.models import Listing
 
 REPORT_FORMATS = (".csv", ".json")
-
-
-def positive_int(value):
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number")
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be at least 1")
-    return number
 
 
 def parse_statuses(values):
@@ -150,8 +140,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["no_wait"] and not options["distributed"]:
             raise CommandError("--no-wait only applies to --distributed.")
-        if options["no_wait"] and options["report"]:
-            raise CommandError("--report needs the results: it cannot be combined with --no-wait.")
+        if options["no_wait"] and (options["report"] or options["dry_run"]):
+            raise CommandError("--report and --dry-run need the results: they cannot be combined with --no-wait.")
         audit_options = audit.AuditOptions(
             statuses=parse_statuses(options["status"]),
             since=parse_since(options["since"]),
@@ -251,7 +241,13 @@ class Command(BaseCommand):
             summary.add(chunk_summary)
             self.chunk_done(chunk_summary, rows, options, report)
 
-        audit.audit_wait(enqueued=enqueued, on_chunk=chunk_done)
+        try:
+            audit.audit_wait(enqueued=enqueued, on_chunk=chunk_done)
+        except KeyboardInterrupt:
+            raise CommandError(
+                f"Stopped waiting. The workers go on with audit {enqueued.group_id}; "
+                "run the audit again later to see what is left."
+            )
         summary.seconds = (timezone.now() - started).total_seconds()
         return summary
 

@@ -4,42 +4,13 @@ Labels come from the moderators' decisions (default) or from a CSV file;
 the math is ``clipcheck.calibration``. See docs/audit.md.
 """
 
-import argparse
-
 from django.core.management.base import BaseCommand, CommandError
 
 from clipcheck import services as clip_services
 from clipcheck.calibration import CalibrationError, calibrate
 from clipcheck.settings import clip_settings
+from listings.management.options import fraction, non_negative_int, positive_int
 from listings.selectors import moderation_labelled_scores
-
-
-def fraction(value):
-    try:
-        number = float(value)
-    except ValueError:
-        number = None
-    if number is None or not 0 < number <= 1:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a number in (0, 1]")
-    return number
-
-
-def whole_number(value, minimum):
-    try:
-        number = int(value)
-    except ValueError:
-        number = None
-    if number is None or number < minimum:
-        raise argparse.ArgumentTypeError(f"{value!r} must be a whole number of at least {minimum}")
-    return number
-
-
-def positive_int(value):
-    return whole_number(value, 1)
-
-
-def non_negative_int(value):
-    return whole_number(value, 0)
 
 
 class Command(BaseCommand):
