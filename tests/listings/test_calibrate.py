@@ -234,3 +234,12 @@ def test_a_csv_without_the_columns_is_refused(tmp_path):
 def test_a_missing_csv_file_is_refused(tmp_path):
     with pytest.raises(CommandError, match="cannot be read"):
         run_calibrate("--csv", str(tmp_path / "nowhere.csv"))
+
+
+@pytest.mark.parametrize(("value", "valid"), [(0, True), (30, True), (2.5, True), (-1, False), ("30", False)])
+def test_the_cache_seconds_setting_is_checked(settings, value, valid):
+    from clipcheck.checks import check_clipcheck_settings
+
+    set_clip_settings(settings, CALIBRATION_CACHE_SECONDS=value)
+
+    assert ("clipcheck.E011" not in [error.id for error in check_clipcheck_settings()]) is valid
