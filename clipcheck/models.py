@@ -102,3 +102,27 @@ class Analysis(models.Model):
             "cached": self.cached,
             "analysis_id": self.pk,
         }
+
+
+class CalibratedThreshold(models.Model):
+    """A threshold computed from labelled pairs (``manage.py clip_calibrate --apply``).
+
+    The latest row for the running model is the default threshold unless
+    ``CLIPCHECK["THRESHOLD"]`` is set explicitly (see
+    ``clipcheck.services.default_threshold``).
+    """
+
+    model = models.CharField(max_length=255)
+    threshold = models.FloatField()
+    # "moderation" or "csv:<file name>".
+    source = models.CharField(max_length=255)
+    # Labels per class and the confusion counts and rates at this threshold.
+    counts = models.JSONField(default=dict)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["model", "-created_at"], name="clipcheck_calibrated_latest")]
+
+    def __str__(self):
+        return f"{self.threshold:.4f} for {self.model} ({self.source})"

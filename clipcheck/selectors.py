@@ -4,7 +4,7 @@ import hashlib
 
 from django.contrib.contenttypes.models import ContentType
 
-from clipcheck.models import Analysis, ImageEmbedding
+from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
 
 
 def text_hash(text):
@@ -46,3 +46,8 @@ def analyses_for_subject(*, subject):
     return Analysis.objects.filter(
         subject_type=ContentType.objects.get_for_model(subject), subject_id=str(subject.pk)
     )
+
+
+def calibrated_threshold_latest(*, model):
+    """The latest ``CalibratedThreshold`` stored for ``model``, or None."""
+    return CalibratedThreshold.objects.filter(model=model).order_by("-created_at", "-id").first()

@@ -4,23 +4,84 @@ Reads live in ``clipcheck.selectors``; the writes (analyses, the image
 embedding cache) are here.
 """
 
+import csv
+import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from django.contrib.contenttypes.models import ContentType
+from django.core.signals import setting_changed
 from django.db import models, transaction
 
 from clipcheck import scoring, selectors
+from clipcheck.calibration import CalibrationError
 from clipcheck.engine import get_engine
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import DecodedImage, decode_image, read_batch_file
-from clipcheck.models import Analysis, ImageEmbedding
+from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
 from clipcheck.settings import clip_settings
 
 
+# The latest calibrated threshold per model, kept briefly so that the API
+# does not query for it on every request: {model: (threshold or None, expires)}.
+_calibrated_cache = {}
+_calibrated_cache_lock = threading.Lock()
+
+
 def default_threshold():
-    return float(clip_settings.THRESHOLD)
+    """The threshold used when a request or an audit names none.
+
+    Precedence: ``CLIPCHECK["THRESHOLD"]`` when set explicitly (in settings
+    or by the ``CLIPCHECK_THRESHOLD`` environment variable), else the latest
+    threshold stored by ``clip_calibrate --apply`` for the current model,
+    else the built-in default.
+    """
+    if "THRESHOLD" in clip_settings.user_settings:
+        return float(clip_settings.THRESHOLD)
+    calibrated = calibrated_threshold(model=model_id())
+    return float(clip_settings.THRESHOLD) if calibrated is None else calibrated
+
+
+def calibrated_threshold(*, model):
+    """The latest calibrated threshold of ``model`` (None if there is none),
+    read from the database at most once per ``CALIBRATION_CACHE_SECONDS``."""
+    now = time.monotonic()
+    cached = _calibrated_cache.get(model)
+    if cached is not None and cached[1] > now:
+        return cached[0]
+    latest = selectors.calibrated_threshold_latest(model=model)
+    value = None if latest is None else float(latest.threshold)
+    with _calibrated_cache_lock:
+        _calibrated_cache[model] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
+    return value
+
+
+def calibrated_threshold_forget():
+    """Drop the cached calibrated thresholds (after an apply, or a settings change)."""
+    with _calibrated_cache_lock:
+        _calibrated_cache.clear()
+
+
+def _forget_calibrated_on_settings_change(*, setting, **kwargs):
+    # Another model or THRESHOLD setting: the calibrated thresholds are re-read.
+    if setting == "CLIPCHECK":
+        calibrated_threshold_forget()
+
+
+setting_changed.connect(_forget_calibrated_on_settings_change)
+
+
+def calibrated_threshold_apply(*, threshold, source, counts, model=None):
+    """Store ``threshold`` as the calibrated default for ``model`` (the current one by default)."""
+    calibrated = CalibratedThreshold.objects.create(
+        model=model or model_id(), threshold=round(float(threshold), 4), source=source, counts=counts
+    )
+    # Another process's cache expires within CALIBRATION_CACHE_SECONDS.
+    transaction.on_commit(calibrated_threshold_forget)
+    calibrated_threshold_forget()
+    return calibrated
 
 
 def model_id():
@@ -99,11 +160,24 @@ def analysis_create(*, image, text, threshold=None, source, subject=None):
 def analyses_create(*, requests, source):
     """Analyse image/text pairs and store one ``Analysis`` per pair, in order.
 
+    ``analyses_compute`` followed by ``analyses_save`` in one transaction.
+    """
+    analyses = analyses_compute(requests=requests, source=source)
+    with transaction.atomic():
+        analyses_save(analyses=analyses)
+    return analyses
+
+
+def analyses_compute(*, requests, source, store_embeddings=True):
+    """Analyse image/text pairs: one unsaved ``Analysis`` per pair, in order.
+
     A pair already analysed with the same image bytes, text, threshold and
     model is answered from the stored verdict without the model
     (``cached=True``). The others cost one ``encode_images`` call for the
-    images whose embedding is not stored yet and one ``encode_texts`` call;
-    all rows are written in one transaction.
+    images whose embedding is not stored yet and one ``encode_texts`` call.
+    Nothing but new image embeddings is written (and not even those when
+    ``store_embeddings`` is false), so callers run the model outside their
+    transactions and save the rows afterwards with ``analyses_save``.
     """
     model = model_id()
     requests = [
@@ -128,7 +202,8 @@ def analyses_create(*, requests, source):
         engine = get_engine()
         device = engine.device_name
         image_vectors = image_embeddings_compute(
-            images=[requests[index].image for index in to_compute], model=model, engine=engine
+            images=[requests[index].image for index in to_compute], model=model, engine=engine,
+            store=store_embeddings,
         )
         text_vectors, truncated = engine.encode_texts([requests[index].text for index in to_compute])
         for row, index in enumerate(to_compute):
@@ -136,35 +211,39 @@ def analyses_create(*, requests, source):
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
 
     analyses = []
-    with transaction.atomic():
-        for index, request in enumerate(requests):
-            if index in results:
-                result, cached, analysis_device, duration_ms = results[index], False, device, compute_ms
-            else:
-                source_analysis = earlier[keys[index]]
-                result = scoring.verdict(source_analysis.similarity_score, source_analysis.threshold)
-                result["text_truncated"] = source_analysis.text_truncated
-                cached, analysis_device, duration_ms = True, source_analysis.device, lookup_ms / len(requests)
-            analyses.append(analysis_record(
-                image_sha256=request.image.sha256,
-                text=request.text,
-                text_sha256=text_hashes[index],
-                result=result,
-                model=model,
-                device=analysis_device,
-                source=source,
-                duration_ms=duration_ms,
-                cached=cached,
-                subject=request.subject,
-            ))
+    for index, request in enumerate(requests):
+        if index in results:
+            result, cached, analysis_device, duration_ms = results[index], False, device, compute_ms
+        else:
+            source_analysis = earlier[keys[index]]
+            result = scoring.verdict(source_analysis.similarity_score, source_analysis.threshold)
+            result["text_truncated"] = source_analysis.text_truncated
+            cached, analysis_device, duration_ms = True, source_analysis.device, lookup_ms / len(requests)
+        analyses.append(analysis_build(
+            image_sha256=request.image.sha256,
+            text=request.text,
+            text_sha256=text_hashes[index],
+            result=result,
+            model=model,
+            device=analysis_device,
+            source=source,
+            duration_ms=duration_ms,
+            cached=cached,
+            subject=request.subject,
+        ))
     return analyses
 
 
-def analysis_record(
+def analyses_save(*, analyses):
+    """Store analyses built by ``analyses_compute`` (one INSERT for them all)."""
+    return Analysis.objects.bulk_create(analyses)
+
+
+def analysis_build(
     *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None
 ):
-    """Store one analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
-    return Analysis.objects.create(
+    """One unsaved analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
+    return Analysis(
         image_sha256=image_sha256,
         text=text,
         text_sha256=text_sha256 or selectors.text_hash(text),
@@ -194,9 +273,10 @@ def analyses_link(*, analyses, subject):
         analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
 
 
-def image_embeddings_compute(*, images, model=None, engine=None):
+def image_embeddings_compute(*, images, model=None, engine=None, store=True):
     """Embeddings of decoded images, in order: stored ones are reused, the
-    others are encoded in one ``encode_images`` call and stored."""
+    others are encoded in one ``encode_images`` call and stored (unless
+    ``store`` is false)."""
     model = model or model_id()
     stored = selectors.image_embeddings_get(hashes=[image.sha256 for image in images], model=model)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
@@ -204,7 +284,8 @@ def image_embeddings_compute(*, images, model=None, engine=None):
         engine = engine or get_engine()
         vectors = engine.encode_images([image.image for image in missing.values()])
         new = dict(zip(missing, vectors))
-        image_embeddings_store(vectors=new, model=model)
+        if store:
+            image_embeddings_store(vectors=new, model=model)
         stored.update(new)
     return np.stack([stored[image.sha256] for image in images])
 
@@ -261,3 +342,88 @@ def analyze_batch(*, items):
         for (index, item, _), analysis in zip(decoded, analyses):
             results[index] = {"image_path": item["image_path"], **analysis.result()}
     return results
+
+
+# Calibration data
+
+
+@dataclass
+class LabelledScores:
+    """Scored labelled pairs for ``clipcheck.calibration.calibrate``."""
+
+    pairs: list  # (similarity_score, is_match)
+    skipped: list  # (line number, reason) of rows whose image could not be used
+
+
+CSV_COLUMNS = ("image_path", "text", "label")
+CSV_LABELS = {"match": True, "1": True, "mismatch": False, "0": False}
+
+
+def labelled_scores_from_csv(*, path, batch_size=None):
+    """Score the rows of an ``image_path,text,label`` CSV file.
+
+    ``label`` is match/mismatch (or 1/0); relative image paths are relative
+    to the file's directory. Images go through ``decode_image`` and the model
+    in batches; a row whose image cannot be read or decoded is skipped and
+    reported, a malformed row raises ``CalibrationError`` with its line.
+    Nothing is stored.
+    """
+    path = Path(path)
+    batch_size = batch_size or int(clip_settings.BATCH_SIZE)
+    scores = LabelledScores(pairs=[], skipped=[])
+    try:
+        handle = path.open(newline="", encoding="utf-8-sig")
+    except OSError as exc:
+        raise CalibrationError(f"{path} cannot be read: {exc.strerror}.")
+    with handle:
+        reader = csv.DictReader(handle)
+        missing = [column for column in CSV_COLUMNS if column not in (reader.fieldnames or [])]
+        if missing:
+            raise CalibrationError(
+                f"{path} must have the columns {','.join(CSV_COLUMNS)} in its first line; missing: {', '.join(missing)}."
+            )
+        batch = []
+        for row in reader:
+            batch.append(_labelled_row(row, reader.line_num, path.parent))
+            if len(batch) == batch_size:
+                _score_labelled_batch(batch, scores)
+                batch = []
+        _score_labelled_batch(batch, scores)
+    return scores
+
+
+def _labelled_row(row, line, directory):
+    label = (row.get("label") or "").strip().lower()
+    if label not in CSV_LABELS:
+        raise CalibrationError(f"Line {line}: label {row.get('label')!r} is not match, mismatch, 1 or 0.")
+    image_path, text = (row.get("image_path") or "").strip(), row.get("text") or ""
+    if not image_path or not text.strip():
+        raise CalibrationError(f"Line {line}: image_path and text must not be empty.")
+    return line, directory / image_path, text, CSV_LABELS[label]
+
+
+def _score_labelled_batch(batch, scores):
+    decoded = []
+    for line, image_path, text, is_match in batch:
+        try:
+            with open(image_path, "rb") as image_file:
+                image = decode_image(image_file.read(clip_settings.MAX_UPLOAD_BYTES + 1))
+        except OSError as exc:
+            scores.skipped.append((line, f"{image_path}: {exc.strerror or exc}"))
+            continue
+        except ClipcheckError as exc:
+            scores.skipped.append((line, f"{image_path}: {exc.message}"))
+            continue
+        decoded.append((image, text, is_match))
+    if not decoded:
+        return
+    similarities = similarity_scores(images=[image for image, _, _ in decoded], texts=[text for _, text, _ in decoded])
+    scores.pairs.extend((score, is_match) for score, (_, _, is_match) in zip(similarities, decoded))
+
+
+def similarity_scores(*, images, texts):
+    """``similarity_score`` of each decoded image with the text at the same position (nothing stored)."""
+    engine = get_engine()
+    image_vectors = engine.encode_images([image.image for image in images])
+    text_vectors, _ = engine.encode_texts(list(texts))
+    return [scoring.similarity_score(float(cosine)) for cosine in np.einsum("ij,ij->i", image_vectors, text_vectors)]

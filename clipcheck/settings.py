@@ -75,6 +75,9 @@ DEFAULTS = {
     "JPEG_DRAFT_MIN_SIDE": 448,
     # Text embeddings kept per process (category prompts, repeated texts).
     "TEXT_CACHE_SIZE": 4096,
+    # Seconds a process keeps the latest calibrated threshold before reading
+    # it again (clip_calibrate --apply reaches other processes within this).
+    "CALIBRATION_CACHE_SECONDS": 30,
 }
 
 

@@ -77,6 +77,16 @@ DATABASES = {
         conn_max_age=int(os.environ.get("DATABASE_CONN_MAX_AGE", "60")),
     )
 }
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Several processes write to one SQLite file (the server, clip_audit,
+    # audit workers): writers queue for the lock (IMMEDIATE, up to 20 s)
+    # instead of failing with "database is locked", and readers never block
+    # writers (WAL).
+    DATABASES["default"].setdefault("OPTIONS", {}).update({
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+    })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -180,6 +190,40 @@ CLIPCHECK = {
 LISTINGS = {}
 if os.environ.get("LISTINGS_UPLOAD_POLICY"):
     LISTINGS["UPLOAD_POLICY"] = os.environ["LISTINGS_UPLOAD_POLICY"].strip().lower()
+
+# Celery: the distributed mode of clip_audit (docs/audit.md). Workers:
+#   celery -A clipproject worker -Q clip --concurrency 1 --prefetch-multiplier 1
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
+# A chunk is acknowledged once its results are committed; a worker that dies
+# (even SIGKILL) leaves it unacknowledged, and the broker delivers it again.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# One process per worker by default: each process holds its own model.
+CELERY_WORKER_CONCURRENCY = int(os.environ.get("CELERY_WORKER_CONCURRENCY", "1"))
+CELERY_TASK_ROUTES = {"listings.audit_chunk": {"queue": "clip"}}
+CELERY_TASK_SERIALIZER = CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_RESULT_EXPIRES = 7 * 24 * 3600
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Seconds before Redis hands an unacknowledged chunk to another worker: it
+# must exceed the longest chunk, and is how long the chunk of a worker
+# killed outright waits to be redone.
+_visibility_timeout = int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600"))
+# Prefixes every Redis key (queues and results) so that several deployments
+# can share one Redis database.
+_key_prefix = os.environ.get("CELERY_KEY_PREFIX", "")
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": _visibility_timeout,
+    # Look for abandoned chunks about ten times per visibility timeout.
+    "unacked_restore_interval": max(1, min(60, _visibility_timeout // 10)),
+    "unacked_restore_throttle": 1,
+    # A worker killed during a sweep leaves its lock behind this long.
+    "unacked_mutex_expire": max(5, min(300, _visibility_timeout)),
+    **({"global_keyprefix": _key_prefix} if _key_prefix else {}),
+}
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": _key_prefix} if _key_prefix else {}
 
 LOGGING = {
     "version": 1,

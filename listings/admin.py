@@ -24,7 +24,7 @@ from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from listings import services
-from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, ReviewQueueItem
+from listings.models import FORMAT_SUFFIXES, Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
 
 Status = Listing.Status
 
@@ -338,3 +338,14 @@ class ModerationDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("note", "listing__title")
     list_select_related = ("listing", "moderator")
     readonly_fields = [field.name for field in ModerationDecision._meta.fields]
+
+
+@admin.register(ListingCheckFailure)
+class ListingCheckFailureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Checks that could not run (missing or broken images), as the audit recorded them."""
+
+    list_display = ("created_at", "listing", "code", "message", "source", "model")
+    list_filter = ("code", "source", ("created_at", admin.DateFieldListFilter))
+    search_fields = ("message", "listing__title")
+    list_select_related = ("listing",)
+    readonly_fields = [field.name for field in ListingCheckFailure._meta.fields]

@@ -15,7 +15,7 @@ def check_listings_settings(app_configs=None, **kwargs):
             hint=f"Use one of {', '.join(UPLOAD_POLICIES)}.",
             id="listings.E002",
         ))
-    for key in ("SUGGESTION_TOP_K", "CHECK_BATCH_SIZE"):
+    for key in ("SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS"):
         value = getattr(listings_settings, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(Error(f"LISTINGS {key} {value!r} must be a positive integer.", id="listings.E003"))

@@ -149,3 +149,22 @@ class ModerationDecision(models.Model):
     def label(self):
         """The calibration label: "match", "mismatch", or None for a flag."""
         return {Listing.Status.APPROVED: "match", Listing.Status.REJECTED: "mismatch"}.get(self.to_status)
+
+
+class ListingCheckFailure(models.Model):
+    """A check that could not run: the image is missing, unreadable or not
+    a decodable image. No ``Analysis`` exists for it; the audit records one
+    row per failed listing per run (a rerun tries the listing again)."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="check_failures")
+    source = models.CharField(max_length=16, choices=Analysis.Source.choices)
+    code = models.CharField(max_length=64)
+    message = models.TextField()
+    model = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"{self.listing_id}: {self.code}"

@@ -37,7 +37,8 @@ Status = Listing.Status
 
 @dataclass
 class ListingCheck:
-    """The outcome of checking one listing; ``error`` set when it could not be checked."""
+    """The outcome of checking one listing; ``error`` set when it could not be checked,
+    ``skipped`` when another check of the same content was stored first."""
 
     listing: Listing
     from_status: str
@@ -45,10 +46,15 @@ class ListingCheck:
     title_analysis: Analysis | None = None
     description_analysis: Analysis | None = None
     error: ClipcheckError | None = None
+    skipped: bool = False
+
+    @property
+    def is_scored(self):
+        return self.title_analysis is not None and self.description_analysis is not None
 
     @property
     def is_match(self):
-        return self.error is None and not (self.title_analysis.is_mismatch or self.description_analysis.is_mismatch)
+        return self.is_scored and not (self.title_analysis.is_mismatch or self.description_analysis.is_mismatch)
 
 
 @dataclass
@@ -139,54 +145,111 @@ def listing_check(*, listing, source=Analysis.Source.ADMIN):
     return outcome
 
 
-def listings_check(*, listings, source=Analysis.Source.AUDIT):
+def listings_check(*, listings, source=Analysis.Source.AUDIT, threshold=None):
     """Check listings in one batch: one outcome per listing, in order.
 
     Images are read through storage and decoded by ``decode_image``; all
     images of the batch go through one ``encode_images`` call and all texts
-    through one ``encode_texts`` call (``analyses_create``); analyses and
-    status changes are committed together in one transaction. A listing whose
-    image cannot be read gets an outcome with ``error`` and is left as it was.
+    through one ``encode_texts`` call (``listings_score``), outside any
+    transaction; analyses and status changes are then committed together in
+    one short transaction (``listings_check_save``). A listing whose image
+    cannot be read gets an outcome with ``error`` and is left as it was.
     """
-    outcomes = [None] * len(listings)
-    readable = []
-    for index, listing in enumerate(listings):
+    images = []
+    for listing in listings:
         try:
-            readable.append((index, listing, decode_image(listing_image_read(listing=listing))))
+            images.append(listing_image_decode(listing=listing))
         except ClipcheckError as exc:
-            logger.warning("Listing %s cannot be checked: %s", listing.pk, exc.message)
-            outcomes[index] = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=exc)
-    if not readable:
-        return outcomes
-
-    requests = []
-    for _, listing, image in readable:
-        requests.append(clip_services.AnalysisRequest(image=image, text=listing.title, subject=listing))
-        requests.append(clip_services.AnalysisRequest(image=image, text=listing.description, subject=listing))
+            images.append(exc)
+    checks = listings_score(listings=listings, images=images, source=source, threshold=threshold)
     with transaction.atomic():
-        analyses = clip_services.analyses_create(requests=requests, source=source)
-        # Locked and re-read: a moderator's decision made while the model ran
-        # is not overwritten with a stale status.
-        current = Listing.objects.select_for_update().in_bulk([listing.pk for _, listing, _ in readable])
-        for position, (index, listing, image) in enumerate(readable):
-            title_analysis, description_analysis = analyses[2 * position], analyses[2 * position + 1]
-            fresh = current.get(listing.pk)
-            checked_texts = texts_hash(listing.title, listing.description)
-            if fresh is None or fresh.image.name != listing.image.name or fresh.texts_sha256 != checked_texts:
-                # Deleted or edited meanwhile; the edit brings its own check.
-                outcomes[index] = ListingCheck(
-                    listing=fresh or listing, from_status=listing.status, to_status=(fresh or listing).status,
-                    title_analysis=title_analysis, description_analysis=description_analysis,
-                )
-                continue
-            outcomes[index] = _listing_apply_check(
-                listing=fresh,
-                image_sha256=image.sha256,
-                texts_sha256=checked_texts,
-                title_analysis=title_analysis,
-                description_analysis=description_analysis,
-            )
-    return outcomes
+        return listings_check_save(checks=checks)
+
+
+def listing_image_decode(*, listing):
+    """The listing's stored image through ``decode_image``; raises the ``ClipcheckError`` saying why not."""
+    try:
+        return decode_image(listing_image_read(listing=listing))
+    except ClipcheckError as exc:
+        logger.warning("Listing %s cannot be checked: %s", listing.pk, exc.message)
+        raise
+
+
+def listings_score(*, listings, images, source, threshold=None, store_embeddings=True):
+    """Run the model for listings whose images are decoded; nothing is saved.
+
+    ``images[i]`` is the ``DecodedImage`` of ``listings[i]`` or the
+    ``ClipcheckError`` that kept it from being decoded (the check gets that
+    ``error``). The checks carry unsaved analyses and the status the listing
+    would move to; ``listings_check_save`` stores them.
+    """
+    checks, requests = [], []
+    for listing, image in zip(listings, images):
+        check = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status)
+        checks.append(check)
+        if isinstance(image, ClipcheckError):
+            check.error = image
+            continue
+        requests.append(clip_services.AnalysisRequest(image=image, text=listing.title, threshold=threshold, subject=listing))
+        requests.append(clip_services.AnalysisRequest(
+            image=image, text=listing.description, threshold=threshold, subject=listing
+        ))
+    if not requests:
+        return checks
+    analyses = iter(clip_services.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
+    for check in checks:
+        if check.error is None:
+            check.title_analysis, check.description_analysis = next(analyses), next(analyses)
+            check.to_status = _status_after(listing=check.listing, is_match=check.is_match)
+    return checks
+
+
+def listings_check_save(*, checks, done=None):
+    """Store checks computed by ``listings_score``; call it inside a transaction.
+
+    The listings are locked and re-read: a moderator's decision made while
+    the model ran is not overwritten with a stale status, and a listing
+    edited or deleted meanwhile keeps the analyses but not a status from the
+    old texts (the edit brings its own check).
+
+    With ``done`` (a bulk audit), rows another transaction holds are skipped
+    rather than waited for (``skip_locked``: that writer is storing them),
+    and so is every listing for which ``done(fresh_listing)`` is true: the
+    skipped ones get ``skipped=True`` and nothing is stored for them.
+    """
+    scored = [check for check in checks if check.is_scored]
+    if not scored:
+        return checks
+    locked = Listing.objects.select_for_update(skip_locked=done is not None).filter(
+        pk__in=[check.listing.pk for check in scored]
+    ).order_by("pk")
+    current = {listing.pk: listing for listing in locked}
+    to_apply, to_store = [], []
+    for check in scored:
+        fresh = current.get(check.listing.pk)
+        if done is not None and (fresh is None or done(fresh)):
+            check.skipped, check.to_status = True, (fresh or check.listing).status
+            check.title_analysis = check.description_analysis = None
+            continue
+        to_store += [check.title_analysis, check.description_analysis]
+        checked_texts = texts_hash(check.listing.title, check.listing.description)
+        if fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts:
+            # Deleted or edited meanwhile; the edit brings its own check.
+            check.listing, check.to_status = fresh or check.listing, (fresh or check.listing).status
+            continue
+        to_apply.append((check, fresh))
+    clip_services.analyses_save(analyses=to_store)
+    for check, fresh in to_apply:
+        check.listing = fresh
+        check.from_status = fresh.status
+        check.to_status = _listing_apply_check(
+            listing=fresh,
+            image_sha256=check.title_analysis.image_sha256,
+            texts_sha256=fresh.texts_sha256,
+            title_analysis=check.title_analysis,
+            description_analysis=check.description_analysis,
+        ).to_status
+    return checks
 
 
 def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
@@ -213,16 +276,20 @@ def listing_image_read(*, listing):
         ) from exc
 
 
-def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis, description_analysis):
-    from_status = listing.status
-    is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch)
-    listing.image_sha256 = image_sha256
-    listing.status = status_after_check(
+def _status_after(*, listing, is_match):
+    return status_after_check(
         status=listing.status,
         moderated=listing.is_moderated,
         content_changed=listing.content_changed_since_decision(),
         is_match=is_match,
     )
+
+
+def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis, description_analysis):
+    from_status = listing.status
+    is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch)
+    listing.image_sha256 = image_sha256
+    listing.status = _status_after(listing=listing, is_match=is_match)
     listing.title_score = title_analysis.similarity_score
     listing.description_score = description_analysis.similarity_score
     listing.clip_verdict = Analysis.Verdict.MATCH if is_match else Analysis.Verdict.MISMATCH

@@ -21,8 +21,13 @@ DEFAULTS = {
     "UPLOAD_POLICY": "flag",
     # Categories named in the suggestion to the seller on a mismatch.
     "SUGGESTION_TOP_K": 2,
-    # Listings per encode call when re-checking many (admin action, audit).
+    # Listings per encode call when re-checking many (admin action).
     "CHECK_BATCH_SIZE": 32,
+    # clip_audit: listings per chunk (rows read per keyset query, results
+    # committed per chunk, listings per task in the distributed mode) and
+    # the threads that read and decode images ahead of the model.
+    "AUDIT_CHUNK_SIZE": 256,
+    "AUDIT_DECODE_THREADS": 4,
 }
 
 listings_settings = ClipSettings(DEFAULTS, setting_name=SETTING_NAME)

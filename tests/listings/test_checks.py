@@ -21,6 +21,8 @@ def test_the_defaults_pass(settings):
     ({"SUGGESTION_TOP_K": 0}, ["listings.E003"]),
     ({"CHECK_BATCH_SIZE": "32"}, ["listings.E003"]),
     ({"CHECK_BATCH_SIZE": True}, ["listings.E003"]),
+    ({"AUDIT_CHUNK_SIZE": 0}, ["listings.E003"]),
+    ({"AUDIT_DECODE_THREADS": 2.5}, ["listings.E003"]),
 ])
 def test_mistakes_are_reported(settings, listings, expected):
     assert error_ids(settings, listings) == expected

@@ -170,14 +170,14 @@ def test_a_check_does_not_overwrite_a_decision_made_while_the_model_ran(
 
     listing = make_listing()
     services.listing_check(listing=listing)
-    create = clip_services.analyses_create
+    compute = clip_services.analyses_compute
 
     def decide_meanwhile(**kwargs):
-        analyses = create(**kwargs)
+        analyses = compute(**kwargs)
         services.listing_reject(listing=listing, moderator=moderator)
         return analyses
 
-    monkeypatch.setattr(clip_services, "analyses_create", decide_meanwhile)
+    monkeypatch.setattr(clip_services, "analyses_compute", decide_meanwhile)
     stale = Listing.objects.get(pk=listing.pk)
     services.listings_check(listings=[stale])
 

@@ -1,0 +1,488 @@
+"""The catalogue audit: every listing's title and description checked against its image.
+
+``audit_run`` is the single-machine audit (``manage.py clip_audit``):
+
+- listings are read in keyset-paginated chunks over the primary key
+  (``pk > last_pk ORDER BY pk LIMIT chunk``), never the whole table;
+- listings already checked with the same model, image and texts are skipped
+  (``--recheck`` redoes them), so a run that was stopped resumes where it
+  stopped when it is run again;
+- images are read and decoded in background threads ahead of the model, so
+  the model never waits for storage or the decoder; the model runs in
+  batches of ``batch_size`` listings outside any transaction;
+- each chunk's analyses, status changes and failures are then committed in
+  one short transaction: a killed run loses nothing it committed;
+- a listing whose image is missing or broken fails alone: it is counted,
+  reported and logged as a ``ListingCheckFailure``.
+
+``audit_chunk`` checks one chunk of listing ids the same way: it is what a
+Celery worker runs in the distributed mode (``listings.tasks``). Running a
+chunk twice stores nothing twice: listings done meanwhile are skipped under
+a row lock when the results are written.
+"""
+
+import itertools
+import logging
+import time
+from collections import Counter, deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from clipcheck import scoring
+from clipcheck.errors import ClipcheckError
+from clipcheck.models import Analysis
+from clipcheck.services import default_threshold, model_id
+from clipcheck.settings import clip_settings
+from listings import services
+from listings.models import Listing, ListingCheckFailure
+from listings.settings import listings_settings
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STATUSES = (Listing.Status.PENDING, Listing.Status.APPROVED)
+
+
+class AuditMisconfigured(ClipcheckError):
+    """A chunk was handed to a worker that cannot run it as the audit asked."""
+
+    code = "audit_misconfigured"
+
+
+@dataclass(frozen=True)
+class AuditOptions:
+    """What one audit run checks and how; every run resolves its threshold,
+    model and start time once so that all its chunks (and workers) agree."""
+
+    statuses: tuple = DEFAULT_STATUSES
+    since: datetime | None = None
+    limit: int | None = None
+    threshold: float | None = None
+    recheck: bool = False
+    dry_run: bool = False
+    batch_size: int | None = None
+    chunk_size: int | None = None
+    model: str = ""
+    started_at: datetime | None = None
+
+    def resolved(self):
+        """These options with the defaults of this moment filled in."""
+        return replace(
+            self,
+            threshold=default_threshold() if self.threshold is None else float(self.threshold),
+            batch_size=self.batch_size or int(clip_settings.BATCH_SIZE),
+            chunk_size=self.chunk_size or int(listings_settings.AUDIT_CHUNK_SIZE),
+            model=self.model or model_id(),
+            started_at=self.started_at or timezone.now(),
+        )
+
+    def as_message(self):
+        """JSON-serialisable form for a task message."""
+        return {
+            "threshold": self.threshold,
+            "recheck": self.recheck,
+            "dry_run": self.dry_run,
+            "batch_size": self.batch_size,
+            "model": self.model,
+            "started_at": self.started_at.isoformat(),
+        }
+
+    @classmethod
+    def from_message(cls, message):
+        return cls(
+            threshold=message["threshold"],
+            recheck=message["recheck"],
+            dry_run=message["dry_run"],
+            batch_size=message["batch_size"],
+            model=message["model"],
+            started_at=datetime.fromisoformat(message["started_at"]),
+        )
+
+
+@dataclass
+class AuditRow:
+    """One line of the report: a listing checked, or failed."""
+
+    listing_id: int
+    title: str
+    outcome: str  # "checked" or "failed"
+    title_score: float | None = None
+    title_verdict: str = ""
+    description_score: float | None = None
+    description_verdict: str = ""
+    verdict: str = ""
+    match_quality: str = ""
+    status_before: str = ""
+    status_after: str = ""
+    error: str = ""
+
+    FIELDS = (
+        "listing_id", "title", "outcome", "title_score", "title_verdict", "description_score",
+        "description_verdict", "verdict", "match_quality", "status_before", "status_after", "error",
+    )
+
+    def as_dict(self):
+        return asdict(self)
+
+
+@dataclass
+class AuditSummary:
+    """Counts of a run (or of one chunk: they add up)."""
+
+    checked: int = 0
+    skipped: int = 0
+    failed: int = 0
+    flagged: int = 0
+    failures: Counter = field(default_factory=Counter)  # error code → listings
+    bands: Counter = field(default_factory=Counter)  # match quality → listings
+    images: int = 0  # images scored (stored verdicts and embeddings may have spared the model)
+    seconds: float = 0.0  # wall time of the run
+    failed_chunks: list = field(default_factory=list)  # reasons whole chunks failed (distributed mode)
+
+    def add(self, other):
+        self.checked += other.checked
+        self.skipped += other.skipped
+        self.failed += other.failed
+        self.flagged += other.flagged
+        self.failures.update(other.failures)
+        self.bands.update(other.bands)
+        self.images += other.images
+        self.failed_chunks.extend(other.failed_chunks)
+
+    @property
+    def images_per_second(self):
+        return self.images / self.seconds if self.seconds > 0 else 0.0
+
+    def as_message(self):
+        return {
+            "checked": self.checked, "skipped": self.skipped, "failed": self.failed, "flagged": self.flagged,
+            "failures": dict(self.failures), "bands": dict(self.bands), "images": self.images,
+            "seconds": self.seconds,
+        }
+
+    @classmethod
+    def from_message(cls, message):
+        return cls(
+            checked=message["checked"], skipped=message["skipped"], failed=message["failed"],
+            flagged=message["flagged"], failures=Counter(message["failures"]), bands=Counter(message["bands"]),
+            images=message["images"], seconds=message["seconds"],
+        )
+
+
+# Selection
+
+
+def audit_candidates(*, options):
+    """The listings an audit looks at (skipping happens per chunk)."""
+    queryset = Listing.objects.filter(status__in=options.statuses)
+    if options.since is not None:
+        queryset = queryset.filter(Q(created_at__gte=options.since) | Q(updated_at__gte=options.since))
+    return queryset
+
+
+def listing_is_audited(*, listing, options):
+    """True when ``listing`` needs nothing from this audit: checked with its
+    model, image and texts (and, with ``recheck``, since the run started)."""
+    if listing.needs_check(model=options.model):
+        return False
+    return not options.recheck or (listing.checked_at is not None and listing.checked_at >= options.started_at)
+
+
+def audit_chunks(*, options, summary):
+    """Chunks of up to ``chunk_size`` listings that need checking, in pk order.
+
+    Rows are read ``chunk_size`` at a time by primary key ranges (Sentry's
+    RangeQuerySetWrapper pattern): each query starts after the last pk seen,
+    so the table is never loaded whole and rows inserted or deleted during
+    the run do not shift the pages. Up-to-date listings are counted in
+    ``summary.skipped``; at most ``limit`` listings are yielded.
+    """
+    queryset = audit_candidates(options=options).order_by("pk")
+    wanted = options.limit
+    chunk, last_pk = [], 0
+    while wanted is None or wanted > 0:
+        page = list(queryset.filter(pk__gt=last_pk)[:options.chunk_size])
+        if not page:
+            break
+        last_pk = page[-1].pk
+        for listing in page:
+            if listing_is_audited(listing=listing, options=options):
+                summary.skipped += 1
+                continue
+            chunk.append(listing)
+            if wanted is not None:
+                wanted -= 1
+                if wanted == 0:
+                    break
+            if len(chunk) == options.chunk_size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+# Processing
+
+
+def audit_run(*, options, on_chunk=None, on_skipped=None):
+    """Audit the catalogue on this machine; returns the ``AuditSummary``.
+
+    ``options`` must be ``resolved()``. ``on_chunk(summary, rows)`` is
+    called with the counts and report rows of each committed chunk,
+    ``on_skipped(n)`` as listings are found up to date (progress).
+    """
+    summary = AuditSummary()
+    started = time.monotonic()
+    chunks = _counting_skips(audit_chunks(options=options, summary=summary), summary, on_skipped)
+    for chunk_summary, rows in _audit_pipeline(chunks=chunks, options=options):
+        summary.add(chunk_summary)
+        if on_chunk is not None:
+            on_chunk(chunk_summary, rows)
+    summary.seconds = time.monotonic() - started
+    return summary
+
+
+def _counting_skips(chunks, summary, on_skipped):
+    reported = 0
+    for chunk in chunks:
+        if on_skipped is not None and summary.skipped > reported:
+            on_skipped(summary.skipped - reported)
+            reported = summary.skipped
+        yield chunk
+    if on_skipped is not None and summary.skipped > reported:
+        on_skipped(summary.skipped - reported)
+
+
+def audit_chunk(*, listing_ids, options):
+    """Check one chunk of listings by id (a distributed audit's task).
+
+    Listings up to date for this audit are skipped, so a chunk delivered
+    twice (a worker killed before acknowledging it) stores nothing twice.
+    Returns the chunk's ``AuditSummary`` and report rows.
+    """
+    if options.model != model_id():
+        raise AuditMisconfigured(
+            f"This worker runs the model {model_id()!r} but the audit uses {options.model!r}: "
+            "start the workers with the same CLIPCHECK_MODEL as the command."
+        )
+    started = time.monotonic()
+    summary = AuditSummary()
+    listings = []
+    for listing in Listing.objects.filter(pk__in=listing_ids).order_by("pk"):
+        if listing_is_audited(listing=listing, options=options):
+            summary.skipped += 1
+        else:
+            listings.append(listing)
+    rows = []
+    for chunk_summary, chunk_rows in _audit_pipeline(chunks=[listings] if listings else [], options=options):
+        summary.add(chunk_summary)
+        rows.extend(chunk_rows)
+    summary.seconds = time.monotonic() - started
+    return summary, rows
+
+
+def _audit_pipeline(*, chunks, options):
+    """Yield ``(summary, rows)`` per chunk once its results are committed.
+
+    The images of the next listings (up to two batches ahead, across chunk
+    boundaries) are read and decoded by a thread pool while the model
+    encodes the current batch; the chunk generator itself (database reads)
+    only ever runs in this thread.
+    """
+    numbered = ((number, listing) for number, chunk in enumerate(chunks) for listing in chunk)
+    with ThreadPoolExecutor(
+        max_workers=int(listings_settings.AUDIT_DECODE_THREADS), thread_name_prefix="audit-decode"
+    ) as pool:
+        try:
+            ahead = _submitted_ahead(numbered, pool, ahead=2 * options.batch_size)
+            for _, items in itertools.groupby(ahead, key=lambda item: item[0]):
+                checks = []
+                for batch in _batched(items, options.batch_size):
+                    listings = [listing for _, listing, _ in batch]
+                    images = [_decoded(future) for _, _, future in batch]
+                    checks.extend(services.listings_score(
+                        listings=listings, images=images, source=Analysis.Source.AUDIT,
+                        threshold=options.threshold, store_embeddings=not options.dry_run,
+                    ))
+                    # The decoded pictures are not needed past the forward pass.
+                    del images
+                outcomes = audit_chunk_save(checks=checks, options=options)
+                yield _chunk_summary(outcomes), [_report_row(outcome) for outcome in outcomes if not outcome.skipped]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _submitted_ahead(numbered, pool, *, ahead):
+    """``(chunk number, listing, future of its decoded image)`` in order, with
+    up to ``ahead`` images being decoded before they are asked for."""
+    pending = deque()
+    for number, listing in numbered:
+        pending.append((number, listing, pool.submit(services.listing_image_decode, listing=listing)))
+        if len(pending) > ahead:
+            yield pending.popleft()
+    while pending:
+        yield pending.popleft()
+
+
+def _decoded(future):
+    try:
+        return future.result()
+    except ClipcheckError as exc:
+        return exc
+
+
+def _batched(items, size):
+    iterator = iter(items)
+    while batch := list(itertools.islice(iterator, size)):
+        yield batch
+
+
+def audit_chunk_save(*, checks, options):
+    """Commit one chunk's results in one short transaction (nothing in a dry run).
+
+    The listings are locked as they are written; listings another worker
+    stored first (same model, image and texts) are skipped.
+    """
+    if options.dry_run:
+        return checks
+    with transaction.atomic():
+        outcomes = services.listings_check_save(
+            checks=checks, done=lambda listing: listing_is_audited(listing=listing, options=options)
+        )
+        ListingCheckFailure.objects.bulk_create([
+            ListingCheckFailure(
+                listing_id=outcome.listing.pk, source=Analysis.Source.AUDIT, code=outcome.error.code,
+                message=outcome.error.message, model=options.model,
+            )
+            for outcome in outcomes
+            if outcome.error is not None
+        ])
+    return outcomes
+
+
+def _chunk_summary(outcomes):
+    summary = AuditSummary()
+    for outcome in outcomes:
+        if outcome.error is not None:
+            summary.failed += 1
+            summary.failures[outcome.error.code] += 1
+            continue
+        summary.images += 1
+        if outcome.skipped:
+            summary.skipped += 1
+            continue
+        summary.checked += 1
+        summary.flagged += not outcome.is_match
+        summary.bands[_weaker_band(outcome)] += 1
+    return summary
+
+
+def _weaker_band(outcome):
+    # The listing's band is that of its weaker score, as in Listing.match_quality.
+    return scoring.match_quality(
+        min(outcome.title_analysis.similarity_score, outcome.description_analysis.similarity_score)
+    )
+
+
+def _report_row(outcome):
+    listing = outcome.listing
+    row = AuditRow(
+        listing_id=listing.pk, title=listing.title, outcome="failed" if outcome.error else "checked",
+        status_before=outcome.from_status, status_after=outcome.to_status,
+    )
+    if outcome.error is not None:
+        row.error = f"{outcome.error.code}: {outcome.error.message}"
+        return row
+    title, description = outcome.title_analysis, outcome.description_analysis
+    row.title_score, row.title_verdict = title.similarity_score, title.verdict
+    row.description_score, row.description_verdict = description.similarity_score, description.verdict
+    row.verdict = Analysis.Verdict.MATCH if outcome.is_match else Analysis.Verdict.MISMATCH
+    row.match_quality = _weaker_band(outcome)
+    return row
+
+
+# Distributed mode (Celery workers on the "clip" queue)
+
+
+@dataclass
+class AuditEnqueued:
+    group_id: str
+    results: list  # AsyncResult per chunk, in pk order
+    sizes: dict  # task id → listings in that chunk
+
+    @property
+    def listings(self):
+        return sum(self.sizes.values())
+
+
+def audit_broker_check():
+    """Raise ``AuditMisconfigured`` unless the broker and result backend answer;
+    returns how many running workers consume the audit queue."""
+    from clipproject.celery import app
+    from listings.tasks import AUDIT_QUEUE
+
+    try:
+        with app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=5)
+        backend_client = getattr(app.backend, "client", None)  # the Redis result backend
+        if backend_client is not None:
+            backend_client.ping()
+    except Exception as exc:  # kombu and redis raise their own errors
+        raise AuditMisconfigured(
+            f"The Celery broker {app.conf.broker_url!r} cannot be reached: {exc.__class__.__name__}: {exc}"
+        ) from exc
+    queues = app.control.inspect(timeout=1.0).active_queues() or {}
+    return sum(1 for consumed in queues.values() if any(queue["name"] == AUDIT_QUEUE for queue in consumed))
+
+
+def audit_enqueue(*, options, summary, with_rows=False):
+    """Send the listings that need checking to the workers, one task per chunk.
+
+    Chunks are planned as in ``audit_run`` (keyset pages, up-to-date
+    listings counted in ``summary.skipped``) and sent as they are found, so
+    workers start while the planning goes on. The chunks form a saved
+    ``GroupResult`` whose id names the audit.
+    """
+    from celery.result import GroupResult
+    from celery.utils import uuid
+
+    from listings.tasks import audit_chunk_task
+
+    message = options.as_message()
+    results, sizes = [], {}
+    for chunk in audit_chunks(options=options, summary=summary):
+        result = audit_chunk_task.apply_async(args=[[listing.pk for listing in chunk], message, with_rows])
+        results.append(result)
+        sizes[result.id] = len(chunk)
+    group = GroupResult(id=uuid(), results=results)
+    group.save()
+    return AuditEnqueued(group_id=group.id, results=results, sizes=sizes)
+
+
+def audit_wait(*, enqueued, on_chunk, poll_seconds=0.5):
+    """Wait for every chunk of ``enqueued``; ``on_chunk(summary, rows)`` per chunk as it finishes.
+
+    A chunk whose task failed gets a summary with its reason in ``failed_chunks``.
+    """
+    pending = list(enqueued.results)
+    while pending:
+        waiting = []
+        for result in pending:
+            if not result.ready():
+                waiting.append(result)
+                continue
+            if result.successful():
+                payload = result.get(propagate=False)
+                rows = [AuditRow(**row) for row in payload["rows"]]
+                on_chunk(AuditSummary.from_message(payload["summary"]), rows)
+            else:
+                reason = f"{enqueued.sizes[result.id]} listings: {result.result!r}"
+                on_chunk(AuditSummary(failed_chunks=[reason]), [])
+            result.forget()
+        pending = waiting
+        if pending:
+            time.sleep(poll_seconds)
