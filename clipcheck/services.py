@@ -1,9 +1,14 @@
-"""Business logic of the /clip/* endpoints: plain functions, no HTTP."""
+"""Business logic of the /clip/* endpoints: plain functions, no HTTP.
+
+Model computations run through ``run_inference`` (admission control and a
+time budget, ``clipcheck.engine.admission``).
+"""
 
 import numpy as np
 
 from clipcheck import scoring
 from clipcheck.engine import get_engine
+from clipcheck.engine.admission import run_inference
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import decode_image, read_batch_file
 from clipcheck.settings import clip_settings
@@ -17,9 +22,14 @@ def analyze_pair(*, image, text, threshold=None):
     """Score one decoded image against one text and return the verdict."""
     threshold = default_threshold() if threshold is None else threshold
     engine = get_engine()
-    image_embeddings = engine.encode_images([image.image])
-    text_embeddings, truncated = engine.encode_texts([text])
-    return _pair_result(image_embeddings[0], text_embeddings[0], truncated[0], threshold)
+
+    def embed():
+        image_embeddings = engine.encode_images([image.image])
+        text_embeddings, truncated = engine.encode_texts([text])
+        return image_embeddings[0], text_embeddings[0], truncated[0]
+
+    image_embedding, text_embedding, text_truncated = run_inference(embed)
+    return _pair_result(image_embedding, text_embedding, text_truncated, threshold)
 
 
 def _pair_result(image_embedding, text_embedding, text_truncated, threshold):
@@ -38,9 +48,12 @@ def classify_image(*, image, categories=None, top_k=None):
     top_k = min(top_k or clip_settings.DEFAULT_TOP_K, len(categories))
     threshold = default_threshold()
     engine = get_engine()
-    image_embedding = engine.encode_images([image.image])[0]
     prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
-    prompt_embeddings, _ = engine.encode_texts(prompts)
+
+    def embed():
+        return engine.encode_images([image.image])[0], engine.encode_texts(prompts)[0]
+
+    image_embedding, prompt_embeddings = run_inference(embed)
     cosines = prompt_embeddings @ image_embedding
     logits = engine.logit_scale * cosines
     probabilities = np.exp(logits - logits.max())
@@ -86,8 +99,11 @@ def analyze_batch(*, items):
             decoded.append((index, item, image))
         if not decoded:
             continue
-        image_embeddings = engine.encode_images([image.image for _, _, image in decoded])
-        text_embeddings, truncated = engine.encode_texts([item["text"] for _, item, _ in decoded])
+        images = [image.image for _, _, image in decoded]
+        texts = [item["text"] for _, item, _ in decoded]
+        image_embeddings, (text_embeddings, truncated) = run_inference(
+            lambda: (engine.encode_images(images), engine.encode_texts(texts))
+        )
         for row, (index, item, _) in enumerate(decoded):
             threshold = item.get("threshold")
             threshold = default_threshold() if threshold is None else threshold

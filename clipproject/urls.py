@@ -1,8 +1,14 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from clipcheck.api.docs import SchemaView, SwaggerUIView
+from clipcheck.metrics import metrics_view
+
 urlpatterns = [
     path("clip/", include("clipcheck.api.urls")),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerUIView.as_view(url_name="schema"), name="swagger-ui"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
 ]
 

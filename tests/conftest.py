@@ -1,4 +1,5 @@
 import io
+import uuid
 
 import pytest
 from PIL import Image
@@ -24,6 +25,18 @@ def clip_config(settings, tiny_model_dir, batch_root):
     """Every test runs against the tiny checkpoint, loaded the production way."""
     settings.CLIPCHECK = {"MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root)}
     return settings.CLIPCHECK
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings):
+    """Each test counts throttled requests in a process-local cache of its own,
+    whatever REDIS_URL says (tests that need Redis configure it themselves)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4().hex}",
+        }
+    }
 
 
 @pytest.fixture

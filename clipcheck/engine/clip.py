@@ -7,13 +7,16 @@ without touching torch.
 """
 
 import threading
+import time
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 from transformers.utils import logging as transformers_logging
 
+from clipcheck import metrics
 from clipcheck.settings import clip_settings
 
 transformers_logging.disable_progress_bar()
@@ -114,7 +117,7 @@ class ClipEngine:
         return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
 
     def _forward_images(self, pixel_values):
-        with self._forward_lock, torch.inference_mode():
+        with self._forward_lock, torch.inference_mode(), _observed("image", len(pixel_values)):
             output = self.model.get_image_features(pixel_values=pixel_values.to(self.device, self.dtype))
             return _unit_rows(output)
 
@@ -160,7 +163,7 @@ class ClipEngine:
 
     def _encode_text_batch(self, texts):
         encoded, truncated = self.tokenize(texts)
-        with self._forward_lock, torch.inference_mode():
+        with self._forward_lock, torch.inference_mode(), _observed("text", len(texts)):
             output = self.model.get_text_features(
                 input_ids=encoded["input_ids"].to(self.device),
                 attention_mask=encoded["attention_mask"].to(self.device),
@@ -176,6 +179,17 @@ class ClipEngine:
                 self._text_cache[text] = (embedding, was_truncated)
             while len(self._text_cache) > capacity:
                 self._text_cache.popitem(last=False)
+
+
+@contextmanager
+def _observed(kind, batch_size):
+    """Records a forward pass's batch size and duration in the metrics."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.INFERENCE_BATCH_SIZE.labels(kind=kind).observe(batch_size)
+        metrics.INFERENCE_LATENCY.labels(kind=kind).observe(time.perf_counter() - started)
 
 
 def _unit_rows(output):
