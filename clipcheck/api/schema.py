@@ -11,7 +11,11 @@ from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
 from clipcheck.access import access_table
-from clipcheck.api.serializers import ErrorSerializer
+from clipcheck.api.serializers import (
+    NON_BLANK_TEXT_PATTERN,
+    ErrorSerializer,
+    max_categories_text_length,
+)
 from clipcheck.settings import clip_settings
 
 ERROR_DESCRIPTIONS = {
@@ -99,7 +103,8 @@ class ProductTextFieldExtension(OpenApiSerializerFieldExtension):
             "type": "string",
             "minLength": 1,
             "maxLength": clip_settings.MAX_TEXT_LENGTH,
-            "description": "Product title and/or description. Must contain a non-blank character.",
+            "pattern": NON_BLANK_TEXT_PATTERN,
+            "description": "Product title and/or description: not blank, no NUL characters.",
         }
 
 
@@ -109,11 +114,11 @@ class CategoriesFieldExtension(OpenApiSerializerFieldExtension):
     def map_serializer_field(self, auto_schema, direction):
         return {
             "type": "string",
-            "minLength": 1,
+            "maxLength": max_categories_text_length(),
             "description": (
                 "Comma-separated categories (trimmed, duplicates removed): at least one, at most "
                 f"{clip_settings.MAX_CATEGORIES}, each at most {clip_settings.MAX_CATEGORY_LENGTH} "
-                "characters. Default: the configured catalogue."
+                "characters. Empty or absent: the configured catalogue."
             ),
         }
 

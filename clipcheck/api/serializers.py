@@ -47,23 +47,47 @@ class ImageUploadField(serializers.FileField):
         return decode_image(upload.read(limit + 1))
 
 
+# The characters str.strip() removes (str.isspace()), spelled out so that the
+# OpenAPI pattern and the validation agree on what "blank" means.
+BLANK_CHARACTERS = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Non-blank text without NUL characters (which DRF refuses).
+NON_BLANK_TEXT_PATTERN = rf"^[^\u0000]*[^\u0000{BLANK_CHARACTERS}][^\u0000]*$"
+
+
+def _check_raw_length(data, limit, what):
+    # Checked before trimming: the documented limit is on what the client sends.
+    if isinstance(data, str) and len(data) > limit:
+        raise serializers.ValidationError(f"{what} is {len(data)} characters; the limit is {limit}.",
+                                          code="max_length")
+
+
 class ProductTextField(serializers.CharField):
-    """Non-blank text up to ``MAX_TEXT_LENGTH`` characters."""
+    """Non-blank text of up to ``MAX_TEXT_LENGTH`` characters."""
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        limit = clip_settings.MAX_TEXT_LENGTH
-        if len(value) > limit:
-            raise serializers.ValidationError(
-                f"Text is {len(value)} characters; the limit is {limit}.", code="max_length"
-            )
-        return value
+        _check_raw_length(data, clip_settings.MAX_TEXT_LENGTH, "Text")
+        return super().to_internal_value(data)
+
+
+def max_categories_text_length():
+    """The longest categories string: MAX_CATEGORIES names of the longest
+    length, with their separators."""
+    return clip_settings.MAX_CATEGORIES * (clip_settings.MAX_CATEGORY_LENGTH + 1)
 
 
 class CategoriesField(serializers.CharField):
-    """Comma-separated categories: trimmed, empties dropped, duplicates removed."""
+    """Comma-separated categories: trimmed, empties dropped, duplicates removed.
+
+    A blank value means "not given" (None: the configured catalogue), as an
+    empty form field does for every optional field.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
+        _check_raw_length(data, max_categories_text_length(), "The categories text")
         value = super().to_internal_value(data)
         # CharField's validators (no NUL, no lone surrogates) must see the
         # string: run_validators below only gets the parsed list.
@@ -81,6 +105,14 @@ class CategoriesField(serializers.CharField):
                 f"Categories are limited to {clip_settings.MAX_CATEGORY_LENGTH} characters.", code="max_length"
             )
         return categories
+
+    def run_validation(self, data=serializers.empty):
+        # CharField answers a blank string itself (as ""), before
+        # to_internal_value; blank means "not given" here.
+        if isinstance(data, str) and not data.strip():
+            _check_raw_length(data, max_categories_text_length(), "The categories text")
+            return None
+        return super().run_validation(data)
 
     def run_validators(self, value):
         if isinstance(value, str):
@@ -109,7 +141,8 @@ class BatchItemsField(serializers.ListField):
     """A non-empty list of batch items; each item is validated on its own."""
 
     def __init__(self, **kwargs):
-        kwargs.setdefault("child", serializers.JSONField())
+        # null is an item like any other: it fails alone (invalid_item).
+        kwargs.setdefault("child", serializers.JSONField(allow_null=True))
         kwargs.setdefault("allow_empty", False)
         super().__init__(**kwargs)
 

@@ -221,6 +221,9 @@ CASES = [
     Case("top_k 2.0", lambda ctx: ctx.classify(top_k="2.0"), 200, None),
     # Categories
     Case("categories empty means default", lambda ctx: ctx.classify(categories=""), 200, None),
+    Case("categories blank means default", lambda ctx: ctx.classify(categories=" \t "), 200, None),
+    Case("categories blank but over the length limit", lambda ctx: ctx.classify(categories=" " * 20_000), 400,
+         "invalid_categories"),
     Case("categories only commas", lambda ctx: ctx.classify(categories=", ,,\t,"), 400, "invalid_categories"),
     Case("categories duplicated", lambda ctx: ctx.classify(categories="shoe, shoe,shoe ,SHOE"), 200, None),
     Case("1000 categories", lambda ctx: ctx.classify(categories=",".join(f"c{i}" for i in range(1000))), 400,
