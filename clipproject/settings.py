@@ -5,6 +5,7 @@ defaults run on a fresh machine: embedded SQLite, local media, DEBUG off.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -124,6 +125,9 @@ STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"
 # so the admin and the offline Swagger UI work without a separate server.
 # Without a collected STATIC_ROOT it serves from the apps' static folders.
 WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not STATIC_ROOT.is_dir())
+if WHITENOISE_USE_FINDERS:
+    # ...and would warn on every start that STATIC_ROOT does not exist yet.
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "media"))
 
