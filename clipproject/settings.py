@@ -169,6 +169,9 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 
+# Refused CSRF checks outside DRF views answer in the one JSON error format too.
+CSRF_FAILURE_VIEW = "clipcheck.api.exceptions.json_csrf_failure"
+
 # Cross-origin calls from the storefront's own origins; none by default.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 

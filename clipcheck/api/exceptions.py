@@ -118,6 +118,11 @@ def json_permission_denied(request, exception=None):
     return JsonResponse(error_body("permission_denied", "Access denied."), status=403)
 
 
+def json_csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a refused form post outside DRF (e.g. the admin)."""
+    return JsonResponse(error_body("csrf_failed", f"CSRF verification failed: {reason}".strip()), status=403)
+
+
 def json_server_error(request):
     # Django calls this while handling the exception, so it is still current:
     # a database outage in a middleware or a non-DRF view is a 503 too.

@@ -80,15 +80,17 @@ class GunicornServer:
             [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gunicorn.conf.py"), "clipproject.wsgi:application"],
             cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
-        self.wait_ready(healthy=healthy, timeout=timeout)
+        self.wait_ready(healthy=healthy, timeout=timeout, model_loads=self.workers)
         return self
 
-    def wait_ready(self, *, healthy=True, timeout=90, loads_before=0):
+    def wait_ready(self, *, model_loads, healthy=True, timeout=90):
+        """Wait until ``model_loads`` load attempts are logged, all workers run
+        and health answers as expected."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log()}")
-            if self.model_loads() - loads_before >= self.workers and len(self.worker_pids()) == self.workers:
+            if self.model_loads() >= model_loads and len(self.worker_pids()) == self.workers:
                 try:
                     status = self.request("GET", "/clip/health", timeout=5).status
                 except OSError:
@@ -122,7 +124,7 @@ class GunicornServer:
         deadline = time.monotonic() + 60
         while set(self.worker_pids()) & old and time.monotonic() < deadline:
             time.sleep(0.2)
-        self.wait_ready(loads_before=loads)
+        self.wait_ready(model_loads=loads + self.workers)
 
     def __enter__(self):
         return self
@@ -150,7 +152,9 @@ class GunicornServer:
         self.fault_file.write_text(fault)
 
     def busy_workers(self):
-        return [int(path.name.rsplit(".", 1)[1]) for path in self.directory.glob("fault.busy.*")]
+        """Live workers inside a stalled inference (see tests.support.faults)."""
+        marked = {int(path.name.rsplit(".", 1)[1]) for path in self.directory.glob("fault.busy.*")}
+        return sorted(marked & set(self.worker_pids()))
 
     # HTTP
 

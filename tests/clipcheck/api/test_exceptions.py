@@ -66,3 +66,9 @@ def test_an_unhandled_error_is_a_json_500(monkeypatch):
     response = APIClient(raise_request_exception=False).get("/clip/categories")
     assert response.status_code == 500
     assert response.json()["error"]["code"] == "internal_error"
+
+
+def test_a_refused_csrf_check_outside_the_api_is_json():
+    response = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "a", "password": "b"})
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "csrf_failed"
