@@ -31,8 +31,8 @@ keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
 
 # Recycle workers now and then to bound slow leaks in native libraries; the
 # jitter keeps them from restarting (and reloading the model) together.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "5000"))
-max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "500"))
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
+max_requests_jitter = int(os.environ.get("GUNICORN_MAX_REQUESTS_JITTER", "2000"))
 
 # The heartbeat file on tmpfs: a busy or slow disk must not look like a hung worker.
 worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", "/dev/shm" if os.path.isdir("/dev/shm") else None)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.server
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
 CLIENTS = 16
-WARM_UP_SECONDS = 4
+WARM_UP_SECONDS = 8
 LOAD_SECONDS = 15
 CATEGORIES_RATE = 5
 
@@ -27,6 +27,8 @@ def server(tmp_path_factory, tiny_model_dir):
     access = {"analyze": {"rate": None}, "classify": {"rate": None}, "health": {"rate": None},
               "categories": {"rate": f"{CATEGORIES_RATE}/minute"}}
     env = {
+        # No recycling during the measurement: memory is compared per worker.
+        "GUNICORN_MAX_REQUESTS": "0",
         "REDIS_URL": REDIS_URL,
         "CACHE_KEY_PREFIX": f"clipcheck-test-{uuid.uuid4().hex}",
         "CLIPCHECK_TEST_ACCESS": json.dumps(access),
@@ -43,7 +45,9 @@ def report(capsys, line):
 
 def test_sustained_load_has_no_errors_and_flat_memory(server, capsys):
     workers = server.worker_pids()
-    warm_up = run_load(server, clients=CLIENTS, seconds=WARM_UP_SECONDS, seed=1)
+    # Warm every worker to its working set: requests on fresh connections
+    # reach both workers evenly.
+    warm_up = run_load(server, clients=CLIENTS, seconds=WARM_UP_SECONDS, seed=1, fresh_connections=True)
     assert warm_up.statuses.keys() == {200} and not warm_up.errors, warm_up.summary()
     memory_before = {pid: rss_bytes(pid) for pid in workers}
 

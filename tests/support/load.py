@@ -51,7 +51,9 @@ class LoadResult:
                 f"transport errors {len(self.errors)}")
 
 
-def run_load(server, *, clients, seconds, choose=product_mix, seed=0):
+def run_load(server, *, clients, seconds, choose=product_mix, seed=0, fresh_connections=False):
+    """``fresh_connections``: one connection per request, so requests spread
+    over all workers (a keep-alive connection stays with one worker)."""
     result = LoadResult()
     lock = threading.Lock()
     deadline = time.monotonic() + seconds
@@ -61,11 +63,15 @@ def run_load(server, *, clients, seconds, choose=product_mix, seed=0):
         connection = server.connection(timeout=30)
         while time.monotonic() < deadline:
             method, path, body, headers = choose(rng)
+            if fresh_connections:
+                headers = {**headers, "Connection": "close"}
             started = time.perf_counter()
             try:
                 connection.request(method, path, body=body, headers=headers)
                 response = connection.getresponse()
                 response.read()
+                if fresh_connections:
+                    connection.close()
             except OSError as exc:
                 with lock:
                     result.errors.append(repr(exc))
