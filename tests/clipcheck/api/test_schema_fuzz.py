@@ -22,7 +22,9 @@ from email.policy import HTTP
 
 import pytest
 import schemathesis
+from django.core.signals import request_finished, request_started
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 from jsonschema import Draft7Validator
@@ -119,6 +121,18 @@ def unthrottled(settings, clip_config):
     # Hundreds of requests from one address: rate limits would answer most of
     # them with 429 (tested in tests/clipcheck/test_access.py).
     settings.CLIPCHECK = {**settings.CLIPCHECK, "ACCESS": {scope: {"rate": None} for scope in DEFAULTS["ACCESS"]}}
+
+
+@pytest.fixture(autouse=True)
+def connections_kept_open():
+    """The real WSGI handler closes database connections after each request;
+    inside the test's transaction that would break it (Django's test client
+    disconnects the same receivers)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
 
 
 @pytest.fixture
