@@ -12,7 +12,6 @@ system check ``clipcheck.E012`` and refused at run time (fail closed).
 """
 
 import logging
-import time
 
 from django.core.cache import caches
 from django.core.exceptions import ImproperlyConfigured
@@ -118,7 +117,7 @@ class EndpointRateThrottle(SimpleRateThrottle):
         if not rate:
             return True
         limit, period = parse_rate(rate)
-        now = time.time()
+        now = self.timer()  # SimpleRateThrottle.timer: time.time
         window = int(now // period)
         ident = f"user-{request.user.pk}" if authenticated else f"ip-{self.get_ident(request)}"
         key = self.cache_format % {"scope": view.access_scope, "ident": ident, "window": window}

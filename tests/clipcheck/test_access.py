@@ -8,6 +8,8 @@ import uuid
 import pytest
 from rest_framework.test import APIClient
 
+from clipcheck.access import EndpointRateThrottle
+
 from tests.conftest import image_bytes
 from tests.support.users import user_with_token
 
@@ -129,27 +131,38 @@ def _upload():
 
 @pytest.mark.django_db
 class TestThrottling:
-    def test_the_request_over_the_rate_gets_429_with_retry_after(self, client, settings):
+    def test_the_request_over_the_rate_gets_429_with_retry_after(self, client, settings, monkeypatch):
+        # Counts go per fixed window; 20 s into a minute, the window ends in 40 s.
+        monkeypatch.setattr(EndpointRateThrottle, "timer", lambda self: 1_800_000_000.0 + 20)
         set_policy(settings, "categories", rate="3/minute")
         statuses = [client.get("/clip/categories").status_code for _ in range(3)]
         response = client.get("/clip/categories")
         assert statuses == [200, 200, 200]
         assert_error(response, 429, "throttled")
-        assert 1 <= int(response["Retry-After"]) <= 60
+        assert response["Retry-After"] == "40"
+
+    def test_a_new_window_starts_a_new_count(self, client, settings, monkeypatch):
+        now = [1_800_000_000.0 + 59]
+        monkeypatch.setattr(EndpointRateThrottle, "timer", lambda self: now[0])
+        set_policy(settings, "categories", rate="1/minute")
+        assert client.get("/clip/categories").status_code == 200
+        assert client.get("/clip/categories").status_code == 429
+        now[0] += 1
+        assert client.get("/clip/categories").status_code == 200
 
     def test_clients_are_counted_by_address(self, client, settings):
-        set_policy(settings, "categories", rate="1/minute")
+        set_policy(settings, "categories", rate="1/day")
         assert client.get("/clip/categories", REMOTE_ADDR="10.0.0.1").status_code == 200
         assert client.get("/clip/categories", REMOTE_ADDR="10.0.0.1").status_code == 429
         assert client.get("/clip/categories", REMOTE_ADDR="10.0.0.2").status_code == 200
 
     def test_a_forged_forwarded_for_header_does_not_reset_the_count(self, client, settings):
-        set_policy(settings, "categories", rate="1/minute")
+        set_policy(settings, "categories", rate="1/day")
         assert client.get("/clip/categories", HTTP_X_FORWARDED_FOR="1.1.1.1").status_code == 200
         assert client.get("/clip/categories", HTTP_X_FORWARDED_FOR="2.2.2.2").status_code == 429
 
     def test_users_are_counted_by_account_at_their_own_rate(self, client, settings):
-        set_policy(settings, "categories", rate="1/minute", user_rate="2/minute")
+        set_policy(settings, "categories", rate="1/day", user_rate="2/day")
         _, token = user_with_token()
         assert client.get("/clip/categories").status_code == 200
         assert client.get("/clip/categories").status_code == 429
@@ -159,7 +172,7 @@ class TestThrottling:
     def test_scopes_are_counted_separately(self, client, settings):
         settings.CLIPCHECK = {
             **settings.CLIPCHECK,
-            "ACCESS": {"categories": {"rate": "1/minute"}, "health": {"rate": "1/minute"}},
+            "ACCESS": {"categories": {"rate": "1/day"}, "health": {"rate": "1/day"}},
         }
         assert client.get("/clip/categories").status_code == 200
         assert client.get("/clip/health").status_code == 200
@@ -170,7 +183,7 @@ class TestThrottling:
         assert {client.get("/clip/categories").status_code for _ in range(20)} == {200}
 
     def test_an_unreachable_counter_store_lets_requests_through(self, client, settings):
-        set_policy(settings, "categories", rate="1/minute")
+        set_policy(settings, "categories", rate="1/day")
         settings.CACHES = {
             "default": {
                 "BACKEND": "django_redis.cache.RedisCache",
@@ -184,13 +197,13 @@ class TestThrottling:
 @pytest.mark.django_db
 class TestThrottlingInRedis:
     def test_redis_counts_the_rate(self, client, settings, redis_cache):
-        set_policy(settings, "categories", rate="2/minute")
+        set_policy(settings, "categories", rate="2/day")
         assert [client.get("/clip/categories").status_code for _ in range(3)] == [200, 200, 429]
 
     def test_the_count_is_shared_with_another_process(self, client, settings, redis_cache):
         """Two requests from another Python process (as from another gunicorn
         worker) use up the budget this process then finds spent."""
-        set_policy(settings, "categories", rate="3/minute")
+        set_policy(settings, "categories", rate="3/day")
         assert client.get("/clip/categories").status_code == 200
         other_process = textwrap.dedent(f"""
             import django, os
@@ -200,7 +213,7 @@ class TestThrottlingInRedis:
             from rest_framework.test import APIClient
             with override_settings(
                 CACHES={redis_cache!r},
-                CLIPCHECK={{"ACCESS": {{"categories": {{"rate": "3/minute"}}}}}},
+                CLIPCHECK={{"ACCESS": {{"categories": {{"rate": "3/day"}}}}}},
                 ALLOWED_HOSTS=["testserver"],
             ):
                 print([APIClient().get("/clip/categories").status_code for _ in range(2)])

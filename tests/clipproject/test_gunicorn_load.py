@@ -25,7 +25,7 @@ CATEGORIES_RATE = 5
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir):
     access = {"analyze": {"rate": None}, "classify": {"rate": None}, "health": {"rate": None},
-              "categories": {"rate": f"{CATEGORIES_RATE}/minute"}}
+              "categories": {"rate": f"{CATEGORIES_RATE}/day"}}  # a window no test run straddles
     env = {
         # No recycling during the measurement: memory is compared per worker.
         "GUNICORN_MAX_REQUESTS": "0",
@@ -110,7 +110,7 @@ def test_rate_limits_are_counted_once_for_all_workers(server):
     assert set(statuses[CATEGORIES_RATE:]) == {429}
     refused = server.request("GET", "/clip/categories")
     assert refused.json()["error"]["code"] == "throttled"
-    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert 1 <= int(refused.headers["Retry-After"]) <= 86400
 
 
 def test_each_request_is_one_json_log_line(server):
