@@ -1,3 +1,4 @@
+import gc
 import logging
 import os
 import sys
@@ -17,6 +18,23 @@ def mark_serving_process():
     """Called by the WSGI/ASGI entry points: this process will answer requests."""
     global _serving_process
     _serving_process = True
+
+
+def freeze_startup_objects():
+    """Exempt everything loaded at start-up from garbage collection.
+
+    A serving process holds some 400,000 long-lived objects (Django, torch,
+    transformers, the model). CPython runs a full collection only when the
+    objects promoted since the last one reach a quarter of that count, so
+    the reference cycles every DRF request leaves behind (request <-> view
+    <-> parser context) pile up between collections: tens of MB per minute
+    under load. Frozen start-up objects no longer count, full collections
+    happen often and stay cheap, and memory stays flat.
+    """
+    gc.collect()
+    gc.freeze()
+    # Resets the collector's notion of "long-lived" to what is left.
+    gc.collect()
 
 
 def is_serving_process(argv=None, environ=None):

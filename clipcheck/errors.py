@@ -56,3 +56,32 @@ class ModelBusy(ClipcheckError):
     def __init__(self, message="The server is busy; retry shortly.", *, retry_after=1, **kwargs):
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class InferenceTimeout(ClipcheckError):
+    """The inference did not finish within INFERENCE_TIMEOUT_SECONDS."""
+
+    status_code = 503
+    code = "inference_timeout"
+
+    def __init__(self, message="The model did not answer in time; retry shortly.", *, retry_after=1, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class InferenceFailed(ClipcheckError):
+    """The model raised while computing: a server-side fault, not bad input."""
+
+    status_code = 503
+    code = "inference_failed"
+
+
+class DatabaseUnavailable(ClipcheckError):
+    """The database cannot be reached (connection refused, lost, timed out)."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+    def __init__(self, message="The database is unavailable; retry shortly.", *, retry_after=5, **kwargs):
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after

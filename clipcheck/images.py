@@ -41,7 +41,7 @@ def content_hash(data):
     return hashlib.sha256(data).hexdigest()
 
 
-def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None):
+def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None, max_aspect_ratio=None):
     """Decode image bytes into an upright RGB ``DecodedImage``.
 
     Raises ``ImageRejected`` (a 4xx) for empty, oversized, unsupported,
@@ -50,6 +50,7 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None)
     allowed_formats = [f.upper() for f in (allowed_formats or clip_settings.ALLOWED_IMAGE_FORMATS)]
     max_pixels = max_pixels or clip_settings.MAX_IMAGE_PIXELS
     max_bytes = max_bytes or clip_settings.MAX_UPLOAD_BYTES
+    max_aspect_ratio = max_aspect_ratio or clip_settings.MAX_ASPECT_RATIO
 
     if not data:
         raise ImageRejected("The file is empty.", code="empty_file")
@@ -65,13 +66,14 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None)
     # Checked from the header, before any pixel is decoded (Pillow itself
     # only refuses at twice its own limit).
     if width * height > max_pixels:
-        raise ImageRejected(
-            f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}.",
-            code="image_too_large",
-            status_code=413,
-        )
+        raise _too_many_pixels(width, height, max_pixels)
     if width < 1 or height < 1:
         raise ImageRejected("The image has no pixels.", code="corrupt_image")
+    if max(width, height) > max_aspect_ratio * min(width, height):
+        raise ImageRejected(
+            f"The image is {width}x{height}; sides may differ by a factor of at most {max_aspect_ratio}.",
+            code="aspect_ratio_too_large",
+        )
 
     image_format = image.format
     try:
@@ -86,12 +88,28 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None)
     return DecodedImage(image=rgb, format=image_format, sha256=content_hash(data))
 
 
+def _too_many_pixels(width, height, max_pixels):
+    return ImageRejected(
+        f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}.",
+        code="image_too_large",
+        status_code=413,
+    )
+
+
 def _open(data, allowed_formats):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             return Image.open(io.BytesIO(data), formats=allowed_formats)
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError):
+        except Image.DecompressionBombError:
+            # Pillow refuses headers above twice its own pixel limit itself;
+            # that is a pixel bomb in an accepted format, not a non-image.
+            raise ImageRejected(
+                f"The image has more pixels than the limit of {clip_settings.MAX_IMAGE_PIXELS}.",
+                code="image_too_large",
+                status_code=413,
+            ) from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
             pass
         # Say which format it is when Pillow knows it but it is not allowed.
         try:
@@ -184,13 +202,14 @@ def read_batch_file(relative_path, *, root=None):
         raise BatchPathRejected(f"The path cannot be resolved: {exc.__class__.__name__}.")
     if not candidate.is_relative_to(root_path):
         raise BatchPathRejected("The path is outside the batch root.", code="path_outside_root", status_code=403)
-    if not candidate.exists():
-        raise BatchPathRejected("No such file under the batch root.", code="file_not_found", status_code=404)
     max_bytes = clip_settings.MAX_UPLOAD_BYTES
     try:
-        # O_NONBLOCK so a FIFO cannot hang the request; checked below.
-        fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK)
-    except OSError as exc:
+        # O_NONBLOCK so a FIFO cannot hang the request (checked below);
+        # O_NOFOLLOW so a symlink swapped in after the check is not followed.
+        fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
+    except (FileNotFoundError, NotADirectoryError):
+        raise BatchPathRejected("No such file under the batch root.", code="file_not_found", status_code=404)
+    except OSError as exc:  # permissions, name too long, a symlink swapped in
         raise BatchPathRejected(f"The file cannot be opened: {exc.strerror}.", code="unreadable_file")
     try:
         info = os.fstat(fd)

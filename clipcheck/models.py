@@ -126,3 +126,18 @@ class CalibratedThreshold(models.Model):
 
     def __str__(self):
         return f"{self.threshold:.4f} for {self.model} ({self.source})"
+
+
+class ClipcheckPermissions(models.Model):
+    """Carrier of clipcheck's own permissions; it has no table.
+
+    Granting ``clipcheck.run_batch_analysis`` to a user or group (admin, or
+    ``user.user_permissions.add(...)``) lets them call /clip/analyze-batch,
+    which reads files on the server.
+    """
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("run_batch_analysis", "Can run batch analysis on server-side files")]
+        verbose_name = "clipcheck permission"

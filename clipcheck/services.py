@@ -1,7 +1,8 @@
 """Business logic of the /clip/* endpoints: plain functions, no HTTP.
 
 Reads live in ``clipcheck.selectors``; the writes (analyses, the image
-embedding cache) are here.
+embedding cache) are here. Model computations run through ``run_inference``
+(admission control and a time budget, ``clipcheck.engine.admission``).
 """
 
 import csv
@@ -18,6 +19,7 @@ from django.db import models, transaction
 from clipcheck import scoring, selectors
 from clipcheck.calibration import CalibrationError
 from clipcheck.engine import get_engine
+from clipcheck.engine.admission import run_inference
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import DecodedImage, decode_image, read_batch_file
 from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
@@ -93,15 +95,6 @@ def model_id():
     return str(clip_settings.MODEL)
 
 
-def analyze_pair(*, image, text, threshold=None):
-    """Score one decoded image against one text and return the verdict."""
-    threshold = default_threshold() if threshold is None else threshold
-    engine = get_engine()
-    image_embeddings = engine.encode_images([image.image])
-    text_embeddings, truncated = engine.encode_texts([text])
-    return _pair_result(image_embeddings[0], text_embeddings[0], truncated[0], threshold)
-
-
 def _pair_result(image_embedding, text_embedding, text_truncated, threshold):
     score = scoring.similarity_score(float(np.dot(image_embedding, text_embedding)))
     return {**scoring.verdict(score, threshold), "text_truncated": text_truncated}
@@ -120,10 +113,13 @@ def classify_image(*, image, categories=None, top_k=None, image_embedding=None):
     top_k = min(top_k or clip_settings.DEFAULT_TOP_K, len(categories))
     threshold = default_threshold()
     engine = get_engine()
-    if image_embedding is None:
-        image_embedding = engine.encode_images([image.image])[0]
     prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
-    prompt_embeddings, _ = engine.encode_texts(prompts)
+
+    def embed():
+        vector = engine.encode_images([image.image])[0] if image_embedding is None else image_embedding
+        return vector, engine.encode_texts(prompts)[0]
+
+    image_embedding, prompt_embeddings = run_inference(embed)
     cosines = prompt_embeddings @ image_embedding
     logits = engine.logit_scale * cosines
     probabilities = np.exp(logits - logits.max())
@@ -205,7 +201,8 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             images=[requests[index].image for index in to_compute], model=model, engine=engine,
             store=store_embeddings,
         )
-        text_vectors, truncated = engine.encode_texts([requests[index].text for index in to_compute])
+        texts = [requests[index].text for index in to_compute]
+        text_vectors, truncated = run_inference(lambda: engine.encode_texts(texts))
         for row, index in enumerate(to_compute):
             results[index] = _pair_result(image_vectors[row], text_vectors[row], truncated[row], requests[index].threshold)
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
@@ -282,7 +279,8 @@ def image_embeddings_compute(*, images, model=None, engine=None, store=True):
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
         engine = engine or get_engine()
-        vectors = engine.encode_images([image.image for image in missing.values()])
+        pictures = [image.image for image in missing.values()]
+        vectors = run_inference(lambda: engine.encode_images(pictures))
         new = dict(zip(missing, vectors))
         if store:
             image_embeddings_store(vectors=new, model=model)

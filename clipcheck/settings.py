@@ -57,16 +57,20 @@ DEFAULTS = {
     "BATCH_SIZE": 32,
     "BATCH_ROOT": None,
     "BATCH_MAX_ITEMS": 256,
-    # Online requests arriving together are batched: the batcher waits at
-    # most BATCH_WAIT_MS for callers already on their way, holds at most
-    # MAX_QUEUE requests (more get 503 "overloaded" with Retry-After), and a
-    # request waits at most INFERENCE_TIMEOUT_SECONDS for its result.
+    # Online requests arriving together share one forward pass: the
+    # micro-batcher waits at most BATCH_WAIT_MS for requests already on
+    # their way (clipcheck.engine.batcher).
     "BATCH_WAIT_MS": 5,
-    "MAX_QUEUE": 64,
-    "INFERENCE_TIMEOUT_SECONDS": 30,
-    # Input limits.
+    # Input limits. MAX_REQUEST_BYTES bounds the whole request body and is
+    # checked from Content-Length before anything is read
+    # (clipcheck.middleware.RequestSizeLimitMiddleware).
+    "MAX_REQUEST_BYTES": 12 * 1024 * 1024,
     "MAX_UPLOAD_BYTES": 10 * 1024 * 1024,
     "MAX_IMAGE_PIXELS": 40_000_000,
+    # Longest side / shortest side. The model's preprocessing scales the
+    # shortest side up to its input size, so a 1-pixel-high strip would
+    # become a multi-gigabyte array.
+    "MAX_ASPECT_RATIO": 20,
     "MAX_TEXT_LENGTH": 10_000,
     "ALLOWED_IMAGE_FORMATS": ["JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF"],
     # Large JPEGs are decoded at a reduced DCT scale (1/2, 1/4, 1/8) as long
@@ -78,6 +82,50 @@ DEFAULTS = {
     # Seconds a process keeps the latest calibrated threshold before reading
     # it again (clip_calibrate --apply reaches other processes within this).
     "CALIBRATION_CACHE_SECONDS": 30,
+    # Admission control, per serving process: at most MAX_QUEUE inferences
+    # in flight (running or waiting for the model); a request that finds no
+    # free slot within QUEUE_TIMEOUT_MS gets 503 "overloaded" with
+    # Retry-After instead of waiting. Keep it at or below the threads per
+    # process so health checks and metrics keep a thread.
+    "MAX_QUEUE": 8,
+    "QUEUE_TIMEOUT_MS": 100,
+    # A request whose inference takes longer gets 503 "inference_timeout";
+    # the computation finishes in the background and keeps its slot.
+    "INFERENCE_TIMEOUT_SECONDS": 30,
+    # Who may call each endpoint and how often, keyed by the view's
+    # access_scope (clipcheck.access). A project's CLIPCHECK["ACCESS"] is
+    # merged into this table scope by scope and key by key, so it can
+    # change one rate, or add scopes for its own views.
+    #   anonymous:   clients without credentials may call it.
+    #   permissions: Django permissions ("app_label.codename") the user
+    #                must hold; implies an authenticated user.
+    #   rate:        "N/second|minute|hour|day" per client (IP address
+    #                for anonymous clients, user otherwise); None: unlimited.
+    #   user_rate:   optional different rate for authenticated users.
+    "ACCESS": {
+        "analyze": {"anonymous": True, "permissions": [], "rate": "60/minute"},
+        "classify": {"anonymous": True, "permissions": [], "rate": "60/minute"},
+        "categories": {"anonymous": True, "permissions": [], "rate": "300/minute"},
+        "health": {"anonymous": True, "permissions": [], "rate": "600/minute"},
+        # Reads files on the server: only users granted the permission.
+        "analyze-batch": {
+            "anonymous": False,
+            "permissions": ["clipcheck.run_batch_analysis"],
+            "rate": "30/minute",
+        },
+        # A project's storefront upload (e.g. the listings app's /upload)
+        # stores what it receives: only users allowed to add listings.
+        "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
+        # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
+        "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
+    },
+    # The cache (settings.CACHES alias) that counts throttled requests; it
+    # must be shared by all serving processes (Redis) for limits to hold
+    # across workers.
+    "THROTTLE_CACHE": "default",
+    # When set, /metrics answers only requests with
+    # "Authorization: Bearer <METRICS_TOKEN>".
+    "METRICS_TOKEN": None,
 }
 
 

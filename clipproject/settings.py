@@ -5,6 +5,7 @@ defaults run on a fresh machine: embedded SQLite, local media, DEBUG off.
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -37,14 +38,22 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "corsheaders",
     "clipcheck",
     "listings",
 ]
 
 MIDDLEWARE = [
+    # First: its timing and status cover every layer below.
+    "clipcheck.middleware.RequestTelemetryMiddleware",
     "corsheaders.middleware.CorsMiddleware",
+    # Before anything reads the body.
+    "clipcheck.middleware.RequestSizeLimitMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -89,6 +98,25 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     })
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
+# Throttle counters must be shared by every serving process: Redis when
+# REDIS_URL is set (production), process memory otherwise (one process).
+if os.environ.get("REDIS_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": os.environ["REDIS_URL"],
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "clipcheck"),
+            "OPTIONS": {
+                # Fail fast when Redis is down: throttling then lets
+                # requests through instead of hanging them.
+                "SOCKET_CONNECT_TIMEOUT": 1,
+                "SOCKET_TIMEOUT": 1,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -103,6 +131,13 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = Path(os.environ.get("DJANGO_STATIC_ROOT", BASE_DIR / "staticfiles"))
+# WhiteNoise serves STATIC_ROOT (after collectstatic) from the app server,
+# so the admin and the offline Swagger UI work without a separate server.
+# Without a collected STATIC_ROOT it serves from the apps' static folders.
+WHITENOISE_USE_FINDERS = env_bool("WHITENOISE_USE_FINDERS", not STATIC_ROOT.is_dir())
+if WHITENOISE_USE_FINDERS:
+    # ...and would warn on every start that STATIC_ROOT does not exist yet.
+    warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(os.environ.get("DJANGO_MEDIA_ROOT", BASE_DIR / "media"))
 
@@ -149,11 +184,37 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 5
 REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "clipcheck.api.exceptions.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_PARSER_CLASSES": ["clipcheck.api.parsers.BoundedJSONParser"],
+    # Token first: its scheme is what 401 responses name in WWW-Authenticate.
+    # Sessions serve the admin and same-site pages (with CSRF checks).
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Each view's access_scope policy in CLIPCHECK["ACCESS"] decides.
+    "DEFAULT_PERMISSION_CLASSES": ["clipcheck.access.EndpointPolicyPermission"],
+    "DEFAULT_THROTTLE_CLASSES": ["clipcheck.access.EndpointRateThrottle"],
+    # Proxies in front of the app that append to X-Forwarded-For. With 0 the
+    # client is REMOTE_ADDR, so a forged header cannot dodge rate limits.
+    "NUM_PROXIES": int(os.environ.get("DJANGO_NUM_PROXIES", "0")),
+    "DEFAULT_SCHEMA_CLASS": "clipcheck.api.schema.ClipAutoSchema",
 }
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "clipcheck API",
+    "DESCRIPTION": "Checks product images against their titles and descriptions with CLIP.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # Multipart uploads get their own request components (binary file fields).
+    "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the installed sidecar package: no CDN needed.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+
+# Refused CSRF checks outside DRF views answer in the one JSON error format too.
+CSRF_FAILURE_VIEW = "clipcheck.api.exceptions.json_csrf_failure"
 
 # Cross-origin calls from the storefront's own origins; none by default.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
@@ -166,7 +227,10 @@ def _clipcheck_from_environ():
     checks (clipcheck.E0xx) report them instead of a crash at import.
     """
     parsers = {"MODEL": str, "DEVICE": str, "DTYPE": str, "BATCH_ROOT": str,
-               "THRESHOLD": float, "BATCH_SIZE": int, "NUM_THREADS": int}
+               "THRESHOLD": float, "BATCH_SIZE": int, "NUM_THREADS": int,
+               "MAX_QUEUE": int, "QUEUE_TIMEOUT_MS": int, "INFERENCE_TIMEOUT_SECONDS": float,
+               "LOAD_RETRY_SECONDS": float, "MAX_REQUEST_BYTES": int, "MAX_UPLOAD_BYTES": int,
+               "METRICS_TOKEN": str}
     overrides = {}
     for key, parse in parsers.items():
         raw = os.environ.get(f"CLIPCHECK_{key}")
@@ -228,7 +292,23 @@ CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = {"global_keyprefix": _key_prefix} if _
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        # The request log lines are JSON documents already.
+        "bare": {"format": "%(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+        "request_log": {"class": "logging.StreamHandler", "formatter": "bare", "stream": "ext://sys.stdout"},
+    },
     "root": {"handlers": ["console"], "level": os.environ.get("DJANGO_LOG_LEVEL", "INFO")},
+    "loggers": {
+        # One JSON line per request (clipcheck.middleware.RequestTelemetryMiddleware);
+        # DJANGO_REQUEST_LOG_LEVEL=WARNING turns it off.
+        "clipcheck.requests": {
+            "handlers": ["request_log"],
+            "level": os.environ.get("DJANGO_REQUEST_LOG_LEVEL", "INFO"),
+            "propagate": False,
+        },
+    },
 }

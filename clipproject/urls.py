@@ -4,10 +4,16 @@ from django.contrib import admin
 from django.urls import include, path
 from django.views.generic import TemplateView
 
+from clipcheck.api.docs import SchemaView, SwaggerUIView
+from clipcheck.metrics import metrics_view
+
 urlpatterns = [
     path("", TemplateView.as_view(template_name="index.html"), name="home"),
     path("clip/", include("clipcheck.api.urls")),
     path("", include("listings.api.urls")),
+    path("api/schema/", SchemaView.as_view(), name="schema"),
+    path("api/docs/", SwaggerUIView.as_view(url_name="schema"), name="swagger-ui"),
+    path("metrics", metrics_view, name="metrics"),
     path("admin/", admin.site.urls),
     # Local media under DEBUG only; the admin shows listing images through
     # its own view, which works for any storage.

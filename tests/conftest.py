@@ -1,5 +1,6 @@
 import io
 import os
+import uuid
 from pathlib import Path
 
 import pytest
@@ -32,6 +33,18 @@ def clip_config(settings, tiny_model_dir, batch_root):
 def fast_password_hashing(settings):
     # The production hasher costs about a second per login on a small CI machine.
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(settings):
+    """Each test counts throttled requests in a process-local cache of its own,
+    whatever REDIS_URL says (tests that need Redis configure it themselves)."""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"test-{uuid.uuid4().hex}",
+        }
+    }
 
 
 @pytest.fixture
@@ -141,3 +154,20 @@ def browser_page(monkeypatch):
             from django.db import connections
 
             connections.close_all()
+
+
+@pytest.fixture
+def log_in_with(client, django_user_model):
+    """Log pytest-django's ``client`` in as a user holding ``permissions``
+    ("app_label.codename"), as the protected endpoints require."""
+    from django.contrib.auth.models import Permission
+
+    def log_in(*permissions):
+        user = django_user_model.objects.create_user(username=f"user-{uuid.uuid4().hex[:8]}")
+        for name in permissions:
+            app_label, codename = name.split(".")
+            user.user_permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        client.force_login(user)
+        return client
+
+    return log_in

@@ -1,6 +1,7 @@
 """One JSON error format for every failure: ``{"error": {"code", "message", "detail"?}}``."""
 
 import logging
+import sys
 
 from django.core.exceptions import (
     PermissionDenied,
@@ -9,12 +10,13 @@ from django.core.exceptions import (
     TooManyFieldsSent,
     TooManyFilesSent,
 )
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
-from clipcheck.errors import ClipcheckError
+from clipcheck.errors import ClipcheckError, DatabaseUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -26,8 +28,15 @@ def error_body(code, message, detail=None):
     return {"error": error}
 
 
+# Raised when the database cannot be reached (refused, dropped, timed out):
+# an outage to report as 503, not a bug to report as 500.
+DATABASE_OUTAGES = (OperationalError, InterfaceError)
+
+
 def exception_handler(exc, context):
     """DRF ``EXCEPTION_HANDLER``: domain errors, validation, Django's own."""
+    if isinstance(exc, DATABASE_OUTAGES):
+        exc = database_unavailable(exc)
     if isinstance(exc, ClipcheckError):
         headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else None
         # Some errors carry fields a client acts on beside the error object
@@ -51,6 +60,11 @@ def exception_handler(exc, context):
         code, message = exc.default_code, _flatten(exc.detail)
     response.data = error_body(code, message)
     return response
+
+
+def database_unavailable(exc):
+    logger.error("Database unavailable: %s: %s", exc.__class__.__name__, exc)
+    return DatabaseUnavailable()
 
 
 def suspicious_operation_error(exc):
@@ -107,5 +121,18 @@ def json_permission_denied(request, exception=None):
     return JsonResponse(error_body("permission_denied", "Access denied."), status=403)
 
 
+def json_csrf_failure(request, reason=""):
+    """CSRF_FAILURE_VIEW: a refused form post outside DRF (e.g. the admin)."""
+    return JsonResponse(error_body("csrf_failed", f"CSRF verification failed: {reason}".strip()), status=403)
+
+
 def json_server_error(request):
+    # Django calls this while handling the exception, so it is still current:
+    # a database outage in a middleware or a non-DRF view is a 503 too.
+    exc = sys.exc_info()[1]
+    if isinstance(exc, DATABASE_OUTAGES):
+        error = database_unavailable(exc)
+        response = JsonResponse(error_body(error.code, error.message), status=error.status_code)
+        response["Retry-After"] = str(error.retry_after)
+        return response
     return JsonResponse(error_body("internal_error", "The server failed to process the request."), status=500)

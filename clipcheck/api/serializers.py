@@ -15,6 +15,11 @@ class ThresholdField(serializers.FloatField):
 
     default_error_messages = {"range": "Threshold must be a number between 0 and 1."}
 
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", 0.0)
+        kwargs.setdefault("max_value", 1.0)
+        super().__init__(**kwargs)
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         if not math.isfinite(value) or not 0.0 <= value <= 1.0:
@@ -46,21 +51,44 @@ class ImageUploadField(serializers.FileField):
         return upload.read(limit + 1)
 
 
+# The characters str.strip() removes (str.isspace()), spelled out so that the
+# OpenAPI pattern and the validation agree on what "blank" means.
+BLANK_CHARACTERS = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# Non-blank text without NUL characters (which DRF refuses).
+NON_BLANK_TEXT_PATTERN = rf"^[^\u0000]*[^\u0000{BLANK_CHARACTERS}][^\u0000]*$"
+
+
+def _check_raw_length(data, limit, what):
+    # Checked before trimming: the documented limit is on what the client sends.
+    if isinstance(data, str) and len(data) > limit:
+        raise serializers.ValidationError(f"{what} is {len(data)} characters; the limit is {limit}.",
+                                          code="max_length")
+
+
 class ProductTextField(serializers.CharField):
-    """Non-blank text up to ``MAX_TEXT_LENGTH`` characters."""
+    """Non-blank text of up to ``MAX_TEXT_LENGTH`` characters."""
 
     def to_internal_value(self, data):
-        value = super().to_internal_value(data)
-        limit = clip_settings.MAX_TEXT_LENGTH
-        if len(value) > limit:
-            raise serializers.ValidationError(
-                f"Text is {len(value)} characters; the limit is {limit}.", code="max_length"
-            )
-        return value
+        _check_raw_length(data, clip_settings.MAX_TEXT_LENGTH, "Text")
+        return super().to_internal_value(data)
+
+
+def max_categories_text_length():
+    """The longest categories string: MAX_CATEGORIES names of the longest
+    length, with their separators."""
+    return clip_settings.MAX_CATEGORIES * (clip_settings.MAX_CATEGORY_LENGTH + 1)
 
 
 class CategoriesField(serializers.CharField):
-    """Comma-separated categories: trimmed, empties dropped, duplicates removed."""
+    """Comma-separated categories: trimmed, empties dropped, duplicates removed.
+
+    A blank value means "not given" (None: the configured catalogue), as an
+    empty form field does for every optional field.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
 
     def get_value(self, dictionary):
         # DRF treats an empty optional form field as absent; an explicitly
@@ -70,7 +98,11 @@ class CategoriesField(serializers.CharField):
         return super().get_value(dictionary)
 
     def to_internal_value(self, data):
+        _check_raw_length(data, max_categories_text_length(), "The categories text")
         value = super().to_internal_value(data)
+        # CharField's validators (no NUL, no lone surrogates) must see the
+        # string: run_validators below only gets the parsed list.
+        super().run_validators(value)
         categories = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
         if not categories:
             raise serializers.ValidationError("Give at least one category.", code="empty")
@@ -84,6 +116,18 @@ class CategoriesField(serializers.CharField):
                 f"Categories are limited to {clip_settings.MAX_CATEGORY_LENGTH} characters.", code="max_length"
             )
         return categories
+
+    def run_validation(self, data=serializers.empty):
+        # CharField answers a blank string itself (as ""), before
+        # to_internal_value; blank means "not given" here.
+        if isinstance(data, str) and not data.strip():
+            _check_raw_length(data, max_categories_text_length(), "The categories text")
+            return None
+        return super().run_validation(data)
+
+    def run_validators(self, value):
+        if isinstance(value, str):
+            super().run_validators(value)
 
 
 class AnalyzeInputSerializer(serializers.Serializer):
@@ -104,8 +148,18 @@ class BatchItemSerializer(serializers.Serializer):
     threshold = ThresholdField(required=False)
 
 
+class BatchItemsField(serializers.ListField):
+    """A non-empty list of batch items; each item is validated on its own."""
+
+    def __init__(self, **kwargs):
+        # null is an item like any other: it fails alone (invalid_item).
+        kwargs.setdefault("child", serializers.JSONField(allow_null=True))
+        kwargs.setdefault("allow_empty", False)
+        super().__init__(**kwargs)
+
+
 class BatchInputSerializer(serializers.Serializer):
-    items = serializers.ListField(child=serializers.JSONField(), allow_empty=False)
+    items = BatchItemsField()
 
     def validate_items(self, items):
         limit = clip_settings.BATCH_MAX_ITEMS
@@ -124,3 +178,85 @@ class BatchInputSerializer(serializers.Serializer):
         code, message = validation_error_summary(serializer.errors)
         image_path = item.get("image_path") if isinstance(item.get("image_path"), str) else None
         return {"image_path": image_path, "error": {"code": code, "message": message}}
+
+
+# Responses. The services build plain dicts; these serializers document
+# their shape in the OpenAPI schema (clipcheck.api.schema).
+
+CONFIDENCE_LEVELS = ["high", "medium", "low"]
+
+
+class ErrorDetailSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Stable machine-readable code, e.g. invalid_image, overloaded.")
+    message = serializers.CharField(help_text="Human-readable explanation.")
+    detail = serializers.JSONField(required=False, help_text="Per-field validation messages, when any.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+
+
+class AnalyzeResultSerializer(serializers.Serializer):
+    is_mismatch = serializers.BooleanField(help_text="similarity_score is below threshold_used.")
+    similarity_score = serializers.FloatField(min_value=0.0, max_value=1.0)
+    threshold_used = serializers.FloatField(min_value=0.0, max_value=1.0)
+    confidence = serializers.ChoiceField(choices=CONFIDENCE_LEVELS)
+    match_quality = serializers.CharField(help_text="A label of CLIPCHECK QUALITY_BANDS, e.g. good, mismatch.")
+    text_truncated = serializers.BooleanField(help_text="The text was cut to the model's context length.")
+    cached = serializers.BooleanField(help_text="Answered from an earlier analysis of the same image, text, threshold and model.")
+    analysis_id = serializers.IntegerField(help_text="The stored analysis.")
+
+
+class CategoryMatchSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    score = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="0.5 at the mismatch threshold.")
+    similarity = serializers.FloatField(min_value=0.0, max_value=1.0)
+    probability = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="Softmax over the categories.")
+
+
+class ClassifyResultSerializer(serializers.Serializer):
+    top_matches = CategoryMatchSerializer(many=True)
+
+
+class CategoriesSerializer(serializers.Serializer):
+    categories = serializers.ListField(child=serializers.CharField())
+    count = serializers.IntegerField(min_value=0)
+
+
+class BatchItemResultSerializer(serializers.Serializer):
+    """An analyze result, or ``error`` for an item that could not be analysed."""
+
+    image_path = serializers.CharField(allow_null=True)
+    is_mismatch = serializers.BooleanField(required=False)
+    similarity_score = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    threshold_used = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
+    confidence = serializers.ChoiceField(required=False, choices=CONFIDENCE_LEVELS)
+    match_quality = serializers.CharField(required=False)
+    text_truncated = serializers.BooleanField(required=False)
+    error = ErrorDetailSerializer(required=False)
+
+
+class BatchResultSerializer(serializers.Serializer):
+    results = BatchItemResultSerializer(many=True, help_text="One entry per item, in input order.")
+
+
+class HealthSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=["healthy", "unhealthy"])
+    service = serializers.CharField()
+    model_loaded = serializers.BooleanField()
+    device = serializers.CharField(allow_null=True)
+    model = serializers.CharField()
+    dtype = serializers.CharField(allow_null=True)
+
+
+class HealthUnavailableSerializer(serializers.Serializer):
+    """503: the health fields with the reason in ``error``; only ``error``
+    when the request failed before the check ran (e.g. database down)."""
+
+    status = serializers.ChoiceField(choices=["unhealthy"], required=False)
+    service = serializers.CharField(required=False)
+    model_loaded = serializers.BooleanField(required=False)
+    device = serializers.CharField(allow_null=True, required=False)
+    model = serializers.CharField(required=False)
+    dtype = serializers.CharField(allow_null=True, required=False)
+    error = ErrorDetailSerializer()

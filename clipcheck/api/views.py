@@ -1,22 +1,51 @@
-"""The /clip/* HTTP endpoints: parse input, call a service, render output."""
+"""The /clip/* HTTP endpoints: parse input, call a service, render output.
 
-from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+Who may call each endpoint and how often is the ``access_scope`` policy in
+``CLIPCHECK["ACCESS"]`` (enforced by the project's default DRF permission and
+throttle classes, ``clipcheck.access``).
+"""
+
+from drf_spectacular.utils import OpenApiRequest, OpenApiResponse, extend_schema
+from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clipcheck import services
 from clipcheck.api.exceptions import error_body
-from clipcheck.api.serializers import AnalyzeInputSerializer, BatchInputSerializer, ClassifyInputSerializer
+from clipcheck.api.parsers import BoundedJSONParser
+from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses
+from clipcheck.api.serializers import (
+    AnalyzeInputSerializer,
+    AnalyzeResultSerializer,
+    BatchInputSerializer,
+    BatchResultSerializer,
+    CategoriesSerializer,
+    ClassifyInputSerializer,
+    ClassifyResultSerializer,
+    HealthSerializer,
+    HealthUnavailableSerializer,
+)
 from clipcheck.engine import engine_status
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 
 SERVICE_NAME = "CLIP analyzer"
+UPLOAD_ENCODING = {"file": {"contentType": "image/*"}}
+
+
+def multipart(serializer):
+    return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
 
 
 class AnalyzeView(APIView):
+    access_scope = "analyze"
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        summary="Check an image against a product text",
+        request=multipart(AnalyzeInputSerializer),
+        responses={200: AnalyzeResultSerializer, **error_responses(*BODY_ERRORS)},
+    )
     def post(self, request):
         serializer = AnalyzeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -28,8 +57,14 @@ class AnalyzeView(APIView):
 
 
 class ClassifyView(APIView):
+    access_scope = "classify"
     parser_classes = [MultiPartParser, FormParser]
 
+    @extend_schema(
+        summary="Rank categories for an image (zero-shot)",
+        request=multipart(ClassifyInputSerializer),
+        responses={200: ClassifyResultSerializer, **error_responses(*BODY_ERRORS)},
+    )
     def post(self, request):
         serializer = ClassifyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -41,14 +76,26 @@ class ClassifyView(APIView):
 
 
 class CategoriesView(APIView):
+    access_scope = "categories"
+
+    @extend_schema(
+        summary="The default category catalogue",
+        responses={200: CategoriesSerializer, **error_responses(*COMMON_ERRORS)},
+    )
     def get(self, request):
         categories = list(clip_settings.CATEGORIES)
         return Response({"categories": categories, "count": len(categories)})
 
 
 class AnalyzeBatchView(APIView):
-    parser_classes = [JSONParser]
+    access_scope = "analyze-batch"
+    parser_classes = [BoundedJSONParser]
 
+    @extend_schema(
+        summary="Check server-side images against texts",
+        request={"application/json": BatchInputSerializer},
+        responses={200: BatchResultSerializer, **error_responses(*BODY_ERRORS)},
+    )
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
@@ -56,6 +103,16 @@ class AnalyzeBatchView(APIView):
 
 
 class HealthView(APIView):
+    access_scope = "health"
+
+    @extend_schema(
+        summary="Model load state",
+        responses={
+            200: HealthSerializer,
+            **error_responses(*COMMON_ERRORS),
+            503: OpenApiResponse(HealthUnavailableSerializer, description="The model is not loaded."),
+        },
+    )
     def get(self, request):
         status = engine_status()
         body = {

@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from clipcheck import metrics
 from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
 
@@ -66,12 +67,15 @@ def get_engine():
             logger.error(reason, exc_info=True)
             _engine, _engine_key = None, None
             _failure = _LoadFailure(key=key, reason=reason, at=time.monotonic())
+            metrics.MODEL_LOADED.set(0)
+            metrics.MODEL_LOAD_FAILURES.inc()
             raise ModelUnavailable(reason) from exc
         logger.info(
             "Loaded CLIP model %s on %s (%s) in %.1fs",
             model_name, engine.device_name, engine.dtype_name, time.monotonic() - started,
         )
         _engine, _engine_key, _failure = engine, key, None
+        metrics.MODEL_LOADED.set(1)
         return engine
 
 
@@ -107,3 +111,4 @@ def reset_engine():
     global _engine, _engine_key, _failure
     with _load_lock:
         _engine, _engine_key, _failure = None, None, None
+        metrics.MODEL_LOADED.set(0)

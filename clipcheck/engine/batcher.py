@@ -3,20 +3,17 @@
 Request threads decode and preprocess in parallel, then hand their tensors to
 a batcher; its single worker thread merges whatever is queued (up to
 ``max_rows`` rows, waiting at most ``max_wait`` seconds, and only while more
-callers are known to be on their way) and runs one batched forward. The queue
-is bounded: when it is full, callers get ``ModelBusy`` at once instead of
-piling up until their workers time out.
+callers are known to be on their way) and runs one batched forward. How many
+callers may queue, and how long they wait, is bounded by admission control
+(``clipcheck.engine.admission``) around the callers.
 """
 
 import collections
 import threading
 import time
 from concurrent.futures import Future
-from concurrent.futures import TimeoutError as FutureTimeout
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-
-from clipcheck.errors import ModelBusy
 
 
 @dataclass
@@ -27,12 +24,11 @@ class _Job:
 
 
 class MicroBatcher:
-    def __init__(self, run_batch, *, max_rows, max_wait, max_queue, name="batcher"):
+    def __init__(self, run_batch, *, max_rows, max_wait, name="batcher"):
         """``run_batch(payloads) -> outputs``, one output per payload, in order."""
         self._run_batch = run_batch
         self.max_rows = max_rows
         self.max_wait = max_wait
-        self.max_queue = max_queue
         self.name = name
         self._jobs = collections.deque()
         self._expected = 0  # callers that reserved a place but haven't submitted yet
@@ -47,14 +43,10 @@ class MicroBatcher:
 
     @contextmanager
     def reserve(self):
-        """Claim a place in the queue before preparing the payload.
-
-        Raises ``ModelBusy`` when the queue is full. While the caller holds the
-        reservation the worker knows another job is coming and may wait for it.
-        """
+        """Announce a job before preparing its payload: while the caller holds
+        the reservation the worker knows another job is coming and may wait
+        for it."""
         with self._condition:
-            if self.depth >= self.max_queue:
-                raise ModelBusy(f"The inference queue is full ({self.max_queue} requests waiting); retry shortly.")
             self._expected += 1
         try:
             yield self
@@ -72,11 +64,11 @@ class MicroBatcher:
             self._condition.notify_all()
         return job.future
 
-    def run(self, payload, rows, *, timeout):
+    def run(self, payload, rows):
         """Reserve, submit and wait for one payload's output."""
         with self.reserve():
             future = self.submit(payload, rows)
-        return wait_for(future, timeout)
+        return future.result()
 
     def _ensure_worker(self):
         # Started lazily, in the process that uses it (threads don't survive fork).
@@ -118,12 +110,3 @@ class MicroBatcher:
             for job, output in zip(batch, outputs):
                 job.future.set_result(output)
 
-
-def wait_for(future, timeout):
-    try:
-        return future.result(timeout=timeout)
-    except FutureTimeout:
-        future.cancel()
-        raise ModelBusy(
-            f"Inference did not finish within {timeout:g} s; retry shortly.", code="inference_timeout"
-        ) from None

@@ -7,14 +7,17 @@ without touching torch.
 """
 
 import threading
+import time
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
 from transformers.utils import logging as transformers_logging
 
-from clipcheck.engine.batcher import MicroBatcher, wait_for
+from clipcheck import metrics
+from clipcheck.engine.batcher import MicroBatcher
 from clipcheck.settings import clip_settings
 
 transformers_logging.disable_progress_bar()
@@ -64,7 +67,9 @@ class ClipEngine:
     Request threads preprocess in parallel; their forward passes go through
     micro-batchers (one for images, one for texts) so that requests arriving
     together share one batched forward. Forwards are serialised by a lock:
-    concurrent torch forwards on the same few cores only thrash.
+    concurrent torch forwards on the same few cores only thrash. How many
+    requests may wait and for how long is admission control's business
+    (``clipcheck.engine.admission``), not the engine's.
     """
 
     def __init__(self, *, model_name, model, image_processor, tokenizer, device, dtype):
@@ -87,11 +92,7 @@ class ClipEngine:
 
     @staticmethod
     def _limits():
-        return {
-            "max_rows": int(clip_settings.BATCH_SIZE),
-            "max_wait": clip_settings.BATCH_WAIT_MS / 1000.0,
-            "max_queue": int(clip_settings.MAX_QUEUE),
-        }
+        return {"max_rows": int(clip_settings.BATCH_SIZE), "max_wait": clip_settings.BATCH_WAIT_MS / 1000.0}
 
     def _refresh_limits(self):
         # Settings may change at run time (tests, calibration); cheap to re-read.
@@ -143,7 +144,7 @@ class ClipEngine:
             chunk = images[start:start + batch_size]
             with self._image_batcher.reserve():
                 future = self._image_batcher.submit(self.preprocess(chunk), len(chunk))
-            rows.append(wait_for(future, clip_settings.INFERENCE_TIMEOUT_SECONDS))
+            rows.append(future.result())
         return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
 
     def preprocess(self, images):
@@ -154,7 +155,7 @@ class ClipEngine:
         return np.split(embeddings, np.cumsum([len(payload) for payload in payloads])[:-1])
 
     def _forward_images(self, pixel_values):
-        with self._forward_lock, torch.inference_mode():
+        with self._forward_lock, torch.inference_mode(), _observed("image", len(pixel_values)):
             output = self.model.get_image_features(pixel_values=pixel_values.to(self.device, self.dtype))
             return _unit_rows(output)
 
@@ -191,9 +192,7 @@ class ClipEngine:
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
-            embeddings, truncated = self._text_batcher.run(
-                chunk, len(chunk), timeout=clip_settings.INFERENCE_TIMEOUT_SECONDS
-            )
+            embeddings, truncated = self._text_batcher.run(chunk, len(chunk))
             for text, embedding, was_truncated in zip(chunk, embeddings, truncated):
                 found[text] = (embedding, was_truncated)
             self._remember(chunk, embeddings, truncated)
@@ -211,7 +210,7 @@ class ClipEngine:
 
     def _encode_text_batch(self, texts):
         encoded, truncated = self.tokenize(texts)
-        with self._forward_lock, torch.inference_mode():
+        with self._forward_lock, torch.inference_mode(), _observed("text", len(texts)):
             output = self.model.get_text_features(
                 input_ids=encoded["input_ids"].to(self.device),
                 attention_mask=encoded["attention_mask"].to(self.device),
@@ -227,6 +226,17 @@ class ClipEngine:
                 self._text_cache[text] = (embedding, was_truncated)
             while len(self._text_cache) > capacity:
                 self._text_cache.popitem(last=False)
+
+
+@contextmanager
+def _observed(kind, batch_size):
+    """Records a forward pass's batch size and duration in the metrics."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        metrics.INFERENCE_BATCH_SIZE.labels(kind=kind).observe(batch_size)
+        metrics.INFERENCE_LATENCY.labels(kind=kind).observe(time.perf_counter() - started)
 
 
 def _unit_rows(output):

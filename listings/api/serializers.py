@@ -4,7 +4,7 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
-from clipcheck.api.serializers import ImageUploadField, ProductTextField
+from clipcheck.api.serializers import AnalyzeResultSerializer, ErrorDetailSerializer, ImageUploadField, ProductTextField
 from clipcheck.images import DecodedImage, decode_image
 from listings.models import Listing
 
@@ -33,6 +33,20 @@ class UploadInputSerializer(serializers.Serializer):
     price = serializers.DecimalField(
         required=False, allow_null=True, max_digits=10, decimal_places=2, min_value=0
     )
+
+
+class UploadResultSerializer(serializers.Serializer):
+    listing_id = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Listing.Status.choices)
+    title_check = AnalyzeResultSerializer()
+    description_check = AnalyzeResultSerializer()
+    suggestion = serializers.CharField(allow_null=True)
+
+
+class UploadMismatchSerializer(serializers.Serializer):
+    error = ErrorDetailSerializer()
+    similarity_score = serializers.FloatField(min_value=0.0, max_value=1.0)
+    suggestion = serializers.CharField(allow_null=True)
 
 
 def submission_output(submission):

@@ -1,19 +1,38 @@
 """POST /upload: the storefront's listing upload. Parse, call the service, render."""
 
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.parsers import FormParser, MultiPartParser
-from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from listings import services
-from listings.api.serializers import UploadInputSerializer, submission_output
+from clipcheck.api.schema import BODY_ERRORS, error_responses
+from clipcheck.api.views import multipart
+from listings.api.serializers import (
+    UploadInputSerializer,
+    UploadMismatchSerializer,
+    UploadResultSerializer,
+    submission_output,
+)
 
 
 class UploadView(APIView):
+    # Who may upload, and how often: CLIPCHECK["ACCESS"]["upload"].
+    access_scope = "upload"
     parser_classes = [MultiPartParser, FormParser]
-    permission_classes = [AllowAny]
 
+    @extend_schema(
+        summary="Submit a listing: its photo is checked against its title and description",
+        request=multipart(UploadInputSerializer),
+        responses={
+            201: UploadResultSerializer,
+            422: OpenApiResponse(
+                UploadMismatchSerializer, description="The description does not match the photo (reject policy)."
+            ),
+            **error_responses(*BODY_ERRORS),
+        },
+    )
     def post(self, request):
         serializer = UploadInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)

@@ -219,7 +219,8 @@ def test_concurrent_writers_store_one_embedding_and_every_analysis():
     assert len(ids) == writers
 
 
-def test_batch_analyses_are_stored_and_cached(client, batch_root):
+def test_batch_analyses_are_stored_and_cached(log_in_with, batch_root):
+    client = log_in_with("clipcheck.run_batch_analysis")
     (batch_root / "red.png").write_bytes(image_bytes(color=(200, 0, 0)))
     payload = {"items": [{"image_path": "red.png", "text": "a red shoe"}, {"image_path": "gone.png", "text": "x"}]}
 

@@ -1,4 +1,4 @@
-"""Micro-batching of concurrent requests, bounded queue, time budget."""
+"""Micro-batching of concurrent requests."""
 
 import threading
 import time
@@ -8,8 +8,7 @@ import pytest
 from PIL import Image
 
 from clipcheck.engine import get_engine
-from clipcheck.engine.batcher import MicroBatcher, wait_for
-from clipcheck.errors import ModelBusy
+from clipcheck.engine.batcher import MicroBatcher
 
 
 def test_jobs_queued_together_share_one_forward():
@@ -21,7 +20,7 @@ def test_jobs_queued_together_share_one_forward():
         release.wait(5)
         return [payload * 10 for payload in payloads]
 
-    batcher = MicroBatcher(run, max_rows=8, max_wait=0.05, max_queue=16)
+    batcher = MicroBatcher(run, max_rows=8, max_wait=0.05)
     first = batcher.submit(1, 1)  # occupies the worker
     time.sleep(0.05)
     later = [batcher.submit(value, 1) for value in (2, 3, 4)]
@@ -32,7 +31,7 @@ def test_jobs_queued_together_share_one_forward():
 
 def test_the_worker_waits_for_callers_already_on_their_way():
     calls = []
-    batcher = MicroBatcher(lambda payloads: calls.append(payloads) or payloads, max_rows=8, max_wait=1.0, max_queue=8)
+    batcher = MicroBatcher(lambda payloads: calls.append(payloads) or payloads, max_rows=8, max_wait=1.0)
     with batcher.reserve():  # a second caller is still preprocessing
         future = batcher.submit("a", 1)
         time.sleep(0.05)
@@ -43,9 +42,9 @@ def test_the_worker_waits_for_callers_already_on_their_way():
 
 
 def test_a_lone_request_is_not_delayed():
-    batcher = MicroBatcher(lambda payloads: payloads, max_rows=8, max_wait=2.0, max_queue=8)
+    batcher = MicroBatcher(lambda payloads: payloads, max_rows=8, max_wait=2.0)
     started = time.monotonic()
-    assert batcher.run("x", 1, timeout=5) == "x"
+    assert batcher.run("x", 1) == "x"
     assert time.monotonic() - started < 1.0  # far below max_wait: nobody else announced
 
 
@@ -58,38 +57,12 @@ def test_batches_never_exceed_max_rows():
         sizes.append(sum(payloads))
         return payloads
 
-    batcher = MicroBatcher(run, max_rows=4, max_wait=0.01, max_queue=32)
+    batcher = MicroBatcher(run, max_rows=4, max_wait=0.01)
     futures = [batcher.submit(1, 1) for _ in range(10)]
     gate.set()
     for future in futures:
         future.result(5)
     assert max(sizes) <= 4 and sum(sizes) == 10
-
-
-def test_a_full_queue_sheds_load_with_model_busy():
-    gate = threading.Event()
-    batcher = MicroBatcher(lambda payloads: gate.wait(5) and payloads, max_rows=1, max_wait=0, max_queue=2)
-    batcher.submit("running", 1)
-    time.sleep(0.05)
-    with batcher.reserve(), batcher.reserve():
-        with pytest.raises(ModelBusy) as error:
-            with batcher.reserve():
-                pass
-    assert error.value.status_code == 503
-    assert error.value.retry_after >= 1
-    gate.set()
-
-
-def test_a_slow_forward_answers_within_the_time_budget():
-    gate = threading.Event()
-    batcher = MicroBatcher(lambda payloads: gate.wait(5) and payloads, max_rows=1, max_wait=0, max_queue=4)
-    started = time.monotonic()
-    with pytest.raises(ModelBusy) as error:
-        batcher.run("slow", 1, timeout=0.2)
-    assert error.value.code == "inference_timeout"
-    assert time.monotonic() - started < 1.0
-    gate.set()
-    assert batcher.run("next", 1, timeout=5) == "next"  # the worker survived
 
 
 def test_a_failing_forward_fails_only_its_batch():
@@ -98,19 +71,10 @@ def test_a_failing_forward_fails_only_its_batch():
             raise RuntimeError("boom")
         return payloads
 
-    batcher = MicroBatcher(run, max_rows=1, max_wait=0, max_queue=4)
+    batcher = MicroBatcher(run, max_rows=1, max_wait=0)
     with pytest.raises(RuntimeError):
-        batcher.run("bad", 1, timeout=5)
-    assert batcher.run("good", 1, timeout=5) == "good"
-
-
-def test_wait_for_cancels_a_job_nobody_waits_for():
-    from concurrent.futures import Future
-
-    future = Future()
-    with pytest.raises(ModelBusy):
-        wait_for(future, 0.01)
-    assert future.cancelled()
+        batcher.run("bad", 1)
+    assert batcher.run("good", 1) == "good"
 
 
 def test_concurrent_engine_calls_are_batched_and_equal_to_one_by_one(settings):

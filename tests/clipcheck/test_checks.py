@@ -34,8 +34,8 @@ def test_default_configuration_passes(settings):
         ({"ALLOWED_IMAGE_FORMATS": ["JPEG", "EPS"]}, "clipcheck.E009"),
         ({"DTYPE": "int8"}, "clipcheck.E010"),
         ({"MAX_QUEUE": 0}, "clipcheck.E004"),
-        ({"BATCH_WAIT_MS": -1}, "clipcheck.E011"),
-        ({"INFERENCE_TIMEOUT_SECONDS": "soon"}, "clipcheck.E011"),
+        ({"BATCH_WAIT_MS": -1}, "clipcheck.E014"),
+        ({"INFERENCE_TIMEOUT_SECONDS": "soon"}, "clipcheck.E014"),
         ({"BATCH_ROOT": "/nonexistent/batch/root"}, "clipcheck.W001"),
     ],
 )

@@ -4,7 +4,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 
 from clipcheck.images import decode_image
-from clipcheck.services import analyze_pair
+from clipcheck.services import similarity_scores
 from listings.models import Listing
 from tests.conftest import image_bytes, set_clip_settings
 
@@ -25,8 +25,7 @@ def listing_media(media_root):
 def split_threshold(settings):
     """Set the threshold so that MATCHING_TEXT matches the red photo and MISMATCHING_TEXT does not."""
     photo = decode_image(image_bytes(color=RED))
-    high = analyze_pair(image=photo, text=MATCHING_TEXT)["similarity_score"]
-    low = analyze_pair(image=photo, text=MISMATCHING_TEXT)["similarity_score"]
+    high, low = similarity_scores(images=[photo, photo], texts=[MATCHING_TEXT, MISMATCHING_TEXT])
     assert high > low, "the test checkpoint no longer separates the two texts"
     threshold = round((high + low) / 2, 4)
     set_clip_settings(settings, THRESHOLD=threshold)
@@ -67,3 +66,9 @@ def moderator(db):
         codename__in=["view_listing", "change_listing", "add_listing", "moderate_listing"],
     ))
     return user
+
+
+@pytest.fixture
+def client(client, log_in_with):
+    """The storefront's client: a seller allowed to upload listings."""
+    return log_in_with("listings.add_listing")

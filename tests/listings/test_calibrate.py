@@ -242,4 +242,4 @@ def test_the_cache_seconds_setting_is_checked(settings, value, valid):
 
     set_clip_settings(settings, CALIBRATION_CACHE_SECONDS=value)
 
-    assert ("clipcheck.E011" not in [error.id for error in check_clipcheck_settings()]) is valid
+    assert ("clipcheck.E014" not in [error.id for error in check_clipcheck_settings()]) is valid

@@ -100,8 +100,20 @@ def test_bad_input_gets_a_clear_error(client, change, status, code):
     assert Listing.objects.count() == 0
 
 
-def test_the_upload_view_is_plain_drf_with_permission_classes():
-    assert UploadView.permission_classes  # where authentication is attached
+def test_the_upload_view_is_plain_drf_with_an_access_policy():
+    assert UploadView.access_scope == "upload"  # CLIPCHECK["ACCESS"]["upload"] decides who may call it
     assert [parser.media_type for parser in UploadView.parser_classes] == [
         "multipart/form-data", "application/x-www-form-urlencoded",
     ]
+
+
+@pytest.mark.parametrize(("permissions", "status"), [(None, 401), ((), 403)])
+def test_only_users_allowed_to_add_listings_may_upload(permissions, status, django_user_model):
+    from rest_framework.test import APIClient
+
+    api = APIClient()
+    if permissions is not None:
+        api.force_authenticate(django_user_model.objects.create_user(username="visitor"))
+    response = api.post("/upload", {"title": "x", "description": "y"}, format="multipart")
+    assert response.status_code == status
+    assert response.json()["error"]["code"] in {"not_authenticated", "permission_denied"}

@@ -1,0 +1,157 @@
+"""OpenAPI documentation of the /clip/* endpoints (drf-spectacular).
+
+Limits in the schema (text length, item counts, upload size) are read from
+``clip_settings`` when the schema is generated, so it matches the running
+configuration. Every operation lists the errors it can answer, all in the
+one error format (``Error``).
+"""
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.openapi import AutoSchema
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+
+from clipcheck.access import access_table
+from clipcheck.api.serializers import (
+    NON_BLANK_TEXT_PATTERN,
+    ErrorSerializer,
+    max_categories_text_length,
+)
+from clipcheck.settings import clip_settings
+
+ERROR_DESCRIPTIONS = {
+    400: "Invalid input: a field is missing or malformed, or the request could not be parsed.",
+    401: "Credentials are required for this endpoint, or the ones sent are invalid.",
+    403: "The authenticated user lacks the permission this endpoint requires (or the CSRF check failed).",
+    413: "The request body, the file, or the image's pixel count is over the limit.",
+    415: "The body's content type, or the uploaded image's format, is not accepted.",
+    429: "Too many requests from this client; retry after Retry-After seconds.",
+    503: "The model is unavailable, overloaded or timed out, or the database is unreachable.",
+}
+# Errors any endpoint can answer: malformed or oversized requests, refused
+# credentials, throttling, a database outage while authenticating.
+COMMON_ERRORS = (400, 401, 403, 413, 429, 503)
+BODY_ERRORS = COMMON_ERRORS + (415,)
+
+RESPONSE_HEADERS = [
+    OpenApiParameter(
+        "Retry-After", int, OpenApiParameter.HEADER, response=[429], required=True,
+        description="Seconds until the client may retry.",
+    ),
+    OpenApiParameter(
+        "WWW-Authenticate", str, OpenApiParameter.HEADER, response=[401], required=True,
+        description="The authentication scheme to use: Token.",
+    ),
+]
+
+
+def error_responses(*statuses):
+    return {
+        status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status])
+        for status in sorted(statuses)
+    }
+
+
+class ClipAutoSchema(AutoSchema):
+    """Security requirements, access notes and the Retry-After and
+    WWW-Authenticate headers of an endpoint, from its access policy.
+
+    drf-spectacular only knows that anonymous access is allowed from
+    ``AllowAny``; here the view's ``access_scope`` policy decides, and the
+    operation description states who may call it and how often.
+    """
+
+    def _policy(self):
+        scope = getattr(self.view, "access_scope", None)
+        return access_table().get(scope) if scope else None
+
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        if self._policy():
+            parameters += RESPONSE_HEADERS
+        return parameters
+
+    def get_auth(self):
+        auths = super().get_auth()
+        policy = self._policy()
+        if policy and policy["anonymous"] and not policy["permissions"] and {} not in auths:
+            auths.append({})
+        return auths
+
+    def get_description(self):
+        description = super().get_description() or ""
+        policy = self._policy()
+        if not policy:
+            return description
+        if policy["anonymous"] and not policy["permissions"]:
+            who = "Anonymous clients may call it."
+        elif policy["permissions"]:
+            who = f"Requires an authenticated user with: {', '.join(policy['permissions'])}."
+        else:
+            who = "Requires an authenticated user."
+        rate = policy["rate"]
+        limit = f"Rate limit: {rate} per client." if rate else "No rate limit."
+        if policy["user_rate"]:
+            limit += f" Authenticated users: {policy['user_rate']}."
+        return f"{description}\n\n{who} {limit}".strip()
+
+
+class ProductTextFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "clipcheck.api.serializers.ProductTextField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": clip_settings.MAX_TEXT_LENGTH,
+            "pattern": NON_BLANK_TEXT_PATTERN,
+            "description": "Product title and/or description: not blank, no NUL characters.",
+        }
+
+
+class CategoriesFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "clipcheck.api.serializers.CategoriesField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "type": "string",
+            "maxLength": max_categories_text_length(),
+            "description": (
+                "Comma-separated categories (trimmed, duplicates removed): at least one, at most "
+                f"{clip_settings.MAX_CATEGORIES}, each at most {clip_settings.MAX_CATEGORY_LENGTH} "
+                "characters. Empty or absent: the configured catalogue."
+            ),
+        }
+
+
+class ImageUploadFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "clipcheck.api.serializers.ImageUploadField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "type": "string",
+            "format": "binary",
+            "description": (
+                f"An image file: {', '.join(clip_settings.ALLOWED_IMAGE_FORMATS)}; at most "
+                f"{clip_settings.MAX_UPLOAD_BYTES} bytes and {clip_settings.MAX_IMAGE_PIXELS} pixels."
+            ),
+        }
+
+
+class BatchItemsFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "clipcheck.api.serializers.BatchItemsField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": clip_settings.BATCH_MAX_ITEMS,
+            "description": (
+                "Items {image_path, text, threshold?}; image_path is relative to the server's batch "
+                "root. An item that is malformed or cannot be read gets its own error entry in "
+                "the results; the other items are still analysed."
+            ),
+            "items": {
+                "description": "An object {image_path: string, text: string, threshold?: number}.",
+                "example": {"image_path": "products/123.jpg", "text": "red leather handbag"},
+            },
+        }

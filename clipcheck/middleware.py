@@ -1,0 +1,102 @@
+"""HTTP middleware of the clipcheck service: telemetry and request size limits."""
+
+import json
+import logging
+import re
+import time
+import uuid
+
+from django.http import JsonResponse
+
+from clipcheck import metrics
+from clipcheck.api.exceptions import error_body
+from clipcheck.engine.admission import ModelTimer, model_time_ms
+from clipcheck.settings import clip_settings
+
+request_logger = logging.getLogger("clipcheck.requests")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+# A caller's request id is echoed only when it is short and plain, so it
+# cannot inject into log lines or headers.
+SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+class RequestTelemetryMiddleware:
+    """One JSON log line and Prometheus samples per request.
+
+    Place it first in MIDDLEWARE so that the time and status cover every
+    other layer, including requests refused before reaching a view.
+    Log fields: method, path, endpoint (the URL name), status, duration_ms,
+    model_ms (time spent in model computations), request_id.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        started = time.perf_counter()
+        request_id = request.headers.get(REQUEST_ID_HEADER, "")
+        if not SAFE_REQUEST_ID.match(request_id):
+            request_id = uuid.uuid4().hex
+        request.request_id = request_id
+        timer = ModelTimer()
+        token = model_time_ms.set(timer)
+        try:
+            response = self.get_response(request)
+        finally:
+            model_time_ms.reset(token)
+        duration = time.perf_counter() - started
+        response[REQUEST_ID_HEADER] = request_id
+
+        match = getattr(request, "resolver_match", None)
+        endpoint = match.view_name if match else "unmatched"
+        method = metrics.method_label(request.method)
+        metrics.HTTP_REQUESTS.labels(endpoint=endpoint, method=method, status=str(response.status_code)).inc()
+        metrics.HTTP_LATENCY.labels(endpoint=endpoint, method=method).observe(duration)
+        request_logger.info(json.dumps({
+            "event": "request",
+            "method": method,
+            "path": request.path,
+            "endpoint": endpoint,
+            "status": response.status_code,
+            "duration_ms": round(duration * 1000.0, 2),
+            "model_ms": round(timer.milliseconds, 2),
+            "request_id": request_id,
+        }))
+        return response
+
+
+class RequestSizeLimitMiddleware:
+    """413 for a body larger than CLIPCHECK["MAX_REQUEST_BYTES"], judged from
+    Content-Length before a byte of it is read; 400 for a malformed length.
+
+    Django's own limits (DATA_UPLOAD_MAX_MEMORY_SIZE) apply only to form
+    fields and only once parsing has begun; this bounds uploads and JSON
+    alike. Bodies without Content-Length are not read by Django at all.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        raw_length = request.META.get("CONTENT_LENGTH") or ""
+        if raw_length.strip():
+            try:
+                length = int(raw_length)
+            except ValueError:
+                length = -1
+            if length < 0:
+                return JsonResponse(
+                    error_body("invalid_content_length", "The Content-Length header is not a valid length."),
+                    status=400,
+                )
+            limit = clip_settings.MAX_REQUEST_BYTES
+            if length > limit:
+                return JsonResponse(
+                    error_body(
+                        "request_too_large",
+                        f"The request body is {length} bytes; this server accepts at most {limit}.",
+                    ),
+                    status=413,
+                )
+        return self.get_response(request)

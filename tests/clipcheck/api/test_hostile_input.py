@@ -1,0 +1,317 @@
+"""Hostile input, case by case: every one gets its status and error code, none a 5xx.
+
+Each row sends one request and names the expected status and ``error.code``;
+batch rows that fail a single item name that item's ``error.code`` in a 200.
+"""
+
+import json
+import os
+from dataclasses import dataclass
+from typing import Callable
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from rest_framework.test import APIClient
+
+from tests.conftest import image_bytes
+from tests.support import hostile
+from tests.support.users import user_with_token
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    send: Callable  # (Context) -> response
+    status: int
+    code: str | None  # error.code of the response, or of the batch item
+    item: bool = False  # code belongs to the first batch result, not the response
+
+    def __str__(self):
+        return self.name
+
+
+class Context:
+    def __init__(self, client, batch_root):
+        self.client = client
+        self.batch_root = batch_root
+
+    def analyze(self, fields=None, file=None, **extra):
+        data = {"text": "a red square", **(fields or {})}
+        if file is not None:
+            data["file"] = file
+        return self.client.post("/clip/analyze", data, format="multipart", **extra)
+
+    def upload(self, content, name="photo.png", content_type="image/png", **fields):
+        return self.analyze(fields, SimpleUploadedFile(name, content, content_type=content_type))
+
+    def classify(self, **fields):
+        return self.client.post(
+            "/clip/classify", {"file": png_file(), **fields}, format="multipart"
+        )
+
+    def batch_raw(self, body, content_type="application/json"):
+        return self.client.generic("POST", "/clip/analyze-batch", body, content_type=content_type)
+
+    def batch(self, items):
+        return self.batch_raw(json.dumps({"items": items}))
+
+    def batch_item(self, image_path, text="a red square", **fields):
+        return self.batch([{"image_path": image_path, "text": text, **fields}])
+
+    def place(self, name, content=None):
+        path = self.batch_root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(image_bytes() if content is None else content)
+        return name
+
+
+def png_file(name="photo.png"):
+    return SimpleUploadedFile(name, image_bytes(), content_type="image/png")
+
+
+def text(value):
+    return lambda ctx: ctx.analyze({"text": value}, png_file())
+
+
+def threshold(value):
+    return lambda ctx: ctx.analyze({"threshold": value}, png_file())
+
+
+def upload(content, **kwargs):
+    return lambda ctx: ctx.upload(content() if callable(content) else content, **kwargs)
+
+
+def many_files(ctx):
+    files = {f"file{index}": png_file(f"{index}.png") for index in range(6)}
+    return ctx.client.post("/clip/analyze", {"text": "red", "file": png_file(), **files}, format="multipart")
+
+
+def many_fields(ctx):
+    fields = {f"field{index}": "x" for index in range(120)}
+    return ctx.analyze(fields, png_file())
+
+
+def multipart_without_boundary(ctx):
+    return ctx.client.generic("POST", "/clip/analyze", b"text=red", content_type="multipart/form-data")
+
+
+def multipart_garbage(ctx):
+    body = b"--xyz\r\nContent-Disposition: form-data; name=\r\n\r\n\x00\xff\r\n--xyz--garbage"
+    return ctx.client.generic("POST", "/clip/analyze", body, content_type="multipart/form-data; boundary=xyz")
+
+
+def symlink_out(ctx):
+    os.symlink("/etc/hostname", ctx.batch_root / "escape.png")
+    return ctx.batch_item("escape.png")
+
+
+def symlink_in(ctx):
+    ctx.place("real.png")
+    os.symlink(ctx.batch_root / "real.png", ctx.batch_root / "alias.png")
+    return ctx.batch_item("alias.png")
+
+
+def symlink_loop(ctx):
+    os.symlink(ctx.batch_root / "loop-b", ctx.batch_root / "loop-a")
+    os.symlink(ctx.batch_root / "loop-a", ctx.batch_root / "loop-b")
+    return ctx.batch_item("loop-a")
+
+
+def directory(ctx):
+    (ctx.batch_root / "folder.png").mkdir()
+    return ctx.batch_item("folder.png")
+
+
+def fifo(ctx):
+    os.mkfifo(ctx.batch_root / "pipe.png")
+    return ctx.batch_item("pipe.png")
+
+
+def sparse_large_file(ctx):
+    with open(ctx.batch_root / "huge.png", "wb") as handle:
+        handle.truncate(11 * MB)
+    return ctx.batch_item("huge.png")
+
+
+def absolute_inside_root(ctx):
+    ctx.place("inside.png")
+    return ctx.batch_item(str(ctx.batch_root / "inside.png"))
+
+
+def deeply_nested(ctx):
+    return ctx.batch_raw('{"items": ' + "[" * 100_000 + "]" * 100_000 + "}")
+
+
+LONG_CATEGORY_LIST = ",".join(f"{index:03d}-" + "c" * 96 for index in range(99))  # ~10 KB, within limits
+
+CASES = [
+    # Sizes
+    Case("file over MAX_UPLOAD_BYTES", upload(lambda: b"\x89PNG" + bytes(10 * MB + 1)), 413, "file_too_large"),
+    Case("body over MAX_REQUEST_BYTES", upload(lambda: bytes(13 * MB)), 413, "request_too_large"),
+    Case("form fields over DATA_UPLOAD_MAX_MEMORY_SIZE", text("x" * (3 * MB)), 413, "request_too_large"),
+    Case("malformed Content-Length", lambda ctx: ctx.client.post(
+        "/clip/analyze", {"text": "red"}, CONTENT_LENGTH="12abc"), 400, "invalid_content_length"),
+    Case("negative Content-Length", lambda ctx: ctx.client.post(
+        "/clip/analyze", {"text": "red"}, CONTENT_LENGTH="-1"), 400, "invalid_content_length"),
+    Case("more files than DATA_UPLOAD_MAX_NUMBER_FILES", many_files, 400, "too_many_files"),
+    Case("more fields than DATA_UPLOAD_MAX_NUMBER_FIELDS", many_fields, 400, "too_many_fields"),
+    # Pixel bombs and shapes
+    Case("PNG header claiming 50000x50000", upload(hostile.png_claiming(50_000, 50_000)), 413, "image_too_large"),
+    Case("PNG header claiming 7000x7000", upload(hostile.png_claiming(7000, 7000)), 413, "image_too_large"),
+    Case("GIF header claiming 65535x65535", upload(hostile.gif_claiming(65535, 65535), name="a.gif",
+                                                   content_type="image/gif"), 413, "image_too_large"),
+    Case("strip 2000x10 (aspect ratio bomb)", upload(lambda: image_bytes(size=(2000, 10))), 400,
+         "aspect_ratio_too_large"),
+    Case("PNG claiming 0x0", upload(hostile.png_claiming(0, 0)), 415, "not_an_image"),
+    # Truncated and corrupt
+    Case("empty file", upload(b""), 400, "invalid_file"),
+    Case("truncated PNG", upload(lambda: hostile.truncated(image_bytes(size=(128, 128)))), 400, "corrupt_image"),
+    Case("truncated JPEG", upload(lambda: hostile.truncated(hostile.noisy_jpeg()), name="a.jpg",
+                                  content_type="image/jpeg"), 400, "corrupt_image"),
+    Case("PNG with garbage pixel data", upload(hostile.corrupt_png()), 400, "corrupt_image"),
+    Case("PNG signature only", upload(b"\x89PNG\r\n\x1a\n"), 415, "not_an_image"),
+    # Not images, or images in formats we do not take
+    Case("text file named .jpg as image/jpeg", upload(b"hello, world\n" * 10, name="photo.jpg",
+                                                      content_type="image/jpeg"), 415, "not_an_image"),
+    Case("HTML named .png", upload(b"<html><script>alert(1)</script></html>"), 415, "not_an_image"),
+    Case("SVG", upload(b'<svg xmlns="http://www.w3.org/2000/svg" width="9" height="9"/>', name="a.svg",
+                       content_type="image/svg+xml"), 415, "not_an_image"),
+    Case("random bytes", upload(lambda: os.urandom(4096)), 415, "not_an_image"),
+    Case("PDF", upload(lambda: hostile.pillow_bytes("PDF"), name="a.pdf", content_type="application/pdf"), 415,
+         "not_an_image"),
+    Case("EPS", upload(lambda: hostile.pillow_bytes("EPS"), name="a.eps"), 415, "unsupported_format"),
+    Case("PSD", upload(hostile.psd_bytes(), name="a.psd"), 415, "unsupported_format"),
+    Case("FITS", upload(hostile.fits_bytes(), name="a.fits"), 415, "unsupported_format"),
+    Case("ICO", upload(lambda: hostile.pillow_bytes("ICO"), name="favicon.ico"), 415, "unsupported_format"),
+    Case("TGA", upload(lambda: hostile.pillow_bytes("TGA"), name="a.tga"), 415, "unsupported_format"),
+    Case("PPM", upload(lambda: hostile.pillow_bytes("PPM"), name="a.ppm"), 415, "unsupported_format"),
+    # Request shape
+    Case("no file", lambda ctx: ctx.analyze(), 400, "missing_file"),
+    Case("file sent as a text field", lambda ctx: ctx.analyze({"file": "not a file"}), 400, "invalid_file"),
+    Case("JSON body to a multipart endpoint", lambda ctx: ctx.client.post(
+        "/clip/analyze", {"text": "red"}, format="json"), 415, "unsupported_media_type"),
+    Case("multipart without boundary", multipart_without_boundary, 400, "parse_error"),
+    Case("garbled multipart", multipart_garbage, 400, "invalid_request"),
+    Case("GET on a POST endpoint", lambda ctx: ctx.client.get("/clip/analyze"), 405, "method_not_allowed"),
+    Case("unknown endpoint", lambda ctx: ctx.client.get("/clip/nothing-here"), 404, "not_found"),
+    # Text
+    Case("no text", lambda ctx: ctx.client.post("/clip/analyze", {"file": png_file()}, format="multipart"), 400,
+         "missing_text"),
+    Case("empty text", text(""), 400, "invalid_text"),
+    Case("whitespace-only text", text(" \t\r\n\u00a0\u2003 "), 400, "invalid_text"),
+    Case("100 KB text", text("lorem ipsum " * 8600), 400, "invalid_text"),
+    Case("text with a NUL byte", text("red\x00square"), 400, "invalid_text"),
+    Case("text with control characters", text("red\x01\x07\x1b[31m\x7f square\x1f"), 200, None),
+    Case("text mixing scripts, RTL marks and emoji",
+         text("Красная сумка 红色手提包 حقيبة\u200f 👜 e\u0301 ＲＥＤ"), 200, None),
+    Case("text at MAX_TEXT_LENGTH", text("red " * 2500), 200, None),
+    # Threshold
+    *[Case(f"threshold {value!r}", threshold(value), 400, "invalid_threshold")
+      for value in ["NaN", "nan", "inf", "-Infinity", "1e309", "-0.1", "1.5", "abc", "0x1p-2", "1" * 2000]],
+    Case("threshold empty means default", threshold(""), 200, None),
+    Case("threshold 0", threshold("0"), 200, None),
+    # top_k
+    *[Case(f"top_k {value!r}", lambda ctx, value=value: ctx.classify(top_k=value), 400, "invalid_top_k")
+      for value in ["0", "-3", "1.5", "abc", "1e3", "9" * 2000]],
+    # An empty form field is an omitted one (DRF's rule for optional fields).
+    Case("top_k empty means default", lambda ctx: ctx.classify(top_k=""), 200, None),
+    Case("top_k huge", lambda ctx: ctx.classify(top_k=str(10**40)), 200, None),
+    Case("top_k 2.0", lambda ctx: ctx.classify(top_k="2.0"), 200, None),
+    # Categories
+    Case("categories empty means default", lambda ctx: ctx.classify(categories=""), 200, None),
+    Case("categories blank means default", lambda ctx: ctx.classify(categories=" \t "), 200, None),
+    Case("categories blank but over the length limit", lambda ctx: ctx.classify(categories=" " * 20_000), 400,
+         "invalid_categories"),
+    Case("categories only commas", lambda ctx: ctx.classify(categories=", ,,\t,"), 400, "invalid_categories"),
+    Case("categories duplicated", lambda ctx: ctx.classify(categories="shoe, shoe,shoe ,SHOE"), 200, None),
+    Case("1000 categories", lambda ctx: ctx.classify(categories=",".join(f"c{i}" for i in range(1000))), 400,
+         "invalid_categories"),
+    Case("one 10 KB category", lambda ctx: ctx.classify(categories="c" * 10_240), 400, "invalid_categories"),
+    Case("10 KB of categories within limits", lambda ctx: ctx.classify(categories=LONG_CATEGORY_LIST), 200, None),
+    Case("categories with a NUL byte", lambda ctx: ctx.classify(categories="shoe,\x00"), 400,
+         "invalid_categories"),
+    Case("categories with format braces", lambda ctx: ctx.classify(categories="{}, {0}, {x.y}, %s"), 200, None),
+    # Batch bodies
+    Case("batch body not JSON", lambda ctx: ctx.batch_raw("items=1"), 400, "parse_error"),
+    Case("batch body JSON with NaN", lambda ctx: ctx.batch_raw('{"items": [NaN]}'), 400, "parse_error"),
+    Case("batch body deeply nested", deeply_nested, 400, "parse_error"),
+    Case("batch body a list", lambda ctx: ctx.batch_raw("[]"), 400, "invalid_request"),
+    Case("batch body a string", lambda ctx: ctx.batch_raw('"items"'), 400, "invalid_request"),
+    Case("batch items not a list", lambda ctx: ctx.batch_raw('{"items": "a.png"}'), 400, "invalid_items"),
+    Case("batch items empty", lambda ctx: ctx.batch([]), 400, "invalid_items"),
+    Case("batch items over BATCH_MAX_ITEMS", lambda ctx: ctx.batch([{"image_path": "a", "text": "b"}] * 257), 400,
+         "invalid_items"),
+    Case("batch as form data", lambda ctx: ctx.batch_raw("items=a", "application/x-www-form-urlencoded"), 415,
+         "unsupported_media_type"),
+    # Batch items: the item fails, the request does not
+    Case("batch item not an object", lambda ctx: ctx.batch(["a.png"]), 200, "invalid_item", item=True),
+    Case("batch item without text", lambda ctx: ctx.batch([{"image_path": ctx.place("a.png")}]), 200,
+         "missing_text", item=True),
+    Case("batch item without image_path", lambda ctx: ctx.batch([{"text": "red"}]), 200, "missing_image_path",
+         item=True),
+    Case("batch item path as a list", lambda ctx: ctx.batch_item(["a.png"]), 200, "invalid_image_path", item=True),
+    Case("batch item bad threshold", lambda ctx: ctx.batch_item(ctx.place("a.png"), threshold="abc"), 200,
+         "invalid_threshold", item=True),
+    Case("batch item blank text", lambda ctx: ctx.batch_item(ctx.place("a.png"), text="   "), 200, "invalid_text",
+         item=True),
+    Case("batch item lone surrogate in text", lambda ctx: ctx.batch_raw(
+        '{"items": [{"image_path": "a.png", "text": "\\ud800"}]}'), 200, "invalid_text", item=True),
+    Case("batch path with ..", lambda ctx: ctx.batch_item("../../../../etc/hostname"), 200, "path_outside_root",
+         item=True),
+    Case("batch path .. back inside", lambda ctx: ctx.batch_item(f"../{ctx.batch_root.name}/{ctx.place('a.png')}"),
+         200, None, item=True),
+    Case("batch absolute path outside root", lambda ctx: ctx.batch_item("/etc/hostname"), 200, "path_outside_root",
+         item=True),
+    Case("batch absolute path inside root", absolute_inside_root, 200, None, item=True),
+    Case("batch path with NUL byte", lambda ctx: ctx.batch_item("a.png\x00.txt"), 200, "invalid_image_path",
+         item=True),
+    Case("batch path empty", lambda ctx: ctx.batch_item(""), 200, "invalid_image_path", item=True),
+    Case("batch path 5000 characters", lambda ctx: ctx.batch_item("a" * 5000), 200, "unreadable_file", item=True),
+    Case("batch symlink escaping the root", symlink_out, 200, "path_outside_root", item=True),
+    Case("batch symlink inside the root", symlink_in, 200, None, item=True),
+    Case("batch symlink loop", symlink_loop, 200, "invalid_path", item=True),
+    Case("batch path a directory", directory, 200, "not_a_file", item=True),
+    Case("batch path a FIFO", fifo, 200, "not_a_file", item=True),
+    Case("batch path missing", lambda ctx: ctx.batch_item("missing.png"), 200, "file_not_found", item=True),
+    Case("batch path through a file", lambda ctx: ctx.batch_item(f"{ctx.place('a.png')}/b.png"), 200,
+         "file_not_found", item=True),
+    Case("batch file not an image", lambda ctx: ctx.batch_item(ctx.place("notes.png", b"plain text")), 200,
+         "not_an_image", item=True),
+    Case("batch file over MAX_UPLOAD_BYTES", sparse_large_file, 200, "file_too_large", item=True),
+    Case("batch file a pixel bomb", lambda ctx: ctx.batch_item(ctx.place("bomb.png", hostile.png_claiming(
+        50_000, 50_000))), 200, "image_too_large", item=True),
+]
+
+
+def test_case_names_are_unique():
+    names = [case.name for case in CASES]
+    assert len(names) == len(set(names))
+
+
+@pytest.fixture
+def context(batch_root):
+    client = APIClient()
+    _, token = user_with_token(permissions=["clipcheck.run_batch_analysis"])
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+    return Context(client, batch_root)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_hostile_input(context, case):
+    response = case.send(context)
+    assert response.status_code == case.status, (case.name, response.content[:500])
+    assert response["Content-Type"] == "application/json"
+    body = response.json()
+    if case.item:
+        result = body["results"][0]
+        assert result.get("error", {}).get("code") == case.code, result
+        if case.code is None:
+            assert 0.0 <= result["similarity_score"] <= 1.0
+    elif case.code is None:
+        assert "error" not in body
+    else:
+        assert body["error"]["code"] == case.code, body
+        assert body["error"]["message"]

@@ -1,0 +1,158 @@
+"""Property-based fuzzing of the API against its own OpenAPI schema (schemathesis).
+
+Every operation is called with generated valid and invalid requests, and every
+response goes through schemathesis' default checks: no 5xx, documented status
+codes, content types and headers, response bodies matching their schemas,
+schema-violating requests rejected and schema-valid ones accepted.
+
+Two things the schema cannot say are said here:
+* a file that is valid per the schema is any byte string, so positive cases
+  upload a real image (and get categories the service can use);
+* a multipart form carries only text, so a "negative" case can be valid on
+  the wire (the object {} sent as the text "{}", an empty list sent as no
+  part at all). Such a case is judged by the form actually sent: when that
+  satisfies the schema, accepting it is right and the negative-data check
+  is skipped for that one case; every other check still runs.
+"""
+
+import json
+from collections import Counter
+from email.parser import BytesParser
+from email.policy import HTTP
+
+import pytest
+import schemathesis
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+from jsonschema import Draft7Validator
+from rest_framework.exceptions import ValidationError
+
+from clipcheck.api.serializers import CategoriesField
+from clipcheck.settings import DEFAULTS
+from tests.conftest import image_bytes
+from tests.support.users import user_with_token
+
+MAX_EXAMPLES = 30
+
+schema = schemathesis.openapi.from_wsgi("/api/schema/?format=json", get_wsgi_application())
+
+# (operation, generation mode, status) → responses; printed at the end (pytest -s).
+TALLY = Counter()
+
+
+@schema.hook
+def after_call(context, case, response):
+    mode = case.meta.generation.mode.value if case.meta else "explicit"
+    TALLY[(f"{case.method} {case.path}", mode, response.status_code)] += 1
+
+
+@schema.hook
+def map_case(context, case):
+    if _is_negative(case) or not isinstance(case.body, dict):
+        return case
+    if "file" in case.body:
+        case.body["file"] = image_bytes()
+    categories = case.body.get("categories")
+    if isinstance(categories, str) and not _usable_categories(categories):
+        case.body["categories"] = "shoe, handbag"
+    return case
+
+
+def _is_negative(case):
+    return case.meta is not None and case.meta.generation.mode.is_negative
+
+
+def _usable_categories(categories):
+    try:
+        CategoriesField().run_validation(categories)
+    except ValidationError:
+        return False
+    return True
+
+
+def _form_valid_as_sent(case, response):
+    """Whether the multipart body, read as the server reads it (the last part
+    of each name; a text part as text or as a number), satisfies the schema."""
+    operation = schema.raw_schema["paths"][case.path].get(case.method.lower())
+    if case.media_type != "multipart/form-data" or operation is None:  # None: a probe for 405
+        return False
+    reference = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    form = schema.raw_schema["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+    head = f"Content-Type: {response.request.headers['Content-Type']}\r\n\r\n".encode()
+    message = BytesParser(policy=HTTP).parsebytes(head + response.request.body)
+    parts = {part.get_param("name", header="content-disposition"): part for part in message.iter_parts()}
+    if any(name not in parts for name in form.get("required", [])):
+        return False
+    for name, part in parts.items():
+        field = form["properties"].get(name)
+        if field is None:
+            continue  # undeclared fields are ignored
+        if field.get("format") == "binary":
+            if part.get_filename() is None:
+                return False
+            continue
+        text = part.get_payload(decode=True).decode(errors="replace")
+        if not any(Draft7Validator(field).is_valid(reading) for reading in _readings(text)):
+            return False
+    return True
+
+
+def _readings(text):
+    try:
+        return [text, json.loads(text)]
+    except ValueError:
+        return [text]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_tally():
+    yield
+    print("\nschemathesis responses (operation, mode, status: count):")
+    for (operation, mode, status), count in sorted(TALLY.items()):
+        print(f"  {operation:28} {mode:9} {status}: {count}")
+    print(f"  total: {sum(TALLY.values())}")
+
+
+@pytest.fixture(autouse=True)
+def unthrottled(settings, clip_config):
+    # Hundreds of requests from one address: rate limits would answer most of
+    # them with 429 (tested in tests/clipcheck/test_access.py).
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "ACCESS": {scope: {"rate": None} for scope in DEFAULTS["ACCESS"]}}
+
+
+@pytest.fixture(autouse=True)
+def connections_kept_open():
+    """The real WSGI handler closes database connections after each request;
+    inside the test's transaction that would break it (Django's test client
+    disconnects the same receivers)."""
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    yield
+    request_started.connect(close_old_connections)
+    request_finished.connect(close_old_connections)
+
+
+@pytest.fixture
+def batch_token(db):
+    return user_with_token(permissions=["clipcheck.run_batch_analysis"])[1]
+
+
+@pytest.mark.django_db
+@schema.parametrize()
+@hypothesis_settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    database=None,
+    # The token and settings fixtures hold for all generated inputs on purpose.
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
+def test_api_conforms_to_its_schema(case, batch_token):
+    headers = {"Authorization": f"Token {batch_token}"}
+    response = case.call(headers=headers)
+    excluded = []
+    if _is_negative(case) and _form_valid_as_sent(case, response):
+        excluded.append(schemathesis.checks.negative_data_rejection)
+    case.validate_response(response, headers=headers, excluded_checks=excluded, transport_kwargs={"headers": headers})

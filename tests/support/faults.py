@@ -1,0 +1,74 @@
+"""Fault injection for servers started by the tests (never installed in production).
+
+``tests.support.server_settings`` installs this app. It wraps the model's
+image encoder so that a test can make inference fail or stall by writing to
+the file named by ``CLIPCHECK_TEST_FAULT_FILE``:
+
+* ``raise``       the encoder raises RuntimeError;
+* ``sleep 2.5``   the encoder stalls 2.5 s (cut short when the file changes),
+                  marking ``<file>.busy.<pid>`` while it does;
+* empty           normal operation.
+
+Every response also carries ``X-Worker-Pid`` so tests can tell workers apart.
+"""
+
+import os
+import time
+from pathlib import Path
+
+from django.apps import AppConfig
+
+FAULT_FILE_ENV = "CLIPCHECK_TEST_FAULT_FILE"
+
+
+def current_fault(path):
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return ""
+
+
+def stall(path, fault):
+    seconds = float(fault.split()[1])
+    busy = Path(f"{path}.busy.{os.getpid()}")
+    busy.touch()
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and current_fault(path) == fault:
+            time.sleep(0.02)
+    finally:
+        busy.unlink(missing_ok=True)
+
+
+class FaultInjectionConfig(AppConfig):
+    name = "tests.support"
+    label = "fault_injection"
+
+    def ready(self):
+        fault_file = os.environ.get(FAULT_FILE_ENV)
+        if not fault_file:
+            return
+        from clipcheck.engine.clip import ClipEngine
+
+        path = Path(fault_file)
+        encode_images = ClipEngine.encode_images
+
+        def faulty_encode_images(engine, images):
+            fault = current_fault(path)
+            if fault == "raise":
+                raise RuntimeError("injected fault")
+            if fault.startswith("sleep "):
+                stall(path, fault)
+            return encode_images(engine, images)
+
+        ClipEngine.encode_images = faulty_encode_images
+
+
+class WorkerPidMiddleware:
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        response["X-Worker-Pid"] = str(os.getpid())
+        return response
