@@ -58,6 +58,11 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
             hint="Use 'auto', 'cpu', 'cuda' or 'cuda:N'.",
             id="clipcheck.E002",
         ))
+    if clip_settings.CLASSIFY_THRESHOLD is not None and not _is_fraction(clip_settings.CLASSIFY_THRESHOLD):
+        errors.append(Error(
+            f"CLIPCHECK CLASSIFY_THRESHOLD {clip_settings.CLASSIFY_THRESHOLD!r} must be None or a number between 0 and 1.",
+            id="clipcheck.E003",
+        ))
     if not _is_fraction(clip_settings.THRESHOLD):
         errors.append(Error(
             f"CLIPCHECK THRESHOLD {clip_settings.THRESHOLD!r} must be a number between 0 and 1.",

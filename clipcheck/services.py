@@ -111,7 +111,9 @@ def classify_image(*, image, categories=None, top_k=None, image_embedding=None):
     """
     categories = list(categories or clip_settings.CATEGORIES)
     top_k = min(top_k or clip_settings.DEFAULT_TOP_K, len(categories))
-    threshold = default_threshold()
+    # Prompts like "a photo of a shoe." sit on another scale than product texts.
+    threshold = clip_settings.CLASSIFY_THRESHOLD
+    threshold = default_threshold() if threshold is None else float(threshold)
     engine = get_engine()
     prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
 

@@ -50,6 +50,9 @@ DEFAULTS = {
     "PROMPT_TEMPLATE": "a photo of a {}.",
     "CATEGORIES": DEFAULT_CATEGORIES,
     "DEFAULT_TOP_K": 5,
+    # The similarity at which a category's classify score is 0.5; None uses
+    # THRESHOLD. Zero-shot prompts may need their own calibration.
+    "CLASSIFY_THRESHOLD": None,
     "MAX_CATEGORIES": 100,
     "MAX_CATEGORY_LENGTH": 100,
     # Batches: images per forward pass and the server directory that

@@ -1,0 +1,151 @@
+"""Answers through the HTTP API with a model whose right answers are known."""
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+from rest_framework.test import APIClient
+
+from scripts import known_answer_domain as domain
+from tests.knownanswer.conftest import THRESHOLD
+from tests.support.users import user_with_token
+
+pytestmark = pytest.mark.django_db
+
+# Every shape in every colour, at the sizes the processor resizes from.
+CASES = [
+    (shape, colour, 5_000_000 + index, (96, 128, 224)[index % 3])
+    for index, (shape, colour) in enumerate((s, c) for s in domain.SHAPES for c in domain.COLOURS)
+]
+
+
+def png(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def client():
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {user_with_token(permissions=['clipcheck.run_batch_analysis'])[1]}")
+    return api
+
+
+def analyze(client, data, text):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = client.post(
+        "/clip/analyze", {"file": SimpleUploadedFile("x.png", data, content_type="image/png"), "text": text},
+        format="multipart",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+def classify(client, data, categories):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    response = client.post(
+        "/clip/classify",
+        {"file": SimpleUploadedFile("x.png", data, content_type="image/png"), "categories": ",".join(categories),
+         "top_k": len(categories)},
+        format="multipart",
+    )
+    assert response.status_code == 200, response.content
+    return response.json()["top_matches"]
+
+
+def auroc(positives, negatives):
+    """Probability that a random positive scores above a random negative (ties count half)."""
+    positives, negatives = np.asarray(positives)[:, None], np.asarray(negatives)[None, :]
+    return float((positives > negatives).mean() + 0.5 * (positives == negatives).mean())
+
+
+def other(values, value, offset):
+    return values[(values.index(value) + offset) % len(values)]
+
+
+@pytest.fixture(scope="module")
+def pictures():
+    return {case: png(domain.render(*case[:3], size=case[3])) for case in CASES}
+
+
+def test_analyze_tells_matching_captions_from_wrong_colours_and_shapes(client, pictures):
+    matches, wrong_colour, wrong_shape = [], [], []
+    for (shape, colour, seed, size), data in pictures.items():
+        matches.append(analyze(client, data, domain.caption(shape, colour, seed % 3)))
+        wrong_colour.append(analyze(client, data, domain.caption(shape, other(domain.COLOURS, colour, 3), seed % 3)))
+        wrong_shape.append(analyze(client, data, domain.caption(other(domain.SHAPES, shape, 2), colour, seed % 3)))
+
+    def rate(results, mismatch):
+        return sum(result["is_mismatch"] is mismatch for result in results) / len(results)
+
+    assert all(result["threshold_used"] == THRESHOLD for result in matches)
+    assert rate(matches, False) >= 0.95
+    assert rate(wrong_colour, True) >= 0.95
+    assert rate(wrong_shape, True) >= 0.90
+    scores = {name: [r["similarity_score"] for r in results]
+              for name, results in (("match", matches), ("colour", wrong_colour), ("shape", wrong_shape))}
+    assert auroc(scores["match"], scores["colour"]) >= 0.98
+    assert auroc(scores["match"], scores["shape"]) >= 0.90
+
+
+def test_classify_names_the_right_colour_and_shape(client, pictures):
+    colour_categories = [f"{colour} object" for colour in domain.COLOURS]
+    right_colour = right_shape = 0
+    for (shape, colour, _, _), data in pictures.items():
+        right_colour += classify(client, data, colour_categories)[0]["category"] == f"{colour} object"
+        right_shape += classify(client, data, domain.SHAPES)[0]["category"] == shape
+    assert right_colour / len(pictures) >= 0.90
+    assert right_shape / len(pictures) >= 0.80
+
+
+@pytest.fixture
+def classify_threshold(settings):
+    """Calibrated on other pictures than the test's: midway between the median
+    similarity of right and of wrong single colour prompts."""
+    from clipcheck.engine import get_engine
+
+    engine = get_engine()
+    right, wrong = [], []
+    for index, colour in enumerate(domain.COLOURS * 3):
+        picture = domain.render(domain.SHAPES[index % 6], colour, seed=6_000_000 + index, size=96)
+        vector = engine.encode_images([picture])[0]
+        prompts, _ = engine.encode_texts([f"a photo of a {colour} object", f"a photo of a {other(domain.COLOURS, colour, 5)} object"])
+        right.append(float(prompts[0] @ vector))
+        wrong.append(float(prompts[1] @ vector))
+    threshold = round((np.median(right) + np.median(wrong)) / 2, 4)
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "CLASSIFY_THRESHOLD": threshold}
+    return threshold
+
+
+def test_a_single_category_score_separates_right_from_wrong(client, pictures, classify_threshold):
+    right, wrong = [], []
+    for (shape, colour, _, _), data in pictures.items():
+        right.append(classify(client, data, [f"{colour} object"])[0]["score"])
+        wrong.append(classify(client, data, [f"{other(domain.COLOURS, colour, 5)} object"])[0]["score"])
+    assert sum(score > 0.5 for score in right) / len(right) >= 0.90
+    assert sum(score < 0.5 for score in wrong) / len(wrong) >= 0.90
+    assert auroc(right, wrong) >= 0.98
+
+
+def test_batch_scores_equal_single_analyze_scores(client, pictures, batch_root):
+    items = []
+    for index, ((shape, colour, seed, _), data) in enumerate(list(pictures.items())[:12]):
+        (batch_root / f"{index}.png").write_bytes(data)
+        items.append({"image_path": f"{index}.png", "text": domain.caption(shape, other(domain.COLOURS, colour, index), 1)})
+    results = client.post("/clip/analyze-batch", {"items": items}, format="json").json()["results"]
+    for item, result in zip(items, results):
+        single = analyze(client, (batch_root / item["image_path"]).read_bytes(), item["text"])
+        assert result["similarity_score"] == single["similarity_score"]
+        assert result["is_mismatch"] == single["is_mismatch"]
+
+
+def test_pipeline_bugs_would_give_wrong_answers(client):
+    """The model itself catches the bugs the decoder must not have."""
+    red = domain.render("circle", "red", seed=7, size=96)
+    swapped = Image.merge("RGB", red.split()[::-1])  # an RGB<->BGR mix-up
+    assert not analyze(client, png(red), domain.caption("circle", "red"))["is_mismatch"]
+    assert analyze(client, png(swapped), domain.caption("circle", "red"))["is_mismatch"]
