@@ -11,3 +11,11 @@ Modules:
 Every builder takes a ``Spec`` (``FULL`` or ``SMOKE``) so the same code runs in seconds
 inside the test suite (``--smoke``).
 """
+
+
+def quiet_transformers() -> None:
+    """Silence transformers' progress bars and warnings so benchmark output stays a table."""
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()

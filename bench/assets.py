@@ -126,7 +126,7 @@ def build_tokenizer():
     from transformers import CLIPTokenizer
 
     vocab, merges = clip_vocab_and_merges()
-    return CLIPTokenizer(vocab=vocab, merges=merges)
+    return CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77)  # 77: CLIP's text context
 
 
 # --- checkpoint -------------------------------------------------------------------------
@@ -337,7 +337,8 @@ def describe(spec: Spec) -> str:
         f"{max(max(e['width'], e['height']) for e in entries)} px, "
         f"aspects {sorted({round(e['width'] / e['height'], 2) for e in entries})}",
         f"  words     {min(words)}-{max(words)} (median {statistics.median(words):.0f}); "
-        f"tokens {min(n_tokens)}-{max(n_tokens)}, {sum(t > 77 for t in n_tokens)} over 77",
+        f"tokens {min(n_tokens)}-{max(n_tokens)}, {sum(t > 77 for t in n_tokens)} over 77 "
+        f"(model_max_length {tok.model_max_length})",
         f"  example   {entries[0]['text']!r}",
     ]
     if len(tok) != VOCAB_SIZE or outside:
