@@ -35,7 +35,7 @@ from transformers import CLIPModel, CLIPProcessor
 from bench import quiet_transformers
 from bench.assets import CACHE, CATEGORIES, COLORS, FULL, SMOKE, Spec, ensure_assets, load_manifest
 from bench.naive import RESULTS, load_fp32, run_naive
-from bench.timing import Timing, measure
+from bench.timing import Timing, interleaved
 
 ORT_DIR = CACHE / "ort"  # onnxruntime/onnx/onnxscript, pip-installed with --target (kept out of the venv)
 DTYPES = ("fp32", "bf16", "autocast")
@@ -47,8 +47,17 @@ class Row:
     variant: str
     value: float | None  # None: skipped
     unit: str
-    speedup: float | None = None  # vs the group's float32 / full-decode / processor baseline
+    speedup: float | None = None  # wall-clock speedup vs the group's fp32 / full-decode / processor baseline
+    cpu_speedup: float | None = None  # the same in CPU seconds (steadier under load from other processes)
     note: str = ""
+
+
+def compare(lever: str, timings: dict[str, Timing], base: str, value: Callable[[float], float], unit: str, *,
+            label: Callable[[str], str] = str, note: Callable[[str], str] = lambda _: "") -> list[Row]:
+    """One row per timed variant; ``value`` maps median wall seconds to the shown figure."""
+    b = timings[base]
+    return [Row(lever, label(k), value(t.median), unit, b.median / t.median, b.cpu_median / t.cpu_median, note(k))
+            for k, t in timings.items()]
 
 
 # --- candidate fast-path building blocks -----------------------------------------------
@@ -86,18 +95,6 @@ def processor_pixels(images: Iterable[Image.Image], processor: CLIPProcessor) ->
 
 
 # --- helpers ----------------------------------------------------------------------------
-
-
-def interleaved(fns: dict[str, Callable[[], object]], *, repeats: int, warmup: int = 1) -> dict[str, Timing]:
-    """Time each function once per round, ``repeats`` rounds, so drifting load hits all alike."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    runs: dict[str, list[float]] = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            runs[name].append(measure(fn, repeats=1, warmup=0).runs[0])
-    return {name: Timing(tuple(r)) for name, r in runs.items()}
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -144,11 +141,9 @@ def image_encoder(m: Models, pixels: torch.Tensor, batches: tuple[int, ...], smo
         x = pixels[:batch]
         t = interleaved({mode: (lambda mode=mode: m.image(mode, x)) for mode in DTYPES},
                         repeats=2 if smoke else max(3, 32 // batch))
-        base = t["fp32"].median
-        for mode in DTYPES:
-            med = t[mode].median
-            rows.append(Row("image encoder", f"{mode} batch {batch}", batch / med, "img/s", base / med,
-                            f"{med * 1e3:.0f} ms/batch"))
+        rows += compare("image encoder", t, "fp32", lambda s, batch=batch: batch / s, "img/s",
+                        label=lambda k, batch=batch: f"{k} batch {batch}",
+                        note=lambda k, t=t: f"{t[k].median * 1e3:.0f} ms/batch")
     ref = m.image("fp32", pixels)
     for mode in ("bf16", "autocast"):
         cos = cosine(ref, m.image(mode, pixels))
@@ -164,9 +159,7 @@ def text_encoder(m: Models, texts: list[str], prompts: list[str], smoke: bool) -
         tokens = dict(tok(batch, padding=True, truncation=True, return_tensors="pt"))
         t = interleaved({mode: (lambda mode=mode: m.text(mode, tokens)) for mode in DTYPES},
                         repeats=2 if smoke else 10)
-        base = t["fp32"].median
-        for mode in DTYPES:
-            rows.append(Row("text encoder", f"{mode} {label}", t[mode].median * 1e3, "ms", base / t[mode].median))
+        rows += compare("text encoder", t, "fp32", lambda s: s * 1e3, "ms", label=lambda k, label=label: f"{k} {label}")
         ref = m.text("fp32", tokens)
         rows.append(Row("text emb. cosine", f"bf16 vs fp32, {label}", cosine(ref, m.text("bf16", tokens)).min().item(),
                         "min cos"))
@@ -182,9 +175,7 @@ def thread_counts(m: Models, pixels: torch.Tensor, batch: int, smoke: bool) -> l
 
     variants = {f"{mode} {n} thr": (lambda mode=mode, n=n: call(mode, n)) for mode in ("fp32", "bf16") for n in (1, 2)}
     t = interleaved(variants, repeats=2 if smoke else 4)
-    base = t["fp32 2 thr"].median
-    return [Row("threads", f"{name} batch {batch}", batch / t[name].median, "img/s", base / t[name].median)
-            for name in variants]
+    return compare("threads", t, "fp32 2 thr", lambda s: batch / s, "img/s", label=lambda k: f"{k} batch {batch}")
 
 
 def decoding(m: Models, paths: list[Path], smoke: bool) -> list[Row]:
@@ -201,22 +192,21 @@ def decoding(m: Models, paths: list[Path], smoke: bool) -> list[Row]:
                            for k, d in decoders.items()}, repeats=reps)
     ref_pixels = processor_pixels([decoders["full decode"](p) for p in paths], m.processor)
     ref = m.image("fp32", ref_pixels)
-    base_decode, base_total = decode_t["full decode"].median, total_t["full decode"].median
+    scale, dpx = {}, {}
     for name, decode in decoders.items():
         images = [decode(p) for p in paths]
         pixels = processor_pixels(images, m.processor)
-        cos = cosine(ref, m.image("fp32", pixels))
-        scale = np.median([Image.open(p).size[0] / im.size[0] for p, im in zip(paths, images)])
-        per = 1e3 / len(paths)
-        rows.append(Row("decode", name, decode_t[name].median * per, "ms/img", base_decode / decode_t[name].median,
-                        f"median scale 1/{scale:.0f}"))
-        rows.append(Row("decode + processor", name, total_t[name].median * per, "ms/img",
-                        base_total / total_t[name].median,
-                        f"max |dpx| {(pixels - ref_pixels).abs().max():.3f}"))
+        scale[name] = np.median([Image.open(p).size[0] / im.size[0] for p, im in zip(paths, images)])
+        dpx[name] = (pixels - ref_pixels).abs().max().item()
         if name != "full decode":
+            cos = cosine(ref, m.image("fp32", pixels))
             rows.append(Row("decode emb. cosine", f"{name} vs full", cos.min().item(), "min cos",
                             note=f"mean {cos.mean():.5f} over {len(cos)} images (fp32)"))
-    return rows
+    per_image = lambda s: s * 1e3 / len(paths)  # noqa: E731
+    return (compare("decode", decode_t, "full decode", per_image, "ms/img", note=lambda k: f"median scale 1/{scale[k]:.0f}")
+            + compare("decode + processor", total_t, "full decode", per_image, "ms/img",
+                      note=lambda k: f"max |dpx| {dpx[k]:.3f}")
+            + rows)
 
 
 def preprocessing(m: Models, paths: list[Path], smoke: bool) -> list[Row]:
@@ -228,10 +218,9 @@ def preprocessing(m: Models, paths: list[Path], smoke: bool) -> list[Row]:
         t = interleaved({"processor": lambda: processor_pixels(images, m.processor),
                          "batched tensor": lambda: preprocess_batch(images, m.processor)}, repeats=2 if smoke else 3)
         diff = (preprocess_batch(images, m.processor) - processor_pixels(images, m.processor)).abs().max().item()
-        base = t["processor"].median
-        for name in ("processor", "batched tensor"):
-            rows.append(Row("preprocess", f"{name}, {label}", t[name].median * 1e3 / len(images), "ms/img",
-                            base / t[name].median, f"max |dpx| {diff:.2e}" if name != "processor" else ""))
+        rows += compare("preprocess", t, "processor", lambda s, n=len(images): s * 1e3 / n, "ms/img",
+                        label=lambda k, label=label: f"{k}, {label}",
+                        note=lambda k, diff=diff: f"max |dpx| {diff:.2e}" if k != "processor" else "")
     return rows
 
 
@@ -277,10 +266,9 @@ def _worker(kind: str, spec: Spec, batch: int) -> list[Row]:
         diff = (fast() - eager(x)).abs().max().item()  # the first call also compiles
         setup = time.perf_counter() - start
         t = interleaved({"eager": lambda: eager(x), "fast": fast}, repeats=5)
-    base = t["eager"].median
-    return [Row("compiled", f"eager {variant[-4:]} batch {batch}", batch / base, "img/s", 1.0, "same process"),
-            Row("compiled", f"{variant} batch {batch}", batch / t["fast"].median, "img/s", base / t["fast"].median,
-                f"setup {setup:.0f} s, max |d| {diff:.1e}")]
+    names = {"eager": f"eager {variant[-4:]} batch {batch}", "fast": f"{variant} batch {batch}"}
+    notes = {"eager": "same process", "fast": f"setup {setup:.0f} s, max |d| {diff:.1e}"}
+    return compare("compiled", t, "eager", lambda s: batch / s, "img/s", label=names.get, note=notes.get)
 
 
 def run_worker(kind: str, batch: int, timeout: int) -> list[Row]:
@@ -303,11 +291,11 @@ def run_worker(kind: str, batch: int, timeout: int) -> list[Row]:
 
 
 def format_table(rows: list[Row]) -> str:
-    lines = [f"{'lever':<20} {'variant':<34} {'value':>10} {'unit':<8} {'x fp32':>7}  note", "-" * 110]
+    lines = [f"{'lever':<20} {'variant':<34} {'value':>10} {'unit':<8} {'x base':>7} {'cpu x':>6}  note", "-" * 118]
     for r in rows:
         value = "-" if r.value is None else f"{r.value:.5f}" if r.unit == "min cos" else f"{r.value:.2f}"
-        speed = f"{r.speedup:.2f}" if r.speedup is not None else ""
-        lines.append(f"{r.lever:<20} {r.variant:<34} {value:>10} {r.unit:<8} {speed:>7}  {r.note}")
+        speed, cpu = (f"{x:.2f}" if x is not None else "" for x in (r.speedup, r.cpu_speedup))
+        lines.append(f"{r.lever:<20} {r.variant:<34} {value:>10} {r.unit:<8} {speed:>7} {cpu:>6}  {r.note}")
     return "\n".join(lines)
 
 
@@ -327,7 +315,7 @@ def run_levers(spec: Spec, *, naive_pairs: int, workers: bool) -> tuple[list[Row
         return fn()
 
     naive = run_naive(spec, pairs=naive_pairs, repeats=1 if smoke else 3)
-    rows = [Row("naive loop", "fp32, 1 pair per call", naive["pairs_per_s"], "pairs/s", 1.0,
+    rows = [Row("naive loop", "fp32, 1 pair per call", naive["pairs_per_s"], "pairs/s", 1.0, 1.0,
                 f"{naive['ms_per_pair']:.0f} ms/pair; " + ", ".join(f"{k} {v:.0f}" for k, v in naive["stage_ms"].items()))]
     rows += stage("image encoder", lambda: image_encoder(m, pixels, batches, smoke))
     rows += stage("text encoder", lambda: text_encoder(m, texts, prompts, smoke))
