@@ -315,7 +315,7 @@ def run_levers(spec: Spec, *, naive_pairs: int, workers: bool) -> tuple[list[Row
         return fn()
 
     naive = run_naive(spec, pairs=naive_pairs, repeats=1 if smoke else 3)
-    rows = [Row("naive loop", "fp32, 1 pair per call", naive["pairs_per_s"], "pairs/s", 1.0, 1.0,
+    rows = [Row("naive loop", f"fp32, 1 pair per call, {naive['threads']} thr", naive["pairs_per_s"], "pairs/s", 1.0, 1.0,
                 f"{naive['ms_per_pair']:.0f} ms/pair; " + ", ".join(f"{k} {v:.0f}" for k, v in naive["stage_ms"].items()))]
     rows += stage("image encoder", lambda: image_encoder(m, pixels, batches, smoke))
     rows += stage("text encoder", lambda: text_encoder(m, texts, prompts, smoke))
