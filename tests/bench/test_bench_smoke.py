@@ -47,6 +47,8 @@ def test_smoke_run_prints_every_row_with_positive_figures(tmp_path):
         assert rows[key]["ratio"] is not None and rows[key]["ratio"] != 0
     # Every compared figure is positive except the memory margin, a difference.
     assert all(row["ratio"] > 0 for key, row in rows.items() if row["ratio"] is not None and "rss" not in key)
+    assert all(row["cpu_ratio"] > 0 for row in rows.values() if row["cpu_ratio"] is not None)
+    assert rows["audit_vs_naive"]["cpu_ratio"] is not None and rows["concurrent@2"]["cpu_ratio"] is not None
 
     # Nothing was served from a cache where a fresh request was meant: the audit scored
     # every listing and every server answered all its requests.
