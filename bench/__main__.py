@@ -1,6 +1,6 @@
 """The end-to-end benchmark of the service: one table, every figure measured in the same run.
 
-    python -m bench                        # ViT-B/32, 3 rounds (about 6-10 minutes on 2 cores)
+    python -m bench                        # ViT-B/32, 3 rounds (about 4-5 minutes on 2 busy cores)
     python -m bench --smoke                # tiny model, 1 round (seconds; the test suite runs it)
     python -m bench --threads 2 --compare-threads 0
 
