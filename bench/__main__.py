@@ -1,0 +1,66 @@
+"""The end-to-end benchmark of the service: one table, every figure measured in the same run.
+
+    python -m bench                        # ViT-B/32, 3 rounds (about 4-5 minutes on 2 busy cores)
+    python -m bench --smoke                # tiny model, 1 round (seconds; the test suite runs it)
+    python -m bench --threads 2 --compare-threads 0
+
+Prints the table and writes ``bench/results/bench.json`` (``bench-smoke.json`` for
+``--smoke``). ``bench/service.py`` says what is measured and how.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+from bench.assets import ensure_assets
+from bench.naive import RESULTS
+from bench.service import Config, format_table, machine, run
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--smoke", action="store_true", help="tiny model, tiny counts, one round")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads of the naive loop, the model alone, the audit and the first server "
+                             "(default 1)")
+    parser.add_argument("--compare-threads", type=int, default=2,
+                        help="CLIPCHECK_NUM_THREADS of a second server measured beside the first (default 2; 0: none)")
+    parser.add_argument("--rounds", type=int, help="measurement rounds (default 3, smoke 1)")
+    parser.add_argument("--out", type=Path, help="JSON results file (default bench/results/bench[-smoke].json)")
+    args = parser.parse_args(argv)
+
+    make = Config.smoke if args.smoke else Config.full
+    config = make(threads=args.threads, compare_threads=args.compare_threads or None,
+                  **({"rounds": args.rounds} if args.rounds else {}))
+    ensure_assets(config.spec)
+    load_before, started = os.getloadavg(), time.monotonic()
+    result = run(config)
+    load_after, wall = os.getloadavg(), time.monotonic() - started
+    info = {**machine(), "date": time.strftime("%Y-%m-%d"), "loadavg_before": load_before,
+            "loadavg_after": load_after, "wall_s": wall}
+
+    print(f"\nclipcheck end to end ({config.spec.name} assets, {config.rounds} round(s); "
+          f"{info['cpu']}, {info['cores']} cores, avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'})")
+    print(format_table(result["rows"]))
+    print(f"throughputs: median of rounds; latency percentiles: all requests of all rounds pooled.\n"
+          f"load average before {' '.join(f'{x:.2f}' for x in load_before)}, "
+          f"after {' '.join(f'{x:.2f}' for x in load_after)}; run {wall:.0f} s")
+
+    out = args.out or RESULTS / f"bench{'-smoke' if args.smoke else ''}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    config_info = {**asdict(config), "spec": config.spec.name}
+    out.write_text(json.dumps({"config": config_info, "machine": info, "rows": [asdict(r) for r in result["rows"]],
+                               "raw": result["raw"]}, indent=1))
+    print(f"wrote {out}")
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
