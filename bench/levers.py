@@ -6,7 +6,7 @@ tensor preprocessing, ``torch.compile`` and ONNX Runtime. Variants of one lever 
 interleaved (one call of each per round) so that load from other processes on this shared
 machine hits them alike; figures are medians over rounds, warm-up excluded.
 
-    python -m bench.levers            # full ViT-B/32 (about 10 minutes on 2 cores)
+    python -m bench.levers            # full ViT-B/32 (10-20 minutes on 2 busy cores)
     python -m bench.levers --smoke    # tiny model, 4 images, seconds; skips compile/ONNX
     python -m bench.levers --threads 1 --only image threads
 
