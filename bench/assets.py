@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from bench import quiet_transformers
+
 CACHE = Path(__file__).resolve().parent / ".cache"
 OPEN_CLIP = "open_clip_torch==3.3.0"
 VOCAB_MEMBER = "open_clip/bpe_simple_vocab_16e6.txt.gz"
@@ -352,6 +354,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, help="number of images (default: 200, smoke: 4)")
     parser.add_argument("--force", action="store_true", help="rebuild even if cached")
     args = parser.parse_args(argv)
+    quiet_transformers()
     spec = ensure_assets(SMOKE if args.smoke else FULL, n=args.n, force=args.force)
     print(describe(spec))
 

@@ -6,10 +6,11 @@ tensor preprocessing, ``torch.compile`` and ONNX Runtime. Variants of one lever 
 interleaved (one call of each per round) so that load from other processes on this shared
 machine hits them alike; figures are medians over rounds, warm-up excluded.
 
-    python -m bench.levers            # full ViT-B/32 (about 10 minutes on 2 cores)
+    python -m bench.levers            # full ViT-B/32 (10-20 minutes on 2 busy cores)
     python -m bench.levers --smoke    # tiny model, 4 images, seconds; skips compile/ONNX
+    python -m bench.levers --threads 1 --only image threads
 
-Prints one table and writes ``bench/results/levers[-smoke].json``.
+Prints one table and writes ``bench/results/levers[-smoke][-Nthr][-LEVERS].json``.
 """
 
 from __future__ import annotations
@@ -299,7 +300,11 @@ def format_table(rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def run_levers(spec: Spec, *, naive_pairs: int, workers: bool) -> tuple[list[Row], dict]:
+LEVERS = ("naive", "image", "text", "threads", "decode", "preprocess", "compile", "onnx")
+
+
+def run_levers(spec: Spec, *, naive_pairs: int, only: Iterable[str]) -> tuple[list[Row], dict | None]:
+    """Rows of the selected levers (in ``LEVERS`` order) and the naive-loop details, if run."""
     smoke = spec is SMOKE
     m = Models(spec)
     pairs = load_manifest(spec)
@@ -309,34 +314,47 @@ def run_levers(spec: Spec, *, naive_pairs: int, workers: bool) -> tuple[list[Row
     prompts = [f"a photo of a {color} {category}" for color, _ in COLORS for category, _ in CATEGORIES][:45]
     texts = [t for _, t in pairs]
     texts.sort(key=lambda t: abs(len(t.split()) - 30))  # one text of typical (~30 words) length first
+    naive: dict = {}
 
-    def stage(name: str, fn: Callable[[], list[Row]]) -> list[Row]:
+    def naive_row() -> list[Row]:
+        naive.update(run_naive(spec, pairs=naive_pairs, repeats=1 if smoke else 3))
+        stages = ", ".join(f"{k} {v:.0f}" for k, v in naive["stage_ms"].items())
+        return [Row("naive loop", f"fp32, 1 pair per call, {naive['threads']} thr", naive["pairs_per_s"], "pairs/s",
+                    1.0, 1.0, f"{naive['ms_per_pair']:.0f} ms/pair; {stages}")]
+
+    stages: dict[str, Callable[[], list[Row]]] = {
+        "naive": naive_row,
+        "image": lambda: image_encoder(m, pixels, batches, smoke),
+        "text": lambda: text_encoder(m, texts, prompts, smoke),
+        "threads": lambda: thread_counts(m, pixels, batches[-1] if smoke else 8, smoke),
+        "decode": lambda: decoding(m, paths, smoke),
+        "preprocess": lambda: preprocessing(m, paths, smoke),
+        "compile": lambda: run_worker("compile-fp32", 8, timeout=240) + run_worker("compile-bf16", 8, timeout=240),
+        "onnx": lambda: run_worker("onnx", 8, timeout=240),
+    }
+    rows = []
+    for name in (n for n in LEVERS if n in set(only)):
         print(f"[levers] {name}", file=sys.stderr, flush=True)
-        return fn()
+        rows += stages[name]()
+    return rows, naive or None
 
-    naive = run_naive(spec, pairs=naive_pairs, repeats=1 if smoke else 3)
-    rows = [Row("naive loop", f"fp32, 1 pair per call, {naive['threads']} thr", naive["pairs_per_s"], "pairs/s", 1.0, 1.0,
-                f"{naive['ms_per_pair']:.0f} ms/pair; " + ", ".join(f"{k} {v:.0f}" for k, v in naive["stage_ms"].items()))]
-    rows += stage("image encoder", lambda: image_encoder(m, pixels, batches, smoke))
-    rows += stage("text encoder", lambda: text_encoder(m, texts, prompts, smoke))
-    rows += stage("threads", lambda: thread_counts(m, pixels, batches[-1] if smoke else 8, smoke))
-    rows += stage("decoding", lambda: decoding(m, paths, smoke))
-    rows += stage("preprocessing", lambda: preprocessing(m, paths, smoke))
-    for kind in ("compile-fp32", "compile-bf16", "onnx") if workers else ():
-        rows += stage(kind, lambda kind=kind: run_worker(kind, batch=8, timeout=240))
-    if not workers:
-        rows.append(Row("compiled", "torch.compile / onnxruntime", None, "img/s", note="skipped"))
-    return rows, naive
+
+def cpu_model() -> str:
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    isa = [f for f in ("avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    return f"{name or platform.machine()}, {os.cpu_count()} cpus, {' '.join(isa) or 'no bf16 ISA'}"
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--smoke", action="store_true", help="tiny model and 4 images; skips compile/ONNX")
+    parser.add_argument("--only", nargs="+", choices=LEVERS, help="levers to run (default: all; smoke: all but compile, onnx)")
     parser.add_argument("--naive-pairs", type=int, help="pairs per naive-loop repeat (default 20, smoke 4)")
-    parser.add_argument("--no-workers", action="store_true", help="skip torch.compile and ONNX Runtime")
+    parser.add_argument("--threads", type=int, help="torch threads for all but the 'threads' lever (default: torch's)")
     parser.add_argument("--worker", choices=("compile-fp32", "compile-bf16", "onnx"), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=8, help=argparse.SUPPRESS)
-    parser.add_argument("--threads", type=int, help="torch threads for all but the 'threads' lever (default: torch's)")
     args = parser.parse_args(argv)
     quiet_transformers()
     if args.threads:
@@ -346,12 +364,12 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps([asdict(r) for r in _worker(args.worker, spec, args.batch)]))
         return
 
+    only = args.only or [n for n in LEVERS if not (args.smoke and n in ("compile", "onnx"))]
     load_before = os.getloadavg()
     started = time.time()
-    rows, naive = run_levers(spec, naive_pairs=args.naive_pairs or (4 if args.smoke else 20),
-                             workers=not (args.smoke or args.no_workers))
+    rows, naive = run_levers(spec, naive_pairs=args.naive_pairs or (4 if args.smoke else 20), only=only)
     machine = {
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": cpu_model(),
         "torch": torch.__version__,
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "threads": torch.get_num_threads(),
@@ -360,12 +378,13 @@ def main(argv: list[str] | None = None) -> None:
         "wall_s": time.time() - started,
     }
     print(format_table(rows))
-    print(f"\nload average before {load_before[0]:.2f}, after {machine['loadavg_after'][0]:.2f}; "
-          f"{machine['wall_s']:.0f} s; torch {torch.__version__} ({machine['cpu_capability']}), "
-          f"{machine['threads']} threads")
+    print(f"\n{machine['cpu']}; torch {torch.__version__} ({machine['cpu_capability']}), {machine['threads']} threads; "
+          f"load average {load_before[0]:.2f} before, {machine['loadavg_after'][0]:.2f} after; {machine['wall_s']:.0f} s")
     RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"levers{'-smoke' if args.smoke else ''}{f'-{args.threads}thr' if args.threads else ''}.json"
-    out.write_text(json.dumps({"spec": spec.name, "machine": machine, "naive": naive,
+    suffix = ("-smoke" if args.smoke else "") + (f"-{args.threads}thr" if args.threads else "")
+    suffix += "-" + "-".join(only) if args.only else ""
+    out = RESULTS / f"levers{suffix}.json"
+    out.write_text(json.dumps({"spec": spec.name, "levers": only, "machine": machine, "naive": naive,
                                "rows": [asdict(r) for r in rows]}, indent=1))
     print(f"wrote {out}")
 
