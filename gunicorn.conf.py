@@ -17,7 +17,7 @@ bind = f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8000')}"
 # One model per worker (~600 MB for ViT-B/32 in float32 on CPU).
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "8"))
 
 # The model must load after the fork, in each worker: torch's thread pools
 # and CUDA state do not survive fork(). clipproject.wsgi loads it on import.

@@ -90,7 +90,7 @@ DEFAULTS = {
     # free slot within QUEUE_TIMEOUT_MS gets 503 "overloaded" with
     # Retry-After instead of waiting. Keep it at or below the threads per
     # process so health checks and metrics keep a thread.
-    "MAX_QUEUE": 8,
+    "MAX_QUEUE": 6,
     "QUEUE_TIMEOUT_MS": 100,
     # A request whose inference takes longer gets 503 "inference_timeout";
     # the computation finishes in the background and keeps its slot.

@@ -187,7 +187,9 @@ class ClipEngine:
                 if text in self._text_cache:
                     self._text_cache.move_to_end(text)
                     found[text] = self._text_cache[text]
-        missing = list(dict.fromkeys(text for text in texts if text not in found))
+        # Batched by length: a batch is padded to its longest text, so mixing
+        # short titles with 77-token descriptions wastes most of the work.
+        missing = sorted(dict.fromkeys(text for text in texts if text not in found), key=len)
         self._refresh_limits()
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
