@@ -59,3 +59,18 @@ def test_smoke_run_prints_every_row_with_positive_figures(tmp_path):
         assert len(figures["analyze"]) == result["config"]["analyze_requests"]
         assert len(figures["classify"]) == result["config"]["classify_requests"]
     assert "load average before" in done.stdout
+
+
+def test_the_gpu_check_runs_its_code_path_on_the_cpu():
+    """bench/gpu_check.sh is for CUDA hosts; its checks run the same way on a CPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.gpu_check", "--device", "cpu", "--smoke"],
+        cwd=Path(__file__).resolve().parents[2], capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "correctness:" in result.stdout and "-> OK" in result.stdout
+    assert "model alone, batch 32:" in result.stdout and "end to end" in result.stdout
