@@ -38,7 +38,7 @@ def exception_handler(exc, context):
     if isinstance(exc, DATABASE_OUTAGES):
         exc = database_unavailable(exc)
     if isinstance(exc, ClipcheckError):
-        headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return Response(error_body(exc.code, exc.message, exc.detail), status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.ValidationError):
         code, message = validation_error_summary(exc.detail)
