@@ -77,7 +77,8 @@ class GunicornServer:
         """Start and wait until every worker has loaded (or failed to load) its model."""
         self._log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gunicorn.conf.py"), "clipproject.wsgi:application"],
+            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gunicorn.conf.py"),
+             "clipproject.wsgi:application"],
             cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.wait_ready(healthy=healthy, timeout=timeout, model_loads=self.workers)
