@@ -7,8 +7,9 @@ scope's entry in ``CLIPCHECK["ACCESS"]`` (defaults in ``clipcheck.settings``)::
 
 ``EndpointPolicyPermission`` and ``EndpointRateThrottle`` enforce it. They are
 the project's DRF defaults, so a new view only needs an ``access_scope`` and
-a table entry. A routed view whose scope has no entry is reported by the
-system check ``clipcheck.E012`` and refused at run time (fail closed).
+a table entry. A routed view guarded by them without a policy is reported
+by the system check ``clipcheck.E012``; at run time the permission refuses
+it (fail closed) and the throttle leaves it alone.
 """
 
 import logging
@@ -52,10 +53,10 @@ def policy_for(scope):
 
 
 def view_policy(view):
+    """The policy of the view's ``access_scope``; None when the view has no
+    scope or the scope no policy (a configuration error, clipcheck.E012)."""
     scope = getattr(view, "access_scope", None)
-    if not scope:
-        raise ImproperlyConfigured(f"{view.__class__.__name__} has no access_scope.")
-    return policy_for(scope)
+    return access_table().get(scope) if scope else None
 
 
 def parse_rate(rate):
@@ -83,6 +84,10 @@ class EndpointPolicyPermission(BasePermission):
 
     def has_permission(self, request, view):
         policy = view_policy(view)
+        if policy is None:  # fail closed
+            logger.error("%s has no access policy (access_scope %r); refusing.",
+                         view.__class__.__name__, getattr(view, "access_scope", None))
+            return False
         user = request.user
         authenticated = bool(user and user.is_authenticated)
         if not authenticated:
@@ -112,6 +117,8 @@ class EndpointRateThrottle(SimpleRateThrottle):
 
     def allow_request(self, request, view):
         policy = view_policy(view)
+        if policy is None:  # not opted in; the permission and clipcheck.E012 report it
+            return True
         authenticated = bool(request.user and request.user.is_authenticated)
         rate = (policy["user_rate"] or policy["rate"]) if authenticated else policy["rate"]
         if not rate:

@@ -6,14 +6,20 @@ one JSON error format: ``{"error": {"code", "message", "detail"?}}``."""
 class ClipcheckError(Exception):
     status_code = 400
     code = "bad_request"
+    default_message = "The request was refused."
+    # Seconds the client should wait before retrying (sent as Retry-After), if any.
+    retry_after = None
 
-    def __init__(self, message, *, code=None, status_code=None, detail=None):
+    def __init__(self, message=None, *, code=None, status_code=None, detail=None, retry_after=None):
+        message = message or self.default_message
         super().__init__(message)
         self.message = message
         if code is not None:
             self.code = code
         if status_code is not None:
             self.status_code = status_code
+        if retry_after is not None:
+            self.retry_after = retry_after
         self.detail = detail
 
     def as_dict(self):
@@ -52,10 +58,8 @@ class ModelBusy(ClipcheckError):
 
     status_code = 503
     code = "overloaded"
-
-    def __init__(self, message="The server is busy; retry shortly.", *, retry_after=1, **kwargs):
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+    default_message = "The server is busy; retry shortly."
+    retry_after = 1
 
 
 class InferenceTimeout(ClipcheckError):
@@ -63,10 +67,8 @@ class InferenceTimeout(ClipcheckError):
 
     status_code = 503
     code = "inference_timeout"
-
-    def __init__(self, message="The model did not answer in time; retry shortly.", *, retry_after=1, **kwargs):
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+    default_message = "The model did not answer in time; retry shortly."
+    retry_after = 1
 
 
 class InferenceFailed(ClipcheckError):
@@ -81,7 +83,5 @@ class DatabaseUnavailable(ClipcheckError):
 
     status_code = 503
     code = "database_unavailable"
-
-    def __init__(self, message="The database is unavailable; retry shortly.", *, retry_after=5, **kwargs):
-        super().__init__(message, **kwargs)
-        self.retry_after = retry_after
+    default_message = "The database is unavailable; retry shortly."
+    retry_after = 5

@@ -38,7 +38,7 @@ def exception_handler(exc, context):
     if isinstance(exc, DATABASE_OUTAGES):
         exc = database_unavailable(exc)
     if isinstance(exc, ClipcheckError):
-        headers = {"Retry-After": str(exc.retry_after)} if getattr(exc, "retry_after", None) else None
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         # Some errors carry fields a client acts on beside the error object
         # (the 422 of POST /upload: similarity_score, suggestion).
         body = {**error_body(exc.code, exc.message, exc.detail), **(getattr(exc, "response_fields", None) or {})}

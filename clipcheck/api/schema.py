@@ -114,11 +114,12 @@ class CategoriesFieldExtension(OpenApiSerializerFieldExtension):
     def map_serializer_field(self, auto_schema, direction):
         return {
             "type": "string",
+            "minLength": 1,
             "maxLength": max_categories_text_length(),
             "description": (
                 "Comma-separated categories (trimmed, duplicates removed): at least one, at most "
                 f"{clip_settings.MAX_CATEGORIES}, each at most {clip_settings.MAX_CATEGORY_LENGTH} "
-                "characters. Empty or absent: the configured catalogue."
+                "characters. Absent: the configured catalogue."
             ),
         }
 

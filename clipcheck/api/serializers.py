@@ -80,15 +80,14 @@ def max_categories_text_length():
 
 
 class CategoriesField(serializers.CharField):
-    """Comma-separated categories: trimmed, empties dropped, duplicates removed.
+    """Comma-separated categories: trimmed, empties dropped, duplicates removed."""
 
-    A blank value means "not given" (None: the configured catalogue), as an
-    empty form field does for every optional field.
-    """
-
-    def __init__(self, **kwargs):
-        kwargs.setdefault("allow_blank", True)
-        super().__init__(**kwargs)
+    def get_value(self, dictionary):
+        # DRF treats an empty optional form field as absent; an explicitly
+        # empty list of categories is a client mistake, not "use defaults".
+        if self.field_name in dictionary:
+            return dictionary[self.field_name]
+        return super().get_value(dictionary)
 
     def get_value(self, dictionary):
         # DRF treats an empty optional form field as absent; an explicitly
@@ -116,14 +115,6 @@ class CategoriesField(serializers.CharField):
                 f"Categories are limited to {clip_settings.MAX_CATEGORY_LENGTH} characters.", code="max_length"
             )
         return categories
-
-    def run_validation(self, data=serializers.empty):
-        # CharField answers a blank string itself (as ""), before
-        # to_internal_value; blank means "not given" here.
-        if isinstance(data, str) and not data.strip():
-            _check_raw_length(data, max_categories_text_length(), "The categories text")
-            return None
-        return super().run_validation(data)
 
     def run_validators(self, value):
         if isinstance(value, str):

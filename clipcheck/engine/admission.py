@@ -60,7 +60,7 @@ class InferenceGate:
     def run(self, compute, *, wait_seconds, timeout_seconds):
         if not self._slots.acquire(timeout=wait_seconds):
             metrics.INFERENCE_REJECTED.inc()
-            raise ModelBusy(retry_after=1)
+            raise ModelBusy()
         self._adjust(+1)
         try:
             future = self._executor.submit(_timed, compute)

@@ -114,13 +114,28 @@ class TestPolicyTable:
         assert policy_for("analyze-batch")["anonymous"] is False
         assert policy_for("analyze")["rate"] == "60/minute"
 
-    def test_a_view_without_a_policy_is_refused(self, settings):
+    def test_a_view_without_a_policy_is_refused(self, settings, monkeypatch):
         from django.core.exceptions import ImproperlyConfigured
 
         from clipcheck.access import policy_for
+        from clipcheck.api.views import CategoriesView
 
         with pytest.raises(ImproperlyConfigured):
             policy_for("no-such-scope")
+        monkeypatch.setattr(CategoriesView, "access_scope", "no-such-scope")
+        assert_error(APIClient().get("/clip/categories"), 401, "not_authenticated")
+        _, token = user_with_token()
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+        assert_error(client.get("/clip/categories"), 403, "permission_denied")
+
+    def test_a_view_without_a_scope_is_not_throttled_by_the_policy_throttle(self, settings):
+        from rest_framework.test import APIRequestFactory
+        from rest_framework.views import APIView
+
+        request = APIRequestFactory().get("/")
+        request.user = None
+        assert EndpointRateThrottle().allow_request(request, APIView()) is True
 
 
 def _upload():

@@ -8,6 +8,7 @@ import re
 import uuid
 
 import pytest
+from redis import Redis
 
 from tests.support.load import run_load
 from tests.support.server import GunicornServer, multipart, rss_bytes, unique_picture
@@ -25,16 +26,20 @@ CATEGORIES_RATE = 5
 def server(tmp_path_factory, tiny_model_dir):
     access = {"analyze": {"rate": None}, "classify": {"rate": None}, "health": {"rate": None},
               "categories": {"rate": f"{CATEGORIES_RATE}/day"}}  # a window no test run straddles
+    prefix = f"clipcheck-test-{uuid.uuid4().hex}"
     env = {
         # No recycling during the measurement: memory is compared per worker.
         "GUNICORN_MAX_REQUESTS": "0",
         "REDIS_URL": REDIS_URL,
-        "CACHE_KEY_PREFIX": f"clipcheck-test-{uuid.uuid4().hex}",
+        "CACHE_KEY_PREFIX": prefix,
         "CLIPCHECK_TEST_ACCESS": json.dumps(access),
     }
     with GunicornServer(tmp_path_factory.mktemp("load-server"), model=tiny_model_dir, env=env) as server:
         server.start()
         yield server
+    redis = Redis.from_url(REDIS_URL)
+    for key in redis.scan_iter(f"{prefix}:*"):
+        redis.delete(key)
 
 
 def report(capsys, line):

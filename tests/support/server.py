@@ -84,7 +84,8 @@ class GunicornServer:
             cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, timeout=120,
         )
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gunicorn.conf.py"), "clipproject.wsgi:application"],
+            [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gunicorn.conf.py"),
+             "clipproject.wsgi:application"],
             cwd=REPO_ROOT, env=self.env, stdout=self._log, stderr=subprocess.STDOUT,
         )
         self.wait_ready(healthy=healthy, timeout=timeout, model_loads=self.workers)

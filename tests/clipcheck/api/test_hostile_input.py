@@ -220,9 +220,9 @@ CASES = [
     Case("top_k huge", lambda ctx: ctx.classify(top_k=str(10**40)), 200, None),
     Case("top_k 2.0", lambda ctx: ctx.classify(top_k="2.0"), 200, None),
     # Categories
-    Case("categories empty means default", lambda ctx: ctx.classify(categories=""), 200, None),
-    Case("categories blank means default", lambda ctx: ctx.classify(categories=" \t "), 200, None),
-    Case("categories blank but over the length limit", lambda ctx: ctx.classify(categories=" " * 20_000), 400,
+    Case("categories empty", lambda ctx: ctx.classify(categories=""), 400, "invalid_categories"),
+    Case("categories blank", lambda ctx: ctx.classify(categories=" \t "), 400, "invalid_categories"),
+    Case("categories over the text length limit", lambda ctx: ctx.classify(categories="a," * 6000), 400,
          "invalid_categories"),
     Case("categories only commas", lambda ctx: ctx.classify(categories=", ,,\t,"), 400, "invalid_categories"),
     Case("categories duplicated", lambda ctx: ctx.classify(categories="shoe, shoe,shoe ,SHOE"), 200, None),

@@ -23,6 +23,16 @@ def blocking_compute(release, started=None):
     return compute
 
 
+def occupy(gate):
+    """Starts an inference that holds one of the gate's slots until released."""
+    release, started = threading.Event(), threading.Event()
+    thread, outcome = run_in_thread(
+        lambda: gate.run(blocking_compute(release, started), wait_seconds=0, timeout_seconds=10)
+    )
+    assert started.wait(5)
+    return release, thread, outcome
+
+
 def run_in_thread(function):
     outcome = {}
 
@@ -40,11 +50,7 @@ def run_in_thread(function):
 class TestInferenceGate:
     def test_a_full_gate_refuses_after_the_short_wait(self):
         gate = InferenceGate(capacity=1)
-        release, started = threading.Event(), threading.Event()
-        thread, outcome = run_in_thread(
-            lambda: gate.run(blocking_compute(release, started), wait_seconds=0, timeout_seconds=10)
-        )
-        assert started.wait(5)
+        release, thread, outcome = occupy(gate)
         begun = time.perf_counter()
         with pytest.raises(ModelBusy) as refused:
             gate.run(lambda: "second", wait_seconds=0.05, timeout_seconds=10)
@@ -58,11 +64,7 @@ class TestInferenceGate:
 
     def test_a_waiting_request_gets_the_slot_freed_within_its_wait(self):
         gate = InferenceGate(capacity=1)
-        release, started = threading.Event(), threading.Event()
-        thread, _ = run_in_thread(
-            lambda: gate.run(blocking_compute(release, started), wait_seconds=0, timeout_seconds=10)
-        )
-        assert started.wait(5)
+        release, thread, _ = occupy(gate)
         threading.Timer(0.1, release.set).start()
         assert gate.run(lambda: "next", wait_seconds=5, timeout_seconds=10) == "next"
         thread.join(5)
@@ -108,11 +110,7 @@ class TestInferenceGate:
 
     def test_queue_depth_gauge_follows_inferences_in_flight(self):
         gate = InferenceGate(capacity=2)
-        release, started = threading.Event(), threading.Event()
-        thread, _ = run_in_thread(
-            lambda: gate.run(blocking_compute(release, started), wait_seconds=0, timeout_seconds=10)
-        )
-        assert started.wait(5)
+        release, thread, _ = occupy(gate)
         assert metrics.QUEUE_DEPTH._value.get() == 1
         release.set()
         thread.join(5)
