@@ -1,0 +1,297 @@
+"""Generated image-text domain for the "known-answer" CLIP fixture.
+
+Images show ONE flat-coloured object (a shape in a colour) on a varied,
+low-saturation background.  Everything about an image (position, size,
+rotation, colour jitter, background) is a pure function of ``seed``, so
+tests can regenerate exactly the same picture and know the right answer.
+
+Public API (all deterministic, numpy + Pillow only, no torch needed)::
+
+    SHAPES                      # ("circle", "square", "triangle", "star", "cross", "ring")
+    COLOURS                     # ("red", "green", "blue", "yellow", "purple", "orange", "black", "white")
+    COLOUR_RGB                  # name -> nominal (r, g, b)
+    render(shape, colour, seed=0, size=64, background="random") -> PIL.Image
+        # RGB image; background="white" gives a plain white background,
+        # background="transparent" gives an RGBA image whose background is
+        # fully transparent (and black underneath: RGB=0 where alpha=0),
+        # background=(r, g, b) gives a plain background of that colour.
+    caption(shape, colour, template_index=0) -> str     # full caption, len(FULL_TEMPLATES) variants
+    colour_prompt(colour) -> str   # "a photo of a red object"  (zero-shot colour prompt)
+    shape_prompt(shape) -> str     # "a photo of a circle"      (zero-shot shape prompt)
+    FULL_TEMPLATES, COLOUR_TEMPLATES, SHAPE_TEMPLATES
+    heldout_items(per_pair=20, sizes=HELDOUT_SIZES) -> list[(shape, colour, seed, size)]
+        # held-out set used for the printed metrics; seeds >= HELDOUT_SEED_BASE,
+        # disjoint from the training seeds (< TRAIN_SEED_LIMIT).
+
+Colours are chosen so that a pipeline bug gives a *wrong* answer:
+  * RGB<->BGR swap turns red into blue (and orange into blue), blue into red;
+  * compositing a transparent background onto black instead of white makes a
+    black object vanish;
+  * white objects are always drawn on clearly non-white backgrounds (unless
+    ``background="white"`` is requested explicitly).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "ring")
+COLOURS: tuple[str, ...] = ("red", "green", "blue", "yellow", "purple", "orange", "black", "white")
+
+COLOUR_RGB: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 160, 40),
+    "blue": (30, 60, 220),
+    "yellow": (240, 210, 20),
+    "purple": (130, 40, 170),
+    "orange": (245, 130, 20),
+    "black": (20, 20, 20),
+    "white": (245, 245, 245),
+}
+
+# Full captions: {a} is the article ("a"/"an") matching the following word.
+FULL_TEMPLATES: tuple[str, ...] = (
+    "{a} {c} {s}",
+    "a photo of {a} {c} {s}",
+    "a photo of {a} {c} {s} on a table",
+    "{c} {s} product",
+    "{a} {c} {s} on a plain background",
+    "an image of {a} {c} {s}",
+    "a picture of the {c} {s}",
+    "product photo: {c} {s}",
+    "a small {c} {s}",
+    "the {c} {s}",
+)
+COLOUR_TEMPLATES: tuple[str, ...] = (
+    "a photo of {a} {c} object",
+    "something {c}",
+    "{a} {c} thing",
+    "{c} product",
+)
+SHAPE_TEMPLATES: tuple[str, ...] = (
+    "a photo of {a} {s}",
+    "{a} {s}",
+    "{a} {s} shape",
+    "{s} product",
+)
+
+TRAIN_SEED_LIMIT = 1_000_000
+HELDOUT_SEED_BASE = 1_000_000
+HELDOUT_SIZES: tuple[int, ...] = (64, 96, 128, 224)
+
+# minimum RGB distance between the object colour and any background colour
+_MIN_CONTRAST = 130.0
+# objects are drawn upright (triangle/star point up) and rotated by at most this
+MAX_ROTATION_DEG = 20.0
+
+
+def _article(word: str) -> str:
+    return "an" if word[0] in "aeiou" else "a"
+
+
+def caption(shape: str, colour: str, template_index: int = 0) -> str:
+    """Full caption naming both colour and shape, e.g. ``"a photo of a red circle"``."""
+    _check(shape, colour)
+    t = FULL_TEMPLATES[template_index % len(FULL_TEMPLATES)]
+    return t.format(a=_article(colour), c=colour, s=shape)
+
+
+def colour_caption(colour: str, template_index: int = 0) -> str:
+    """Caption naming only the colour (e.g. ``"something red"``)."""
+    _check(None, colour)
+    t = COLOUR_TEMPLATES[template_index % len(COLOUR_TEMPLATES)]
+    return t.format(a=_article(colour), c=colour)
+
+
+def shape_caption(shape: str, template_index: int = 0) -> str:
+    """Caption naming only the shape (e.g. ``"a circle shape"``)."""
+    _check(shape, None)
+    t = SHAPE_TEMPLATES[template_index % len(SHAPE_TEMPLATES)]
+    return t.format(a=_article(shape), s=shape)
+
+
+def colour_prompt(colour: str) -> str:
+    """Zero-shot colour prompt: ``"a photo of a red object"``."""
+    return colour_caption(colour, 0)
+
+
+def shape_prompt(shape: str) -> str:
+    """Zero-shot shape prompt: ``"a photo of a circle"``."""
+    return shape_caption(shape, 0)
+
+
+def _check(shape, colour):
+    if shape is not None and shape not in SHAPES:
+        raise ValueError(f"unknown shape {shape!r}; expected one of {SHAPES}")
+    if colour is not None and colour not in COLOURS:
+        raise ValueError(f"unknown colour {colour!r}; expected one of {COLOURS}")
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def _polygon(shape: str, cx: float, cy: float, r: float, theta: float):
+    def pts(radii, n, offset=0.0):
+        out = []
+        for k in range(n):
+            ang = theta + offset + 2 * math.pi * k / n
+            rr = radii[k % len(radii)]
+            out.append((cx + rr * math.cos(ang), cy + rr * math.sin(ang)))
+        return out
+
+    if shape == "square":
+        return pts([r], 4, math.pi / 4)
+    if shape == "triangle":
+        return pts([r * 1.1], 3, -math.pi / 2)
+    if shape == "star":
+        return pts([r * 1.1, r * 0.45], 10, -math.pi / 2)
+    if shape == "cross":
+        w = 0.32 * r
+        base = [(w, -r), (w, -w), (r, -w), (r, w), (w, w), (w, r),
+                (-w, r), (-w, w), (-r, w), (-r, -w), (-w, -w), (-w, -r)]
+        c, s = math.cos(theta), math.sin(theta)
+        return [(cx + x * c - y * s, cy + x * s + y * c) for x, y in base]
+    raise ValueError(shape)
+
+
+def _mask(shape: str, size: int, cx: float, cy: float, r: float, theta: float) -> np.ndarray:
+    """Anti-aliased coverage mask in [0, 1], drawn at 4x and box-downsampled."""
+    ss = 4
+    big = Image.new("L", (size * ss, size * ss), 0)
+    d = ImageDraw.Draw(big)
+    X, Y, R = cx * ss, cy * ss, r * ss
+    if shape == "circle":
+        d.ellipse([X - R, Y - R, X + R, Y + R], fill=255)
+    elif shape == "ring":
+        d.ellipse([X - R, Y - R, X + R, Y + R], fill=255)
+        ri = R * 0.58
+        d.ellipse([X - ri, Y - ri, X + ri, Y + ri], fill=0)
+    else:
+        d.polygon([(x * ss, y * ss) for x, y in _polygon(shape, cx, cy, r, theta)], fill=255)
+    small = big.resize((size, size), Image.Resampling.BOX)
+    return np.asarray(small, dtype=np.float32) / 255.0
+
+
+# -------------------------------------------------------------- background
+
+
+def _tint(rng: np.random.Generator) -> np.ndarray:
+    """A low-saturation background colour (greys, beiges, pale/dark tints)."""
+    h = rng.uniform(0, 1)
+    s = rng.uniform(0.0, 0.28)
+    v = rng.choice([rng.uniform(0.25, 0.55), rng.uniform(0.55, 1.0)], p=[0.3, 0.7])
+    i = int(h * 6) % 6
+    f = h * 6 - int(h * 6)
+    p, q, t = v * (1 - s), v * (1 - f * s), v * (1 - (1 - f) * s)
+    rgb = [(v, t, p), (q, v, p), (p, v, t), (p, q, v), (t, p, v), (v, p, q)][i]
+    return np.array(rgb, dtype=np.float32) * 255.0
+
+
+def _far_tint(rng: np.random.Generator, obj: np.ndarray) -> np.ndarray:
+    for _ in range(200):
+        c = _tint(rng)
+        if np.linalg.norm(c - obj) >= _MIN_CONTRAST:
+            return c
+    # fallback: mid grey is far from every object colour we use
+    return np.array([128.0, 128.0, 128.0], dtype=np.float32)
+
+
+def _background(rng: np.random.Generator, size: int, obj: np.ndarray) -> np.ndarray:
+    kind = rng.choice(6, p=[0.15, 0.25, 0.2, 0.15, 0.15, 0.10])
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / max(size - 1, 1)
+    a = _far_tint(rng, obj)
+    if kind == 5:  # plain white / near white (only when the object is not white-ish)
+        w = np.array([255.0, 255.0, 255.0]) - rng.uniform(0, 12)
+        a = w if np.linalg.norm(w - obj) >= _MIN_CONTRAST else a
+        bg = np.broadcast_to(a, (size, size, 3)).copy()
+    elif kind == 0:  # plain
+        bg = np.broadcast_to(a, (size, size, 3)).copy()
+    elif kind in (1, 2):  # linear gradient (+ noise for kind 2)
+        b = _far_tint(rng, obj)
+        ang = rng.uniform(0, 2 * math.pi)
+        t = xx * math.cos(ang) + yy * math.sin(ang)
+        t = (t - t.min()) / max(float(t.max() - t.min()), 1e-6)
+        bg = a[None, None, :] * (1 - t[..., None]) + b[None, None, :] * t[..., None]
+    elif kind == 3:  # noise texture
+        bg = np.broadcast_to(a, (size, size, 3)).copy()
+    else:  # "table": two tones split at a horizon
+        b = _far_tint(rng, obj)
+        horizon = rng.uniform(0.3, 0.7)
+        bg = np.where((yy < horizon)[..., None], a[None, None, :], b[None, None, :])
+    if kind in (2, 3, 4):
+        sigma = rng.uniform(3, 16)
+        bg = bg + rng.normal(0, sigma, size=(size, size, 1 if rng.random() < 0.5 else 3))
+    return bg
+
+
+# ------------------------------------------------------------------ render
+
+
+def render(shape: str, colour: str, seed: int = 0, size: int = 64, background="random") -> Image.Image:
+    """Render one object.
+
+    ``seed`` fixes pose, colour jitter and background; the same seed with a
+    different shape/colour keeps the pose (and, as far as contrast allows,
+    the background).  ``size`` is the square side in pixels.
+    ``background``: "random" (default), "white", "transparent" (returns RGBA,
+    RGB=0 under alpha=0), or an (r, g, b) tuple for a plain colour.
+    """
+    _check(shape, colour)
+    rng = np.random.default_rng([int(seed), 7919])
+    r = rng.uniform(0.28, 0.42) * size
+    margin = r * 1.1 + 1
+    cx = rng.uniform(margin, size - margin)
+    cy = rng.uniform(margin, size - margin)
+    theta = math.radians(rng.uniform(-MAX_ROTATION_DEG, MAX_ROTATION_DEG))
+    jitter = rng.uniform(-14, 14, size=3)
+    obj = np.clip(np.array(COLOUR_RGB[colour], dtype=np.float32) + jitter, 0, 255)
+    bg_rng = np.random.default_rng([int(seed), 104729])
+    m = _mask(shape, size, cx, cy, r, theta)[..., None]
+
+    if background == "transparent":
+        rgb = np.broadcast_to(obj, (size, size, 3)) * (m > 0)
+        alpha = m[..., 0] * 255.0
+        arr = np.concatenate([rgb, alpha[..., None]], axis=-1)
+        return Image.fromarray(np.clip(np.rint(arr), 0, 255).astype(np.uint8), "RGBA")
+    if background == "random":
+        bg = _background(bg_rng, size, obj)
+    elif background == "white":
+        bg = np.full((size, size, 3), 255.0, dtype=np.float32)
+    else:
+        bg = np.broadcast_to(np.array(background, dtype=np.float32), (size, size, 3))
+    # mild shading on the object so it is not perfectly flat
+    shade = 1.0 + rng.uniform(-0.08, 0.08) * ((np.mgrid[0:size, 0:size][0] / size) - 0.5)[..., None]
+    img = bg * (1 - m) + np.clip(obj * shade, 0, 255) * m
+    return Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
+
+
+def all_captions() -> list[str]:
+    """Every caption the trainer can emit (full, colour-only, shape-only)."""
+    out = []
+    for s in SHAPES:
+        for c in COLOURS:
+            out += [caption(s, c, k) for k in range(len(FULL_TEMPLATES))]
+    for c in COLOURS:
+        out += [colour_caption(c, k) for k in range(len(COLOUR_TEMPLATES))]
+    for s in SHAPES:
+        out += [shape_caption(s, k) for k in range(len(SHAPE_TEMPLATES))]
+    return out
+
+
+def heldout_items(per_pair: int = 20, sizes=HELDOUT_SIZES) -> list[tuple[str, str, int, int]]:
+    """Held-out (shape, colour, seed, size) tuples, ``per_pair`` per shape/colour pair.
+
+    Seeds start at HELDOUT_SEED_BASE (training uses seeds < TRAIN_SEED_LIMIT);
+    sizes cycle through ``sizes`` so the processor's resize path is exercised.
+    """
+    items = []
+    k = 0
+    for si, s in enumerate(SHAPES):
+        for ci, c in enumerate(COLOURS):
+            for j in range(per_pair):
+                items.append((s, c, HELDOUT_SEED_BASE + k, sizes[(j + si + ci) % len(sizes)]))
+                k += 1
+    return items
