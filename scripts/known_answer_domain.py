@@ -1,9 +1,12 @@
 """Generated image-text domain for the "known-answer" CLIP fixture.
 
 Images show ONE flat-coloured object (a shape in a colour) on a varied,
-low-saturation background.  Everything about an image (position, size,
-rotation, colour jitter, background) is a pure function of ``seed``, so
-tests can regenerate exactly the same picture and know the right answer.
+low-saturation background (plain, gradient, noise, two-tone "table", white).
+Objects are upright (triangle and star point up), rotated by at most
+MAX_ROTATION_DEG, with radius 0.28-0.42 of the image side at a random
+position.  Everything about an image (position, size, rotation, colour
+jitter, background) is a pure function of ``seed``, so tests can regenerate
+exactly the same picture and know the right answer.
 
 Public API (all deterministic, numpy + Pillow only, no torch needed)::
 
@@ -16,9 +19,11 @@ Public API (all deterministic, numpy + Pillow only, no torch needed)::
         # fully transparent (and black underneath: RGB=0 where alpha=0),
         # background=(r, g, b) gives a plain background of that colour.
     caption(shape, colour, template_index=0) -> str     # full caption, len(FULL_TEMPLATES) variants
+    colour_caption(colour, i), shape_caption(shape, i)  # single-attribute captions
     colour_prompt(colour) -> str   # "a photo of a red object"  (zero-shot colour prompt)
     shape_prompt(shape) -> str     # "a photo of a circle"      (zero-shot shape prompt)
     FULL_TEMPLATES, COLOUR_TEMPLATES, SHAPE_TEMPLATES
+    all_captions() -> list[str]   # every caption the trainer uses
     heldout_items(per_pair=20, sizes=HELDOUT_SIZES) -> list[(shape, colour, seed, size)]
         # held-out set used for the printed metrics; seeds >= HELDOUT_SEED_BASE,
         # disjoint from the training seeds (< TRAIN_SEED_LIMIT).
@@ -26,7 +31,9 @@ Public API (all deterministic, numpy + Pillow only, no torch needed)::
 Colours are chosen so that a pipeline bug gives a *wrong* answer:
   * RGB<->BGR swap turns red into blue (and orange into blue), blue into red;
   * compositing a transparent background onto black instead of white makes a
-    black object vanish;
+    black object vanish (note: transformers' CLIP image processor itself
+    composites RGBA onto white; PIL's ``img.convert("RGB")`` drops alpha and
+    so shows the black under ``render(..., background="transparent")``);
   * white objects are always drawn on clearly non-white backgrounds (unless
     ``background="white"`` is requested explicitly).
 """

@@ -292,8 +292,9 @@ def train(args, tok, image_processor):
                 flush=True,
             )
     train_s = time.time() - t_train
+    train_cpu_s = time.process_time() - cpu0
     model.eval()
-    return model, train_s, n_params
+    return model, (train_s, train_cpu_s), n_params
 
 
 # ----------------------------------------------------------------- evaluation
@@ -507,12 +508,12 @@ def main(argv=None) -> int:
         image_processor = CLIPImageProcessorPil(
             size={"shortest_edge": IMAGE_SIZE}, crop_size={"height": IMAGE_SIZE, "width": IMAGE_SIZE}
         )
-        model, train_s, n_params = train(args, tok, image_processor)
+        model, (train_s, train_cpu_s), n_params = train(args, tok, image_processor)
         out.mkdir(parents=True, exist_ok=True)
         model.save_pretrained(out, safe_serialization=True)
         CLIPProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(out)
     else:
-        train_s, n_params, tok_info = None, None, None
+        train_s, train_cpu_s, n_params, tok_info = None, None, None, None
 
     t_eval = time.time()
     m = evaluate(out, args.eval_per_pair)
@@ -521,6 +522,8 @@ def main(argv=None) -> int:
         {
             "gates": GATES,
             "train_seconds": None if train_s is None else round(train_s, 1),
+            "train_cpu_seconds": None if train_cpu_s is None else round(train_cpu_s, 1),
+            "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
             "eval_seconds": round(time.time() - t_eval, 1),
             "total_seconds": round(time.time() - t_all, 1),
             "checkpoint_bytes": size_bytes,
@@ -556,7 +559,10 @@ def main(argv=None) -> int:
     print(f"  pipeline-bug checks: {m['pipeline_bug_checks']}")
     print(f"  colour confusion: {m['confusion_colour']}")
     print(f"  shape confusion: {m['confusion_shape']}")
-    print(f"checkpoint: {out} ({size_bytes / 1e6:.2f} MB), train {m['train_seconds']}s, total {m['total_seconds']}s")
+    print(
+        f"checkpoint: {out} ({size_bytes / 1e6:.2f} MB), train {m['train_seconds']}s wall / "
+        f"{m['train_cpu_seconds']}s cpu, total {m['total_seconds']}s, load average {m['load_average_at_end']}"
+    )
     if failed:
         print(f"QUALITY GATES FAILED: {failed}", file=sys.stderr)
         return 1
