@@ -8,11 +8,14 @@ The domain (shapes x colours on varied backgrounds) lives in
 
 1. builds a small byte-level BPE ``CLIPTokenizer`` whose merges spell the
    domain's words (any other text still tokenizes, byte by byte);
-2. pre-renders a balanced training set (seeds < TRAIN_SEED_LIMIT) at a few
-   sizes and runs it through the real ``CLIPImageProcessorPil``;
-3. trains a small ``CLIPModel`` with a CLIP contrastive loss using soft
-   targets (several images of the same pair, and colour-only / shape-only
-   captions, are all positives of each other);
+2. pre-renders a balanced training set (seeds < TRAIN_SEED_LIMIT) at sizes
+   64-224 px (a quarter JPEG round-tripped) and runs it through the real
+   ``CLIPImageProcessorPil``;
+3. trains a small ``CLIPModel`` (ViT 64 px / patch 8) with a CLIP contrastive
+   loss: every step, each image is contrasted with one caption per
+   (shape, colour) pair, per colour and per shape (random templates), and
+   each caption with the batch's images using soft targets, since batches
+   hold several images of the same pair (see ``clip_loss``);
 4. saves model (safetensors), tokenizer and image-processor config;
 5. reloads the directory with plain ``CLIPProcessor`` + ``CLIPModel`` in
    float32 and measures quality on a held-out set (seeds >= HELDOUT_SEED_BASE),
