@@ -27,7 +27,10 @@ def test_a_moderator_approves_a_listing_from_the_needs_review_filter(
     rows = page.locator("#result_list tbody tr")
     assert rows.count() == 1
     image = rows.first.locator("img")
-    assert image.evaluate("element => element.complete && element.naturalWidth > 0")  # the thumbnail loads
+    # The thumbnail loads (waited for: the page may render before the image arrives).
+    page.wait_for_function(
+        "element => element.complete && element.naturalWidth > 0", arg=image.element_handle(), timeout=15_000
+    )
     page.check(f"input[name=_selected_action][value='{queued.pk}']")
     page.select_option("select[name=action]", "approve_selected")
     page.click("button[name=index]")
