@@ -291,10 +291,14 @@ class Server:
         self.threads = threads
         self.port = free_port()
         self.log_path = workspace.root / f"gunicorn-{threads}thr.log"
-        env = {**os.environ, **workspace.env, "CLIPCHECK_NUM_THREADS": str(threads)}
+        # Every client's request is admitted (MAX_QUEUE), with threads to spare for health checks.
+        env = {
+            **os.environ, **workspace.env, "CLIPCHECK_NUM_THREADS": str(threads), "CLIPCHECK_MAX_QUEUE": str(CLIENTS),
+            "DJANGO_SETTINGS_MODULE": "bench.server_settings",
+        }
         # -w/--threads/-k as a deploy runs it; --timeout only so that a worker booting on a
         # loaded machine is not killed before the model is in memory.
-        command = [sys.executable, "-m", "gunicorn", "clipproject.wsgi", "-w", "1", "--threads", str(CLIENTS),
+        command = [sys.executable, "-m", "gunicorn", "clipproject.wsgi", "-w", "1", "--threads", str(CLIENTS + 2),
                    "-k", "gthread", "-b", f"127.0.0.1:{self.port}", "--timeout", "300"]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,

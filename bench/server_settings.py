@@ -1,0 +1,7 @@
+"""Settings of the benchmark's gunicorn: the project's, without rate limits
+(the benchmark sends hundreds of requests a minute from one address)."""
+
+from clipproject.settings import *  # noqa: F401,F403
+from clipproject.settings import CLIPCHECK
+
+CLIPCHECK = {**CLIPCHECK, "ACCESS": {scope: {"rate": None} for scope in ("analyze", "classify", "health")}}
