@@ -34,12 +34,7 @@ class MicroBatcher:
         self._expected = 0  # callers that reserved a place but haven't submitted yet
         self._condition = threading.Condition()
         self._thread = None
-        self.batch_sizes = collections.Counter()  # rows per forward, for metrics
-
-    @property
-    def depth(self):
-        """Queued plus announced jobs."""
-        return len(self._jobs) + self._expected
+        self.batch_sizes = collections.Counter()  # rows per forward pass, for diagnostics
 
     @contextmanager
     def reserve(self):
