@@ -61,6 +61,9 @@ class Analysis(models.Model):
     confidence = models.CharField(max_length=16)
     match_quality = models.CharField(max_length=32)
     text_truncated = models.BooleanField(default=False)
+    # Why the verdict is what it is: a list of {"code", "field", "message",
+    # ...evidence} objects, empty for a clean match (see docs/verdicts.md).
+    reasons = models.JSONField(default=list, blank=True)
     model = models.CharField(max_length=255)
     device = models.CharField(max_length=32, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices)

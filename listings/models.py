@@ -48,6 +48,9 @@ class Listing(models.Model):
     clip_verdict = models.CharField(max_length=16, choices=Analysis.Verdict.choices, blank=True, editable=False)
     # The quality band of the weaker of the two scores (the changelist filter).
     match_quality = models.CharField(max_length=32, blank=True, editable=False)
+    # The latest check's reasons: {"code", "field", "message", ...evidence}
+    # objects, empty for a clean match.
+    reasons = models.JSONField(default=list, blank=True, editable=False)
     checked_at = models.DateTimeField(null=True, blank=True, editable=False)
     # What that check used, so an audit skips listings nothing has changed for.
     checked_model = models.CharField(max_length=255, blank=True, editable=False)
