@@ -25,6 +25,7 @@ NUMBERS = {
     "BATCH_WAIT_MS": (0, True),
     "JPEG_DRAFT_MIN_SIDE": (0, True),
     "CALIBRATION_CACHE_SECONDS": (0, True),
+    "LATENCY_BUDGET_MS": (0, False),
 }
 KNOWN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -122,6 +123,7 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
         if not _is_number(value) or value < bound or (value == bound and not inclusive):
             relation = "at least" if inclusive else "greater than"
             errors.append(Error(f"CLIPCHECK {key} {value!r} must be a number {relation} {bound}.", id="clipcheck.E014"))
+    errors.extend(_check_runtime())
     errors.extend(_check_access_table())
     if clip_settings.THROTTLE_CACHE not in settings.CACHES:
         errors.append(Error(
@@ -144,6 +146,40 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
             f"CLIPCHECK BATCH_ROOT {str(root)!r} is not an existing directory; /clip/analyze-batch will find no files.",
             id="clipcheck.W001",
         ))
+    return errors
+
+
+def _check_runtime():
+    from clipcheck.engine.runtimes import OPENVINO_RUNTIMES, RUNTIMES, openvino_available
+
+    runtime = clip_settings.RUNTIME
+    name = runtime.strip().lower() if isinstance(runtime, str) else None
+    if name not in RUNTIMES:
+        return [Error(
+            f"CLIPCHECK RUNTIME {runtime!r} is not valid.", hint=f"Use one of {', '.join(RUNTIMES)}.",
+            id="clipcheck.E016",
+        )]
+    errors = []
+    device = str(clip_settings.DEVICE).strip().lower()
+    if name in OPENVINO_RUNTIMES and device.startswith("cuda"):
+        errors.append(Error(
+            f"CLIPCHECK RUNTIME {runtime!r} runs on the CPU, but DEVICE is {clip_settings.DEVICE!r}.",
+            hint="Use RUNTIME 'torch' or 'auto' on CUDA.", id="clipcheck.E016",
+        ))
+    if name in OPENVINO_RUNTIMES and not openvino_available():
+        errors.append(Error(
+            f"CLIPCHECK RUNTIME {runtime!r} needs the openvino package, which is not installed.",
+            hint="pip install -r requirements/base.txt", id="clipcheck.E016",
+        ))
+    cache_dir = clip_settings.RUNTIME_CACHE_DIR
+    if not isinstance(cache_dir, (str, Path)) or not str(cache_dir).strip():
+        errors.append(Error("CLIPCHECK RUNTIME_CACHE_DIR must be a directory path.", id="clipcheck.E017"))
+    if clip_settings.CONCURRENT_ENCODERS not in (None, True, False):
+        errors.append(Error("CLIPCHECK CONCURRENT_ENCODERS must be None, True or False.", id="clipcheck.E017"))
+    threads = clip_settings.NUM_THREADS
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        errors.append(Error(f"CLIPCHECK NUM_THREADS {threads!r} must be None or a positive integer.",
+                            id="clipcheck.E004"))
     return errors
 
 

@@ -19,7 +19,7 @@ from django.db import models, transaction
 from clipcheck import scoring, selectors
 from clipcheck.calibration import CalibrationError
 from clipcheck.engine import get_engine
-from clipcheck.engine.admission import run_inference
+from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import DecodedImage, decode_image, read_batch_file
 from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
@@ -199,12 +199,15 @@ def analyses_compute(*, requests, source, store_embeddings=True):
         computing_started = time.monotonic()
         engine = get_engine()
         device = engine.device_name
+        texts = [requests[index].text for index in to_compute]
+        # Started first: the text forward runs while the images are encoded
+        # (the engine's lanes overlap them when the cores allow).
+        pending_texts = start_inference(lambda: engine.encode_texts(texts))
         image_vectors = image_embeddings_compute(
             images=[requests[index].image for index in to_compute], model=model, engine=engine,
             store=store_embeddings,
         )
-        texts = [requests[index].text for index in to_compute]
-        text_vectors, truncated = run_inference(lambda: engine.encode_texts(texts))
+        text_vectors, truncated = pending_texts.result()
         for row, index in enumerate(to_compute):
             results[index] = _pair_result(image_vectors[row], text_vectors[row], truncated[row], requests[index].threshold)
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)

@@ -26,8 +26,22 @@ DEFAULTS = {
     # native bf16 (AVX-512-BF16/AMX), else float32; or force one of
     # "float32", "bfloat16", "float16".
     "DTYPE": "auto",
-    # torch intra-op threads per serving process; None keeps torch's default.
+    # What runs the forward passes (clipcheck.engine.runtimes, docs/runtime.md):
+    # "torch", "openvino" (exact: bf16 where the CPU has it, else f32),
+    # "openvino-int8" (NNCF int8, only where its guard passed) or "auto":
+    # torch on CUDA; on CPUs int8 where this checkpoint's guard passed
+    # (manage.py clip_build_runtime), else openvino.
+    "RUNTIME": "auto",
+    # Converted and quantised models and OpenVINO's compiled-model cache,
+    # keyed by the checkpoint's content and the library versions. Relative
+    # paths are taken from the working directory.
+    "RUNTIME_CACHE_DIR": "var/runtime",
+    # Threads per serving process for the forward passes; None: the cores
+    # this process may use.
     "NUM_THREADS": None,
+    # Run a request's image and text forwards at the same time, each with
+    # part of NUM_THREADS; None: when NUM_THREADS (or the cores) is 2 or more.
+    "CONCURRENT_ENCODERS": None,
     # Load the model when a serving process starts (wsgi/asgi, runserver).
     "LOAD_ON_STARTUP": True,
     # Seconds before a failed model load is retried by the next request.
@@ -85,12 +99,14 @@ DEFAULTS = {
     # Seconds a process keeps the latest calibrated threshold before reading
     # it again (clip_calibrate --apply reaches other processes within this).
     "CALIBRATION_CACHE_SECONDS": 30,
-    # Admission control, per serving process: at most MAX_QUEUE inferences
-    # in flight (running or waiting for the model); a request that finds no
-    # free slot within QUEUE_TIMEOUT_MS gets 503 "overloaded" with
-    # Retry-After instead of waiting. Keep it at or below the threads per
-    # process so health checks and metrics keep a thread.
-    "MAX_QUEUE": 6,
+    # Admission control, per serving process (clipcheck.engine.admission): a
+    # model computation is shed with 503 "overloaded" (Retry-After) when its
+    # expected wait — computations in flight x the measured forward time per
+    # row — exceeds LATENCY_BUDGET_MS. MAX_QUEUE is a hard bound on
+    # computations in flight (an uncached analyze runs two: image and text);
+    # one that finds no free slot within QUEUE_TIMEOUT_MS is shed too.
+    "LATENCY_BUDGET_MS": 2000,
+    "MAX_QUEUE": 16,
     "QUEUE_TIMEOUT_MS": 100,
     # A request whose inference takes longer gets 503 "inference_timeout";
     # the computation finishes in the background and keeps its slot.

@@ -230,7 +230,7 @@ def _clipcheck_from_environ():
                "THRESHOLD": float, "BATCH_SIZE": int, "NUM_THREADS": int,
                "MAX_QUEUE": int, "QUEUE_TIMEOUT_MS": int, "INFERENCE_TIMEOUT_SECONDS": float,
                "LOAD_RETRY_SECONDS": float, "MAX_REQUEST_BYTES": int, "MAX_UPLOAD_BYTES": int,
-               "METRICS_TOKEN": str}
+               "METRICS_TOKEN": str, "RUNTIME": str, "RUNTIME_CACHE_DIR": str, "LATENCY_BUDGET_MS": float}
     overrides = {}
     for key, parse in parsers.items():
         raw = os.environ.get(f"CLIPCHECK_{key}")
@@ -247,6 +247,7 @@ def _clipcheck_from_environ():
 
 CLIPCHECK = {
     "BATCH_ROOT": str(BASE_DIR / "var" / "batch"),
+    "RUNTIME_CACHE_DIR": str(BASE_DIR / "var" / "runtime"),
     **_clipcheck_from_environ(),
 }
 

@@ -238,6 +238,8 @@ class HealthSerializer(serializers.Serializer):
     device = serializers.CharField(allow_null=True)
     model = serializers.CharField()
     dtype = serializers.CharField(allow_null=True)
+    runtime = serializers.CharField(allow_null=True, help_text="torch, openvino or openvino-int8.")
+    precision = serializers.CharField(allow_null=True, help_text="What the runtime computes in, e.g. bfloat16, bf16, int8/bf16.")
 
 
 class HealthUnavailableSerializer(serializers.Serializer):
@@ -250,4 +252,6 @@ class HealthUnavailableSerializer(serializers.Serializer):
     device = serializers.CharField(allow_null=True, required=False)
     model = serializers.CharField(required=False)
     dtype = serializers.CharField(allow_null=True, required=False)
+    runtime = serializers.CharField(allow_null=True, required=False)
+    precision = serializers.CharField(allow_null=True, required=False)
     error = ErrorDetailSerializer()

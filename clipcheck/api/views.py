@@ -122,6 +122,8 @@ class HealthView(APIView):
             "device": status["device"],
             "model": status["model"],
             "dtype": status["dtype"],
+            "runtime": status["runtime"],
+            "precision": status["precision"],
         }
         if not status["model_loaded"]:
             body.update(error_body("model_unavailable", status["reason"]))

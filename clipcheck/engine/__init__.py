@@ -35,6 +35,9 @@ def _settings_key():
         str(clip_settings.DEVICE),
         str(clip_settings.DTYPE),
         clip_settings.NUM_THREADS,
+        str(clip_settings.RUNTIME),
+        clip_settings.CONCURRENT_ENCODERS,
+        str(clip_settings.RUNTIME_CACHE_DIR),
     )
 
 
@@ -58,10 +61,13 @@ def get_engine():
             raise ModelUnavailable(failure.reason)
         from clipcheck.engine.clip import ClipEngine
 
-        model_name, device, dtype, num_threads = key
+        model_name, device, dtype, num_threads, runtime, concurrent_encoders, cache_dir = key
         started = time.monotonic()
         try:
-            engine = ClipEngine.load(model_name=model_name, device=device, dtype=dtype, num_threads=num_threads)
+            engine = ClipEngine.load(
+                model_name=model_name, device=device, dtype=dtype, num_threads=num_threads, runtime=runtime,
+                concurrent_encoders=concurrent_encoders, cache_dir=cache_dir,
+            )
         except Exception as exc:
             reason = f"The CLIP model {model_name!r} could not be loaded: {exc.__class__.__name__}: {exc}"
             logger.error(reason, exc_info=True)
@@ -71,8 +77,8 @@ def get_engine():
             metrics.MODEL_LOAD_FAILURES.inc()
             raise ModelUnavailable(reason) from exc
         logger.info(
-            "Loaded CLIP model %s on %s (%s) in %.1fs",
-            model_name, engine.device_name, engine.dtype_name, time.monotonic() - started,
+            "Loaded CLIP model %s on %s, runtime %s (%s) in %.1fs",
+            model_name, engine.device_name, engine.runtime_name, engine.precision, time.monotonic() - started,
         )
         _engine, _engine_key, _failure = engine, key, None
         metrics.MODEL_LOADED.set(1)
@@ -84,12 +90,15 @@ def engine_status():
     try:
         engine = get_engine()
     except ModelUnavailable as exc:
-        return {"model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None, "reason": exc.message}
+        return {"model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None,
+                "runtime": None, "precision": None, "reason": exc.message}
     return {
         "model_loaded": True,
         "model": engine.model_name,
         "device": engine.device_name,
         "dtype": engine.dtype_name,
+        "runtime": engine.runtime_name,
+        "precision": engine.precision,
         "reason": None,
     }
 

@@ -1,11 +1,18 @@
-"""Admission control for inference: a bounded number in flight, a time budget each.
+"""Admission control for inference: shed by expected wait, a time budget each.
 
-Every model computation of a request goes through ``run_inference``:
+Every model computation of a request goes through ``run_inference`` (or
+``start_inference``, which returns at once so that a request can run its
+image and text computations at the same time):
 
-* at most ``MAX_QUEUE`` computations are in flight per process (running, or
-  waiting for the model's lock); a request that finds no free slot within
-  ``QUEUE_TIMEOUT_MS`` gets ``ModelBusy`` (503 "overloaded", Retry-After)
-  at once instead of piling up until gunicorn times the worker out;
+* a computation is shed with ``ModelBusy`` (503 "overloaded", Retry-After)
+  when its expected wait — the computations already in flight × the
+  measured forward time per row (an EWMA over the engine's forward passes,
+  ``forward_clock``) — exceeds ``LATENCY_BUDGET_MS``. Micro-batching makes
+  a queue of N requests far cheaper than N single forwards, so shedding at a
+  fixed queue length refused requests that would have been served in time;
+* ``MAX_QUEUE`` stays a hard bound on computations in flight per process
+  (threads it may occupy); a computation that finds no free slot within
+  ``QUEUE_TIMEOUT_MS`` is shed as well;
 * the computation runs on a small thread pool and the request waits at most
   ``INFERENCE_TIMEOUT_SECONDS`` for it (``InferenceTimeout``, 503). torch
   cannot be interrupted, so a late computation finishes in the background
@@ -42,37 +49,51 @@ class ModelTimer:
         self.milliseconds = 0.0
 
 
-class InferenceGate:
-    def __init__(self, capacity):
-        self.capacity = capacity
-        self._slots = threading.BoundedSemaphore(capacity)
-        self._in_flight = 0
-        self._count_lock = threading.Lock()
-        # One thread per slot: an admitted computation never waits for a thread.
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=capacity, thread_name_prefix="clipcheck-inference"
-        )
+class ForwardClock:
+    """Exponentially weighted mean of the model's forward time per row.
+
+    Each forward pass (any runtime, image or text) reports its duration and
+    batch rows; a row of a batched forward costs less than a forward of its
+    own, which is what lets a queue of requests drain faster than one by one.
+    """
+
+    def __init__(self, weight=0.2):
+        self.weight = weight
+        self._seconds_per_row = None
+        self._lock = threading.Lock()
+
+    def observe(self, seconds, rows):
+        sample = seconds / max(int(rows), 1)
+        with self._lock:
+            previous = self._seconds_per_row
+            self._seconds_per_row = sample if previous is None else previous + self.weight * (sample - previous)
 
     @property
-    def in_flight(self):
-        return self._in_flight
+    def seconds_per_row(self):
+        """0 until a forward has been measured: nothing to shed on yet."""
+        return self._seconds_per_row or 0.0
 
-    def run(self, compute, *, wait_seconds, timeout_seconds):
-        if not self._slots.acquire(timeout=wait_seconds):
-            metrics.INFERENCE_REJECTED.inc()
-            raise ModelBusy()
-        self._adjust(+1)
+    def reset(self):
+        with self._lock:
+            self._seconds_per_row = None
+
+
+forward_clock = ForwardClock()
+
+
+class PendingInference:
+    """An admitted computation running on the gate's pool; ``result()`` waits for it."""
+
+    def __init__(self, future, timeout_seconds):
+        self._future = future
+        self._timeout_seconds = timeout_seconds
+
+    def result(self):
         try:
-            future = self._executor.submit(_timed, compute)
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(lambda _: self._release())
-        try:
-            result, elapsed_ms = future.result(timeout=timeout_seconds)
+            result, elapsed_ms = self._future.result(timeout=self._timeout_seconds)
         except concurrent.futures.TimeoutError:
             metrics.INFERENCE_TIMEOUTS.inc()
-            logger.error("Inference exceeded its budget of %ss; answering 503.", timeout_seconds)
+            logger.error("Inference exceeded its budget of %ss; answering 503.", self._timeout_seconds)
             raise InferenceTimeout() from None
         except ClipcheckError:
             raise
@@ -85,6 +106,49 @@ class InferenceGate:
         if timer is not None:
             timer.milliseconds += elapsed_ms
         return result
+
+
+class InferenceGate:
+    def __init__(self, capacity, *, clock=None):
+        self.capacity = capacity
+        self.clock = clock or forward_clock
+        self._slots = threading.BoundedSemaphore(capacity)
+        self._in_flight = 0
+        self._count_lock = threading.Lock()
+        # One thread per slot: an admitted computation never waits for a thread.
+        self._executor = concurrent.futures.ThreadPoolExecutor(
+            max_workers=capacity, thread_name_prefix="clipcheck-inference"
+        )
+
+    @property
+    def in_flight(self):
+        return self._in_flight
+
+    def expected_wait(self):
+        """Seconds a computation arriving now should wait for those ahead of it."""
+        return self._in_flight * self.clock.seconds_per_row
+
+    def start(self, compute, *, wait_seconds, timeout_seconds, budget_seconds=None):
+        """Admit ``compute`` and start it; raises ``ModelBusy`` when shed."""
+        if budget_seconds is not None and self.expected_wait() > budget_seconds:
+            metrics.INFERENCE_REJECTED.inc()
+            raise ModelBusy()
+        if not self._slots.acquire(timeout=wait_seconds):
+            metrics.INFERENCE_REJECTED.inc()
+            raise ModelBusy()
+        self._adjust(+1)
+        try:
+            future = self._executor.submit(_timed, compute)
+        except BaseException:
+            self._release()
+            raise
+        future.add_done_callback(lambda _: self._release())
+        return PendingInference(future, timeout_seconds)
+
+    def run(self, compute, *, wait_seconds, timeout_seconds, budget_seconds=None):
+        return self.start(
+            compute, wait_seconds=wait_seconds, timeout_seconds=timeout_seconds, budget_seconds=budget_seconds
+        ).result()
 
     def shutdown(self):
         self._executor.shutdown(wait=False)
@@ -124,10 +188,16 @@ def inference_gate():
         return _gate
 
 
-def run_inference(compute):
-    """Run ``compute()`` (a model computation) under admission control."""
-    return inference_gate().run(
+def start_inference(compute):
+    """Admit ``compute()`` (a model computation) and start it; ``.result()`` waits."""
+    return inference_gate().start(
         compute,
         wait_seconds=max(float(clip_settings.QUEUE_TIMEOUT_MS), 0.0) / 1000.0,
         timeout_seconds=float(clip_settings.INFERENCE_TIMEOUT_SECONDS),
+        budget_seconds=float(clip_settings.LATENCY_BUDGET_MS) / 1000.0,
     )
+
+
+def run_inference(compute):
+    """Run ``compute()`` (a model computation) under admission control."""
+    return start_inference(compute).result()

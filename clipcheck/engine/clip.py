@@ -10,13 +10,15 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPImageProcessorPil, CLIPModel
+from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
 from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
+from clipcheck.engine.admission import forward_clock
 from clipcheck.engine.batcher import MicroBatcher
 from clipcheck.settings import clip_settings
 
@@ -52,6 +54,16 @@ def resolve_dtype(requested, device):
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
+def local_checkpoint(model_name):
+    """The checkpoint's directory: ``model_name`` itself, or the hub snapshot
+    transformers would load (downloaded on first use)."""
+    if Path(model_name).is_dir():
+        return str(Path(model_name).resolve())
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(model_name)
+
+
 def cpu_has_native_bf16():
     try:
         with open("/proc/cpuinfo") as cpuinfo:
@@ -66,25 +78,36 @@ class ClipEngine:
 
     Request threads preprocess in parallel; their forward passes go through
     micro-batchers (one for images, one for texts) so that requests arriving
-    together share one batched forward. Forwards are serialised by a lock:
-    concurrent torch forwards on the same few cores only thrash. How many
-    requests may wait and for how long is admission control's business
+    together share one batched forward. The forwards themselves belong to a
+    runtime (``clipcheck.engine.runtimes``: PyTorch or OpenVINO); everything
+    else here is the same for every runtime.
+
+    Image and text forwards run in two lanes: with ``concurrent`` the lanes
+    have a lock each and split the threads, so an uncached request's image
+    and text forwards overlap; otherwise one lock serialises them (concurrent
+    forwards on the same cores only thrash). How many requests may wait and
+    for how long is admission control's business
     (``clipcheck.engine.admission``), not the engine's.
     """
 
-    def __init__(self, *, model_name, model, image_processor, tokenizer, device, dtype):
+    def __init__(self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, concurrent=False,
+                 threads=(1, 1)):
         self.model_name = model_name
-        self.model = model
+        self.runtime = runtime
         self.image_processor = image_processor
         self.tokenizer = tokenizer
+        self.config = config
         self.device = device
         self.dtype = dtype
+        self.concurrent = concurrent
+        self.threads = threads
         self.max_text_tokens = min(
-            model.config.text_config.max_position_embeddings,
+            config.text_config.max_position_embeddings,
             getattr(tokenizer, "model_max_length", None) or 10**9,
         )
-        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
-        self._forward_lock = threading.Lock()
+        self.logit_scale = runtime.logit_scale
+        self._image_lock = threading.Lock()
+        self._text_lock = threading.Lock() if concurrent else self._image_lock
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
         self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **self._limits())
@@ -101,22 +124,39 @@ class ClipEngine:
                 setattr(batcher, name, value)
 
     @classmethod
-    def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None):
+    def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None, runtime="auto",
+             concurrent_encoders=None, cache_dir=None):
+        from clipcheck.engine import openvino_runtime, runtimes
+
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
-        if num_threads:
-            torch.set_num_threads(int(num_threads))
-        image_processor = CLIPImageProcessorPil.from_pretrained(model_name)
-        tokenizer = AutoTokenizer.from_pretrained(model_name)
-        model = CLIPModel.from_pretrained(model_name, dtype=torch_dtype)
-        model.to(torch_device).eval()
+        checkpoint = local_checkpoint(model_name)
+        cache_dir = cache_dir or "var/runtime"
+        name = runtimes.resolve_runtime(
+            runtime, device_type=torch_device.type,
+            int8_proven=lambda: openvino_runtime.int8_proven(checkpoint=checkpoint, cache_dir=cache_dir),
+        )
+        # On CUDA the host threads only feed the device: one lane.
+        threads, concurrent = runtimes.encoder_threads(
+            num_threads, concurrent=concurrent_encoders if torch_device.type == "cpu" else False
+        )
+        image_processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
+        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+        config = CLIPConfig.from_pretrained(checkpoint)
+        loaded = runtimes.load_runtime(
+            name, model_name=model_name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype,
+            threads=threads, cache_dir=cache_dir,
+        )
         return cls(
             model_name=model_name,
-            model=model,
+            runtime=loaded,
             image_processor=image_processor,
             tokenizer=tokenizer,
+            config=config,
             device=torch_device,
             dtype=torch_dtype,
+            concurrent=concurrent,
+            threads=threads,
         )
 
     @property
@@ -126,6 +166,15 @@ class ClipEngine:
     @property
     def dtype_name(self):
         return str(self.dtype).removeprefix("torch.")
+
+    @property
+    def runtime_name(self):
+        return self.runtime.name
+
+    @property
+    def precision(self):
+        """What the runtime computes in: "bfloat16", "f32", "int8/bf16", ..."""
+        return self.runtime.precision
 
     def warm_up(self):
         from PIL import Image
@@ -155,13 +204,12 @@ class ClipEngine:
         return np.split(embeddings, np.cumsum([len(payload) for payload in payloads])[:-1])
 
     def _forward_images(self, pixel_values):
-        with self._forward_lock, torch.inference_mode(), _observed("image", len(pixel_values)):
-            output = self.model.get_image_features(pixel_values=pixel_values.to(self.device, self.dtype))
-            return _unit_rows(output)
+        with self._image_lock, _observed("image", len(pixel_values)):
+            return self.runtime.image_features(pixel_values)
 
     @property
     def embedding_dim(self):
-        return self.model.config.projection_dim
+        return self.config.projection_dim
 
     # Texts
 
@@ -212,12 +260,8 @@ class ClipEngine:
 
     def _encode_text_batch(self, texts):
         encoded, truncated = self.tokenize(texts)
-        with self._forward_lock, torch.inference_mode(), _observed("text", len(texts)):
-            output = self.model.get_text_features(
-                input_ids=encoded["input_ids"].to(self.device),
-                attention_mask=encoded["attention_mask"].to(self.device),
-            )
-            return _unit_rows(output), truncated
+        with self._text_lock, _observed("text", len(texts)):
+            return self.runtime.text_features(encoded["input_ids"], encoded["attention_mask"]), truncated
 
     def _remember(self, texts, embeddings, truncated):
         capacity = int(clip_settings.TEXT_CACHE_SIZE)
@@ -238,12 +282,7 @@ def _observed(kind, batch_size):
         yield
     finally:
         metrics.INFERENCE_BATCH_SIZE.labels(kind=kind).observe(batch_size)
-        metrics.INFERENCE_LATENCY.labels(kind=kind).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.INFERENCE_LATENCY.labels(kind=kind).observe(elapsed)
+        forward_clock.observe(elapsed, batch_size)
 
-
-def _unit_rows(output):
-    # transformers 5 returns an output object; the projected embedding is
-    # its pooler_output (older releases returned the tensor itself).
-    features = getattr(output, "pooler_output", output)
-    features = torch.nn.functional.normalize(features.float(), dim=-1)
-    return features.cpu().numpy()

@@ -1,0 +1,130 @@
+"""Calibration and guard sets for the int8 runtime: photos with their texts.
+
+NNCF calibrates activation ranges on inputs like the ones the model will
+see, so the best set is a sample of the catalogue's own photos and texts
+(``manage.py clip_build_runtime`` takes one when the catalogue has
+listings). Without one, ``generic_calibration_set`` renders a shipped
+generic set: flat-coloured shapes on plain, gradient and noisy backgrounds
+with captions naming them, at the sizes product photos come in.
+"""
+
+import hashlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipcheck import scoring
+
+BATCH = 8
+SHAPES = ("circle", "square", "triangle", "diamond", "bar", "ring")
+COLOURS = {
+    "red": (220, 30, 30), "green": (30, 160, 40), "blue": (30, 60, 220), "yellow": (240, 210, 20),
+    "purple": (130, 40, 170), "orange": (245, 130, 20), "black": (20, 20, 20), "white": (245, 245, 245),
+}
+
+
+@dataclass
+class CalibrationSet:
+    """Preprocessed pictures and tokenised texts; pair ``i`` is (picture i, text i)."""
+
+    pixels: np.ndarray  # (n, 3, h, w) float32, the engine's preprocessing
+    texts: list
+    tokenizer: object
+    max_tokens: int
+    source: str
+    threshold: float = 0.25
+
+    @property
+    def size(self):
+        return len(self.texts)
+
+    @property
+    def digest(self):
+        digest = hashlib.sha256(np.ascontiguousarray(self.pixels).tobytes())
+        digest.update("\0".join(self.texts).encode())
+        return digest.hexdigest()[:24]
+
+    def pixel_batches(self):
+        return [self.pixels[start:start + BATCH] for start in range(0, self.size, BATCH)]
+
+    def token_batches(self):
+        batches = []
+        for start in range(0, self.size, BATCH):
+            encoded = self.tokenizer(
+                self.texts[start:start + BATCH], padding=True, truncation=True, max_length=self.max_tokens,
+                return_tensors="np",
+            )
+            batches.append({
+                "input_ids": encoded["input_ids"].astype(np.int64),
+                "attention_mask": encoded["attention_mask"].astype(np.int64),
+            })
+        return batches
+
+    def pair_scores(self, image_embeddings, text_embeddings):
+        """API scores of every matching pair and of each picture with another's text."""
+        count = len(self.texts)
+        shift = max(1, count // 2)
+        cosines = [float(image_embeddings[i] @ text_embeddings[i]) for i in range(count)]
+        cosines += [float(image_embeddings[i] @ text_embeddings[(i + shift) % count]) for i in range(count)]
+        return [scoring.similarity_score(cosine) for cosine in cosines]
+
+
+def calibration_set_build(*, checkpoint, images, texts, source, threshold=0.25):
+    """A set from RGB PIL images and their texts, preprocessed by the checkpoint's own processor."""
+    from transformers import AutoTokenizer, CLIPImageProcessorPil
+
+    processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    pixels = processor(images=list(images), return_tensors="np")["pixel_values"].astype(np.float32)
+    from transformers import CLIPConfig
+
+    max_tokens = min(CLIPConfig.from_pretrained(checkpoint).text_config.max_position_embeddings,
+                     getattr(tokenizer, "model_max_length", None) or 10**9)
+    return CalibrationSet(pixels=pixels, texts=list(texts), tokenizer=tokenizer, max_tokens=max_tokens,
+                          source=source, threshold=threshold)
+
+
+def generic_pictures(count=64, seed=0):
+    """(RGB PIL image, caption) pairs: one coloured shape each, deterministic."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(seed)
+    names = list(COLOURS)
+    pairs = []
+    for index in range(count):
+        shape, colour = SHAPES[index % len(SHAPES)], names[(index // len(SHAPES) + index) % len(names)]
+        size = int(rng.choice([160, 224, 320, 480]))
+        background = rng.integers(90, 200, size=3)
+        canvas = np.ones((size, size, 3)) * background
+        if index % 3 == 1:  # gradient
+            canvas = canvas * np.linspace(0.7, 1.2, size)[None, :, None]
+        elif index % 3 == 2:  # noise
+            canvas = canvas + rng.normal(0, 18, canvas.shape)
+        image = Image.fromarray(np.clip(canvas, 0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(image)
+        radius = size * rng.uniform(0.25, 0.4)
+        cx, cy = size * rng.uniform(0.4, 0.6, size=2)
+        box = [cx - radius, cy - radius, cx + radius, cy + radius]
+        fill = COLOURS[colour]
+        if shape == "circle":
+            draw.ellipse(box, fill=fill)
+        elif shape == "square":
+            draw.rectangle(box, fill=fill)
+        elif shape == "triangle":
+            draw.polygon([(cx, cy - radius), (cx - radius, cy + radius), (cx + radius, cy + radius)], fill=fill)
+        elif shape == "diamond":
+            draw.polygon([(cx, cy - radius), (cx + radius, cy), (cx, cy + radius), (cx - radius, cy)], fill=fill)
+        elif shape == "bar":
+            draw.rectangle([cx - radius, cy - radius / 3, cx + radius, cy + radius / 3], fill=fill)
+        else:
+            draw.ellipse(box, outline=fill, width=max(2, int(radius / 3)))
+        pairs.append((image, f"a photo of a {colour} {shape}"))
+    return pairs
+
+
+def generic_calibration_set(checkpoint, threshold=0.25):
+    pairs = generic_pictures()
+    return calibration_set_build(
+        checkpoint=checkpoint, images=[image for image, _ in pairs], texts=[text for _, text in pairs],
+        source="generic", threshold=threshold,
+    )

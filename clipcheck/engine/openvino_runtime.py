@@ -1,0 +1,422 @@
+"""The OpenVINO runtime: both CLIP towers converted from the checkpoint, an
+int8 build quantised by NNCF, and the disk cache that keeps them.
+
+Conversion is ``openvino.convert_model`` on two small ``torch.nn.Module``
+wrappers around the transformers model (``get_image_features`` and
+``get_text_features``, dynamic batch and sequence dimensions), not
+``optimum-intel``: optimum-intel pins its own transformers range, which lags
+the transformers 5 this project runs, and exports the whole model where we
+need the two projected towers only.
+
+Cache layout (``RUNTIME_CACHE_DIR``)::
+
+    <key>/manifest.json         checkpoint digest, library versions, sha256 of every file
+    <key>/fp32/{image,text}.{xml,bin}     exact IR (f32 weights)
+    <key>/int8/{image,text}.{xml,bin}     NNCF int8 IR + guard.json (its figures, calibration digest)
+    <key>/compiled/{fp32,int8}-<precision>/   OpenVINO's compiled-model cache (CACHE_DIR)
+
+``<key>`` hashes the checkpoint files' contents and the openvino, nncf, torch
+and transformers versions, so another checkpoint or library release never
+reads a stale build. Builds are written to a temporary directory and renamed
+into place; every load checks the recorded sha256 of each file and rebuilds
+what does not match.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from clipcheck.engine.runtimes import unit_rows
+
+logger = logging.getLogger(__name__)
+
+# NNCF post-training quantisation: SmoothQuant, transformer ignored patterns.
+CALIBRATION_SIZE = 64
+# The int8 guard: verdicts agree with float32 on at least this share of
+# pairs, and no score moves by more than this.
+GUARD_MIN_AGREEMENT = 0.995
+GUARD_MAX_SCORE_GAP = 0.01
+
+_build_lock = threading.Lock()
+
+
+class RuntimeCacheError(Exception):
+    """A cached build is missing or does not match its manifest."""
+
+
+# Keys and integrity
+
+
+def library_versions():
+    versions = {}
+    for package in ("openvino", "nncf", "torch", "transformers"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def file_sha256(path):
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+_digests = {}
+
+
+def checkpoint_digest(checkpoint):
+    """sha256 over the names and contents of the checkpoint's files.
+
+    Remembered per process while no file's size or mtime changes: a worker
+    asks several times while it loads, and hashing 600 MB takes a second.
+    """
+    files = sorted(path for path in Path(checkpoint).iterdir() if path.is_file() and not path.name.startswith("."))
+    stamp = tuple((path.name, path.stat().st_size, path.stat().st_mtime_ns) for path in files)
+    remembered = _digests.get(str(checkpoint))
+    if remembered and remembered[0] == stamp:
+        return remembered[1]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(f"{path.name}\0{file_sha256(path)}\n".encode())
+    _digests[str(checkpoint)] = (stamp, digest.hexdigest())
+    return digest.hexdigest()
+
+
+def cache_key(checkpoint):
+    payload = json.dumps({"checkpoint": checkpoint_digest(checkpoint), "versions": library_versions()}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def build_dir(cache_dir, checkpoint):
+    return Path(cache_dir) / cache_key(checkpoint)
+
+
+def _write_manifest(directory, extra=None):
+    files = {
+        str(path.relative_to(directory)): file_sha256(path)
+        for path in sorted(directory.rglob("*")) if path.is_file() and path.name != "manifest.json"
+    }
+    (directory / "manifest.json").write_text(json.dumps({"files": files, **(extra or {})}, indent=1, sort_keys=True))
+
+
+def verify(directory):
+    """The manifest of a build whose every file matches it; else RuntimeCacheError."""
+    directory = Path(directory)
+    try:
+        manifest = json.loads((directory / "manifest.json").read_text())
+        files = manifest["files"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RuntimeCacheError(f"{directory}: no readable manifest ({exc.__class__.__name__})") from exc
+    for name, expected in files.items():
+        path = directory / name
+        if not path.is_file() or file_sha256(path) != expected:
+            raise RuntimeCacheError(f"{path} is missing or does not match its recorded sha256")
+    return manifest
+
+
+def _publish(staging, target):
+    """Move a finished build into place atomically; a concurrent builder's
+    identical result may already be there (then ours is dropped)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        shutil.rmtree(target, ignore_errors=True)
+    try:
+        os.rename(staging, target)
+    except OSError:
+        # Another process published the same build between our check and rename.
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _staging_dir(parent):
+    parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=".building-", dir=parent))
+
+
+# Conversion
+
+
+def _tower_modules(model):
+    import torch
+
+    class ImageTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, pixel_values):
+            return self.model.get_image_features(pixel_values=pixel_values).pooler_output
+
+    class TextTower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask):
+            return self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask).pooler_output
+
+    return ImageTower().eval(), TextTower().eval()
+
+
+def convert(checkpoint, target):
+    """Write the exact (f32-weight) IR of both towers of ``checkpoint`` to ``target``."""
+    import openvino as ov
+    import torch
+    from transformers import CLIPModel
+
+    model = CLIPModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    image_tower, text_tower = _tower_modules(model)
+    vision = model.config.vision_config
+    size, channels = vision.image_size, vision.num_channels
+    text_config = model.config.text_config
+    ids = torch.full((2, 8), 2, dtype=torch.int64)
+    ids[:, -1] = text_config.eos_token_id if text_config.eos_token_id is not None else 2
+    with torch.no_grad():
+        image_ir = ov.convert_model(
+            image_tower, example_input={"pixel_values": torch.zeros(2, channels, size, size)},
+            input=[("pixel_values", [-1, channels, size, size], ov.Type.f32)],
+        )
+        text_ir = ov.convert_model(
+            text_tower, example_input={"input_ids": ids, "attention_mask": torch.ones_like(ids)},
+            input=[("input_ids", [-1, -1], ov.Type.i64), ("attention_mask", [-1, -1], ov.Type.i64)],
+        )
+    # f32 weights: the exact mode picks its precision at compile time.
+    ov.save_model(image_ir, target / "image.xml", compress_to_fp16=False)
+    ov.save_model(text_ir, target / "text.xml", compress_to_fp16=False)
+    return {
+        "logit_scale": float(model.logit_scale.detach().float().exp().item()),
+        "embedding_dim": int(model.config.projection_dim),
+    }
+
+
+def ensure_exact_build(*, checkpoint, cache_dir):
+    """The verified directory of the exact IR, converting it when missing or corrupt."""
+    root = build_dir(cache_dir, checkpoint)
+    target = root / "fp32"
+    with _build_lock:
+        try:
+            return target, verify(target)
+        except RuntimeCacheError as problem:
+            if target.exists():
+                logger.warning("Rebuilding the OpenVINO model: %s", problem)
+        staging = _staging_dir(root)
+        try:
+            info = convert(checkpoint, staging)
+            _write_manifest(staging, {**info, "versions": library_versions(), "checkpoint": str(checkpoint)})
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        # A rebuilt IR invalidates compiled blobs made from the old one.
+        shutil.rmtree(root / "compiled", ignore_errors=True)
+        _publish(staging, target)
+        return target, verify(target)
+
+
+# Compilation and inference
+
+
+def compile_model(path, *, precision, threads, cache_dir):
+    import openvino as ov
+
+    config = {
+        "PERFORMANCE_HINT": "LATENCY",
+        "NUM_STREAMS": "1",
+        "INFERENCE_NUM_THREADS": int(threads),
+        "CACHE_DIR": str(cache_dir),
+    }
+    if precision:
+        config["INFERENCE_PRECISION_HINT"] = precision
+    core = ov.Core()
+    try:
+        return core.compile_model(str(path), "CPU", config)
+    except RuntimeError as exc:
+        # A damaged compiled blob: drop the compiled cache and compile afresh.
+        logger.warning("OpenVINO compile with cache %s failed (%s); compiling without it.", cache_dir, exc)
+        shutil.rmtree(cache_dir, ignore_errors=True)
+        return core.compile_model(str(path), "CPU", config)
+
+
+def ov_precision(dtype):
+    """OpenVINO's inference precision for a torch dtype; None keeps the CPU default
+    (bf16 on CPUs with native bf16, else f32)."""
+    name = str(dtype).removeprefix("torch.") if dtype is not None else "auto"
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name)
+
+
+class OpenVinoRuntime:
+    def __init__(self, *, image_model, text_model, logit_scale, int8, guard=None):
+        self.name = "openvino-int8" if int8 else "openvino"
+        self.image_model = image_model
+        self.text_model = text_model
+        self.logit_scale = logit_scale
+        self.guard = guard
+        self._image_request = image_model.create_infer_request()
+        self._text_request = text_model.create_infer_request()
+        compute = image_model.get_property("INFERENCE_PRECISION_HINT").to_string()
+        self.precision = f"int8/{compute}" if int8 else compute
+
+    @classmethod
+    def load(cls, *, checkpoint, int8, dtype, threads, cache_dir):
+        exact_dir, manifest = ensure_exact_build(checkpoint=checkpoint, cache_dir=cache_dir)
+        model_dir, guard = exact_dir, None
+        if int8:
+            model_dir, guard = ensure_int8_build(checkpoint=checkpoint, cache_dir=cache_dir)
+        precision = ov_precision(dtype)
+        compiled = exact_dir.parent / "compiled" / f"{model_dir.name}-{precision or 'default'}"
+        image_threads, text_threads = threads
+        return cls(
+            image_model=compile_model(model_dir / "image.xml", precision=precision, threads=image_threads,
+                                      cache_dir=compiled),
+            text_model=compile_model(model_dir / "text.xml", precision=precision, threads=text_threads,
+                                     cache_dir=compiled),
+            logit_scale=manifest["logit_scale"],
+            int8=int8,
+            guard=guard,
+        )
+
+    def set_threads(self, image_threads, text_threads):
+        pass  # fixed per compiled model at load
+
+    # The engine calls each tower from one thread at a time (its lanes'
+    # locks), so one infer request per tower suffices.
+
+    def image_features(self, pixel_values):
+        pixels = np.ascontiguousarray(_as_numpy(pixel_values), dtype=np.float32)
+        return unit_rows(self._image_request.infer({"pixel_values": pixels})[0])
+
+    def text_features(self, input_ids, attention_mask):
+        inputs = {
+            "input_ids": np.ascontiguousarray(_as_numpy(input_ids), dtype=np.int64),
+            "attention_mask": np.ascontiguousarray(_as_numpy(attention_mask), dtype=np.int64),
+        }
+        return unit_rows(self._text_request.infer(inputs)[0])
+
+
+def _as_numpy(tensor):
+    return tensor.numpy() if hasattr(tensor, "numpy") else np.asarray(tensor)
+
+
+# int8: quantisation and its guard
+
+
+def int8_record(*, checkpoint, cache_dir):
+    """The guard record of this checkpoint's verified int8 build, or None."""
+    target = build_dir(cache_dir, checkpoint) / "int8"
+    try:
+        return verify(target).get("guard")
+    except RuntimeCacheError:
+        return None
+
+
+def int8_proven(*, checkpoint, cache_dir):
+    record = int8_record(checkpoint=checkpoint, cache_dir=cache_dir)
+    return bool(record and record.get("passed"))
+
+
+def ensure_int8_build(*, checkpoint, cache_dir, calibration=None, threshold=None):
+    """The verified int8 build and its guard record.
+
+    A missing or corrupt build is quantised again, with ``calibration`` or
+    the shipped generic set; a build whose guard failed is refused
+    (``RuntimeError``): int8 runs only where its verdicts are proven.
+    """
+    target = build_dir(cache_dir, checkpoint) / "int8"
+    try:
+        guard = verify(target)["guard"]
+    except (RuntimeCacheError, KeyError) as problem:
+        if target.exists():
+            logger.warning("Rebuilding the int8 model: %s", problem)
+        guard = build_int8(checkpoint=checkpoint, cache_dir=cache_dir, calibration=calibration, threshold=threshold)
+    if not guard["passed"]:
+        raise RuntimeError(
+            f"The int8 model failed its guard (verdict agreement {guard['agreement']:.2%}, "
+            f"max score gap {guard['max_score_gap']:.4f}; needed >= {GUARD_MIN_AGREEMENT:.1%} "
+            f"and <= {GUARD_MAX_SCORE_GAP}): use RUNTIME 'openvino'."
+        )
+    return target, guard
+
+
+def build_int8(*, checkpoint, cache_dir, calibration=None, threshold=None, sample=None):
+    """Quantise both towers with NNCF, run the guard, store build and figures.
+
+    ``calibration`` and ``sample`` are ``CalibrationSet``s (pixel arrays and
+    texts, already preprocessed the engine's way); by default the shipped
+    generic set. The guard compares int8 with float32 scores on ``sample``
+    (by default the calibration set) at ``threshold``. Returns the guard record.
+    """
+    import nncf
+    import openvino as ov
+
+    exact_dir, _ = ensure_exact_build(checkpoint=checkpoint, cache_dir=cache_dir)
+    if calibration is None:
+        from clipcheck.engine.calibration_set import generic_calibration_set
+
+        calibration = generic_calibration_set(checkpoint)
+    sample = sample or calibration
+    core = ov.Core()
+    root = exact_dir.parent
+    staging = _staging_dir(root)
+    try:
+        image_ir = nncf.quantize(
+            core.read_model(exact_dir / "image.xml"),
+            nncf.Dataset([{"pixel_values": batch} for batch in calibration.pixel_batches()]),
+            model_type=nncf.ModelType.TRANSFORMER, subset_size=calibration.size,
+        )
+        text_ir = nncf.quantize(
+            core.read_model(exact_dir / "text.xml"),
+            nncf.Dataset(calibration.token_batches()),
+            model_type=nncf.ModelType.TRANSFORMER, subset_size=calibration.size,
+        )
+        ov.save_model(image_ir, staging / "image.xml")
+        ov.save_model(text_ir, staging / "text.xml")
+        exact = _sample_scores(exact_dir, sample, precision="f32")
+        quantised = _sample_scores(staging, sample, precision="f32")
+        guard = guard_figures(exact, quantised, threshold=threshold if threshold is not None else sample.threshold)
+        guard["calibration"] = {"digest": calibration.digest, "size": calibration.size, "source": calibration.source}
+        guard["sample_source"] = sample.source
+        _write_manifest(staging, {"guard": guard, "versions": library_versions()})
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(root / "compiled", ignore_errors=True)
+    with _build_lock:
+        _publish(staging, root / "int8")
+    return guard
+
+
+def _sample_scores(model_dir, sample, *, precision):
+    """API similarity scores of the sample's pairs through a build compiled at ``precision``."""
+    threads = (1, 1)
+    image_model = compile_model(model_dir / "image.xml", precision=precision, threads=threads[0],
+                                cache_dir=model_dir / ".no-cache")
+    text_model = compile_model(model_dir / "text.xml", precision=precision, threads=threads[1],
+                               cache_dir=model_dir / ".no-cache")
+    shutil.rmtree(model_dir / ".no-cache", ignore_errors=True)
+    runtime = OpenVinoRuntime(image_model=image_model, text_model=text_model, logit_scale=1.0, int8=False)
+    images = np.concatenate([runtime.image_features(batch) for batch in sample.pixel_batches()])
+    texts = np.concatenate([
+        runtime.text_features(batch["input_ids"], batch["attention_mask"]) for batch in sample.token_batches()
+    ])
+    return sample.pair_scores(images, texts)
+
+
+def guard_figures(exact_scores, int8_scores, *, threshold):
+    """Verdict agreement and the largest score gap between two runtimes' scores."""
+    exact_scores, int8_scores = np.asarray(exact_scores), np.asarray(int8_scores)
+    agreement = float(np.mean((exact_scores < threshold) == (int8_scores < threshold)))
+    gap = float(np.max(np.abs(exact_scores - int8_scores))) if len(exact_scores) else 0.0
+    return {
+        "pairs": int(len(exact_scores)),
+        "threshold": float(threshold),
+        "agreement": round(agreement, 6),
+        "max_score_gap": round(gap, 6),
+        "passed": agreement >= GUARD_MIN_AGREEMENT and gap <= GUARD_MAX_SCORE_GAP,
+    }
