@@ -1,5 +1,6 @@
 import io
 import os
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -8,6 +9,11 @@ from PIL import Image
 
 from clipcheck.engine import reset_engine
 from tests.checkpoints import build_tiny_clip
+
+
+# Converted and quantised models are keyed by the checkpoint's content and the
+# library versions, so runs may share them (conversion costs seconds).
+RUNTIME_CACHE_DIR = os.path.join(tempfile.gettempdir(), "clipcheck-test-runtime")
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +30,13 @@ def batch_root(tmp_path):
 
 @pytest.fixture(autouse=True)
 def clip_config(settings, tiny_model_dir, batch_root):
-    """Every test runs against the tiny checkpoint, loaded the production way."""
-    settings.CLIPCHECK = {"MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root)}
+    """Every test runs against the tiny checkpoint, loaded the production way,
+    on PyTorch; the runtime tests (tests/knownanswer, tests/clipcheck/engine)
+    run the others."""
+    settings.CLIPCHECK = {
+        "MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root),
+        "RUNTIME": "torch", "RUNTIME_CACHE_DIR": RUNTIME_CACHE_DIR,
+    }
     return settings.CLIPCHECK
 
 

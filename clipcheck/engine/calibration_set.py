@@ -47,6 +47,21 @@ class CalibrationSet:
     def pixel_batches(self):
         return [self.pixels[start:start + BATCH] for start in range(0, self.size, BATCH)]
 
+    def image_items(self):
+        """Calibration inputs of the image tower, one picture each."""
+        return [{"pixel_values": self.pixels[index:index + 1]} for index in range(self.size)]
+
+    def text_items(self):
+        """Calibration inputs of the text tower, one text each (unpadded)."""
+        items = []
+        for text in self.texts:
+            encoded = self.tokenizer([text], truncation=True, max_length=self.max_tokens, return_tensors="np")
+            items.append({
+                "input_ids": encoded["input_ids"].astype(np.int64),
+                "attention_mask": encoded["attention_mask"].astype(np.int64),
+            })
+        return items
+
     def token_batches(self):
         batches = []
         for start in range(0, self.size, BATCH):

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from clipcheck.engine import reset_engine
+from tests.conftest import RUNTIME_CACHE_DIR
 
 KNOWN_ANSWER_MODEL = Path(__file__).resolve().parents[1] / "fixtures" / "known_answer_clip"
 METRICS = json.loads((KNOWN_ANSWER_MODEL / "metrics.json").read_text())
@@ -15,11 +16,24 @@ METRICS = json.loads((KNOWN_ANSWER_MODEL / "metrics.json").read_text())
 THRESHOLD = METRICS["threshold"]["threshold"]
 
 
+@pytest.fixture
+def runtime(request):
+    """The runtime under test: "torch" unless a test is parametrised over
+    runtimes (``@pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)``)."""
+    return getattr(request, "param", "torch")
+
+
+# The exact modes: answers equal plain transformers float32 within rounding.
+EXACT_RUNTIMES = ["torch", "openvino"]
+
+
 @pytest.fixture(autouse=True)
-def known_answer_model(settings, batch_root):
+def known_answer_model(settings, batch_root, runtime):
     settings.CLIPCHECK = {
         "MODEL": str(KNOWN_ANSWER_MODEL),
         "DEVICE": "cpu",
+        "RUNTIME": runtime,
+        "RUNTIME_CACHE_DIR": RUNTIME_CACHE_DIR,
         "THRESHOLD": THRESHOLD,
         "BATCH_ROOT": str(batch_root),
         "PROMPT_TEMPLATE": "a photo of a {}",

@@ -8,7 +8,7 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from scripts import known_answer_domain as domain
-from tests.knownanswer.conftest import THRESHOLD
+from tests.knownanswer.conftest import EXACT_RUNTIMES, THRESHOLD
 from tests.support.users import user_with_token
 
 pytestmark = pytest.mark.django_db
@@ -72,6 +72,7 @@ def pictures():
     return {case: png(domain.render(*case[:3], size=case[3])) for case in CASES}
 
 
+@pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)
 def test_analyze_tells_matching_captions_from_wrong_colours_and_shapes(client, pictures):
     matches, wrong_colour, wrong_shape = [], [], []
     for (shape, colour, seed, size), data in pictures.items():
@@ -143,6 +144,7 @@ def test_batch_scores_equal_single_analyze_scores(client, pictures, batch_root):
         assert result["is_mismatch"] == single["is_mismatch"]
 
 
+@pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)
 def test_pipeline_bugs_would_give_wrong_answers(client):
     """The model itself catches the bugs the decoder must not have."""
     red = domain.render("circle", "red", seed=7, size=96)

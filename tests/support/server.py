@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +68,8 @@ class GunicornServer:
             "CLIPCHECK_MODEL": str(model),
             "CLIPCHECK_DEVICE": "cpu",
             "CLIPCHECK_NUM_THREADS": "1",
+            "CLIPCHECK_RUNTIME": "torch",
+            "CLIPCHECK_RUNTIME_CACHE_DIR": os.path.join(tempfile.gettempdir(), "clipcheck-test-runtime"),
             "CLIPCHECK_TEST_FAULT_FILE": str(self.fault_file),
             **(env or {}),
         }
