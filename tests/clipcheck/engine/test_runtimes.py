@@ -1,0 +1,190 @@
+"""Runtimes behind the engine: selection, the OpenVINO cache, concurrent encoders."""
+
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from django.core.management import call_command
+from PIL import Image
+from rest_framework.test import APIClient
+
+from clipcheck.checks import check_clipcheck_settings
+from clipcheck.engine import get_engine, openvino_runtime, reset_engine
+from clipcheck.engine.runtimes import encoder_threads, resolve_runtime
+from tests.conftest import RUNTIME_CACHE_DIR, image_bytes, set_clip_settings
+
+
+class TestSelection:
+    def test_auto_is_torch_on_cuda_and_openvino_on_cpus(self):
+        assert resolve_runtime("auto", device_type="cuda") == "torch"
+        assert resolve_runtime("auto", device_type="cpu") == "openvino"
+
+    def test_auto_takes_int8_only_where_its_guard_passed(self):
+        assert resolve_runtime("auto", device_type="cpu", int8_proven=lambda: True) == "openvino-int8"
+        assert resolve_runtime(" AUTO ", device_type="cpu", int8_proven=lambda: False) == "openvino"
+
+    def test_openvino_on_cuda_and_unknown_names_are_refused(self):
+        with pytest.raises(RuntimeError, match="CPU only"):
+            resolve_runtime("openvino", device_type="cuda")
+        with pytest.raises(RuntimeError, match="Unknown RUNTIME"):
+            resolve_runtime("onnx", device_type="cpu")
+
+    @pytest.mark.parametrize("value", ["onnx", 3, ""])
+    def test_a_bad_runtime_setting_is_a_system_check_error(self, settings, value):
+        set_clip_settings(settings, RUNTIME=value)
+        assert "clipcheck.E016" in {error.id for error in check_clipcheck_settings()}
+
+    def test_openvino_with_a_cuda_device_is_a_system_check_error(self, settings):
+        set_clip_settings(settings, RUNTIME="openvino-int8", DEVICE="cuda")
+        assert "clipcheck.E016" in {error.id for error in check_clipcheck_settings()}
+
+    def test_the_threads_are_split_between_the_two_encoders(self):
+        assert encoder_threads(2) == ((1, 1), True)
+        assert encoder_threads(5) == ((3, 2), True)
+        assert encoder_threads(1) == ((1, 1), False)
+        assert encoder_threads(4, concurrent=False) == ((4, 4), False)
+
+
+def torch_reference(pictures, texts):
+    engine = get_engine()
+    assert engine.runtime_name == "torch"
+    return engine.encode_images(pictures), engine.encode_texts(texts)[0]
+
+
+PICTURES = [Image.new("RGB", (64, 48), colour) for colour in ((200, 30, 30), (20, 40, 220), (240, 240, 240))]
+TEXTS = ["red", "a long blue description " * 3, "white"]
+
+
+def openvino_embeddings(settings, cache_dir):
+    set_clip_settings(settings, RUNTIME="openvino", DTYPE="float32", RUNTIME_CACHE_DIR=str(cache_dir))
+    reset_engine()
+    engine = get_engine()
+    assert (engine.runtime_name, engine.precision) == ("openvino", "f32")
+    return engine.encode_images(PICTURES), engine.encode_texts(TEXTS)[0]
+
+
+@pytest.mark.django_db
+def test_converted_models_answer_like_torch_and_a_damaged_cache_is_rebuilt(
+    settings, tmp_path, tiny_model_dir, fresh_engine
+):
+    set_clip_settings(settings, DTYPE="float32")
+    reference_images, reference_texts = torch_reference(PICTURES, TEXTS)
+    images, texts = openvino_embeddings(settings, RUNTIME_CACHE_DIR)
+    assert np.abs(images - reference_images).max() < 1e-4
+    assert np.abs(texts - reference_texts).max() < 1e-4
+
+    # A copy of the build (conversion costs seconds) in a cache of this test's own.
+    cache_dir = tmp_path / "runtime-cache"
+    key = openvino_runtime.cache_key(tiny_model_dir)
+    shutil.copytree(Path(RUNTIME_CACHE_DIR) / key / "fp32", cache_dir / key / "fp32")
+    build = cache_dir / key / "fp32"
+    assert openvino_runtime.verify(build)["files"]["image.bin"]
+    # Zeroed bytes in the weights, a lost file: the next load must trust neither.
+    weights = build / "image.bin"
+    data = bytearray(weights.read_bytes())
+    data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
+    weights.write_bytes(bytes(data))
+    (build / "text.xml").unlink()
+    with pytest.raises(openvino_runtime.RuntimeCacheError):
+        openvino_runtime.verify(build)
+
+    images, texts = openvino_embeddings(settings, cache_dir)
+    assert np.abs(images - reference_images).max() < 1e-4
+    assert np.abs(texts - reference_texts).max() < 1e-4
+    assert openvino_runtime.verify(build)["files"]["text.xml"]  # rebuilt and recorded again
+
+
+def test_the_cache_key_follows_the_checkpoint_content(tiny_model_dir, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_model_dir, copy)
+    assert openvino_runtime.cache_key(copy) == openvino_runtime.cache_key(tiny_model_dir)
+    config = copy / "config.json"
+    config.write_text(config.read_text().replace('"logit_scale_init_value"', ' "logit_scale_init_value"'))
+    assert openvino_runtime.cache_key(copy) != openvino_runtime.cache_key(tiny_model_dir)
+
+
+@pytest.mark.django_db
+def test_health_reports_the_runtime_and_its_precision(settings, fresh_engine):
+    set_clip_settings(settings, RUNTIME="openvino", DTYPE="float32")
+    body = APIClient().get("/clip/health").json()
+    assert (body["runtime"], body["precision"]) == ("openvino", "f32")
+    set_clip_settings(settings, RUNTIME="torch")
+    body = APIClient().get("/clip/health").json()
+    assert (body["runtime"], body["precision"]) == ("torch", "float32")
+
+
+class Overlap:
+    """Wraps the runtime's two forwards, recording when each ran."""
+
+    def __init__(self, engine, monkeypatch, barrier=None):
+        self.intervals = {}
+        self.barrier = barrier
+        runtime = engine.runtime
+        for kind, name in (("image", "image_features"), ("text", "text_features")):
+            monkeypatch.setattr(runtime, name, self.recorded(kind, getattr(runtime, name)))
+
+    def recorded(self, kind, forward):
+        def wrapper(*args):
+            started = time.monotonic()
+            if self.barrier is not None:
+                # Returns only when the other forward has started too.
+                self.barrier.wait()
+            else:
+                time.sleep(0.2)
+            result = forward(*args)
+            self.intervals.setdefault(kind, []).append((started, time.monotonic()))
+            return result
+
+        return wrapper
+
+    def overlapped(self):
+        (image_start, image_end), (text_start, text_end) = self.intervals["image"][-1], self.intervals["text"][-1]
+        return image_start < text_end and text_start < image_end
+
+
+def analyze(text):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    upload = SimpleUploadedFile("a.png", image_bytes(color=(10, 200, 90)), content_type="image/png")
+    return APIClient().post("/clip/analyze", {"file": upload, "text": text}, format="multipart")
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_one_uncached_analyze_runs_its_image_and_text_forwards_at_once(settings, monkeypatch, runtime, fresh_engine):
+    set_clip_settings(settings, RUNTIME=runtime, NUM_THREADS=2)
+    engine = get_engine()
+    assert engine.concurrent and engine.threads == (1, 1)
+    overlap = Overlap(engine, monkeypatch, barrier=threading.Barrier(2, timeout=10))
+    response = analyze("green square")
+    assert response.status_code == 200, response.content
+    assert overlap.overlapped()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_with_one_thread_the_forwards_take_turns(settings, monkeypatch, fresh_engine):
+    set_clip_settings(settings, NUM_THREADS=1)
+    engine = get_engine()
+    assert not engine.concurrent
+    overlap = Overlap(engine, monkeypatch)
+    assert analyze("green square").status_code == 200
+    assert not overlap.overlapped()
+
+
+@pytest.mark.django_db
+def test_the_build_command_reports_the_guard_and_fills_the_cache(settings, tiny_model_dir, fresh_engine, capsys):
+    call_command("clip_build_runtime")
+    output = capsys.readouterr().out
+    assert "verdict agreement int8 vs float32:" in output and "max score gap int8 vs float32:" in output
+    build = Path(RUNTIME_CACHE_DIR) / openvino_runtime.cache_key(tiny_model_dir)
+    guard = openvino_runtime.verify(build / "int8")["guard"]
+    assert f"{guard['agreement']:.2%}" in output and f"{guard['max_score_gap']:.4f}" in output
+    assert guard["calibration"]["source"] == "generic" and guard["pairs"] == 128
+    enabled = "int8 enabled" in output
+    assert enabled == guard["passed"] == openvino_runtime.int8_proven(
+        checkpoint=tiny_model_dir, cache_dir=RUNTIME_CACHE_DIR
+    )
+    assert any((build / "compiled").iterdir())  # compiled-model cache filled for the workers
