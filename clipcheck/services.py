@@ -200,14 +200,15 @@ def analyses_compute(*, requests, source, store_embeddings=True):
         engine = get_engine()
         device = engine.device_name
         texts = [requests[index].text for index in to_compute]
-        # Started first: the text forward runs while the images are encoded
-        # (the engine's lanes overlap them when the cores allow).
-        pending_texts = start_inference(lambda: engine.encode_texts(texts))
-        image_vectors = image_embeddings_compute(
-            images=[requests[index].image for index in to_compute], model=model, engine=engine,
-            store=store_embeddings,
-        )
-        text_vectors, truncated = pending_texts.result()
+        # Started first, the text forward runs while the images are encoded,
+        # on the same admission slot (the engine's lanes overlap them when
+        # the cores allow).
+        with start_inference(lambda: engine.encode_texts(texts)) as pending_texts:
+            image_vectors = image_embeddings_compute(
+                images=[requests[index].image for index in to_compute], model=model, engine=engine,
+                store=store_embeddings, run=pending_texts.alongside,
+            )
+            text_vectors, truncated = pending_texts.result()
         for row, index in enumerate(to_compute):
             results[index] = _pair_result(image_vectors[row], text_vectors[row], truncated[row], requests[index].threshold)
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
@@ -275,17 +276,18 @@ def analyses_link(*, analyses, subject):
         analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
 
 
-def image_embeddings_compute(*, images, model=None, engine=None, store=True):
+def image_embeddings_compute(*, images, model=None, engine=None, store=True, run=run_inference):
     """Embeddings of decoded images, in order: stored ones are reused, the
     others are encoded in one ``encode_images`` call and stored (unless
-    ``store`` is false)."""
+    ``store`` is false). ``run`` runs the model computation (admission
+    control; a request's text computation passes its ``alongside``)."""
     model = model or model_id()
     stored = selectors.image_embeddings_get(hashes=[image.sha256 for image in images], model=model)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
         engine = engine or get_engine()
         pictures = [image.image for image in missing.values()]
-        vectors = run_inference(lambda: engine.encode_images(pictures))
+        vectors = run(lambda: engine.encode_images(pictures))
         new = dict(zip(missing, vectors))
         if store:
             image_embeddings_store(vectors=new, model=model)

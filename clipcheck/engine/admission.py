@@ -82,15 +82,62 @@ forward_clock = ForwardClock()
 
 
 class PendingInference:
-    """An admitted computation running on the gate's pool; ``result()`` waits for it."""
+    """An admitted computation running on the gate's pool; ``result()`` waits for it.
 
-    def __init__(self, future, timeout_seconds):
-        self._future = future
+    A context manager: it holds one slot until the request leaves the
+    ``with`` block and its computation — and any computation of the same
+    request run ``alongside`` it — is done (a late one keeps the slot).
+    """
+
+    def __init__(self, gate, timeout_seconds):
+        self._gate = gate
         self._timeout_seconds = timeout_seconds
+        self._holds = 1  # the request's own, until close()
+        self._closed = False
+        self._lock = threading.Lock()
+        self._future = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def close(self):
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._finished(None)
+
+    def _submit(self, compute):
+        with self._lock:
+            self._holds += 1
+        try:
+            future = self._gate._executor.submit(_timed, compute)
+        except BaseException:
+            self._finished(None)
+            raise
+        future.add_done_callback(self._finished)
+        return future
+
+    def _finished(self, _future):
+        with self._lock:
+            self._holds -= 1
+            release = self._holds == 0
+        if release:
+            self._gate._release()
+
+    def alongside(self, compute):
+        """Run another computation of the same request now, on this one's slot, and wait for it."""
+        return self._wait(self._submit(compute))
 
     def result(self):
+        return self._wait(self._future)
+
+    def _wait(self, future):
         try:
-            result, elapsed_ms = self._future.result(timeout=self._timeout_seconds)
+            result, elapsed_ms = future.result(timeout=self._timeout_seconds)
         except concurrent.futures.TimeoutError:
             metrics.INFERENCE_TIMEOUTS.inc()
             logger.error("Inference exceeded its budget of %ss; answering 503.", self._timeout_seconds)
@@ -115,9 +162,10 @@ class InferenceGate:
         self._slots = threading.BoundedSemaphore(capacity)
         self._in_flight = 0
         self._count_lock = threading.Lock()
-        # One thread per slot: an admitted computation never waits for a thread.
+        # Two threads per slot (a computation and one alongside it): an
+        # admitted computation never waits for a thread.
         self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=capacity, thread_name_prefix="clipcheck-inference"
+            max_workers=2 * capacity, thread_name_prefix="clipcheck-inference"
         )
 
     @property
@@ -137,18 +185,15 @@ class InferenceGate:
             metrics.INFERENCE_REJECTED.inc()
             raise ModelBusy()
         self._adjust(+1)
-        try:
-            future = self._executor.submit(_timed, compute)
-        except BaseException:
-            self._release()
-            raise
-        future.add_done_callback(lambda _: self._release())
-        return PendingInference(future, timeout_seconds)
+        pending = PendingInference(self, timeout_seconds)
+        pending._future = pending._submit(compute)
+        return pending
 
     def run(self, compute, *, wait_seconds, timeout_seconds, budget_seconds=None):
-        return self.start(
+        with self.start(
             compute, wait_seconds=wait_seconds, timeout_seconds=timeout_seconds, budget_seconds=budget_seconds
-        ).result()
+        ) as pending:
+            return pending.result()
 
     def shutdown(self):
         self._executor.shutdown(wait=False)
@@ -189,7 +234,8 @@ def inference_gate():
 
 
 def start_inference(compute):
-    """Admit ``compute()`` (a model computation) and start it; ``.result()`` waits."""
+    """Admit ``compute()`` (a model computation) and start it; use the result
+    as a context manager, ``.result()`` waits."""
     return inference_gate().start(
         compute,
         wait_seconds=max(float(clip_settings.QUEUE_TIMEOUT_MS), 0.0) / 1000.0,
@@ -200,4 +246,5 @@ def start_inference(compute):
 
 def run_inference(compute):
     """Run ``compute()`` (a model computation) under admission control."""
-    return start_inference(compute).result()
+    with start_inference(compute) as pending:
+        return pending.result()

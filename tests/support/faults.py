@@ -7,6 +7,8 @@ the file named by ``CLIPCHECK_TEST_FAULT_FILE``:
 * ``raise``       the encoder raises RuntimeError;
 * ``sleep 2.5``   the encoder stalls 2.5 s (cut short when the file changes),
                   marking ``<file>.busy.<pid>`` while it does;
+* ``slow-forward 0.2``  every image forward pass of the runtime takes 0.2 s
+                  longer (a deterministic slow model: admission measures it);
 * empty           normal operation.
 
 Every response also carries ``X-Worker-Pid`` so tests can tell workers apart.
@@ -62,6 +64,18 @@ class FaultInjectionConfig(AppConfig):
             return encode_images(engine, images)
 
         ClipEngine.encode_images = faulty_encode_images
+
+        from clipcheck.engine.runtimes import TorchRuntime
+
+        image_features = TorchRuntime.image_features
+
+        def slow_image_features(runtime, pixel_values):
+            fault = current_fault(path)
+            if fault.startswith("slow-forward "):
+                time.sleep(float(fault.split()[1]))
+            return image_features(runtime, pixel_values)
+
+        TorchRuntime.image_features = slow_image_features
 
 
 class WorkerPidMiddleware:

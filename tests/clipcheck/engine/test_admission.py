@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from clipcheck import metrics
-from clipcheck.engine.admission import InferenceGate, ModelTimer, model_time_ms, run_inference
+from clipcheck.engine.admission import ForwardClock, InferenceGate, ModelTimer, forward_clock, model_time_ms, run_inference
 from clipcheck.errors import ImageRejected, InferenceFailed, InferenceTimeout, ModelBusy
 from tests.conftest import image_bytes
 
@@ -125,6 +125,75 @@ class TestInferenceGate:
         finally:
             model_time_ms.reset(token)
         assert timer.milliseconds >= 45
+
+
+class TestLatencyBudget:
+    def test_the_clock_is_an_ewma_of_forward_time_per_row(self):
+        clock = ForwardClock(weight=0.2)
+        assert clock.seconds_per_row == 0.0
+        clock.observe(0.8, 8)  # a batched forward: 0.1 s per row
+        assert clock.seconds_per_row == pytest.approx(0.1)
+        clock.observe(0.2, 1)
+        assert clock.seconds_per_row == pytest.approx(0.12)
+
+    def test_a_computation_is_shed_only_when_its_expected_wait_exceeds_the_budget(self):
+        clock = ForwardClock()
+        clock.observe(0.1, 1)
+        gate = InferenceGate(capacity=8, clock=clock)
+        held = [occupy(gate), occupy(gate)]
+        assert gate.expected_wait() == pytest.approx(0.2)
+        # 2 ahead x 0.1 s fits a 0.25 s budget...
+        assert gate.run(lambda: "admitted", wait_seconds=0, timeout_seconds=5, budget_seconds=0.25) == "admitted"
+        held.append(occupy(gate))
+        # ...3 ahead does not: refused at once, with free slots left.
+        begun = time.perf_counter()
+        with pytest.raises(ModelBusy):
+            gate.run(lambda: "shed", wait_seconds=5, timeout_seconds=5, budget_seconds=0.25)
+        assert time.perf_counter() - begun < 1.0
+        assert gate.in_flight == 3 < gate.capacity
+        for release, thread, _ in held:
+            release.set()
+            thread.join(5)
+        gate.shutdown()
+
+    def test_a_queue_as_deep_as_the_old_bound_is_admitted_within_the_default_budget(self, settings):
+        """Seven requests ahead of forwards of 70 ms per row (ViT-B/32, one
+        thread) wait about half a second: admitted, where a fixed queue of
+        six refused the seventh."""
+        clock = ForwardClock()
+        clock.observe(0.07, 1)
+        gate = InferenceGate(capacity=16, clock=clock)
+        held = [occupy(gate) for _ in range(7)]
+        from clipcheck.settings import clip_settings
+
+        budget = clip_settings.LATENCY_BUDGET_MS / 1000
+        assert gate.run(lambda: "eighth", wait_seconds=0, timeout_seconds=5, budget_seconds=budget) == "eighth"
+        for release, thread, _ in held:
+            release.set()
+            thread.join(5)
+        gate.shutdown()
+
+    def test_a_computation_alongside_shares_its_requests_slot(self):
+        gate = InferenceGate(capacity=1)
+        release, started = threading.Event(), threading.Event()
+        with gate.start(blocking_compute(release, started), wait_seconds=0, timeout_seconds=5) as pending:
+            assert started.wait(5)
+            assert pending.alongside(lambda: "image") == "image"  # the gate is full, yet it runs
+            assert gate.in_flight == 1
+            release.set()
+            assert pending.result() == "done"
+            assert gate.in_flight == 1  # held until the request is done with it
+        deadline = time.monotonic() + 5
+        while gate.in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gate.in_flight == 0
+        gate.shutdown()
+
+    @pytest.mark.django_db
+    def test_the_engines_forwards_feed_the_clock(self):
+        forward_clock.reset()
+        assert analyze(APIClient()).status_code == 200
+        assert forward_clock.seconds_per_row > 0
 
 
 @pytest.fixture
