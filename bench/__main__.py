@@ -3,6 +3,7 @@
     python -m bench                        # ViT-B/32, 3 rounds (about 4-5 minutes on 2 busy cores)
     python -m bench --smoke                # tiny model, 1 round (seconds; the test suite runs it)
     python -m bench --threads 2 --compare-threads 0
+    python -m bench --runtimes             # torch, OpenVINO and OpenVINO int8 side by side (bench/runtimes.py)
 
 Prints the table and writes ``bench/results/bench.json`` (``bench-smoke.json`` for
 ``--smoke``). ``bench/service.py`` says what is measured and how.
@@ -33,6 +34,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--compare-threads", type=int, default=2,
                         help="CLIPCHECK_NUM_THREADS of a second server measured beside the first (default 2; 0: none)")
     parser.add_argument("--rounds", type=int, help="measurement rounds (default 3, smoke 1)")
+    parser.add_argument("--runtimes", action="store_true",
+                        help="compare the runtimes (torch, openvino, openvino-int8) instead: bench/runtimes.py")
     parser.add_argument("--out", type=Path, help="JSON results file (default bench/results/bench[-smoke].json)")
     args = parser.parse_args(argv)
 
@@ -41,19 +44,27 @@ def main(argv: list[str] | None = None) -> None:
                   **({"rounds": args.rounds} if args.rounds else {}))
     ensure_assets(config.spec)
     load_before, started = os.getloadavg(), time.monotonic()
-    result = run(config)
+    if args.runtimes:
+        from bench import runtimes
+
+        result = runtimes.run(config)
+    else:
+        result = run(config)
     load_after, wall = os.getloadavg(), time.monotonic() - started
     info = {**machine(), "date": time.strftime("%Y-%m-%d"), "loadavg_before": load_before,
             "loadavg_after": load_after, "wall_s": wall}
 
-    print(f"\nclipcheck end to end ({config.spec.name} assets, {config.rounds} round(s); "
+    title = "runtimes side by side" if args.runtimes else "end to end"
+    print(f"\nclipcheck {title} ({config.spec.name} assets, {config.rounds} round(s); "
           f"{info['cpu']}, {info['cores']} cores, avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'})")
     print(format_table(result["rows"]))
-    print(f"throughputs: median of rounds; latency percentiles: all requests of all rounds pooled.\n"
+    print(f"throughputs: median of {'interleaved ' if args.runtimes else ''}rounds; latency percentiles: all requests "
+          f"of all rounds pooled.\n"
           f"load average before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}; run {wall:.0f} s")
 
-    out = args.out or RESULTS / f"bench{'-smoke' if args.smoke else ''}.json"
+    name = "bench" + ("-runtimes" if args.runtimes else "") + ("-smoke" if args.smoke else "")
+    out = args.out or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     config_info = {**asdict(config), "spec": config.spec.name}
     out.write_text(json.dumps({"config": config_info, "machine": info, "rows": [asdict(r) for r in result["rows"]],
