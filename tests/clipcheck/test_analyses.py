@@ -14,7 +14,8 @@ from clipcheck.engine import get_engine
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis, ImageEmbedding
 from clipcheck.settings import clip_settings
-from tests.conftest import image_bytes, set_clip_settings
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db
 

@@ -8,8 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from clipcheck.models import Analysis
 from listings import services
 from listings.models import Listing, ModerationDecision
-from tests.conftest import image_bytes
-from tests.listings.conftest import MISMATCHING_TEXT
+from tests.support.images import image_bytes
+from tests.support.listings import MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db
 
@@ -88,7 +88,7 @@ def test_the_quality_band_filter(moderator_client, checked_pair):
 
 
 def test_recheck_action_reports_counts(moderator_client, checked_pair, settings):
-    from tests.conftest import set_clip_settings
+    from tests.support.clip_settings import set_clip_settings
 
     set_clip_settings(settings, THRESHOLD=0.0)
     response = run_action(moderator_client, CHANGELIST, "recheck_selected", checked_pair)

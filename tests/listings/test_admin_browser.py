@@ -4,7 +4,7 @@ import pytest
 
 from listings import services
 from listings.models import Listing, ModerationDecision
-from tests.listings.conftest import MISMATCHING_TEXT
+from tests.support.listings import MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -19,8 +19,8 @@ from clipcheck.models import Analysis, ImageEmbedding
 from clipcheck.services import model_id
 from listings import audit, services
 from listings.models import Listing, ListingCheckFailure
-from tests.conftest import set_clip_settings
-from tests.listings.conftest import MATCHING_TEXT, MISMATCHING_TEXT
+from tests.support.clip_settings import set_clip_settings
+from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db
 

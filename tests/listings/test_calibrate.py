@@ -12,7 +12,8 @@ from clipcheck import services as clip_services
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis, CalibratedThreshold
 from listings.models import Listing, ModerationDecision
-from tests.conftest import image_bytes, set_clip_settings
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -106,19 +107,19 @@ def test_an_unreachable_target_precision_applies_nothing():
     assert not CalibratedThreshold.objects.exists()
 
 
-def analyze(client, text="a red shoe"):
+def analyze(seller_client, text="a red shoe"):
     upload = SimpleUploadedFile("photo.png", image_bytes(), content_type="image/png")
-    return client.post("/clip/analyze", {"file": upload, "text": text}).json()
+    return seller_client.post("/clip/analyze", {"file": upload, "text": text}).json()
 
 
-def test_apply_makes_the_api_and_the_audit_use_the_threshold(client, separable_decisions, media_root):
-    assert analyze(client)["threshold_used"] == 0.25
+def test_apply_makes_the_api_and_the_audit_use_the_threshold(seller_client, separable_decisions, media_root):
+    assert analyze(seller_client)["threshold_used"] == 0.25
 
     output, _ = run_calibrate("--apply")
 
     best = threshold_in(output, "F1-optimal threshold")
     assert f"Stored threshold {best:g}" in output
-    assert analyze(client, "a blue bag")["threshold_used"] == best
+    assert analyze(seller_client, "a blue bag")["threshold_used"] == best
     stored = CalibratedThreshold.objects.get()
     assert (stored.model, stored.counts["rule"], stored.counts["f1"]) == (clip_services.model_id(), "best_f1", 1.0)
 
@@ -129,14 +130,14 @@ def test_apply_makes_the_api_and_the_audit_use_the_threshold(client, separable_d
     assert set(Analysis.objects.filter(source="audit").values_list("threshold", flat=True)) == {best}
 
 
-def test_an_explicit_threshold_setting_wins_over_the_calibrated_one(client, settings, separable_decisions):
+def test_an_explicit_threshold_setting_wins_over_the_calibrated_one(seller_client, settings, separable_decisions):
     set_clip_settings(settings, THRESHOLD=0.3)
 
     output, _ = run_calibrate("--apply")
 
     assert "CLIPCHECK THRESHOLD is set explicitly (0.3) and wins" in output
     assert CalibratedThreshold.objects.exists()
-    assert analyze(client)["threshold_used"] == 0.3
+    assert analyze(seller_client)["threshold_used"] == 0.3
     assert clip_services.default_threshold() == 0.3
 
 

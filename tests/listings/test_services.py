@@ -6,8 +6,8 @@ from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from listings import services
 from listings.models import Listing, ModerationDecision
-from tests.conftest import image_bytes
-from tests.listings.conftest import MATCHING_TEXT, MISMATCHING_TEXT
+from tests.support.images import image_bytes
+from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db
 
@@ -72,7 +72,7 @@ def test_both_texts_matching_approve_the_listing(make_listing, split_threshold):
 
 
 def test_a_recheck_keeps_a_moderators_decision_on_unchanged_content(make_listing, moderator, settings):
-    from tests.conftest import set_clip_settings
+    from tests.support.clip_settings import set_clip_settings
 
     listing = make_listing()
     set_clip_settings(settings, THRESHOLD=0.0)

@@ -30,7 +30,7 @@ from rest_framework.exceptions import ValidationError
 
 from clipcheck.api.serializers import CategoriesField
 from clipcheck.settings import DEFAULTS
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 from tests.support.users import user_with_token
 
 MAX_EXAMPLES = 30

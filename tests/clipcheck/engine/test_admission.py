@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from clipcheck import metrics
 from clipcheck.engine.admission import InferenceGate, ModelTimer, model_time_ms, run_inference
 from clipcheck.errors import ImageRejected, InferenceFailed, InferenceTimeout, ModelBusy
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 def blocking_compute(release, started=None):
