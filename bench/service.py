@@ -214,7 +214,7 @@ def listings_seed(inputs: Inputs, count: int) -> None:
     """``count`` pending listings, their images saved through the default storage."""
     from django.core.files.base import ContentFile
 
-    from clipcheck.images import content_hash
+    from clipcheck.hashes import content_hash
     from listings.models import Listing
 
     for number in range(count):

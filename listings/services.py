@@ -21,13 +21,17 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipcheck import scoring, selectors as clip_selectors, services as clip_services
+from clipcheck import scoring, selectors as clip_selectors
+from clipcheck.hashes import texts_hash
+from clipcheck.services import analyses as clip_analyses
+from clipcheck.services.classification import image_classify
+from clipcheck.services.thresholds import default_threshold, model_id
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, texts_hash
+from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision
 from listings.settings import listings_settings
 
 logger = logging.getLogger(__name__)
@@ -81,10 +85,10 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
-    title_analysis, description_analysis = clip_services.analyses_create(
+    title_analysis, description_analysis = clip_analyses.analyses_create(
         requests=[
-            clip_services.AnalysisRequest(image=image, text=title),
-            clip_services.AnalysisRequest(image=image, text=description),
+            clip_analyses.AnalysisRequest(image=image, text=title),
+            clip_analyses.AnalysisRequest(image=image, text=description),
         ],
         source=Analysis.Source.UPLOAD,
     )
@@ -106,7 +110,7 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     try:
         with transaction.atomic():
             listing.save()
-            clip_services.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
+            clip_analyses.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
             _listing_apply_check(
                 listing=listing,
                 image_sha256=image.sha256,
@@ -122,8 +126,8 @@ def listing_submit(*, image_data, image, title, description, category="", price=
 
 def listing_suggestion(*, image):
     """A hint for the seller: what the photo looks like to the model."""
-    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=clip_services.model_id())
-    matches = clip_services.classify_image(
+    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=model_id())
+    matches = image_classify(
         image=image, top_k=listings_settings.SUGGESTION_TOP_K, image_embedding=stored.get(image.sha256)
     )
     names = ", ".join(match["category"] for match in matches)
@@ -190,13 +194,13 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
         if isinstance(image, ClipcheckError):
             check.error = image
             continue
-        requests.append(clip_services.AnalysisRequest(image=image, text=listing.title, threshold=threshold, subject=listing))
-        requests.append(clip_services.AnalysisRequest(
+        requests.append(clip_analyses.AnalysisRequest(image=image, text=listing.title, threshold=threshold, subject=listing))
+        requests.append(clip_analyses.AnalysisRequest(
             image=image, text=listing.description, threshold=threshold, subject=listing
         ))
     if not requests:
         return checks
-    analyses = iter(clip_services.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
+    analyses = iter(clip_analyses.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
     for check in checks:
         if check.error is None:
             check.title_analysis, check.description_analysis = next(analyses), next(analyses)
@@ -238,7 +242,7 @@ def listings_check_save(*, checks, done=None):
             check.listing, check.to_status = fresh or check.listing, (fresh or check.listing).status
             continue
         to_apply.append((check, fresh))
-    clip_services.analyses_save(analyses=to_store)
+    clip_analyses.analyses_save(analyses=to_store)
     for check, fresh in to_apply:
         check.listing = fresh
         check.from_status = fresh.status
@@ -333,7 +337,7 @@ def listings_decide(*, listings, moderator, to_status, note=""):
     """
     changed = 0
     now = timezone.now()
-    threshold = clip_services.default_threshold()
+    threshold = default_threshold()
     with transaction.atomic():
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
             if listing.status == to_status:

@@ -10,7 +10,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipcheck import services
+from clipcheck.services.analyses import analysis_create
+from clipcheck.services.batch import batch_analyze
+from clipcheck.services.classification import image_classify
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
 from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses
@@ -50,7 +52,7 @@ class AnalyzeView(APIView):
         serializer = AnalyzeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        analysis = services.analysis_create(
+        analysis = analysis_create(
             image=data["file"], text=data["text"], threshold=data.get("threshold"), source=Analysis.Source.API
         )
         return Response(analysis.result())
@@ -69,7 +71,7 @@ class ClassifyView(APIView):
         serializer = ClassifyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        matches = services.classify_image(
+        matches = image_classify(
             image=data["file"], categories=data.get("categories"), top_k=data.get("top_k")
         )
         return Response({"top_matches": matches})
@@ -99,7 +101,7 @@ class AnalyzeBatchView(APIView):
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response({"results": services.analyze_batch(items=serializer.validated_data["items"])})
+        return Response({"results": batch_analyze(items=serializer.validated_data["items"])})
 
 
 class HealthView(APIView):

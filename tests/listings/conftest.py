@@ -4,7 +4,7 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 
 from clipcheck.images import decode_image
-from clipcheck.services import similarity_scores
+from clipcheck.services.calibration_data import similarity_scores
 from listings.models import Listing
 from tests.support.clip_settings import set_clip_settings
 from tests.support.images import image_bytes

@@ -166,18 +166,18 @@ def test_an_unreadable_image_fails_only_its_listing(make_listing, everything_mat
 def test_a_check_does_not_overwrite_a_decision_made_while_the_model_ran(
     make_listing, moderator, everything_matches, monkeypatch
 ):
-    from clipcheck import services as clip_services
+    from clipcheck.services import analyses as clip_analyses
 
     listing = make_listing()
     services.listing_check(listing=listing)
-    compute = clip_services.analyses_compute
+    compute = clip_analyses.analyses_compute
 
     def decide_meanwhile(**kwargs):
         analyses = compute(**kwargs)
         services.listing_reject(listing=listing, moderator=moderator)
         return analyses
 
-    monkeypatch.setattr(clip_services, "analyses_compute", decide_meanwhile)
+    monkeypatch.setattr(clip_analyses, "analyses_compute", decide_meanwhile)
     stale = Listing.objects.get(pk=listing.pk)
     services.listings_check(listings=[stale])
 
