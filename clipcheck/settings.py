@@ -116,9 +116,6 @@ DEFAULTS = {
             "permissions": ["clipcheck.run_batch_analysis"],
             "rate": "30/minute",
         },
-        # A project's storefront upload (e.g. the listings app's /upload)
-        # stores what it receives: only users allowed to add listings.
-        "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
         # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
         "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
     },

@@ -1,6 +1,7 @@
 """Celery tasks of the listings app: thin wrappers over ``listings.audit.local``.
 
-They run in workers started with ``celery -A clipproject worker -Q clip``;
+They run in workers of the project's Celery app on the ``clip`` queue
+(``celery -A <project> worker -Q clip``, docs/audit.md);
 ``get_engine()`` keeps the model resident in each worker process from its
 first task on.
 """

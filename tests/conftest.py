@@ -23,8 +23,12 @@ def batch_root(tmp_path):
 
 @pytest.fixture(autouse=True)
 def clip_config(settings, tiny_model_dir, batch_root):
-    """Every test runs against the tiny checkpoint, loaded the production way."""
-    settings.CLIPCHECK = {"MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root)}
+    """Every test runs against the tiny checkpoint, loaded the production way,
+    with the project's access policies (its own views' scopes)."""
+    settings.CLIPCHECK = {
+        "MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root),
+        "ACCESS": settings.CLIPCHECK.get("ACCESS", {}),
+    }
     return settings.CLIPCHECK
 
 

@@ -5,7 +5,7 @@ Who may call each endpoint and how often is the ``access_scope`` policy in
 throttle classes, ``clipcheck.access``).
 """
 
-from drf_spectacular.utils import OpenApiRequest, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -15,7 +15,7 @@ from clipcheck.services.batch import batch_analyze
 from clipcheck.services.classification import image_classify
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
-from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses
+from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
 from clipcheck.api.serializers import (
     AnalyzeInputSerializer,
     AnalyzeResultSerializer,
@@ -32,13 +32,6 @@ from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 
 SERVICE_NAME = "CLIP analyzer"
-UPLOAD_ENCODING = {"file": {"contentType": "image/*"}}
-
-
-def multipart(serializer):
-    return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
-
-
 class AnalyzeView(APIView):
     access_scope = "analyze"
     parser_classes = [MultiPartParser, FormParser]

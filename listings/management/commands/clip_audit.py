@@ -10,6 +10,7 @@ import sys
 from datetime import datetime, time
 from pathlib import Path
 
+from celery import current_app
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
@@ -194,7 +195,7 @@ class Command(BaseCommand):
         if not workers:
             self.stderr.write(
                 "No running worker consumes the 'clip' queue yet; the chunks wait until one starts "
-                "(celery -A clipproject worker -Q clip --concurrency 1)."
+                f"(celery -A {current_app.main} worker -Q clip --concurrency 1)."
             )
 
     def progress_bar(self, options, *, enabled):
