@@ -363,14 +363,6 @@ def listings_decide(*, listings, moderator, to_status, note=""):
     return changed
 
 
-def listing_approve(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.APPROVED, note=note)
-
-
-def listing_reject(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED, note=note)
-
-
 def listings_flag_mismatches(*, listings, moderator, note=""):
     """Send the listings whose latest check found a mismatch to the review queue."""
     mismatched = [listing for listing in listings if listing.clip_verdict == Analysis.Verdict.MISMATCH]

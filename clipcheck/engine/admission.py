@@ -14,8 +14,10 @@ Every model computation of a request goes through ``run_inference``:
 * an exception inside the model becomes ``InferenceFailed`` (503); the
   process keeps serving.
 
-This is a deliberately small piece: a micro-batching queue can replace it
-behind the same function.
+Behind it, the engine's micro-batchers (``clipcheck.engine.batcher``) merge
+the admitted computations that arrive together into one forward pass: this
+module bounds how many wait and for how long, the batcher decides how they
+share the model.
 """
 
 import concurrent.futures

@@ -139,7 +139,7 @@ def test_reject_action_asks_for_a_note_then_records_it(moderator_client, moderat
 
 def test_flag_action_queues_only_mismatches(moderator_client, checked_pair, moderator):
     matching, mismatching = checked_pair
-    services.listing_approve(listing=mismatching, moderator=moderator)
+    services.listings_decide(listings=[mismatching], moderator=moderator, to_status=Listing.Status.APPROVED)
 
     response = run_action(moderator_client, CHANGELIST, "flag_mismatches", [matching, mismatching])
 
