@@ -171,7 +171,7 @@ RULES = (
 
 
 def unknown_settings_errors(settings_object, *, error_id):
-    """An error naming keys of a ``ClipSettings`` dict that its defaults lack."""
+    """An error naming keys of a ``AppSettings`` dict that its defaults lack."""
     unknown = sorted(set(settings_object.user_settings) - set(settings_object.defaults))
     if not unknown:
         return []
