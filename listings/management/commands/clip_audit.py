@@ -17,6 +17,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
+from clipcheck.scoring import quality_bands
 from listings.audit import distributed, local, records
 from listings.management.options import positive_int
 from listings.models import Listing
@@ -278,7 +279,5 @@ class Command(BaseCommand):
 
 
 def _bands_in_order(bands):
-    from clipcheck.settings import clip_settings
-
-    order = [label for label, _ in sorted(clip_settings.QUALITY_BANDS.items(), key=lambda band: -band[1])]
+    order = [label for label, _ in quality_bands()]
     return sorted(bands.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
