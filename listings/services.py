@@ -231,29 +231,43 @@ def listings_check_save(*, checks, done=None):
     to_apply, to_store = [], []
     for check in scored:
         fresh = current.get(check.listing.pk)
-        if done is not None and (fresh is None or done(fresh)):
+        if _done_meanwhile(fresh=fresh, done=done):
             check.skipped, check.to_status = True, (fresh or check.listing).status
             check.title_analysis = check.description_analysis = None
             continue
         to_store += [check.title_analysis, check.description_analysis]
-        checked_texts = texts_hash(check.listing.title, check.listing.description)
-        if fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts:
+        if _changed_meanwhile(check=check, fresh=fresh):
             # Deleted or edited meanwhile; the edit brings its own check.
             check.listing, check.to_status = fresh or check.listing, (fresh or check.listing).status
             continue
         to_apply.append((check, fresh))
     clip_analyses.analyses_save(analyses=to_store)
     for check, fresh in to_apply:
-        check.listing = fresh
-        check.from_status = fresh.status
-        check.to_status = _listing_apply_check(
-            listing=fresh,
-            image_sha256=check.title_analysis.image_sha256,
-            texts_sha256=fresh.texts_sha256,
-            title_analysis=check.title_analysis,
-            description_analysis=check.description_analysis,
-        ).to_status
+        _check_apply_fresh(check=check, fresh=fresh)
     return checks
+
+
+def _done_meanwhile(*, fresh, done):
+    """In a bulk audit (``done`` given): True when another writer stored this listing, or it is gone."""
+    return done is not None and (fresh is None or done(fresh))
+
+
+def _changed_meanwhile(*, check, fresh):
+    """True when the listing was deleted, or its image or texts changed, since ``check`` read it."""
+    checked_texts = texts_hash(check.listing.title, check.listing.description)
+    return fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts
+
+
+def _check_apply_fresh(*, check, fresh):
+    check.listing = fresh
+    check.from_status = fresh.status
+    check.to_status = _listing_apply_check(
+        listing=fresh,
+        image_sha256=check.title_analysis.image_sha256,
+        texts_sha256=fresh.texts_sha256,
+        title_analysis=check.title_analysis,
+        description_analysis=check.description_analysis,
+    ).to_status
 
 
 def listings_recheck(*, listings, source=Analysis.Source.ADMIN):

@@ -61,36 +61,18 @@ def analyses_compute(*, requests, source, store_embeddings=True):
     transactions and save the rows afterwards with ``analyses_save``.
     """
     model = model_id()
-    requests = [
-        AnalysisRequest(
-            image=request.image,
-            text=request.text,
-            threshold=default_threshold() if request.threshold is None else float(request.threshold),
-            subject=request.subject,
-        )
-        for request in requests
-    ]
+    requests = [_with_threshold(request) for request in requests]
     started = time.monotonic()
     text_hashes = [text_hash(request.text) for request in requests]
-    keys = [(r.image.sha256, text_hash, r.threshold) for r, text_hash in zip(requests, text_hashes)]
+    keys = [(r.image.sha256, text_hash_, r.threshold) for r, text_hash_ in zip(requests, text_hashes)]
     earlier = selectors.analyses_cached(keys=keys, model=model)
     lookup_ms = (time.monotonic() - started) * 1000
 
     to_compute = [index for index, key in enumerate(keys) if key not in earlier]
-    results, device, compute_ms = {}, "", 0.0
-    if to_compute:
-        computing_started = time.monotonic()
-        engine = get_engine()
-        device = engine.device_name
-        image_vectors = image_embeddings_compute(
-            images=[requests[index].image for index in to_compute], model=model, engine=engine,
-            store=store_embeddings,
-        )
-        texts = [requests[index].text for index in to_compute]
-        text_vectors, truncated = run_inference(lambda: engine.encode_texts(texts))
-        for row, index in enumerate(to_compute):
-            results[index] = _pair_result(image_vectors[row], text_vectors[row], truncated[row], requests[index].threshold)
-        compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
+    computed, device, compute_ms = _pairs_compute(
+        requests=[requests[index] for index in to_compute], model=model, store_embeddings=store_embeddings
+    )
+    results = dict(zip(to_compute, computed))
 
     analyses = []
     for index, request in enumerate(requests):
@@ -98,9 +80,8 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             result, cached, analysis_device, duration_ms = results[index], False, device, compute_ms
         else:
             source_analysis = earlier[keys[index]]
-            result = scoring.verdict(source_analysis.similarity_score, source_analysis.threshold)
-            result["text_truncated"] = source_analysis.text_truncated
-            cached, analysis_device, duration_ms = True, source_analysis.device, lookup_ms / len(requests)
+            result, cached = _stored_result(source_analysis), True
+            analysis_device, duration_ms = source_analysis.device, lookup_ms / len(requests)
         analyses.append(analysis_build(
             image_sha256=request.image.sha256,
             text=request.text,
@@ -114,6 +95,38 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             subject=request.subject,
         ))
     return analyses
+
+
+def _with_threshold(request):
+    threshold = default_threshold() if request.threshold is None else float(request.threshold)
+    return AnalysisRequest(image=request.image, text=request.text, threshold=threshold, subject=request.subject)
+
+
+def _pairs_compute(*, requests, model, store_embeddings):
+    """The model's verdicts on image/text pairs: ``(results, device, milliseconds per pair)``.
+
+    One ``encode_images`` call for the images without a stored embedding,
+    one ``encode_texts`` call; nothing loads the model when there is nothing to compute.
+    """
+    if not requests:
+        return [], "", 0.0
+    started = time.monotonic()
+    engine = get_engine()
+    image_vectors = image_embeddings_compute(
+        images=[request.image for request in requests], model=model, engine=engine, store=store_embeddings,
+    )
+    texts = [request.text for request in requests]
+    text_vectors, truncated = run_inference(lambda: engine.encode_texts(texts))
+    results = [
+        _pair_result(image_vectors[row], text_vectors[row], truncated[row], request.threshold)
+        for row, request in enumerate(requests)
+    ]
+    return results, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
+
+
+def _stored_result(analysis):
+    """The verdict fields of an earlier analysis of the same pair."""
+    return {**scoring.verdict(analysis.similarity_score, analysis.threshold), "text_truncated": analysis.text_truncated}
 
 
 def analyses_save(*, analyses):
