@@ -132,10 +132,10 @@ DEFAULTS = {
 class AppSettings:
     """Attribute access to one namespaced settings dict with defaults filled in.
 
-    Each app of the project has one for its own dict (``clip_settings`` for
-    ``CLIPCHECK``, ``listings_settings`` for ``LISTINGS``); it reloads
-    itself when that setting changes (``override_settings``, pytest-django's
-    ``settings``).
+    Each app has one for its own dict (``clip_settings`` for ``CLIPCHECK``;
+    another app builds its own from its defaults and setting name); it
+    reloads itself when that setting changes (``override_settings``,
+    pytest-django's ``settings``).
     """
 
     def __init__(self, defaults, setting_name):
