@@ -112,7 +112,7 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
     for name in ("torch", "openvino"):
         progress(f"loading the {name} engine")
         engines[name] = ClipEngine.load(model_name=str(model_dir), num_threads=threads, runtime=name,
-                                        concurrent_encoders=False, cache_dir=str(cache_dir))
+                                        concurrent_encoders=False, runtime_cache_dir=str(cache_dir))
     progress("building the int8 model (generic calibration set)")
     checkpoint = local_checkpoint(str(model_dir))
     guard = openvino_runtime.runtime_build(checkpoint=checkpoint, cache_dir=str(cache_dir))

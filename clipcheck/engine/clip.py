@@ -4,6 +4,10 @@ The checkpoint's own image processor and tokenizer define preprocessing
 (image size, crop, mean/std, context length). Embeddings come back as
 L2-normalised float32 numpy rows so callers can score, cache and store them
 without touching torch.
+
+The engine reads no Django settings: its configuration is passed when it is
+built (``clipcheck.engine.get_engine`` passes ``CLIPCHECK``'s values and
+builds a new engine when they change), so it is usable outside Django too.
 """
 
 import threading
@@ -20,7 +24,6 @@ from transformers.utils import logging as transformers_logging
 from clipcheck import metrics
 from clipcheck.engine.admission import forward_clock
 from clipcheck.engine.batcher import MicroBatcher
-from clipcheck.settings import clip_settings
 
 transformers_logging.disable_progress_bar()
 
@@ -88,10 +91,16 @@ class ClipEngine:
     forwards on the same cores only thrash). How many requests may wait and
     for how long is admission control's business
     (``clipcheck.engine.admission``), not the engine's.
+
+    ``batch_size``: rows per forward pass; ``batch_wait_ms``: how long a
+    batcher waits for requests on their way; ``text_cache_size``: text
+    embeddings kept (0: none). The defaults are ``CLIPCHECK``'s.
     """
 
-    def __init__(self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, concurrent=False,
-                 threads=(1, 1)):
+    def __init__(
+        self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, concurrent=False,
+        threads=(1, 1), batch_size=32, batch_wait_ms=5, text_cache_size=4096,
+    ):
         self.model_name = model_name
         self.runtime = runtime
         self.image_processor = image_processor
@@ -110,28 +119,22 @@ class ClipEngine:
         self._text_lock = threading.Lock() if concurrent else self._image_lock
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
-        self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **self._limits())
-        self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **self._limits())
-
-    @staticmethod
-    def _limits():
-        return {"max_rows": int(clip_settings.BATCH_SIZE), "max_wait": clip_settings.BATCH_WAIT_MS / 1000.0}
-
-    def _refresh_limits(self):
-        # Settings may change at run time (tests, calibration); cheap to re-read.
-        for batcher in (self._image_batcher, self._text_batcher):
-            for name, value in self._limits().items():
-                setattr(batcher, name, value)
+        self.text_cache_size = int(text_cache_size)
+        limits = {"max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0}
+        self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **limits)
+        self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **limits)
 
     @classmethod
     def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None, runtime="auto",
-             concurrent_encoders=None, cache_dir=None):
+             concurrent_encoders=None, runtime_cache_dir="var/runtime", **options):
+        """Load a checkpoint (hub id or directory) on a runtime (``clipcheck.engine.runtimes``);
+        ``options`` are the engine's ``batch_size``, ``batch_wait_ms`` and ``text_cache_size``."""
         from clipcheck.engine import openvino_runtime, runtimes
 
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         checkpoint = local_checkpoint(model_name)
-        cache_dir = cache_dir or "var/runtime"
+        cache_dir = str(runtime_cache_dir)
         name = runtimes.resolve_runtime(
             runtime, device_type=torch_device.type,
             int8_proven=lambda: openvino_runtime.int8_proven(checkpoint=checkpoint, cache_dir=cache_dir),
@@ -157,6 +160,7 @@ class ClipEngine:
             dtype=torch_dtype,
             concurrent=concurrent,
             threads=threads,
+            **options,
         )
 
     @property
@@ -186,7 +190,6 @@ class ClipEngine:
 
     def encode_images(self, images):
         """RGB PIL images → (n, dim) float32 unit vectors, in batches."""
-        self._refresh_limits()
         batch_size = self._image_batcher.max_rows
         rows = []
         for start in range(0, len(images), batch_size):
@@ -238,7 +241,6 @@ class ClipEngine:
         # Batched by length: a batch is padded to its longest text, so mixing
         # short titles with 77-token descriptions wastes most of the work.
         missing = sorted(dict.fromkeys(text for text in texts if text not in found), key=len)
-        self._refresh_limits()
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
@@ -264,7 +266,7 @@ class ClipEngine:
             return self.runtime.text_features(encoded["input_ids"], encoded["attention_mask"]), truncated
 
     def _remember(self, texts, embeddings, truncated):
-        capacity = int(clip_settings.TEXT_CACHE_SIZE)
+        capacity = self.text_cache_size
         if capacity <= 0:
             return
         with self._text_cache_lock:

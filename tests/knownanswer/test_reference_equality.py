@@ -16,7 +16,8 @@ from rest_framework.test import APIClient
 from transformers import CLIPModel, CLIPProcessor
 
 from scripts import known_answer_domain as domain
-from tests.knownanswer.conftest import EXACT_RUNTIMES, KNOWN_ANSWER_MODEL
+from tests.support.known_answer import KNOWN_ANSWER_MODEL
+from tests.support.runtime import EXACT_RUNTIMES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)]
 

@@ -8,9 +8,10 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from tests.support.runtime import RUNTIME_CACHE_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,7 +70,7 @@ class GunicornServer:
             "CLIPCHECK_DEVICE": "cpu",
             "CLIPCHECK_NUM_THREADS": "1",
             "CLIPCHECK_RUNTIME": "torch",
-            "CLIPCHECK_RUNTIME_CACHE_DIR": os.path.join(tempfile.gettempdir(), "clipcheck-test-runtime"),
+            "CLIPCHECK_RUNTIME_CACHE_DIR": RUNTIME_CACHE_DIR,
             "CLIPCHECK_TEST_FAULT_FILE": str(self.fault_file),
             **(env or {}),
         }
@@ -214,7 +215,7 @@ _picture_numbers = itertools.count()
 def unique_picture():
     """PNG bytes no earlier request sent: a known picture would be answered
     from the stored verdict or embedding without reaching the model."""
-    from tests.conftest import image_bytes
+    from tests.support.images import image_bytes
 
     number = next(_picture_numbers)
     return image_bytes(color=(number % 256, number // 256 % 256, 90))

@@ -14,7 +14,9 @@ from rest_framework.test import APIClient
 from clipcheck.checks import check_clipcheck_settings
 from clipcheck.engine import get_engine, openvino_runtime, reset_engine
 from clipcheck.engine.runtimes import encoder_threads, resolve_runtime
-from tests.conftest import RUNTIME_CACHE_DIR, image_bytes, set_clip_settings
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
+from tests.support.runtime import RUNTIME_CACHE_DIR
 
 
 class TestSelection:
