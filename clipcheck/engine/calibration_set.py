@@ -1,9 +1,8 @@
 """Calibration and guard sets for the int8 runtime: photos with their texts.
 
 NNCF calibrates activation ranges on inputs like the ones the model will
-see, so the best set is a sample of the catalogue's own photos and texts
-(``manage.py clip_build_runtime`` takes one when the catalogue has
-listings). Without one, ``generic_calibration_set`` renders a shipped
+see, so the best set is a sample of the project's own photos and texts
+(a project builds one with ``calibration_set_build``). Without one, ``generic_calibration_set`` renders a shipped
 generic set: flat-coloured shapes on plain, gradient and noisy backgrounds
 with captions naming them, at the sizes product photos come in.
 """

@@ -18,12 +18,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
+from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
 from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
 from clipcheck.engine.admission import forward_clock
 from clipcheck.engine.batcher import MicroBatcher
+from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
+from clipcheck.engine.runtimes import TorchRuntime, encoder_threads, resolve_runtime
 
 transformers_logging.disable_progress_bar()
 
@@ -55,6 +57,19 @@ def resolve_dtype(requested, device):
     if device.type == "cuda":
         return torch.float16
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+
+
+def load_runtime(name, *, checkpoint, device, dtype, threads, cache_dir):
+    """The runtime ``name`` for the checkpoint directory; ``threads``: (image, text) lanes."""
+    if name == "torch":
+        model = CLIPModel.from_pretrained(checkpoint, dtype=dtype)
+        model.to(device).eval()
+        runtime = TorchRuntime(model=model, device=device, dtype=dtype)
+        runtime.set_threads(*threads)
+        return runtime
+    return OpenVinoRuntime.load(
+        checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, threads=threads, cache_dir=cache_dir,
+    )
 
 
 def local_checkpoint(model_name):
@@ -129,27 +144,23 @@ class ClipEngine:
              concurrent_encoders=None, runtime_cache_dir="var/runtime", **options):
         """Load a checkpoint (hub id or directory) on a runtime (``clipcheck.engine.runtimes``);
         ``options`` are the engine's ``batch_size``, ``batch_wait_ms`` and ``text_cache_size``."""
-        from clipcheck.engine import openvino_runtime, runtimes
-
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         checkpoint = local_checkpoint(model_name)
         cache_dir = str(runtime_cache_dir)
-        name = runtimes.resolve_runtime(
+        name = resolve_runtime(
             runtime, device_type=torch_device.type,
-            int8_proven=lambda: openvino_runtime.int8_proven(checkpoint=checkpoint, cache_dir=cache_dir),
+            int8_proven=lambda: int8_proven(checkpoint=checkpoint, cache_dir=cache_dir),
         )
         # On CUDA the host threads only feed the device: one lane.
-        threads, concurrent = runtimes.encoder_threads(
+        threads, concurrent = encoder_threads(
             num_threads, concurrent=concurrent_encoders if torch_device.type == "cpu" else False
         )
         image_processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         config = CLIPConfig.from_pretrained(checkpoint)
-        loaded = runtimes.load_runtime(
-            name, model_name=model_name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype,
-            threads=threads, cache_dir=cache_dir,
-        )
+        loaded = load_runtime(name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype, threads=threads,
+                              cache_dir=cache_dir)
         return cls(
             model_name=model_name,
             runtime=loaded,

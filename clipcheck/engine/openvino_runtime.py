@@ -289,9 +289,6 @@ class OpenVinoRuntime:
             guard=guard,
         )
 
-    def set_threads(self, image_threads, text_threads):
-        pass  # fixed per compiled model at load
-
     # The engine calls each tower from one thread at a time (its lanes'
     # locks), so one infer request per tower suffices.
 

@@ -125,20 +125,3 @@ def _torch_unit_rows(output):
     features = getattr(output, "pooler_output", output)
     return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
 
-
-def load_runtime(name, *, model_name, checkpoint, device, dtype, threads, cache_dir):
-    """A loaded runtime of ``name`` for the checkpoint directory ``checkpoint``."""
-    if name == "torch":
-        import torch
-        from transformers import CLIPModel
-
-        model = CLIPModel.from_pretrained(checkpoint, dtype=dtype)
-        model.to(device).eval()
-        runtime = TorchRuntime(model=model, device=device, dtype=dtype)
-        torch.set_num_threads(max(1, min(threads)))
-        return runtime
-    from clipcheck.engine import openvino_runtime
-
-    return openvino_runtime.OpenVinoRuntime.load(
-        checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, threads=threads, cache_dir=cache_dir,
-    )

@@ -10,9 +10,9 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clipcheck import services as clip_services
 from clipcheck.engine import openvino_runtime, runtimes
 from clipcheck.engine.clip import local_checkpoint
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
 from listings.management.options import positive_int
 from listings.runtime import catalogue_calibration_sets
@@ -39,7 +39,7 @@ class Command(BaseCommand):
             raise CommandError("The openvino package is not installed (pip install -r requirements/base.txt).")
         model = str(clip_settings.MODEL)
         cache_dir = str(clip_settings.RUNTIME_CACHE_DIR)
-        threshold = options["threshold"] if options["threshold"] is not None else clip_services.default_threshold()
+        threshold = options["threshold"] if options["threshold"] is not None else default_threshold()
         checkpoint = local_checkpoint(model)
 
         started = time.monotonic()
