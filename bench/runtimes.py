@@ -288,7 +288,9 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
 
     quiet_transformers()
     threads = config.threads
-    cache_dir = root / "runtime-cache"
+    # Kept between runs (keyed by content): the builds are not what is measured here,
+    # except by the cold start below, which gets an empty cache of its own.
+    cache_dir = config.spec.root / "runtime"
     inputs = Inputs(config.spec)
     listings_seed(inputs, config.audit_listings)
 

@@ -13,7 +13,7 @@ from tests.support.server import GunicornServer, multipart, unique_picture
 pytestmark = pytest.mark.server
 
 CLIENTS = 8
-SECONDS = 6
+SECONDS = 4
 FORWARD_SECONDS = 0.2  # every image forward; the tiny model alone takes milliseconds
 
 
