@@ -15,7 +15,10 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
+    "DECODE_MEMORY_BUDGET_BYTES",
 )
+# Keys that may also be None (the feature is off).
+OPTIONAL_POSITIVE_INTEGERS = ("ANALYSIS_RETENTION_DAYS",)
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
     "QUEUE_TIMEOUT_MS": (0, True),
@@ -25,6 +28,7 @@ NUMBERS = {
     "BATCH_WAIT_MS": (0, True),
     "JPEG_DRAFT_MIN_SIDE": (0, True),
     "CALIBRATION_CACHE_SECONDS": (0, True),
+    "DECODE_WAIT_MS": (0, True),
 }
 KNOWN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -72,6 +76,11 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
         value = getattr(clip_settings, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(Error(f"CLIPCHECK {key} {value!r} must be a positive integer.", id="clipcheck.E004"))
+    for key in OPTIONAL_POSITIVE_INTEGERS:
+        value = getattr(clip_settings, key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            errors.append(Error(f"CLIPCHECK {key} {value!r} must be None or a positive integer.", id="clipcheck.E004"))
+    errors.extend(_check_decode_budget())
     bands = clip_settings.QUALITY_BANDS
     if (
         not isinstance(bands, dict)
@@ -123,6 +132,7 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
             relation = "at least" if inclusive else "greater than"
             errors.append(Error(f"CLIPCHECK {key} {value!r} must be a number {relation} {bound}.", id="clipcheck.E014"))
     errors.extend(_check_access_table())
+    errors.extend(_check_failed_auth_rate())
     if clip_settings.THROTTLE_CACHE not in settings.CACHES:
         errors.append(Error(
             f"CLIPCHECK THROTTLE_CACHE {clip_settings.THROTTLE_CACHE!r} is not an alias in settings.CACHES.",
@@ -145,6 +155,37 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
             id="clipcheck.W001",
         ))
     return errors
+
+
+def _check_decode_budget():
+    from clipcheck.decode_budget import MB, worst_case_decode_cost
+
+    budget, pixels = clip_settings.DECODE_MEMORY_BUDGET_BYTES, clip_settings.MAX_IMAGE_PIXELS
+    if not all(isinstance(value, int) and not isinstance(value, bool) and value > 0 for value in (budget, pixels)):
+        return []  # reported as E004
+    needed = worst_case_decode_cost(pixels)
+    if budget < needed:
+        return [Warning(
+            f"CLIPCHECK DECODE_MEMORY_BUDGET_BYTES ({budget // MB} MB) is below what one image at "
+            f"MAX_IMAGE_PIXELS may need to decode ({needed // MB} MB): such images are refused as too large.",
+            hint="Raise the budget or lower MAX_IMAGE_PIXELS.",
+            id="clipcheck.W004",
+        )]
+    return []
+
+
+def _check_failed_auth_rate():
+    from clipcheck.access import parse_rate
+
+    rate = clip_settings.FAILED_AUTH_RATE
+    if rate is None:
+        return []
+    try:
+        parse_rate(rate)
+    except ValueError:
+        return [Error(f"CLIPCHECK FAILED_AUTH_RATE {rate!r} must be None or a rate like '20/minute'.",
+                      id="clipcheck.E016")]
+    return []
 
 
 def _check_access_table():

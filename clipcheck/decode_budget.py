@@ -41,6 +41,11 @@ def decode_cost(mode, width, height):
     return width * height * per_pixel
 
 
+def worst_case_decode_cost(pixels):
+    """The most any accepted image of ``pixels`` pixels may reserve."""
+    return max(decode_cost(mode, pixels, 1) for mode in ("P", "RGBA", "I;16", "F", "1", "L"))
+
+
 class DecodeBudget:
     """A counting semaphore over bytes: reserve, decode, release."""
 

@@ -6,6 +6,7 @@ EXIF orientation applied, transparency composited onto white, every mode
 converted to 8-bit RGB, the first frame of animations.
 """
 
+import errno
 import hashlib
 import io
 import os
@@ -340,7 +341,9 @@ def read_batch_file(relative_path, *, root=None):
         fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except (FileNotFoundError, NotADirectoryError):
         raise BatchPathRejected("No such file under the batch root.", code="file_not_found", status_code=404)
-    except OSError as exc:  # permissions, name too long, a symlink swapped in
+    except OSError as exc:  # permissions, a symlink swapped in
+        if exc.errno == errno.ENAMETOOLONG:
+            raise BatchPathRejected("The path is too long for a file name.")
         raise BatchPathRejected(f"The file cannot be opened: {exc.strerror}.", code="unreadable_file")
     try:
         info = os.fstat(fd)

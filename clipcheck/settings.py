@@ -90,6 +90,10 @@ DEFAULTS = {
     # keep it above MAX_IMAGE_PIXELS x 8 bytes.
     "DECODE_MEMORY_BUDGET_BYTES": 512 * 1024 * 1024,
     "DECODE_WAIT_MS": 5000,
+    # Days an analysis made by the anonymous API (/clip/analyze) is kept;
+    # manage.py clip_prune_analyses deletes older ones (run it daily).
+    # Analyses of listings, audits and batches are kept. None: keep all.
+    "ANALYSIS_RETENTION_DAYS": 30,
     # Text embeddings kept per process (category prompts, repeated texts).
     "TEXT_CACHE_SIZE": 4096,
     # Seconds a process keeps the latest calibrated threshold before reading
@@ -132,6 +136,10 @@ DEFAULTS = {
         # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
         "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
     },
+    # Failed token authentications per client (IP address) and period,
+    # counted in THROTTLE_CACHE; past it every token request of that client
+    # gets 429 "throttled" until the period ends. None: not limited.
+    "FAILED_AUTH_RATE": "20/minute",
     # The cache (settings.CACHES alias) that counts throttled requests; it
     # must be shared by all serving processes (Redis) for limits to hold
     # across workers.

@@ -6,6 +6,7 @@ configuration. Every operation lists the errors it can answer, all in the
 one error format (``Error``).
 """
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
@@ -156,3 +157,10 @@ class BatchItemsFieldExtension(OpenApiSerializerFieldExtension):
                 "example": {"image_path": "products/123.jpg", "text": "red leather handbag"},
             },
         }
+
+
+class CsrfSessionScheme(SessionScheme):
+    """Documents ``CsrfSessionAuthentication`` as the session cookie scheme
+    (drf-spectacular's own extension matches only DRF's class)."""
+
+    target_class = "clipcheck.api.authentication.CsrfSessionAuthentication"

@@ -15,7 +15,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from clipcheck.engine import get_engine
-from clipcheck.errors import ClipcheckError
+from clipcheck.errors import ClipcheckError, ModelUnavailable
 from listings import audit
 from listings.management.options import positive_int
 from listings.models import Listing
@@ -183,6 +183,8 @@ class Command(BaseCommand):
     def check_model(self):
         try:
             get_engine()
+        except ModelUnavailable as exc:  # the operator gets the path and the exception
+            raise CommandError(f"The model is unusable: {exc.reason}")
         except ClipcheckError as exc:
             raise CommandError(f"The model is unusable: {exc.message}")
 
