@@ -16,6 +16,7 @@ from django.utils.dateparse import parse_date, parse_datetime
 
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError, ModelUnavailable
+from clipcheck.spreadsheets import spreadsheet_row
 from listings import audit
 from listings.management.options import positive_int
 from listings.models import Listing
@@ -89,7 +90,7 @@ class AuditReport:
     def write(self, rows):
         for row in rows:
             if self.format == ".csv":
-                self.writer.writerow(row.as_dict())
+                self.writer.writerow(spreadsheet_row(row.as_dict()))
             else:
                 self.handle.write(("," if self.rows else "") + "\n" + json.dumps(row.as_dict()))
             self.rows += 1
