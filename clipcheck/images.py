@@ -7,7 +7,6 @@ converted to 8-bit RGB, the first frame of animations.
 """
 
 import errno
-import hashlib
 import io
 import os
 import stat
@@ -20,6 +19,7 @@ from PIL import ExifTags, Image, ImageFile
 
 from clipcheck.decode_budget import decode_cost, decode_reservation
 from clipcheck.errors import BatchPathRejected, ImageRejected
+from clipcheck.hashes import content_hash
 from clipcheck.settings import clip_settings
 
 # Never pad a truncated file with grey: refuse it.
@@ -37,10 +37,6 @@ class DecodedImage:
     @property
     def size(self):
         return self.image.size
-
-
-def content_hash(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None, max_aspect_ratio=None):

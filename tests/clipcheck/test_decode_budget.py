@@ -8,7 +8,8 @@ from rest_framework.test import APIClient
 from clipcheck.decode_budget import MB, decode_budget, decode_cost, worst_case_decode_cost
 from clipcheck.errors import ImageRejected, ModelBusy
 from clipcheck.images import decode_image
-from tests.conftest import image_bytes, set_clip_settings
+from tests.support.images import image_bytes
+from tests.support.clip_settings import set_clip_settings
 from tests.support import hostile
 
 

@@ -10,7 +10,7 @@ from django.utils import timezone
 
 from clipcheck import retention
 from clipcheck.models import Analysis
-from tests.conftest import set_clip_settings
+from tests.support.clip_settings import set_clip_settings
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from django.core.management.base import CommandError
 from clipcheck.models import Analysis
 from listings.models import Listing
 from listings.sweep import orphans_sweep
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 from tests.support.server import REPO_ROOT, GunicornServer, multipart, unique_picture
 
 pytestmark = pytest.mark.django_db
@@ -37,7 +37,7 @@ def backdate(analysis, hours):
 
 
 def upload_analysis(**fields):
-    from clipcheck.services import analysis_build
+    from clipcheck.services.analyses import analysis_build
 
     result = {"similarity_score": 0.3, "threshold_used": 0.25, "is_mismatch": False, "confidence": "low",
               "match_quality": "good"}
