@@ -83,9 +83,14 @@ def listing_submit(*, image_data, image, title, description, category="", price=
 
     Under the "reject" policy a description that does not match raises
     ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
+
+    The listing and its analyses are committed together, so a crash leaves
+    no analysis without its listing. Storage cannot join the transaction:
+    the image is written just before it, and a crash in between leaves a
+    file that no listing names, which ``clip_sweep_orphans`` removes.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
-    title_analysis, description_analysis = clip_analyses.analyses_create(
+    title_analysis, description_analysis = analyses = clip_analyses.analyses_compute(
         requests=[
             clip_analyses.AnalysisRequest(image=image, text=title),
             clip_analyses.AnalysisRequest(image=image, text=description),
@@ -96,6 +101,7 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     if title_analysis.is_mismatch or description_analysis.is_mismatch:
         suggestion = listing_suggestion(image=image)
     if policy == "reject" and description_analysis.is_mismatch:
+        clip_analyses.analyses_save(analyses=analyses)
         raise ImageTextMismatch(
             "The photo does not match the description.",
             similarity_score=description_analysis.similarity_score,
@@ -110,7 +116,8 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     try:
         with transaction.atomic():
             listing.save()
-            clip_analyses.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
+            clip_analyses.analyses_link(analyses=analyses, subject=listing)
+            clip_analyses.analyses_save(analyses=analyses)
             _listing_apply_check(
                 listing=listing,
                 image_sha256=image.sha256,
