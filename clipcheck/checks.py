@@ -5,7 +5,7 @@ import re
 from pathlib import Path
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Info, Tags, Warning, register
 from django.urls import URLResolver, get_resolver
 
 from clipcheck.settings import clip_settings
@@ -15,6 +15,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
+    "SEARCH_DEFAULT_K", "SEARCH_MAX_K", "EMBED_MAX_ITEMS",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -111,6 +112,18 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
         errors.append(Error(
             f"CLIPCHECK ALLOWED_IMAGE_FORMATS {formats!r} must be a non-empty subset of {', '.join(KNOWN_FORMATS)}.",
             id="clipcheck.E009",
+        ))
+    if not _is_fraction(clip_settings.NEAR_DUPLICATE_SIMILARITY):
+        errors.append(Error(
+            f"CLIPCHECK NEAR_DUPLICATE_SIMILARITY {clip_settings.NEAR_DUPLICATE_SIMILARITY!r} must be a number "
+            "between 0 and 1.",
+            id="clipcheck.E003",
+        ))
+    ef_search = clip_settings.VECTOR_EF_SEARCH
+    if not isinstance(ef_search, int) or isinstance(ef_search, bool) or not 1 <= ef_search <= 1000:
+        errors.append(Error(
+            f"CLIPCHECK VECTOR_EF_SEARCH {ef_search!r} must be a whole number from 1 to 1000 (pgvector's range).",
+            id="clipcheck.E004",
         ))
     if str(clip_settings.DTYPE).lower() not in DTYPES:
         errors.append(Error(
@@ -231,3 +244,24 @@ def check_shared_throttle_cache(app_configs=None, **kwargs):
             id="clipcheck.W003",
         )]
     return []
+
+
+@register(Tags.compatibility)
+def check_vector_backend(app_configs=None, **kwargs):
+    """Which similarity search path runs (``clipcheck.vectors``); a warning
+    when PostgreSQL could run pgvector but does not."""
+    from clipcheck import vectors
+
+    try:
+        backend = vectors.vector_backend()
+    except Exception as exc:  # no database yet, or none reachable: not this check's concern
+        return [Info(f"Similarity search: not determined ({exc.__class__.__name__}).", id="clipcheck.I001")]
+    messages = [Info(f"Similarity search: {backend.name} ({backend.reason}).", id="clipcheck.I001")]
+    if backend.extension_missing:
+        messages.append(Warning(
+            f"Similarity search runs in the process: {backend.reason}.",
+            hint="Run CREATE EXTENSION vector; in the database (pgvector must be installed on the server), then "
+                 "manage.py migrate clipcheck 0004 && manage.py migrate (docs/similarity.md).",
+            id="clipcheck.W004",
+        ))
+    return messages

@@ -24,6 +24,7 @@ from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import DecodedImage, decode_image, read_batch_file
 from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
 from clipcheck.settings import clip_settings
+from clipcheck.vectors import vectors_store
 
 
 # The latest calibrated threshold per model, kept briefly so that the API
@@ -303,6 +304,8 @@ def image_embeddings_store(*, vectors, model):
         ],
         ignore_conflicts=True,
     )
+    # Searchable too (a copy in pgvector's index where the database has one).
+    vectors_store(vectors=vectors, model=model)
 
 
 def analyze_batch(*, items):
