@@ -23,10 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
-from django.db.models import Q
 from django.db.models.functions import Cast
-from django.contrib.postgres.indexes import OpClass
-from pgvector.django import CosineDistance, HnswIndex, VectorField
+from pgvector.django import CosineDistance, VectorField
 
 from clipcheck.models import ImageEmbedding, ImageVector
 from clipcheck.settings import clip_settings
@@ -141,15 +139,15 @@ def vector_index_name(*, model, dim):
     return f"clipcheck_vec_{digest}_{dim}"
 
 
-def vector_index(*, model, dim):
-    """The HNSW index of one model's vectors: pgvector's ``HnswIndex`` over
-    ``embedding::vector(dim)``, partial on ``model``."""
-    return HnswIndex(
-        OpClass(Cast("embedding", VectorField(dimensions=dim)), name="vector_cosine_ops"),
-        name=vector_index_name(model=model, dim=dim),
-        condition=Q(model=model),
-        m=16,
-        ef_construction=64,
+def vector_index_sql(*, model, dim, quote):
+    """The HNSW index of one model's vectors: over ``embedding::vector(dim)``
+    with cosine distance, partial on ``model`` (a literal: a partial index
+    predicate takes no parameters)."""
+    name = vector_index_name(model=model, dim=dim)
+    return (
+        f"CREATE INDEX IF NOT EXISTS {name} ON {VECTOR_TABLE} "
+        f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) WITH (m = 16, ef_construction = 64) "
+        f"WHERE model = {quote(model)}"
     )
 
 
@@ -164,10 +162,8 @@ def vector_index_ensure(*, model, dim, using=DEFAULT_DB_ALIAS):
     key = (*_connection_key(connection), model, dim)
     if key in _indexed:
         return
-    index = vector_index(model=model, dim=dim)
     with connection.schema_editor(atomic=False) as editor:
-        statement = str(index.create_sql(ImageVector, editor))
-    statement = statement.replace("CREATE INDEX", "CREATE INDEX IF NOT EXISTS", 1)
+        statement = vector_index_sql(model=model, dim=dim, quote=editor.quote_value)
     try:
         with transaction.atomic(using=using), connection.cursor() as cursor:
             cursor.execute(statement)
@@ -175,7 +171,7 @@ def vector_index_ensure(*, model, dim, using=DEFAULT_DB_ALIAS):
         # Another process created it at the same moment; if not, the next
         # store tries again (and queries are still right, only slower).
         with connection.cursor() as cursor:
-            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [index.name])
+            cursor.execute("SELECT to_regclass(%s) IS NOT NULL", [vector_index_name(model=model, dim=dim)])
             if not cursor.fetchone()[0]:
                 raise
     with _lock:
@@ -204,21 +200,38 @@ def image_neighbours(*, vector, model, k, within=None, exclude=(), min_similarit
     return found
 
 
-def _pgvector_neighbours(vector, model, k, within, exclude, min_similarity, backend, using):
+def _pgvector_rows(vector, model, k, within, exclude, using):
     dim = len(vector)
+    # The expression of the model's HNSW index, so that the planner uses it.
     distance = CosineDistance(Cast("embedding", VectorField(dimensions=dim)), vector)
     rows = ImageVector.objects.using(using).filter(model=model, dim=dim)
     if within is not None:
         rows = rows.filter(sha256__in=within)
     if exclude:
         rows = rows.exclude(sha256__in=list(exclude))
-    rows = rows.annotate(distance=distance).order_by("distance").values_list("sha256", "distance")[:k]
-    connection = connections[using]
-    with transaction.atomic(using=using), connection.cursor() as cursor:
-        # SET LOCAL: the search settings end with this transaction.
-        cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(max(int(clip_settings.VECTOR_EF_SEARCH), k))])
-        if backend.iterative_scan and (within is not None or exclude):
-            cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+    return rows.annotate(distance=distance).order_by("distance").values_list("sha256", "distance")[:k]
+
+
+def _search_settings(cursor, *, k, filtered, backend):
+    # is_local=true (SET LOCAL): they end with the caller's transaction.
+    ef_search = min(max(int(clip_settings.VECTOR_EF_SEARCH), k), 1000)
+    cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
+    if backend.iterative_scan and filtered:
+        cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
+
+
+def neighbours_plan(*, vector, model, k, within=None, exclude=(), using=DEFAULT_DB_ALIAS):
+    """PostgreSQL's plan for ``image_neighbours`` (pgvector path): shows the HNSW index at work."""
+    rows = _pgvector_rows(np.asarray(vector, dtype=np.float32), model, k, within, exclude, using)
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        _search_settings(cursor, k=k, filtered=within is not None or bool(exclude), backend=vector_backend(using))
+        return rows.explain()
+
+
+def _pgvector_neighbours(vector, model, k, within, exclude, min_similarity, backend, using):
+    rows = _pgvector_rows(vector, model, k, within, exclude, using)
+    with transaction.atomic(using=using), connections[using].cursor() as cursor:
+        _search_settings(cursor, k=k, filtered=within is not None or bool(exclude), backend=backend)
         found = list(rows)
     # relaxed_order may return rows slightly out of order.
     neighbours = sorted((Neighbour(sha256, 1.0 - float(distance)) for sha256, distance in found),
