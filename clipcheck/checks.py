@@ -113,12 +113,12 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
             f"CLIPCHECK ALLOWED_IMAGE_FORMATS {formats!r} must be a non-empty subset of {', '.join(KNOWN_FORMATS)}.",
             id="clipcheck.E009",
         ))
-    if not _is_fraction(clip_settings.NEAR_DUPLICATE_SIMILARITY):
-        errors.append(Error(
-            f"CLIPCHECK NEAR_DUPLICATE_SIMILARITY {clip_settings.NEAR_DUPLICATE_SIMILARITY!r} must be a number "
-            "between 0 and 1.",
-            id="clipcheck.E003",
-        ))
+    for key in ("NEAR_DUPLICATE_SIMILARITY", "NEAR_DUPLICATE_LAYOUT"):
+        if not _is_fraction(getattr(clip_settings, key)):
+            errors.append(Error(
+                f"CLIPCHECK {key} {getattr(clip_settings, key)!r} must be a number between 0 and 1.",
+                id="clipcheck.E003",
+            ))
     ef_search = clip_settings.VECTOR_EF_SEARCH
     if not isinstance(ef_search, int) or isinstance(ef_search, bool) or not 1 <= ef_search <= 1000:
         errors.append(Error(

@@ -21,6 +21,9 @@ class ImageEmbedding(models.Model):
     dim = models.PositiveIntegerField()
     # float32 little-endian, ``dim`` values, unit length.
     vector = models.BinaryField()
+    # The image's 8x8 colour layout (clipcheck.nearduplicates), float32
+    # little-endian; null for rows stored before layouts were kept.
+    layout = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -37,6 +40,9 @@ class ImageEmbedding(models.Model):
 
     def as_array(self):
         return np.frombuffer(bytes(self.vector), dtype="<f4")
+
+    def layout_array(self):
+        return None if self.layout is None else np.frombuffer(bytes(self.layout), dtype="<f4")
 
 
 class ImageVector(models.Model):

@@ -23,6 +23,7 @@ from clipcheck.engine.admission import run_inference
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import DecodedImage, decode_image, read_batch_file
 from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
+from clipcheck.nearduplicates import layout_signature
 from clipcheck.settings import clip_settings
 from clipcheck.vectors import vectors_store
 
@@ -275,10 +276,11 @@ def analyses_link(*, analyses, subject):
 
 def image_embeddings_compute(*, images, model=None, engine=None, store=True):
     """Embeddings of decoded images, in order: stored ones are reused, the
-    others are encoded in one ``encode_images`` call and stored (unless
-    ``store`` is false)."""
+    others are encoded in one ``encode_images`` call and stored with their
+    layouts (unless ``store`` is false)."""
     model = model or model_id()
-    stored = selectors.image_embeddings_get(hashes=[image.sha256 for image in images], model=model)
+    hashes = [image.sha256 for image in images]
+    stored = selectors.image_embeddings_get(hashes=hashes, model=model)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
         engine = engine or get_engine()
@@ -286,26 +288,45 @@ def image_embeddings_compute(*, images, model=None, engine=None, store=True):
         vectors = run_inference(lambda: engine.encode_images(pictures))
         new = dict(zip(missing, vectors))
         if store:
-            image_embeddings_store(vectors=new, model=model)
+            image_embeddings_store(
+                vectors=new, model=model,
+                layouts={sha256: layout_signature(image.image) for sha256, image in missing.items()},
+            )
         stored.update(new)
+    if store and len(missing) < len(set(hashes)):
+        # Embeddings stored before layouts were kept get theirs now that the picture is at hand.
+        image_layouts_fill(images=[image for image in images if image.sha256 not in missing], model=model)
     return np.stack([stored[image.sha256] for image in images])
 
 
-def image_embeddings_store(*, vectors, model):
-    """Store ``{sha256: vector}``; rows another writer stored first are kept.
+def image_embeddings_store(*, vectors, model, layouts=None):
+    """Store ``{sha256: vector}`` (and ``{sha256: layout}``); rows another writer stored first are kept.
 
     The (sha256, model) unique constraint settles races: a conflicting insert
     is skipped, never duplicated, and never fails the analysis.
     """
+    layouts = layouts or {}
     ImageEmbedding.objects.bulk_create(
         [
-            ImageEmbedding(sha256=sha256, model=model, dim=len(vector), vector=ImageEmbedding.pack(vector))
+            ImageEmbedding(
+                sha256=sha256, model=model, dim=len(vector), vector=ImageEmbedding.pack(vector),
+                layout=ImageEmbedding.pack(layouts[sha256]) if sha256 in layouts else None,
+            )
             for sha256, vector in vectors.items()
         ],
         ignore_conflicts=True,
     )
     # Searchable too (a copy in pgvector's index where the database has one).
     vectors_store(vectors=vectors, model=model)
+
+
+def image_layouts_fill(*, images, model):
+    """Store the layouts of decoded images whose stored embedding has none."""
+    lacking = selectors.image_hashes_without_layout(hashes=[image.sha256 for image in images], model=model)
+    for image in {image.sha256: image for image in images if image.sha256 in lacking}.values():
+        ImageEmbedding.objects.filter(sha256=image.sha256, model=model, layout__isnull=True).update(
+            layout=ImageEmbedding.pack(layout_signature(image.image))
+        )
 
 
 def analyze_batch(*, items):

@@ -85,13 +85,16 @@ DEFAULTS = {
     # Seconds a process keeps the latest calibrated threshold before reading
     # it again (clip_calibrate --apply reaches other processes within this).
     "CALIBRATION_CACHE_SECONDS": 30,
-    # Similarity search (clipcheck.vectors): two photos whose embeddings'
-    # cosine reaches NEAR_DUPLICATE_SIMILARITY are the same picture (re-encoded,
-    # resized, cropped a little or mirrored); another checkpoint has another
-    # scale (docs/similarity.md says how to measure it). VECTOR_EF_SEARCH is
+    # Similarity search (clipcheck.vectors). Two photos are the same picture
+    # (re-encoded, resized, cropped a little or mirrored) when their
+    # embeddings' cosine reaches NEAR_DUPLICATE_SIMILARITY... Another
+    # checkpoint has another scale (docs/similarity.md says how to measure it). VECTOR_EF_SEARCH is
     # pgvector's hnsw.ef_search: candidates an HNSW search keeps (recall
     # against speed).
-    "NEAR_DUPLICATE_SIMILARITY": 0.95,
+    "NEAR_DUPLICATE_SIMILARITY": 0.85,
+    # ...and whose 8x8 colour layouts correlate at NEAR_DUPLICATE_LAYOUT or
+    # more, mirrored or not (clipcheck.nearduplicates).
+    "NEAR_DUPLICATE_LAYOUT": 0.85,
     "VECTOR_EF_SEARCH": 100,
     # POST /clip/search: results per request by default and at most.
     "SEARCH_DEFAULT_K": 10,

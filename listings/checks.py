@@ -19,4 +19,10 @@ def check_listings_settings(app_configs=None, **kwargs):
         value = getattr(listings_settings, key)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             errors.append(Error(f"LISTINGS {key} {value!r} must be a positive integer.", id="listings.E003"))
+    similarity = listings_settings.TITLE_CONFLICT_SIMILARITY
+    if not isinstance(similarity, (int, float)) or isinstance(similarity, bool) or not 0 <= similarity <= 1:
+        errors.append(Error(
+            f"LISTINGS TITLE_CONFLICT_SIMILARITY {similarity!r} must be a number between 0 and 1.",
+            id="listings.E004",
+        ))
     return errors

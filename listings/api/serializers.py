@@ -41,6 +41,9 @@ class UploadResultSerializer(serializers.Serializer):
     title_check = AnalyzeResultSerializer()
     description_check = AnalyzeResultSerializer()
     suggestion = serializers.CharField(allow_null=True)
+    reasons = serializers.ListField(
+        child=serializers.DictField(), help_text="Why the listing needs review, e.g. photo_reused; empty when clean."
+    )
 
 
 class UploadMismatchSerializer(serializers.Serializer):
@@ -58,4 +61,5 @@ def submission_output(submission):
         "title_check": submission.title_analysis.result(),
         "description_check": submission.description_analysis.result(),
         "suggestion": submission.suggestion,
+        "reasons": listing.reasons,
     }

@@ -44,5 +44,6 @@ class UploadView(APIView):
             description=data["description"],
             category=data.get("category", ""),
             price=data.get("price"),
+            seller=request.user if request.user.is_authenticated else None,
         )
         return Response(submission_output(submission), status=status.HTTP_201_CREATED)
