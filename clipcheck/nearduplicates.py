@@ -28,16 +28,20 @@ from clipcheck.vectors import image_neighbours
 
 LAYOUT_SIDE = 8
 LAYOUT_SIZE = LAYOUT_SIDE * LAYOUT_SIDE * 3
+# A thumbnail whose every cell is within this many levels (of 255) of its
+# channel's mean is a plain picture.
+PLAIN_TOLERANCE = 2.0
 # Candidates fetched from the index per photo before the layout check.
 CANDIDATES = 20
 
 
 def layout_signature(picture):
-    """The picture's 8x8 RGB thumbnail, each channel mean-centred, of unit length (float32, 192 values).
+    """The picture's 8x8 RGB thumbnail, mean-centred, of unit length (float32, 192 values).
 
-    Centring per channel keeps the arrangement and drops the overall tint:
-    a plain picture has no layout (all zeros) and matches nothing but itself
-    (same bytes).
+    One mean over all channels: the backdrop's colour stays part of the
+    layout (two photos of one product on different backdrops differ). A
+    plain picture has no layout (all zeros) and matches nothing but itself
+    (the same bytes).
     """
     thumbnail = picture.convert("RGB")
     # reduce() first: averaging a large photo straight down to 8x8 costs more.
@@ -45,9 +49,10 @@ def layout_signature(picture):
     if factor > 1:
         thumbnail = thumbnail.reduce(factor)
     values = np.asarray(thumbnail.resize((LAYOUT_SIDE, LAYOUT_SIDE), Image.Resampling.BOX), dtype=np.float32)
-    values = (values - values.mean(axis=(0, 1))).reshape(-1)
-    norm = float(np.linalg.norm(values))
-    return (values / norm if norm > 1e-6 else values).astype(np.float32)
+    if float(np.abs(values - values.mean(axis=(0, 1))).max()) < PLAIN_TOLERANCE:
+        return np.zeros(LAYOUT_SIZE, dtype=np.float32)
+    values = values.reshape(-1) - values.mean()
+    return (values / float(np.linalg.norm(values))).astype(np.float32)
 
 
 def layout_mirrored(layout):
