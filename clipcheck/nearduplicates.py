@@ -96,7 +96,7 @@ def near_duplicates(*, sha256, vector, layout, model, within=None, exclude=(), c
     duplicates = []
     for neighbour in found:
         stored = layouts.get(neighbour.sha256)
-        layout_score = None if stored is None else round(layout_similarity(layout, stored), 4)
+        layout_score = None if stored is None or layout is None else round(layout_similarity(layout, stored), 4)
         if neighbour.sha256 == sha256 or is_near_duplicate(
             similarity=neighbour.similarity, layout_similarity=layout_score
         ):

@@ -329,6 +329,29 @@ def image_layouts_fill(*, images, model):
         )
 
 
+def embeddings_compute(*, texts=(), images=()):
+    """Normalised CLIP embeddings of texts and decoded images (nothing stored):
+    ``{"model", "dim", "texts": [...], "images": [...]}`` in input order."""
+    engine = get_engine()
+    model = model_id()
+    text_vectors, truncated = run_inference(lambda: engine.encode_texts(list(texts))) if texts else ([], [])
+    image_vectors = image_embeddings_compute(images=list(images), model=model, engine=engine, store=False) if images else []
+    return {
+        "model": model,
+        "dim": int(engine.embedding_dim),
+        "texts": [
+            {"text": text, "embedding": _rounded(vector), "text_truncated": bool(cut)}
+            for text, vector, cut in zip(texts, text_vectors, truncated)
+        ],
+        "images": [{"sha256": image.sha256, "embedding": _rounded(vector)} for image, vector in zip(images, image_vectors)],
+    }
+
+
+def _rounded(vector):
+    # float32 carries about 7 significant digits.
+    return [round(float(value), 7) for value in vector]
+
+
 def analyze_batch(*, items):
     """Score server-side images against texts, in input order.
 

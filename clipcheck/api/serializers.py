@@ -133,6 +133,41 @@ class ClassifyInputSerializer(serializers.Serializer):
     top_k = serializers.IntegerField(required=False, min_value=1)
 
 
+class CountedListField(serializers.ListField):
+    """A list field whose length is checked before its items are parsed
+    (items may be uploads to decode); ``max_items`` is a callable, read per request."""
+
+    def __init__(self, *, max_items, **kwargs):
+        self.max_items = max_items
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if hasattr(data, "__len__") and not isinstance(data, (str, dict)) and len(data) > self.max_items():
+            raise serializers.ValidationError(
+                f"{len(data)} items; the limit is {self.max_items()}.", code="max_length"
+            )
+        return super().to_internal_value(data)
+
+
+def embed_max_items():
+    return clip_settings.EMBED_MAX_ITEMS
+
+
+class EmbedInputSerializer(serializers.Serializer):
+    text = CountedListField(child=ProductTextField(), max_items=embed_max_items, required=False)
+    file = CountedListField(child=ImageUploadField(), max_items=embed_max_items, required=False)
+
+    def validate(self, data):
+        count = len(data.get("text", [])) + len(data.get("file", []))
+        if count == 0:
+            raise serializers.ValidationError("Send at least one text or file.", code="required")
+        if count > clip_settings.EMBED_MAX_ITEMS:
+            raise serializers.ValidationError(
+                f"{count} texts and files; the limit is {clip_settings.EMBED_MAX_ITEMS}.", code="max_length"
+            )
+        return data
+
+
 class BatchItemSerializer(serializers.Serializer):
     image_path = serializers.CharField(trim_whitespace=False)
     text = ProductTextField()
@@ -229,6 +264,24 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True, help_text="One entry per item, in input order.")
+
+
+class TextEmbeddingSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    embedding = serializers.ListField(child=serializers.FloatField(), help_text="Unit length (L2-normalised).")
+    text_truncated = serializers.BooleanField(help_text="The text was cut to the model's context length.")
+
+
+class ImageEmbeddingSerializer(serializers.Serializer):
+    sha256 = serializers.CharField(help_text="SHA-256 of the uploaded bytes.")
+    embedding = serializers.ListField(child=serializers.FloatField(), help_text="Unit length (L2-normalised).")
+
+
+class EmbedResultSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The model the embeddings come from: compare only embeddings of one model.")
+    dim = serializers.IntegerField(min_value=1)
+    texts = TextEmbeddingSerializer(many=True, help_text="In the order sent.")
+    images = ImageEmbeddingSerializer(many=True, help_text="In the order sent.")
 
 
 class HealthSerializer(serializers.Serializer):

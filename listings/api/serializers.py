@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from rest_framework import serializers
 
 from clipcheck.api.serializers import AnalyzeResultSerializer, ErrorDetailSerializer, ImageUploadField, ProductTextField
+from clipcheck.settings import clip_settings
 from clipcheck.images import DecodedImage, decode_image
 from listings.models import Listing
 
@@ -62,4 +63,64 @@ def submission_output(submission):
         "description_check": submission.description_analysis.result(),
         "suggestion": submission.suggestion,
         "reasons": listing.reasons,
+    }
+
+
+# POST /clip/search
+
+
+class StatusesField(serializers.CharField):
+    """Comma-separated listing statuses."""
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        statuses = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        unknown = sorted(set(statuses) - set(Listing.Status.values))
+        if unknown or not statuses:
+            raise serializers.ValidationError(
+                f"Unknown status {', '.join(unknown) or '(empty)'}; use {', '.join(Listing.Status.values)}.",
+                code="invalid_choice",
+            )
+        return statuses
+
+
+class SearchInputSerializer(serializers.Serializer):
+    text = ProductTextField(required=False)
+    file = ImageUploadField(required=False)
+    k = serializers.IntegerField(required=False, min_value=1)
+    status = StatusesField(required=False, max_length=200)
+    category = serializers.CharField(required=False, max_length=Listing._meta.get_field("category").max_length)
+
+    def validate_k(self, k):
+        if k > clip_settings.SEARCH_MAX_K:
+            raise serializers.ValidationError(f"k is {k}; the limit is {clip_settings.SEARCH_MAX_K}.", code="max_value")
+        return k
+
+    def validate(self, data):
+        if ("text" in data) == ("file" in data):
+            raise serializers.ValidationError("Send either a text or a file.", code="invalid")
+        return data
+
+
+class SearchHitSerializer(serializers.Serializer):
+    listing_id = serializers.IntegerField()
+    title = serializers.CharField()
+    category = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=Listing.Status.choices)
+    similarity = serializers.FloatField(help_text="Cosine of the photo's embedding with the query's (text or photo).")
+
+
+class SearchResultSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    results = SearchHitSerializer(many=True, help_text="Most similar first.")
+
+
+def search_output(*, hits, model):
+    return {
+        "model": model,
+        "results": [
+            {"listing_id": hit.listing.pk, "title": hit.listing.title, "category": hit.listing.category,
+             "status": hit.listing.status, "similarity": hit.similarity}
+            for hit in hits
+        ],
     }
