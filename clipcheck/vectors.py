@@ -141,13 +141,13 @@ def vector_index_name(*, model, dim):
 
 def vector_index_sql(*, model, dim, quote):
     """The HNSW index of one model's vectors: over ``embedding::vector(dim)``
-    with cosine distance, partial on ``model`` (a literal: a partial index
+    with cosine distance, partial on ``model`` and ``dim`` (literals: a partial index
     predicate takes no parameters)."""
     name = vector_index_name(model=model, dim=dim)
     return (
         f"CREATE INDEX IF NOT EXISTS {name} ON {VECTOR_TABLE} "
         f"USING hnsw ((embedding::vector({int(dim)})) vector_cosine_ops) WITH (m = 16, ef_construction = 64) "
-        f"WHERE model = {quote(model)}"
+        f"WHERE model = {quote(model)} AND dim = {int(dim)}"
     )
 
 
