@@ -94,7 +94,7 @@ DEFAULTS = {
     "NEAR_DUPLICATE_SIMILARITY": 0.85,
     # ...and whose 8x8 colour layouts correlate at NEAR_DUPLICATE_LAYOUT or
     # more, mirrored or not (clipcheck.nearduplicates).
-    "NEAR_DUPLICATE_LAYOUT": 0.9,
+    "NEAR_DUPLICATE_LAYOUT": 0.93,
     "VECTOR_EF_SEARCH": 100,
     # POST /clip/search: results per request by default and at most.
     "SEARCH_DEFAULT_K": 10,
