@@ -91,15 +91,19 @@ class SearchHit:
 
 
 def listings_search(*, text=None, image=None, k, statuses=None, category=None):
-    """The ``k`` listings whose photos are nearest to ``text`` or to the decoded
-    photo ``image``, most similar first, optionally of some statuses and a category."""
+    """The ``k`` listings whose photos are nearest to ``text``, to the decoded
+    photo ``image``, or to both (their embeddings' normalised sum), most
+    similar first, optionally of some statuses and a category."""
     model = clip_services.model_id()
     engine = get_engine()
+    parts = []
     if image is not None:
-        vector = clip_services.image_embeddings_compute(images=[image], model=model, engine=engine, store=False)[0]
-    else:
+        parts.append(clip_services.image_embeddings_compute(images=[image], model=model, engine=engine, store=False)[0])
+    if text is not None:
         vectors, _ = run_inference(lambda: engine.encode_texts([text]))
-        vector = vectors[0]
+        parts.append(vectors[0])
+    vector = np.sum(parts, axis=0)
+    vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
     listings = Listing.objects.all()
     if statuses:
         listings = listings.filter(status__in=statuses)

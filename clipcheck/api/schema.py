@@ -6,7 +6,7 @@ configuration. Every operation lists the errors it can answer, all in the
 one error format (``Error``).
 """
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
@@ -156,3 +156,18 @@ class BatchItemsFieldExtension(OpenApiSerializerFieldExtension):
                 "example": {"image_path": "products/123.jpg", "text": "red leather handbag"},
             },
         }
+
+
+def one_of_fields(auto_schema, serializer, direction, fields, *, exactly_one):
+    """A form schema that requires one of ``fields`` (or exactly one), which field flags cannot say."""
+    schema = auto_schema._map_basic_serializer(serializer, direction)
+    alternatives = [{"required": [name]} for name in fields]
+    schema["oneOf" if exactly_one else "anyOf"] = alternatives
+    return schema
+
+
+class EmbedInputSerializerExtension(OpenApiSerializerExtension):
+    target_class = "clipcheck.api.serializers.EmbedInputSerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        return one_of_fields(auto_schema, self.target, direction, ("text", "file"), exactly_one=False)

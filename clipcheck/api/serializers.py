@@ -2,6 +2,7 @@
 
 import math
 
+from django.conf import settings
 from rest_framework import serializers
 
 from clipcheck.api.exceptions import validation_error_summary
@@ -153,18 +154,31 @@ def embed_max_items():
     return clip_settings.EMBED_MAX_ITEMS
 
 
+def embed_max_files():
+    # Django refuses a request with more files than DATA_UPLOAD_MAX_NUMBER_FILES before any view runs.
+    return min(clip_settings.EMBED_MAX_ITEMS, settings.DATA_UPLOAD_MAX_NUMBER_FILES or clip_settings.EMBED_MAX_ITEMS)
+
+
 class EmbedInputSerializer(serializers.Serializer):
-    text = CountedListField(child=ProductTextField(), max_items=embed_max_items, required=False)
-    file = CountedListField(child=ImageUploadField(), max_items=embed_max_items, required=False)
+    """Texts and/or photos (repeated ``text`` and ``file`` fields): up to
+    ``EMBED_MAX_ITEMS`` texts and as many photos as a request may carry."""
+
+    def get_fields(self):
+        # The limits are read per request (and by the schema) from the settings.
+        return {
+            "text": CountedListField(
+                child=ProductTextField(), max_items=embed_max_items, max_length=embed_max_items(), allow_empty=False,
+                required=False,
+            ),
+            "file": CountedListField(
+                child=ImageUploadField(), max_items=embed_max_files, max_length=embed_max_files(), allow_empty=False,
+                required=False,
+            ),
+        }
 
     def validate(self, data):
-        count = len(data.get("text", [])) + len(data.get("file", []))
-        if count == 0:
+        if not data.get("text") and not data.get("file"):
             raise serializers.ValidationError("Send at least one text or file.", code="required")
-        if count > clip_settings.EMBED_MAX_ITEMS:
-            raise serializers.ValidationError(
-                f"{count} texts and files; the limit is {clip_settings.EMBED_MAX_ITEMS}.", code="max_length"
-            )
         return data
 
 

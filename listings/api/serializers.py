@@ -72,6 +72,8 @@ def submission_output(submission):
 class StatusesField(serializers.CharField):
     """Comma-separated listing statuses."""
 
+    pattern = r"^ *({names}) *(, *({names}) *)*$".format(names="|".join(Listing.Status.values))
+
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
         statuses = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
@@ -85,20 +87,24 @@ class StatusesField(serializers.CharField):
 
 
 class SearchInputSerializer(serializers.Serializer):
+    """A text, a photo or both (the query is then their embeddings' normalised
+    sum: "like this photo, but ..."), how many results, and filters."""
+
     text = ProductTextField(required=False)
     file = ImageUploadField(required=False)
-    k = serializers.IntegerField(required=False, min_value=1)
     status = StatusesField(required=False, max_length=200)
     category = serializers.CharField(required=False, max_length=Listing._meta.get_field("category").max_length)
 
-    def validate_k(self, k):
-        if k > clip_settings.SEARCH_MAX_K:
-            raise serializers.ValidationError(f"k is {k}; the limit is {clip_settings.SEARCH_MAX_K}.", code="max_value")
-        return k
+    def get_fields(self):
+        # k's bound is read per request (and by the schema) from the settings.
+        return {**super().get_fields(), "k": serializers.IntegerField(
+            required=False, min_value=1, max_value=clip_settings.SEARCH_MAX_K,
+            help_text="Listings to return (default CLIPCHECK SEARCH_DEFAULT_K).",
+        )}
 
     def validate(self, data):
-        if ("text" in data) == ("file" in data):
-            raise serializers.ValidationError("Send either a text or a file.", code="invalid")
+        if "text" not in data and "file" not in data:
+            raise serializers.ValidationError("Send a text or a file.", code="required")
         return data
 
 

@@ -11,6 +11,7 @@ from clipcheck.api.schema import BODY_ERRORS, error_responses
 from clipcheck.api.views import multipart
 from clipcheck.services import model_id
 from clipcheck.settings import clip_settings
+from listings.api import schema  # noqa: F401  (registers the schema extensions)
 from listings.similarity import listings_search
 from listings.api.serializers import (
     SearchInputSerializer,
