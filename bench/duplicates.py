@@ -111,7 +111,7 @@ def detection_rates(*, photos, copied, model):
     Django configured, the model loaded. Returns ``Rates``."""
     from clipcheck.images import decode_image
     from clipcheck.nearduplicates import layout_signature, near_duplicates
-    from clipcheck.services import image_embeddings_compute
+    from clipcheck.services.embeddings import image_embeddings_compute
 
     decoded = [decode_image(photo.data) for photo in photos]
     image_embeddings_compute(images=decoded, model=model)
@@ -196,7 +196,7 @@ def measure(*, smoke=False):
 
     django.setup()
     call_command("migrate", verbosity=0)
-    from clipcheck.services import model_id
+    from clipcheck.services.thresholds import model_id
 
     photos = originals(photos_per_kind=1 if smoke else 3)
     copied = copies(photos)

@@ -183,7 +183,7 @@ def part_numpy(count, query_count):
     workdir = Path(tempfile.mkdtemp(prefix="clipcheck-bench-numpy-"))
     django_setup(f"sqlite:///{workdir / 'bench.sqlite3'}")
     from clipcheck import vectors
-    from clipcheck.services import image_embeddings_store
+    from clipcheck.services.embeddings import image_embeddings_store
 
     assert vectors.vector_backend().name == vectors.NUMPY
     matrix = synthetic(count, seed=1)

@@ -1,7 +1,8 @@
 """Per-endpoint access policies: who may call a view and how often.
 
 A view names its policy with ``access_scope = "analyze"``; the policy is the
-scope's entry in ``CLIPCHECK["ACCESS"]`` (defaults in ``clipcheck.settings``)::
+scope's entry in ``CLIPCHECK["ACCESS"]`` (defaults in ``clipcheck.settings``; a
+project adds the scopes of its own views)::
 
     {"anonymous": True, "permissions": [], "rate": "60/minute", "user_rate": None}
 
@@ -15,7 +16,6 @@ it (fail closed) and the throttle leaves it alone.
 import logging
 
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -41,15 +41,6 @@ def access_table():
             **(overrides if isinstance(overrides, dict) else {}),
         }
     return table
-
-
-def policy_for(scope):
-    try:
-        return access_table()[scope]
-    except KeyError:
-        raise ImproperlyConfigured(
-            f"No access policy for scope {scope!r}: add it to CLIPCHECK['ACCESS']."
-        ) from None
 
 
 def view_policy(view):
@@ -140,15 +131,23 @@ class EndpointRateThrottle(SimpleRateThrottle):
 
     @staticmethod
     def _count(key, period):
-        cache = caches[clip_settings.THROTTLE_CACHE]
-        # add() is a no-op when the window's counter exists; the counter
-        # outlives its window by a little so a slow incr never resurrects it.
-        cache.add(key, 0, timeout=period + 5)
-        try:
-            return cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.add(key, 1, timeout=period + 5)
-            return 1
+        return fixed_window_count(key, period)
 
     def wait(self):
         return self.wait_seconds
+
+
+def fixed_window_count(key, period, *, increment=True):
+    """The counter ``key`` of a fixed window of ``period`` seconds in the
+    throttle cache, advanced by one first unless ``increment`` is false."""
+    cache = caches[clip_settings.THROTTLE_CACHE]
+    if not increment:
+        return int(cache.get(key) or 0)
+    # add() is a no-op when the window's counter exists; the counter
+    # outlives its window by a little so a slow incr never resurrects it.
+    cache.add(key, 0, timeout=period + 5)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.add(key, 1, timeout=period + 5)
+        return 1

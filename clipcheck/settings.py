@@ -80,6 +80,20 @@ DEFAULTS = {
     # as the shorter side stays at least this many pixels: several times
     # faster, and far above any CLIP input size. 0 disables it.
     "JPEG_DRAFT_MIN_SIDE": 448,
+    # Other formats are box-reduced by the largest integer factor that
+    # keeps the shorter side at least JPEG_DRAFT_MIN_SIDE, before any mode
+    # conversion. Decoding memory, per serving process: decodes in flight
+    # reserve their estimated peak (from the image header) out of this
+    # budget before a pixel is decoded; one that does not fit waits up to
+    # DECODE_WAIT_MS, then gets 503 "overloaded" (clipcheck.decode_budget).
+    # An image that alone needs more is refused (413 image_too_large):
+    # keep it above MAX_IMAGE_PIXELS x 8 bytes.
+    "DECODE_MEMORY_BUDGET_BYTES": 512 * 1024 * 1024,
+    "DECODE_WAIT_MS": 5000,
+    # Days an analysis made by the anonymous API (/clip/analyze) is kept;
+    # manage.py clip_prune_analyses deletes older ones (run it daily).
+    # Analyses of listings, audits and batches are kept. None: keep all.
+    "ANALYSIS_RETENTION_DAYS": 30,
     # Text embeddings kept per process (category prompts, repeated texts).
     "TEXT_CACHE_SIZE": 4096,
     # Seconds a process keeps the latest calibrated threshold before reading
@@ -132,17 +146,15 @@ DEFAULTS = {
             "permissions": ["clipcheck.run_batch_analysis"],
             "rate": "30/minute",
         },
-        # A project's storefront upload (e.g. the listings app's /upload)
-        # stores what it receives: only users allowed to add listings.
-        "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
         # Raw embeddings of texts and photos (/clip/embed): model time like analyze.
         "embed": {"anonymous": True, "permissions": [], "rate": "60/minute"},
-        # A project's catalogue search (e.g. the listings app's /clip/search)
-        # shows what its catalogue holds: only users allowed to view it.
-        "search": {"anonymous": False, "permissions": ["listings.view_listing"], "rate": "60/minute"},
         # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
         "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
     },
+    # Failed token authentications per client (IP address) and period,
+    # counted in THROTTLE_CACHE; past it every token request of that client
+    # gets 429 "throttled" until the period ends. None: not limited.
+    "FAILED_AUTH_RATE": "20/minute",
     # The cache (settings.CACHES alias) that counts throttled requests; it
     # must be shared by all serving processes (Redis) for limits to hold
     # across workers.
@@ -153,15 +165,21 @@ DEFAULTS = {
 }
 
 
-class ClipSettings:
-    """Attribute access to ``settings.CLIPCHECK`` with defaults filled in."""
+class AppSettings:
+    """Attribute access to one namespaced settings dict with defaults filled in.
 
-    # Other apps of the project reuse this class for their own dict
-    # (``ClipSettings(LISTINGS_DEFAULTS, setting_name="LISTINGS")``).
-    def __init__(self, defaults=None, setting_name=SETTING_NAME):
-        self.defaults = defaults or DEFAULTS
+    Each app has one for its own dict (``clip_settings`` for ``CLIPCHECK``;
+    another app builds its own from its defaults and setting name); it
+    reloads itself when that setting changes (``override_settings``,
+    pytest-django's ``settings``).
+    """
+
+    def __init__(self, defaults, setting_name):
+        self.defaults = defaults
         self.setting_name = setting_name
         self._cached_attrs = set()
+        # A bound method is held weakly: the receiver lives as long as this object.
+        setting_changed.connect(self._reload_on_change)
 
     @property
     def user_settings(self):
@@ -180,13 +198,9 @@ class ClipSettings:
             delattr(self, attr)
         self._cached_attrs.clear()
 
-
-clip_settings = ClipSettings(DEFAULTS)
-
-
-def reload_clip_settings(*, setting, **kwargs):
-    if setting == SETTING_NAME:
-        clip_settings.reload()
+    def _reload_on_change(self, *, setting, **kwargs):
+        if setting == self.setting_name:
+            self.reload()
 
 
-setting_changed.connect(reload_clip_settings)
+clip_settings = AppSettings(DEFAULTS, SETTING_NAME)

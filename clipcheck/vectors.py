@@ -14,7 +14,7 @@ decides how it runs.
   photos, not for a marketplace.
 
 ``manage.py check`` reports which one is active (``clipcheck.I001``) and
-warns when PostgreSQL lacks the extension (``clipcheck.W004``).
+warns when PostgreSQL lacks the extension (``clipcheck.W005``).
 """
 
 import hashlib

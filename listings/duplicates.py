@@ -17,7 +17,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from clipcheck import selectors as clip_selectors, services as clip_services
+from clipcheck import selectors as clip_selectors
+from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.errors import ClipcheckError
 from clipcheck.nearduplicates import near_duplicates
 from listings import selectors, services
@@ -115,7 +116,7 @@ def duplicates_chunk(*, listings, state):
             except ClipcheckError as exc:
                 state.failed.append((listing.pk, f"{exc.code}: {exc.message}"))
                 continue
-            vectors[listing.image_sha256] = clip_services.image_embeddings_compute(images=[image], model=model)[0]
+            vectors[listing.image_sha256] = image_embeddings_compute(images=[image], model=model)[0]
             layouts.update(clip_selectors.image_layouts_get(hashes=[listing.image_sha256], model=model))
     others_of = {}
     for listing in listings:

@@ -77,7 +77,7 @@ def listing_similar(*, listing, k=5):
     """The ``k`` listings whose photos look most like ``listing``'s, most similar
     first: ``[(Listing, similarity)]`` (the admin's "similar listings" panel)."""
     from clipcheck.selectors import image_embeddings_get
-    from clipcheck.services import model_id
+    from clipcheck.services.thresholds import model_id
     from clipcheck.vectors import image_neighbours
 
     model = model_id()

@@ -21,13 +21,18 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipcheck import scoring, selectors as clip_selectors, services as clip_services
+from clipcheck import scoring, selectors as clip_selectors
+from clipcheck.hashes import texts_hash
+from clipcheck.services import analyses as clip_analyses
+from clipcheck.services.embeddings import image_embeddings_compute
+from clipcheck.services.classification import image_classify
+from clipcheck.services.thresholds import default_threshold, model_id
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, texts_hash
+from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision
 from listings.settings import listings_settings
 from listings.similarity import photo_reused_reasons
 
@@ -89,12 +94,17 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     ``ImageTextMismatch`` (422) and nothing but the analyses is stored. A
     photo that another listing already shows adds a ``photo_reused`` reason
     and sends the listing to review.
+
+    The listing and its analyses are committed together, so a crash leaves
+    no analysis without its listing. Storage cannot join the transaction:
+    the image is written just before it, and a crash in between leaves a
+    file that no listing names, which ``clip_sweep_orphans`` removes.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
-    title_analysis, description_analysis = clip_services.analyses_create(
+    title_analysis, description_analysis = analyses = clip_analyses.analyses_compute(
         requests=[
-            clip_services.AnalysisRequest(image=image, text=title),
-            clip_services.AnalysisRequest(image=image, text=description),
+            clip_analyses.AnalysisRequest(image=image, text=title),
+            clip_analyses.AnalysisRequest(image=image, text=description),
         ],
         source=Analysis.Source.UPLOAD,
     )
@@ -102,6 +112,7 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     if title_analysis.is_mismatch or description_analysis.is_mismatch:
         suggestion = listing_suggestion(image=image)
     if policy == "reject" and description_analysis.is_mismatch:
+        clip_analyses.analyses_save(analyses=analyses)
         raise ImageTextMismatch(
             "The photo does not match the description.",
             similarity_score=description_analysis.similarity_score,
@@ -113,14 +124,15 @@ def listing_submit(*, image_data, image, title, description, category="", price=
         seller=seller,
     )
     photo_reasons = photo_reused_reasons(
-        listing=listing, image=image, vector=clip_services.image_embeddings_compute(images=[image])[0],
+        listing=listing, image=image, vector=image_embeddings_compute(images=[image])[0],
     )
     # The storage name is generated; the suffix comes from the decoded format.
     listing.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(image_data), save=False)
     try:
         with transaction.atomic():
             listing.save()
-            clip_services.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
+            clip_analyses.analyses_link(analyses=analyses, subject=listing)
+            clip_analyses.analyses_save(analyses=analyses)
             _listing_apply_check(
                 listing=listing,
                 image_sha256=image.sha256,
@@ -137,8 +149,8 @@ def listing_submit(*, image_data, image, title, description, category="", price=
 
 def listing_suggestion(*, image):
     """A hint for the seller: what the photo looks like to the model."""
-    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=clip_services.model_id())
-    matches = clip_services.classify_image(
+    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=model_id())
+    matches = image_classify(
         image=image, top_k=listings_settings.SUGGESTION_TOP_K, image_embedding=stored.get(image.sha256)
     )
     names = ", ".join(match["category"] for match in matches)
@@ -205,16 +217,16 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
         if isinstance(image, ClipcheckError):
             check.error = image
             continue
-        requests.append(clip_services.AnalysisRequest(image=image, text=listing.title, threshold=threshold, subject=listing))
-        requests.append(clip_services.AnalysisRequest(
+        requests.append(clip_analyses.AnalysisRequest(image=image, text=listing.title, threshold=threshold, subject=listing))
+        requests.append(clip_analyses.AnalysisRequest(
             image=image, text=listing.description, threshold=threshold, subject=listing
         ))
     if not requests:
         return checks
-    analyses = iter(clip_services.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
+    analyses = iter(clip_analyses.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
     decoded = [image for image in images if not isinstance(image, ClipcheckError)]
     # Stored by analyses_compute (or computed again in a dry run, which stores nothing).
-    vectors = iter(clip_services.image_embeddings_compute(images=decoded, store=store_embeddings))
+    vectors = iter(image_embeddings_compute(images=decoded, store=store_embeddings))
     decoded = iter(decoded)
     for check in checks:
         if check.error is None:
@@ -247,30 +259,44 @@ def listings_check_save(*, checks, done=None):
     to_apply, to_store = [], []
     for check in scored:
         fresh = current.get(check.listing.pk)
-        if done is not None and (fresh is None or done(fresh)):
+        if _done_meanwhile(fresh=fresh, done=done):
             check.skipped, check.to_status = True, (fresh or check.listing).status
             check.title_analysis = check.description_analysis = None
             continue
         to_store += [check.title_analysis, check.description_analysis]
-        checked_texts = texts_hash(check.listing.title, check.listing.description)
-        if fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts:
+        if _changed_meanwhile(check=check, fresh=fresh):
             # Deleted or edited meanwhile; the edit brings its own check.
             check.listing, check.to_status = fresh or check.listing, (fresh or check.listing).status
             continue
         to_apply.append((check, fresh))
-    clip_services.analyses_save(analyses=to_store)
+    clip_analyses.analyses_save(analyses=to_store)
     for check, fresh in to_apply:
-        check.listing = fresh
-        check.from_status = fresh.status
-        check.to_status = _listing_apply_check(
-            listing=fresh,
-            image_sha256=check.title_analysis.image_sha256,
-            texts_sha256=fresh.texts_sha256,
-            title_analysis=check.title_analysis,
-            description_analysis=check.description_analysis,
-            photo_reasons=check.photo_reasons,
-        ).to_status
+        _check_apply_fresh(check=check, fresh=fresh)
     return checks
+
+
+def _done_meanwhile(*, fresh, done):
+    """In a bulk audit (``done`` given): True when another writer stored this listing, or it is gone."""
+    return done is not None and (fresh is None or done(fresh))
+
+
+def _changed_meanwhile(*, check, fresh):
+    """True when the listing was deleted, or its image or texts changed, since ``check`` read it."""
+    checked_texts = texts_hash(check.listing.title, check.listing.description)
+    return fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts
+
+
+def _check_apply_fresh(*, check, fresh):
+    check.listing = fresh
+    check.from_status = fresh.status
+    check.to_status = _listing_apply_check(
+        listing=fresh,
+        image_sha256=check.title_analysis.image_sha256,
+        texts_sha256=fresh.texts_sha256,
+        title_analysis=check.title_analysis,
+        description_analysis=check.description_analysis,
+        photo_reasons=check.photo_reasons,
+    ).to_status
 
 
 def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
@@ -355,7 +381,7 @@ def listings_decide(*, listings, moderator, to_status, note=""):
     """
     changed = 0
     now = timezone.now()
-    threshold = clip_services.default_threshold()
+    threshold = default_threshold()
     with transaction.atomic():
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
             if listing.status == to_status:
@@ -379,14 +405,6 @@ def listings_decide(*, listings, moderator, to_status, note=""):
             ])
             changed += 1
     return changed
-
-
-def listing_approve(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.APPROVED, note=note)
-
-
-def listing_reject(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED, note=note)
 
 
 def listings_flag_mismatches(*, listings, moderator, note=""):

@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clipcheck import services as clip_services
+from clipcheck.services.embeddings import image_embeddings_compute
+from clipcheck.services.thresholds import model_id
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
 from clipcheck.nearduplicates import layout_signature, near_duplicates
@@ -29,7 +30,7 @@ def photo_reused_reasons(*, listing, image, vector, model=None):
     """The ``photo_reused`` reasons of ``listing`` whose decoded photo is
     ``image`` with embedding ``vector``: one per photo, naming the most
     similar other listing (empty when the photo is its own)."""
-    model = model or clip_services.model_id()
+    model = model or model_id()
     others = Listing.objects.exclude(pk=listing.pk) if listing.pk else Listing.objects.all()
     duplicates = near_duplicates(
         sha256=image.sha256, vector=vector, layout=layout_signature(image.image), model=model,
@@ -94,11 +95,11 @@ def listings_search(*, text=None, image=None, k, statuses=None, category=None):
     """The ``k`` listings whose photos are nearest to ``text``, to the decoded
     photo ``image``, or to both (their embeddings' normalised sum), most
     similar first, optionally of some statuses and a category."""
-    model = clip_services.model_id()
+    model = model_id()
     engine = get_engine()
     parts = []
     if image is not None:
-        parts.append(clip_services.image_embeddings_compute(images=[image], model=model, engine=engine, store=False)[0])
+        parts.append(image_embeddings_compute(images=[image], model=model, engine=engine, store=False)[0])
     if text is not None:
         vectors, _ = run_inference(lambda: engine.encode_texts([text]))
         parts.append(vectors[0])

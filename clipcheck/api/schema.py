@@ -1,16 +1,20 @@
 """OpenAPI documentation of the /clip/* endpoints (drf-spectacular).
 
+``error_responses`` and ``multipart`` are public: a project's own views
+document their errors and uploads with them.
+
 Limits in the schema (text length, item counts, upload size) are read from
 ``clip_settings`` when the schema is generated, so it matches the running
 configuration. Every operation lists the errors it can answer, all in the
 one error format (``Error``).
 """
 
+from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse
 
-from clipcheck.access import access_table
+from clipcheck.access import view_policy
 from clipcheck.api.serializers import (
     NON_BLANK_TEXT_PATTERN,
     ErrorSerializer,
@@ -22,15 +26,19 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input: a field is missing or malformed, or the request could not be parsed.",
     401: "Credentials are required for this endpoint, or the ones sent are invalid.",
     403: "The authenticated user lacks the permission this endpoint requires (or the CSRF check failed).",
-    413: "The request body, the file, or the image's pixel count is over the limit.",
-    415: "The body's content type, or the uploaded image's format, is not accepted.",
-    429: "Too many requests from this client; retry after Retry-After seconds.",
+    411: "The body was sent chunked, without Content-Length.",
+    413: "The request body, the file, or the image's pixel count (or the memory to decode it) is over the limit.",
+    415: "The body's content type or charset, or the uploaded image's format, is not accepted.",
+    429: "Too many requests (or failed token authentications) from this client; retry after Retry-After seconds.",
     503: "The model is unavailable, overloaded or timed out, or the database is unreachable.",
 }
 # Errors any endpoint can answer: malformed or oversized requests, refused
 # credentials, throttling, a database outage while authenticating.
-COMMON_ERRORS = (400, 401, 403, 413, 429, 503)
-BODY_ERRORS = COMMON_ERRORS + (415,)
+# An unusable charset (415) is refused on any request: Django decodes the
+# query string with it too.
+COMMON_ERRORS = (400, 401, 403, 413, 415, 429, 503)
+BODY_ERRORS = COMMON_ERRORS + (411,)
+UPLOAD_ENCODING = {"file": {"contentType": "image/*"}}
 
 RESPONSE_HEADERS = [
     OpenApiParameter(
@@ -51,6 +59,11 @@ def error_responses(*statuses):
     }
 
 
+def multipart(serializer):
+    """The request body of an upload: ``serializer``'s fields as multipart, ``file`` an image."""
+    return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
+
+
 class ClipAutoSchema(AutoSchema):
     """Security requirements, access notes and the Retry-After and
     WWW-Authenticate headers of an endpoint, from its access policy.
@@ -61,8 +74,7 @@ class ClipAutoSchema(AutoSchema):
     """
 
     def _policy(self):
-        scope = getattr(self.view, "access_scope", None)
-        return access_table().get(scope) if scope else None
+        return view_policy(self.view)
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
@@ -156,6 +168,13 @@ class BatchItemsFieldExtension(OpenApiSerializerFieldExtension):
                 "example": {"image_path": "products/123.jpg", "text": "red leather handbag"},
             },
         }
+
+
+class CsrfSessionScheme(SessionScheme):
+    """Documents ``CsrfSessionAuthentication`` as the session cookie scheme
+    (drf-spectacular's own extension matches only DRF's class)."""
+
+    target_class = "clipcheck.api.authentication.CsrfSessionAuthentication"
 
 
 def one_of_fields(auto_schema, serializer, direction, fields, *, exactly_one):

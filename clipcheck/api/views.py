@@ -5,15 +5,20 @@ Who may call each endpoint and how often is the ``access_scope`` policy in
 throttle classes, ``clipcheck.access``).
 """
 
-from drf_spectacular.utils import OpenApiRequest, OpenApiResponse, extend_schema
+from pathlib import Path, PurePath
+
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipcheck import services
+from clipcheck.services.analyses import analysis_create
+from clipcheck.services.batch import batch_analyze
+from clipcheck.services.classification import image_classify
+from clipcheck.services.embeddings import embeddings_compute
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
-from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses
+from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
 from clipcheck.api.serializers import (
     AnalyzeInputSerializer,
     AnalyzeResultSerializer,
@@ -32,13 +37,6 @@ from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 
 SERVICE_NAME = "CLIP analyzer"
-UPLOAD_ENCODING = {"file": {"contentType": "image/*"}}
-
-
-def multipart(serializer):
-    return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
-
-
 class AnalyzeView(APIView):
     access_scope = "analyze"
     parser_classes = [MultiPartParser, FormParser]
@@ -52,7 +50,7 @@ class AnalyzeView(APIView):
         serializer = AnalyzeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        analysis = services.analysis_create(
+        analysis = analysis_create(
             image=data["file"], text=data["text"], threshold=data.get("threshold"), source=Analysis.Source.API
         )
         return Response(analysis.result())
@@ -71,7 +69,7 @@ class ClassifyView(APIView):
         serializer = ClassifyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        matches = services.classify_image(
+        matches = image_classify(
             image=data["file"], categories=data.get("categories"), top_k=data.get("top_k")
         )
         return Response({"top_matches": matches})
@@ -91,7 +89,7 @@ class EmbedView(APIView):
         serializer = EmbedInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        return Response(services.embeddings_compute(texts=data.get("text", []), images=data.get("file", [])))
+        return Response(embeddings_compute(texts=data.get("text", []), images=data.get("file", [])))
 
 
 class CategoriesView(APIView):
@@ -118,7 +116,7 @@ class AnalyzeBatchView(APIView):
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response({"results": services.analyze_batch(items=serializer.validated_data["items"])})
+        return Response({"results": batch_analyze(items=serializer.validated_data["items"])})
 
 
 class HealthView(APIView):
@@ -134,15 +132,24 @@ class HealthView(APIView):
     )
     def get(self, request):
         status = engine_status()
+        # A local model's path and the load's exception are internals: staff
+        # see them, everyone else the model's name and a generic message.
+        staff = bool(request.user and request.user.is_staff)
         body = {
             "status": "healthy" if status["model_loaded"] else "unhealthy",
             "service": SERVICE_NAME,
             "model_loaded": status["model_loaded"],
             "device": status["device"],
-            "model": status["model"],
+            "model": status["model"] if staff else public_model_name(status["model"]),
             "dtype": status["dtype"],
         }
         if not status["model_loaded"]:
-            body.update(error_body("model_unavailable", status["reason"]))
+            body.update(error_body("model_unavailable", status["message"], status["reason"] if staff else None))
             return Response(body, status=503)
         return Response(body)
+
+
+def public_model_name(model):
+    """A hub id as it is; a local checkpoint by its directory's name only."""
+    path = PurePath(model)
+    return path.name if path.is_absolute() or model.startswith(".") or Path(model).is_dir() else model

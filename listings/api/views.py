@@ -6,10 +6,9 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clipcheck.api.schema import BODY_ERRORS, error_responses, multipart
 from listings import services
-from clipcheck.api.schema import BODY_ERRORS, error_responses
-from clipcheck.api.views import multipart
-from clipcheck.services import model_id
+from clipcheck.services.thresholds import model_id
 from clipcheck.settings import clip_settings
 from listings.api import schema  # noqa: F401  (registers the schema extensions)
 from listings.similarity import listings_search

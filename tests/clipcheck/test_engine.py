@@ -25,6 +25,37 @@ def test_the_engine_is_loaded_once_and_shared(fresh_engine):
     assert get_engine() is first
 
 
+def test_the_engine_takes_its_configuration_at_construction(tiny_model_dir, settings, monkeypatch):
+    from PIL import Image
+
+    from clipcheck.engine.clip import ClipEngine
+
+    engine = ClipEngine.load(model_name=tiny_model_dir, device="cpu", batch_size=2, text_cache_size=0)
+    # Settings are the registry's business: the engine keeps what it was built with.
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_SIZE": 1, "TEXT_CACHE_SIZE": 10}
+    forwards, text_batches = [], []
+    forward_images, encode_text_batch = engine._forward_images, engine._encode_text_batch
+    monkeypatch.setattr(engine, "_forward_images", lambda pixels: forwards.append(len(pixels)) or forward_images(pixels))
+    monkeypatch.setattr(
+        engine, "_encode_text_batch", lambda texts: text_batches.append(len(texts)) or encode_text_batch(texts)
+    )
+
+    engine.encode_images([Image.new("RGB", (40, 40), (index * 40, 0, 0)) for index in range(5)])
+    engine.encode_texts(["a", "b", "c"])
+    engine.encode_texts(["a"])  # no text cache: encoded again
+
+    assert forwards == [2, 2, 1]
+    assert text_batches == [2, 1, 1]
+
+
+def test_a_settings_change_gives_an_engine_built_for_the_new_values(settings, fresh_engine):
+    first = get_engine()
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_SIZE": 3, "BATCH_WAIT_MS": 0, "TEXT_CACHE_SIZE": 7}
+    second = get_engine()
+    assert second is not first and get_engine() is second
+    assert (second._image_batcher.max_rows, second._text_batcher.max_wait, second.text_cache_size) == (3, 0.0, 7)
+
+
 def test_preprocessing_follows_the_checkpoint_config():
     engine = get_engine()
     from PIL import Image
@@ -42,20 +73,34 @@ def broken_model(settings, tmp_path, fresh_engine):
     return broken
 
 
-def test_health_is_503_with_the_reason_when_the_model_cannot_load(broken_model):
+def test_health_is_503_with_a_generic_message_when_the_model_cannot_load(broken_model, caplog):
     response = APIClient().get("/clip/health")
     assert response.status_code == 503
     body = response.json()
     assert body["model_loaded"] is False
     assert body["status"] == "unhealthy"
     assert body["error"]["code"] == "model_unavailable"
-    assert str(broken_model) in body["error"]["message"]
+    # The path and the exception are internals: the log has them, the answer not.
+    assert str(broken_model) not in response.content.decode()
+    assert "Error" not in body["error"]["message"] and "detail" not in body["error"]
+    assert body["model"] == broken_model.name
+    assert str(broken_model) in caplog.text
+
+
+def test_staff_see_why_the_model_cannot_load(broken_model, django_user_model):
+    client = APIClient()
+    client.force_authenticate(django_user_model.objects.create_user(username="ops", is_staff=True))
+    body = client.get("/clip/health").json()
+    assert body["model"] == str(broken_model)
+    assert str(broken_model) in body["error"]["detail"]
 
 
 @pytest.mark.parametrize("endpoint", ["/clip/analyze", "/clip/classify"])
 def test_inference_endpoints_are_503_when_the_model_cannot_load(broken_model, endpoint):
     response = APIClient().post(endpoint, {"file": upload(), "text": "x"}, format="multipart")
     assert_error(response, 503, "model_unavailable")
+    assert str(broken_model) not in response.content.decode()
+    assert "Error" not in response.json()["error"]["message"]
 
 
 def test_missing_model_directory_is_503_not_a_crash(settings, fresh_engine):
@@ -92,7 +137,9 @@ def test_cuda_on_a_machine_without_it_is_a_load_failure(settings, fresh_engine, 
     settings.CLIPCHECK = {**settings.CLIPCHECK, "DEVICE": "cuda:0"}
     body = APIClient().get("/clip/health").json()
     assert body["model_loaded"] is False
-    assert "CUDA is not available" in body["error"]["message"]
+    with pytest.raises(engine_registry.ModelUnavailable) as refused:
+        engine_registry.get_engine()
+    assert "CUDA is not available" in refused.value.reason
 
 
 def test_auto_device_falls_back_to_cpu_without_cuda(monkeypatch):

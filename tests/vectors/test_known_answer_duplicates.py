@@ -10,7 +10,7 @@ use), under the thresholds measured for this checkpoint (bench/duplicates.py).
 import pytest
 
 from bench.duplicates import KNOWN_ANSWER_NEAR_DUPLICATE, copies, detection_rates, originals
-from clipcheck.services import model_id
+from clipcheck.services.thresholds import model_id
 from tests.knownanswer.conftest import KNOWN_ANSWER_MODEL
 
 

@@ -7,7 +7,7 @@ from django.db.migrations.executor import MigrationExecutor
 
 from clipcheck import vectors
 from clipcheck.models import ImageEmbedding, ImageVector
-from clipcheck.services import image_embeddings_store
+from clipcheck.services.embeddings import image_embeddings_store
 from tests.vectors.test_vectors import pgvector_installed
 
 BEFORE = ("clipcheck", "0004_analysis_reasons")

@@ -7,7 +7,7 @@ from django.db import connection
 from clipcheck import vectors
 from clipcheck.checks import check_vector_backend
 from clipcheck.models import ImageVector
-from clipcheck.services import image_embeddings_store
+from clipcheck.services.embeddings import image_embeddings_store
 
 MODEL = "test/model-a"
 
@@ -44,13 +44,13 @@ def test_the_path_follows_the_database():
 def test_the_check_reports_the_path_and_warns_when_postgresql_lacks_pgvector():
     messages = {message.id: message.msg for message in check_vector_backend()}
     assert vectors.vector_backend().name in messages["clipcheck.I001"]
-    assert ("clipcheck.W004" in messages) == vectors.vector_backend().extension_missing
+    assert ("clipcheck.W005" in messages) == vectors.vector_backend().extension_missing
 
 
 def test_the_check_warns_with_the_fix_when_the_extension_is_missing(monkeypatch):
     missing = vectors.VectorBackend(vectors.NUMPY, "PostgreSQL without the pgvector extension", extension_missing=True)
     monkeypatch.setattr(vectors, "vector_backend", lambda using="default": missing)
-    warning = next(message for message in check_vector_backend() if message.id == "clipcheck.W004")
+    warning = next(message for message in check_vector_backend() if message.id == "clipcheck.W005")
     assert "CREATE EXTENSION vector" in warning.hint
 
 

@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
-from clipcheck.services import model_id
+from clipcheck.services.thresholds import model_id
 from listings import duplicates
 from listings.management.options import positive_int
 from listings.models import Listing
