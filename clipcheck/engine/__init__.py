@@ -82,7 +82,7 @@ def get_engine():
             return _engine
         failure = _failure
         if failure and failure.key == key and time.monotonic() - failure.at < clip_settings.LOAD_RETRY_SECONDS:
-            raise ModelUnavailable(failure.reason)
+            raise ModelUnavailable(reason=failure.reason)
         from clipcheck.engine.clip import ClipEngine
 
         started = time.monotonic()
@@ -95,7 +95,7 @@ def get_engine():
             _failure = _LoadFailure(key=key, reason=reason, at=time.monotonic())
             metrics.MODEL_LOADED.set(0)
             metrics.MODEL_LOAD_FAILURES.inc()
-            raise ModelUnavailable(reason) from exc
+            raise ModelUnavailable(reason=reason) from exc
         logger.info(
             "Loaded CLIP model %s on %s, runtime %s (%s) in %.1fs",
             key.model_name, engine.device_name, engine.runtime_name, engine.precision, time.monotonic() - started,
@@ -106,12 +106,18 @@ def get_engine():
 
 
 def engine_status():
-    """Load state for health checks: never raises."""
+    """Load state for health checks: never raises.
+
+    ``message`` is the public explanation of a failed load, ``reason`` the
+    internal one (path and exception: for the log and staff only).
+    """
     try:
         engine = get_engine()
     except ModelUnavailable as exc:
-        return {"model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None,
-                "runtime": None, "precision": None, "reason": exc.message}
+        return {
+            "model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None,
+            "runtime": None, "precision": None, "message": exc.message, "reason": exc.reason,
+        }
     return {
         "model_loaded": True,
         "model": engine.model_name,
@@ -119,6 +125,7 @@ def engine_status():
         "dtype": engine.dtype_name,
         "runtime": engine.runtime_name,
         "precision": engine.precision,
+        "message": None,
         "reason": None,
     }
 

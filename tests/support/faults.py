@@ -9,6 +9,9 @@ the file named by ``CLIPCHECK_TEST_FAULT_FILE``:
                   marking ``<file>.busy.<pid>`` while it does;
 * ``slow-forward 0.2``  every image forward pass of the runtime takes 0.2 s
                   longer (a deterministic slow model: admission measures it);
+* ``stored 30``   storage stalls 30 s right after writing a file (the window
+                  between an upload's image and its transaction), marking
+                  ``<file>.busy.<pid>`` the same way;
 * empty           normal operation.
 
 Every response also carries ``X-Worker-Pid`` so tests can tell workers apart.
@@ -76,6 +79,19 @@ class FaultInjectionConfig(AppConfig):
             return image_features(runtime, pixel_values)
 
         TorchRuntime.image_features = slow_image_features
+
+        from django.core.files.storage import FileSystemStorage
+
+        save = FileSystemStorage._save
+
+        def faulty_save(storage, name, content):
+            stored = save(storage, name, content)
+            fault = current_fault(path)
+            if fault.startswith("stored "):
+                stall(path, fault)
+            return stored
+
+        FileSystemStorage._save = faulty_save
 
 
 class WorkerPidMiddleware:
