@@ -3,8 +3,8 @@
 Every anonymous ``/clip/analyze`` call stores one ``Analysis`` row (its
 verdict answers the same request again without the model). Nothing else
 refers to those rows, so they are kept ``CLIPCHECK["ANALYSIS_RETENTION_DAYS"]``
-days and then deleted; analyses that concern an object (a subject), audits,
-batches and the admin are records of decisions and are kept.
+days and then deleted; analyses of uploads, audits, batches and the admin
+are records of decisions and are kept.
 """
 
 from datetime import timedelta

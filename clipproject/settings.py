@@ -252,7 +252,12 @@ CLIPCHECK = {
     "BATCH_ROOT": str(BASE_DIR / "var" / "batch"),
     # Policies of this project's own views, merged into clipcheck's table.
     # POST /upload stores what it receives: only users allowed to add listings.
-    "ACCESS": {"upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"}},
+    # POST /clip/search shows what the catalogue holds: only users allowed to
+    # view listings (anonymous storefront search is a project's choice).
+    "ACCESS": {
+        "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
+        "search": {"anonymous": False, "permissions": ["listings.view_listing"], "rate": "60/minute"},
+    },
     **_clipcheck_from_environ(),
 }
 

@@ -10,7 +10,7 @@ one error format (``Error``).
 """
 
 from drf_spectacular.authentication import SessionScheme
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse
 
@@ -175,3 +175,18 @@ class CsrfSessionScheme(SessionScheme):
     (drf-spectacular's own extension matches only DRF's class)."""
 
     target_class = "clipcheck.api.authentication.CsrfSessionAuthentication"
+
+
+def one_of_fields(auto_schema, serializer, direction, fields, *, exactly_one):
+    """A form schema that requires one of ``fields`` (or exactly one), which field flags cannot say."""
+    schema = auto_schema._map_basic_serializer(serializer, direction)
+    alternatives = [{"required": [name]} for name in fields]
+    schema["oneOf" if exactly_one else "anyOf"] = alternatives
+    return schema
+
+
+class EmbedInputSerializerExtension(OpenApiSerializerExtension):
+    target_class = "clipcheck.api.serializers.EmbedInputSerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        return one_of_fields(auto_schema, self.target, direction, ("text", "file"), exactly_one=False)
