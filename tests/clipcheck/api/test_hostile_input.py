@@ -208,6 +208,11 @@ CASES = [
     Case("PNG header claiming 7000x7000", upload(hostile.png_claiming(7000, 7000)), 413, "image_too_large"),
     Case("GIF header claiming 65535x65535", upload(hostile.gif_claiming(65535, 65535), name="a.gif",
                                                    content_type="image/gif"), 413, "image_too_large"),
+    # Small files, big pictures: decoded within the decode budget, reduced
+    # before any conversion (the bound is measured in test_decode_memory).
+    Case("16-bit grayscale PNG of 40 MP in 86 KB", upload(lambda: hostile.png_16bit_grayscale(6324, 6324)), 200, None),
+    Case("palette PNG with transparency of 40 MP in 53 KB", upload(lambda: hostile.png_uniform(
+        6324, 6324, color="palette", transparent=True)), 200, None),
     Case("strip 2000x10 (aspect ratio bomb)", upload(lambda: image_bytes(size=(2000, 10))), 400,
          "aspect_ratio_too_large"),
     Case("PNG claiming 0x0", upload(hostile.png_claiming(0, 0)), 400, "corrupt_image"),
