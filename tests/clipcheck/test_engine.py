@@ -333,3 +333,23 @@ def test_reduced_precision_keeps_embeddings_close_to_float32(settings, fresh_eng
         embeddings[dtype] = (engine.encode_images(images), engine.encode_texts(texts)[0])
     for reduced, exact in zip(embeddings["bfloat16"], embeddings["float32"]):
         assert (reduced * exact).sum(axis=1).min() >= 0.99
+
+
+def test_a_corrupt_checkpoint_is_a_generic_503_for_anonymous_callers(settings, tmp_path, tiny_model_dir, fresh_engine,
+                                                                      caplog):
+    import shutil
+
+    model = tmp_path / "srv-models-clip"
+    shutil.copytree(tiny_model_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "MODEL": str(model)}
+    client = APIClient()
+    answers = [client.get("/clip/health"), client.post("/clip/analyze", {"file": upload(), "text": "x"},
+                                                        format="multipart")]
+    for response in answers:
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "model_unavailable"
+        assert response.json()["error"]["message"] == "The model is not available on this server; retry later."
+        assert str(tmp_path) not in response.content.decode() and "Safetensor" not in response.content.decode()
+    assert str(model) in caplog.text and "Safetensor" in caplog.text  # the operator's log has it all
