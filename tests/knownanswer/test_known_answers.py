@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from rest_framework.test import APIClient
 
-from scripts import known_answer_domain as domain
+from knownanswer import domain
 from tests.knownanswer.conftest import THRESHOLD
 from tests.support.users import user_with_token
 
