@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 
 from clipcheck import metrics
+from clipcheck.engine.checkpoints import CheckpointUnavailable
 from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
 
@@ -63,8 +64,11 @@ def get_engine():
         try:
             engine = ClipEngine.load(model_name=model_name, device=device, dtype=dtype, num_threads=num_threads)
         except Exception as exc:
-            reason = f"The CLIP model {model_name!r} could not be loaded: {exc.__class__.__name__}: {exc}"
-            logger.error(reason, exc_info=True)
+            # A checkpoint that is missing or out of reach is one sentence, not a traceback.
+            expected = isinstance(exc, CheckpointUnavailable)
+            cause = str(exc) if expected else f"{exc.__class__.__name__}: {exc}"
+            reason = f"The CLIP model {model_name!r} could not be loaded: {cause}"
+            logger.error(reason, exc_info=not expected)
             _engine, _engine_key = None, None
             _failure = _LoadFailure(key=key, reason=reason, at=time.monotonic())
             metrics.MODEL_LOADED.set(0)
