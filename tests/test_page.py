@@ -1,0 +1,53 @@
+"""The page at / without a browser: its stylesheet's colours meet WCAG AA."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+TEMPLATE = Path(__file__).resolve().parents[1] / "templates" / "index.html"
+
+
+def css_rgb(value):
+    """``#rrggbb`` or ``rgb(r, g, b)`` → (r, g, b)."""
+    value = value.strip()
+    if value.startswith("#"):
+        return tuple(int(value[i:i + 2], 16) for i in (1, 3, 5))
+    return tuple(int(part) for part in re.findall(r"\d+", value)[:3])
+
+
+def relative_luminance(rgb):
+    def linear(channel):
+        channel /= 255
+        return channel / 12.92 if channel <= 0.03928 else ((channel + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(channel) for channel in rgb)
+    return 0.2126 * red + 0.7152 * green + 0.0722 * blue
+
+
+def contrast_ratio(first, second):
+    """WCAG 2 contrast ratio of two colours, 1 to 21."""
+    lighter, darker = sorted((relative_luminance(first), relative_luminance(second)), reverse=True)
+    return (lighter + 0.05) / (darker + 0.05)
+
+
+def test_the_contrast_ratio_is_the_wcag_one():
+    assert contrast_ratio((0, 0, 0), (255, 255, 255)) == pytest.approx(21)
+    assert contrast_ratio((118, 118, 118), (255, 255, 255)) == pytest.approx(4.54, abs=0.01)
+
+
+def stylesheet():
+    return re.search(r"<style>(.*?)</style>", TEMPLATE.read_text(), re.S).group(1)
+
+
+def test_every_quality_badge_meets_wcag_aa():
+    css = stylesheet()
+    qualities = dict(re.findall(r"\.quality-([\w-]+)\s*\{\s*--quality:\s*(#[0-9a-fA-F]{6})", css))
+    from clipcheck.settings import DEFAULTS
+
+    assert set(DEFAULTS["QUALITY_BANDS"]) <= set(qualities)
+    badge = re.search(r"\.badge\s*\{([^}]*)\}", css).group(1)
+    text = css_rgb(re.search(r"(?<![-\w])color:\s*(#[0-9a-fA-F]{6})", badge).group(1))
+    fallback = re.search(r"var\(--quality,\s*(#[0-9a-fA-F]{6})\)", badge).group(1)
+    for name, background in {**qualities, "unknown label": fallback}.items():
+        assert contrast_ratio(text, css_rgb(background)) >= 4.5, name
