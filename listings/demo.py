@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
 
-from clipcheck.images import content_hash
+from clipcheck.hashes import content_hash
 from knownanswer import domain
 from listings.models import Listing
 

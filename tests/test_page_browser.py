@@ -6,8 +6,8 @@ import pytest
 
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
-from tests.conftest import image_bytes
-from tests.test_page import contrast_ratio, css_rgb
+from tests.support.colours import contrast_ratio, css_rgb
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -126,7 +126,7 @@ def test_a_script_on_another_origin_reads_retry_after(browser_page, live_server,
 
 @pytest.mark.django_db(transaction=False)
 def test_browser_tests_fail_under_ci_without_chromium_and_skip_elsewhere(tmp_path):
-    from tests.conftest import CHROMIUM, require_chromium
+    from tests.support.browser import CHROMIUM, require_chromium
 
     missing = str(tmp_path / "no-chromium")
     with pytest.raises(pytest.fail.Exception, match="Browser tests need Chromium"):

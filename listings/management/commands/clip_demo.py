@@ -15,7 +15,8 @@ import knownanswer
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
 from clipcheck.settings import clip_settings
-from listings import audit, demo
+from listings import demo
+from listings.audit import local, records
 
 
 def port_number(value):
@@ -80,7 +81,7 @@ class Command(BaseCommand):
             get_engine()
         except ClipcheckError as exc:
             raise CommandError(f"The known-answer model is unusable: {exc.message}")
-        summary = audit.audit_run(options=audit.AuditOptions().resolved())
+        summary = local.audit_run(options=records.AuditOptions().resolved())
         self.stdout.write(
             f"Audit: {summary.checked} checked, {summary.skipped} already up to date, "
             f"{summary.flagged} sent to review, {summary.failed} failed."
