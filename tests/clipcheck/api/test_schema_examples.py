@@ -6,7 +6,7 @@ import re
 import pytest
 from rest_framework.test import APIClient
 
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db
 
