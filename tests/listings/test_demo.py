@@ -28,6 +28,13 @@ def demo_run(fresh_engine, media_root):
     return out.getvalue()
 
 
+@pytest.fixture
+def small_demo_run(fresh_engine, media_root):
+    out = io.StringIO()
+    call_command("clip_demo", "--no-serve", "--count", "20", stdout=out)
+    return out.getvalue()
+
+
 def printed_credentials(output):
     return dict(re.findall(r"user (\S+)  password (\S+)", output))
 
@@ -45,10 +52,12 @@ def test_the_demo_fills_the_review_queue_and_catches_the_seeded_mismatches(demo_
         assert line in demo_run
     assert f"threshold {knownanswer.calibrated_threshold()}" in demo_run
     assert "0.7121" in demo_run
+    assert "http://127.0.0.1:8123/admin/listings/reviewqueueitem/" in demo_run
+    assert "http://127.0.0.1:8123/api/docs/" in demo_run
 
 
-def test_the_printed_moderator_logs_in_and_sees_the_queue(demo_run, client):
-    credentials = printed_credentials(demo_run)
+def test_the_printed_moderator_logs_in_and_sees_the_queue(small_demo_run, client):
+    credentials = printed_credentials(small_demo_run)
     assert set(credentials) == {"demo-moderator", "demo-admin"}
     assert client.login(username="demo-moderator", password=credentials["demo-moderator"])
     queue = client.get("/admin/listings/reviewqueueitem/")
@@ -66,19 +75,33 @@ def test_the_printed_moderator_logs_in_and_sees_the_queue(demo_run, client):
     assert get_user_model().objects.get(username="demo-admin").is_superuser
 
 
-def test_the_urls_name_the_port(demo_run):
-    assert "http://127.0.0.1:8123/admin/listings/reviewqueueitem/" in demo_run
-    assert "http://127.0.0.1:8123/api/docs/" in demo_run
-
-
-def test_a_second_run_reuses_the_catalogue_and_gives_new_passwords(demo_run):
+def test_a_second_run_reuses_the_catalogue_and_gives_new_passwords(small_demo_run):
     out = io.StringIO()
     call_command("clip_demo", "--no-serve", stdout=out)
     again = out.getvalue()
-    assert Listing.objects.count() == 100
-    assert "already seeded (100 listings)" in again
+    assert Listing.objects.count() == 20
+    assert "already seeded (20 listings)" in again
     assert "0 checked" in again
-    assert printed_credentials(again)["demo-moderator"] != printed_credentials(demo_run)["demo-moderator"]
+    assert printed_credentials(again)["demo-moderator"] != printed_credentials(small_demo_run)["demo-moderator"]
+
+
+def test_without_no_serve_it_serves_the_known_answer_model_on_the_port(fresh_engine, media_root, monkeypatch):
+    from clipcheck.settings import clip_settings
+    from listings.management.commands import clip_demo
+
+    served = []
+
+    def call_command_recording(name, *args, **options):
+        if name == "runserver":
+            served.append((args, options, clip_settings.MODEL, clip_settings.THRESHOLD))
+            return None
+        return call_command(name, *args, **options)
+
+    monkeypatch.setattr(clip_demo, "call_command", call_command_recording)
+    call_command("clip_demo", "--count", "5", "--port", "8765", stdout=io.StringIO())
+    assert served == [(("127.0.0.1:8765",), {"use_reloader": False}, str(knownanswer.CHECKPOINT), 0.7121)]
+    # The demo's settings end with the command.
+    assert clip_settings.MODEL != str(knownanswer.CHECKPOINT)
 
 
 def test_an_existing_moderators_group_is_used_as_it_is(db):

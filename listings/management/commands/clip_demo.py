@@ -7,6 +7,7 @@ the repository: no download) so the review queue has work in it, and serves.
 
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
@@ -54,7 +55,8 @@ class Command(BaseCommand):
         }
         # The demo's settings hold for this process only: the audit here and
         # the server started below.
-        with override_settings(CLIPCHECK=demo_clipcheck):
+        # SETTINGS_MODULE: runserver names it in its banner.
+        with override_settings(CLIPCHECK=demo_clipcheck, SETTINGS_MODULE=settings.SETTINGS_MODULE):
             self.stdout.write(f"Model: {knownanswer.CHECKPOINT} (known-answer CLIP), threshold {threshold}.")
             self.prepare(count=count, seed=seed, port=port)
             if no_serve:
