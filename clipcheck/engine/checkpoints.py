@@ -50,7 +50,7 @@ def checkpoint_source(model_name):
         if cached:
             return model_name, True
         raise CheckpointUnavailable(
-            "no such directory exists, and it is not in the Hugging Face cache "
+            "it is neither a local directory nor in the Hugging Face cache "
             "(HF_HUB_OFFLINE is set, so nothing is downloaded)."
         )
     try:
@@ -62,14 +62,14 @@ def checkpoint_source(model_name):
             return model_name, True
         status = exc.response.status_code if exc.response is not None else "?"
         raise CheckpointUnavailable(
-            "no such directory exists, and the Hugging Face hub has no model by that id "
+            "it is not a local directory, and the Hugging Face hub has no model by that id "
             f"that can be downloaded (HTTP {status})."
         ) from exc
     except Exception as exc:  # any network failure: DNS, refused, timeout, TLS
         if cached:
             return model_name, True
         raise CheckpointUnavailable(
-            "no such directory exists, it is not in the Hugging Face cache, and the hub "
+            "it is neither a local directory nor in the Hugging Face cache, and the hub "
             f"({constants.ENDPOINT}) cannot be reached ({exc.__class__.__name__}: {exc}); set CLIPCHECK_MODEL "
             "to a local checkpoint directory."
         ) from exc
