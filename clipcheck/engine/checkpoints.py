@@ -22,11 +22,13 @@ class CheckpointUnavailable(Exception):
 
 
 def looks_like_path(model_name):
-    """Names only a directory can have: absolute, ``./``, ``~``, or more than one ``/``."""
+    """Names only a directory can have: absolute, ``./``, ``~``, more than one ``/``,
+    or ``dir/name`` where ``dir`` is a local directory (``models/clip-vit-base-patch32``)."""
     return (
         model_name.startswith(("/", ".", "~"))
         or model_name.count("/") > 1
         or os.sep != "/" and os.sep in model_name
+        or "/" in model_name and Path(model_name.split("/", 1)[0]).is_dir()
     )
 
 

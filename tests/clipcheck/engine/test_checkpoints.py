@@ -62,8 +62,13 @@ def closed_port():
         return probe.getsockname()[1]
 
 
-@pytest.mark.parametrize("name", ["/srv/models/no-such-clip", "./models/no-such-clip", "models/a/no-such-clip"])
-def test_a_missing_local_directory_says_it_does_not_exist(model, name, caplog):
+@pytest.mark.parametrize("name", [
+    "/srv/models/no-such-clip", "./models/no-such-clip", "models/a/no-such-clip",
+    "models/no-such-clip",  # like a hub id, but models/ is a directory here
+])
+def test_a_missing_local_directory_says_it_does_not_exist(model, name, caplog, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "models").mkdir()
     model(name)
     with pytest.raises(ModelUnavailable) as raised:
         get_engine()
