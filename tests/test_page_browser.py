@@ -107,7 +107,7 @@ def test_the_page_has_a_favicon_and_loads_nothing_missing(browser_page, live_ser
 
 
 def test_a_script_on_another_origin_reads_retry_after(browser_page, live_server, settings):
-    """The README's cross-origin fetch: the shop's page (origin http://localhost:PORT)
+    """The cross-origin fetch of docs/api-access.md: the shop's page (origin http://localhost:PORT)
     calls the API at http://127.0.0.1:PORT and reads when to retry."""
     shop = live_server.url.replace("127.0.0.1", "localhost")
     api = shop.replace("localhost", "127.0.0.1")
