@@ -24,6 +24,7 @@ from transformers.utils import logging as transformers_logging
 from clipcheck import metrics
 from clipcheck.engine.admission import forward_clock
 from clipcheck.engine.batcher import MicroBatcher
+from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
 from clipcheck.engine.runtimes import TorchRuntime, encoder_threads, resolve_runtime
 
@@ -74,12 +75,14 @@ def load_runtime(name, *, checkpoint, device, dtype, threads, cache_dir):
 
 def local_checkpoint(model_name):
     """The checkpoint's directory: ``model_name`` itself, or the hub snapshot
-    transformers would load (downloaded on first use)."""
-    if Path(model_name).is_dir():
-        return str(Path(model_name).resolve())
+    transformers would load (downloaded on first use; ``checkpoint_source``
+    says in one sentence why it cannot be had)."""
+    source, local_files_only = checkpoint_source(model_name)
+    if Path(source).is_dir():
+        return str(Path(source).resolve())
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(model_name)
+    return snapshot_download(source, local_files_only=local_files_only)
 
 
 def cpu_has_native_bf16():
