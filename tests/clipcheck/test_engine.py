@@ -56,6 +56,25 @@ def test_a_settings_change_gives_an_engine_built_for_the_new_values(settings, fr
     assert (second._image_batcher.max_rows, second._text_batcher.max_wait, second.text_cache_size) == (3, 0.0, 7)
 
 
+def test_the_engine_runs_without_django_settings(tiny_model_dir):
+    code = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "from clipcheck.engine.clip import ClipEngine\n"
+        f"engine = ClipEngine.load(model_name={tiny_model_dir!r}, device='cpu', batch_size=2)\n"
+        "vectors = engine.encode_images([Image.new('RGB', (40, 40))] * 3)\n"
+        "texts, _ = engine.encode_texts(['a red shoe'])\n"
+        "from django.conf import settings\n"
+        "print(vectors.shape[0], texts.shape[0], settings.configured)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "1", "False"]
+
+
 def test_preprocessing_follows_the_checkpoint_config():
     engine = get_engine()
     from PIL import Image
