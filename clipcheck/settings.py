@@ -92,7 +92,7 @@ DEFAULTS = {
     "DECODE_WAIT_MS": 5000,
     # Days an analysis made by the anonymous API (/clip/analyze) is kept;
     # manage.py clip_prune_analyses deletes older ones (run it daily).
-    # Analyses of listings, audits and batches are kept. None: keep all.
+    # Analyses of uploads, audits and batches are kept. None: keep all.
     "ANALYSIS_RETENTION_DAYS": 30,
     # Text embeddings kept per process (category prompts, repeated texts).
     "TEXT_CACHE_SIZE": 4096,

@@ -64,7 +64,7 @@ def analyses_compute(*, requests, source, store_embeddings=True):
     requests = [_with_threshold(request) for request in requests]
     started = time.monotonic()
     text_hashes = [text_hash(request.text) for request in requests]
-    keys = [(r.image.sha256, text_hash_, r.threshold) for r, text_hash_ in zip(requests, text_hashes)]
+    keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
     earlier = selectors.analyses_cached(keys=keys, model=model)
     lookup_ms = (time.monotonic() - started) * 1000
 
