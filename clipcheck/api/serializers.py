@@ -123,16 +123,21 @@ class CategoriesField(serializers.CharField):
             super().run_validators(value)
 
 
+THRESHOLD_HELP = "Similarity below this is a mismatch. Absent: the service's own (calibrated or configured) threshold."
+
+
 class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
-    threshold = ThresholdField(required=False)
+    threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
 
 
 class ClassifyInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     categories = CategoriesField(required=False)
-    top_k = serializers.IntegerField(required=False, min_value=1)
+    top_k = serializers.IntegerField(
+        required=False, min_value=1, help_text="How many categories to return. Absent: CLIPCHECK DEFAULT_TOP_K (5)."
+    )
 
 
 # Longer paths cannot name a file (PATH_MAX on Linux).
@@ -190,7 +195,7 @@ class EmbedInputSerializer(serializers.Serializer):
 class BatchItemSerializer(serializers.Serializer):
     image_path = serializers.CharField(trim_whitespace=False, max_length=MAX_IMAGE_PATH_LENGTH)
     text = ProductTextField()
-    threshold = ThresholdField(required=False)
+    threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
 
 
 class ParsedItemField(serializers.Field):
