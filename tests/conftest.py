@@ -10,10 +10,6 @@ from tests.support.engine import EncoderCalls
 from tests.support.images import image_bytes
 
 
-def pytest_collection_modifyitems(config, items):
-    services.services_mark(items)
-
-
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
     # Before any fixture: a missing service skips the test here, fails it under CI.
@@ -166,11 +162,8 @@ def pytest_addoption(parser):
     )
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "pgvector: needs PostgreSQL with pgvector (run with --pgvector)")
-
-
 def pytest_collection_modifyitems(config, items):
+    services.services_mark(items)
     # Without --pgvector the pgvector tests are deselected (counted in the summary), not skipped:
     # CI runs them in their own invocation (.ci/run).
     if config.getoption("--pgvector"):

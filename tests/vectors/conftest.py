@@ -6,7 +6,6 @@ import pytest
 
 from clipcheck import vectors
 from tests.listings.conftest import (  # noqa: F401  (fixtures)
-    MATCHING_TEXT,
     everything_matches,
     listing_media,
     make_listing,
