@@ -11,7 +11,7 @@ def text_hash(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def analyses_cached(*, keys, model):
+def analyses_cached(*, keys, model, rules=None):
     """Earlier analyses for ``(image_sha256, text_sha256, threshold)`` keys under ``model``.
 
     Returns ``{key: Analysis}`` for the keys found. Only computed rows are
@@ -24,6 +24,7 @@ def analyses_cached(*, keys, model):
     candidates = Analysis.objects.filter(
         model=model,
         cached=False,
+        **({} if rules is None else {"rules": rules}),
         image_sha256__in={image_sha256 for image_sha256, _, _ in keys},
         text_sha256__in={text_sha256 for _, text_sha256, _ in keys},
     ).order_by("id")

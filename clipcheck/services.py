@@ -16,7 +16,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.core.signals import setting_changed
 from django.db import models, transaction
 
-from clipcheck import scoring, selectors
+from clipcheck import scoring, selectors, verdicts
 from clipcheck.calibration import CalibrationError
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
@@ -95,11 +95,6 @@ def model_id():
     return str(clip_settings.MODEL)
 
 
-def _pair_result(image_embedding, text_embedding, text_truncated, threshold):
-    score = scoring.similarity_score(float(np.dot(image_embedding, text_embedding)))
-    return {**scoring.verdict(score, threshold), "text_truncated": text_truncated}
-
-
 def classify_image(*, image, categories=None, top_k=None, image_embedding=None):
     """Zero-shot classification of a decoded image over ``categories``.
 
@@ -141,12 +136,17 @@ def classify_image(*, image, categories=None, top_k=None, image_embedding=None):
 
 @dataclass(frozen=True)
 class AnalysisRequest:
-    """One image/text pair to analyse; ``subject`` is the object it concerns."""
+    """One image/text pair to analyse; ``subject`` is the object it concerns.
+
+    ``alternatives`` are other photos of the same item: the text is judged
+    against the best of ``image`` and them, and the analysis names that one.
+    """
 
     image: DecodedImage
     text: str
     threshold: float | None = None
     subject: models.Model | None = None
+    alternatives: tuple = ()
 
 
 def analysis_create(*, image, text, threshold=None, source, subject=None):
@@ -184,29 +184,29 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             text=request.text,
             threshold=default_threshold() if request.threshold is None else float(request.threshold),
             subject=request.subject,
+            alternatives=tuple(request.alternatives),
         )
         for request in requests
     ]
     started = time.monotonic()
+    rules = verdicts.rules_key()
     text_hashes = [selectors.text_hash(request.text) for request in requests]
     keys = [(r.image.sha256, text_hash, r.threshold) for r, text_hash in zip(requests, text_hashes)]
-    earlier = selectors.analyses_cached(keys=keys, model=model)
+    earlier = selectors.analyses_cached(
+        keys=[key for key, r in zip(keys, requests) if not r.alternatives], model=model, rules=rules
+    )
     lookup_ms = (time.monotonic() - started) * 1000
 
-    to_compute = [index for index, key in enumerate(keys) if key not in earlier]
-    results, device, compute_ms = {}, "", 0.0
+    to_compute = [index for index, key in enumerate(keys) if key not in earlier or requests[index].alternatives]
+    results, judged_images, device, compute_ms = {}, {}, "", 0.0
     if to_compute:
         computing_started = time.monotonic()
         engine = get_engine()
         device = engine.device_name
-        image_vectors = image_embeddings_compute(
-            images=[requests[index].image for index in to_compute], model=model, engine=engine,
-            store=store_embeddings,
+        results, judged_images = _judge_requests(
+            requests=[requests[index] for index in to_compute], indexes=to_compute, model=model, engine=engine,
+            store_embeddings=store_embeddings,
         )
-        texts = [requests[index].text for index in to_compute]
-        text_vectors, truncated = run_inference(lambda: engine.encode_texts(texts))
-        for row, index in enumerate(to_compute):
-            results[index] = _pair_result(image_vectors[row], text_vectors[row], truncated[row], requests[index].threshold)
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
 
     analyses = []
@@ -217,9 +217,10 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             source_analysis = earlier[keys[index]]
             result = scoring.verdict(source_analysis.similarity_score, source_analysis.threshold)
             result["text_truncated"] = source_analysis.text_truncated
+            result["reasons"], result["passages"] = source_analysis.reasons, source_analysis.passages
             cached, analysis_device, duration_ms = True, source_analysis.device, lookup_ms / len(requests)
         analyses.append(analysis_build(
-            image_sha256=request.image.sha256,
+            image_sha256=judged_images.get(index, request.image).sha256,
             text=request.text,
             text_sha256=text_hashes[index],
             result=result,
@@ -229,8 +230,46 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             duration_ms=duration_ms,
             cached=cached,
             subject=request.subject,
+            rules=rules,
         ))
     return analyses
+
+
+def _judge_requests(*, requests, indexes, model, engine, store_embeddings):
+    """Score and explain requests: ``({index: result}, {index: the photo judged})``.
+
+    One ``encode_images`` call for the photos not stored yet, one
+    ``encode_texts`` call for every text, passage and attribute rewrite
+    (``clipcheck.verdicts``), and for mismatches the category prompts (one
+    more call, cached by the engine after the first).
+    """
+    photos = [[request.image, *request.alternatives] for request in requests]
+    flat = [photo for group in photos for photo in group]
+    vectors = image_embeddings_compute(images=flat, model=model, engine=engine, store=store_embeddings)
+    plans = [verdicts.text_plan(text=request.text, engine=engine) for request in requests]
+    text_vectors = verdicts.texts_vectors(plans=plans, engine=engine, run=run_inference)
+    results, judged_images, offset = {}, {}, 0
+    for index, request, plan, group in zip(indexes, requests, plans, photos):
+        group_vectors = vectors[offset:offset + len(group)]
+        offset += len(group)
+        judgement = verdicts.text_judge(
+            plan=plan, vectors=text_vectors, image_vectors=group_vectors, threshold=request.threshold
+        )
+        image = group[judgement.image_index]
+        _add_looks_like(judgement.reasons, image=image, image_vector=group_vectors[judgement.image_index])
+        results[index], judged_images[index] = judgement.result(), image
+    return results, judged_images
+
+
+def _add_looks_like(reasons, *, image, image_vector, top_k=2):
+    """Name what the photo looks like in a mismatch reason, when the model is
+    confident about it (``verdicts.looks_like``) and no attribute conflict
+    explains the mismatch better."""
+    mismatch = next((r for r in reasons if r["code"] in ("low_similarity", "passage_mismatch")), None)
+    if mismatch is None or any(r["code"] == "attribute_conflict" for r in reasons):
+        return
+    matches = classify_image(image=image, image_embedding=image_vector, top_k=top_k)
+    mismatch["photo_looks_like"] = verdicts.looks_like(matches, top_k=top_k)
 
 
 def analyses_save(*, analyses):
@@ -239,7 +278,8 @@ def analyses_save(*, analyses):
 
 
 def analysis_build(
-    *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None
+    *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None,
+    rules="",
 ):
     """One unsaved analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
     return Analysis(
@@ -252,6 +292,9 @@ def analysis_build(
         confidence=result["confidence"],
         match_quality=result["match_quality"],
         text_truncated=bool(result.get("text_truncated", False)),
+        reasons=result.get("reasons", []),
+        passages=result.get("passages"),
+        rules=rules,
         model=model,
         device=device,
         source=source,
