@@ -15,6 +15,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
+    "MAX_PASSAGES", "MAX_REWRITES",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -144,6 +145,30 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
             f"CLIPCHECK BATCH_ROOT {str(root)!r} is not an existing directory; /clip/analyze-batch will find no files.",
             id="clipcheck.W001",
         ))
+    return errors
+
+
+@register(Tags.compatibility)
+def check_verdict_settings(app_configs=None, **kwargs):
+    """The settings of the verdict rules (clipcheck.verdicts, docs/verdicts.md)."""
+    errors = []
+    attributes = clip_settings.ATTRIBUTES
+    if not isinstance(attributes, dict) or not all(
+        isinstance(name, str) and name.strip()
+        and isinstance(values, (list, tuple)) and len(values) >= 2
+        and all(isinstance(value, str) and value.strip() for value in values)
+        and len({value.strip().lower() for value in values}) == len(values)
+        for name, values in attributes.items()
+    ):
+        errors.append(Error(
+            "CLIPCHECK ATTRIBUTES must map attribute names to lists of at least two distinct, non-blank values.",
+            hint='e.g. {"colour": ["red", "blue"], "material": ["leather", "canvas"]}',
+            id="clipcheck.E030",
+        ))
+    for key in ("ATTRIBUTE_MARGIN", "QUALITY_BANDS_THRESHOLD"):
+        value = getattr(clip_settings, key)
+        if not _is_fraction(value) or (key == "QUALITY_BANDS_THRESHOLD" and value in (0, 1)):
+            errors.append(Error(f"CLIPCHECK {key} {value!r} must be a number between 0 and 1.", id="clipcheck.E031"))
     return errors
 
 
