@@ -9,9 +9,11 @@ class ImageTextMismatch(ClipcheckError):
     status_code = 422
     code = "image_text_mismatch"
 
-    def __init__(self, message, *, similarity_score, suggestion, **kwargs):
+    def __init__(self, message, *, similarity_score, suggestion, reasons=(), **kwargs):
         super().__init__(message, **kwargs)
-        self.response_fields = {"similarity_score": similarity_score, "suggestion": suggestion}
+        self.response_fields = {
+            "similarity_score": similarity_score, "suggestion": suggestion, "reasons": list(reasons),
+        }
 
 
 class ListingImageUnavailable(ClipcheckError):

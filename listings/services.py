@@ -2,8 +2,9 @@
 
 Status after a check (``status_after_check``):
 
-- a listing no moderator has decided on follows the verdicts: both the title
-  and the description match → ``approved``; either mismatches →
+- a listing no moderator has decided on follows the verdict: no reasons
+  (each text matches one of the photos, the category fits, the photos show
+  the same item; see ``listings.verdicts``) → ``approved``; any reason →
   ``needs_review``;
 - a moderator's decision (approve, reject, flag) stands while the image and
   texts stay as they were when it was made: a re-check (new model, audit)
@@ -15,19 +16,20 @@ Status after a check (``status_after_check``):
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipcheck import scoring, selectors as clip_selectors, services as clip_services
+from clipcheck import scoring, services as clip_services, verdicts as clip_verdicts
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
+from listings import verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, texts_hash
+from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision, texts_hash
 from listings.settings import listings_settings
 
 logger = logging.getLogger(__name__)
@@ -47,21 +49,41 @@ class ListingCheck:
     description_analysis: Analysis | None = None
     error: ClipcheckError | None = None
     skipped: bool = False
+    # The listing-level reasons (category, photos) of this check.
+    listing_reasons: list = field(default_factory=list)
+    threshold: float | None = None
+
+    @property
+    def analyses(self):
+        return [a for a in (self.title_analysis, self.description_analysis) if a is not None]
 
     @property
     def is_scored(self):
-        return self.title_analysis is not None and self.description_analysis is not None
+        return self.error is None and bool(self.analyses)
+
+    @property
+    def reasons(self):
+        return verdicts.listing_reasons(
+            title_analysis=self.title_analysis, description_analysis=self.description_analysis,
+            extra=self.listing_reasons,
+        )
 
     @property
     def is_match(self):
-        return self.is_scored and not (self.title_analysis.is_mismatch or self.description_analysis.is_mismatch)
+        """No reason at all: every text matches a photo, the category fits, the photos agree."""
+        return self.is_scored and not self.reasons
+
+    @property
+    def weakest_score(self):
+        return min(a.similarity_score for a in self.analyses)
 
 
 @dataclass
 class ListingSubmission:
     listing: Listing
-    title_analysis: Analysis
-    description_analysis: Analysis
+    title_analysis: Analysis | None
+    description_analysis: Analysis | None
+    reasons: list
     suggestion: str | None
 
 
@@ -74,60 +96,87 @@ def status_after_check(*, status, moderated, content_changed, is_match):
 
 # Submission (POST /upload)
 
-def listing_submit(*, image_data, image, title, description, category="", price=None, policy=None):
-    """Check a new listing's photo against its title and description, then store it.
+def listing_submit(*, photos, title="", description="", category="", price=None, policy=None):
+    """Check a new listing's photos against its title and description, then store it.
 
-    Under the "reject" policy a description that does not match raises
-    ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
+    ``photos`` are ``(bytes as sent, DecodedImage)`` pairs, the primary
+    first. Each text is judged against the best photo; the category and the
+    photos are checked too (``listings.verdicts``). Under the "reject"
+    policy a description (or, without one, a title) that does not match
+    raises ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
-    title_analysis, description_analysis = clip_services.analyses_create(
-        requests=[
-            clip_services.AnalysisRequest(image=image, text=title),
-            clip_services.AnalysisRequest(image=image, text=description),
-        ],
-        source=Analysis.Source.UPLOAD,
+    decoded = [image for _, image in photos]
+    check = _listing_texts_check(
+        title=title, description=description, category=category, photos=decoded, source=Analysis.Source.UPLOAD
     )
-    suggestion = None
-    if title_analysis.is_mismatch or description_analysis.is_mismatch:
-        suggestion = listing_suggestion(image=image)
-    if policy == "reject" and description_analysis.is_mismatch:
+    clip_services.analyses_save(analyses=check.analyses)
+    reasons = check.reasons
+    suggestion = clip_verdicts.suggestion(reasons)
+    deciding = check.description_analysis or check.title_analysis
+    if policy == "reject" and deciding.is_mismatch:
         raise ImageTextMismatch(
-            "The photo does not match the description.",
-            similarity_score=description_analysis.similarity_score,
+            "The photo does not match the description." if check.description_analysis is not None
+            else "The photo does not match the title.",
+            similarity_score=deciding.similarity_score,
             suggestion=suggestion,
+            reasons=reasons,
         )
 
+    primary_data, primary = photos[0]
     listing = Listing(
-        title=title, description=description, category=category or "", price=price, image_sha256=image.sha256
+        title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256
     )
-    # The storage name is generated; the suffix comes from the decoded format.
-    listing.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(image_data), save=False)
+    stored = []
     try:
+        # Storage names are generated; the suffix comes from the decoded format.
+        listing.image.save(f"upload.{FORMAT_SUFFIXES.get(primary.format, 'bin')}", ContentFile(primary_data), save=False)
+        stored.append(listing.image)
+        extra_photos = []
+        for position, (data, image) in enumerate(photos[1:], start=1):
+            photo = ListingPhoto(position=position, image_sha256=image.sha256)
+            photo.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(data), save=False)
+            stored.append(photo.image)
+            extra_photos.append(photo)
         with transaction.atomic():
             listing.save()
-            clip_services.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
-            _listing_apply_check(
-                listing=listing,
-                image_sha256=image.sha256,
-                texts_sha256=listing.texts_sha256,
-                title_analysis=title_analysis,
-                description_analysis=description_analysis,
+            ListingPhoto.objects.create(
+                listing=listing, image=listing.image.name, image_sha256=primary.sha256, position=0
             )
+            for photo in extra_photos:
+                photo.listing = listing
+            ListingPhoto.objects.bulk_create(extra_photos)
+            clip_services.analyses_link(analyses=check.analyses, subject=listing)
+            check.listing = listing
+            _listing_apply_check(listing=listing, check=check, image_sha256=primary.sha256, texts_sha256=listing.texts_sha256)
     except BaseException:
-        listing.image.storage.delete(listing.image.name)
+        for field_file in stored:
+            field_file.storage.delete(field_file.name)
         raise
-    return ListingSubmission(listing, title_analysis, description_analysis, suggestion)
+    return ListingSubmission(listing, check.title_analysis, check.description_analysis, reasons, suggestion)
 
 
-def listing_suggestion(*, image):
-    """A hint for the seller: what the photo looks like to the model."""
-    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=clip_services.model_id())
-    matches = clip_services.classify_image(
-        image=image, top_k=listings_settings.SUGGESTION_TOP_K, image_embedding=stored.get(image.sha256)
+def _listing_texts_check(*, title, description, category, photos, source, threshold=None, subject=None,
+                         listing=None, store_embeddings=True):
+    """The unsaved ``ListingCheck`` of texts, a category and decoded photos (primary first)."""
+    check = ListingCheck(listing=listing, from_status=getattr(listing, "status", ""), to_status="")
+    fields = [(name, text) for name, text in (("title", title), ("description", description)) if text and text.strip()]
+    analyses = clip_services.analyses_compute(
+        requests=[
+            clip_services.AnalysisRequest(
+                image=photos[0], text=text, threshold=threshold, subject=subject, alternatives=tuple(photos[1:])
+            )
+            for _, text in fields
+        ],
+        source=source, store_embeddings=store_embeddings,
     )
-    names = ", ".join(match["category"] for match in matches)
-    return f"Your photo looks like: {names}. Check that the photo shows the product described."
+    for (name, _), analysis in zip(fields, analyses):
+        setattr(check, f"{name}_analysis", analysis)
+    check.threshold = analyses[0].threshold if analyses else threshold
+    vectors = clip_services.image_embeddings_compute(images=photos, store=store_embeddings)
+    conflict = verdicts.category_conflict(category=category, photos=photos, vectors=vectors)
+    check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=vectors)
+    return check
 
 
 # Checks
@@ -178,30 +227,48 @@ def listing_image_decode(*, listing):
 def listings_score(*, listings, images, source, threshold=None, store_embeddings=True):
     """Run the model for listings whose images are decoded; nothing is saved.
 
-    ``images[i]`` is the ``DecodedImage`` of ``listings[i]`` or the
+    ``images[i]`` is the decoded primary photo of ``listings[i]`` or the
     ``ClipcheckError`` that kept it from being decoded (the check gets that
-    ``error``). The checks carry unsaved analyses and the status the listing
+    ``error``); the listing's other photos are read here. The checks carry
+    unsaved analyses, the listing-level reasons and the status the listing
     would move to; ``listings_check_save`` stores them.
     """
-    checks, requests = [], []
+    others = listings_other_photos(listings=[listing for listing, image in zip(listings, images)
+                                            if not isinstance(image, ClipcheckError)])
+    checks = []
     for listing, image in zip(listings, images):
-        check = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status)
-        checks.append(check)
         if isinstance(image, ClipcheckError):
-            check.error = image
+            checks.append(ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=image))
             continue
-        requests.append(clip_services.AnalysisRequest(image=image, text=listing.title, threshold=threshold, subject=listing))
-        requests.append(clip_services.AnalysisRequest(
-            image=image, text=listing.description, threshold=threshold, subject=listing
-        ))
-    if not requests:
-        return checks
-    analyses = iter(clip_services.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
-    for check in checks:
-        if check.error is None:
-            check.title_analysis, check.description_analysis = next(analyses), next(analyses)
-            check.to_status = _status_after(listing=check.listing, is_match=check.is_match)
+        extra = others.get(listing.pk, [])
+        failed = next((photo for photo in extra if isinstance(photo, ClipcheckError)), None)
+        if failed is not None:
+            checks.append(ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=failed))
+            continue
+        check = _listing_texts_check(
+            title=listing.title, description=listing.description, category=listing.category,
+            photos=[image, *extra], source=source, threshold=threshold, subject=listing, listing=listing,
+            store_embeddings=store_embeddings,
+        )
+        check.from_status = listing.status
+        check.to_status = _status_after(listing=listing, is_match=check.is_match)
+        checks.append(check)
     return checks
+
+
+def listings_other_photos(*, listings):
+    """``{listing pk: [DecodedImage or ClipcheckError]}`` of the photos after the primary, in order."""
+    photos = {}
+    for photo in ListingPhoto.objects.filter(listing__in=[l.pk for l in listings], position__gt=0).order_by(
+        "listing_id", "position"
+    ):
+        try:
+            decoded = decode_image(_stored_image_read(photo.image, f"Photo {photo.position + 1} of listing {photo.listing_id}"))
+        except ClipcheckError as exc:
+            logger.warning("Listing %s cannot be checked: %s", photo.listing_id, exc.message)
+            decoded = exc
+        photos.setdefault(photo.listing_id, []).append(decoded)
+    return photos
 
 
 def listings_check_save(*, checks, done=None):
@@ -230,8 +297,9 @@ def listings_check_save(*, checks, done=None):
         if done is not None and (fresh is None or done(fresh)):
             check.skipped, check.to_status = True, (fresh or check.listing).status
             check.title_analysis = check.description_analysis = None
+            check.listing_reasons = []
             continue
-        to_store += [check.title_analysis, check.description_analysis]
+        to_store += check.analyses
         checked_texts = texts_hash(check.listing.title, check.listing.description)
         if fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts:
             # Deleted or edited meanwhile; the edit brings its own check.
@@ -243,12 +311,8 @@ def listings_check_save(*, checks, done=None):
         check.listing = fresh
         check.from_status = fresh.status
         check.to_status = _listing_apply_check(
-            listing=fresh,
-            image_sha256=check.title_analysis.image_sha256,
-            texts_sha256=fresh.texts_sha256,
-            title_analysis=check.title_analysis,
-            description_analysis=check.description_analysis,
-        ).to_status
+            listing=fresh, check=check, image_sha256=fresh.image_sha256, texts_sha256=fresh.texts_sha256,
+        )
     return checks
 
 
@@ -264,16 +328,18 @@ def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
 
 def listing_image_read(*, listing):
     """The stored image bytes, read through the listing's storage (local or S3)."""
+    return _stored_image_read(listing.image, f"The image of listing {listing.pk}")
+
+
+def _stored_image_read(field_file, what):
     limit = clip_settings.MAX_UPLOAD_BYTES
-    if not listing.image.name:
-        raise ListingImageUnavailable(f"Listing {listing.pk} has no image.")
+    if not field_file.name:
+        raise ListingImageUnavailable(f"{what} is missing.")
     try:
-        with listing.image.storage.open(listing.image.name, "rb") as handle:
+        with field_file.storage.open(field_file.name, "rb") as handle:
             return handle.read(limit + 1)
     except Exception as exc:  # each storage backend raises its own errors
-        raise ListingImageUnavailable(
-            f"The image of listing {listing.pk} cannot be read from storage: {exc.__class__.__name__}."
-        ) from exc
+        raise ListingImageUnavailable(f"{what} cannot be read from storage: {exc.__class__.__name__}.") from exc
 
 
 def _status_after(*, listing, is_match):
@@ -285,27 +351,31 @@ def _status_after(*, listing, is_match):
     )
 
 
-def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis, description_analysis):
-    from_status = listing.status
-    is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch)
+def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
+    """Store a check's verdict on the listing; returns the status it moved to."""
     listing.image_sha256 = image_sha256
-    listing.status = _status_after(listing=listing, is_match=is_match)
-    listing.title_score = title_analysis.similarity_score
-    listing.description_score = description_analysis.similarity_score
-    listing.clip_verdict = Analysis.Verdict.MATCH if is_match else Analysis.Verdict.MISMATCH
-    listing.match_quality = scoring.match_quality(min(listing.title_score, listing.description_score))
+    listing.status = _status_after(listing=listing, is_match=check.is_match)
+    listing.title_score = check.title_analysis.similarity_score if check.title_analysis else None
+    listing.description_score = check.description_analysis.similarity_score if check.description_analysis else None
+    listing.clip_verdict = Analysis.Verdict.MATCH if check.is_match else Analysis.Verdict.MISMATCH
+    listing.checked_threshold = check.threshold
+    listing.match_quality = scoring.match_quality(check.weakest_score, check.threshold)
+    # Reasons other checks add (e.g. photo_reused) are theirs to refresh.
+    foreign = [r for r in listing.reasons or [] if r.get("code") not in VERDICT_CODES]
+    listing.reasons = check.reasons + foreign
     listing.checked_at = timezone.now()
-    listing.checked_model = title_analysis.model
+    listing.checked_model = check.analyses[0].model
     listing.checked_image_sha256 = image_sha256
     listing.checked_texts_sha256 = texts_sha256
     listing.save(update_fields=[
-        "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_at",
-        "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256", "updated_at",
+        "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_threshold",
+        "reasons", "checked_at", "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256",
+        "updated_at",
     ])
-    return ListingCheck(
-        listing=listing, from_status=from_status, to_status=listing.status,
-        title_analysis=title_analysis, description_analysis=description_analysis,
-    )
+    return listing.status
+
+
+VERDICT_CODES = {"low_similarity", "attribute_conflict", "category_conflict", "passage_mismatch", "photos_differ"}
 
 
 # Saves (the admin's change form)
@@ -318,7 +388,13 @@ def listing_save(*, listing, image_sha256=None, source=Analysis.Source.ADMIN):
     """
     if image_sha256 is not None:
         listing.image_sha256 = image_sha256
-    listing.save()
+    with transaction.atomic():
+        listing.save()
+        # The primary photo is also the listing's first ListingPhoto.
+        ListingPhoto.objects.update_or_create(
+            listing=listing, position=0,
+            defaults={"image": listing.image.name, "image_sha256": listing.image_sha256},
+        )
     if not listing.content_changed_since_check():
         return None
     return listing_check(listing=listing, source=source)
