@@ -166,7 +166,7 @@ def analyses_create(*, requests, source):
     return analyses
 
 
-def analyses_compute(*, requests, source, store_embeddings=True):
+def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=None):
     """Analyse image/text pairs: one unsaved ``Analysis`` per pair, in order.
 
     A pair already analysed with the same image bytes, text, threshold and
@@ -205,7 +205,7 @@ def analyses_compute(*, requests, source, store_embeddings=True):
         device = engine.device_name
         results, judged_images = _judge_requests(
             requests=[requests[index] for index in to_compute], indexes=to_compute, model=model, engine=engine,
-            store_embeddings=store_embeddings,
+            store_embeddings=store_embeddings, known=image_vectors,
         )
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
 
@@ -235,7 +235,7 @@ def analyses_compute(*, requests, source, store_embeddings=True):
     return analyses
 
 
-def _judge_requests(*, requests, indexes, model, engine, store_embeddings):
+def _judge_requests(*, requests, indexes, model, engine, store_embeddings, known=None):
     """Score and explain requests: ``({index: result}, {index: the photo judged})``.
 
     One ``encode_images`` call for the photos not stored yet, one
@@ -245,7 +245,7 @@ def _judge_requests(*, requests, indexes, model, engine, store_embeddings):
     """
     photos = [[request.image, *request.alternatives] for request in requests]
     flat = [photo for group in photos for photo in group]
-    vectors = image_embeddings_compute(images=flat, model=model, engine=engine, store=store_embeddings)
+    vectors = image_embeddings_compute(images=flat, model=model, engine=engine, store=store_embeddings, known=known)
     plans = [verdicts.text_plan(text=request.text, engine=engine) for request in requests]
     text_vectors = verdicts.texts_vectors(plans=plans, engine=engine, run=run_inference)
     results, judged_images, offset = {}, {}, 0
@@ -315,12 +315,16 @@ def analyses_link(*, analyses, subject):
         analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
 
 
-def image_embeddings_compute(*, images, model=None, engine=None, store=True):
-    """Embeddings of decoded images, in order: stored ones are reused, the
-    others are encoded in one ``encode_images`` call and stored (unless
-    ``store`` is false)."""
+def image_embeddings_compute(*, images, model=None, engine=None, store=True, known=None):
+    """Embeddings of decoded images, in order: ``known`` ones ({sha256:
+    vector}) and stored ones are reused, the others are encoded in one
+    ``encode_images`` call and stored (unless ``store`` is false)."""
     model = model or model_id()
-    stored = selectors.image_embeddings_get(hashes=[image.sha256 for image in images], model=model)
+    known = known or {}
+    stored = selectors.image_embeddings_get(
+        hashes=[image.sha256 for image in images if image.sha256 not in known], model=model
+    ) if any(image.sha256 not in known for image in images) else {}
+    stored.update(known)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
         engine = engine or get_engine()

@@ -38,6 +38,7 @@ from clipcheck.errors import ClipcheckError
 from clipcheck.models import Analysis
 from clipcheck.services import default_threshold, model_id
 from clipcheck.settings import clip_settings
+from clipcheck.verdicts import suggestion
 from listings import services
 from listings.models import Listing, ListingCheckFailure
 from listings.settings import listings_settings
@@ -119,10 +120,14 @@ class AuditRow:
     status_before: str = ""
     status_after: str = ""
     error: str = ""
+    # The check's reasons (docs/verdicts.md) and the seller's sentence.
+    reasons: list = field(default_factory=list)
+    suggestion: str = ""
 
     FIELDS = (
         "listing_id", "title", "outcome", "title_score", "title_verdict", "description_score",
         "description_verdict", "verdict", "match_quality", "status_before", "status_after", "error",
+        "reasons", "suggestion",
     )
 
     def as_dict(self):
@@ -383,9 +388,7 @@ def _chunk_summary(outcomes):
 
 def _weaker_band(outcome):
     # The listing's band is that of its weaker score, as in Listing.match_quality.
-    return scoring.match_quality(
-        min(outcome.title_analysis.similarity_score, outcome.description_analysis.similarity_score)
-    )
+    return scoring.match_quality(outcome.weakest_score, outcome.threshold)
 
 
 def _report_row(outcome):
@@ -398,10 +401,14 @@ def _report_row(outcome):
         row.error = f"{outcome.error.code}: {outcome.error.message}"
         return row
     title, description = outcome.title_analysis, outcome.description_analysis
-    row.title_score, row.title_verdict = title.similarity_score, title.verdict
-    row.description_score, row.description_verdict = description.similarity_score, description.verdict
+    if title is not None:
+        row.title_score, row.title_verdict = title.similarity_score, title.verdict
+    if description is not None:
+        row.description_score, row.description_verdict = description.similarity_score, description.verdict
     row.verdict = Analysis.Verdict.MATCH if outcome.is_match else Analysis.Verdict.MISMATCH
     row.match_quality = _weaker_band(outcome)
+    row.reasons = outcome.reasons
+    row.suggestion = suggestion(outcome.reasons) or ""
     return row
 
 

@@ -107,8 +107,8 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     """
     policy = policy or listings_settings.UPLOAD_POLICY
     decoded = [image for _, image in photos]
-    check = _listing_texts_check(
-        title=title, description=description, category=category, photos=decoded, source=Analysis.Source.UPLOAD
+    check, = _listings_texts_check(
+        entries=[(None, title, description, category, decoded)], source=Analysis.Source.UPLOAD
     )
     clip_services.analyses_save(analyses=check.analyses)
     reasons = check.reasons
@@ -156,27 +156,39 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     return ListingSubmission(listing, check.title_analysis, check.description_analysis, reasons, suggestion)
 
 
-def _listing_texts_check(*, title, description, category, photos, source, threshold=None, subject=None,
-                         listing=None, store_embeddings=True):
-    """The unsaved ``ListingCheck`` of texts, a category and decoded photos (primary first)."""
-    check = ListingCheck(listing=listing, from_status=getattr(listing, "status", ""), to_status="")
-    fields = [(name, text) for name, text in (("title", title), ("description", description)) if text and text.strip()]
+def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True):
+    """Unsaved ``ListingCheck``s, one per ``(listing or None, title, description, category, photos)``.
+
+    All photos go through one ``encode_images`` call (for those not stored
+    yet) and all texts, passages and rewrites through one ``encode_texts``
+    call; each text is judged against the best photo of its listing.
+    """
+    all_photos = [photo for *_, photos in entries for photo in photos]
+    vectors = clip_services.image_embeddings_compute(images=all_photos, store=store_embeddings)
+    known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
+    requests, fields = [], []
+    for number, (listing, title, description, _, photos) in enumerate(entries):
+        for name, text in (("title", title), ("description", description)):
+            if text and text.strip():
+                requests.append(clip_services.AnalysisRequest(
+                    image=photos[0], text=text, threshold=threshold, subject=listing, alternatives=tuple(photos[1:])
+                ))
+                fields.append((number, name))
     analyses = clip_services.analyses_compute(
-        requests=[
-            clip_services.AnalysisRequest(
-                image=photos[0], text=text, threshold=threshold, subject=subject, alternatives=tuple(photos[1:])
-            )
-            for _, text in fields
-        ],
-        source=source, store_embeddings=store_embeddings,
+        requests=requests, source=source, store_embeddings=store_embeddings, image_vectors=known
     )
-    for (name, _), analysis in zip(fields, analyses):
-        setattr(check, f"{name}_analysis", analysis)
-    check.threshold = analyses[0].threshold if analyses else threshold
-    vectors = clip_services.image_embeddings_compute(images=photos, store=store_embeddings)
-    conflict = verdicts.category_conflict(category=category, photos=photos, vectors=vectors)
-    check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=vectors)
-    return check
+    checks = [
+        ListingCheck(listing=listing, from_status=getattr(listing, "status", ""), to_status="")
+        for listing, *_ in entries
+    ]
+    for (number, name), analysis in zip(fields, analyses):
+        setattr(checks[number], f"{name}_analysis", analysis)
+        checks[number].threshold = analysis.threshold
+    for check, (_, _, _, category, photos) in zip(checks, entries):
+        photo_vectors = [known[photo.sha256] for photo in photos]
+        conflict = verdicts.category_conflict(category=category, photos=photos, vectors=photo_vectors)
+        check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
+    return checks
 
 
 # Checks
@@ -235,24 +247,24 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
     """
     others = listings_other_photos(listings=[listing for listing, image in zip(listings, images)
                                             if not isinstance(image, ClipcheckError)])
-    checks = []
+    checks, entries = [], []
     for listing, image in zip(listings, images):
-        if isinstance(image, ClipcheckError):
-            checks.append(ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=image))
-            continue
-        extra = others.get(listing.pk, [])
-        failed = next((photo for photo in extra if isinstance(photo, ClipcheckError)), None)
-        if failed is not None:
-            checks.append(ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=failed))
-            continue
-        check = _listing_texts_check(
-            title=listing.title, description=listing.description, category=listing.category,
-            photos=[image, *extra], source=source, threshold=threshold, subject=listing, listing=listing,
-            store_embeddings=store_embeddings,
+        extra = [] if isinstance(image, ClipcheckError) else others.get(listing.pk, [])
+        error = image if isinstance(image, ClipcheckError) else next(
+            (photo for photo in extra if isinstance(photo, ClipcheckError)), None
         )
-        check.from_status = listing.status
-        check.to_status = _status_after(listing=listing, is_match=check.is_match)
+        check = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=error)
         checks.append(check)
+        if error is None:
+            entries.append((listing, listing.title, listing.description, listing.category, [image, *extra]))
+    scored = iter(_listings_texts_check(
+        entries=entries, source=source, threshold=threshold, store_embeddings=store_embeddings
+    ) if entries else [])
+    for index, check in enumerate(checks):
+        if check.error is None:
+            checks[index] = check = next(scored)
+            check.from_status = check.listing.status
+            check.to_status = _status_after(listing=check.listing, is_match=check.is_match)
     return checks
 
 
