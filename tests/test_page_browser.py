@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from clipcheck import services, verdicts
+from clipcheck.images import decode_image
 from clipcheck.models import Analysis
-from clipcheck.settings import clip_settings
 from tests.conftest import image_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -16,9 +17,8 @@ def test_a_person_checks_a_photo_against_a_description(browser_page, live_server
     page.goto(f"{live_server.url}/")
     assert page.title() == "Does the photo match the description?"
 
-    page.set_input_files("#file", files=[{
-        "name": "sneaker.png", "mimeType": "image/png", "buffer": image_bytes(color=(200, 30, 30)),
-    }])
+    photo = image_bytes(color=(200, 30, 30))
+    page.set_input_files("#file", files=[{"name": "sneaker.png", "mimeType": "image/png", "buffer": photo}])
     page.fill("#text", "red leather sneakers")
     page.click("#submit")
     page.wait_for_selector("#result:not([hidden])")
@@ -31,9 +31,15 @@ def test_a_person_checks_a_photo_against_a_description(browser_page, live_server
     assert expected in page.text_content("#verdict")
     width = page.eval_on_selector("#score-fill", "element => element.style.width")
     assert width == f"{round(analysis.similarity_score * 100)}%"
+    # Reasons and the seller's sentence as the API gave them.
+    assert page.locator("#reasons li.reason").all_text_contents() == [r["message"] for r in analysis.reasons]
+    assert (page.text_content("#suggestion") or "") == (verdicts.suggestion(analysis.reasons) or "")
+    # Only categories the model is confident about (standalone score > 0.5), else a plain statement.
+    confident = [m for m in services.classify_image(image=decode_image(photo)) if m["score"] > 0.5]
     categories = page.locator("#categories li").all_text_contents()
-    assert len(categories) == clip_settings.DEFAULT_TOP_K
-    assert all(any(category.startswith(name + " (") for name in clip_settings.CATEGORIES) for category in categories)
+    assert categories == (
+        [f"{m['category']} ({m['score']:.2f})" for m in confident] or ["Nothing the model is confident about."]
+    )
     assert page.is_visible("#preview")
 
 
