@@ -24,7 +24,7 @@ def known_answer_model(settings, batch_root):
         "BATCH_ROOT": str(batch_root),
         "PROMPT_TEMPLATE": "a photo of a {}",
         # Hundreds of requests per test: no rate limits here.
-        "ACCESS": {scope: {"rate": None} for scope in ("analyze", "classify", "analyze-batch")},
+        "ACCESS": {scope: {"rate": None} for scope in ("analyze", "classify", "analyze-batch", "upload")},
     }
     reset_engine()
     yield
