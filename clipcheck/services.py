@@ -166,7 +166,7 @@ def analyses_create(*, requests, source):
     return analyses
 
 
-def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=None):
+def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=None, looks_like_top_k=2):
     """Analyse image/text pairs: one unsaved ``Analysis`` per pair, in order.
 
     A pair already analysed with the same image bytes, text, threshold and
@@ -205,7 +205,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
         device = engine.device_name
         results, judged_images = _judge_requests(
             requests=[requests[index] for index in to_compute], indexes=to_compute, model=model, engine=engine,
-            store_embeddings=store_embeddings, known=image_vectors,
+            store_embeddings=store_embeddings, known=image_vectors, top_k=looks_like_top_k,
         )
         compute_ms = (time.monotonic() - computing_started) * 1000 / len(to_compute)
 
@@ -235,7 +235,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     return analyses
 
 
-def _judge_requests(*, requests, indexes, model, engine, store_embeddings, known=None):
+def _judge_requests(*, requests, indexes, model, engine, store_embeddings, known=None, top_k=2):
     """Score and explain requests: ``({index: result}, {index: the photo judged})``.
 
     One ``encode_images`` call for the photos not stored yet, one
@@ -256,7 +256,7 @@ def _judge_requests(*, requests, indexes, model, engine, store_embeddings, known
             plan=plan, vectors=text_vectors, image_vectors=group_vectors, threshold=request.threshold
         )
         image = group[judgement.image_index]
-        _add_looks_like(judgement.reasons, image=image, image_vector=group_vectors[judgement.image_index])
+        _add_looks_like(judgement.reasons, image=image, image_vector=group_vectors[judgement.image_index], top_k=top_k)
         results[index], judged_images[index] = judgement.result(), image
     return results, judged_images
 

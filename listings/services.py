@@ -175,7 +175,8 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
                 ))
                 fields.append((number, name))
     analyses = clip_services.analyses_compute(
-        requests=requests, source=source, store_embeddings=store_embeddings, image_vectors=known
+        requests=requests, source=source, store_embeddings=store_embeddings, image_vectors=known,
+        looks_like_top_k=listings_settings.SUGGESTION_TOP_K,
     )
     checks = [
         ListingCheck(listing=listing, from_status=getattr(listing, "status", ""), to_status="")
