@@ -52,7 +52,8 @@ def measure(spec, *, items, rounds, threshold):
     import numpy as np
     from PIL import Image
 
-    from clipcheck import scoring, services, verdicts
+    from clipcheck import scoring, verdicts
+    from clipcheck.services.analyses import reasons_add_looks_like
     from clipcheck.engine import get_engine
     from clipcheck.settings import clip_settings
 
@@ -75,7 +76,7 @@ def measure(spec, *, items, rounds, threshold):
         plan = verdicts.text_plan(text=text, engine=engine)
         vectors = verdicts.texts_vectors(plans=[plan], engine=engine)
         judgement = verdicts.text_judge(plan=plan, vectors=vectors, image_vectors=[vector], threshold=threshold)
-        services._add_looks_like(judgement.reasons, image=None, image_vector=vector)
+        reasons_add_looks_like(judgement.reasons, image=None, image_vector=vector)
         return plan, judgement
 
     plain_ms, reasons_ms, rows, mismatches, with_rewrites, passages = [], [], [], 0, 0, 0

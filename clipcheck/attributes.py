@@ -10,25 +10,10 @@ any CLIP checkpoint and any domain: only the value changes.
 import re
 from dataclasses import dataclass
 
-DEFAULT_ATTRIBUTES = {
-    "colour": [
-        "red", "orange", "yellow", "green", "blue", "purple", "pink", "brown", "black", "white", "grey",
-        "beige", "navy", "gold", "silver",
-    ],
-    "material": [
-        "leather", "cotton", "wool", "silk", "denim", "linen", "polyester", "suede", "canvas", "wooden",
-        "metal", "plastic", "glass", "ceramic", "rubber",
-    ],
-    "pattern": [
-        "striped", "plaid", "floral", "polka dot", "paisley", "camouflage", "leopard print", "houndstooth",
-    ],
-}
+from clipcheck.settings import clip_settings
 
 
 def _configured():
-    # Imported here: clipcheck.settings takes DEFAULT_ATTRIBUTES from this module.
-    from clipcheck.settings import clip_settings
-
     return clip_settings.ATTRIBUTES
 
 

@@ -27,6 +27,11 @@ def confidence(score, threshold, margins=None):
     return "low"
 
 
+def quality_bands(bands=None, threshold=None):
+    """``(label, lower bound)`` of the quality bands at ``threshold``, best band first."""
+    return sorted(band_bounds(threshold, bands).items(), key=lambda band: -band[1])
+
+
 def band_bounds(threshold=None, bands=None, reference=None):
     """The lower bounds of the quality bands in force at ``threshold``.
 
@@ -54,11 +59,11 @@ def band_bounds(threshold=None, bands=None, reference=None):
 
 def match_quality(score, threshold=None, bands=None):
     """The quality band of ``score`` relative to ``threshold`` (see ``band_bounds``)."""
-    bounds = band_bounds(threshold, bands)
-    for label, lower_bound in sorted(bounds.items(), key=lambda band: -band[1]):
+    ordered = quality_bands(bands, threshold)
+    for label, lower_bound in ordered:
         if score >= lower_bound:
             return label
-    return min(bounds.items(), key=lambda band: band[1])[0]
+    return min(ordered, key=lambda band: band[1])[0]
 
 
 def verdict(score, threshold):

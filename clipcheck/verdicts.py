@@ -11,7 +11,8 @@ The rules (documented with every reason code in docs/verdicts.md):
   attribute of ``ATTRIBUTES``; the same text with another value passes the
   threshold and beats the text by ``ATTRIBUTE_MARGIN`` while the text does
   not pass. The rewrites go through the same batched forward as the texts.
-- Listings add ``category_conflict`` and ``photos_differ`` (``listings``).
+- An app that checks whole items adds its own codes (e.g. ``category_conflict``,
+  ``photos_differ``); ``suggestion`` phrases them too.
 
 Everything here works on embeddings already computed; the one model call
 per batch of texts is the caller's (``texts_vectors``).

@@ -10,10 +10,8 @@ class ImageTextMismatch(ClipcheckError):
     code = "image_text_mismatch"
 
     def __init__(self, message, *, similarity_score, suggestion, reasons=(), **kwargs):
-        super().__init__(message, **kwargs)
-        self.response_fields = {
-            "similarity_score": similarity_score, "suggestion": suggestion, "reasons": list(reasons),
-        }
+        extra = {"similarity_score": similarity_score, "suggestion": suggestion, "reasons": list(reasons)}
+        super().__init__(message, extra=extra, **kwargs)
 
 
 class ListingImageUnavailable(ClipcheckError):

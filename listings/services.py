@@ -22,14 +22,18 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipcheck import scoring, services as clip_services, verdicts as clip_verdicts
+from clipcheck import scoring, verdicts as clip_verdicts
+from clipcheck.hashes import texts_hash
+from clipcheck.services import analyses as clip_analyses
+from clipcheck.services.embeddings import image_embeddings_compute
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 from listings import verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision, texts_hash
+from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision
 from listings.settings import listings_settings
 
 logger = logging.getLogger(__name__)
@@ -110,7 +114,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     check, = _listings_texts_check(
         entries=[(None, title, description, category, decoded)], source=Analysis.Source.UPLOAD
     )
-    clip_services.analyses_save(analyses=check.analyses)
+    clip_analyses.analyses_save(analyses=check.analyses)
     reasons = check.reasons
     suggestion = clip_verdicts.suggestion(reasons)
     deciding = check.description_analysis or check.title_analysis
@@ -146,7 +150,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
             for photo in extra_photos:
                 photo.listing = listing
             ListingPhoto.objects.bulk_create(extra_photos)
-            clip_services.analyses_link(analyses=check.analyses, subject=listing)
+            clip_analyses.analyses_link(analyses=check.analyses, subject=listing)
             check.listing = listing
             _listing_apply_check(listing=listing, check=check, image_sha256=primary.sha256, texts_sha256=listing.texts_sha256)
     except BaseException:
@@ -164,17 +168,17 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
     call; each text is judged against the best photo of its listing.
     """
     all_photos = [photo for *_, photos in entries for photo in photos]
-    vectors = clip_services.image_embeddings_compute(images=all_photos, store=store_embeddings)
+    vectors = image_embeddings_compute(images=all_photos, store=store_embeddings)
     known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
     requests, fields = [], []
     for number, (listing, title, description, _, photos) in enumerate(entries):
         for name, text in (("title", title), ("description", description)):
             if text and text.strip():
-                requests.append(clip_services.AnalysisRequest(
+                requests.append(clip_analyses.AnalysisRequest(
                     image=photos[0], text=text, threshold=threshold, subject=listing, alternatives=tuple(photos[1:])
                 ))
                 fields.append((number, name))
-    analyses = clip_services.analyses_compute(
+    analyses = clip_analyses.analyses_compute(
         requests=requests, source=source, store_embeddings=store_embeddings, image_vectors=known,
         looks_like_top_k=listings_settings.SUGGESTION_TOP_K,
     )
@@ -307,26 +311,40 @@ def listings_check_save(*, checks, done=None):
     to_apply, to_store = [], []
     for check in scored:
         fresh = current.get(check.listing.pk)
-        if done is not None and (fresh is None or done(fresh)):
+        if _done_meanwhile(fresh=fresh, done=done):
             check.skipped, check.to_status = True, (fresh or check.listing).status
             check.title_analysis = check.description_analysis = None
             check.listing_reasons = []
             continue
         to_store += check.analyses
-        checked_texts = texts_hash(check.listing.title, check.listing.description)
-        if fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts:
+        if _changed_meanwhile(check=check, fresh=fresh):
             # Deleted or edited meanwhile; the edit brings its own check.
             check.listing, check.to_status = fresh or check.listing, (fresh or check.listing).status
             continue
         to_apply.append((check, fresh))
-    clip_services.analyses_save(analyses=to_store)
+    clip_analyses.analyses_save(analyses=to_store)
     for check, fresh in to_apply:
-        check.listing = fresh
-        check.from_status = fresh.status
-        check.to_status = _listing_apply_check(
-            listing=fresh, check=check, image_sha256=fresh.image_sha256, texts_sha256=fresh.texts_sha256,
-        )
+        _check_apply_fresh(check=check, fresh=fresh)
     return checks
+
+
+def _done_meanwhile(*, fresh, done):
+    """In a bulk audit (``done`` given): True when another writer stored this listing, or it is gone."""
+    return done is not None and (fresh is None or done(fresh))
+
+
+def _changed_meanwhile(*, check, fresh):
+    """True when the listing was deleted, or its image or texts changed, since ``check`` read it."""
+    checked_texts = texts_hash(check.listing.title, check.listing.description)
+    return fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts
+
+
+def _check_apply_fresh(*, check, fresh):
+    check.listing = fresh
+    check.from_status = fresh.status
+    check.to_status = _listing_apply_check(
+        listing=fresh, check=check, image_sha256=fresh.image_sha256, texts_sha256=fresh.texts_sha256,
+    )
 
 
 def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
@@ -422,7 +440,7 @@ def listings_decide(*, listings, moderator, to_status, note=""):
     """
     changed = 0
     now = timezone.now()
-    threshold = clip_services.default_threshold()
+    threshold = default_threshold()
     with transaction.atomic():
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
             if listing.status == to_status:
@@ -446,14 +464,6 @@ def listings_decide(*, listings, moderator, to_status, note=""):
             ])
             changed += 1
     return changed
-
-
-def listing_approve(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.APPROVED, note=note)
-
-
-def listing_reject(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED, note=note)
 
 
 def listings_flag_mismatches(*, listings, moderator, note=""):

@@ -12,7 +12,8 @@ against the best of the listing's photos); this module adds:
 
 import numpy as np
 
-from clipcheck import scoring, services as clip_services
+from clipcheck import scoring
+from clipcheck.services.classification import image_classify
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import CONFIDENT_CATEGORY_SCORE, reasons_for_field
 from listings.settings import listings_settings
@@ -26,7 +27,7 @@ def category_conflict(*, category, photos, vectors):
     catalogue = list(dict.fromkeys([*clip_settings.CATEGORIES, category]))
     expected_score, best_other = 0.0, None
     for photo, vector in zip(photos, vectors):
-        matches = clip_services.classify_image(
+        matches = image_classify(
             image=photo, categories=catalogue, top_k=len(catalogue), image_embedding=vector
         )
         for match in matches:

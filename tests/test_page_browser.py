@@ -4,10 +4,11 @@ from pathlib import Path
 
 import pytest
 
-from clipcheck import services, verdicts
+from clipcheck import verdicts
+from clipcheck.services.classification import image_classify
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,7 +36,7 @@ def test_a_person_checks_a_photo_against_a_description(browser_page, live_server
     assert page.locator("#reasons li.reason").all_text_contents() == [r["message"] for r in analysis.reasons]
     assert (page.text_content("#suggestion") or "") == (verdicts.suggestion(analysis.reasons) or "")
     # Only categories the model is confident about (standalone score > 0.5), else a plain statement.
-    confident = [m for m in services.classify_image(image=decode_image(photo)) if m["score"] > 0.5]
+    confident = [m for m in image_classify(image=decode_image(photo)) if m["score"] > 0.5]
     categories = page.locator("#categories li").all_text_contents()
     assert categories == (
         [f"{m['category']} ({m['score']:.2f})" for m in confident] or ["Nothing the model is confident about."]
@@ -58,7 +59,7 @@ def test_a_file_that_is_not_an_image_shows_the_error(browser_page, live_server):
 
 @pytest.mark.django_db(transaction=False)
 def test_browser_tests_fail_under_ci_without_chromium_and_skip_elsewhere(tmp_path):
-    from tests.conftest import CHROMIUM, require_chromium
+    from tests.support.browser import CHROMIUM, require_chromium
 
     missing = str(tmp_path / "no-chromium")
     with pytest.raises(pytest.fail.Exception, match="Browser tests need Chromium"):

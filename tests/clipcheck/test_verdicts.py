@@ -5,7 +5,7 @@ import pytest
 
 from clipcheck import verdicts
 from clipcheck.passages import Passage
-from tests.conftest import set_clip_settings
+from tests.support.clip_settings import set_clip_settings
 
 
 def unit(*values):

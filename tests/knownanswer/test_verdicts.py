@@ -15,7 +15,7 @@ from rest_framework.test import APIClient
 
 from clipcheck import scoring
 from scripts import known_answer_domain as domain
-from tests.knownanswer.conftest import THRESHOLD
+from tests.support.known_answer import THRESHOLD
 from tests.support.users import user_with_token
 
 pytestmark = pytest.mark.django_db

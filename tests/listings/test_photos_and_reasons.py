@@ -11,8 +11,9 @@ from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from listings import services
 from listings.models import Listing, ListingPhoto
-from tests.conftest import image_bytes, set_clip_settings
-from tests.listings.conftest import MATCHING_TEXT, RED
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
+from tests.support.listings import MATCHING_TEXT, RED
 
 pytestmark = pytest.mark.django_db
 
@@ -24,10 +25,10 @@ def upload(client, photos, **fields):
     return client.post("/upload", {"file": files, "description": MATCHING_TEXT, **fields})
 
 
-def test_every_photo_is_stored_under_a_generated_name_in_order(client, everything_matches):
+def test_every_photo_is_stored_under_a_generated_name_in_order(seller_client, everything_matches):
     photos = [image_bytes(color=RED), image_bytes(color=BLUE), image_bytes(color=GREEN)]
 
-    response = upload(client, photos)
+    response = upload(seller_client, photos)
 
     assert response.status_code == 201, response.content
     body = response.json()
@@ -43,20 +44,20 @@ def test_every_photo_is_stored_under_a_generated_name_in_order(client, everythin
         assert photo.image_sha256 == decode_image(data).sha256
 
 
-def test_more_photos_than_max_photos_are_refused_before_anything_is_stored(client, everything_matches, settings):
+def test_more_photos_than_max_photos_are_refused_before_anything_is_stored(seller_client, everything_matches, settings):
     settings.LISTINGS = {"MAX_PHOTOS": 2}
 
-    response = upload(client, [image_bytes(color=RED)] * 3)
+    response = upload(seller_client, [image_bytes(color=RED)] * 3)
 
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_file"
     assert Listing.objects.count() == ListingPhoto.objects.count() == 0
 
 
-def test_photos_below_the_same_item_threshold_send_the_listing_to_review(client, everything_matches, settings):
+def test_photos_below_the_same_item_threshold_send_the_listing_to_review(seller_client, everything_matches, settings):
     settings.LISTINGS = {"PHOTOS_SAME_ITEM_THRESHOLD": 1.0}  # nothing but identical photos is the same item
 
-    body = upload(client, [image_bytes(color=RED), image_bytes(color=BLUE)]).json()
+    body = upload(seller_client, [image_bytes(color=RED), image_bytes(color=BLUE)]).json()
 
     assert body["status"] == "needs_review"
     reason = next(r for r in body["reasons"] if r["code"] == "photos_differ")
@@ -66,17 +67,17 @@ def test_photos_below_the_same_item_threshold_send_the_listing_to_review(client,
     assert Listing.objects.get().reasons == body["reasons"]
 
 
-def test_photos_above_the_same_item_threshold_pass(client, everything_matches, settings):
+def test_photos_above_the_same_item_threshold_pass(seller_client, everything_matches, settings):
     settings.LISTINGS = {"PHOTOS_SAME_ITEM_THRESHOLD": 0.0}
 
-    body = upload(client, [image_bytes(color=RED), image_bytes(color=BLUE)]).json()
+    body = upload(seller_client, [image_bytes(color=RED), image_bytes(color=BLUE)]).json()
 
     assert body["status"] == "approved" and body["reasons"] == [] and body["suggestion"] is None
 
 
-def test_each_text_is_judged_against_its_best_photo(client, split_threshold):
+def test_each_text_is_judged_against_its_best_photo(seller_client, split_threshold):
     # MATCHING_TEXT matches the red photo only; sent second, it still decides.
-    body = upload(client, [image_bytes(color=(128, 128, 128)), image_bytes(color=RED)]).json()
+    body = upload(seller_client, [image_bytes(color=(128, 128, 128)), image_bytes(color=RED)]).json()
 
     listing = Listing.objects.get(pk=body["listing_id"])
     analysis = Analysis.objects.get(pk=body["description_check"]["analysis_id"])
@@ -84,10 +85,10 @@ def test_each_text_is_judged_against_its_best_photo(client, split_threshold):
     assert body["description_check"]["is_mismatch"] is False
 
 
-def test_a_rejected_upload_stores_none_of_its_photos(client, nothing_matches, settings):
+def test_a_rejected_upload_stores_none_of_its_photos(seller_client, nothing_matches, settings):
     settings.LISTINGS = {"UPLOAD_POLICY": "reject"}
 
-    response = upload(client, [image_bytes(color=RED), image_bytes(color=BLUE)])
+    response = upload(seller_client, [image_bytes(color=RED), image_bytes(color=BLUE)])
 
     assert response.status_code == 422
     assert response.json()["reasons"][0]["field"] == "description"
@@ -123,8 +124,8 @@ def test_the_changelist_and_change_page_show_the_reasons(admin_client, make_list
         assert listing.reasons[0]["message"] in page
 
 
-def test_replacing_another_photo_in_the_admin_rechecks_the_listing(admin_client, client, everything_matches, settings):
-    body = upload(client, [image_bytes(color=RED), image_bytes(color=BLUE)]).json()
+def test_replacing_another_photo_in_the_admin_rechecks_the_listing(admin_client, seller_client, everything_matches, settings):
+    body = upload(seller_client, [image_bytes(color=RED), image_bytes(color=BLUE)]).json()
     listing = Listing.objects.get(pk=body["listing_id"])
     second = listing.photos.get(position=1)
     settings.LISTINGS = {"PHOTOS_SAME_ITEM_THRESHOLD": 1.0}

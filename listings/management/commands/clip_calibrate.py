@@ -6,7 +6,8 @@ the math is ``clipcheck.calibration``. See docs/audit.md.
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clipcheck import services as clip_services
+from clipcheck.services import thresholds
+from clipcheck.services.calibration_data import labelled_scores_from_csv
 from clipcheck.calibration import CalibrationError, calibrate
 from clipcheck.settings import clip_settings
 from listings.management.options import fraction, non_negative_int, positive_int
@@ -39,7 +40,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        model = clip_services.model_id()
+        model = thresholds.model_id()
         try:
             pairs, source = self.labelled_pairs(options, model)
             calibration = calibrate(pairs)
@@ -63,7 +64,7 @@ class Command(BaseCommand):
                 self.stdout.write(f"No threshold reaches a precision of {target:g} on these labels.")
             else:
                 self.stdout.write(f"Threshold for precision >= {target:g}: {self.describe(for_target)}")
-        self.stdout.write(f"Current default threshold: {clip_services.default_threshold():g} ({self.origin()}).")
+        self.stdout.write(f"Current default threshold: {thresholds.default_threshold():g} ({self.origin()}).")
 
         if not options["apply"]:
             return
@@ -77,7 +78,7 @@ class Command(BaseCommand):
             "precision": round(chosen.precision, 4), "recall": round(chosen.recall, 4), "f1": round(chosen.f1, 4),
             "rule": "target_precision" if target is not None else "best_f1", "target_precision": target,
         }
-        stored = clip_services.calibrated_threshold_apply(threshold=chosen.threshold, source=source, counts=counts)
+        stored = thresholds.calibrated_threshold_apply(threshold=chosen.threshold, source=source, counts=counts)
         self.stdout.write(self.style.SUCCESS(f"Stored threshold {stored.threshold:g} for model {model}."))
         if "THRESHOLD" in clip_settings.user_settings:
             self.stdout.write(self.style.WARNING(
@@ -87,7 +88,7 @@ class Command(BaseCommand):
 
     def labelled_pairs(self, options, model):
         if options["csv"]:
-            scores = clip_services.labelled_scores_from_csv(path=options["csv"], batch_size=options["batch_size"])
+            scores = labelled_scores_from_csv(path=options["csv"], batch_size=options["batch_size"])
             for line, reason in scores.skipped[:10]:
                 self.stderr.write(f"Line {line} skipped: {reason}")
             if len(scores.skipped) > 10:
@@ -124,6 +125,6 @@ class Command(BaseCommand):
     def origin(self):
         if "THRESHOLD" in clip_settings.user_settings:
             return "CLIPCHECK THRESHOLD setting"
-        if clip_services.calibrated_threshold(model=clip_services.model_id()) is not None:
+        if thresholds.calibrated_threshold(model=thresholds.model_id()) is not None:
             return "calibrated"
         return "built-in default"
