@@ -17,7 +17,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
-    "MAX_PASSAGES", "MAX_REWRITES",
+    "MAX_PASSAGES", "MAX_REWRITES", "DECODE_MEMORY_BUDGET_BYTES",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -28,6 +28,7 @@ NUMBERS = {
     "BATCH_WAIT_MS": (0, True),
     "JPEG_DRAFT_MIN_SIDE": (0, True),
     "CALIBRATION_CACHE_SECONDS": (0, True),
+    "DECODE_WAIT_MS": (0, True),
 }
 KNOWN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -106,6 +107,16 @@ def _is_non_blank_string(value):
     return isinstance(value, str) and bool(value.strip())
 
 
+def _is_rate(value):
+    from clipcheck.access import parse_rate
+
+    try:
+        parse_rate(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_directory_or_unset(root):
     return not root or Path(root).is_dir()
 
@@ -169,6 +180,10 @@ RULES = (
                 "CLIPCHECK THROTTLE_CACHE {value!r} is not an alias in settings.CACHES."),
     SettingRule("METRICS_TOKEN", _optional(_is_non_blank_string), "clipcheck.E015",
                 "CLIPCHECK METRICS_TOKEN must be None or a non-empty string."),
+    SettingRule("ANALYSIS_RETENTION_DAYS", _optional(is_positive_integer), "clipcheck.E004",
+                "CLIPCHECK {key} {value!r} must be None or a positive integer."),
+    SettingRule("FAILED_AUTH_RATE", _optional(_is_rate), "clipcheck.E016",
+                "CLIPCHECK FAILED_AUTH_RATE {value!r} must be None or a rate like '20/minute'."),
     SettingRule("BATCH_ROOT", _is_directory_or_unset, "clipcheck.W001",
                 "CLIPCHECK BATCH_ROOT {text!r} is not an existing directory; "
                 "/clip/analyze-batch will find no files."),
@@ -194,7 +209,25 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
         *rule_errors(clip_settings, RULES),
         *_check_access_table(),
         *_check_request_limit(),
+        *_check_decode_budget(),
     ]
+
+
+def _check_decode_budget():
+    from clipcheck.decode_budget import MB, worst_case_decode_cost
+
+    budget, pixels = clip_settings.DECODE_MEMORY_BUDGET_BYTES, clip_settings.MAX_IMAGE_PIXELS
+    if not (is_positive_integer(budget) and is_positive_integer(pixels)):
+        return []  # reported as E004
+    needed = worst_case_decode_cost(pixels)
+    if budget < needed:
+        return [Warning(
+            f"CLIPCHECK DECODE_MEMORY_BUDGET_BYTES ({budget // MB} MB) is below what one image at "
+            f"MAX_IMAGE_PIXELS may need to decode ({needed // MB} MB): such images are refused as too large.",
+            hint="Raise the budget or lower MAX_IMAGE_PIXELS.",
+            id="clipcheck.W004",
+        )]
+    return []
 
 
 def _check_request_limit():

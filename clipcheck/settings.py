@@ -96,6 +96,20 @@ DEFAULTS = {
     # as the shorter side stays at least this many pixels: several times
     # faster, and far above any CLIP input size. 0 disables it.
     "JPEG_DRAFT_MIN_SIDE": 448,
+    # Other formats are box-reduced by the largest integer factor that
+    # keeps the shorter side at least JPEG_DRAFT_MIN_SIDE, before any mode
+    # conversion. Decoding memory, per serving process: decodes in flight
+    # reserve their estimated peak (from the image header) out of this
+    # budget before a pixel is decoded; one that does not fit waits up to
+    # DECODE_WAIT_MS, then gets 503 "overloaded" (clipcheck.decode_budget).
+    # An image that alone needs more is refused (413 image_too_large):
+    # keep it above MAX_IMAGE_PIXELS x 8 bytes.
+    "DECODE_MEMORY_BUDGET_BYTES": 512 * 1024 * 1024,
+    "DECODE_WAIT_MS": 5000,
+    # Days an analysis made by the anonymous API (/clip/analyze) is kept;
+    # manage.py clip_prune_analyses deletes older ones (run it daily).
+    # Analyses of listings, audits and batches are kept. None: keep all.
+    "ANALYSIS_RETENTION_DAYS": 30,
     # Text embeddings kept per process (category prompts, repeated texts).
     "TEXT_CACHE_SIZE": 4096,
     # Seconds a process keeps the latest calibrated threshold before reading
@@ -135,6 +149,10 @@ DEFAULTS = {
         # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
         "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
     },
+    # Failed token authentications per client (IP address) and period,
+    # counted in THROTTLE_CACHE; past it every token request of that client
+    # gets 429 "throttled" until the period ends. None: not limited.
+    "FAILED_AUTH_RATE": "20/minute",
     # The cache (settings.CACHES alias) that counts throttled requests; it
     # must be shared by all serving processes (Redis) for limits to hold
     # across workers.

@@ -108,17 +108,23 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     photos are checked too (``listings.verdicts``). Under the "reject"
     policy a description (or, without one, a title) that does not match
     raises ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
+
+    The listing, its photos and its analyses are committed together, so a
+    crash leaves no analysis without its listing. Storage cannot join the
+    transaction: the photos are written just before it, and a crash in
+    between leaves files that nothing names, which ``clip_sweep_orphans``
+    removes.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
     decoded = [image for _, image in photos]
     check, = _listings_texts_check(
         entries=[(None, title, description, category, decoded)], source=Analysis.Source.UPLOAD
     )
-    clip_analyses.analyses_save(analyses=check.analyses)
     reasons = check.reasons
     suggestion = clip_verdicts.suggestion(reasons)
     deciding = check.description_analysis or check.title_analysis
     if policy == "reject" and deciding.is_mismatch:
+        clip_analyses.analyses_save(analyses=check.analyses)
         raise ImageTextMismatch(
             "The photo does not match the description." if check.description_analysis is not None
             else "The photo does not match the title.",
@@ -151,6 +157,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
                 photo.listing = listing
             ListingPhoto.objects.bulk_create(extra_photos)
             clip_analyses.analyses_link(analyses=check.analyses, subject=listing)
+            clip_analyses.analyses_save(analyses=check.analyses)
             check.listing = listing
             _listing_apply_check(listing=listing, check=check, image_sha256=primary.sha256, texts_sha256=listing.texts_sha256)
     except BaseException:

@@ -21,6 +21,9 @@ class ThresholdField(serializers.FloatField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
+        # float(True) is 1.0: a JSON boolean is a client mistake, not a threshold.
+        if isinstance(data, bool):
+            self.fail("invalid")
         value = super().to_internal_value(data)
         if not math.isfinite(value) or not 0.0 <= value <= 1.0:
             self.fail("range")
@@ -31,8 +34,13 @@ class ImageUploadField(serializers.FileField):
     """An uploaded image decoded by ``clipcheck.images.decode_image``.
 
     Size is checked before the bytes are read; decoding failures raise
-    ``ImageRejected`` with their own status (413/415/400) and code.
+    ``ImageRejected`` with their own status (413/415/400) and code, an empty
+    file included (``empty_file``, from the decoder).
     """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_empty_file", True)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         return decode_image(self.read_bytes(data))
@@ -126,10 +134,29 @@ class ClassifyInputSerializer(serializers.Serializer):
     top_k = serializers.IntegerField(required=False, min_value=1)
 
 
+# Longer paths cannot name a file (PATH_MAX on Linux).
+MAX_IMAGE_PATH_LENGTH = 4096
+
+
 class BatchItemSerializer(serializers.Serializer):
-    image_path = serializers.CharField(trim_whitespace=False)
+    image_path = serializers.CharField(trim_whitespace=False, max_length=MAX_IMAGE_PATH_LENGTH)
     text = ProductTextField()
     threshold = ThresholdField(required=False)
+
+
+class ParsedItemField(serializers.Field):
+    """A batch item exactly as the JSON parser produced it.
+
+    DRF's JSONField re-serialises the value strictly, so one item holding a
+    number beyond float range (``1e309`` parses as infinity) would fail the
+    whole request; each item is judged alone by ``BatchInputSerializer``.
+    """
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class BatchItemsField(serializers.ListField):
@@ -137,7 +164,7 @@ class BatchItemsField(serializers.ListField):
 
     def __init__(self, **kwargs):
         # null is an item like any other: it fails alone (invalid_item).
-        kwargs.setdefault("child", serializers.JSONField(allow_null=True))
+        kwargs.setdefault("child", ParsedItemField(allow_null=True))
         kwargs.setdefault("allow_empty", False)
         super().__init__(**kwargs)
 
@@ -160,8 +187,17 @@ class BatchInputSerializer(serializers.Serializer):
         if serializer.is_valid():
             return dict(serializer.validated_data)
         code, message = validation_error_summary(serializer.errors)
-        image_path = item.get("image_path") if isinstance(item.get("image_path"), str) else None
-        return {"image_path": image_path, "error": {"code": code, "message": message}}
+        return {"image_path": echoed_path(item.get("image_path")), "error": {"code": code, "message": message}}
+
+
+def echoed_path(value):
+    """An item's image_path as its error entry repeats it: a string that
+    always encodes (lone surrogates escaped as ``\\ud800``), cut to the
+    longest usable path; None for anything that is not a string."""
+    if not isinstance(value, str):
+        return None
+    value = value[:MAX_IMAGE_PATH_LENGTH]
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # Responses. The services build plain dicts; these serializers document

@@ -5,6 +5,8 @@ Who may call each endpoint and how often is the ``access_scope`` policy in
 throttle classes, ``clipcheck.access``).
 """
 
+from pathlib import Path, PurePath
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -110,15 +112,24 @@ class HealthView(APIView):
     )
     def get(self, request):
         status = engine_status()
+        # A local model's path and the load's exception are internals: staff
+        # see them, everyone else the model's name and a generic message.
+        staff = bool(request.user and request.user.is_staff)
         body = {
             "status": "healthy" if status["model_loaded"] else "unhealthy",
             "service": SERVICE_NAME,
             "model_loaded": status["model_loaded"],
             "device": status["device"],
-            "model": status["model"],
+            "model": status["model"] if staff else public_model_name(status["model"]),
             "dtype": status["dtype"],
         }
         if not status["model_loaded"]:
-            body.update(error_body("model_unavailable", status["reason"]))
+            body.update(error_body("model_unavailable", status["message"], status["reason"] if staff else None))
             return Response(body, status=503)
         return Response(body)
+
+
+def public_model_name(model):
+    """A hub id as it is; a local checkpoint by its directory's name only."""
+    path = PurePath(model)
+    return path.name if path.is_absolute() or model.startswith(".") or Path(model).is_dir() else model

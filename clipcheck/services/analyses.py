@@ -211,10 +211,11 @@ def analysis_build(
 
 
 def analyses_link(*, analyses, subject):
-    """Point stored analyses at the object they concerned (once it exists)."""
+    """Point analyses at the object they concerned (once it exists); stored
+    ones are updated, unsaved ones are saved with it by ``analyses_save``."""
     subject_type = ContentType.objects.get_for_model(subject)
-    Analysis.objects.filter(pk__in=[analysis.pk for analysis in analyses]).update(
-        subject_type=subject_type, subject_id=str(subject.pk)
-    )
+    stored = [analysis.pk for analysis in analyses if analysis.pk is not None]
+    if stored:
+        Analysis.objects.filter(pk__in=stored).update(subject_type=subject_type, subject_id=str(subject.pk))
     for analysis in analyses:
         analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
