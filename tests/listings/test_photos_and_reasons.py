@@ -158,3 +158,17 @@ def test_the_audit_report_carries_the_reasons(make_listing, settings, tmp_path):
     listing.refresh_from_db()
     assert row["reasons"] == listing.reasons and row["reasons"]
     assert row["suggestion"] and "description" in row["suggestion"]
+
+
+def test_the_orphan_sweep_keeps_every_photo_of_a_listing(seller_client, everything_matches):
+    from datetime import timedelta
+
+    from listings.sweep import orphans_sweep
+
+    body = upload(seller_client, [image_bytes(color=RED), image_bytes(color=BLUE)]).json()
+    names = [photo.image.name for photo in ListingPhoto.objects.filter(listing_id=body["listing_id"])]
+
+    result = orphans_sweep(grace=timedelta(0))
+
+    assert result.files == []
+    assert len(names) == 2 and all(default_storage.exists(name) for name in names)
