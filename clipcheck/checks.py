@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Info, Tags, Warning, register
 from django.urls import URLResolver, get_resolver
 
 from clipcheck.settings import clip_settings
@@ -17,7 +17,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
-    "MAX_PASSAGES", "MAX_REWRITES", "DECODE_MEMORY_BUDGET_BYTES",
+    "MAX_PASSAGES", "MAX_REWRITES", "DECODE_MEMORY_BUDGET_BYTES", "SEARCH_DEFAULT_K", "SEARCH_MAX_K",
+    "EMBED_MAX_ITEMS",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -39,10 +40,6 @@ def _is_number(value):
 
 def _is_fraction(value):
     return _is_number(value) and 0 <= value <= 1
-
-
-def is_fraction(value):
-    return _is_fraction(value)
 
 
 def is_positive_integer(value):
@@ -184,6 +181,12 @@ RULES = (
                 "CLIPCHECK {key} {value!r} must be None or a positive integer."),
     SettingRule("FAILED_AUTH_RATE", _optional(_is_rate), "clipcheck.E016",
                 "CLIPCHECK FAILED_AUTH_RATE {value!r} must be None or a rate like '20/minute'."),
+    *(
+        SettingRule(key, _is_fraction, "clipcheck.E003", "CLIPCHECK {key} {value!r} must be a number between 0 and 1.")
+        for key in ("NEAR_DUPLICATE_SIMILARITY", "NEAR_DUPLICATE_LAYOUT")
+    ),
+    SettingRule("VECTOR_EF_SEARCH", lambda value: is_positive_integer(value) and value <= 1000, "clipcheck.E004",
+                "CLIPCHECK VECTOR_EF_SEARCH {value!r} must be a whole number from 1 to 1000 (pgvector's range)."),
     SettingRule("BATCH_ROOT", _is_directory_or_unset, "clipcheck.W001",
                 "CLIPCHECK BATCH_ROOT {text!r} is not an existing directory; "
                 "/clip/analyze-batch will find no files."),
@@ -360,3 +363,24 @@ def check_shared_throttle_cache(app_configs=None, **kwargs):
             id="clipcheck.W003",
         )]
     return []
+
+
+@register(Tags.compatibility)
+def check_vector_backend(app_configs=None, **kwargs):
+    """Which similarity search path runs (``clipcheck.vectors``); a warning
+    when PostgreSQL could run pgvector but does not."""
+    from clipcheck import vectors
+
+    try:
+        backend = vectors.vector_backend()
+    except Exception as exc:  # no database yet, or none reachable: not this check's concern
+        return [Info(f"Similarity search: not determined ({exc.__class__.__name__}).", id="clipcheck.I001")]
+    messages = [Info(f"Similarity search: {backend.name} ({backend.reason}).", id="clipcheck.I001")]
+    if backend.extension_missing:
+        messages.append(Warning(
+            f"Similarity search runs in the process: {backend.reason}.",
+            hint="Run CREATE EXTENSION vector; in the database (pgvector must be installed on the server), then "
+                 "manage.py migrate clipcheck 0004 && manage.py migrate (docs/similarity.md).",
+            id="clipcheck.W005",
+        ))
+    return messages

@@ -1,7 +1,7 @@
 """The default ``CLIPCHECK["ATTRIBUTES"]``: product attributes and their values.
 
 The colours include the eight of the known-answer model's domain
-(scripts/known_answer_domain.py), so its tests run on the defaults.
+(knownanswer/domain.py), so its tests run on the defaults.
 """
 
 DEFAULT_ATTRIBUTES = {

@@ -39,6 +39,29 @@ class DecodedImage:
         return self.image.size
 
 
+def _check_file_size(data, max_bytes):
+    if not data:
+        raise ImageRejected("The file is empty.", code="empty_file")
+    if len(data) > max_bytes:
+        raise ImageRejected(
+            f"The file is {len(data)} bytes; the limit is {max_bytes} bytes.",
+            code="file_too_large",
+            status_code=413,
+        )
+
+
+def _check_dimensions(width, height, *, max_pixels, max_aspect_ratio):
+    if width * height > max_pixels:
+        raise _too_many_pixels(width, height, max_pixels)
+    if width < 1 or height < 1:
+        raise ImageRejected("The image has no pixels.", code="corrupt_image")
+    if max(width, height) > max_aspect_ratio * min(width, height):
+        raise ImageRejected(
+            f"The image is {width}x{height}; sides may differ by a factor of at most {max_aspect_ratio}.",
+            code="aspect_ratio_too_large",
+        )
+
+
 def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None, max_aspect_ratio=None):
     """Decode image bytes into an upright RGB ``DecodedImage``.
 
@@ -50,30 +73,13 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None,
     max_bytes = max_bytes or clip_settings.MAX_UPLOAD_BYTES
     max_aspect_ratio = max_aspect_ratio or clip_settings.MAX_ASPECT_RATIO
 
-    if not data:
-        raise ImageRejected("The file is empty.", code="empty_file")
-    if len(data) > max_bytes:
-        raise ImageRejected(
-            f"The file is {len(data)} bytes; the limit is {max_bytes} bytes.",
-            code="file_too_large",
-            status_code=413,
-        )
-
+    _check_file_size(data, max_bytes)
     image = _open(data, allowed_formats)
     image_format = image.format
     try:
-        width, height = image.size
         # Checked from the header, before any pixel is decoded (Pillow itself
         # only refuses at twice its own limit).
-        if width * height > max_pixels:
-            raise _too_many_pixels(width, height, max_pixels)
-        if width < 1 or height < 1:
-            raise ImageRejected("The image has no pixels.", code="corrupt_image")
-        if max(width, height) > max_aspect_ratio * min(width, height):
-            raise ImageRejected(
-                f"The image is {width}x{height}; sides may differ by a factor of at most {max_aspect_ratio}.",
-                code="aspect_ratio_too_large",
-            )
+        _check_dimensions(*image.size, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
         image.seek(0)  # first frame of animated GIF/WebP/TIFF
         _reduce_jpeg_scale(image)
         cost = decode_cost(image.mode, *image.size)

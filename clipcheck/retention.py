@@ -3,7 +3,7 @@
 Every anonymous ``/clip/analyze`` call stores one ``Analysis`` row (its
 verdict answers the same request again without the model). Nothing else
 refers to those rows, so they are kept ``CLIPCHECK["ANALYSIS_RETENTION_DAYS"]``
-days and then deleted; analyses of listings, audits, batches and the admin
+days and then deleted; analyses of uploads, audits, batches and the admin
 are records of decisions and are kept.
 """
 

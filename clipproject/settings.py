@@ -220,6 +220,9 @@ CSRF_FAILURE_VIEW = "clipcheck.api.exceptions.json_csrf_failure"
 
 # Cross-origin calls from the storefront's own origins; none by default.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+# Response headers a browser script may read besides the CORS-safelisted
+# ones: when to retry (429/503), the request id to quote, the auth scheme.
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "WWW-Authenticate"]
 
 
 def _clipcheck_from_environ():
@@ -252,7 +255,12 @@ CLIPCHECK = {
     "BATCH_ROOT": str(BASE_DIR / "var" / "batch"),
     # Policies of this project's own views, merged into clipcheck's table.
     # POST /upload stores what it receives: only users allowed to add listings.
-    "ACCESS": {"upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"}},
+    # POST /clip/search shows what the catalogue holds: only users allowed to
+    # view listings (anonymous storefront search is a project's choice).
+    "ACCESS": {
+        "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
+        "search": {"anonymous": False, "permissions": ["listings.view_listing"], "rate": "60/minute"},
+    },
     **_clipcheck_from_environ(),
 }
 

@@ -35,6 +35,7 @@ from listings import verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
 from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision
 from listings.settings import listings_settings
+from listings.similarity import photo_reused_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,8 @@ class ListingCheck:
     skipped: bool = False
     # The listing-level reasons (category, photos) of this check.
     listing_reasons: list = field(default_factory=list)
+    # photo_reused reasons: the photo is another listing's (listings.similarity).
+    photo_reasons: list = field(default_factory=list)
     threshold: float | None = None
 
     @property
@@ -69,12 +72,13 @@ class ListingCheck:
     def reasons(self):
         return verdicts.listing_reasons(
             title_analysis=self.title_analysis, description_analysis=self.description_analysis,
-            extra=self.listing_reasons,
+            extra=[*self.listing_reasons, *self.photo_reasons],
         )
 
     @property
     def is_match(self):
-        """No reason at all: every text matches a photo, the category fits, the photos agree."""
+        """No reason at all: every text matches a photo, the category fits, the photos agree
+        and none is another listing's."""
         return self.is_scored and not self.reasons
 
     @property
@@ -100,7 +104,7 @@ def status_after_check(*, status, moderated, content_changed, is_match):
 
 # Submission (POST /upload)
 
-def listing_submit(*, photos, title="", description="", category="", price=None, policy=None):
+def listing_submit(*, photos, title="", description="", category="", price=None, policy=None, seller=None):
     """Check a new listing's photos against its title and description, then store it.
 
     ``photos`` are ``(bytes as sent, DecodedImage)`` pairs, the primary
@@ -108,6 +112,8 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     photos are checked too (``listings.verdicts``). Under the "reject"
     policy a description (or, without one, a title) that does not match
     raises ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
+    A primary photo that another listing already shows adds a
+    ``photo_reused`` reason and sends the listing to review.
 
     The listing, its photos and its analyses are committed together, so a
     crash leaves no analysis without its listing. Storage cannot join the
@@ -135,8 +141,14 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
 
     primary_data, primary = photos[0]
     listing = Listing(
-        title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256
+        title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256,
+        seller=seller,
     )
+    check.photo_reasons = photo_reused_reasons(
+        listing=listing, image=primary, vector=image_embeddings_compute(images=[primary])[0],
+    )
+    reasons = check.reasons
+    suggestion = clip_verdicts.suggestion(reasons)
     stored = []
     try:
         # Storage names are generated; the suffix comes from the decoded format.
@@ -200,6 +212,8 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
         photo_vectors = [known[photo.sha256] for photo in photos]
         conflict = verdicts.category_conflict(category=category, photos=photos, vectors=photo_vectors)
         check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
+        if check.listing is not None:
+            check.photo_reasons = photo_reused_reasons(listing=check.listing, image=photos[0], vector=photo_vectors[0])
     return checks
 
 
@@ -398,9 +412,7 @@ def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
     listing.clip_verdict = Analysis.Verdict.MATCH if check.is_match else Analysis.Verdict.MISMATCH
     listing.checked_threshold = check.threshold
     listing.match_quality = scoring.match_quality(check.weakest_score, check.threshold)
-    # Reasons other checks add (e.g. photo_reused) are theirs to refresh.
-    foreign = [r for r in listing.reasons or [] if r.get("code") not in VERDICT_CODES]
-    listing.reasons = check.reasons + foreign
+    listing.reasons = check.reasons
     listing.checked_at = timezone.now()
     listing.checked_model = check.analyses[0].model
     listing.checked_image_sha256 = image_sha256
@@ -411,9 +423,6 @@ def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
         "updated_at",
     ])
     return listing.status
-
-
-VERDICT_CODES = {"low_similarity", "attribute_conflict", "category_conflict", "passage_mismatch", "photos_differ"}
 
 
 # Saves (the admin's change form)

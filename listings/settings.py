@@ -33,6 +33,9 @@ DEFAULTS = {
     # the threads that read and decode images ahead of the model.
     "AUDIT_CHUNK_SIZE": 256,
     "AUDIT_DECODE_THREADS": 4,
+    # A reused photo's titles "conflict" when the cosine of their CLIP text
+    # embeddings is below this (the photo_reused reason's titles_conflict).
+    "TITLE_CONFLICT_SIMILARITY": 0.85,
 }
 
 listings_settings = AppSettings(DEFAULTS, SETTING_NAME)

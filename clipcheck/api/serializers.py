@@ -2,6 +2,7 @@
 
 import math
 
+from django.conf import settings
 from rest_framework import serializers
 
 from clipcheck.api.exceptions import validation_error_summary
@@ -122,26 +123,79 @@ class CategoriesField(serializers.CharField):
             super().run_validators(value)
 
 
+THRESHOLD_HELP = "Similarity below this is a mismatch. Absent: the service's own (calibrated or configured) threshold."
+
+
 class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
-    threshold = ThresholdField(required=False)
+    threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
 
 
 class ClassifyInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     categories = CategoriesField(required=False)
-    top_k = serializers.IntegerField(required=False, min_value=1)
+    top_k = serializers.IntegerField(
+        required=False, min_value=1, help_text="How many categories to return. Absent: CLIPCHECK DEFAULT_TOP_K (5)."
+    )
 
 
 # Longer paths cannot name a file (PATH_MAX on Linux).
 MAX_IMAGE_PATH_LENGTH = 4096
 
 
+class CountedListField(serializers.ListField):
+    """A list field whose length is checked before its items are parsed
+    (items may be uploads to decode); ``max_items`` is a callable, read per request."""
+
+    def __init__(self, *, max_items, **kwargs):
+        self.max_items = max_items
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if hasattr(data, "__len__") and not isinstance(data, (str, dict)) and len(data) > self.max_items():
+            raise serializers.ValidationError(
+                f"{len(data)} items; the limit is {self.max_items()}.", code="max_length"
+            )
+        return super().to_internal_value(data)
+
+
+def embed_max_items():
+    return clip_settings.EMBED_MAX_ITEMS
+
+
+def embed_max_files():
+    # Django refuses a request with more files than DATA_UPLOAD_MAX_NUMBER_FILES before any view runs.
+    return min(clip_settings.EMBED_MAX_ITEMS, settings.DATA_UPLOAD_MAX_NUMBER_FILES or clip_settings.EMBED_MAX_ITEMS)
+
+
+class EmbedInputSerializer(serializers.Serializer):
+    """Texts and/or photos (repeated ``text`` and ``file`` fields): up to
+    ``EMBED_MAX_ITEMS`` texts and as many photos as a request may carry."""
+
+    def get_fields(self):
+        # The limits are read per request (and by the schema) from the settings.
+        return {
+            "text": CountedListField(
+                child=ProductTextField(), max_items=embed_max_items, max_length=embed_max_items(), allow_empty=False,
+                required=False,
+            ),
+            "file": CountedListField(
+                child=ImageUploadField(), max_items=embed_max_files, max_length=embed_max_files(), allow_empty=False,
+                required=False,
+            ),
+        }
+
+    def validate(self, data):
+        if not data.get("text") and not data.get("file"):
+            raise serializers.ValidationError("Send at least one text or file.", code="required")
+        return data
+
+
 class BatchItemSerializer(serializers.Serializer):
     image_path = serializers.CharField(trim_whitespace=False, max_length=MAX_IMAGE_PATH_LENGTH)
     text = ProductTextField()
-    threshold = ThresholdField(required=False)
+    threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
 
 
 class ParsedItemField(serializers.Field):
@@ -313,6 +367,24 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True, help_text="One entry per item, in input order.")
+
+
+class TextEmbeddingSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    embedding = serializers.ListField(child=serializers.FloatField(), help_text="Unit length (L2-normalised).")
+    text_truncated = serializers.BooleanField(help_text="The text was cut to the model's context length.")
+
+
+class ImageEmbeddingSerializer(serializers.Serializer):
+    sha256 = serializers.CharField(help_text="SHA-256 of the uploaded bytes.")
+    embedding = serializers.ListField(child=serializers.FloatField(), help_text="Unit length (L2-normalised).")
+
+
+class EmbedResultSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The model the embeddings come from: compare only embeddings of one model.")
+    dim = serializers.IntegerField(min_value=1)
+    texts = TextEmbeddingSerializer(many=True, help_text="In the order sent.")
+    images = ImageEmbeddingSerializer(many=True, help_text="In the order sent.")
 
 
 class HealthSerializer(serializers.Serializer):

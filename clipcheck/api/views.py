@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 from clipcheck.services.analyses import analysis_create
 from clipcheck.services.batch import batch_analyze
 from clipcheck.services.classification import image_classify
+from clipcheck.services.embeddings import embeddings_compute
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
 from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
@@ -26,6 +27,8 @@ from clipcheck.api.serializers import (
     CategoriesSerializer,
     ClassifyInputSerializer,
     ClassifyResultSerializer,
+    EmbedInputSerializer,
+    EmbedResultSerializer,
     HealthSerializer,
     HealthUnavailableSerializer,
 )
@@ -70,6 +73,23 @@ class ClassifyView(APIView):
             image=data["file"], categories=data.get("categories"), top_k=data.get("top_k")
         )
         return Response({"top_matches": matches})
+
+
+class EmbedView(APIView):
+    access_scope = "embed"
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        summary="Embeddings of texts and photos (L2-normalised), with the model and dimension",
+        description="Repeat the text and file fields to send several; at most CLIPCHECK EMBED_MAX_ITEMS in all.",
+        request=multipart(EmbedInputSerializer),
+        responses={200: EmbedResultSerializer, **error_responses(*BODY_ERRORS)},
+    )
+    def post(self, request):
+        serializer = EmbedInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        return Response(embeddings_compute(texts=data.get("text", []), images=data.get("file", [])))
 
 
 class CategoriesView(APIView):

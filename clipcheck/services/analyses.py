@@ -76,7 +76,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     started = time.monotonic()
     rules = verdicts.rules_key()
     text_hashes = [text_hash(request.text) for request in requests]
-    keys = [(r.image.sha256, text_hash_, r.threshold) for r, text_hash_ in zip(requests, text_hashes)]
+    keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
     earlier = selectors.analyses_cached(
         keys=[key for key, request in zip(keys, requests) if not request.alternatives], model=model, rules=rules
     )

@@ -11,6 +11,7 @@ from clipcheck.api.serializers import (
     ProductTextField,
     ReasonSerializer,
 )
+from clipcheck.settings import clip_settings
 from clipcheck.images import DecodedImage, decode_image
 from clipcheck.verdicts import reasons_for_field, suggestion
 from listings.models import Listing
@@ -79,6 +80,9 @@ class UploadResultSerializer(serializers.Serializer):
     photos = serializers.IntegerField(min_value=1, help_text="Photos stored.")
     reasons = ReasonSerializer(many=True, help_text="The listing's reasons (texts, category, photos); empty: clean.")
     suggestion = serializers.CharField(allow_null=True)
+    reasons = serializers.ListField(
+        child=serializers.DictField(), help_text="Why the listing needs review, e.g. photo_reused; empty when clean."
+    )
 
 
 class UploadMismatchSerializer(serializers.Serializer):
@@ -106,4 +110,71 @@ def submission_output(submission):
         "photos": listing.photos.count(),
         "reasons": submission.reasons,
         "suggestion": submission.suggestion,
+        "reasons": listing.reasons,
+    }
+
+
+# POST /clip/search
+
+
+class StatusesField(serializers.CharField):
+    """Comma-separated listing statuses."""
+
+    pattern = r"^ *({names}) *(, *({names}) *)*$".format(names="|".join(Listing.Status.values))
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        statuses = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        unknown = sorted(set(statuses) - set(Listing.Status.values))
+        if unknown or not statuses:
+            raise serializers.ValidationError(
+                f"Unknown status {', '.join(unknown) or '(empty)'}; use {', '.join(Listing.Status.values)}.",
+                code="invalid_choice",
+            )
+        return statuses
+
+
+class SearchInputSerializer(serializers.Serializer):
+    """A text, a photo or both (the query is then their embeddings' normalised
+    sum: "like this photo, but ..."), how many results, and filters."""
+
+    text = ProductTextField(required=False)
+    file = ImageUploadField(required=False)
+    status = StatusesField(required=False, max_length=200)
+    category = serializers.CharField(required=False, max_length=Listing._meta.get_field("category").max_length)
+
+    def get_fields(self):
+        # k's bound is read per request (and by the schema) from the settings.
+        return {**super().get_fields(), "k": serializers.IntegerField(
+            required=False, min_value=1, max_value=clip_settings.SEARCH_MAX_K,
+            help_text="Listings to return (default CLIPCHECK SEARCH_DEFAULT_K).",
+        )}
+
+    def validate(self, data):
+        if "text" not in data and "file" not in data:
+            raise serializers.ValidationError("Send a text or a file.", code="required")
+        return data
+
+
+class SearchHitSerializer(serializers.Serializer):
+    listing_id = serializers.IntegerField()
+    title = serializers.CharField()
+    category = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=Listing.Status.choices)
+    similarity = serializers.FloatField(help_text="Cosine of the photo's embedding with the query's (text or photo).")
+
+
+class SearchResultSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    results = SearchHitSerializer(many=True, help_text="Most similar first.")
+
+
+def search_output(*, hits, model):
+    return {
+        "model": model,
+        "results": [
+            {"listing_id": hit.listing.pk, "title": hit.listing.title, "category": hit.listing.category,
+             "status": hit.listing.status, "similarity": hit.similarity}
+            for hit in hits
+        ],
     }

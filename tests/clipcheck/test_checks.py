@@ -104,7 +104,7 @@ def test_bad_verdict_settings_are_reported(settings, overrides, expected_id):
 
 def test_default_verdict_settings_pass_and_hold_the_known_answer_colours(settings):
     from clipcheck.checks import check_verdict_settings
-    from scripts.known_answer_domain import COLOURS
+    from knownanswer.domain import COLOURS
 
     assert check_verdict_settings() == []
     assert set(COLOURS) <= set(clip_settings.ATTRIBUTES["colour"])

@@ -1,6 +1,6 @@
 """Verdicts, reasons and whole listings through the HTTP API with the known-answer model.
 
-The model knows its domain (coloured shapes, scripts/known_answer_domain.py),
+The model knows its domain (coloured shapes, knownanswer/domain.py),
 so each test knows the right answer: the drawn colour, the drawn shape,
 whether two photos show the same item. The rates are printed (run with -s)
 and gated.
@@ -14,7 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from clipcheck import scoring
-from scripts import known_answer_domain as domain
+from knownanswer import domain
 from tests.support.known_answer import THRESHOLD
 from tests.support.users import user_with_token
 
