@@ -6,8 +6,8 @@ from django.db.migrations.executor import MigrationExecutor
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
-BEFORE = [("listings", "0003_listing_reasons"), ("clipcheck", "0004_analysis_reasons")]
-AFTER = [("listings", "0005_listing_photos_data"), ("clipcheck", "0006_analysis_match_quality_relative")]
+BEFORE = [("listings", "0004_listing_seller"), ("clipcheck", "0006_imageembedding_layout")]
+AFTER = [("listings", "0006_listing_photos_data"), ("clipcheck", "0008_analysis_match_quality_relative")]
 
 
 def migrate(targets):

@@ -49,8 +49,8 @@ def backwards(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("listings", "0004_listing_photos"),
-        ("clipcheck", "0006_analysis_match_quality_relative"),
+        ("listings", "0005_listing_photos"),
+        ("clipcheck", "0008_analysis_match_quality_relative"),
         ("contenttypes", "0002_remove_content_type_name"),
     ]
 

@@ -31,7 +31,7 @@ def recompute_labels(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("clipcheck", "0005_analysis_passages_rules"),
+        ("clipcheck", "0007_analysis_passages_rules"),
     ]
 
     operations = [migrations.RunPython(recompute_labels, migrations.RunPython.noop)]
