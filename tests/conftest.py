@@ -8,6 +8,9 @@ from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.engine import EncoderCalls
 from tests.support.images import image_bytes
 
+# Fixtures shared by several test directories.
+pytest_plugins = ["tests.support.listing_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
