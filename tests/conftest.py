@@ -9,6 +9,9 @@ from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.engine import EncoderCalls
 from tests.support.images import image_bytes
 
+# Fixtures shared by several test directories.
+pytest_plugins = ["tests.support.listing_fixtures"]
+
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item):
