@@ -135,7 +135,7 @@ def known_answer_guard(cache_dir: Path) -> dict:
     """The int8 guard on the known-answer model: held-out pictures with right and wrong captions."""
     from clipcheck.engine import openvino_runtime
     from clipcheck.engine.calibration_set import calibration_set_build
-    from scripts import known_answer_domain as domain
+    from knownanswer import domain
 
     import json
 

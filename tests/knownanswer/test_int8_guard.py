@@ -7,7 +7,7 @@ from rest_framework.test import APIClient
 
 from clipcheck.engine import get_engine, openvino_runtime
 from clipcheck.engine.calibration_set import calibration_set_build
-from scripts import known_answer_domain as domain
+from knownanswer import domain
 from tests.support.known_answer import KNOWN_ANSWER_MODEL, THRESHOLD
 from tests.support.runtime import RUNTIME_CACHE_DIR
 
