@@ -356,8 +356,9 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
         naive.add(lambda: [naive_score(naive_model, processor, path, t) for path, t in naive_pairs], repeats=1)
         for name in audits:
             progress(f"round {round_number}/{config.rounds}: clip_audit, {name}")
+            # A batch job: no web request's time budget on its computations.
             settings.CLIPCHECK = {**settings.CLIPCHECK, "RUNTIME": name, "RUNTIME_CACHE_DIR": str(cache_dir),
-                                  "CONCURRENT_ENCODERS": False}
+                                  "CONCURRENT_ENCODERS": False, "INFERENCE_TIMEOUT_SECONDS": 3600}
             clip_settings.reload()
             audit_state_reset()
             audits[name].append(audit_timed(config.audit_listings))
