@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
 import knownanswer
+from knownanswer import domain
 from clipcheck.engine import get_engine
 from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
@@ -50,8 +51,10 @@ class Command(BaseCommand):
             **clip_settings.user_settings,
             "MODEL": str(knownanswer.CHECKPOINT),
             "THRESHOLD": threshold,
-            # The prompt wording the known-answer model learnt.
+            # The prompt wording and the catalogue the known-answer model learnt:
+            # the demo's categories are its shapes.
             "PROMPT_TEMPLATE": "a photo of a {}",
+            "CATEGORIES": list(domain.SHAPES),
         }
         # The demo's settings hold for this process only: the audit here and
         # the server started below.
