@@ -61,16 +61,12 @@ def moderation_labelled_scores(*, model):
 
 def listings_with_reason(*, listings, code):
     """The ``listings`` whose latest check gave a reason with ``code``."""
-    if listings.db == "default" and connection_vendor() == "postgresql":
+    from django.db import connections
+
+    if connections[listings.db].vendor == "postgresql":
         return listings.filter(reasons__contains=[{"code": code}])  # jsonb containment
     # Elsewhere the JSON is text: the quoted code, as it can only appear as a value.
     return listings.filter(reasons__icontains=f'"{code}"')
-
-
-def connection_vendor():
-    from django.db import connection
-
-    return connection.vendor
 
 
 def listing_similar(*, listing, k=5):

@@ -15,7 +15,7 @@ from django.test.utils import override_settings
 import knownanswer
 from knownanswer import domain
 from clipcheck.engine import get_engine
-from clipcheck.errors import ClipcheckError
+from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
 from listings import demo
 from listings.audit import local, records
@@ -85,8 +85,8 @@ class Command(BaseCommand):
 
         try:
             get_engine()
-        except ClipcheckError as exc:
-            raise CommandError(f"The known-answer model is unusable: {exc.message}")
+        except ModelUnavailable as exc:  # the operator gets the path and the exception
+            raise CommandError(f"The known-answer model is unusable: {exc.reason}")
         summary = local.audit_run(options=records.AuditOptions().resolved())
         self.stdout.write(
             f"Audit: {summary.checked} checked, {summary.skipped} already up to date, "
