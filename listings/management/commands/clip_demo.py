@@ -51,10 +51,11 @@ class Command(BaseCommand):
             **clip_settings.user_settings,
             "MODEL": str(knownanswer.CHECKPOINT),
             "THRESHOLD": threshold,
-            # The prompt wording and the catalogue the known-answer model learnt:
-            # the demo's categories are its shapes.
+            # The prompt wording the known-answer model learnt.
             "PROMPT_TEMPLATE": "a photo of a {}",
+            # The categories it knows (the demo listings' categories are shapes), on their own scale.
             "CATEGORIES": list(domain.SHAPES),
+            "CLASSIFY_THRESHOLD": knownanswer.SHAPE_PROMPT_THRESHOLD,
         }
         # The demo's settings hold for this process only: the audit here and
         # the server started below.
