@@ -82,7 +82,7 @@ class Command(BaseCommand):
         try:
             get_engine()
         except ClipcheckError as exc:
-            raise CommandError(f"The known-answer model is unusable: {exc.message}")
+            raise CommandError(f"The known-answer model is unusable: {exc.reason}")
         summary = local.audit_run(options=records.AuditOptions().resolved())
         self.stdout.write(
             f"Audit: {summary.checked} checked, {summary.skipped} already up to date, "

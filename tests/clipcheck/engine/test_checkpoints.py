@@ -72,8 +72,9 @@ def test_a_missing_local_directory_says_it_does_not_exist(model, name, caplog, t
     model(name)
     with pytest.raises(ModelUnavailable) as raised:
         get_engine()
-    assert "does not exist" in raised.value.message
-    assert "Repo id" not in raised.value.message
+    # The operator's explanation (commands, the log, staff); clients get a generic message.
+    assert "does not exist" in raised.value.reason
+    assert "Repo id" not in raised.value.reason
     # One log line, no traceback.
     errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
     assert len(errors) == 1 and not errors[0].exc_info
@@ -86,7 +87,7 @@ def test_an_unreachable_hub_fails_with_one_line_and_no_retries(model, hub_at, si
     model(UNCACHED_ID)
     with pytest.raises(ModelUnavailable) as raised:
         get_engine()
-    message = raised.value.message
+    message = raised.value.reason
     assert "cannot be reached" in message and UNCACHED_ID in message and "CLIPCHECK_MODEL" in message
     assert "\n" not in message
     # One request that timed out, not a loop of retries.
