@@ -11,10 +11,12 @@ RULES = (
                 "LISTINGS UPLOAD_POLICY {value!r} is not valid.", hint=f"Use one of {', '.join(UPLOAD_POLICIES)}."),
     *(
         SettingRule(key, is_positive_integer, "listings.E003", "LISTINGS {key} {value!r} must be a positive integer.")
-        for key in ("SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS")
+        for key in ("SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS", "MAX_PHOTOS")
     ),
     SettingRule("TITLE_CONFLICT_SIMILARITY", _is_fraction, "listings.E004",
                 "LISTINGS TITLE_CONFLICT_SIMILARITY {value!r} must be a number between 0 and 1."),
+    SettingRule("PHOTOS_SAME_ITEM_THRESHOLD", _is_fraction, "listings.E010",
+                "LISTINGS {key} {value!r} must be a number between 0 and 1."),
 )
 
 
