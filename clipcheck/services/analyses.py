@@ -13,7 +13,7 @@ from django.db import models, transaction
 
 from clipcheck import scoring, selectors, verdicts
 from clipcheck.engine import get_engine
-from clipcheck.engine.admission import start_inference
+from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.hashes import text_hash
 from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
@@ -126,10 +126,11 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
     """The model's verdicts: ``(results, the photo each text was judged on, device, milliseconds per pair)``.
 
     One ``encode_images`` call for the photos without a stored (or
-    ``known``) embedding, one ``encode_texts`` call for every text, passage
-    and attribute rewrite (``clipcheck.verdicts``), and for mismatches the
-    category prompts (cached by the engine after the first). Nothing loads
-    the model when there is nothing to compute.
+    ``known``) embedding, one ``encode_texts`` call for every text and
+    passage, one more for the attribute rewrites of the texts that do not
+    pass (``verdicts.texts_judge``), and for mismatches the category prompts
+    (cached by the engine after the first). Nothing loads the model when
+    there is nothing to compute.
     """
     if not requests:
         return [], [], "", 0.0
@@ -137,22 +138,25 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
     engine = get_engine()
     photos = [[request.image, *request.alternatives] for request in requests]
     plans = [verdicts.text_plan(text=request.text, engine=engine) for request in requests]
-    # Started first, the text forward runs while the images are encoded, on
-    # the same admission slot (the engine's lanes overlap them when the
-    # cores allow).
+    # Started first, the texts' forward runs while the photos are encoded, on
+    # the same admission slot (the engine's lanes overlap them when the cores
+    # allow); ``texts_judge`` below then finds them in the engine's text cache.
     with start_inference(lambda: verdicts.texts_vectors(plans=plans, engine=engine)) as pending_texts:
         vectors = image_embeddings_compute(
             images=[photo for group in photos for photo in group], model=model, engine=engine,
             store=store_embeddings, known=known, run=pending_texts.alongside,
         )
-        text_vectors = pending_texts.result()
-    results, judged_images, offset = [], [], 0
-    for request, plan, group in zip(requests, plans, photos):
-        group_vectors = vectors[offset:offset + len(group)]
+        pending_texts.result()
+    groups, offset = [], 0
+    for group in photos:
+        groups.append(vectors[offset:offset + len(group)])
         offset += len(group)
-        judgement = verdicts.text_judge(
-            plan=plan, vectors=text_vectors, image_vectors=group_vectors, threshold=request.threshold
-        )
+    judgements = verdicts.texts_judge(
+        plans=plans, image_vector_groups=groups, thresholds=[request.threshold for request in requests],
+        engine=engine, run=run_inference,
+    )
+    results, judged_images = [], []
+    for judgement, group, group_vectors in zip(judgements, photos, groups):
         image = group[judgement.image_index]
         reasons_add_looks_like(
             judgement.reasons, image=image, image_vector=group_vectors[judgement.image_index], top_k=top_k
