@@ -141,7 +141,8 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
     # Started first, the texts' forward runs while the photos are encoded, on
     # the same admission slot (the engine's lanes overlap them when the cores
     # allow); ``texts_judge`` below then finds them in the engine's text cache.
-    with start_inference(lambda: verdicts.texts_vectors(plans=plans, engine=engine)) as pending_texts:
+    strings = [string for plan in plans for string in plan.passage_strings()]
+    with start_inference(lambda: verdicts.texts_vectors(strings=strings, engine=engine)) as pending_texts:
         vectors = image_embeddings_compute(
             images=[photo for group in photos for photo in group], model=model, engine=engine,
             store=store_embeddings, known=known, run=pending_texts.alongside,
