@@ -26,37 +26,72 @@ from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
 from clipcheck.settings import clip_settings
 
 
-# The latest calibrated threshold per model, kept briefly so that the API
-# does not query for it on every request: {model: (threshold or None, expires)}.
+# The latest calibrated thresholds, kept briefly so that the API does not
+# query for them on every request: {(model, kind, category): (threshold or None, expires)}.
 _calibrated_cache = {}
 _calibrated_cache_lock = threading.Lock()
 
+CAPTION, CLASSIFY = CalibratedThreshold.Kind.CAPTION, CalibratedThreshold.Kind.CLASSIFY
 
-def default_threshold():
-    """The threshold used when a request or an audit names none.
+
+def default_threshold(*, category=""):
+    """The caption threshold used when a request or an audit names none.
 
     Precedence: ``CLIPCHECK["THRESHOLD"]`` when set explicitly (in settings
     or by the ``CLIPCHECK_THRESHOLD`` environment variable), else the latest
-    threshold stored by ``clip_calibrate --apply`` for the current model,
-    else the built-in default.
+    threshold stored by ``clip_calibrate --per-category --apply`` for the
+    current model and ``category``, else the latest global one stored by
+    ``clip_calibrate --apply``, else the built-in default.
     """
     if "THRESHOLD" in clip_settings.user_settings:
         return float(clip_settings.THRESHOLD)
-    calibrated = calibrated_threshold(model=model_id())
+    model = model_id()
+    calibrated = calibrated_threshold(model=model, category=category) if category else None
+    if calibrated is None:
+        calibrated = calibrated_threshold(model=model)
     return float(clip_settings.THRESHOLD) if calibrated is None else calibrated
 
 
-def calibrated_threshold(*, model):
-    """The latest calibrated threshold of ``model`` (None if there is none),
-    read from the database at most once per ``CALIBRATION_CACHE_SECONDS``."""
+def category_thresholds(*, model=None):
+    """``{category: threshold}`` of the categories with a calibrated caption
+    threshold for ``model``; empty when ``CLIPCHECK["THRESHOLD"]`` is set
+    explicitly (it wins over every calibrated threshold)."""
+    if "THRESHOLD" in clip_settings.user_settings:
+        return {}
+    return selectors.calibrated_category_thresholds(model=model or model_id())
+
+
+def classify_threshold(*, category=""):
+    """The similarity at which ``category``'s classify score is 0.5.
+
+    Precedence: ``CLIPCHECK["CLASSIFY_THRESHOLD"]`` when set, else the latest
+    classify threshold stored by ``clip_calibrate --classify --apply`` for
+    the current model and this category, else its global classify
+    threshold, else the caption threshold (``default_threshold``).
+    """
+    configured = clip_settings.CLASSIFY_THRESHOLD
+    if configured is not None:
+        return float(configured)
+    model = model_id()
+    calibrated = calibrated_threshold(model=model, kind=CLASSIFY, category=category) if category else None
+    if calibrated is None:
+        calibrated = calibrated_threshold(model=model, kind=CLASSIFY)
+    return default_threshold() if calibrated is None else calibrated
+
+
+def calibrated_threshold(*, model, kind=CAPTION, category=""):
+    """The latest calibrated threshold of ``model`` for ``kind`` and ``category``
+    ("" = global; None if there is none), read from the database at most once
+    per ``CALIBRATION_CACHE_SECONDS``."""
     now = time.monotonic()
-    cached = _calibrated_cache.get(model)
+    key = (model, str(kind), category)
+    cached = _calibrated_cache.get(key)
     if cached is not None and cached[1] > now:
         return cached[0]
-    latest = selectors.calibrated_threshold_latest(model=model)
+    latest = selectors.calibrated_threshold_latest(model=model, kind=kind, category=category)
     value = None if latest is None else float(latest.threshold)
     with _calibrated_cache_lock:
-        _calibrated_cache[model] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
+        _calibrated_cache[key] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
     return value
 
 
@@ -75,10 +110,12 @@ def _forget_calibrated_on_settings_change(*, setting, **kwargs):
 setting_changed.connect(_forget_calibrated_on_settings_change)
 
 
-def calibrated_threshold_apply(*, threshold, source, counts, model=None):
-    """Store ``threshold`` as the calibrated default for ``model`` (the current one by default)."""
+def calibrated_threshold_apply(*, threshold, source, counts, model=None, kind=CAPTION, category=""):
+    """Store ``threshold`` as the calibrated ``kind`` threshold of ``model`` (the
+    current one by default) for ``category`` ("" = the model's global one)."""
     calibrated = CalibratedThreshold.objects.create(
-        model=model or model_id(), threshold=round(float(threshold), 4), source=source, counts=counts
+        model=model or model_id(), threshold=round(float(threshold), 4), source=source, counts=counts,
+        kind=kind, category=category,
     )
     # Another process's cache expires within CALIBRATION_CACHE_SECONDS.
     transaction.on_commit(calibrated_threshold_forget)
@@ -103,17 +140,17 @@ def _pair_result(image_embedding, text_embedding, text_truncated, threshold):
 def classify_image(*, image, categories=None, top_k=None, image_embedding=None):
     """Zero-shot classification of a decoded image over ``categories``.
 
-    Each category gets ``score`` (independent, 0.5 at the mismatch
-    threshold; meaningful for a single category), ``similarity`` (the
+    Each category gets ``score`` (independent, 0.5 at its classify
+    threshold, ``classify_threshold``; meaningful for a single category), ``similarity`` (the
     clamped cosine) and ``probability`` (softmax over the given categories).
     A caller that already holds the image's embedding passes it to skip the
     image encode.
     """
     categories = list(categories or clip_settings.CATEGORIES)
     top_k = min(top_k or clip_settings.DEFAULT_TOP_K, len(categories))
-    # Prompts like "a photo of a shoe." sit on another scale than product texts.
-    threshold = clip_settings.CLASSIFY_THRESHOLD
-    threshold = default_threshold() if threshold is None else float(threshold)
+    # Prompts like "a photo of a shoe." sit on another scale than product
+    # texts: each category's score is centred on its classify threshold.
+    thresholds = [classify_threshold(category=category) for category in categories]
     engine = get_engine()
     prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
 
@@ -133,7 +170,7 @@ def classify_image(*, image, categories=None, top_k=None, image_embedding=None):
             "similarity": scoring.similarity_score(float(cosine)),
             "probability": round(float(probability), 4),
         }
-        for category, cosine, probability in zip(categories, cosines, probabilities)
+        for category, cosine, probability, threshold in zip(categories, cosines, probabilities, thresholds)
     ]
     order = np.argsort(-cosines, kind="stable")
     return [matches[index] for index in order[:top_k]]

@@ -7,4 +7,8 @@ class ListingsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from clipcheck.metrics import register_collector
         from listings import checks  # noqa: F401  (registers the system checks)
+        from listings.metrics import ReviewQueueCollector
+
+        register_collector(ReviewQueueCollector())

@@ -36,7 +36,7 @@ from django.utils import timezone
 from clipcheck import scoring
 from clipcheck.errors import ClipcheckError
 from clipcheck.models import Analysis
-from clipcheck.services import default_threshold, model_id
+from clipcheck.services import category_thresholds, default_threshold, model_id
 from clipcheck.settings import clip_settings
 from listings import services
 from listings.models import Listing, ListingCheckFailure
@@ -62,6 +62,8 @@ class AuditOptions:
     since: datetime | None = None
     limit: int | None = None
     threshold: float | None = None
+    # Categories with their own calibrated threshold (unless ``threshold`` is given).
+    category_thresholds: dict | None = None
     recheck: bool = False
     dry_run: bool = False
     batch_size: int | None = None
@@ -74,6 +76,10 @@ class AuditOptions:
         return replace(
             self,
             threshold=default_threshold() if self.threshold is None else float(self.threshold),
+            category_thresholds=(
+                self.category_thresholds if self.category_thresholds is not None
+                else category_thresholds() if self.threshold is None else {}
+            ),
             batch_size=self.batch_size or int(clip_settings.BATCH_SIZE),
             chunk_size=self.chunk_size or int(listings_settings.AUDIT_CHUNK_SIZE),
             model=self.model or model_id(),
@@ -84,6 +90,7 @@ class AuditOptions:
         """JSON-serialisable form for a task message."""
         return {
             "threshold": self.threshold,
+            "category_thresholds": self.category_thresholds,
             "recheck": self.recheck,
             "dry_run": self.dry_run,
             "batch_size": self.batch_size,
@@ -95,6 +102,7 @@ class AuditOptions:
     def from_message(cls, message):
         return cls(
             threshold=message["threshold"],
+            category_thresholds=message.get("category_thresholds"),
             recheck=message["recheck"],
             dry_run=message["dry_run"],
             batch_size=message["batch_size"],
@@ -307,6 +315,7 @@ def _audit_pipeline(*, chunks, options):
                     checks.extend(services.listings_score(
                         listings=listings, images=images, source=Analysis.Source.AUDIT,
                         threshold=options.threshold, store_embeddings=not options.dry_run,
+                        category_thresholds=options.category_thresholds,
                     ))
                     # The decoded pictures are not needed past the forward pass.
                     del images

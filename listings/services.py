@@ -26,8 +26,9 @@ from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
+from listings import review
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing, ModerationDecision, texts_hash
+from listings.models import FORMAT_SUFFIXES, Listing, texts_hash
 from listings.settings import listings_settings
 
 logger = logging.getLogger(__name__)
@@ -81,10 +82,11 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
+    threshold = clip_services.default_threshold(category=category or "")
     title_analysis, description_analysis = clip_services.analyses_create(
         requests=[
-            clip_services.AnalysisRequest(image=image, text=title),
-            clip_services.AnalysisRequest(image=image, text=description),
+            clip_services.AnalysisRequest(image=image, text=title, threshold=threshold),
+            clip_services.AnalysisRequest(image=image, text=description, threshold=threshold),
         ],
         source=Analysis.Source.UPLOAD,
     )
@@ -175,13 +177,17 @@ def listing_image_decode(*, listing):
         raise
 
 
-def listings_score(*, listings, images, source, threshold=None, store_embeddings=True):
+def listings_score(*, listings, images, source, threshold=None, store_embeddings=True, category_thresholds=None):
     """Run the model for listings whose images are decoded; nothing is saved.
 
     ``images[i]`` is the ``DecodedImage`` of ``listings[i]`` or the
     ``ClipcheckError`` that kept it from being decoded (the check gets that
     ``error``). The checks carry unsaved analyses and the status the listing
     would move to; ``listings_check_save`` stores them.
+
+    The threshold of a listing: ``category_thresholds[listing.category]``
+    when given and present, else ``threshold``; with neither, the default
+    threshold of the listing's category (``default_threshold``).
     """
     checks, requests = [], []
     for listing, image in zip(listings, images):
@@ -190,9 +196,12 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
         if isinstance(image, ClipcheckError):
             check.error = image
             continue
-        requests.append(clip_services.AnalysisRequest(image=image, text=listing.title, threshold=threshold, subject=listing))
+        listing_threshold = _listing_threshold(listing, threshold, category_thresholds)
         requests.append(clip_services.AnalysisRequest(
-            image=image, text=listing.description, threshold=threshold, subject=listing
+            image=image, text=listing.title, threshold=listing_threshold, subject=listing
+        ))
+        requests.append(clip_services.AnalysisRequest(
+            image=image, text=listing.description, threshold=listing_threshold, subject=listing
         ))
     if not requests:
         return checks
@@ -202,6 +211,14 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
             check.title_analysis, check.description_analysis = next(analyses), next(analyses)
             check.to_status = _status_after(listing=check.listing, is_match=check.is_match)
     return checks
+
+
+def _listing_threshold(listing, threshold, category_thresholds):
+    if category_thresholds and listing.category in category_thresholds:
+        return category_thresholds[listing.category]
+    if threshold is None and category_thresholds is None:
+        return clip_services.default_threshold(category=listing.category)
+    return threshold
 
 
 def listings_check_save(*, checks, done=None):
@@ -290,6 +307,9 @@ def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis,
     is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch)
     listing.image_sha256 = image_sha256
     listing.status = _status_after(listing=listing, is_match=is_match)
+    if listing.status == Status.APPROVED and from_status != Status.APPROVED:
+        # A random share of the machine's approvals goes to people too.
+        review.listing_sample_for_review(listing=listing)
     listing.title_score = title_analysis.similarity_score
     listing.description_score = description_analysis.similarity_score
     listing.clip_verdict = Analysis.Verdict.MATCH if is_match else Analysis.Verdict.MISMATCH
@@ -300,7 +320,8 @@ def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis,
     listing.checked_texts_sha256 = texts_sha256
     listing.save(update_fields=[
         "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_at",
-        "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256", "updated_at",
+        "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256", "review_sampled",
+        "updated_at",
     ])
     return ListingCheck(
         listing=listing, from_status=from_status, to_status=listing.status,
@@ -333,28 +354,11 @@ def listings_decide(*, listings, moderator, to_status, note=""):
     """
     changed = 0
     now = timezone.now()
-    threshold = clip_services.default_threshold()
     with transaction.atomic():
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
             if listing.status == to_status:
                 continue
-            ModerationDecision.objects.create(
-                listing=listing,
-                moderator=moderator,
-                from_status=listing.status,
-                to_status=to_status,
-                note=note,
-                title_score=listing.title_score,
-                description_score=listing.description_score,
-                threshold=threshold,
-                model=listing.checked_model,
-            )
-            listing.status = to_status
-            listing.moderated_by, listing.moderated_at, listing.moderation_note = moderator, now, note
-            listing.moderated_content_sha256 = listing.content_sha256
-            listing.save(update_fields=[
-                "status", "moderated_by", "moderated_at", "moderation_note", "moderated_content_sha256", "updated_at",
-            ])
+            review.decision_record(listing=listing, moderator=moderator, to_status=to_status, note=note, now=now)
             changed += 1
     return changed
 

@@ -28,6 +28,16 @@ DEFAULTS = {
     # the threads that read and decode images ahead of the model.
     "AUDIT_CHUNK_SIZE": 256,
     "AUDIT_DECODE_THREADS": 4,
+    # The review workbench (docs/moderation.md): the reason codes a
+    # moderator picks from when rejecting (digits 1-9 in the review screen,
+    # in this order), how long opening a listing claims it, and the share of
+    # machine-approved listings also sent to people (unbiased labels for
+    # clip_calibrate).
+    "REVIEW_REASON_CODES": [
+        "misleading_description", "wrong_category", "wrong_photo", "prohibited", "duplicate", "other",
+    ],
+    "REVIEW_CLAIM_SECONDS": 300,
+    "REVIEW_SAMPLE_RATE": 0.02,
 }
 
 listings_settings = ClipSettings(DEFAULTS, setting_name=SETTING_NAME)

@@ -125,6 +125,11 @@ class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
     threshold = ThresholdField(required=False)
+    category = serializers.CharField(
+        required=False, allow_blank=True, max_length=100,
+        help_text="The product's category: its calibrated threshold applies when one is stored "
+        "(an explicit threshold wins).",
+    )
 
 
 class ClassifyInputSerializer(serializers.Serializer):

@@ -50,8 +50,11 @@ class AnalyzeView(APIView):
         serializer = AnalyzeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        threshold = data.get("threshold")
+        if threshold is None and data.get("category"):
+            threshold = services.default_threshold(category=data["category"])
         analysis = services.analysis_create(
-            image=data["file"], text=data["text"], threshold=data.get("threshold"), source=Analysis.Source.API
+            image=data["file"], text=data["text"], threshold=threshold, source=Analysis.Source.API
         )
         return Response(analysis.result())
 
