@@ -24,6 +24,7 @@ from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from listings import services
+from listings.admin_review import ReviewViews
 from listings.models import FORMAT_SUFFIXES, Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
 
 Status = Listing.Status
@@ -116,7 +117,10 @@ class ModerationDecisionInline(admin.TabularInline):
     model = ModerationDecision
     extra = 0
     can_delete = False
-    fields = ("decided_at", "moderator", "from_status", "to_status", "note", "title_score", "description_score")
+    fields = (
+        "decided_at", "moderator", "from_status", "to_status", "reason_code", "note", "title_score",
+        "description_score", "threshold", "sampled", "undone_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -207,6 +211,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.image_view),
                 name="listings_listing_image",
             ),
+            *ReviewViews(self).get_urls(),
             *super().get_urls(),
         ]
 
@@ -332,12 +337,16 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
 
 @admin.register(ModerationDecision)
 class ModerationDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "title_score",
-                    "description_score", "threshold", "note")
-    list_filter = ("to_status", "from_status", ("decided_at", admin.DateFieldListFilter))
+    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "reason_code", "title_score",
+                    "description_score", "threshold", "sampled", "note")
+    list_filter = ("to_status", "from_status", "reason_code", "sampled", ("decided_at", admin.DateFieldListFilter))
     search_fields = ("note", "listing__title")
     list_select_related = ("listing", "moderator")
     readonly_fields = [field.name for field in ModerationDecision._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        # Moderators read the decisions they and their colleagues made.
+        return super().has_view_permission(request, obj) or request.user.has_perm("listings.moderate_listing")
 
 
 @admin.register(ListingCheckFailure)
@@ -349,3 +358,6 @@ class ListingCheckFailureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("message", "listing__title")
     list_select_related = ("listing",)
     readonly_fields = [field.name for field in ListingCheckFailure._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm("listings.moderate_listing")
