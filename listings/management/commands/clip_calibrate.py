@@ -11,7 +11,7 @@ from collections import defaultdict
 from django.core.management.base import BaseCommand, CommandError
 
 from clipcheck import services as clip_services
-from clipcheck.calibration import CalibrationError, calibrate, label_warnings
+from clipcheck.calibration import FEW_LABELS_PER_CLASS, CalibrationError, calibrate, label_warnings
 from clipcheck.models import CalibratedThreshold
 from clipcheck.settings import clip_settings
 from listings.labels import classify_labels
@@ -223,8 +223,10 @@ class Command(BaseCommand):
         after = {category: best.threshold for category in labels.categories}
         per_category = {}
         for category in labels.categories:
+            # A category's own threshold needs many of its listings: a few
+            # "applies" examples place it too close to them.
             try:
-                category_calibration = calibrate(labels.pairs[category])
+                category_calibration = calibrate(labels.pairs[category], min_per_class=FEW_LABELS_PER_CLASS)
             except CalibrationError:
                 continue
             per_category[category] = category_calibration.best_balanced_accuracy
@@ -242,7 +244,9 @@ class Command(BaseCommand):
             )
         fallback = [category for category in labels.categories if category not in per_category]
         if fallback:
-            self.stdout.write(f"  global threshold for: {', '.join(fallback)} (too few labels of a class)")
+            self.stdout.write(
+                f"  global threshold for: {', '.join(fallback)} (fewer than {FEW_LABELS_PER_CLASS} labels of a class)"
+            )
         self.stdout.write(f"Quality control after (on these labels): {self.qc(labels, after)}")
         if clip_settings.CLASSIFY_THRESHOLD is not None:
             self.stdout.write(self.style.WARNING(
