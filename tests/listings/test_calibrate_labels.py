@@ -1,0 +1,120 @@
+"""clip_calibrate on the moderators' labels: provenance, bias and sample-size warnings,
+confidence intervals, per-category thresholds and which labels count."""
+
+import io
+import re
+
+import pytest
+from django.core.management import call_command
+
+from clipcheck import services as clip_services
+from clipcheck.calibration import label_warnings, wilson_interval
+from clipcheck.models import CalibratedThreshold
+from listings.models import Listing, ModerationDecision
+
+pytestmark = pytest.mark.django_db
+
+
+def label(is_match, score, *, sampled=False, category="", undone=False, reason_code=""):
+    listing = Listing.objects.create(
+        title="t", description="d", category=category, image="listings/none.png", image_sha256="0" * 64,
+        status=Listing.Status.APPROVED if sampled else Listing.Status.NEEDS_REVIEW, review_sampled=sampled,
+    )
+    ModerationDecision.objects.create(
+        listing=listing, from_status=listing.status, to_status="approved" if is_match else "rejected",
+        title_score=0.99, description_score=score, threshold=0.25, model=clip_services.model_id(),
+        category=category, sampled=sampled, reason_code=reason_code,
+        undone_at="2026-01-01T00:00:00Z" if undone else None,
+    )
+
+
+def run(*args):
+    output = io.StringIO()
+    call_command("clip_calibrate", *args, stdout=output)
+    return output.getvalue()
+
+
+def test_wilson_interval_matches_the_textbook_values():
+    assert wilson_interval(8, 10) == pytest.approx((0.4902, 0.9433), abs=1e-4)
+    assert wilson_interval(0, 10) == pytest.approx((0.0, 0.2775), abs=1e-4)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_labels_only_from_flagged_listings_are_reported_as_biased():
+    # As in the field: everything a moderator saw was flagged, so every
+    # label sits below the threshold then in force (0.25 here).
+    for index in range(11):
+        label(True, 0.14 + index / 100)
+        label(False, 0.05 + index / 100)
+
+    output = run()
+
+    assert "Label provenance: 22 from listings the machine flagged, 0 from the random review sample" in output
+    assert "WARNING: Biased labels: 22 of 22 come from listings the machine flagged and only 0" in output
+    assert "WARNING: Few labels: 11 matches and 11 mismatches" in output
+    assert re.search(r"Expected at 0\.\d{4}: mismatch precision \d\.\d{3} \(95 % CI \d\.\d{3}-\d\.\d{3}\), recall", output)
+
+
+def test_enough_sampled_labels_raise_no_warning_and_sampled_only_uses_them_alone():
+    for index in range(30):
+        label(True, 0.40 + index / 200, sampled=True)
+        label(False, 0.05 + index / 200, sampled=index < 10)
+    for index in range(5):
+        label(True, 0.10, sampled=False)  # flagged approvals: the biased side
+
+    output = run()
+    assert "25 from listings the machine flagged, 40 from the random review sample" in output
+    assert "WARNING" not in output
+
+    sampled_only = run("--sampled-only")
+    assert "0 from listings the machine flagged, 40 from the random review sample" in sampled_only
+    assert "30 matches, 10 mismatches" in sampled_only
+
+
+def test_undone_decisions_and_undos_are_no_labels():
+    for _ in range(5):
+        label(True, 0.5)
+        label(False, 0.1)
+    label(False, 0.9, undone=True)
+    label(True, 0.05, reason_code="undo")
+
+    assert "5 matches, 5 mismatches" in run()
+
+
+def test_per_category_thresholds_need_enough_labels_of_both_classes_and_apply_stores_them():
+    for index in range(6):
+        label(True, 0.80 + index / 100, category="toys", sampled=True)
+        label(False, 0.55 + index / 100, category="toys", sampled=True)
+        label(True, 0.40 + index / 100, category="paint", sampled=True)
+        label(False, 0.10 + index / 100, category="paint", sampled=True)
+    for index in range(3):
+        label(True, 0.5, category="hats", sampled=True)
+
+    output = run("--per-category", "--apply")
+
+    assert re.search(r"  hats: 3 labels; global threshold \(Calibration needs at least 5", output)
+    stored = dict(CalibratedThreshold.objects.values_list("category", "threshold"))
+    assert set(stored) == {"", "toys", "paint"}
+    assert 0.60 < stored["toys"] < 0.80 and 0.15 < stored["paint"] < 0.40
+    assert clip_services.default_threshold(category="toys") == stored["toys"]
+    assert clip_services.default_threshold(category="hats") == stored[""]
+    assert "Stored threshold" in output and "for category 'toys'" in output
+
+
+def test_an_explicit_threshold_setting_wins_over_category_thresholds(settings):
+    clip_services.calibrated_threshold_apply(threshold=0.6, source="t", counts={}, category="toys")
+    assert clip_services.default_threshold(category="toys") == 0.6
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 0.3}
+    assert clip_services.default_threshold(category="toys") == 0.3
+    assert clip_services.category_thresholds() == {}
+
+
+@pytest.mark.parametrize(("flagged", "sampled", "matches", "mismatches", "expected"), [
+    (22, 0, 11, 11, ["Biased", "Few"]),
+    (100, 19, 60, 59, ["Biased"]),
+    (100, 20, 60, 60, []),
+    (0, 40, 10, 30, ["Few"]),
+])
+def test_label_warnings(flagged, sampled, matches, mismatches, expected):
+    warnings = label_warnings(flagged=flagged, sampled=sampled, matches=matches, mismatches=mismatches)
+    assert [warning.split(" ")[0].rstrip(":") for warning in warnings] == [word for word in expected]
