@@ -78,7 +78,7 @@ class AuditOptions:
             threshold=default_threshold() if self.threshold is None else float(self.threshold),
             category_thresholds=(
                 self.category_thresholds if self.category_thresholds is not None
-                else category_thresholds() if self.threshold is None else {}
+                else category_thresholds() if self.threshold is None else None
             ),
             batch_size=self.batch_size or int(clip_settings.BATCH_SIZE),
             chunk_size=self.chunk_size or int(listings_settings.AUDIT_CHUNK_SIZE),

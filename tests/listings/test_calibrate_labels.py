@@ -118,3 +118,23 @@ def test_an_explicit_threshold_setting_wins_over_category_thresholds(settings):
 def test_label_warnings(flagged, sampled, matches, mismatches, expected):
     warnings = label_warnings(flagged=flagged, sampled=sampled, matches=matches, mismatches=mismatches)
     assert [warning.split(" ")[0].rstrip(":") for warning in warnings] == [word for word in expected]
+
+
+def test_the_audit_uses_each_categorys_calibrated_threshold(make_listing):
+    from clipcheck.selectors import analyses_for_subject
+
+    clip_services.calibrated_threshold_apply(threshold=0.0, source="t", counts={})
+    clip_services.calibrated_threshold_apply(threshold=1.0, source="t", counts={}, category="paint")
+    paint, toy = make_listing(category="paint"), make_listing(category="toys")
+
+    call_command("clip_audit", "--no-progress", stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert {a.threshold for a in analyses_for_subject(subject=paint)} == {1.0}
+    assert {a.threshold for a in analyses_for_subject(subject=toy)} == {0.0}
+    assert Listing.objects.get(pk=paint.pk).status == Listing.Status.NEEDS_REVIEW
+    assert Listing.objects.get(pk=toy.pk).status == Listing.Status.APPROVED
+
+    explicit = io.StringIO()
+    call_command("clip_audit", "--no-progress", "--recheck", "--status", "all", "--threshold", "0.0", stdout=explicit,
+                 stderr=io.StringIO())
+    assert {a.threshold for a in analyses_for_subject(subject=paint)} == {1.0, 0.0}
