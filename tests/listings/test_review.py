@@ -333,6 +333,11 @@ def test_the_queue_shows_on_the_admin_index_and_on_metrics(queued, django_captur
     assert re.search(r'^clipcheck_review_decisions_total\{reason_code="duplicate",to_status="rejected"\} [1-9]', metrics, re.M)
 
 
+def test_the_queue_page_links_to_the_review_screen(queued):
+    page = logged_in(group_moderator()).get(reverse("admin:listings_reviewqueueitem_changelist")).content.decode()
+    assert f'href="{reverse("admin:listings_listing_review")}"' in page
+
+
 def test_the_index_shows_no_queue_to_users_who_do_not_moderate(queued):
     viewer = get_user_model().objects.create_user("viewer", is_staff=True)
     assert "review-queue-summary" not in logged_in(viewer).get(reverse("admin:index")).content.decode()
