@@ -120,9 +120,17 @@ class Listing(models.Model):
         return self.content_changed_since_check() or self.checked_model != model
 
 
+def review_queue_filter():
+    """The listings waiting for a moderator: needs review, plus machine
+    approvals the random review sample sent to people and nobody decided yet."""
+    return models.Q(status=Listing.Status.NEEDS_REVIEW) | models.Q(
+        review_sampled=True, moderated_at__isnull=True, status=Listing.Status.APPROVED
+    )
+
+
 class ReviewQueueManager(models.Manager):
     def get_queryset(self):
-        return super().get_queryset().filter(status=Listing.Status.NEEDS_REVIEW)
+        return super().get_queryset().filter(review_queue_filter())
 
 
 class ReviewQueueItem(Listing):

@@ -31,7 +31,7 @@ from django.utils import timezone
 from clipcheck import services as clip_services
 from listings import metrics
 from listings.errors import ReviewConflict, ReviewInvalid
-from listings.models import UNDO_REASON_CODE, Listing, ModerationDecision
+from listings.models import UNDO_REASON_CODE, Listing, ModerationDecision, review_queue_filter
 from listings.settings import listings_settings
 
 Status = Listing.Status
@@ -40,11 +40,6 @@ Status = Listing.Status
 sample_random = random.Random()
 
 DECISIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED}
-
-
-def review_queue_filter():
-    """The listings waiting for a moderator (a ``Q`` on ``Listing``)."""
-    return Q(status=Status.NEEDS_REVIEW) | Q(review_sampled=True, moderated_at__isnull=True, status=Status.APPROVED)
 
 
 def review_queue():

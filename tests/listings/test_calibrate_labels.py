@@ -138,3 +138,21 @@ def test_the_audit_uses_each_categorys_calibrated_threshold(make_listing):
     call_command("clip_audit", "--no-progress", "--recheck", "--status", "all", "--threshold", "0.0", stdout=explicit,
                  stderr=io.StringIO())
     assert {a.threshold for a in analyses_for_subject(subject=paint)} == {1.0, 0.0}
+
+
+def test_an_upload_uses_its_categorys_calibrated_threshold(media_root):
+    from clipcheck.images import decode_image
+    from listings.services import listing_submit
+    from tests.conftest import image_bytes
+
+    clip_services.calibrated_threshold_apply(threshold=0.0, source="t", counts={})
+    clip_services.calibrated_threshold_apply(threshold=1.0, source="t", counts={}, category="paint")
+    data = image_bytes()
+
+    def submit(category):
+        return listing_submit(image_data=data, image=decode_image(data), title="a", description="b", category=category)
+
+    paint, toy = submit("paint"), submit("toys")
+
+    assert (paint.description_analysis.threshold, paint.listing.status) == (1.0, Listing.Status.NEEDS_REVIEW)
+    assert (toy.description_analysis.threshold, toy.listing.status) == (0.0, Listing.Status.APPROVED)

@@ -14,7 +14,7 @@ from django.utils import timezone
 from clipcheck import services as clip_services
 from listings import review, services
 from listings.errors import ReviewConflict, ReviewInvalid
-from listings.models import Listing, ListingCheckFailure, ModerationDecision
+from listings.models import Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
 from listings.selectors import moderation_labels
 from tests.listings.conftest import MISMATCHING_TEXT
 
@@ -296,6 +296,7 @@ class TestSampling:
         assert sampled == [True, False, True, False]
         assert all(Listing.objects.get(pk=listing.pk).status == Status.APPROVED for listing in listings)
         assert set(review.review_queue()) == {listings[0], listings[2]}
+        assert set(ReviewQueueItem.objects.values_list("pk", flat=True)) == {listings[0].pk, listings[2].pk}
 
         user = group_moderator()
         claimed = review.review_claim_next(moderator=user)
