@@ -342,3 +342,13 @@ def test_the_queue_page_links_to_the_review_screen(queued):
 def test_the_index_shows_no_queue_to_users_who_do_not_moderate(queued):
     viewer = get_user_model().objects.create_user("viewer", is_staff=True)
     assert "review-queue-summary" not in logged_in(viewer).get(reverse("admin:index")).content.decode()
+
+
+def test_moderators_given_the_permissions_the_old_docs_named_can_read_decisions_and_check_failures(queued, moderator):
+    ListingCheckFailure.objects.create(listing=queued[0], source="audit", code="image_unavailable", message="gone")
+    browser = logged_in(moderator)
+    index = browser.get(reverse("admin:index")).content.decode()
+    for name in ("moderationdecision", "listingcheckfailure"):
+        url = reverse(f"admin:listings_{name}_changelist")
+        assert browser.get(url).status_code == 200
+        assert f'href="{url}"' in index
