@@ -25,6 +25,7 @@ from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from listings import services
 from listings.admin_review import ReviewViews
+from listings.review import review_reason_codes
 from listings.models import FORMAT_SUFFIXES, Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
 
 Status = Listing.Status
@@ -105,7 +106,12 @@ class CheckedFilter(admin.SimpleListFilter):
         return queryset
 
 
+def reason_code_choices():
+    return [("", "—")] + [(code, code) for code in review_reason_codes()]
+
+
 class RejectForm(forms.Form):
+    reason_code = forms.ChoiceField(choices=reason_code_choices, required=False, help_text="Recorded with the decision.")
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         required=False,
@@ -149,7 +155,7 @@ class ModerationActionsMixin:
         if form.is_bound and form.is_valid():
             changed = services.listings_decide(
                 listings=list(queryset), moderator=request.user, to_status=Status.REJECTED,
-                note=form.cleaned_data["note"],
+                note=form.cleaned_data["note"], reason_code=form.cleaned_data["reason_code"],
             )
             self.message_user(request, f"Rejected {changed} listing(s); {queryset.count() - changed} already rejected.")
             return None

@@ -347,7 +347,7 @@ def listing_save(*, listing, image_sha256=None, source=Analysis.Source.ADMIN):
 
 # Moderation
 
-def listings_decide(*, listings, moderator, to_status, note=""):
+def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
     """Record a moderator's decision on listings; returns how many changed.
 
     Listings already in ``to_status`` are left alone (no decision recorded).
@@ -358,7 +358,9 @@ def listings_decide(*, listings, moderator, to_status, note=""):
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
             if listing.status == to_status:
                 continue
-            review.decision_record(listing=listing, moderator=moderator, to_status=to_status, note=note, now=now)
+            review.decision_record(
+                listing=listing, moderator=moderator, to_status=to_status, note=note, reason_code=reason_code, now=now
+            )
             changed += 1
     return changed
 

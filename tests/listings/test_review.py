@@ -352,3 +352,18 @@ def test_moderators_given_the_permissions_the_old_docs_named_can_read_decisions_
         url = reverse(f"admin:listings_{name}_changelist")
         assert browser.get(url).status_code == 200
         assert f'href="{url}"' in index
+
+
+def test_the_changelist_reject_action_records_a_reason_code_and_logs_the_decision(queued):
+    user = group_moderator()
+    browser = logged_in(user)
+    changelist = reverse("admin:listings_listing_changelist")
+    confirmation = browser.post(changelist, {"action": "reject_selected", "_selected_action": [queued[1].pk]})
+    assert '<option value="wrong_photo">wrong_photo</option>' in confirmation.content.decode()
+
+    browser.post(changelist, {"action": "reject_selected", "_selected_action": [queued[1].pk], "post": "yes",
+                              "reason_code": "wrong_photo", "note": "not the bag"})
+
+    decision = ModerationDecision.objects.get()
+    assert (decision.reason_code, decision.note, decision.to_status) == ("wrong_photo", "not the bag", "rejected")
+    assert LogEntry.objects.filter(object_id=str(queued[1].pk), user=user).exists()
