@@ -214,7 +214,7 @@ def listings_seed(inputs: Inputs, count: int) -> None:
     """``count`` pending listings, their images saved through the default storage."""
     from django.core.files.base import ContentFile
 
-    from clipcheck.images import content_hash
+    from clipcheck.hashes import content_hash
     from listings.models import Listing
 
     for number in range(count):
@@ -526,7 +526,7 @@ def _measure(config: Config, servers: dict[int, Server]) -> dict:
     progress("loading the naive float32 model and the engine")
     naive_model, processor = load_fp32(config.spec)
     naive_pairs = load_manifest(config.spec)[:config.naive_pairs]
-    engine = ClipEngine.load(model_name=str(config.spec.model_dir), num_threads=config.threads)
+    engine = ClipEngine.load(model_name=str(config.spec.model_dir), num_threads=config.threads, batch_size=batch)
     batch_jpegs = [data for data, _ in inputs.pairs[:batch]]
     pixels = engine_pixels(engine, [decode_image(data).image for data in batch_jpegs], batch)
     # The texts of one audit batch in the audit's order (title, description, title, ...),

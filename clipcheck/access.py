@@ -1,7 +1,8 @@
 """Per-endpoint access policies: who may call a view and how often.
 
 A view names its policy with ``access_scope = "analyze"``; the policy is the
-scope's entry in ``CLIPCHECK["ACCESS"]`` (defaults in ``clipcheck.settings``)::
+scope's entry in ``CLIPCHECK["ACCESS"]`` (defaults in ``clipcheck.settings``; a
+project adds the scopes of its own views)::
 
     {"anonymous": True, "permissions": [], "rate": "60/minute", "user_rate": None}
 
@@ -15,7 +16,6 @@ it (fail closed) and the throttle leaves it alone.
 import logging
 
 from django.core.cache import caches
-from django.core.exceptions import ImproperlyConfigured
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -41,15 +41,6 @@ def access_table():
             **(overrides if isinstance(overrides, dict) else {}),
         }
     return table
-
-
-def policy_for(scope):
-    try:
-        return access_table()[scope]
-    except KeyError:
-        raise ImproperlyConfigured(
-            f"No access policy for scope {scope!r}: add it to CLIPCHECK['ACCESS']."
-        ) from None
 
 
 def view_policy(view):

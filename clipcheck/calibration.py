@@ -93,7 +93,7 @@ def wilson_interval(successes, total, z=1.96):
 def label_warnings(*, flagged, sampled, matches, mismatches):
     """Why these labels may mislead: biased provenance, too few of a class.
 
-    Labels from listings the machine flagged all sit below the threshold then
+    Labels from items the machine flagged all sit below the threshold then
     in force: the matches above it are never seen, and the threshold that
     best separates such labels is biased low. Only the random review sample
     of machine approvals (``sampled``) brings the other side.
@@ -102,10 +102,10 @@ def label_warnings(*, flagged, sampled, matches, mismatches):
     total = flagged + sampled
     if total and sampled < MIN_SAMPLED_LABELS:
         warnings.append(
-            f"Biased labels: {flagged} of {total} come from listings the machine flagged and only {sampled} from "
-            f"the random review sample of approvals (at least {MIN_SAMPLED_LABELS} wanted). Flagged listings all "
-            "scored below the threshold then in force, so the suggested threshold is biased low. Raise LISTINGS "
-            "REVIEW_SAMPLE_RATE or wait for more sampled decisions; --sampled-only calibrates on those alone."
+            f"Biased labels: {flagged} of {total} come from items the machine flagged and only {sampled} from "
+            f"the random review sample of approvals (at least {MIN_SAMPLED_LABELS} wanted). Flagged items all "
+            "scored below the threshold then in force, so the suggested threshold is biased low. Raise the review "
+            "sample rate or wait for more sampled decisions; --sampled-only calibrates on those alone."
         )
     if min(matches, mismatches) < FEW_LABELS_PER_CLASS:
         warnings.append(
@@ -151,18 +151,27 @@ def calibrate(pairs, *, min_per_class=MIN_LABELS_PER_CLASS):
             f"Calibration needs at least {min_per_class} labelled matches and {min_per_class} labelled "
             f"mismatches; have {matches} matches and {mismatches} mismatches."
         )
+    points = [
+        _operating_point(pairs, threshold, matches=matches, mismatches=mismatches)
+        for threshold in _candidate_thresholds(pairs)
+    ]
+    return Calibration(points=points, matches=matches, mismatches=mismatches)
+
+
+def _candidate_thresholds(pairs):
+    """Below, between and above the distinct scores (rounded to 4 decimals, within [0, 1]), ascending."""
     scores = sorted({score for score, _ in pairs})
     candidates = [scores[0] - 1e-4] + [(low + high) / 2 for low, high in zip(scores, scores[1:])] + [scores[-1] + 1e-4]
-    candidates = [min(max(round(candidate, 4), 0.0), 1.0) for candidate in candidates]
-    points = []
-    for threshold in sorted(set(candidates)):
-        flagged_mismatches = sum(1 for score, is_match in pairs if score < threshold and not is_match)
-        flagged_matches = sum(1 for score, is_match in pairs if score < threshold and is_match)
-        points.append(OperatingPoint(
-            threshold=threshold,
-            flagged_mismatches=flagged_mismatches,
-            flagged_matches=flagged_matches,
-            missed_mismatches=mismatches - flagged_mismatches,
-            passed_matches=matches - flagged_matches,
-        ))
-    return Calibration(points=points, matches=matches, mismatches=mismatches)
+    return sorted({min(max(round(candidate, 4), 0.0), 1.0) for candidate in candidates})
+
+
+def _operating_point(pairs, threshold, *, matches, mismatches):
+    flagged_mismatches = sum(1 for score, is_match in pairs if score < threshold and not is_match)
+    flagged_matches = sum(1 for score, is_match in pairs if score < threshold and is_match)
+    return OperatingPoint(
+        threshold=threshold,
+        flagged_mismatches=flagged_mismatches,
+        flagged_matches=flagged_matches,
+        missed_mismatches=mismatches - flagged_mismatches,
+        passed_matches=matches - flagged_matches,
+    )

@@ -2,7 +2,9 @@
 
 import math
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
@@ -37,8 +39,139 @@ def _is_fraction(value):
     return _is_number(value) and 0 <= value <= 1
 
 
+def is_positive_integer(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _optional(valid):
+    return lambda value: value is None or valid(value)
+
+
+def _at_least(bound, inclusive):
+    return lambda value: _is_number(value) and (value > bound or (inclusive and value == bound))
+
+
+def _is_device(value):
+    return isinstance(value, str) and bool(DEVICE_PATTERN.match(value.strip().lower()))
+
+
+def _is_quality_bands(bands):
+    return (
+        isinstance(bands, dict)
+        and bool(bands)
+        and all(isinstance(label, str) and _is_fraction(bound) for label, bound in bands.items())
+        and 0 in bands.values()
+    )
+
+
+def _is_confidence_margins(margins):
+    return (
+        isinstance(margins, dict)
+        and set(margins) == {"HIGH", "MEDIUM"}
+        and all(_is_fraction(value) for value in margins.values())
+        and margins["MEDIUM"] <= margins["HIGH"]
+    )
+
+
+def _is_name_list(names):
+    return isinstance(names, (list, tuple)) and bool(names) and all(
+        isinstance(name, str) and name.strip() for name in names
+    )
+
+
+def _is_prompt_template(template):
+    return isinstance(template, str) and template.count("{}") == 1
+
+
+def _is_format_list(formats):
+    return isinstance(formats, (list, tuple)) and bool(formats) and all(
+        isinstance(name, str) and name.upper() in KNOWN_FORMATS for name in formats
+    )
+
+
+def _is_dtype(value):
+    return str(value).lower() in DTYPES
+
+
+def _is_cache_alias(alias):
+    return alias in settings.CACHES
+
+
+def _is_non_blank_string(value):
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _is_directory_or_unset(root):
+    return not root or Path(root).is_dir()
+
+
+@dataclass(frozen=True)
+class SettingRule:
+    """One key's check: when ``valid(value)`` is false, report ``message``
+    (formatted with ``key``, ``value`` and ``text``, the value as a string)
+    under ``id``: an ``Error``, or a ``Warning`` for a ``.W`` id."""
+
+    key: str
+    valid: Callable[[object], bool]
+    id: str
+    message: str
+    hint: str | None = None
+
+    def messages(self, settings_object):
+        value = getattr(settings_object, self.key)
+        if self.valid(value):
+            return []
+        level = Warning if ".W" in self.id else Error
+        message = self.message.format(key=self.key, value=value, text=str(value))
+        return [level(message, hint=self.hint, id=self.id)]
+
+
+def rule_errors(settings_object, rules):
+    """The messages of every rule that ``settings_object``'s values break, in table order."""
+    return [message for rule in rules for message in rule.messages(settings_object)]
+
+
+# One line per setting: key, validator, id, message. Ids are stable.
+RULES = (
+    SettingRule("DEVICE", _is_device, "clipcheck.E002", "CLIPCHECK DEVICE {value!r} is not valid.",
+                hint="Use 'auto', 'cpu', 'cuda' or 'cuda:N'."),
+    SettingRule("CLASSIFY_THRESHOLD", _optional(_is_fraction), "clipcheck.E003",
+                "CLIPCHECK CLASSIFY_THRESHOLD {value!r} must be None or a number between 0 and 1."),
+    SettingRule("THRESHOLD", _is_fraction, "clipcheck.E003",
+                "CLIPCHECK THRESHOLD {value!r} must be a number between 0 and 1."),
+    *(
+        SettingRule(key, is_positive_integer, "clipcheck.E004", "CLIPCHECK {key} {value!r} must be a positive integer.")
+        for key in POSITIVE_INTEGERS
+    ),
+    SettingRule("QUALITY_BANDS", _is_quality_bands, "clipcheck.E005",
+                "CLIPCHECK QUALITY_BANDS must map labels to lower bounds in [0, 1], one of them 0."),
+    SettingRule("CONFIDENCE_MARGINS", _is_confidence_margins, "clipcheck.E006",
+                "CLIPCHECK CONFIDENCE_MARGINS must be {{'HIGH': x, 'MEDIUM': y}} with 0 <= y <= x <= 1."),
+    SettingRule("CATEGORIES", _is_name_list, "clipcheck.E007", "CLIPCHECK CATEGORIES must be a non-empty list of names."),
+    SettingRule("PROMPT_TEMPLATE", _is_prompt_template, "clipcheck.E008",
+                "CLIPCHECK PROMPT_TEMPLATE {value!r} must contain exactly one '{{}}'."),
+    SettingRule("ALLOWED_IMAGE_FORMATS", _is_format_list, "clipcheck.E009",
+                "CLIPCHECK ALLOWED_IMAGE_FORMATS {value!r} must be a non-empty subset of "
+                + ", ".join(KNOWN_FORMATS) + "."),
+    SettingRule("DTYPE", _is_dtype, "clipcheck.E010", "CLIPCHECK DTYPE {value!r} is not valid.",
+                hint=f"Use one of {', '.join(DTYPES)}."),
+    *(
+        SettingRule(key, _at_least(bound, inclusive), "clipcheck.E014",
+                    f"CLIPCHECK {{key}} {{value!r}} must be a number {'at least' if inclusive else 'greater than'} {bound}.")
+        for key, (bound, inclusive) in NUMBERS.items()
+    ),
+    SettingRule("THROTTLE_CACHE", _is_cache_alias, "clipcheck.E013",
+                "CLIPCHECK THROTTLE_CACHE {value!r} is not an alias in settings.CACHES."),
+    SettingRule("METRICS_TOKEN", _optional(_is_non_blank_string), "clipcheck.E015",
+                "CLIPCHECK METRICS_TOKEN must be None or a non-empty string."),
+    SettingRule("BATCH_ROOT", _is_directory_or_unset, "clipcheck.W001",
+                "CLIPCHECK BATCH_ROOT {text!r} is not an existing directory; "
+                "/clip/analyze-batch will find no files."),
+)
+
+
 def unknown_settings_errors(settings_object, *, error_id):
-    """An error naming keys of a ``ClipSettings`` dict that its defaults lack."""
+    """An error naming keys of a ``AppSettings`` dict that its defaults lack."""
     unknown = sorted(set(settings_object.user_settings) - set(settings_object.defaults))
     if not unknown:
         return []
@@ -51,105 +184,26 @@ def unknown_settings_errors(settings_object, *, error_id):
 
 @register(Tags.compatibility)
 def check_clipcheck_settings(app_configs=None, **kwargs):
-    errors = unknown_settings_errors(clip_settings, error_id="clipcheck.E001")
-    if not isinstance(clip_settings.DEVICE, str) or not DEVICE_PATTERN.match(clip_settings.DEVICE.strip().lower()):
-        errors.append(Error(
-            f"CLIPCHECK DEVICE {clip_settings.DEVICE!r} is not valid.",
-            hint="Use 'auto', 'cpu', 'cuda' or 'cuda:N'.",
-            id="clipcheck.E002",
-        ))
-    if clip_settings.CLASSIFY_THRESHOLD is not None and not _is_fraction(clip_settings.CLASSIFY_THRESHOLD):
-        errors.append(Error(
-            f"CLIPCHECK CLASSIFY_THRESHOLD {clip_settings.CLASSIFY_THRESHOLD!r} must be None or a number between 0 and 1.",
-            id="clipcheck.E003",
-        ))
-    if not _is_fraction(clip_settings.THRESHOLD):
-        errors.append(Error(
-            f"CLIPCHECK THRESHOLD {clip_settings.THRESHOLD!r} must be a number between 0 and 1.",
-            id="clipcheck.E003",
-        ))
-    for key in POSITIVE_INTEGERS:
-        value = getattr(clip_settings, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            errors.append(Error(f"CLIPCHECK {key} {value!r} must be a positive integer.", id="clipcheck.E004"))
-    bands = clip_settings.QUALITY_BANDS
-    if (
-        not isinstance(bands, dict)
-        or not bands
-        or not all(isinstance(label, str) and _is_fraction(bound) for label, bound in bands.items())
-        or 0 not in bands.values()
-    ):
-        errors.append(Error(
-            "CLIPCHECK QUALITY_BANDS must map labels to lower bounds in [0, 1], one of them 0.",
-            id="clipcheck.E005",
-        ))
-    margins = clip_settings.CONFIDENCE_MARGINS
-    if (
-        not isinstance(margins, dict)
-        or set(margins) != {"HIGH", "MEDIUM"}
-        or not all(_is_fraction(value) for value in margins.values())
-        or margins["MEDIUM"] > margins["HIGH"]
-    ):
-        errors.append(Error(
-            "CLIPCHECK CONFIDENCE_MARGINS must be {'HIGH': x, 'MEDIUM': y} with 0 <= y <= x <= 1.",
-            id="clipcheck.E006",
-        ))
-    categories = clip_settings.CATEGORIES
-    if not isinstance(categories, (list, tuple)) or not categories or not all(
-        isinstance(category, str) and category.strip() for category in categories
-    ):
-        errors.append(Error("CLIPCHECK CATEGORIES must be a non-empty list of names.", id="clipcheck.E007"))
-    template = clip_settings.PROMPT_TEMPLATE
-    if not isinstance(template, str) or template.count("{}") != 1:
-        errors.append(Error(
-            f"CLIPCHECK PROMPT_TEMPLATE {template!r} must contain exactly one '{{}}'.", id="clipcheck.E008"
-        ))
-    formats = clip_settings.ALLOWED_IMAGE_FORMATS
-    if not isinstance(formats, (list, tuple)) or not formats or not all(
-        isinstance(name, str) and name.upper() in KNOWN_FORMATS for name in formats
-    ):
-        errors.append(Error(
-            f"CLIPCHECK ALLOWED_IMAGE_FORMATS {formats!r} must be a non-empty subset of {', '.join(KNOWN_FORMATS)}.",
-            id="clipcheck.E009",
-        ))
-    if str(clip_settings.DTYPE).lower() not in DTYPES:
-        errors.append(Error(
-            f"CLIPCHECK DTYPE {clip_settings.DTYPE!r} is not valid.", hint=f"Use one of {', '.join(DTYPES)}.",
-            id="clipcheck.E010",
-        ))
-    for key, (bound, inclusive) in NUMBERS.items():
-        value = getattr(clip_settings, key)
-        if not _is_number(value) or value < bound or (value == bound and not inclusive):
-            relation = "at least" if inclusive else "greater than"
-            errors.append(Error(f"CLIPCHECK {key} {value!r} must be a number {relation} {bound}.", id="clipcheck.E014"))
-    errors.extend(_check_access_table())
-    if clip_settings.THROTTLE_CACHE not in settings.CACHES:
-        errors.append(Error(
-            f"CLIPCHECK THROTTLE_CACHE {clip_settings.THROTTLE_CACHE!r} is not an alias in settings.CACHES.",
-            id="clipcheck.E013",
-        ))
-    token = clip_settings.METRICS_TOKEN
-    if token is not None and (not isinstance(token, str) or not token.strip()):
-        errors.append(Error("CLIPCHECK METRICS_TOKEN must be None or a non-empty string.", id="clipcheck.E015"))
+    return [
+        *unknown_settings_errors(clip_settings, error_id="clipcheck.E001"),
+        *rule_errors(clip_settings, RULES),
+        *_check_access_table(),
+        *_check_request_limit(),
+    ]
+
+
+def _check_request_limit():
     request_limit, upload_limit = clip_settings.MAX_REQUEST_BYTES, clip_settings.MAX_UPLOAD_BYTES
     if isinstance(request_limit, int) and isinstance(upload_limit, int) and request_limit < upload_limit:
-        errors.append(Warning(
+        return [Warning(
             f"CLIPCHECK MAX_REQUEST_BYTES ({request_limit}) is below MAX_UPLOAD_BYTES ({upload_limit}); "
             "uploads near the file limit are refused as too large requests.",
             id="clipcheck.W002",
-        ))
-    root = clip_settings.BATCH_ROOT
-    if root and not Path(root).is_dir():
-        errors.append(Warning(
-            f"CLIPCHECK BATCH_ROOT {str(root)!r} is not an existing directory; /clip/analyze-batch will find no files.",
-            id="clipcheck.W001",
-        ))
-    return errors
+        )]
+    return []
 
 
 def _check_access_table():
-    from clipcheck.access import POLICY_KEYS, parse_rate
-
     configured = clip_settings.ACCESS
     if not isinstance(configured, dict) or not all(isinstance(policy, dict) for policy in configured.values()):
         return [Error(
@@ -157,27 +211,37 @@ def _check_access_table():
             hint="E.g. {'analyze': {'anonymous': True, 'rate': '60/minute'}}.",
             id="clipcheck.E011",
         )]
-    problems = []
-    for scope, policy in configured.items():
-        unknown = sorted(set(policy) - set(POLICY_KEYS))
-        if unknown:
-            problems.append(f"{scope}: unknown keys {', '.join(map(str, unknown))}")
-        if "anonymous" in policy and not isinstance(policy["anonymous"], bool):
-            problems.append(f"{scope}: anonymous must be True or False")
-        permissions = policy.get("permissions", [])
-        if not isinstance(permissions, (list, tuple)) or not all(
-            isinstance(name, str) and name.count(".") == 1 and all(name.split(".")) for name in permissions
-        ):
-            problems.append(f"{scope}: permissions must be a list of 'app_label.codename' names")
-        for key in ("rate", "user_rate"):
-            if policy.get(key) is not None:
-                try:
-                    parse_rate(policy[key])
-                except ValueError:
-                    problems.append(f"{scope}: {key} {policy[key]!r} is not like '60/minute'")
     return [
-        Error(f"CLIPCHECK ACCESS: {problem}.", id="clipcheck.E011") for problem in problems
+        Error(f"CLIPCHECK ACCESS: {scope}: {problem}.", id="clipcheck.E011")
+        for scope, policy in configured.items()
+        for problem in _policy_problems(policy)
     ]
+
+
+def _policy_problems(policy):
+    from clipcheck.access import POLICY_KEYS, parse_rate
+
+    problems = []
+    unknown = sorted(set(policy) - set(POLICY_KEYS))
+    if unknown:
+        problems.append(f"unknown keys {', '.join(map(str, unknown))}")
+    if "anonymous" in policy and not isinstance(policy["anonymous"], bool):
+        problems.append("anonymous must be True or False")
+    if not _is_permission_list(policy.get("permissions", [])):
+        problems.append("permissions must be a list of 'app_label.codename' names")
+    for key in ("rate", "user_rate"):
+        if policy.get(key) is not None:
+            try:
+                parse_rate(policy[key])
+            except ValueError:
+                problems.append(f"{key} {policy[key]!r} is not like '60/minute'")
+    return problems
+
+
+def _is_permission_list(permissions):
+    return isinstance(permissions, (list, tuple)) and all(
+        isinstance(name, str) and name.count(".") == 1 and all(name.split(".")) for name in permissions
+    )
 
 
 @register(Tags.urls)

@@ -1,6 +1,11 @@
 """Domain errors. Each carries the HTTP status, a stable machine-readable code
 and a human-readable message; ``clipcheck.api.exceptions`` renders them in the
-one JSON error format: ``{"error": {"code", "message", "detail"?}}``."""
+one JSON error format: ``{"error": {"code", "message", "detail"?}}``.
+
+``extra`` (as the HackSoft styleguide's ``ApplicationError.extra``) holds
+fields a client acts on beside the error object; they are rendered at the top
+level of the body, next to ``error``.
+"""
 
 
 class ClipcheckError(Exception):
@@ -10,7 +15,7 @@ class ClipcheckError(Exception):
     # Seconds the client should wait before retrying (sent as Retry-After), if any.
     retry_after = None
 
-    def __init__(self, message=None, *, code=None, status_code=None, detail=None, retry_after=None):
+    def __init__(self, message=None, *, code=None, status_code=None, detail=None, retry_after=None, extra=None):
         message = message or self.default_message
         super().__init__(message)
         self.message = message
@@ -21,6 +26,7 @@ class ClipcheckError(Exception):
         if retry_after is not None:
             self.retry_after = retry_after
         self.detail = detail
+        self.extra = dict(extra or {})
 
     def as_dict(self):
         body = {"code": self.code, "message": self.message}

@@ -6,7 +6,6 @@ EXIF orientation applied, transparency composited onto white, every mode
 converted to 8-bit RGB, the first frame of animations.
 """
 
-import hashlib
 import io
 import os
 import stat
@@ -18,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from clipcheck.errors import BatchPathRejected, ImageRejected
+from clipcheck.hashes import content_hash
 from clipcheck.settings import clip_settings
 
 # Never pad a truncated file with grey: refuse it.
@@ -35,10 +35,6 @@ class DecodedImage:
     @property
     def size(self):
         return self.image.size
-
-
-def content_hash(data):
-    return hashlib.sha256(data).hexdigest()
 
 
 def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None, max_aspect_ratio=None):

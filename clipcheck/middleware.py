@@ -1,5 +1,6 @@
 """HTTP middleware of the clipcheck service: telemetry and request size limits."""
 
+import contextvars
 import json
 import logging
 import re
@@ -10,7 +11,6 @@ from django.http import JsonResponse
 
 from clipcheck import metrics
 from clipcheck.api.exceptions import error_body
-from clipcheck.engine.admission import ModelTimer, model_time_ms
 from clipcheck.settings import clip_settings
 
 request_logger = logging.getLogger("clipcheck.requests")
@@ -19,6 +19,24 @@ REQUEST_ID_HEADER = "X-Request-ID"
 # A caller's request id is echoed only when it is short and plain, so it
 # cannot inject into log lines or headers.
 SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+# The current request's ModelTimer: RequestTelemetryMiddleware opens one per
+# request, admission control (clipcheck.engine.admission) adds to it.
+model_time_ms = contextvars.ContextVar("clipcheck_model_time_ms", default=None)
+
+
+class ModelTimer:
+    """Accumulates model milliseconds over the inferences of one request."""
+
+    def __init__(self):
+        self.milliseconds = 0.0
+
+
+def model_time_add(milliseconds):
+    """Count a model computation toward the current request's timer, if one is open."""
+    timer = model_time_ms.get()
+    if timer is not None:
+        timer.milliseconds += milliseconds
 
 
 class RequestTelemetryMiddleware:

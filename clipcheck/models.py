@@ -112,7 +112,7 @@ class CalibratedThreshold(models.Model):
 
     The latest row for the running model is the default threshold unless
     ``CLIPCHECK["THRESHOLD"]`` is set explicitly (see
-    ``clipcheck.services.default_threshold``).
+    ``clipcheck.services.thresholds.default_threshold``).
     """
 
     class Kind(models.TextChoices):

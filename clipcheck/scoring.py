@@ -27,12 +27,18 @@ def confidence(score, threshold, margins=None):
     return "low"
 
 
-def match_quality(score, bands=None):
+def quality_bands(bands=None):
+    """``(label, lower bound)`` of the quality bands, best band first."""
     bands = bands or clip_settings.QUALITY_BANDS
-    for label, lower_bound in sorted(bands.items(), key=lambda band: -band[1]):
+    return sorted(bands.items(), key=lambda band: -band[1])
+
+
+def match_quality(score, bands=None):
+    ordered = quality_bands(bands)
+    for label, lower_bound in ordered:
         if score >= lower_bound:
             return label
-    return min(bands.items(), key=lambda band: band[1])[0]
+    return min(ordered, key=lambda band: band[1])[0]
 
 
 def verdict(score, threshold):

@@ -1,14 +1,8 @@
 """Reads of stored analyses and embeddings."""
 
-import hashlib
-
 from django.contrib.contenttypes.models import ContentType
 
 from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
-
-
-def text_hash(text):
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def analyses_cached(*, keys, model):

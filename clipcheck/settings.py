@@ -116,9 +116,6 @@ DEFAULTS = {
             "permissions": ["clipcheck.run_batch_analysis"],
             "rate": "30/minute",
         },
-        # A project's storefront upload (e.g. the listings app's /upload)
-        # stores what it receives: only users allowed to add listings.
-        "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
         # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
         "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
     },
@@ -132,15 +129,21 @@ DEFAULTS = {
 }
 
 
-class ClipSettings:
-    """Attribute access to ``settings.CLIPCHECK`` with defaults filled in."""
+class AppSettings:
+    """Attribute access to one namespaced settings dict with defaults filled in.
 
-    # Other apps of the project reuse this class for their own dict
-    # (``ClipSettings(LISTINGS_DEFAULTS, setting_name="LISTINGS")``).
-    def __init__(self, defaults=None, setting_name=SETTING_NAME):
-        self.defaults = defaults or DEFAULTS
+    Each app has one for its own dict (``clip_settings`` for ``CLIPCHECK``;
+    another app builds its own from its defaults and setting name); it
+    reloads itself when that setting changes (``override_settings``,
+    pytest-django's ``settings``).
+    """
+
+    def __init__(self, defaults, setting_name):
+        self.defaults = defaults
         self.setting_name = setting_name
         self._cached_attrs = set()
+        # A bound method is held weakly: the receiver lives as long as this object.
+        setting_changed.connect(self._reload_on_change)
 
     @property
     def user_settings(self):
@@ -159,13 +162,9 @@ class ClipSettings:
             delattr(self, attr)
         self._cached_attrs.clear()
 
-
-clip_settings = ClipSettings(DEFAULTS)
-
-
-def reload_clip_settings(*, setting, **kwargs):
-    if setting == SETTING_NAME:
-        clip_settings.reload()
+    def _reload_on_change(self, *, setting, **kwargs):
+        if setting == self.setting_name:
+            self.reload()
 
 
-setting_changed.connect(reload_clip_settings)
+clip_settings = AppSettings(DEFAULTS, SETTING_NAME)

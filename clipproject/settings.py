@@ -247,6 +247,9 @@ def _clipcheck_from_environ():
 
 CLIPCHECK = {
     "BATCH_ROOT": str(BASE_DIR / "var" / "batch"),
+    # Policies of this project's own views, merged into clipcheck's table.
+    # POST /upload stores what it receives: only users allowed to add listings.
+    "ACCESS": {"upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"}},
     **_clipcheck_from_environ(),
 }
 

@@ -1,6 +1,7 @@
 """The moderation queue: listings with their CLIP scores, and the review queue.
 
-Actions only parse the selection, call a service and report counts.
+Actions only parse the selection, call a service and report counts. Markup
+lives in ``templates/admin/listings/`` and ``static/listings/admin.css``.
 Approving, rejecting and flagging need the ``listings.moderate_listing``
 permission; re-running the check needs ``change``.
 """
@@ -11,10 +12,9 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.http import Http404, HttpResponse
+from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import mark_safe
 
 from clipcheck import scoring
 from clipcheck.admin import ReadOnlyAdminMixin
@@ -30,23 +30,18 @@ from listings.models import FORMAT_SUFFIXES, Listing, ListingCheckFailure, Moder
 
 Status = Listing.Status
 
-QUALITY_COLOURS = {"excellent": "#1e7e34", "good": "#5cb85c", "fair": "#e0a800", "poor": "#fd7e14", "mismatch": "#c82333"}
+STYLESHEET = "listings/admin.css"
 
 
 def quality_badge(score):
-    """A score with its quality band as a coloured badge and bar."""
+    """A score with its quality band as a coloured badge and bar (colours in the stylesheet)."""
     if score is None:
-        return mark_safe('<span class="clip-unchecked" style="color:#888">not checked</span>')
-    quality = scoring.match_quality(score)
-    colour = QUALITY_COLOURS.get(quality, "#6c757d")
-    return format_html(
-        '<span class="clip-score" data-quality="{quality}" title="{quality}">'
-        '<strong>{score}</strong> '
-        '<span style="background:{colour};color:#fff;border-radius:3px;padding:1px 5px;font-size:11px">{quality}</span>'
-        '<span style="display:block;width:90px;height:5px;background:#e9ecef;margin-top:3px">'
-        '<span style="display:block;height:5px;width:{percent}%;background:{colour}"></span></span></span>',
-        quality=quality, score=f"{score:.3f}", colour=colour, percent=round(min(max(score, 0.0), 1.0) * 100),
-    )
+        return render_to_string("admin/listings/score_badge.html", {"quality": None})
+    return render_to_string("admin/listings/score_badge.html", {
+        "quality": scoring.match_quality(score),
+        "score": f"{score:.3f}",
+        "percent": round(min(max(score, 0.0), 1.0) * 100),
+    })
 
 
 def image_url(listing):
@@ -84,8 +79,7 @@ class QualityBandFilter(admin.SimpleListFilter):
     parameter_name = "quality"
 
     def lookups(self, request, model_admin):
-        bands = sorted(clip_settings.QUALITY_BANDS.items(), key=lambda band: -band[1])
-        return [(label, label) for label, _ in bands]
+        return [(label, label) for label, _ in scoring.quality_bands()]
 
     def queryset(self, request, queryset):
         if self.value():
@@ -196,6 +190,9 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     list_per_page = 50
     actions = ["recheck_selected", "flag_mismatches", "approve_selected", "reject_selected"]
     inlines = [ModerationDecisionInline]
+
+    class Media:
+        css = {"all": [STYLESHEET]}
     readonly_fields = (
         "image_preview", "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality",
         "checked_at", "checked_model", "image_sha256", "moderated_by", "moderated_at", "moderation_note",
@@ -239,16 +236,13 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     def thumbnail(self, listing):
         if not listing.image:
             return "—"
-        return format_html(
-            '<img src="{}" alt="" loading="lazy" style="width:72px;height:72px;object-fit:cover;border-radius:4px">',
-            image_url(listing),
-        )
+        return render_to_string("admin/listings/thumbnail.html", {"url": image_url(listing)})
 
     @admin.display(description="image")
     def image_preview(self, listing):
         if not listing.pk or not listing.image:
             return "—"
-        return format_html('<img src="{}" alt="" style="max-width:480px;max-height:480px">', image_url(listing))
+        return render_to_string("admin/listings/image_preview.html", {"url": image_url(listing)})
 
     @admin.display(description="title score", ordering="title_score")
     def title_score_badge(self, listing):
@@ -263,18 +257,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         analyses = analyses_for_subject(subject=listing)[:20] if listing.pk else []
         if not analyses:
             return "—"
-        rows = format_html_join(
-            "", "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            (
-                (a.created_at.strftime("%Y-%m-%d %H:%M"), a.source, f"{a.similarity_score:.4f}", a.verdict,
-                 "cached" if a.cached else "", a.text[:60])
-                for a in analyses
-            ),
-        )
-        return format_html(
-            "<table><tr><th>when</th><th>source</th><th>score</th><th>verdict</th><th></th><th>text</th></tr>{}</table>",
-            rows,
-        )
+        return render_to_string("admin/listings/analyses_table.html", {"analyses": analyses})
 
     def save_model(self, request, obj, form, change):
         check = services.listing_save(listing=obj, image_sha256=form.image_sha256)
@@ -318,19 +301,19 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
     title_score_badge = ListingAdmin.title_score_badge
     description_score_badge = ListingAdmin.description_score_badge
 
+    class Media:
+        css = {"all": [STYLESHEET]}
+
     def changelist_view(self, request, extra_context=None):
         return super().changelist_view(request, {"title": "Listings that need review, oldest first", **(extra_context or {})})
 
     @admin.display(description="listing")
     def review_card(self, item):
-        change_url = reverse("admin:listings_listing_change", args=[item.pk])
-        return format_html(
-            '<div class="review-card" style="display:flex;gap:16px;align-items:flex-start">'
-            '<img src="{}" alt="" style="width:320px;max-height:320px;object-fit:contain;background:#f4f4f4">'
-            '<div style="max-width:520px"><h3 style="margin-top:0"><a href="{}">{}</a></h3>'
-            '<p style="white-space:pre-wrap">{}</p><p style="color:#666">{} {}</p></div></div>',
-            image_url(item), change_url, item.title, item.description, item.category, item.price or "",
-        )
+        return render_to_string("admin/listings/review_card.html", {
+            "item": item,
+            "image_url": image_url(item),
+            "change_url": reverse("admin:listings_listing_change", args=[item.pk]),
+        })
 
     @admin.display(description="waiting since", ordering="created_at")
     def waiting_since(self, item):

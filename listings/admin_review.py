@@ -23,7 +23,7 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from clipcheck import services as clip_services
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.errors import ClipcheckError
 from listings import review
 from listings.models import Listing, ModerationDecision
@@ -190,7 +190,7 @@ class ReviewViews:
         if listing is None:
             context["skipped"] = len(self.skipped(request))
             return context
-        threshold = clip_services.default_threshold(category=listing.category)
+        threshold = default_threshold(category=listing.category)
         context.update({
             "threshold": threshold,
             "photos": photo_urls(listing),

@@ -10,5 +10,6 @@ class ListingsConfig(AppConfig):
         from clipcheck.metrics import register_collector
         from listings import checks  # noqa: F401  (registers the system checks)
         from listings.metrics import ReviewQueueCollector
+        from listings.review import review_queue_stats
 
-        register_collector(ReviewQueueCollector())
+        register_collector(ReviewQueueCollector(stats=review_queue_stats))

@@ -2,47 +2,47 @@
 
 import re
 
-from django.core.checks import Error, Tags, register
+from django.core.checks import Tags, register
 
-from clipcheck.checks import unknown_settings_errors
+from clipcheck.checks import SettingRule, is_positive_integer, rule_errors, unknown_settings_errors
 from listings.models import UNDO_REASON_CODE
 from listings.settings import UPLOAD_POLICIES, listings_settings
 
 REASON_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
 
 
+def is_reason_code_list(codes):
+    """1 to 9 distinct codes (the review screen's digits), none of them "undo"."""
+    return (
+        isinstance(codes, (list, tuple)) and 1 <= len(codes) <= 9 and len(set(codes)) == len(codes)
+        and all(isinstance(code, str) and REASON_CODE.match(code) for code in codes)
+        and UNDO_REASON_CODE not in codes
+    )
+
+
+def is_rate(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
+
+
+# One line per setting: key, validator, id, message. Ids are stable.
+RULES = (
+    SettingRule("UPLOAD_POLICY", lambda policy: policy in UPLOAD_POLICIES, "listings.E002",
+                "LISTINGS UPLOAD_POLICY {value!r} is not valid.", hint=f"Use one of {', '.join(UPLOAD_POLICIES)}."),
+    *(
+        SettingRule(key, is_positive_integer, "listings.E003", "LISTINGS {key} {value!r} must be a positive integer.")
+        for key in (
+            "SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS", "REVIEW_CLAIM_SECONDS",
+        )
+    ),
+    SettingRule("REVIEW_REASON_CODES", is_reason_code_list, "listings.E004",
+                "LISTINGS REVIEW_REASON_CODES {value!r} must be a list of 1 to 9 distinct codes "
+                f"(lower-case letters, digits and _), without {UNDO_REASON_CODE!r}.",
+                hint="Moderators pick them with the digits 1-9."),
+    SettingRule("REVIEW_SAMPLE_RATE", is_rate, "listings.E005",
+                "LISTINGS REVIEW_SAMPLE_RATE {value!r} must be a number between 0 and 1."),
+)
+
+
 @register(Tags.compatibility)
 def check_listings_settings(app_configs=None, **kwargs):
-    errors = unknown_settings_errors(listings_settings, error_id="listings.E001")
-    if listings_settings.UPLOAD_POLICY not in UPLOAD_POLICIES:
-        errors.append(Error(
-            f"LISTINGS UPLOAD_POLICY {listings_settings.UPLOAD_POLICY!r} is not valid.",
-            hint=f"Use one of {', '.join(UPLOAD_POLICIES)}.",
-            id="listings.E002",
-        ))
-    for key in ("SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS", "REVIEW_CLAIM_SECONDS"):
-        value = getattr(listings_settings, key)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            errors.append(Error(f"LISTINGS {key} {value!r} must be a positive integer.", id="listings.E003"))
-    errors += review_settings_errors()
-    return errors
-
-
-def review_settings_errors():
-    errors = []
-    codes = listings_settings.REVIEW_REASON_CODES
-    if (
-        not isinstance(codes, (list, tuple)) or not codes or len(codes) > 9
-        or not all(isinstance(code, str) and REASON_CODE.match(code) for code in codes)
-        or len(set(codes)) != len(codes) or UNDO_REASON_CODE in codes
-    ):
-        errors.append(Error(
-            f"LISTINGS REVIEW_REASON_CODES {codes!r} must be a list of 1 to 9 distinct codes "
-            f"(lower-case letters, digits and _), without {UNDO_REASON_CODE!r}.",
-            hint="Moderators pick them with the digits 1-9.",
-            id="listings.E004",
-        ))
-    rate = listings_settings.REVIEW_SAMPLE_RATE
-    if not isinstance(rate, (int, float)) or isinstance(rate, bool) or not 0 <= rate <= 1:
-        errors.append(Error(f"LISTINGS REVIEW_SAMPLE_RATE {rate!r} must be a number between 0 and 1.", id="listings.E005"))
-    return errors
+    return [*unknown_settings_errors(listings_settings, error_id="listings.E001"), *rule_errors(listings_settings, RULES)]

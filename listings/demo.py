@@ -12,7 +12,7 @@ import random
 from django.core.files.base import ContentFile
 from PIL import Image, ImageDraw
 
-from clipcheck.images import content_hash
+from clipcheck.hashes import content_hash
 from listings.models import Listing
 
 COLOURS = {

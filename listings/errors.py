@@ -10,8 +10,7 @@ class ImageTextMismatch(ClipcheckError):
     code = "image_text_mismatch"
 
     def __init__(self, message, *, similarity_score, suggestion, **kwargs):
-        super().__init__(message, **kwargs)
-        self.response_fields = {"similarity_score": similarity_score, "suggestion": suggestion}
+        super().__init__(message, extra={"similarity_score": similarity_score, "suggestion": suggestion}, **kwargs)
 
 
 class ListingImageUnavailable(ClipcheckError):

@@ -9,7 +9,7 @@ into a "does not apply" pair (and says nothing about the others).
 
 from dataclasses import dataclass, field
 
-from clipcheck import services as clip_services
+from clipcheck.services.calibration_data import category_similarities
 from clipcheck.errors import ClipcheckError
 from listings.selectors import catalogue_listings, wrong_category_listing_ids
 from listings.services import listing_image_decode
@@ -42,7 +42,7 @@ def classify_labels(*, batch_size=32):
                 labels.skipped.append((listing.pk, exc.message))
         if not decoded:
             continue
-        rows = clip_services.category_similarities(images=[image for _, image in decoded], categories=categories)
+        rows = category_similarities(images=[image for _, image in decoded], categories=categories)
         for (listing, _), row in zip(decoded, rows):
             labels.listings += 1
             if listing.pk in wrong:

@@ -21,7 +21,14 @@ REVIEW_DECISIONS = Counter(
 
 
 class ReviewQueueCollector:
-    """Queue size and the age of the oldest waiting listing, at scrape time."""
+    """Queue size and the age of the oldest waiting listing, at scrape time.
+
+    ``stats()`` returns an object with ``size`` and ``oldest_seconds``
+    (``listings.review.review_queue_stats``).
+    """
+
+    def __init__(self, stats):
+        self.stats = stats
 
     def describe(self):
         # Declared without touching the database (registration happens in ready()).
@@ -33,10 +40,8 @@ class ReviewQueueCollector:
         ]
 
     def collect(self):
-        from listings.review import review_queue_stats
-
         try:
-            stats = review_queue_stats()
+            stats = self.stats()
         except DatabaseError:
             # /metrics keeps answering (the service metrics) while the database is away.
             logger.warning("Review queue metrics unavailable: database error.", exc_info=True)

@@ -1,13 +1,12 @@
 """Product listings, their CLIP check state and the moderators' decisions."""
 
-import hashlib
-import json
 import uuid
 from pathlib import PurePosixPath
 
 from django.conf import settings
 from django.db import models
 
+from clipcheck.hashes import text_hash, texts_hash
 from clipcheck.models import Analysis
 
 # Suffixes a stored image may keep; anything else is stored as ".bin" so a
@@ -20,11 +19,6 @@ def listing_image_path(instance, filename):
     """A generated storage name: the client's file name is never used."""
     suffix = PurePosixPath(filename).suffix.lower().lstrip(".")
     return f"listings/{uuid.uuid4().hex}.{suffix if suffix in IMAGE_SUFFIXES else 'bin'}"
-
-
-def texts_hash(title, description):
-    """What a check of these texts used; JSON keeps ("a b", "c") apart from ("a", "b c")."""
-    return hashlib.sha256(json.dumps([title, description]).encode("utf-8")).hexdigest()
 
 
 class Listing(models.Model):
@@ -95,7 +89,7 @@ class Listing(models.Model):
     @property
     def content_sha256(self):
         """The image and texts together: what a moderator's decision is about."""
-        return hashlib.sha256(f"{self.image_sha256}:{self.texts_sha256}".encode()).hexdigest()
+        return text_hash(f"{self.image_sha256}:{self.texts_sha256}")
 
     @property
     def is_moderated(self):

@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
 
-from clipcheck import services as clip_services
+from clipcheck.services.thresholds import default_threshold
 from listings import metrics
 from listings.errors import ReviewConflict, ReviewInvalid
 from listings.models import UNDO_REASON_CODE, Listing, ModerationDecision, review_queue_filter
@@ -152,7 +152,7 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
         reason_code=reason_code,
         title_score=listing.title_score,
         description_score=listing.description_score,
-        threshold=clip_services.default_threshold(category=listing.category),
+        threshold=default_threshold(category=listing.category),
         model=listing.checked_model,
         reasons=listing.reasons or [],
         category=listing.category,

@@ -21,14 +21,18 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipcheck import scoring, selectors as clip_selectors, services as clip_services
+from clipcheck import scoring, selectors as clip_selectors
+from clipcheck.hashes import texts_hash
+from clipcheck.services import analyses as clip_analyses
+from clipcheck.services.classification import image_classify
+from clipcheck.services.thresholds import default_threshold, model_id
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 from listings import review
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing, texts_hash
+from listings.models import FORMAT_SUFFIXES, Listing
 from listings.settings import listings_settings
 
 logger = logging.getLogger(__name__)
@@ -82,11 +86,11 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
-    threshold = clip_services.default_threshold(category=category or "")
-    title_analysis, description_analysis = clip_services.analyses_create(
+    threshold = default_threshold(category=category or "")
+    title_analysis, description_analysis = clip_analyses.analyses_create(
         requests=[
-            clip_services.AnalysisRequest(image=image, text=title, threshold=threshold),
-            clip_services.AnalysisRequest(image=image, text=description, threshold=threshold),
+            clip_analyses.AnalysisRequest(image=image, text=title, threshold=threshold),
+            clip_analyses.AnalysisRequest(image=image, text=description, threshold=threshold),
         ],
         source=Analysis.Source.UPLOAD,
     )
@@ -108,7 +112,7 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     try:
         with transaction.atomic():
             listing.save()
-            clip_services.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
+            clip_analyses.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
             _listing_apply_check(
                 listing=listing,
                 image_sha256=image.sha256,
@@ -124,8 +128,8 @@ def listing_submit(*, image_data, image, title, description, category="", price=
 
 def listing_suggestion(*, image):
     """A hint for the seller: what the photo looks like to the model."""
-    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=clip_services.model_id())
-    matches = clip_services.classify_image(
+    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=model_id())
+    matches = image_classify(
         image=image, top_k=listings_settings.SUGGESTION_TOP_K, image_embedding=stored.get(image.sha256)
     )
     names = ", ".join(match["category"] for match in matches)
@@ -197,15 +201,15 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
             check.error = image
             continue
         listing_threshold = _listing_threshold(listing, threshold, category_thresholds)
-        requests.append(clip_services.AnalysisRequest(
+        requests.append(clip_analyses.AnalysisRequest(
             image=image, text=listing.title, threshold=listing_threshold, subject=listing
         ))
-        requests.append(clip_services.AnalysisRequest(
+        requests.append(clip_analyses.AnalysisRequest(
             image=image, text=listing.description, threshold=listing_threshold, subject=listing
         ))
     if not requests:
         return checks
-    analyses = iter(clip_services.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
+    analyses = iter(clip_analyses.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
     for check in checks:
         if check.error is None:
             check.title_analysis, check.description_analysis = next(analyses), next(analyses)
@@ -217,7 +221,7 @@ def _listing_threshold(listing, threshold, category_thresholds):
     if category_thresholds and listing.category in category_thresholds:
         return category_thresholds[listing.category]
     if threshold is None and category_thresholds is None:
-        return clip_services.default_threshold(category=listing.category)
+        return default_threshold(category=listing.category)
     return threshold
 
 
@@ -244,29 +248,43 @@ def listings_check_save(*, checks, done=None):
     to_apply, to_store = [], []
     for check in scored:
         fresh = current.get(check.listing.pk)
-        if done is not None and (fresh is None or done(fresh)):
+        if _done_meanwhile(fresh=fresh, done=done):
             check.skipped, check.to_status = True, (fresh or check.listing).status
             check.title_analysis = check.description_analysis = None
             continue
         to_store += [check.title_analysis, check.description_analysis]
-        checked_texts = texts_hash(check.listing.title, check.listing.description)
-        if fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts:
+        if _changed_meanwhile(check=check, fresh=fresh):
             # Deleted or edited meanwhile; the edit brings its own check.
             check.listing, check.to_status = fresh or check.listing, (fresh or check.listing).status
             continue
         to_apply.append((check, fresh))
-    clip_services.analyses_save(analyses=to_store)
+    clip_analyses.analyses_save(analyses=to_store)
     for check, fresh in to_apply:
-        check.listing = fresh
-        check.from_status = fresh.status
-        check.to_status = _listing_apply_check(
-            listing=fresh,
-            image_sha256=check.title_analysis.image_sha256,
-            texts_sha256=fresh.texts_sha256,
-            title_analysis=check.title_analysis,
-            description_analysis=check.description_analysis,
-        ).to_status
+        _check_apply_fresh(check=check, fresh=fresh)
     return checks
+
+
+def _done_meanwhile(*, fresh, done):
+    """In a bulk audit (``done`` given): True when another writer stored this listing, or it is gone."""
+    return done is not None and (fresh is None or done(fresh))
+
+
+def _changed_meanwhile(*, check, fresh):
+    """True when the listing was deleted, or its image or texts changed, since ``check`` read it."""
+    checked_texts = texts_hash(check.listing.title, check.listing.description)
+    return fresh is None or fresh.image.name != check.listing.image.name or fresh.texts_sha256 != checked_texts
+
+
+def _check_apply_fresh(*, check, fresh):
+    check.listing = fresh
+    check.from_status = fresh.status
+    check.to_status = _listing_apply_check(
+        listing=fresh,
+        image_sha256=check.title_analysis.image_sha256,
+        texts_sha256=fresh.texts_sha256,
+        title_analysis=check.title_analysis,
+        description_analysis=check.description_analysis,
+    ).to_status
 
 
 def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
@@ -363,14 +381,6 @@ def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
             )
             changed += 1
     return changed
-
-
-def listing_approve(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.APPROVED, note=note)
-
-
-def listing_reject(*, listing, moderator, note=""):
-    return listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED, note=note)
 
 
 def listings_flag_mismatches(*, listings, moderator, note=""):

@@ -6,9 +6,7 @@ Validated by the system checks in ``listings.checks`` (``listings.E0xx``).
 The CLIP model, threshold and quality bands come from ``CLIPCHECK``.
 """
 
-from django.core.signals import setting_changed
-
-from clipcheck.settings import ClipSettings
+from clipcheck.settings import AppSettings
 
 SETTING_NAME = "LISTINGS"
 
@@ -40,12 +38,4 @@ DEFAULTS = {
     "REVIEW_SAMPLE_RATE": 0.02,
 }
 
-listings_settings = ClipSettings(DEFAULTS, setting_name=SETTING_NAME)
-
-
-def reload_listings_settings(*, setting, **kwargs):
-    if setting == SETTING_NAME:
-        listings_settings.reload()
-
-
-setting_changed.connect(reload_listings_settings)
+listings_settings = AppSettings(DEFAULTS, SETTING_NAME)

@@ -1,13 +1,15 @@
-"""Celery tasks of the listings app: thin wrappers over ``listings.audit``.
+"""Celery tasks of the listings app: thin wrappers over ``listings.audit.local``.
 
-They run in workers started with ``celery -A clipproject worker -Q clip``;
+They run in workers of the project's Celery app on the ``clip`` queue
+(``celery -A <project> worker -Q clip``, docs/audit.md);
 ``get_engine()`` keeps the model resident in each worker process from its
 first task on.
 """
 
 from celery import shared_task
 
-from listings import audit
+from listings.audit.local import audit_chunk
+from listings.audit.records import AuditOptions
 
 AUDIT_QUEUE = "clip"
 
@@ -19,5 +21,5 @@ def audit_chunk_task(listing_ids, options, with_rows=False):
     Acknowledged only when done: a chunk whose worker dies is delivered
     again, and ``audit_chunk`` skips whatever was already stored.
     """
-    summary, rows = audit.audit_chunk(listing_ids=listing_ids, options=audit.AuditOptions.from_message(options))
+    summary, rows = audit_chunk(listing_ids=listing_ids, options=AuditOptions.from_message(options))
     return {"summary": summary.as_message(), "rows": [row.as_dict() for row in rows] if with_rows else []}

@@ -1,13 +1,12 @@
-import io
-import os
 import uuid
-from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from clipcheck.engine import reset_engine
 from tests.checkpoints import build_tiny_clip
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.support.engine import EncoderCalls
+from tests.support.images import image_bytes
 
 
 @pytest.fixture(scope="session")
@@ -24,8 +23,12 @@ def batch_root(tmp_path):
 
 @pytest.fixture(autouse=True)
 def clip_config(settings, tiny_model_dir, batch_root):
-    """Every test runs against the tiny checkpoint, loaded the production way."""
-    settings.CLIPCHECK = {"MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root)}
+    """Every test runs against the tiny checkpoint, loaded the production way,
+    with the project's access policies (its own views' scopes)."""
+    settings.CLIPCHECK = {
+        "MODEL": tiny_model_dir, "DEVICE": "cpu", "BATCH_ROOT": str(batch_root),
+        "ACCESS": settings.CLIPCHECK.get("ACCESS", {}),
+    }
     return settings.CLIPCHECK
 
 
@@ -54,31 +57,9 @@ def fresh_engine():
     reset_engine()
 
 
-def image_bytes(format="PNG", size=(64, 48), color=(200, 30, 30), mode="RGB", **save_options):
-    buffer = io.BytesIO()
-    Image.new(mode, size, color).save(buffer, format=format, **save_options)
-    return buffer.getvalue()
-
-
 @pytest.fixture
 def png_bytes():
     return image_bytes()
-
-
-class EncoderCalls:
-    """Counts the engine's forward passes: image batches and text batches."""
-
-    def __init__(self):
-        self.image_calls = []
-        self.text_calls = []
-
-    @property
-    def images_encoded(self):
-        return sum(self.image_calls)
-
-    @property
-    def texts_encoded(self):
-        return sum(self.text_calls)
 
 
 @pytest.fixture
@@ -107,25 +88,6 @@ def encoder_calls(monkeypatch):
 def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     return settings.MEDIA_ROOT
-
-
-def set_clip_settings(settings, **overrides):
-    settings.CLIPCHECK = {**settings.CLIPCHECK, **overrides}
-
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run",
-]
-
-
-def require_chromium(path=CHROMIUM, environ=os.environ):
-    if not Path(path).exists():
-        message = f"Browser tests need Chromium at {path}: apt-get install -y chromium."
-        if environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
 
 
 @pytest.fixture
@@ -171,3 +133,15 @@ def log_in_with(client, django_user_model):
         return client
 
     return log_in
+
+
+@pytest.fixture
+def api_client(db):
+    """A token client allowed on every /clip/* endpoint, batch analysis included."""
+    from rest_framework.test import APIClient
+
+    from tests.support.users import user_with_token
+
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Token {user_with_token(permissions=['clipcheck.run_batch_analysis'])[1]}")
+    return api

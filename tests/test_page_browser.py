@@ -6,7 +6,7 @@ import pytest
 
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -52,7 +52,7 @@ def test_a_file_that_is_not_an_image_shows_the_error(browser_page, live_server):
 
 @pytest.mark.django_db(transaction=False)
 def test_browser_tests_fail_under_ci_without_chromium_and_skip_elsewhere(tmp_path):
-    from tests.conftest import CHROMIUM, require_chromium
+    from tests.support.browser import CHROMIUM, require_chromium
 
     missing = str(tmp_path / "no-chromium")
     with pytest.raises(pytest.fail.Exception, match="Browser tests need Chromium"):

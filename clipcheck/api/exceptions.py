@@ -39,9 +39,7 @@ def exception_handler(exc, context):
         exc = database_unavailable(exc)
     if isinstance(exc, ClipcheckError):
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        # Some errors carry fields a client acts on beside the error object
-        # (the 422 of POST /upload: similarity_score, suggestion).
-        body = {**error_body(exc.code, exc.message, exc.detail), **(getattr(exc, "response_fields", None) or {})}
+        body = {**error_body(exc.code, exc.message, exc.detail), **exc.extra}
         return Response(body, status=exc.status_code, headers=headers)
     if isinstance(exc, exceptions.ValidationError):
         code, message = validation_error_summary(exc.detail)

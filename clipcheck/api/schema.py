@@ -1,5 +1,8 @@
 """OpenAPI documentation of the /clip/* endpoints (drf-spectacular).
 
+``error_responses`` and ``multipart`` are public: a project's own views
+document their errors and uploads with them.
+
 Limits in the schema (text length, item counts, upload size) are read from
 ``clip_settings`` when the schema is generated, so it matches the running
 configuration. Every operation lists the errors it can answer, all in the
@@ -8,9 +11,9 @@ one error format (``Error``).
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse
 
-from clipcheck.access import access_table
+from clipcheck.access import view_policy
 from clipcheck.api.serializers import (
     NON_BLANK_TEXT_PATTERN,
     ErrorSerializer,
@@ -31,6 +34,7 @@ ERROR_DESCRIPTIONS = {
 # credentials, throttling, a database outage while authenticating.
 COMMON_ERRORS = (400, 401, 403, 413, 429, 503)
 BODY_ERRORS = COMMON_ERRORS + (415,)
+UPLOAD_ENCODING = {"file": {"contentType": "image/*"}}
 
 RESPONSE_HEADERS = [
     OpenApiParameter(
@@ -51,6 +55,11 @@ def error_responses(*statuses):
     }
 
 
+def multipart(serializer):
+    """The request body of an upload: ``serializer``'s fields as multipart, ``file`` an image."""
+    return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
+
+
 class ClipAutoSchema(AutoSchema):
     """Security requirements, access notes and the Retry-After and
     WWW-Authenticate headers of an endpoint, from its access policy.
@@ -61,8 +70,7 @@ class ClipAutoSchema(AutoSchema):
     """
 
     def _policy(self):
-        scope = getattr(self.view, "access_scope", None)
-        return access_table().get(scope) if scope else None
+        return view_policy(self.view)
 
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())

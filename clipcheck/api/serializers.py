@@ -89,13 +89,6 @@ class CategoriesField(serializers.CharField):
             return dictionary[self.field_name]
         return super().get_value(dictionary)
 
-    def get_value(self, dictionary):
-        # DRF treats an empty optional form field as absent; an explicitly
-        # empty list of categories is a client mistake, not "use defaults".
-        if self.field_name in dictionary:
-            return dictionary[self.field_name]
-        return super().get_value(dictionary)
-
     def to_internal_value(self, data):
         _check_raw_length(data, max_categories_text_length(), "The categories text")
         value = super().to_internal_value(data)

@@ -5,15 +5,18 @@ Who may call each endpoint and how often is the ``access_scope`` policy in
 throttle classes, ``clipcheck.access``).
 """
 
-from drf_spectacular.utils import OpenApiRequest, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipcheck import services
+from clipcheck.services.analyses import analysis_create
+from clipcheck.services.batch import batch_analyze
+from clipcheck.services.classification import image_classify
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
-from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses
+from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
 from clipcheck.api.serializers import (
     AnalyzeInputSerializer,
     AnalyzeResultSerializer,
@@ -30,13 +33,6 @@ from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 
 SERVICE_NAME = "CLIP analyzer"
-UPLOAD_ENCODING = {"file": {"contentType": "image/*"}}
-
-
-def multipart(serializer):
-    return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
-
-
 class AnalyzeView(APIView):
     access_scope = "analyze"
     parser_classes = [MultiPartParser, FormParser]
@@ -52,8 +48,8 @@ class AnalyzeView(APIView):
         data = serializer.validated_data
         threshold = data.get("threshold")
         if threshold is None and data.get("category"):
-            threshold = services.default_threshold(category=data["category"])
-        analysis = services.analysis_create(
+            threshold = default_threshold(category=data["category"])
+        analysis = analysis_create(
             image=data["file"], text=data["text"], threshold=threshold, source=Analysis.Source.API
         )
         return Response(analysis.result())
@@ -72,7 +68,7 @@ class ClassifyView(APIView):
         serializer = ClassifyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        matches = services.classify_image(
+        matches = image_classify(
             image=data["file"], categories=data.get("categories"), top_k=data.get("top_k")
         )
         return Response({"top_matches": matches})
@@ -102,7 +98,7 @@ class AnalyzeBatchView(APIView):
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response({"results": services.analyze_batch(items=serializer.validated_data["items"])})
+        return Response({"results": batch_analyze(items=serializer.validated_data["items"])})
 
 
 class HealthView(APIView):

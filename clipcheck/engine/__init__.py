@@ -3,12 +3,17 @@
 This module holds the registry only and never imports torch, so management
 commands that don't need the model (migrate, check, ...) stay light. The model
 itself lives in ``clipcheck.engine.clip``.
+
+Here, and only here, ``CLIPCHECK`` meets the engine: the engine is built with
+the settings' values and the settings it was built from are its key, so a
+settings change at run time (tests, a reload) gives the next caller an
+engine built for the new values.
 """
 
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from clipcheck import metrics
 from clipcheck.errors import ModelUnavailable
@@ -23,19 +28,35 @@ _failure = None
 
 
 @dataclass(frozen=True)
+class EngineConfig:
+    """What an engine is built with; equal configurations share one engine."""
+
+    model_name: str
+    device: str
+    dtype: str
+    num_threads: int | None
+    batch_size: int
+    batch_wait_ms: float
+    text_cache_size: int
+
+    @classmethod
+    def from_settings(cls):
+        return cls(
+            model_name=str(clip_settings.MODEL),
+            device=str(clip_settings.DEVICE),
+            dtype=str(clip_settings.DTYPE),
+            num_threads=clip_settings.NUM_THREADS,
+            batch_size=int(clip_settings.BATCH_SIZE),
+            batch_wait_ms=float(clip_settings.BATCH_WAIT_MS),
+            text_cache_size=int(clip_settings.TEXT_CACHE_SIZE),
+        )
+
+
+@dataclass(frozen=True)
 class _LoadFailure:
-    key: tuple
+    key: EngineConfig
     reason: str
     at: float
-
-
-def _settings_key():
-    return (
-        str(clip_settings.MODEL),
-        str(clip_settings.DEVICE),
-        str(clip_settings.DTYPE),
-        clip_settings.NUM_THREADS,
-    )
 
 
 def get_engine():
@@ -46,7 +67,7 @@ def get_engine():
     make every request pay for a new load attempt.
     """
     global _engine, _engine_key, _failure
-    key = _settings_key()
+    key = EngineConfig.from_settings()
     engine = _engine
     if engine is not None and _engine_key == key:
         return engine
@@ -58,12 +79,11 @@ def get_engine():
             raise ModelUnavailable(failure.reason)
         from clipcheck.engine.clip import ClipEngine
 
-        model_name, device, dtype, num_threads = key
         started = time.monotonic()
         try:
-            engine = ClipEngine.load(model_name=model_name, device=device, dtype=dtype, num_threads=num_threads)
+            engine = ClipEngine.load(**asdict(key))
         except Exception as exc:
-            reason = f"The CLIP model {model_name!r} could not be loaded: {exc.__class__.__name__}: {exc}"
+            reason = f"The CLIP model {key.model_name!r} could not be loaded: {exc.__class__.__name__}: {exc}"
             logger.error(reason, exc_info=True)
             _engine, _engine_key = None, None
             _failure = _LoadFailure(key=key, reason=reason, at=time.monotonic())
@@ -72,7 +92,7 @@ def get_engine():
             raise ModelUnavailable(reason) from exc
         logger.info(
             "Loaded CLIP model %s on %s (%s) in %.1fs",
-            model_name, engine.device_name, engine.dtype_name, time.monotonic() - started,
+            key.model_name, engine.device_name, engine.dtype_name, time.monotonic() - started,
         )
         _engine, _engine_key, _failure = engine, key, None
         metrics.MODEL_LOADED.set(1)

@@ -14,33 +14,23 @@ Every model computation of a request goes through ``run_inference``:
 * an exception inside the model becomes ``InferenceFailed`` (503); the
   process keeps serving.
 
-This is a deliberately small piece: a micro-batching queue can replace it
-behind the same function.
+Behind it, the engine's micro-batchers (``clipcheck.engine.batcher``) merge
+the admitted computations that arrive together into one forward pass: this
+module bounds how many wait and for how long, the batcher decides how they
+share the model.
 """
 
 import concurrent.futures
-import contextvars
 import logging
 import threading
 import time
 
 from clipcheck import metrics
 from clipcheck.errors import ClipcheckError, InferenceFailed, InferenceTimeout, ModelBusy
+from clipcheck.middleware import model_time_add
 from clipcheck.settings import clip_settings
 
 logger = logging.getLogger(__name__)
-
-# Milliseconds spent in model computations for the current request; the
-# request log middleware opens one accumulator per request.
-model_time_ms = contextvars.ContextVar("clipcheck_model_time_ms", default=None)
-
-
-class ModelTimer:
-    """Accumulates model milliseconds over the inferences of one request."""
-
-    def __init__(self):
-        self.milliseconds = 0.0
-
 
 class InferenceGate:
     def __init__(self, capacity):
@@ -81,9 +71,7 @@ class InferenceGate:
             raise InferenceFailed(
                 f"The model failed to process the request: {exc.__class__.__name__}."
             ) from exc
-        timer = model_time_ms.get()
-        if timer is not None:
-            timer.milliseconds += elapsed_ms
+        model_time_add(elapsed_ms)
         return result
 
     def shutdown(self):

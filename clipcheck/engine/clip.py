@@ -4,6 +4,10 @@ The checkpoint's own image processor and tokenizer define preprocessing
 (image size, crop, mean/std, context length). Embeddings come back as
 L2-normalised float32 numpy rows so callers can score, cache and store them
 without touching torch.
+
+The engine reads no Django settings: its configuration is passed when it is
+built (``clipcheck.engine.get_engine`` passes ``CLIPCHECK``'s values and
+builds a new engine when they change), so it is usable outside Django too.
 """
 
 import threading
@@ -18,7 +22,6 @@ from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
 from clipcheck.engine.batcher import MicroBatcher
-from clipcheck.settings import clip_settings
 
 transformers_logging.disable_progress_bar()
 
@@ -70,9 +73,16 @@ class ClipEngine:
     concurrent torch forwards on the same few cores only thrash. How many
     requests may wait and for how long is admission control's business
     (``clipcheck.engine.admission``), not the engine's.
+
+    ``batch_size``: rows per forward pass; ``batch_wait_ms``: how long a
+    batcher waits for requests on their way; ``text_cache_size``: text
+    embeddings kept (0: none). The defaults are ``CLIPCHECK``'s.
     """
 
-    def __init__(self, *, model_name, model, image_processor, tokenizer, device, dtype):
+    def __init__(
+        self, *, model_name, model, image_processor, tokenizer, device, dtype,
+        batch_size=32, batch_wait_ms=5, text_cache_size=4096,
+    ):
         self.model_name = model_name
         self.model = model
         self.image_processor = image_processor
@@ -87,21 +97,15 @@ class ClipEngine:
         self._forward_lock = threading.Lock()
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
-        self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **self._limits())
-        self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **self._limits())
-
-    @staticmethod
-    def _limits():
-        return {"max_rows": int(clip_settings.BATCH_SIZE), "max_wait": clip_settings.BATCH_WAIT_MS / 1000.0}
-
-    def _refresh_limits(self):
-        # Settings may change at run time (tests, calibration); cheap to re-read.
-        for batcher in (self._image_batcher, self._text_batcher):
-            for name, value in self._limits().items():
-                setattr(batcher, name, value)
+        self.text_cache_size = int(text_cache_size)
+        limits = {"max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0}
+        self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **limits)
+        self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **limits)
 
     @classmethod
-    def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None):
+    def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None, **options):
+        """Load a checkpoint (hub id or directory); ``options`` are the
+        engine's ``batch_size``, ``batch_wait_ms`` and ``text_cache_size``."""
         torch_device = resolve_device(device)
         torch_dtype = resolve_dtype(dtype, torch_device)
         if num_threads:
@@ -117,6 +121,7 @@ class ClipEngine:
             tokenizer=tokenizer,
             device=torch_device,
             dtype=torch_dtype,
+            **options,
         )
 
     @property
@@ -137,7 +142,6 @@ class ClipEngine:
 
     def encode_images(self, images):
         """RGB PIL images → (n, dim) float32 unit vectors, in batches."""
-        self._refresh_limits()
         batch_size = self._image_batcher.max_rows
         rows = []
         for start in range(0, len(images), batch_size):
@@ -190,7 +194,6 @@ class ClipEngine:
         # Batched by length: a batch is padded to its longest text, so mixing
         # short titles with 77-token descriptions wastes most of the work.
         missing = sorted(dict.fromkeys(text for text in texts if text not in found), key=len)
-        self._refresh_limits()
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
@@ -220,7 +223,7 @@ class ClipEngine:
             return _unit_rows(output), truncated
 
     def _remember(self, texts, embeddings, truncated):
-        capacity = int(clip_settings.TEXT_CACHE_SIZE)
+        capacity = self.text_cache_size
         if capacity <= 0:
             return
         with self._text_cache_lock:

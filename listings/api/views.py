@@ -6,9 +6,8 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clipcheck.api.schema import BODY_ERRORS, error_responses, multipart
 from listings import services
-from clipcheck.api.schema import BODY_ERRORS, error_responses
-from clipcheck.api.views import multipart
 from listings.api.serializers import (
     UploadInputSerializer,
     UploadMismatchSerializer,

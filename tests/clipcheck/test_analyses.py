@@ -9,12 +9,14 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, connections
 
-from clipcheck import selectors, services
+from clipcheck import selectors
+from clipcheck.services import analyses as analysis_services, classification, embeddings
 from clipcheck.engine import get_engine
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis, ImageEmbedding
 from clipcheck.settings import clip_settings
-from tests.conftest import image_bytes, set_clip_settings
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -63,7 +65,8 @@ def test_same_image_text_threshold_and_model_is_answered_without_the_model(clien
     images_before, texts_before = encoder_calls.images_encoded, encoder_calls.texts_encoded
 
     # The model must not even be asked: a cached verdict needs no engine.
-    monkeypatch.setattr(services, "get_engine", lambda: pytest.fail("the model was used for a cached verdict"))
+    for module in (analysis_services, embeddings):
+        monkeypatch.setattr(module, "get_engine", lambda: pytest.fail("the model was used for a cached verdict"))
     second = analyze(client, data, "a wooden table").json()
 
     assert second["cached"] is True and first["cached"] is False
@@ -122,11 +125,11 @@ def test_category_prompts_are_encoded_once_per_process(fresh_engine, encoder_cal
     image = decode_image(image_bytes())
     another = decode_image(image_bytes(color=(0, 90, 0)))
 
-    services.classify_image(image=image)
+    classification.image_classify(image=image)
     prompts = len(clip_settings.CATEGORIES)
     assert encoder_calls.texts_encoded == prompts
-    services.classify_image(image=another)
-    services.classify_image(image=image)
+    classification.image_classify(image=another)
+    classification.image_classify(image=image)
 
     assert encoder_calls.texts_encoded == prompts
 
@@ -134,12 +137,12 @@ def test_category_prompts_are_encoded_once_per_process(fresh_engine, encoder_cal
 def test_analyses_create_encodes_a_batch_in_one_call_each(encoder_calls):
     red, blue = decode_image(image_bytes(color=(200, 0, 0))), decode_image(image_bytes(color=(0, 0, 200)))
     requests = [
-        services.AnalysisRequest(image=red, text="a red shoe"),
-        services.AnalysisRequest(image=red, text="a red shoe with laces"),
-        services.AnalysisRequest(image=blue, text="a blue bag", threshold=0.1),
+        analysis_services.AnalysisRequest(image=red, text="a red shoe"),
+        analysis_services.AnalysisRequest(image=red, text="a red shoe with laces"),
+        analysis_services.AnalysisRequest(image=blue, text="a blue bag", threshold=0.1),
     ]
 
-    analyses = services.analyses_create(requests=requests, source=Analysis.Source.AUDIT)
+    analyses = analysis_services.analyses_create(requests=requests, source=Analysis.Source.AUDIT)
 
     assert encoder_calls.image_calls == [2]  # the red image once
     assert encoder_calls.text_calls == [3]
@@ -151,7 +154,7 @@ def test_analyses_create_encodes_a_batch_in_one_call_each(encoder_calls):
 def test_an_analysis_is_linked_to_the_object_it_concerned():
     seller = get_user_model().objects.create(username="seller")
 
-    analysis = services.analysis_create(
+    analysis = analysis_services.analysis_create(
         image=decode_image(image_bytes()), text="a red shoe", source=Analysis.Source.ADMIN, subject=seller
     )
 
@@ -161,9 +164,9 @@ def test_an_analysis_is_linked_to_the_object_it_concerned():
 
 def test_storing_an_embedding_another_writer_stored_first_keeps_one_row():
     vector = np.linspace(-1, 1, 16, dtype=np.float32)
-    services.image_embeddings_store(vectors={"a" * 64: vector}, model="m")
+    embeddings.image_embeddings_store(vectors={"a" * 64: vector}, model="m")
 
-    services.image_embeddings_store(vectors={"a" * 64: vector * 0, "b" * 64: vector}, model="m")
+    embeddings.image_embeddings_store(vectors={"a" * 64: vector * 0, "b" * 64: vector}, model="m")
 
     assert ImageEmbedding.objects.count() == 2
     np.testing.assert_array_equal(ImageEmbedding.objects.get(sha256="a" * 64).as_array(), vector)
@@ -198,7 +201,7 @@ def test_concurrent_writers_store_one_embedding_and_every_analysis():
     def write(index):
         try:
             barrier.wait(timeout=10)
-            analysis = retry_sqlite_table_lock(lambda: services.analysis_create(
+            analysis = retry_sqlite_table_lock(lambda: analysis_services.analysis_create(
                 image=decode_image(data), text=f"a product {index}", source=Analysis.Source.API
             ))
             ids.append(analysis.pk)

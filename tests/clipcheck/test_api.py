@@ -6,24 +6,13 @@ import numpy as np
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image
-from rest_framework.test import APIClient
 
 from clipcheck.engine import get_engine
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db
 
 ANALYZE_FIELDS = {"is_mismatch", "similarity_score", "threshold_used", "confidence", "match_quality", "text_truncated"}
-
-
-@pytest.fixture
-def client():
-    """A client allowed everywhere, batch analysis included."""
-    from tests.support.users import user_with_token
-
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {user_with_token(permissions=['clipcheck.run_batch_analysis'])[1]}")
-    return api
 
 
 def upload(data=None, name="photo.png", content_type="image/png"):
@@ -50,8 +39,8 @@ def reference_score(image_data, text):
 
 # /clip/analyze
 
-def test_analyze_returns_the_documented_fields(client):
-    response = client.post("/clip/analyze", {"file": upload(), "text": "a red square"}, format="multipart")
+def test_analyze_returns_the_documented_fields(api_client):
+    response = api_client.post("/clip/analyze", {"file": upload(), "text": "a red square"}, format="multipart")
     assert response.status_code == 200
     body = response.json()
     assert ANALYZE_FIELDS <= set(body)
@@ -63,11 +52,11 @@ def test_analyze_returns_the_documented_fields(client):
     assert body["text_truncated"] is False
 
 
-def test_analyze_score_matches_the_engine_and_the_threshold_decides(client):
+def test_analyze_score_matches_the_engine_and_the_threshold_decides(api_client):
     data = image_bytes(color=(20, 200, 40))
     expected = reference_score(data, "green")
     for threshold in (0.0, 1.0, expected):
-        response = client.post(
+        response = api_client.post(
             "/clip/analyze", {"file": upload(data), "text": "green", "threshold": threshold}, format="multipart"
         )
         body = response.json()
@@ -76,19 +65,19 @@ def test_analyze_score_matches_the_engine_and_the_threshold_decides(client):
         assert body["is_mismatch"] is (expected < threshold)
 
 
-def test_analyze_uses_the_configured_default_threshold(client, settings):
+def test_analyze_uses_the_configured_default_threshold(api_client, settings):
     settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 0.9}
-    body = client.post("/clip/analyze", {"file": upload(), "text": "x"}, format="multipart").json()
+    body = api_client.post("/clip/analyze", {"file": upload(), "text": "x"}, format="multipart").json()
     assert body["threshold_used"] == 0.9
 
 
-def test_analyze_truncates_text_longer_than_the_context_and_says_so(client):
+def test_analyze_truncates_text_longer_than_the_context_and_says_so(api_client):
     long_text = "a long product description " * 40
     cut_text = long_text[: len(long_text) // 2]
     engine = get_engine()
     assert len(engine.tokenizer(cut_text)["input_ids"]) > engine.max_text_tokens
-    first = client.post("/clip/analyze", {"file": upload(), "text": long_text}, format="multipart").json()
-    second = client.post("/clip/analyze", {"file": upload(), "text": cut_text}, format="multipart").json()
+    first = api_client.post("/clip/analyze", {"file": upload(), "text": long_text}, format="multipart").json()
+    second = api_client.post("/clip/analyze", {"file": upload(), "text": cut_text}, format="multipart").json()
     assert first["text_truncated"] is True
     # Deterministic: both keep the same first tokens, so both score the same.
     assert first["similarity_score"] == second["similarity_score"]
@@ -111,36 +100,36 @@ def test_analyze_truncates_text_longer_than_the_context_and_says_so(client):
         ({"file": "EMPTY", "text": "x"}, 400, "invalid_file"),
     ],
 )
-def test_analyze_refuses_bad_input_with_a_json_4xx(client, data, status, code):
+def test_analyze_refuses_bad_input_with_a_json_4xx(api_client, data, status, code):
     files = {"IMAGE": upload(), "TEXTFILE": upload(b"hello, not an image", name="x.jpg", content_type="image/jpeg"),
              "EMPTY": upload(b"")}
     payload = {key: files.get(value, value) for key, value in data.items()}
-    assert_error(client.post("/clip/analyze", payload, format="multipart"), status, code)
+    assert_error(api_client.post("/clip/analyze", payload, format="multipart"), status, code)
 
 
-def test_analyze_refuses_json_bodies(client):
-    assert_error(client.post("/clip/analyze", {"text": "x"}, format="json"), 415, "unsupported_media_type")
+def test_analyze_refuses_json_bodies(api_client):
+    assert_error(api_client.post("/clip/analyze", {"text": "x"}, format="json"), 415, "unsupported_media_type")
 
 
-def test_analyze_rejects_get(client):
-    assert_error(client.get("/clip/analyze"), 405, "method_not_allowed")
+def test_analyze_rejects_get(api_client):
+    assert_error(api_client.get("/clip/analyze"), 405, "method_not_allowed")
 
 
-def test_oversized_upload_is_413(client, settings):
+def test_oversized_upload_is_413(api_client, settings):
     settings.CLIPCHECK = {**settings.CLIPCHECK, "MAX_UPLOAD_BYTES": 1000}
     data = image_bytes(size=(400, 400), format="BMP")
-    assert_error(client.post("/clip/analyze", {"file": upload(data), "text": "x"}, format="multipart"),
+    assert_error(api_client.post("/clip/analyze", {"file": upload(data), "text": "x"}, format="multipart"),
                  413, "file_too_large")
 
 
-def test_unknown_path_is_a_json_404(client):
-    assert_error(client.get("/clip/nope"), 404, "not_found")
+def test_unknown_path_is_a_json_404(api_client):
+    assert_error(api_client.get("/clip/nope"), 404, "not_found")
 
 
 # /clip/classify
 
-def test_classify_returns_sorted_top_matches_clipped_to_the_category_count(client):
-    response = client.post(
+def test_classify_returns_sorted_top_matches_clipped_to_the_category_count(api_client):
+    response = api_client.post(
         "/clip/classify", {"file": upload(), "categories": "shoes, handbag ,watch", "top_k": 10}, format="multipart"
     )
     assert response.status_code == 200
@@ -154,20 +143,20 @@ def test_classify_returns_sorted_top_matches_clipped_to_the_category_count(clien
     assert abs(sum(match["probability"] for match in matches) - 1.0) < 1e-3
 
 
-def test_classify_defaults_to_the_catalogue_and_top_five(client, settings):
-    body = client.post("/clip/classify", {"file": upload()}, format="multipart").json()
+def test_classify_defaults_to_the_catalogue_and_top_five(api_client, settings):
+    body = api_client.post("/clip/classify", {"file": upload()}, format="multipart").json()
     assert len(body["top_matches"]) == 5
     assert {match["category"] for match in body["top_matches"]} <= set(settings.CLIPCHECK.get("CATEGORIES", [])) | set(
-        client.get("/clip/categories").json()["categories"]
+        api_client.get("/clip/categories").json()["categories"]
     )
 
 
-def test_single_category_score_is_not_trivially_one(client, settings):
+def test_single_category_score_is_not_trivially_one(api_client, settings):
     """A softmax over one label is always 1.0; the score must still mean something."""
     settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 0.0}
-    low = client.post("/clip/classify", {"file": upload(), "categories": "shoes"}, format="multipart").json()
+    low = api_client.post("/clip/classify", {"file": upload(), "categories": "shoes"}, format="multipart").json()
     settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 1.0}
-    high = client.post("/clip/classify", {"file": upload(), "categories": "shoes"}, format="multipart").json()
+    high = api_client.post("/clip/classify", {"file": upload(), "categories": "shoes"}, format="multipart").json()
     (match_low,), (match_high,) = low["top_matches"], high["top_matches"]
     assert match_low["probability"] == match_high["probability"] == 1.0
     assert match_low["score"] > 0.5 > match_high["score"]
@@ -185,12 +174,12 @@ def test_single_category_score_is_not_trivially_one(client, settings):
         ({"top_k": "many"}, "invalid_top_k"),
     ],
 )
-def test_classify_refuses_bad_parameters(client, extra, code):
-    assert_error(client.post("/clip/classify", {"file": upload(), **extra}, format="multipart"), 400, code)
+def test_classify_refuses_bad_parameters(api_client, extra, code):
+    assert_error(api_client.post("/clip/classify", {"file": upload(), **extra}, format="multipart"), 400, code)
 
 
-def test_classify_deduplicates_categories_and_accepts_huge_top_k(client):
-    body = client.post(
+def test_classify_deduplicates_categories_and_accepts_huge_top_k(api_client):
+    body = api_client.post(
         "/clip/classify", {"file": upload(), "categories": "shoes,shoes, shoes ,bag", "top_k": 10**12},
         format="multipart",
     ).json()
@@ -199,15 +188,15 @@ def test_classify_deduplicates_categories_and_accepts_huge_top_k(client):
 
 # /clip/categories
 
-def test_categories_lists_the_catalogue(client):
-    body = client.get("/clip/categories").json()
+def test_categories_lists_the_catalogue(api_client):
+    body = api_client.get("/clip/categories").json()
     assert body["count"] == len(body["categories"]) >= 40
     assert {"shoes", "sneakers", "boots", "sandals", "handbag", "backpack", "wallet"} <= set(body["categories"])
 
 
-def test_categories_follow_settings(client, settings):
+def test_categories_follow_settings(api_client, settings):
     settings.CLIPCHECK = {**settings.CLIPCHECK, "CATEGORIES": ["mug", "lamp"]}
-    assert client.get("/clip/categories").json() == {"categories": ["mug", "lamp"], "count": 2}
+    assert api_client.get("/clip/categories").json() == {"categories": ["mug", "lamp"], "count": 2}
 
 
 # /clip/analyze-batch
@@ -219,21 +208,21 @@ def write_image(root, name, **options):
     return path
 
 
-def test_batch_scores_every_item_in_input_order_like_analyze(client, batch_root):
+def test_batch_scores_every_item_in_input_order_like_analyze(api_client, batch_root):
     write_image(batch_root, "red.png", color=(220, 20, 20))
     write_image(batch_root, "sub/blue.jpg", format="JPEG", color=(20, 20, 220))
     items = [
         {"image_path": "sub/blue.jpg", "text": "blue", "threshold": 0.0},
         {"image_path": "red.png", "text": "red"},
     ]
-    response = client.post("/clip/analyze-batch", {"items": items}, format="json")
+    response = api_client.post("/clip/analyze-batch", {"items": items}, format="json")
     assert response.status_code == 200
     results = response.json()["results"]
     assert [result["image_path"] for result in results] == ["sub/blue.jpg", "red.png"]
     assert results[0]["threshold_used"] == 0.0 and results[1]["threshold_used"] == 0.25
     for item, result in zip(items, results):
         assert ANALYZE_FIELDS <= set(result)
-        single = client.post(
+        single = api_client.post(
             "/clip/analyze",
             {"file": upload((batch_root / item["image_path"]).read_bytes()), "text": item["text"]},
             format="multipart",
@@ -241,7 +230,7 @@ def test_batch_scores_every_item_in_input_order_like_analyze(client, batch_root)
         assert result["similarity_score"] == single["similarity_score"]
 
 
-def test_batch_item_errors_do_not_fail_the_others(client, batch_root, tmp_path):
+def test_batch_item_errors_do_not_fail_the_others(api_client, batch_root, tmp_path):
     write_image(batch_root, "ok.png")
     outside = write_image(tmp_path, "outside.png")
     (batch_root / "escape.png").symlink_to(outside)
@@ -260,7 +249,7 @@ def test_batch_item_errors_do_not_fail_the_others(client, batch_root, tmp_path):
         "not an object",
         {"image_path": "ok.png", "text": "again", "threshold": 7},
     ]
-    response = client.post("/clip/analyze-batch", {"items": items}, format="json")
+    response = api_client.post("/clip/analyze-batch", {"items": items}, format="json")
     assert response.status_code == 200
     results = response.json()["results"]
     codes = [result.get("error", {}).get("code") for result in results]
@@ -280,7 +269,7 @@ def test_batch_item_errors_do_not_fail_the_others(client, batch_root, tmp_path):
     assert "similarity_score" in results[0]
 
 
-def test_batch_runs_in_batches_not_one_forward_per_item(client, batch_root, settings, monkeypatch):
+def test_batch_runs_in_batches_not_one_forward_per_item(api_client, batch_root, settings, monkeypatch):
     settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_SIZE": 4}
     for index in range(10):
         write_image(batch_root, f"{index}.png", color=(index * 20, 50, 50))
@@ -294,7 +283,7 @@ def test_batch_runs_in_batches_not_one_forward_per_item(client, batch_root, sett
 
     monkeypatch.setattr(engine, "_forward_images", counting)
     items = [{"image_path": f"{index}.png", "text": "x"} for index in range(10)]
-    assert client.post("/clip/analyze-batch", {"items": items}, format="json").status_code == 200
+    assert api_client.post("/clip/analyze-batch", {"items": items}, format="json").status_code == 200
     assert batch_sizes == [4, 4, 2]
 
 
@@ -307,31 +296,31 @@ def test_batch_runs_in_batches_not_one_forward_per_item(client, batch_root, sett
         ([1, 2], "invalid_request"),
     ],
 )
-def test_batch_refuses_malformed_bodies(client, body, code):
-    assert_error(client.post("/clip/analyze-batch", body, format="json"), 400, code)
+def test_batch_refuses_malformed_bodies(api_client, body, code):
+    assert_error(api_client.post("/clip/analyze-batch", body, format="json"), 400, code)
 
 
-def test_batch_refuses_non_json(client):
-    response = client.generic("POST", "/clip/analyze-batch", "{not json", content_type="application/json")
+def test_batch_refuses_non_json(api_client):
+    response = api_client.generic("POST", "/clip/analyze-batch", "{not json", content_type="application/json")
     assert_error(response, 400, "parse_error")
 
 
-def test_batch_refuses_too_many_items(client, settings):
+def test_batch_refuses_too_many_items(api_client, settings):
     settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_MAX_ITEMS": 3}
     items = [{"image_path": "a.png", "text": "x"}] * 4
-    assert_error(client.post("/clip/analyze-batch", {"items": items}, format="json"), 400, "invalid_items")
+    assert_error(api_client.post("/clip/analyze-batch", {"items": items}, format="json"), 400, "invalid_items")
 
 
-def test_batch_without_a_root_is_503(client, settings):
+def test_batch_without_a_root_is_503(api_client, settings):
     settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_ROOT": None}
     items = [{"image_path": "a.png", "text": "x"}]
-    assert_error(client.post("/clip/analyze-batch", {"items": items}, format="json"), 503, "batch_disabled")
+    assert_error(api_client.post("/clip/analyze-batch", {"items": items}, format="json"), 503, "batch_disabled")
 
 
 # /clip/health
 
-def test_health_reports_the_loaded_model_and_device(client, tiny_model_dir):
-    response = client.get("/clip/health")
+def test_health_reports_the_loaded_model_and_device(api_client, tiny_model_dir):
+    response = api_client.get("/clip/health")
     assert response.status_code == 200
     body = response.json()
     assert body["status"] == "healthy"
@@ -341,9 +330,9 @@ def test_health_reports_the_loaded_model_and_device(client, tiny_model_dir):
     assert body["model"] == tiny_model_dir
 
 
-def test_cors_allows_only_configured_origins(client, settings):
+def test_cors_allows_only_configured_origins(api_client, settings):
     settings.CORS_ALLOWED_ORIGINS = ["https://shop.example"]
-    allowed = client.get("/clip/categories", HTTP_ORIGIN="https://shop.example")
-    other = client.get("/clip/categories", HTTP_ORIGIN="https://evil.example")
+    allowed = api_client.get("/clip/categories", HTTP_ORIGIN="https://shop.example")
+    other = api_client.get("/clip/categories", HTTP_ORIGIN="https://evil.example")
     assert allowed["Access-Control-Allow-Origin"] == "https://shop.example"
     assert "Access-Control-Allow-Origin" not in other

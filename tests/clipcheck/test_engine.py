@@ -25,6 +25,37 @@ def test_the_engine_is_loaded_once_and_shared(fresh_engine):
     assert get_engine() is first
 
 
+def test_the_engine_takes_its_configuration_at_construction(tiny_model_dir, settings, monkeypatch):
+    from PIL import Image
+
+    from clipcheck.engine.clip import ClipEngine
+
+    engine = ClipEngine.load(model_name=tiny_model_dir, device="cpu", batch_size=2, text_cache_size=0)
+    # Settings are the registry's business: the engine keeps what it was built with.
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_SIZE": 1, "TEXT_CACHE_SIZE": 10}
+    forwards, text_batches = [], []
+    forward_images, encode_text_batch = engine._forward_images, engine._encode_text_batch
+    monkeypatch.setattr(engine, "_forward_images", lambda pixels: forwards.append(len(pixels)) or forward_images(pixels))
+    monkeypatch.setattr(
+        engine, "_encode_text_batch", lambda texts: text_batches.append(len(texts)) or encode_text_batch(texts)
+    )
+
+    engine.encode_images([Image.new("RGB", (40, 40), (index * 40, 0, 0)) for index in range(5)])
+    engine.encode_texts(["a", "b", "c"])
+    engine.encode_texts(["a"])  # no text cache: encoded again
+
+    assert forwards == [2, 2, 1]
+    assert text_batches == [2, 1, 1]
+
+
+def test_a_settings_change_gives_an_engine_built_for_the_new_values(settings, fresh_engine):
+    first = get_engine()
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_SIZE": 3, "BATCH_WAIT_MS": 0, "TEXT_CACHE_SIZE": 7}
+    second = get_engine()
+    assert second is not first and get_engine() is second
+    assert (second._image_batcher.max_rows, second._text_batcher.max_wait, second.text_cache_size) == (3, 0.0, 7)
+
+
 def test_preprocessing_follows_the_checkpoint_config():
     engine = get_engine()
     from PIL import Image

@@ -6,7 +6,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from rest_framework.test import APIClient
 
 from clipcheck.engine import get_engine, reset_engine
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 def scrape(client, **headers):

@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 def request_log_lines(caplog):

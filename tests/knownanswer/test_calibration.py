@@ -10,7 +10,7 @@ from django.core.management import call_command
 from clipcheck.calibration import calibrate
 from clipcheck.images import decode_image
 from clipcheck.models import CalibratedThreshold
-from clipcheck.services import labelled_scores_from_csv, similarity_scores
+from clipcheck.services.calibration_data import labelled_scores_from_csv, similarity_scores
 from scripts import known_answer_domain as domain
 
 pytestmark = pytest.mark.django_db

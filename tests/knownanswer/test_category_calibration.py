@@ -21,14 +21,15 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from clipcheck import services as clip_services
+from clipcheck.services import thresholds as clip_services
+from clipcheck.services.calibration_data import similarity_scores
 from clipcheck.calibration import OperatingPoint
 from clipcheck.images import decode_image
 from clipcheck.models import CalibratedThreshold
 from clipcheck.selectors import analyses_for_subject
 from listings.models import Listing, ModerationDecision
 from scripts import known_answer_domain as domain
-from tests.knownanswer.conftest import THRESHOLD
+from tests.support.known_answer import THRESHOLD
 
 pytestmark = pytest.mark.django_db
 
@@ -66,7 +67,7 @@ def category_pairs(seed_base, count):
 
 
 def scored(pairs):
-    scores = clip_services.similarity_scores(
+    scores = similarity_scores(
         images=[decode_image(png(picture)) for _, picture, _, _ in pairs], texts=[text for _, _, text, _ in pairs]
     )
     return [(category, score, is_match) for (category, _, _, is_match), score in zip(pairs, scores)]

@@ -5,11 +5,9 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
-from rest_framework.test import APIClient
 
 from scripts import known_answer_domain as domain
-from tests.knownanswer.conftest import THRESHOLD
-from tests.support.users import user_with_token
+from tests.support.known_answer import THRESHOLD
 
 pytestmark = pytest.mark.django_db
 
@@ -26,17 +24,10 @@ def png(image):
     return buffer.getvalue()
 
 
-@pytest.fixture
-def client():
-    api = APIClient()
-    api.credentials(HTTP_AUTHORIZATION=f"Token {user_with_token(permissions=['clipcheck.run_batch_analysis'])[1]}")
-    return api
-
-
-def analyze(client, data, text):
+def analyze(api_client, data, text):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = client.post(
+    response = api_client.post(
         "/clip/analyze", {"file": SimpleUploadedFile("x.png", data, content_type="image/png"), "text": text},
         format="multipart",
     )
@@ -44,10 +35,10 @@ def analyze(client, data, text):
     return response.json()
 
 
-def classify(client, data, categories):
+def classify(api_client, data, categories):
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    response = client.post(
+    response = api_client.post(
         "/clip/classify",
         {"file": SimpleUploadedFile("x.png", data, content_type="image/png"), "categories": ",".join(categories),
          "top_k": len(categories)},
@@ -72,12 +63,12 @@ def pictures():
     return {case: png(domain.render(*case[:3], size=case[3])) for case in CASES}
 
 
-def test_analyze_tells_matching_captions_from_wrong_colours_and_shapes(client, pictures):
+def test_analyze_tells_matching_captions_from_wrong_colours_and_shapes(api_client, pictures):
     matches, wrong_colour, wrong_shape = [], [], []
     for (shape, colour, seed, size), data in pictures.items():
-        matches.append(analyze(client, data, domain.caption(shape, colour, seed % 3)))
-        wrong_colour.append(analyze(client, data, domain.caption(shape, other(domain.COLOURS, colour, 3), seed % 3)))
-        wrong_shape.append(analyze(client, data, domain.caption(other(domain.SHAPES, shape, 2), colour, seed % 3)))
+        matches.append(analyze(api_client, data, domain.caption(shape, colour, seed % 3)))
+        wrong_colour.append(analyze(api_client, data, domain.caption(shape, other(domain.COLOURS, colour, 3), seed % 3)))
+        wrong_shape.append(analyze(api_client, data, domain.caption(other(domain.SHAPES, shape, 2), colour, seed % 3)))
 
     def rate(results, mismatch):
         return sum(result["is_mismatch"] is mismatch for result in results) / len(results)
@@ -92,12 +83,12 @@ def test_analyze_tells_matching_captions_from_wrong_colours_and_shapes(client, p
     assert auroc(scores["match"], scores["shape"]) >= 0.90
 
 
-def test_classify_names_the_right_colour_and_shape(client, pictures):
+def test_classify_names_the_right_colour_and_shape(api_client, pictures):
     colour_categories = [f"{colour} object" for colour in domain.COLOURS]
     right_colour = right_shape = 0
     for (shape, colour, _, _), data in pictures.items():
-        right_colour += classify(client, data, colour_categories)[0]["category"] == f"{colour} object"
-        right_shape += classify(client, data, domain.SHAPES)[0]["category"] == shape
+        right_colour += classify(api_client, data, colour_categories)[0]["category"] == f"{colour} object"
+        right_shape += classify(api_client, data, domain.SHAPES)[0]["category"] == shape
     assert right_colour / len(pictures) >= 0.90
     assert right_shape / len(pictures) >= 0.80
 
@@ -121,31 +112,31 @@ def classify_threshold(settings):
     return threshold
 
 
-def test_a_single_category_score_separates_right_from_wrong(client, pictures, classify_threshold):
+def test_a_single_category_score_separates_right_from_wrong(api_client, pictures, classify_threshold):
     right, wrong = [], []
     for (shape, colour, _, _), data in pictures.items():
-        right.append(classify(client, data, [f"{colour} object"])[0]["score"])
-        wrong.append(classify(client, data, [f"{other(domain.COLOURS, colour, 5)} object"])[0]["score"])
+        right.append(classify(api_client, data, [f"{colour} object"])[0]["score"])
+        wrong.append(classify(api_client, data, [f"{other(domain.COLOURS, colour, 5)} object"])[0]["score"])
     assert sum(score > 0.5 for score in right) / len(right) >= 0.90
     assert sum(score < 0.5 for score in wrong) / len(wrong) >= 0.90
     assert auroc(right, wrong) >= 0.98
 
 
-def test_batch_scores_equal_single_analyze_scores(client, pictures, batch_root):
+def test_batch_scores_equal_single_analyze_scores(api_client, pictures, batch_root):
     items = []
     for index, ((shape, colour, seed, _), data) in enumerate(list(pictures.items())[:12]):
         (batch_root / f"{index}.png").write_bytes(data)
         items.append({"image_path": f"{index}.png", "text": domain.caption(shape, other(domain.COLOURS, colour, index), 1)})
-    results = client.post("/clip/analyze-batch", {"items": items}, format="json").json()["results"]
+    results = api_client.post("/clip/analyze-batch", {"items": items}, format="json").json()["results"]
     for item, result in zip(items, results):
-        single = analyze(client, (batch_root / item["image_path"]).read_bytes(), item["text"])
+        single = analyze(api_client, (batch_root / item["image_path"]).read_bytes(), item["text"])
         assert result["similarity_score"] == single["similarity_score"]
         assert result["is_mismatch"] == single["is_mismatch"]
 
 
-def test_pipeline_bugs_would_give_wrong_answers(client):
+def test_pipeline_bugs_would_give_wrong_answers(api_client):
     """The model itself catches the bugs the decoder must not have."""
     red = domain.render("circle", "red", seed=7, size=96)
     swapped = Image.merge("RGB", red.split()[::-1])  # an RGB<->BGR mix-up
-    assert not analyze(client, png(red), domain.caption("circle", "red"))["is_mismatch"]
-    assert analyze(client, png(swapped), domain.caption("circle", "red"))["is_mismatch"]
+    assert not analyze(api_client, png(red), domain.caption("circle", "red"))["is_mismatch"]
+    assert analyze(api_client, png(swapped), domain.caption("circle", "red"))["is_mismatch"]

@@ -14,7 +14,7 @@ from rest_framework.test import APIClient
 from transformers import CLIPModel, CLIPProcessor
 
 from scripts import known_answer_domain as domain
-from tests.knownanswer.conftest import KNOWN_ANSWER_MODEL
+from tests.support.known_answer import KNOWN_ANSWER_MODEL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("float32")]
 TEXT = domain.caption("star", "orange", 1)

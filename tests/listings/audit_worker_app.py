@@ -19,10 +19,10 @@ __all__ = ("app",)
 
 @worker_process_init.connect
 def pause_the_first_chunk_before_its_commit(**kwargs):
-    from listings import audit
+    from listings.audit import local
 
     marker = os.environ["AUDIT_TEST_PAUSE_MARKER"]
-    save = audit.audit_chunk_save
+    save = local.audit_chunk_save
 
     def paused_save(**arguments):
         try:
@@ -36,4 +36,4 @@ def pause_the_first_chunk_before_its_commit(**kwargs):
         time.sleep(300)  # killed long before
         return save(**arguments)
 
-    audit.audit_chunk_save = paused_save
+    local.audit_chunk_save = paused_save

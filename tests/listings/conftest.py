@@ -4,16 +4,11 @@ from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
 
 from clipcheck.images import decode_image
-from clipcheck.services import similarity_scores
+from clipcheck.services.calibration_data import similarity_scores
 from listings.models import Listing
-from tests.conftest import image_bytes, set_clip_settings
-
-RED = (200, 30, 30)
-# Under the tiny test checkpoint the red photo scores well above zero with
-# MATCHING_TEXT and zero with MISMATCHING_TEXT; ``split_threshold`` puts the
-# threshold between them so a test decides which text matches.
-MATCHING_TEXT = "a blue bag"
-MISMATCHING_TEXT = "red shoe"
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
+from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT, RED
 
 
 @pytest.fixture(autouse=True)
@@ -69,6 +64,6 @@ def moderator(db):
 
 
 @pytest.fixture
-def client(client, log_in_with):
+def seller_client(client, log_in_with):
     """The storefront's client: a seller allowed to upload listings."""
     return log_in_with("listings.add_listing")

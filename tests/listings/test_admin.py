@@ -1,5 +1,8 @@
 """The moderation queue in the Django admin."""
 
+import re
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -8,8 +11,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from clipcheck.models import Analysis
 from listings import services
 from listings.models import Listing, ModerationDecision
-from tests.conftest import image_bytes
-from tests.listings.conftest import MISMATCHING_TEXT
+from tests.support.images import image_bytes
+from tests.support.listings import MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db
 
@@ -30,6 +33,18 @@ def checked_pair(make_listing, split_threshold):
     mismatching = make_listing(description=MISMATCHING_TEXT, category="shoes")
     services.listings_check(listings=[matching, mismatching])
     return Listing.objects.get(pk=matching.pk), Listing.objects.get(pk=mismatching.pk)
+
+
+def styled(page, selector, declaration):
+    """True when ``page`` links the admin stylesheet and it gives ``selector`` the ``declaration``."""
+    from django.contrib.staticfiles import finders
+
+    css = re.sub(r"/\*.*?\*/", "", Path(finders.find("listings/admin.css")).read_text(), flags=re.S)
+    declared = any(
+        selector in [name.strip() for name in selectors.split(",")] and declaration in body
+        for selectors, body in re.findall(r"([^{}]+)\{([^}]*)\}", css)
+    )
+    return "/static/listings/admin.css" in page and declared
 
 
 def run_action(client, url, action, listings, **extra):
@@ -88,7 +103,7 @@ def test_the_quality_band_filter(moderator_client, checked_pair):
 
 
 def test_recheck_action_reports_counts(moderator_client, checked_pair, settings):
-    from tests.conftest import set_clip_settings
+    from tests.support.clip_settings import set_clip_settings
 
     set_clip_settings(settings, THRESHOLD=0.0)
     response = run_action(moderator_client, CHANGELIST, "recheck_selected", checked_pair)
@@ -139,7 +154,7 @@ def test_reject_action_asks_for_a_note_then_records_it(moderator_client, moderat
 
 def test_flag_action_queues_only_mismatches(moderator_client, checked_pair, moderator):
     matching, mismatching = checked_pair
-    services.listing_approve(listing=mismatching, moderator=moderator)
+    services.listings_decide(listings=[mismatching], moderator=moderator, to_status=Listing.Status.APPROVED)
 
     response = run_action(moderator_client, CHANGELIST, "flag_mismatches", [matching, mismatching])
 
@@ -167,7 +182,7 @@ def test_the_review_queue_shows_only_needs_review_oldest_first(moderator_client,
 
     assert [item.pk for item in response.context["cl"].result_list] == [older.pk, newer.pk]
     page = response.content.decode()
-    assert 'class="review-card"' in page and "width:320px" in page
+    assert 'class="review-card"' in page and styled(page, ".review-card img", "width: 320px")
     assert MISMATCHING_TEXT in page  # the text beside the image
     assert f"/admin/listings/listing/{older.pk}/image/" in page
 
@@ -256,7 +271,8 @@ def test_the_change_page_shows_the_check_and_the_analyses(moderator_client, chec
 
     page = moderator_client.get(f"{CHANGELIST}{listing.pk}/change/").content.decode()
 
-    assert 'class="clip-score"' in page and MISMATCHING_TEXT in page and "max-width:480px" in page
+    assert 'class="clip-score"' in page and MISMATCHING_TEXT in page
+    assert 'class="clip-preview"' in page and styled(page, ".clip-preview", "max-width: 480px")
 
 
 def test_the_analysis_admin_is_read_only_with_filters_and_search(admin_client, checked_pair):

@@ -4,7 +4,7 @@ import pytest
 
 from listings import services
 from listings.models import Listing, ModerationDecision
-from tests.listings.conftest import MISMATCHING_TEXT
+from tests.support.listings import MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -31,6 +31,7 @@ def test_a_moderator_approves_a_listing_from_the_needs_review_filter(
     page.wait_for_function(
         "element => element.complete && element.naturalWidth > 0", arg=image.element_handle(), timeout=15_000
     )
+    assert image.bounding_box()["width"] == 72  # sized by the served stylesheet
     page.check(f"input[name=_selected_action][value='{queued.pk}']")
     page.select_option("select[name=action]", "approve_selected")
     page.click("button[name=index]")

@@ -16,11 +16,12 @@ from django.core.management import CommandError, call_command
 from django.db import connection
 
 from clipcheck.models import Analysis, ImageEmbedding
-from clipcheck.services import model_id
-from listings import audit, services
+from clipcheck.services.thresholds import model_id
+from listings import services
+from listings.audit import distributed, local, records
 from listings.models import Listing, ListingCheckFailure
-from tests.conftest import set_clip_settings
-from tests.listings.conftest import MATCHING_TEXT, MISMATCHING_TEXT
+from tests.support.clip_settings import set_clip_settings
+from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db
 
@@ -184,7 +185,7 @@ def test_a_json_report_has_the_same_rows(catalogue, everything_matches, tmp_path
     rows = json.loads(report.read_text())
     assert [row["listing_id"] for row in rows] == [listing.pk for listing in listings]
     first = rows[0]
-    assert set(first) == set(audit.AuditRow.FIELDS)
+    assert set(first) == set(records.AuditRow.FIELDS)
     assert (first["outcome"], first["verdict"], first["status_before"], first["status_after"]) == (
         "checked", "match", "pending", "approved"
     )
@@ -196,7 +197,7 @@ def test_a_json_report_has_the_same_rows(catalogue, everything_matches, tmp_path
 
 def test_a_crash_after_the_first_chunk_loses_nothing_and_a_rerun_finishes(catalogue, everything_matches, monkeypatch):
     listings = catalogue(7)
-    save = audit.audit_chunk_save
+    save = local.audit_chunk_save
     calls = []
 
     def crash_on_the_second_chunk(**kwargs):
@@ -205,12 +206,12 @@ def test_a_crash_after_the_first_chunk_loses_nothing_and_a_rerun_finishes(catalo
             raise RuntimeError("killed")
         return save(**kwargs)
 
-    monkeypatch.setattr(audit, "audit_chunk_save", crash_on_the_second_chunk)
+    monkeypatch.setattr(local, "audit_chunk_save", crash_on_the_second_chunk)
     with pytest.raises(RuntimeError, match="killed"):
         run_audit("--no-progress", "--chunk-size", "3", "--batch-size", "2")
     assert [audit_analyses(listing).count() for listing in listings] == [2, 2, 2, 0, 0, 0, 0]
 
-    monkeypatch.setattr(audit, "audit_chunk_save", save)
+    monkeypatch.setattr(local, "audit_chunk_save", save)
     output = run_audit("--no-progress", "--chunk-size", "3")
 
     assert_checked_once(listings)
@@ -402,7 +403,7 @@ def test_the_summary_reports_bands_and_throughput(catalogue, everything_matches)
 
 
 def chunk_options(**overrides):
-    return audit.AuditOptions(**overrides).resolved()
+    return records.AuditOptions(**overrides).resolved()
 
 
 def test_a_chunk_run_twice_stores_nothing_twice(catalogue, everything_matches):
@@ -410,8 +411,8 @@ def test_a_chunk_run_twice_stores_nothing_twice(catalogue, everything_matches):
     ids = [listing.pk for listing in listings]
     options = chunk_options(recheck=True)
 
-    first, rows = audit.audit_chunk(listing_ids=ids, options=options)
-    again, _ = audit.audit_chunk(listing_ids=ids, options=options)
+    first, rows = local.audit_chunk(listing_ids=ids, options=options)
+    again, _ = local.audit_chunk(listing_ids=ids, options=options)
 
     assert (first.checked, first.skipped, len(rows)) == (4, 0, 4)
     assert (again.checked, again.skipped, again.images) == (0, 4, 0)
@@ -422,18 +423,18 @@ def test_a_chunk_skips_listings_another_worker_stored_while_the_model_ran(catalo
     listings = catalogue(3)
     ids = [listing.pk for listing in listings]
     options = chunk_options()
-    save = audit.audit_chunk_save
+    save = local.audit_chunk_save
     other_worker = []
 
     def another_worker_finishes_first(**kwargs):
         if not other_worker:
-            monkeypatch.setattr(audit, "audit_chunk_save", save)
-            other_worker.append(audit.audit_chunk(listing_ids=ids[:2], options=options)[0])
+            monkeypatch.setattr(local, "audit_chunk_save", save)
+            other_worker.append(local.audit_chunk(listing_ids=ids[:2], options=options)[0])
         return save(**kwargs)
 
-    monkeypatch.setattr(audit, "audit_chunk_save", another_worker_finishes_first)
+    monkeypatch.setattr(local, "audit_chunk_save", another_worker_finishes_first)
 
-    summary, rows = audit.audit_chunk(listing_ids=ids, options=options)
+    summary, rows = local.audit_chunk(listing_ids=ids, options=options)
 
     assert other_worker[0].checked == 2
     assert (summary.checked, summary.skipped, summary.images) == (1, 2, 3)
@@ -444,14 +445,14 @@ def test_a_chunk_skips_listings_another_worker_stored_while_the_model_ran(catalo
 def test_a_chunk_for_another_model_is_refused(catalogue):
     listing = catalogue(1)[0]
 
-    with pytest.raises(audit.AuditMisconfigured, match="same CLIPCHECK_MODEL"):
-        audit.audit_chunk(listing_ids=[listing.pk], options=chunk_options(model="openai/clip-vit-large-patch14"))
+    with pytest.raises(records.AuditMisconfigured, match="same CLIPCHECK_MODEL"):
+        local.audit_chunk(listing_ids=[listing.pk], options=chunk_options(model="openai/clip-vit-large-patch14"))
 
 
 def test_task_messages_round_trip(everything_matches):
     options = chunk_options(threshold=0.3, recheck=True, batch_size=8)
 
-    assert audit.AuditOptions.from_message(json.loads(json.dumps(options.as_message()))) == audit.AuditOptions(
+    assert records.AuditOptions.from_message(json.loads(json.dumps(options.as_message()))) == records.AuditOptions(
         threshold=0.3, recheck=True, batch_size=8, model=options.model, started_at=options.started_at,
     )
 
@@ -459,7 +460,7 @@ def test_task_messages_round_trip(everything_matches):
 def test_a_dry_run_chunk_writes_nothing(catalogue, everything_matches):
     listings = catalogue(2)
 
-    summary, rows = audit.audit_chunk(listing_ids=[l.pk for l in listings], options=chunk_options(dry_run=True))
+    summary, rows = local.audit_chunk(listing_ids=[l.pk for l in listings], options=chunk_options(dry_run=True))
 
     assert (summary.checked, [row.status_after for row in rows]) == (2, ["approved", "approved"])
     assert Analysis.objects.count() == 0 and ImageEmbedding.objects.count() == 0
@@ -486,23 +487,23 @@ class FinishedChunk:
 
 
 def test_waiting_adds_up_chunks_and_names_the_failed_ones():
-    done = audit.AuditSummary(checked=3, skipped=1, flagged=1, images=4, bands={"good": 2, "poor": 1})
-    row = audit.AuditRow(listing_id=7, title="lamp", outcome="checked")
-    enqueued = audit.AuditEnqueued(
+    done = records.AuditSummary(checked=3, skipped=1, flagged=1, images=4, bands={"good": 2, "poor": 1})
+    row = records.AuditRow(listing_id=7, title="lamp", outcome="checked")
+    enqueued = distributed.AuditEnqueued(
         group_id="g",
         results=[
             FinishedChunk("a", {"summary": done.as_message(), "rows": [row.as_dict()]}),
-            FinishedChunk("b", error=audit.AuditMisconfigured("This worker runs another model")),
+            FinishedChunk("b", error=records.AuditMisconfigured("This worker runs another model")),
         ],
         sizes={"a": 4, "b": 5},
     )
-    total, rows = audit.AuditSummary(), []
+    total, rows = records.AuditSummary(), []
 
     def on_chunk(chunk_summary, chunk_rows):
         total.add(chunk_summary)
         rows.extend(chunk_rows)
 
-    audit.audit_wait(enqueued=enqueued, on_chunk=on_chunk)
+    distributed.audit_wait(enqueued=enqueued, on_chunk=on_chunk)
 
     assert (total.checked, total.skipped, total.flagged, total.images) == (3, 1, 1, 4)
     assert total.bands == {"good": 2, "poor": 1} and rows == [row]

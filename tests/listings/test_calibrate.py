@@ -8,11 +8,12 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from clipcheck import services as clip_services
+from clipcheck.services import calibration_data, thresholds
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis, CalibratedThreshold
 from listings.models import Listing, ModerationDecision
-from tests.conftest import image_bytes, set_clip_settings
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db
 
@@ -35,7 +36,7 @@ def decide(to_status, title_score, description_score, *, model=None, listing=Non
     )
     ModerationDecision.objects.create(
         listing=listing, from_status=listing.status, to_status=to_status, title_score=title_score,
-        description_score=description_score, threshold=0.25, model=model or clip_services.model_id(),
+        description_score=description_score, threshold=0.25, model=model or thresholds.model_id(),
     )
     return listing
 
@@ -106,21 +107,21 @@ def test_an_unreachable_target_precision_applies_nothing():
     assert not CalibratedThreshold.objects.exists()
 
 
-def analyze(client, text="a red shoe"):
+def analyze(seller_client, text="a red shoe"):
     upload = SimpleUploadedFile("photo.png", image_bytes(), content_type="image/png")
-    return client.post("/clip/analyze", {"file": upload, "text": text}).json()
+    return seller_client.post("/clip/analyze", {"file": upload, "text": text}).json()
 
 
-def test_apply_makes_the_api_and_the_audit_use_the_threshold(client, separable_decisions, media_root):
-    assert analyze(client)["threshold_used"] == 0.25
+def test_apply_makes_the_api_and_the_audit_use_the_threshold(seller_client, separable_decisions, media_root):
+    assert analyze(seller_client)["threshold_used"] == 0.25
 
     output, _ = run_calibrate("--apply")
 
     best = threshold_in(output, "F1-optimal threshold")
     assert f"Stored threshold {best:g}" in output
-    assert analyze(client, "a blue bag")["threshold_used"] == best
+    assert analyze(seller_client, "a blue bag")["threshold_used"] == best
     stored = CalibratedThreshold.objects.get()
-    assert (stored.model, stored.counts["rule"], stored.counts["f1"]) == (clip_services.model_id(), "best_f1", 1.0)
+    assert (stored.model, stored.counts["rule"], stored.counts["f1"]) == (thresholds.model_id(), "best_f1", 1.0)
 
     listing = Listing(title="lamp", description="a desk lamp", image_sha256=decode_image(image_bytes()).sha256)
     listing.image.save("photo.png", io.BytesIO(image_bytes()), save=False)
@@ -129,31 +130,31 @@ def test_apply_makes_the_api_and_the_audit_use_the_threshold(client, separable_d
     assert set(Analysis.objects.filter(source="audit").values_list("threshold", flat=True)) == {best}
 
 
-def test_an_explicit_threshold_setting_wins_over_the_calibrated_one(client, settings, separable_decisions):
+def test_an_explicit_threshold_setting_wins_over_the_calibrated_one(seller_client, settings, separable_decisions):
     set_clip_settings(settings, THRESHOLD=0.3)
 
     output, _ = run_calibrate("--apply")
 
     assert "CLIPCHECK THRESHOLD is set explicitly (0.3) and wins" in output
     assert CalibratedThreshold.objects.exists()
-    assert analyze(client)["threshold_used"] == 0.3
-    assert clip_services.default_threshold() == 0.3
+    assert analyze(seller_client)["threshold_used"] == 0.3
+    assert thresholds.default_threshold() == 0.3
 
 
 def test_the_calibrated_threshold_is_cached_briefly(settings, django_assert_num_queries):
-    model = clip_services.model_id()
+    model = thresholds.model_id()
     CalibratedThreshold.objects.create(model=model, threshold=0.21, source="moderation")
-    assert clip_services.default_threshold() == 0.21
+    assert thresholds.default_threshold() == 0.21
 
     # Stored by another process: this one keeps its cached value, without a query.
     CalibratedThreshold.objects.create(model=model, threshold=0.23, source="moderation")
     with django_assert_num_queries(0):
-        assert clip_services.default_threshold() == 0.21
+        assert thresholds.default_threshold() == 0.21
 
     set_clip_settings(settings, CALIBRATION_CACHE_SECONDS=0)
-    assert clip_services.default_threshold() == 0.23
+    assert thresholds.default_threshold() == 0.23
     CalibratedThreshold.objects.create(model="another/model", threshold=0.5, source="moderation")
-    assert clip_services.default_threshold() == 0.23
+    assert thresholds.default_threshold() == 0.23
 
 
 # CSV
@@ -178,7 +179,7 @@ def labelled_csv(tmp_path):
         images.append((f"photo{index}.jpg", decode_image(data)))
     texts = ["a red shoe", "a blue bag", "a green lamp"]
     pairs = [(name, image, text) for name, image in images for text in texts]
-    scores = clip_services.similarity_scores(images=[image for _, image, _ in pairs], texts=[text for *_, text in pairs])
+    scores = calibration_data.similarity_scores(images=[image for _, image, _ in pairs], texts=[text for *_, text in pairs])
     ranked = sorted(zip(scores, pairs), key=lambda item: item[0])
     assert ranked[5][0] < ranked[6][0], "the test model gives tied scores"
     rows = [

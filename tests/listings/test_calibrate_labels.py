@@ -7,7 +7,7 @@ import re
 import pytest
 from django.core.management import call_command
 
-from clipcheck import services as clip_services
+from clipcheck.services import thresholds as clip_services
 from clipcheck.calibration import label_warnings, wilson_interval
 from clipcheck.models import CalibratedThreshold
 from listings.models import Listing, ModerationDecision
@@ -50,7 +50,7 @@ def test_labels_only_from_flagged_listings_are_reported_as_biased():
     output = run()
 
     assert "Label provenance: 22 from listings the machine flagged, 0 from the random review sample" in output
-    assert "WARNING: Biased labels: 22 of 22 come from listings the machine flagged and only 0" in output
+    assert "WARNING: Biased labels: 22 of 22 come from items the machine flagged and only 0" in output
     assert "WARNING: Few labels: 11 matches and 11 mismatches" in output
     assert re.search(r"Expected at 0\.\d{4}: mismatch precision \d\.\d{3} \(95 % CI \d\.\d{3}-\d\.\d{3}\), recall", output)
 
@@ -143,7 +143,7 @@ def test_the_audit_uses_each_categorys_calibrated_threshold(make_listing):
 def test_an_upload_uses_its_categorys_calibrated_threshold(media_root):
     from clipcheck.images import decode_image
     from listings.services import listing_submit
-    from tests.conftest import image_bytes
+    from tests.support.images import image_bytes
 
     clip_services.calibrated_threshold_apply(threshold=0.0, source="t", counts={})
     clip_services.calibrated_threshold_apply(threshold=1.0, source="t", counts={}, category="paint")

@@ -11,12 +11,12 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from clipcheck import services as clip_services
+from clipcheck.services import thresholds as clip_services
 from listings import review, services
 from listings.errors import ReviewConflict, ReviewInvalid
 from listings.models import Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
 from listings.selectors import moderation_labels
-from tests.listings.conftest import MISMATCHING_TEXT
+from tests.support.listings import MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db
 

@@ -10,8 +10,8 @@ from django.contrib.auth.models import Group, Permission
 from django.utils import timezone
 
 from listings.models import Listing, ModerationDecision
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, require_chromium
-from tests.listings.conftest import MISMATCHING_TEXT
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.support.listings import MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

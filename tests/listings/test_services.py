@@ -6,8 +6,8 @@ from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from listings import services
 from listings.models import Listing, ModerationDecision
-from tests.conftest import image_bytes
-from tests.listings.conftest import MATCHING_TEXT, MISMATCHING_TEXT
+from tests.support.images import image_bytes
+from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT
 
 pytestmark = pytest.mark.django_db
 
@@ -72,18 +72,20 @@ def test_both_texts_matching_approve_the_listing(make_listing, split_threshold):
 
 
 def test_a_recheck_keeps_a_moderators_decision_on_unchanged_content(make_listing, moderator, settings):
-    from tests.conftest import set_clip_settings
+    from tests.support.clip_settings import set_clip_settings
 
     listing = make_listing()
     set_clip_settings(settings, THRESHOLD=0.0)
     services.listing_check(listing=listing)
-    services.listing_reject(listing=listing, moderator=moderator, note="counterfeit")
+    services.listings_decide(
+        listings=[listing], moderator=moderator, to_status=Status.REJECTED, note="counterfeit"
+    )
 
     services.listing_check(listing=listing)  # a new check that would approve it
 
     assert listing.status == Status.REJECTED
     set_clip_settings(settings, THRESHOLD=1.0)
-    services.listing_approve(listing=listing, moderator=moderator)
+    services.listings_decide(listings=[listing], moderator=moderator, to_status=Status.APPROVED)
     services.listing_check(listing=listing)  # a check that finds a mismatch
     assert listing.status == Status.APPROVED and listing.clip_verdict == "mismatch"
 
@@ -91,7 +93,7 @@ def test_a_recheck_keeps_a_moderators_decision_on_unchanged_content(make_listing
 def test_an_edit_after_a_rejection_goes_back_to_review_never_approved(make_listing, moderator, everything_matches):
     listing = make_listing()
     services.listing_check(listing=listing)
-    services.listing_reject(listing=listing, moderator=moderator)
+    services.listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED)
     listing.refresh_from_db()
 
     listing.description = "now a matching description"
@@ -166,18 +168,18 @@ def test_an_unreadable_image_fails_only_its_listing(make_listing, everything_mat
 def test_a_check_does_not_overwrite_a_decision_made_while_the_model_ran(
     make_listing, moderator, everything_matches, monkeypatch
 ):
-    from clipcheck import services as clip_services
+    from clipcheck.services import analyses as clip_analyses
 
     listing = make_listing()
     services.listing_check(listing=listing)
-    compute = clip_services.analyses_compute
+    compute = clip_analyses.analyses_compute
 
     def decide_meanwhile(**kwargs):
         analyses = compute(**kwargs)
-        services.listing_reject(listing=listing, moderator=moderator)
+        services.listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED)
         return analyses
 
-    monkeypatch.setattr(clip_services, "analyses_compute", decide_meanwhile)
+    monkeypatch.setattr(clip_analyses, "analyses_compute", decide_meanwhile)
     stale = Listing.objects.get(pk=listing.pk)
     services.listings_check(listings=[stale])
 
@@ -189,9 +191,10 @@ def test_every_decision_is_recorded_for_calibration(make_listing, moderator, spl
     listing = make_listing(description=MISMATCHING_TEXT)
     services.listing_check(listing=listing)
 
-    assert services.listing_approve(listing=listing, moderator=moderator, note="it is a bag") == 1
-    assert services.listing_approve(listing=listing, moderator=moderator) == 0  # already approved
-    services.listing_reject(listing=listing, moderator=moderator, note="no")
+    approve = dict(listings=[listing], moderator=moderator, to_status=Status.APPROVED)
+    assert services.listings_decide(**approve, note="it is a bag") == 1
+    assert services.listings_decide(**approve) == 0  # already approved
+    services.listings_decide(listings=[listing], moderator=moderator, to_status=Status.REJECTED, note="no")
 
     approval, rejection = ModerationDecision.objects.order_by("id")
     assert (approval.from_status, approval.to_status, approval.label) == ("needs_review", "approved", "match")
@@ -207,7 +210,7 @@ def test_flagging_sends_only_mismatches_to_review(make_listing, moderator, split
     matching = make_listing()
     mismatching = make_listing(description=MISMATCHING_TEXT)
     services.listings_check(listings=[matching, mismatching])
-    services.listing_approve(listing=mismatching, moderator=moderator)
+    services.listings_decide(listings=[mismatching], moderator=moderator, to_status=Status.APPROVED)
     mismatching.refresh_from_db()
     matching.refresh_from_db()
 

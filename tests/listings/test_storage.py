@@ -10,7 +10,7 @@ from clipcheck.selectors import analyses_for_subject
 from clipproject.settings import storages_from_environ
 from listings import services
 from listings.models import Listing
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 from tests.listings.test_upload_api import upload
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1"}
@@ -57,16 +57,16 @@ def test_a_bucket_in_the_environment_selects_s3():
 
 
 @pytest.mark.django_db
-def test_an_uploaded_image_is_stored_in_the_bucket_and_checked_from_it(client, s3_bucket, settings):
+def test_an_uploaded_image_is_stored_in_the_bucket_and_checked_from_it(seller_client, s3_bucket, settings):
     from storages.backends.s3 import S3Storage
 
-    from tests.conftest import set_clip_settings
+    from tests.support.clip_settings import set_clip_settings
 
     s3, bucket = s3_bucket
     assert isinstance(storages["default"], S3Storage)
     data = image_bytes(color=(17, 99, 180))
 
-    body = upload(client, data=data).json()
+    body = upload(seller_client, data=data).json()
 
     listing = Listing.objects.get(pk=body["listing_id"])
     stored = s3.get_object(Bucket=bucket, Key=listing.image.name)

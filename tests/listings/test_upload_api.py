@@ -7,21 +7,21 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from clipcheck.selectors import analyses_for_subject
 from listings.api.views import UploadView
 from listings.models import Listing
-from tests.conftest import image_bytes
-from tests.listings.conftest import MATCHING_TEXT, MISMATCHING_TEXT, RED
+from tests.support.images import image_bytes
+from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT, RED
 
 pytestmark = pytest.mark.django_db
 
 
-def upload(client, *, data=None, filename="my holiday photo.png", **fields):
+def upload(seller_client, *, data=None, filename="my holiday photo.png", **fields):
     payload = {"title": MATCHING_TEXT, "description": MATCHING_TEXT, **fields}
     if data is not False:
         payload["file"] = SimpleUploadedFile(filename, data or image_bytes(color=RED), content_type="image/png")
-    return client.post("/upload", payload)
+    return seller_client.post("/upload", payload)
 
 
-def test_a_matching_upload_is_stored_and_approved(client, split_threshold):
-    response = upload(client, category="bags", price="19.90")
+def test_a_matching_upload_is_stored_and_approved(seller_client, split_threshold):
+    response = upload(seller_client, category="bags", price="19.90")
 
     assert response.status_code == 201
     body = response.json()
@@ -38,9 +38,9 @@ def test_a_matching_upload_is_stored_and_approved(client, split_threshold):
     }
 
 
-def test_the_stored_image_gets_a_generated_name(client, everything_matches):
+def test_the_stored_image_gets_a_generated_name(seller_client, everything_matches):
     data = image_bytes(color=(5, 6, 7))
-    body = upload(client, data=data, filename="../../etc/evil name.html").json()
+    body = upload(seller_client, data=data, filename="../../etc/evil name.html").json()
 
     listing = Listing.objects.get(pk=body["listing_id"])
     assert listing.image.name.startswith("listings/") and listing.image.name.endswith(".png")
@@ -49,8 +49,8 @@ def test_the_stored_image_gets_a_generated_name(client, everything_matches):
         assert handle.read() == data
 
 
-def test_a_mismatch_is_stored_and_queued_under_the_default_flag_policy(client, split_threshold):
-    response = upload(client, description=MISMATCHING_TEXT)
+def test_a_mismatch_is_stored_and_queued_under_the_default_flag_policy(seller_client, split_threshold):
+    response = upload(seller_client, description=MISMATCHING_TEXT)
 
     assert response.status_code == 201
     body = response.json()
@@ -60,10 +60,10 @@ def test_a_mismatch_is_stored_and_queued_under_the_default_flag_policy(client, s
     assert Listing.objects.get(pk=body["listing_id"]).status == Listing.Status.NEEDS_REVIEW
 
 
-def test_a_mismatching_description_is_refused_under_the_reject_policy(client, split_threshold, settings):
+def test_a_mismatching_description_is_refused_under_the_reject_policy(seller_client, split_threshold, settings):
     settings.LISTINGS = {"UPLOAD_POLICY": "reject", "SUGGESTION_TOP_K": 2}
 
-    response = upload(client, description=MISMATCHING_TEXT)
+    response = upload(seller_client, description=MISMATCHING_TEXT)
 
     assert response.status_code == 422
     body = response.json()
@@ -76,10 +76,10 @@ def test_a_mismatching_description_is_refused_under_the_reject_policy(client, sp
     assert not default_storage.exists("listings") or default_storage.listdir("listings")[1] == []
 
 
-def test_a_matching_upload_passes_the_reject_policy(client, split_threshold, settings):
+def test_a_matching_upload_passes_the_reject_policy(seller_client, split_threshold, settings):
     settings.LISTINGS = {"UPLOAD_POLICY": "reject"}
 
-    assert upload(client).status_code == 201
+    assert upload(seller_client).status_code == 201
 
 
 @pytest.mark.parametrize(("change", "status", "code"), [
@@ -92,8 +92,8 @@ def test_a_matching_upload_passes_the_reject_policy(client, split_threshold, set
     ({"price": "lots"}, 400, "invalid_price"),
     ({"category": "c" * 101}, 400, "invalid_category"),
 ])
-def test_bad_input_gets_a_clear_error(client, change, status, code):
-    response = upload(client, **change)
+def test_bad_input_gets_a_clear_error(seller_client, change, status, code):
+    response = upload(seller_client, **change)
 
     assert response.status_code == status
     assert response.json()["error"]["code"] == code

@@ -6,7 +6,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 from tests.support.server import multipart
 
 PRODUCT_IMAGE = image_bytes(size=(320, 240), color=(180, 40, 40))

@@ -211,7 +211,7 @@ _picture_numbers = itertools.count()
 def unique_picture():
     """PNG bytes no earlier request sent: a known picture would be answered
     from the stored verdict or embedding without reaching the model."""
-    from tests.conftest import image_bytes
+    from tests.support.images import image_bytes
 
     number = next(_picture_numbers)
     return image_bytes(color=(number % 256, number // 256 % 256, 90))

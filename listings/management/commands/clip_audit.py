@@ -1,6 +1,6 @@
 """manage.py clip_audit: check the catalogue's titles and descriptions against their images.
 
-The work is done by ``listings.audit``; this command parses the options,
+The work is done by ``listings.audit`` (``local`` or ``distributed``); this command parses the options,
 shows progress and prints the summary. See docs/audit.md.
 """
 
@@ -10,13 +10,15 @@ import sys
 from datetime import datetime, time
 from pathlib import Path
 
+from celery import current_app
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
-from listings import audit
+from clipcheck.scoring import quality_bands
+from listings.audit import distributed, local, records
 from listings.management.options import positive_int
 from listings.models import Listing
 
@@ -25,7 +27,7 @@ REPORT_FORMATS = (".csv", ".json")
 
 def parse_statuses(values):
     if not values:
-        return audit.DEFAULT_STATUSES
+        return records.DEFAULT_STATUSES
     statuses = [status.strip() for value in values for status in value.split(",") if status.strip()]
     if "all" in statuses:
         return tuple(Listing.Status.values)
@@ -81,7 +83,7 @@ class AuditReport:
             raise CommandError(f"The report {path!r} cannot be written: {exc.strerror}.")
         self.rows = 0
         if self.format == ".csv":
-            self.writer = csv.DictWriter(self.handle, fieldnames=audit.AuditRow.FIELDS)
+            self.writer = csv.DictWriter(self.handle, fieldnames=records.AuditRow.FIELDS)
             self.writer.writeheader()
         else:
             self.handle.write("[")
@@ -142,7 +144,7 @@ class Command(BaseCommand):
             raise CommandError("--no-wait only applies to --distributed.")
         if options["no_wait"] and (options["report"] or options["dry_run"]):
             raise CommandError("--report and --dry-run need the results: they cannot be combined with --no-wait.")
-        audit_options = audit.AuditOptions(
+        audit_options = records.AuditOptions(
             statuses=parse_statuses(options["status"]),
             since=parse_since(options["since"]),
             limit=options["limit"],
@@ -162,7 +164,7 @@ class Command(BaseCommand):
             if options["distributed"]:
                 summary = self.run_distributed(audit_options, report=report, wait=not options["no_wait"])
             else:
-                summary = audit.audit_run(
+                summary = local.audit_run(
                     options=audit_options,
                     on_chunk=lambda chunk_summary, rows: self.chunk_done(chunk_summary, rows, audit_options, report),
                     on_skipped=self.progress.update,
@@ -188,20 +190,20 @@ class Command(BaseCommand):
 
     def check_broker(self):
         try:
-            workers = audit.audit_broker_check()
+            workers = distributed.audit_broker_check()
         except ClipcheckError as exc:
             raise CommandError(exc.message)
         if not workers:
             self.stderr.write(
                 "No running worker consumes the 'clip' queue yet; the chunks wait until one starts "
-                "(celery -A clipproject worker -Q clip --concurrency 1)."
+                f"(celery -A {current_app.main} worker -Q clip --concurrency 1)."
             )
 
     def progress_bar(self, options, *, enabled):
         from tqdm import tqdm
 
         enabled = enabled and self.stderr.isatty()
-        total = audit.audit_candidates(options=options).count() if enabled and options.limit is None else None
+        total = local.audit_candidates(options=options).count() if enabled and options.limit is None else None
         # tqdm writes straight to the terminal: Django's OutputWrapper would
         # end every redraw with a newline.
         return tqdm(total=total or options.limit, unit="listing", disable=not enabled, file=sys.stderr)
@@ -226,9 +228,9 @@ class Command(BaseCommand):
         )
 
     def run_distributed(self, options, *, report, wait):
-        summary = audit.AuditSummary()
+        summary = records.AuditSummary()
         started = timezone.now()
-        enqueued = audit.audit_enqueue(options=options, summary=summary, with_rows=bool(report) or options.dry_run)
+        enqueued = distributed.audit_enqueue(options=options, summary=summary, with_rows=bool(report) or options.dry_run)
         self.progress.update(summary.skipped)
         self.stdout.write(
             f"Audit {enqueued.group_id}: {len(enqueued.results)} chunk(s), {enqueued.listings} listing(s) "
@@ -242,7 +244,7 @@ class Command(BaseCommand):
             self.chunk_done(chunk_summary, rows, options, report)
 
         try:
-            audit.audit_wait(enqueued=enqueued, on_chunk=chunk_done)
+            distributed.audit_wait(enqueued=enqueued, on_chunk=chunk_done)
         except KeyboardInterrupt:
             raise CommandError(
                 f"Stopped waiting. The workers go on with audit {enqueued.group_id}; "
@@ -277,7 +279,5 @@ class Command(BaseCommand):
 
 
 def _bands_in_order(bands):
-    from clipcheck.settings import clip_settings
-
-    order = [label for label, _ in sorted(clip_settings.QUALITY_BANDS.items(), key=lambda band: -band[1])]
+    order = [label for label, _ in quality_bands()]
     return sorted(bands.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))

@@ -10,9 +10,10 @@ from collections import defaultdict
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clipcheck import services as clip_services
 from clipcheck.calibration import FEW_LABELS_PER_CLASS, CalibrationError, calibrate, label_warnings
 from clipcheck.models import CalibratedThreshold
+from clipcheck.services import thresholds
+from clipcheck.services.calibration_data import labelled_scores_from_csv
 from clipcheck.settings import clip_settings
 from listings.labels import classify_labels
 from listings.management.options import fraction, non_negative_int, positive_int
@@ -74,7 +75,7 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["classify"]:
             return self.handle_classify(options)
-        model = clip_services.model_id()
+        model = thresholds.model_id()
         try:
             labels, source = self.labelled_pairs(options, model)
             if options["sampled_only"]:
@@ -105,19 +106,19 @@ class Command(BaseCommand):
         chosen = for_target if target is not None else best
         if chosen is not None:
             self.stdout.write(f"Expected at {chosen.threshold:.4f}: {self.intervals(chosen)}")
-        self.stdout.write(f"Current default threshold: {clip_services.default_threshold():g} ({self.origin()}).")
+        self.stdout.write(f"Current default threshold: {thresholds.default_threshold():g} ({self.origin()}).")
         per_category = self.per_category(labels, target) if options["per_category"] else {}
 
         if not options["apply"]:
             return
         if chosen is None:
             raise CommandError(f"Nothing applied: no threshold reaches a precision of {target:g}.")
-        stored = clip_services.calibrated_threshold_apply(
+        stored = thresholds.calibrated_threshold_apply(
             threshold=chosen.threshold, source=source, counts=self.counts(calibration, chosen, target)
         )
         self.stdout.write(self.style.SUCCESS(f"Stored threshold {stored.threshold:g} for model {model}."))
         for category, (category_calibration, point) in per_category.items():
-            clip_services.calibrated_threshold_apply(
+            thresholds.calibrated_threshold_apply(
                 threshold=point.threshold, source=source, category=category,
                 counts=self.counts(category_calibration, point, target),
             )
@@ -135,7 +136,7 @@ class Command(BaseCommand):
         if options["csv"]:
             if options["per_category"] or options["sampled_only"]:
                 raise CalibrationError("--per-category and --sampled-only need the moderators' labels, not --csv.")
-            scores = clip_services.labelled_scores_from_csv(path=options["csv"], batch_size=options["batch_size"])
+            scores = labelled_scores_from_csv(path=options["csv"], batch_size=options["batch_size"])
             for line, reason in scores.skipped[:10]:
                 self.stderr.write(f"Line {line} skipped: {reason}")
             if len(scores.skipped) > 10:
@@ -202,7 +203,7 @@ class Command(BaseCommand):
     # --classify
 
     def handle_classify(self, options):
-        model = clip_services.model_id()
+        model = thresholds.model_id()
         labels = classify_labels(batch_size=options["batch_size"] or int(clip_settings.BATCH_SIZE))
         for listing_id, reason in labels.skipped[:10]:
             self.stderr.write(f"Listing {listing_id} skipped: {reason}")
@@ -218,7 +219,7 @@ class Command(BaseCommand):
             f"category moderators rejected; {calibration.matches} 'applies' and {calibration.mismatches} "
             "'does not apply' pairs."
         )
-        before = {category: clip_services.classify_threshold(category=category) for category in labels.categories}
+        before = {category: thresholds.classify_threshold(category=category) for category in labels.categories}
         best = calibration.best_balanced_accuracy
         after = {category: best.threshold for category in labels.categories}
         per_category = {}
@@ -255,13 +256,13 @@ class Command(BaseCommand):
             ))
         if not options["apply"]:
             return
-        clip_services.calibrated_threshold_apply(
+        thresholds.calibrated_threshold_apply(
             threshold=best.threshold, source="catalogue", kind=CLASSIFY,
             counts=self.counts(calibration, best, None) | {"rule": "best_balanced_accuracy"},
         )
         self.stdout.write(self.style.SUCCESS(f"Stored classify threshold {best.threshold:g} for model {model}."))
         for category, point in per_category.items():
-            clip_services.calibrated_threshold_apply(
+            thresholds.calibrated_threshold_apply(
                 threshold=point.threshold, source="catalogue", kind=CLASSIFY, category=category,
                 counts={"threshold": point.threshold, "balanced_accuracy": round(point.balanced_accuracy, 4)},
             )
@@ -310,6 +311,6 @@ class Command(BaseCommand):
     def origin(self):
         if "THRESHOLD" in clip_settings.user_settings:
             return "CLIPCHECK THRESHOLD setting"
-        if clip_services.calibrated_threshold(model=clip_services.model_id()) is not None:
+        if thresholds.calibrated_threshold(model=thresholds.model_id()) is not None:
             return "calibrated"
         return "built-in default"

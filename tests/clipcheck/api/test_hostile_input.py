@@ -13,7 +13,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 from tests.support import hostile
 from tests.support.users import user_with_token
 

@@ -28,9 +28,9 @@ from hypothesis import settings as hypothesis_settings
 from jsonschema import Draft7Validator
 from rest_framework.exceptions import ValidationError
 
+from clipcheck.access import access_table
 from clipcheck.api.serializers import CategoriesField
-from clipcheck.settings import DEFAULTS
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 from tests.support.users import user_with_token
 
 MAX_EXAMPLES = 30
@@ -124,7 +124,9 @@ def print_tally():
 def unthrottled(settings, clip_config):
     # Hundreds of requests from one address: rate limits would answer most of
     # them with 429 (tested in tests/clipcheck/test_access.py).
-    settings.CLIPCHECK = {**settings.CLIPCHECK, "ACCESS": {scope: {"rate": None} for scope in DEFAULTS["ACCESS"]}}
+    settings.CLIPCHECK = {
+        **settings.CLIPCHECK, "ACCESS": {scope: {**policy, "rate": None} for scope, policy in access_table().items()}
+    }
 
 
 @pytest.fixture

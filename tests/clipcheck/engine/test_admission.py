@@ -8,9 +8,10 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from clipcheck import metrics
-from clipcheck.engine.admission import InferenceGate, ModelTimer, model_time_ms, run_inference
+from clipcheck.engine.admission import InferenceGate, run_inference
+from clipcheck.middleware import ModelTimer, model_time_ms
 from clipcheck.errors import ImageRejected, InferenceFailed, InferenceTimeout, ModelBusy
-from tests.conftest import image_bytes
+from tests.support.images import image_bytes
 
 
 def blocking_compute(release, started=None):

@@ -1,4 +1,4 @@
-"""The catalogue audit: every listing's title and description checked against its image.
+"""The audit on this machine: selecting the listings and checking them in a pipeline.
 
 ``audit_run`` is the single-machine audit (``manage.py clip_audit``):
 
@@ -22,163 +22,21 @@ a row lock when the results are written.
 """
 
 import itertools
-import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
 
 from django.db import transaction
 from django.db.models import Q
-from django.utils import timezone
 
 from clipcheck import scoring
 from clipcheck.errors import ClipcheckError
 from clipcheck.models import Analysis
-from clipcheck.services import category_thresholds, default_threshold, model_id
-from clipcheck.settings import clip_settings
+from clipcheck.services.thresholds import model_id
 from listings import services
+from listings.audit.records import AuditMisconfigured, AuditRow, AuditSummary
 from listings.models import Listing, ListingCheckFailure
 from listings.settings import listings_settings
-
-logger = logging.getLogger(__name__)
-
-DEFAULT_STATUSES = (Listing.Status.PENDING, Listing.Status.APPROVED)
-
-
-class AuditMisconfigured(ClipcheckError):
-    """A chunk was handed to a worker that cannot run it as the audit asked."""
-
-    code = "audit_misconfigured"
-
-
-@dataclass(frozen=True)
-class AuditOptions:
-    """What one audit run checks and how; every run resolves its threshold,
-    model and start time once so that all its chunks (and workers) agree."""
-
-    statuses: tuple = DEFAULT_STATUSES
-    since: datetime | None = None
-    limit: int | None = None
-    threshold: float | None = None
-    # Categories with their own calibrated threshold (unless ``threshold`` is given).
-    category_thresholds: dict | None = None
-    recheck: bool = False
-    dry_run: bool = False
-    batch_size: int | None = None
-    chunk_size: int | None = None
-    model: str = ""
-    started_at: datetime | None = None
-
-    def resolved(self):
-        """These options with the defaults of this moment filled in."""
-        return replace(
-            self,
-            threshold=default_threshold() if self.threshold is None else float(self.threshold),
-            category_thresholds=(
-                self.category_thresholds if self.category_thresholds is not None
-                else category_thresholds() if self.threshold is None else None
-            ),
-            batch_size=self.batch_size or int(clip_settings.BATCH_SIZE),
-            chunk_size=self.chunk_size or int(listings_settings.AUDIT_CHUNK_SIZE),
-            model=self.model or model_id(),
-            started_at=self.started_at or timezone.now(),
-        )
-
-    def as_message(self):
-        """JSON-serialisable form for a task message."""
-        return {
-            "threshold": self.threshold,
-            "category_thresholds": self.category_thresholds,
-            "recheck": self.recheck,
-            "dry_run": self.dry_run,
-            "batch_size": self.batch_size,
-            "model": self.model,
-            "started_at": self.started_at.isoformat(),
-        }
-
-    @classmethod
-    def from_message(cls, message):
-        return cls(
-            threshold=message["threshold"],
-            category_thresholds=message.get("category_thresholds"),
-            recheck=message["recheck"],
-            dry_run=message["dry_run"],
-            batch_size=message["batch_size"],
-            model=message["model"],
-            started_at=datetime.fromisoformat(message["started_at"]),
-        )
-
-
-@dataclass
-class AuditRow:
-    """One line of the report: a listing checked, or failed."""
-
-    listing_id: int
-    title: str
-    outcome: str  # "checked" or "failed"
-    title_score: float | None = None
-    title_verdict: str = ""
-    description_score: float | None = None
-    description_verdict: str = ""
-    verdict: str = ""
-    match_quality: str = ""
-    status_before: str = ""
-    status_after: str = ""
-    error: str = ""
-
-    FIELDS = (
-        "listing_id", "title", "outcome", "title_score", "title_verdict", "description_score",
-        "description_verdict", "verdict", "match_quality", "status_before", "status_after", "error",
-    )
-
-    def as_dict(self):
-        return asdict(self)
-
-
-@dataclass
-class AuditSummary:
-    """Counts of a run (or of one chunk: they add up)."""
-
-    checked: int = 0
-    skipped: int = 0
-    failed: int = 0
-    flagged: int = 0
-    failures: Counter = field(default_factory=Counter)  # error code → listings
-    bands: Counter = field(default_factory=Counter)  # match quality → listings
-    images: int = 0  # images scored (stored verdicts and embeddings may have spared the model)
-    seconds: float = 0.0  # wall time of the run
-    failed_chunks: list = field(default_factory=list)  # reasons whole chunks failed (distributed mode)
-
-    def add(self, other):
-        self.checked += other.checked
-        self.skipped += other.skipped
-        self.failed += other.failed
-        self.flagged += other.flagged
-        self.failures.update(other.failures)
-        self.bands.update(other.bands)
-        self.images += other.images
-        self.failed_chunks.extend(other.failed_chunks)
-
-    @property
-    def images_per_second(self):
-        return self.images / self.seconds if self.seconds > 0 else 0.0
-
-    def as_message(self):
-        return {
-            "checked": self.checked, "skipped": self.skipped, "failed": self.failed, "flagged": self.flagged,
-            "failures": dict(self.failures), "bands": dict(self.bands), "images": self.images,
-            "seconds": self.seconds,
-        }
-
-    @classmethod
-    def from_message(cls, message):
-        return cls(
-            checked=message["checked"], skipped=message["skipped"], failed=message["failed"],
-            flagged=message["flagged"], failures=Counter(message["failures"]), bands=Counter(message["bands"]),
-            images=message["images"], seconds=message["seconds"],
-        )
 
 
 # Selection
@@ -412,86 +270,3 @@ def _report_row(outcome):
     row.verdict = Analysis.Verdict.MATCH if outcome.is_match else Analysis.Verdict.MISMATCH
     row.match_quality = _weaker_band(outcome)
     return row
-
-
-# Distributed mode (Celery workers on the "clip" queue)
-
-
-@dataclass
-class AuditEnqueued:
-    group_id: str
-    results: list  # AsyncResult per chunk, in pk order
-    sizes: dict  # task id → listings in that chunk
-
-    @property
-    def listings(self):
-        return sum(self.sizes.values())
-
-
-def audit_broker_check():
-    """Raise ``AuditMisconfigured`` unless the broker and result backend answer;
-    returns how many running workers consume the audit queue."""
-    from clipproject.celery import app
-    from listings.tasks import AUDIT_QUEUE
-
-    try:
-        with app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=1, timeout=5)
-        backend_client = getattr(app.backend, "client", None)  # the Redis result backend
-        if backend_client is not None:
-            backend_client.ping()
-    except Exception as exc:  # kombu and redis raise their own errors
-        raise AuditMisconfigured(
-            f"The Celery broker {app.conf.broker_url!r} cannot be reached: {exc.__class__.__name__}: {exc}"
-        ) from exc
-    queues = app.control.inspect(timeout=1.0).active_queues() or {}
-    return sum(1 for consumed in queues.values() if any(queue["name"] == AUDIT_QUEUE for queue in consumed))
-
-
-def audit_enqueue(*, options, summary, with_rows=False):
-    """Send the listings that need checking to the workers, one task per chunk.
-
-    Chunks are planned as in ``audit_run`` (keyset pages, up-to-date
-    listings counted in ``summary.skipped``) and sent as they are found, so
-    workers start while the planning goes on. The chunks form a saved
-    ``GroupResult`` whose id names the audit.
-    """
-    from celery.result import GroupResult
-    from celery.utils import uuid
-
-    from listings.tasks import audit_chunk_task
-
-    message = options.as_message()
-    results, sizes = [], {}
-    for chunk in audit_chunks(options=options, summary=summary):
-        result = audit_chunk_task.apply_async(args=[[listing.pk for listing in chunk], message, with_rows])
-        results.append(result)
-        sizes[result.id] = len(chunk)
-    group = GroupResult(id=uuid(), results=results)
-    group.save()
-    return AuditEnqueued(group_id=group.id, results=results, sizes=sizes)
-
-
-def audit_wait(*, enqueued, on_chunk, poll_seconds=0.5):
-    """Wait for every chunk of ``enqueued``; ``on_chunk(summary, rows)`` per chunk as it finishes.
-
-    A chunk whose task failed gets a summary with its reason in ``failed_chunks``.
-    """
-    pending = list(enqueued.results)
-    while pending:
-        waiting = []
-        for result in pending:
-            if not result.ready():
-                waiting.append(result)
-                continue
-            if result.successful():
-                payload = result.get(propagate=False)
-                rows = [AuditRow(**row) for row in payload["rows"]]
-                on_chunk(AuditSummary.from_message(payload["summary"]), rows)
-            else:
-                reason = f"{enqueued.sizes[result.id]} listings: {result.result!r}"
-                on_chunk(AuditSummary(failed_chunks=[reason]), [])
-            result.forget()
-        pending = waiting
-        if pending:
-            time.sleep(poll_seconds)
