@@ -3,8 +3,8 @@
 ``ReviewViews(model_admin).get_urls()`` adds, under the listing admin:
 
 - ``review/``: the review screen (``admin/listings/review/page.html``);
-- ``review/next/``: the next claimed listing as an HTML fragment
-  (``?skip=<id>`` gives that listing back first);
+- ``review/next/``: the next claimed listing as an HTML fragment (a POST
+  with ``skip=<id>`` gives that listing back first);
 - ``review/<id>/decide/``: POST ``decision`` (approve/reject), ``reason_code``,
   ``note``; answers the next listing's fragment, or redirects back to the
   change page when posted from there (``next=change``);
@@ -131,13 +131,16 @@ class ReviewViews:
         return TemplateResponse(request, "admin/listings/review/page.html", context)
 
     def next_view(self, request):
+        """GET: the listing you hold or the next one; POST ``skip=<id>``: give that one back first."""
         self.check_permission(request)
-        if request.method != "GET":
-            return self.error_response(ClipcheckError("Use GET.", code="method_not_allowed", status_code=405))
-        skip = request.GET.get("skip", "")
-        if skip.isdigit():
+        if request.method == "POST":
+            skip = request.POST.get("skip", "")
+            if not skip.isdigit():
+                return self.error_response(ClipcheckError("skip must be a listing id.", code="invalid_review"))
             review.review_release(listing_id=int(skip), moderator=request.user)
             request.session[SKIPPED_SESSION_KEY] = [*self.skipped(request), int(skip)][-500:]
+        elif request.method != "GET":
+            return self.error_response(ClipcheckError("Use GET or POST.", code="method_not_allowed", status_code=405))
         return self.item_response(request)
 
     def decide_view(self, request, listing_id):

@@ -151,10 +151,14 @@ class TestClaims:
         browser.get(reverse("admin:listings_listing_review"))
         assert Listing.objects.get(claimed_by=user) == queued[0]
 
-        response = browser.get(reverse("admin:listings_listing_review_next"), {"skip": queued[0].pk})
+        assert browser.post(reverse("admin:listings_listing_review_next"), {"skip": "x"}).status_code == 400
+        response = browser.post(reverse("admin:listings_listing_review_next"), {"skip": queued[0].pk})
 
         assert f'data-listing-id="{queued[1].pk}"' in response.content.decode()
         assert Listing.objects.get(claimed_by=user) == queued[1]
+        # Skipped for the rest of the session, not for others.
+        assert f'data-listing-id="{queued[1].pk}"' in browser.get(reverse("admin:listings_listing_review_next")).content.decode()
+        assert review.review_claim_next(moderator=group_moderator("other")) == queued[0]
 
 
 class TestDecisions:

@@ -63,8 +63,7 @@
   async function skip() {
     const current = item();
     if (!current || !current.dataset.listingId) { return; }
-    const url = `${app.dataset.nextUrl}?skip=${encodeURIComponent(current.dataset.listingId)}`;
-    if (await load(url)) {
+    if (await post(app.dataset.nextUrl, { skip: current.dataset.listingId })) {
       stats.skips += 1;
       say(`#${current.dataset.listingId} skipped.`);
     }
