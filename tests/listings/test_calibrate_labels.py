@@ -156,3 +156,26 @@ def test_an_upload_uses_its_categorys_calibrated_threshold(media_root):
 
     assert (paint.description_analysis.threshold, paint.listing.status) == (1.0, Listing.Status.NEEDS_REVIEW)
     assert (toy.description_analysis.threshold, toy.listing.status) == (0.0, Listing.Status.APPROVED)
+
+
+def test_classify_stores_a_categorys_own_threshold_only_with_enough_labels(monkeypatch):
+    from clipcheck.models import CalibratedThreshold as Stored
+    from listings.labels import ClassifyLabels
+
+    # "hats" prompts sit higher than "bags" prompts; "bags" has too few listings of its own.
+    labels = ClassifyLabels(categories=["bags", "hats"], listings=70, pairs={
+        "hats": [(0.70 + i / 1000, True) for i in range(40)] + [(0.40 + i / 1000, False) for i in range(40)],
+        "bags": [(0.35 + i / 1000, True) for i in range(10)] + [(0.10 + i / 1000, False) for i in range(60)],
+    })
+    monkeypatch.setattr("listings.management.commands.clip_calibrate.classify_labels", lambda **kwargs: labels)
+
+    output = run("--classify", "--apply")
+
+    stored = {row.category: row.threshold for row in Stored.objects.filter(kind="classify")}
+    assert set(stored) == {"", "hats"} and 0.44 < stored["hats"] < 0.70
+    assert "global threshold for: bags (fewer than 30 labels of a class)" in output
+    assert clip_services.classify_threshold(category="hats") == stored["hats"]
+    assert clip_services.classify_threshold(category="bags") == stored[""]
+    # The 10 "bags" listings sit below the global threshold: why a category wants its own once it has enough.
+    assert "Quality control after (on these labels): right categories accepted 40/50 (80.0 %), wrong categories " \
+        "refused 100/100 (100.0 %)" in output
