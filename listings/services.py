@@ -374,7 +374,8 @@ def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
     now = timezone.now()
     with transaction.atomic():
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
-            if listing.status == to_status:
+            # A sampled approval waiting for review is decided even when approved again.
+            if listing.status == to_status and not (listing.review_sampled and not listing.is_moderated):
                 continue
             review.decision_record(
                 listing=listing, moderator=moderator, to_status=to_status, note=note, reason_code=reason_code, now=now

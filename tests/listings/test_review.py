@@ -310,6 +310,17 @@ class TestSampling:
         assert [label.sampled for label in moderation_labels(model=clip_services.model_id())] == [True]
         assert list(review.review_queue()) == [listings[2]]
 
+    def test_approving_a_sampled_listing_from_the_changelist_records_the_label(self, make_listing, split_threshold,
+                                                                               monkeypatch, settings):
+        settings.LISTINGS = {"REVIEW_SAMPLE_RATE": 1.0}
+        listing = make_listing()
+        services.listings_check(listings=[listing])
+        user = group_moderator()
+
+        assert services.listings_decide(listings=[listing], moderator=user, to_status=Status.APPROVED) == 1
+        assert services.listings_decide(listings=[listing], moderator=user, to_status=Status.APPROVED) == 0
+        assert ModerationDecision.objects.get().sampled and not review.review_queue().exists()
+
     def test_no_sample_at_rate_zero_and_rechecks_do_not_draw_again(self, make_listing, split_threshold, monkeypatch,
                                                                    settings):
         draws = []
