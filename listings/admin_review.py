@@ -40,7 +40,7 @@ def description_segments(description, reasons):
         if not isinstance(reason, dict) or reason.get("field") != "description":
             continue
         start, end = reason.get("start"), reason.get("end")
-        if isinstance(start, int) and isinstance(end, int) and 0 <= start < end:
+        if _is_offset(start) and _is_offset(end) and start < end:
             spans.append((start, min(end, len(description))))
     segments, position = [], 0
     for start, end in sorted(spans):
@@ -54,6 +54,10 @@ def description_segments(description, reasons):
     if position < len(description):
         segments.append((description[position:], False))
     return segments
+
+
+def _is_offset(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def reason_rows(reasons, threshold):

@@ -282,7 +282,9 @@ class TestReviewScreen:
         from listings.admin_review import description_segments
 
         reasons = [{"field": "description", "start": 2, "end": 5}, {"field": "description", "start": 4, "end": 7},
-                   {"field": "title", "start": 0, "end": 1}, {"field": "description", "start": "x", "end": 3}]
+                   {"field": "title", "start": 0, "end": 1}, {"field": "description", "start": "x", "end": 3},
+                   {"field": "description", "start": True, "end": 9}, {"field": "description", "start": -2, "end": 1},
+                   "not a reason"]
         assert description_segments("abcdefghij", reasons) == [("ab", False), ("cde", True), ("fg", True), ("hij", False)]
 
 
