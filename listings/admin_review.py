@@ -16,15 +16,18 @@ Every view runs under ``admin_site.admin_view`` and needs
 the fragment endpoints use the one JSON error shape.
 """
 
+import mimetypes
+
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.errors import ClipcheckError
+from clipcheck.settings import clip_settings
 from listings import review
 from listings.models import Listing, ModerationDecision
 
@@ -39,7 +42,9 @@ def description_segments(description, reasons):
     for reason in reasons or []:
         if not isinstance(reason, dict) or reason.get("field") != "description":
             continue
-        start, end = reason.get("start"), reason.get("end")
+        # The span is the reason's own start/end, or its "passage" object's (docs/verdicts.md).
+        span = reason.get("passage") if isinstance(reason.get("passage"), dict) else reason
+        start, end = span.get("start"), span.get("end")
         if _is_offset(start) and _is_offset(end) and start < end:
             spans.append((start, min(end, len(description))))
     segments, position = [], 0
@@ -67,10 +72,13 @@ def reason_rows(reasons, threshold):
         if not isinstance(reason, dict):
             continue
         evidence = []
+        # A reason that states its threshold is judged against it, else against the one in force.
+        against = reason.get("threshold", threshold)
+        against = against if isinstance(against, (int, float)) and not isinstance(against, bool) else threshold
         for key, value in reason.items():
             if key in REASON_FIELDS:
                 continue
-            below = isinstance(value, (int, float)) and not isinstance(value, bool) and "score" in key and value < threshold
+            below = isinstance(value, (int, float)) and not isinstance(value, bool) and "score" in key and value < against
             evidence.append({"key": key, "value": value, "below": below})
         rows.append({
             "code": reason.get("code", ""), "field": reason.get("field", ""), "message": reason.get("message", ""),
@@ -79,20 +87,22 @@ def reason_rows(reasons, threshold):
     return rows
 
 
-def photo_urls(listing):
-    """Every photo of the listing: its photos relation when the project has one, else its image."""
+def listing_photos(listing):
+    """The listing's photos (``photos`` relation, when the project has one) that hold an image, in order."""
     photos = getattr(listing, "photos", None)
-    if photos is not None and hasattr(photos, "all"):
-        urls = []
-        for photo in photos.all():
-            image = getattr(photo, "image", None)
-            try:
-                urls.append(image.url)
-            except (AttributeError, ValueError):
-                continue
-        if urls:
-            return urls
-    return [reverse("admin:listings_listing_image", args=[listing.pk])] if listing.image else []
+    if photos is None or not hasattr(photos, "all"):
+        return []
+    return [photo for photo in photos.all() if getattr(photo, "image", None)]
+
+
+def photo_urls(listing):
+    """Every photo of the listing, each read through storage by an admin view."""
+    photos = listing_photos(listing)
+    if not photos:
+        return [reverse("admin:listings_listing_image", args=[listing.pk])] if listing.image else []
+    return [
+        reverse("admin:listings_listing_review_photo", args=[listing.pk, index]) for index in range(len(photos))
+    ]
 
 
 class ReviewViews:
@@ -107,6 +117,9 @@ class ReviewViews:
             path("review/next/", wrap(self.next_view), name="listings_listing_review_next"),
             path("review/undo/", wrap(self.undo_view), name="listings_listing_review_undo"),
             path("review/<int:listing_id>/decide/", wrap(self.decide_view), name="listings_listing_review_decide"),
+            path(
+                "review/<int:listing_id>/photo/<int:index>/", wrap(self.photo_view), name="listings_listing_review_photo"
+            ),
         ]
 
     def check_permission(self, request):
@@ -182,6 +195,23 @@ class ReviewViews:
             return self.error_response(exc)
         request.session[SKIPPED_SESSION_KEY] = [pk for pk in self.skipped(request) if pk != listing.pk]
         return self.item_response(request, listing=listing, undone=True)
+
+    def photo_view(self, request, listing_id, index):
+        """A listing's ``index``-th photo, read through storage (private buckets too)."""
+        self.check_permission(request)
+        listing = get_object_or_404(Listing, pk=listing_id)
+        photos = listing_photos(listing)
+        if index >= len(photos):
+            raise Http404("No such photo.")
+        name = photos[index].image.name
+        try:
+            with photos[index].image.storage.open(name, "rb") as handle:
+                data = handle.read(clip_settings.MAX_UPLOAD_BYTES + 1)
+        except Exception:  # each storage backend raises its own errors
+            raise Http404("The photo cannot be read.")
+        response = HttpResponse(data, content_type=mimetypes.guess_type(name)[0] or "application/octet-stream")
+        response["Cache-Control"] = "private, max-age=3600"
+        return response
 
     # Rendering
 

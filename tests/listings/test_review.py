@@ -384,3 +384,33 @@ def test_the_changelist_reject_action_records_a_reason_code_and_logs_the_decisio
     decision = ModerationDecision.objects.get()
     assert (decision.reason_code, decision.note, decision.to_status) == ("wrong_photo", "not the bag", "rejected")
     assert LogEntry.objects.filter(object_id=str(queued[1].pk), user=user).exists()
+
+
+def test_passages_named_by_the_verdicts_passage_object_are_highlighted_and_scores_judged_against_their_threshold():
+    from listings.admin_review import description_segments, reason_rows
+
+    reason = {"code": "passage_mismatch", "field": "description", "message": "m", "score": 0.6, "threshold": 0.7,
+              "passage": {"index": 1, "start": 6, "end": 11}}
+    assert description_segments("Good. Wrong.", [reason]) == [("Good. ", False), ("Wrong", True), (".", False)]
+    evidence = {pair["key"]: pair["below"] for pair in reason_rows([reason], threshold=0.25)[0]["evidence"]}
+    assert evidence["score"] is True and evidence["threshold"] is False
+
+
+def test_every_photo_of_a_listing_is_served_through_storage(queued, monkeypatch):
+    from types import SimpleNamespace
+
+    from listings import admin_review
+
+    listing = queued[0]
+    browser = logged_in(group_moderator())
+    photo_url = reverse("admin:listings_listing_review_photo", args=[listing.pk, 1])
+    assert browser.get(photo_url).status_code == 404  # no photos relation: the image alone
+    monkeypatch.setattr(admin_review, "listing_photos", lambda item: [SimpleNamespace(image=item.image)] * 2)
+
+    page = browser.get(reverse("admin:listings_listing_review")).content.decode()
+    response = browser.get(photo_url)
+
+    assert page.count('class="review-photo"') == 2 and photo_url in page
+    assert response.status_code == 200 and response["Content-Type"] == "image/png"
+    assert b"".join(response) == listing.image.open("rb").read()
+    assert browser.get(reverse("admin:listings_listing_review_photo", args=[listing.pk, 2])).status_code == 404
