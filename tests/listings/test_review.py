@@ -414,3 +414,12 @@ def test_every_photo_of_a_listing_is_served_through_storage(queued, monkeypatch)
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert b"".join(response) == listing.image.open("rb").read()
     assert browser.get(reverse("admin:listings_listing_review_photo", args=[listing.pk, 2])).status_code == 404
+
+
+def test_anonymous_visitors_are_sent_to_the_login_and_change_nothing(queued):
+    anonymous = Client()
+    for url in (reverse("admin:listings_listing_review"), reverse("admin:listings_listing_review_next")):
+        assert anonymous.get(url).status_code == 302
+    response = anonymous.post(reverse("admin:listings_listing_review_decide", args=[queued[0].pk]), {"decision": "approve"})
+    assert response.status_code == 302 and "/admin/login/" in response["Location"]
+    assert not ModerationDecision.objects.exists() and not Listing.objects.filter(claimed_by__isnull=False).exists()
