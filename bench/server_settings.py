@@ -4,4 +4,8 @@
 from clipproject.settings import *  # noqa: F401,F403
 from clipproject.settings import CLIPCHECK
 
-CLIPCHECK = {**CLIPCHECK, "ACCESS": {scope: {"rate": None} for scope in ("analyze", "classify", "health")}}
+# Merged into the project's policies, which carry its own views' scopes (upload).
+CLIPCHECK = {
+    **CLIPCHECK,
+    "ACCESS": {**CLIPCHECK["ACCESS"], **{scope: {"rate": None} for scope in ("analyze", "classify", "health")}},
+}

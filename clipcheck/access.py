@@ -131,15 +131,23 @@ class EndpointRateThrottle(SimpleRateThrottle):
 
     @staticmethod
     def _count(key, period):
-        cache = caches[clip_settings.THROTTLE_CACHE]
-        # add() is a no-op when the window's counter exists; the counter
-        # outlives its window by a little so a slow incr never resurrects it.
-        cache.add(key, 0, timeout=period + 5)
-        try:
-            return cache.incr(key)
-        except ValueError:  # evicted between add and incr
-            cache.add(key, 1, timeout=period + 5)
-            return 1
+        return fixed_window_count(key, period)
 
     def wait(self):
         return self.wait_seconds
+
+
+def fixed_window_count(key, period, *, increment=True):
+    """The counter ``key`` of a fixed window of ``period`` seconds in the
+    throttle cache, advanced by one first unless ``increment`` is false."""
+    cache = caches[clip_settings.THROTTLE_CACHE]
+    if not increment:
+        return int(cache.get(key) or 0)
+    # add() is a no-op when the window's counter exists; the counter
+    # outlives its window by a little so a slow incr never resurrects it.
+    cache.add(key, 0, timeout=period + 5)
+    try:
+        return cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.add(key, 1, timeout=period + 5)
+        return 1

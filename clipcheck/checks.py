@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
-from django.core.checks import Error, Tags, Warning, register
+from django.core.checks import Error, Info, Tags, Warning, register
 from django.urls import URLResolver, get_resolver
 
 from clipcheck.settings import clip_settings
@@ -17,6 +17,7 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
+    "DECODE_MEMORY_BUDGET_BYTES", "SEARCH_DEFAULT_K", "SEARCH_MAX_K", "EMBED_MAX_ITEMS",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -27,6 +28,7 @@ NUMBERS = {
     "BATCH_WAIT_MS": (0, True),
     "JPEG_DRAFT_MIN_SIDE": (0, True),
     "CALIBRATION_CACHE_SECONDS": (0, True),
+    "DECODE_WAIT_MS": (0, True),
 }
 KNOWN_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 
@@ -101,6 +103,16 @@ def _is_non_blank_string(value):
     return isinstance(value, str) and bool(value.strip())
 
 
+def _is_rate(value):
+    from clipcheck.access import parse_rate
+
+    try:
+        parse_rate(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _is_directory_or_unset(root):
     return not root or Path(root).is_dir()
 
@@ -164,6 +176,16 @@ RULES = (
                 "CLIPCHECK THROTTLE_CACHE {value!r} is not an alias in settings.CACHES."),
     SettingRule("METRICS_TOKEN", _optional(_is_non_blank_string), "clipcheck.E015",
                 "CLIPCHECK METRICS_TOKEN must be None or a non-empty string."),
+    SettingRule("ANALYSIS_RETENTION_DAYS", _optional(is_positive_integer), "clipcheck.E004",
+                "CLIPCHECK {key} {value!r} must be None or a positive integer."),
+    SettingRule("FAILED_AUTH_RATE", _optional(_is_rate), "clipcheck.E016",
+                "CLIPCHECK FAILED_AUTH_RATE {value!r} must be None or a rate like '20/minute'."),
+    *(
+        SettingRule(key, _is_fraction, "clipcheck.E003", "CLIPCHECK {key} {value!r} must be a number between 0 and 1.")
+        for key in ("NEAR_DUPLICATE_SIMILARITY", "NEAR_DUPLICATE_LAYOUT")
+    ),
+    SettingRule("VECTOR_EF_SEARCH", lambda value: is_positive_integer(value) and value <= 1000, "clipcheck.E004",
+                "CLIPCHECK VECTOR_EF_SEARCH {value!r} must be a whole number from 1 to 1000 (pgvector's range)."),
     SettingRule("BATCH_ROOT", _is_directory_or_unset, "clipcheck.W001",
                 "CLIPCHECK BATCH_ROOT {text!r} is not an existing directory; "
                 "/clip/analyze-batch will find no files."),
@@ -189,7 +211,25 @@ def check_clipcheck_settings(app_configs=None, **kwargs):
         *rule_errors(clip_settings, RULES),
         *_check_access_table(),
         *_check_request_limit(),
+        *_check_decode_budget(),
     ]
+
+
+def _check_decode_budget():
+    from clipcheck.decode_budget import MB, worst_case_decode_cost
+
+    budget, pixels = clip_settings.DECODE_MEMORY_BUDGET_BYTES, clip_settings.MAX_IMAGE_PIXELS
+    if not (is_positive_integer(budget) and is_positive_integer(pixels)):
+        return []  # reported as E004
+    needed = worst_case_decode_cost(pixels)
+    if budget < needed:
+        return [Warning(
+            f"CLIPCHECK DECODE_MEMORY_BUDGET_BYTES ({budget // MB} MB) is below what one image at "
+            f"MAX_IMAGE_PIXELS may need to decode ({needed // MB} MB): such images are refused as too large.",
+            hint="Raise the budget or lower MAX_IMAGE_PIXELS.",
+            id="clipcheck.W004",
+        )]
+    return []
 
 
 def _check_request_limit():
@@ -295,3 +335,24 @@ def check_shared_throttle_cache(app_configs=None, **kwargs):
             id="clipcheck.W003",
         )]
     return []
+
+
+@register(Tags.compatibility)
+def check_vector_backend(app_configs=None, **kwargs):
+    """Which similarity search path runs (``clipcheck.vectors``); a warning
+    when PostgreSQL could run pgvector but does not."""
+    from clipcheck import vectors
+
+    try:
+        backend = vectors.vector_backend()
+    except Exception as exc:  # no database yet, or none reachable: not this check's concern
+        return [Info(f"Similarity search: not determined ({exc.__class__.__name__}).", id="clipcheck.I001")]
+    messages = [Info(f"Similarity search: {backend.name} ({backend.reason}).", id="clipcheck.I001")]
+    if backend.extension_missing:
+        messages.append(Warning(
+            f"Similarity search runs in the process: {backend.reason}.",
+            hint="Run CREATE EXTENSION vector; in the database (pgvector must be installed on the server), then "
+                 "manage.py migrate clipcheck 0004 && manage.py migrate (docs/similarity.md).",
+            id="clipcheck.W005",
+        ))
+    return messages

@@ -48,10 +48,19 @@ class BatchPathRejected(ClipcheckError):
 
 
 class ModelUnavailable(ClipcheckError):
-    """The model could not be loaded (or is still loading) in this process."""
+    """The model could not be loaded (or is still loading) in this process.
+
+    ``message`` is what any client may read; ``reason`` (the model's path
+    and the exception) is for the log, operators' commands and staff.
+    """
 
     status_code = 503
     code = "model_unavailable"
+    default_message = "The model is not available on this server; retry later."
+
+    def __init__(self, message=None, *, reason=None, **kwargs):
+        super().__init__(message, **kwargs)
+        self.reason = reason or self.message
 
 
 class BatchUnavailable(ClipcheckError):
@@ -82,6 +91,7 @@ class InferenceFailed(ClipcheckError):
 
     status_code = 503
     code = "inference_failed"
+    default_message = "The model failed to process the request; retry shortly."
 
 
 class DatabaseUnavailable(ClipcheckError):

@@ -6,6 +6,7 @@ EXIF orientation applied, transparency composited onto white, every mode
 converted to 8-bit RGB, the first frame of animations.
 """
 
+import errno
 import io
 import os
 import stat
@@ -14,8 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageFile
 
+from clipcheck.decode_budget import decode_cost, decode_reservation
 from clipcheck.errors import BatchPathRejected, ImageRejected
 from clipcheck.hashes import content_hash
 from clipcheck.settings import clip_settings
@@ -37,6 +39,29 @@ class DecodedImage:
         return self.image.size
 
 
+def _check_file_size(data, max_bytes):
+    if not data:
+        raise ImageRejected("The file is empty.", code="empty_file")
+    if len(data) > max_bytes:
+        raise ImageRejected(
+            f"The file is {len(data)} bytes; the limit is {max_bytes} bytes.",
+            code="file_too_large",
+            status_code=413,
+        )
+
+
+def _check_dimensions(width, height, *, max_pixels, max_aspect_ratio):
+    if width * height > max_pixels:
+        raise _too_many_pixels(width, height, max_pixels)
+    if width < 1 or height < 1:
+        raise ImageRejected("The image has no pixels.", code="corrupt_image")
+    if max(width, height) > max_aspect_ratio * min(width, height):
+        raise ImageRejected(
+            f"The image is {width}x{height}; sides may differ by a factor of at most {max_aspect_ratio}.",
+            code="aspect_ratio_too_large",
+        )
+
+
 def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None, max_aspect_ratio=None):
     """Decode image bytes into an upright RGB ``DecodedImage``.
 
@@ -48,40 +73,39 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None,
     max_bytes = max_bytes or clip_settings.MAX_UPLOAD_BYTES
     max_aspect_ratio = max_aspect_ratio or clip_settings.MAX_ASPECT_RATIO
 
-    if not data:
-        raise ImageRejected("The file is empty.", code="empty_file")
-    if len(data) > max_bytes:
-        raise ImageRejected(
-            f"The file is {len(data)} bytes; the limit is {max_bytes} bytes.",
-            code="file_too_large",
-            status_code=413,
-        )
-
+    _check_file_size(data, max_bytes)
     image = _open(data, allowed_formats)
-    width, height = image.size
-    # Checked from the header, before any pixel is decoded (Pillow itself
-    # only refuses at twice its own limit).
-    if width * height > max_pixels:
-        raise _too_many_pixels(width, height, max_pixels)
-    if width < 1 or height < 1:
-        raise ImageRejected("The image has no pixels.", code="corrupt_image")
-    if max(width, height) > max_aspect_ratio * min(width, height):
-        raise ImageRejected(
-            f"The image is {width}x{height}; sides may differ by a factor of at most {max_aspect_ratio}.",
-            code="aspect_ratio_too_large",
-        )
-
     image_format = image.format
     try:
+        # Checked from the header, before any pixel is decoded (Pillow itself
+        # only refuses at twice its own limit).
+        _check_dimensions(*image.size, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
         image.seek(0)  # first frame of animated GIF/WebP/TIFF
         _reduce_jpeg_scale(image)
-        image.load()
-        rgb = to_rgb(_upright(image))
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise ImageRejected(
-            f"The {image_format} image is truncated or corrupt: {exc}", code="corrupt_image"
-        ) from exc
+        cost = decode_cost(image.mode, *image.size)
+    except ImageRejected:
+        raise
+    except Exception as exc:
+        raise _corrupt(image_format, exc) from exc
+    # Reserved before a pixel is decoded: the expensive part of a request
+    # that the model's admission control does not cover.
+    with decode_reservation(cost):
+        try:
+            image.load()
+            # Read once loaded: PNG and WebP keep EXIF where they please.
+            orientation = _orientation(image)
+            rgb = _apply_orientation(to_rgb(_reduced(image)), orientation)
+        except ImageRejected:
+            raise
+        except Exception as exc:
+            # Pillow raises TypeError, OverflowError, struct.error... on
+            # crafted files, not only OSError: all of them are bad bytes.
+            raise _corrupt(image_format, exc) from exc
     return DecodedImage(image=rgb, format=image_format, sha256=content_hash(data))
+
+
+def _corrupt(image_format, exc):
+    return ImageRejected(f"The {image_format} image is truncated or corrupt: {exc}", code="corrupt_image")
 
 
 def _too_many_pixels(width, height, max_pixels):
@@ -105,8 +129,13 @@ def _open(data, allowed_formats):
                 code="image_too_large",
                 status_code=413,
             ) from None
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
-            pass
+        except Exception as exc:
+            failure = exc
+        # The signature of an accepted format whose header Pillow cannot
+        # read (a broken or oversized chunk, a 0x0 size): a corrupt image.
+        claimed = _claimed_format(data, allowed_formats)
+        if claimed:
+            raise _corrupt(claimed, failure) from None
         # Say which format it is when Pillow knows it but it is not allowed.
         try:
             detected = Image.open(io.BytesIO(data)).format
@@ -123,6 +152,20 @@ def _open(data, allowed_formats):
         code="not_an_image",
         status_code=415,
     )
+
+
+def _claimed_format(data, allowed_formats):
+    """The allowed format whose signature ``data`` starts with, if any."""
+    Image.init()
+    prefix = data[:16]
+    for name in allowed_formats:
+        accept = Image.OPEN.get(name, (None, None))[1]
+        try:
+            if accept is not None and accept(prefix):
+                return name
+        except Exception:
+            continue
+    return None
 
 
 def _reduce_jpeg_scale(image):
@@ -143,26 +186,75 @@ def _reduce_jpeg_scale(image):
         image.draft(image.mode, (int(width / scale) + 1, int(height / scale) + 1))
 
 
-def _upright(image):
+# EXIF orientation → the transpose that makes the picture upright
+# (ImageOps.exif_transpose's table), applied after reduction so that only
+# the small image is copied.
+ORIENTATION_TRANSPOSES = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(image):
     try:
-        return ImageOps.exif_transpose(image)
+        return image.getexif().get(ExifTags.Base.Orientation)
     except Exception:
         # A broken EXIF block must not cost the picture itself.
+        return None
+
+
+def _apply_orientation(image, orientation):
+    transpose = ORIENTATION_TRANSPOSES.get(orientation) if isinstance(orientation, int) else None
+    return image.transpose(transpose) if transpose is not None else image
+
+
+def _reduced(image):
+    """The image shrunk by the largest integer factor that keeps its shorter
+    side >= JPEG_DRAFT_MIN_SIDE (box averaging, in its own mode), so that
+    mode conversions only ever copy the small image.
+
+    JPEGs were already reduced by ``draft``; 16-bit and float images are
+    reduced by ``to_rgb``; palette and bilevel images are converted first
+    (averaging palette indices means nothing).
+    """
+    factor = _reduction_factor(image.size)
+    if factor < 2 or image.mode in WIDE_MODES:
         return image
+    if image.mode == "1":
+        image = image.convert("L")
+    elif image.mode in ("P", "PA"):
+        image = image.convert("RGBA" if _has_alpha(image) else "RGB")
+    return image.reduce(factor)
+
+
+def _reduction_factor(size):
+    min_side = clip_settings.JPEG_DRAFT_MIN_SIDE
+    if not min_side:
+        return 1
+    return max(1, min(size) // int(min_side))
+
+
+# Modes of more than 8 bits per channel, scaled to 8 bits by ``to_rgb``.
+SIXTEEN_BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+WIDE_MODES = (*SIXTEEN_BIT_MODES, "I", "F")
+# Source pixels per strip when scaling wide modes to 8 bits.
+STRIP_PIXELS = 1 << 20
 
 
 def to_rgb(image):
-    """Any Pillow mode → 8-bit RGB; transparency composited onto white."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        pixels = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") or pixels.max() > 255 else 255.0
-        pixels = np.clip(pixels / peak * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(pixels).convert("RGB")
-    if image.mode == "F":
-        pixels = np.nan_to_num(np.asarray(image, dtype=np.float64))
-        if pixels.max() <= 1.0:
-            pixels = pixels * 255.0
-        return Image.fromarray(np.clip(pixels + 0.5, 0, 255).astype(np.uint8)).convert("RGB")
+    """Any Pillow mode → 8-bit RGB; transparency composited onto white.
+
+    Wide images (16-bit, 32-bit integer, float) are box-reduced by the same
+    factor as the others and scaled to 8 bits strip by strip, so no
+    full-size numpy copy (let alone a float64 one) is ever made.
+    """
+    if image.mode in WIDE_MODES:
+        return Image.fromarray(_wide_to_uint8(image, _reduction_factor(image.size))).convert("RGB")
     if _has_alpha(image):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, WHITE + (255,))
@@ -170,6 +262,52 @@ def to_rgb(image):
     if image.mode != "RGB":
         return image.convert("RGB")
     return image
+
+
+def _wide_to_uint8(image, factor):
+    """16-bit, 32-bit or float pixels → uint8, reduced ``factor`` times.
+
+    Scaling keeps the old rules: 16-bit images (and 32-bit ones with values
+    above 255) span 0..65535, others 0..255; float images span 0..1 when no
+    value exceeds 1, else 0..255; NaN is black.
+    """
+    width, height = image.size
+    out_width, out_height = max(1, width // factor), max(1, height // factor)
+    if image.mode == "F":
+        peak = _float_peak(image)
+        scale = 255.0 if peak is not None and peak <= 1.0 else 1.0
+    elif image.mode in SIXTEEN_BIT_MODES:
+        scale = 255.0 / 65535.0
+    else:
+        low, high = image.getextrema()
+        scale = 255.0 / 65535.0 if high > 255 else 1.0
+    out = np.empty((out_height, out_width), dtype=np.uint8)
+    rows = max(1, STRIP_PIXELS // max(1, width * factor))
+    for top in range(0, out_height, rows):
+        bottom = min(out_height, top + rows)
+        strip = np.asarray(image.crop((0, top * factor, out_width * factor, bottom * factor)))
+        values = strip.reshape(bottom - top, factor, out_width, factor).mean(axis=(1, 3), dtype=np.float32)
+        if image.mode == "F":
+            values = np.nan_to_num(values, nan=0.0, posinf=255.0 / scale, neginf=0.0)
+        values *= scale
+        values += 0.5
+        np.clip(values, 0, 255, out=values)
+        out[top:bottom] = values.astype(np.uint8)
+    return out
+
+
+def _float_peak(image):
+    """The largest non-NaN value of a float image (None when all are NaN)."""
+    width, height = image.size
+    peak = None
+    rows = max(1, STRIP_PIXELS // max(1, width))
+    for top in range(0, height, rows):
+        strip = np.asarray(image.crop((0, top, width, min(height, top + rows))))
+        finite = strip[~np.isnan(strip)]
+        if finite.size:
+            value = float(finite.max())
+            peak = value if peak is None else max(peak, value)
+    return peak
 
 
 def _has_alpha(image):
@@ -205,7 +343,9 @@ def read_batch_file(relative_path, *, root=None):
         fd = os.open(candidate, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
     except (FileNotFoundError, NotADirectoryError):
         raise BatchPathRejected("No such file under the batch root.", code="file_not_found", status_code=404)
-    except OSError as exc:  # permissions, name too long, a symlink swapped in
+    except OSError as exc:  # permissions, a symlink swapped in
+        if exc.errno == errno.ENAMETOOLONG:
+            raise BatchPathRejected("The path is too long for a file name.")
         raise BatchPathRejected(f"The file cannot be opened: {exc.strerror}.", code="unreadable_file")
     try:
         info = os.fstat(fd)

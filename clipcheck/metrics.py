@@ -11,6 +11,7 @@ import hmac
 import os
 
 from django.http import HttpResponse, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -95,6 +96,8 @@ def exposition():
     return generate_latest(registry)
 
 
+# Read-only and never session-authenticated: a POST gets 405, not a CSRF 403.
+@csrf_exempt
 def metrics_view(request):
     """GET /metrics for Prometheus; bearer-token protected when METRICS_TOKEN is set."""
     from clipcheck.api.exceptions import error_body

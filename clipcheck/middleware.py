@@ -1,6 +1,8 @@
 """HTTP middleware of the clipcheck service: telemetry and request size limits."""
 
+import codecs
 import contextvars
+import functools
 import json
 import logging
 import re
@@ -98,6 +100,13 @@ class RequestSizeLimitMiddleware:
 
     def __call__(self, request):
         raw_length = request.META.get("CONTENT_LENGTH") or ""
+        if not raw_length.strip() and request.META.get("HTTP_TRANSFER_ENCODING", "").strip():
+            # A chunked body: WSGI gives Django no length, so Django reads
+            # nothing and the client would hear "no file was submitted".
+            return JsonResponse(
+                error_body("length_required", "Send the request body with a Content-Length header, not chunked."),
+                status=411,
+            )
         if raw_length.strip():
             try:
                 length = int(raw_length)
@@ -118,3 +127,53 @@ class RequestSizeLimitMiddleware:
                     status=413,
                 )
         return self.get_response(request)
+
+
+class RequestCharsetMiddleware:
+    """415 for a request whose Content-Type names a charset that cannot
+    decode a form: ``multipart/form-data; charset=idna``, ``charset=base64``,
+    ``charset=utf-16``...
+
+    Django decodes form fields, file names and even the query string with
+    the charset a client names, and codecs that Python knows but that are
+    not ASCII-compatible text encodings raise from deep inside its parsers
+    (a 500). Refused here, before anything reads the request.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        charset = request.content_params.get("charset") if request.content_params else None
+        if charset is not None and not charset_usable(charset.strip().lower()):
+            return JsonResponse(
+                error_body(
+                    "unsupported_charset",
+                    "The request's charset cannot be used; send UTF-8 (or name no charset).",
+                ),
+                status=415,
+            )
+        return self.get_response(request)
+
+
+# Every ASCII character a form, a multipart header or a query string uses.
+ASCII_PROBE = bytes(range(32, 127)).decode("ascii") + "\r\n\t"
+
+
+@functools.lru_cache(maxsize=256)
+def charset_usable(name):
+    """Whether the codec ``name`` is a text encoding that keeps ASCII as
+    ASCII and decodes any bytes (with errors="replace") without raising."""
+    try:
+        info = codecs.lookup(name)
+    except (LookupError, ValueError):
+        return False
+    if not getattr(info, "_is_text_encoding", True):  # base64, rot13, zlib...
+        return False
+    try:
+        return (
+            ASCII_PROBE.encode(info.name) == ASCII_PROBE.encode("ascii")
+            and isinstance(bytes(range(256)).decode(info.name, "replace"), str)
+        )
+    except Exception:  # idna, punycode and friends raise whatever they like
+        return False

@@ -9,6 +9,7 @@ import numpy as np
 from django.contrib.contenttypes.fields import GenericForeignKey
 from django.contrib.contenttypes.models import ContentType
 from django.db import models
+from pgvector.django import VectorField
 
 
 class ImageEmbedding(models.Model):
@@ -20,6 +21,9 @@ class ImageEmbedding(models.Model):
     dim = models.PositiveIntegerField()
     # float32 little-endian, ``dim`` values, unit length.
     vector = models.BinaryField()
+    # The image's 8x8 colour layout (clipcheck.nearduplicates), float32
+    # little-endian; null for rows stored before layouts were kept.
+    layout = models.BinaryField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -36,6 +40,33 @@ class ImageEmbedding(models.Model):
 
     def as_array(self):
         return np.frombuffer(bytes(self.vector), dtype="<f4")
+
+    def layout_array(self):
+        return None if self.layout is None else np.frombuffer(bytes(self.layout), dtype="<f4")
+
+
+class ImageVector(models.Model):
+    """An ``ImageEmbedding`` as a pgvector ``vector`` for nearest-neighbour search.
+
+    The table exists only on PostgreSQL with the pgvector extension (the
+    migration creates it there and nowhere else); ``clipcheck.vectors``
+    decides whether it is used. The column has no fixed dimension because
+    each model has its own: every (model, dimension) gets its own partial
+    HNSW index over ``embedding::vector(dim)`` (``vectors.vector_index_ensure``).
+    """
+
+    sha256 = models.CharField(max_length=64)
+    model = models.CharField(max_length=255)
+    dim = models.PositiveIntegerField()
+    embedding = VectorField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["sha256", "model"], name="clipcheck_image_vector_unique"),
+        ]
+
+    def __str__(self):
+        return f"{self.sha256[:12]}… ({self.model}, {self.dim})"
 
 
 class Analysis(models.Model):

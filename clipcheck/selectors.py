@@ -35,6 +35,21 @@ def image_embeddings_get(*, hashes, model):
     return {row.sha256: row.as_array() for row in rows}
 
 
+def image_layouts_get(*, hashes, model):
+    """Stored layouts ``{sha256: np.ndarray}`` of the given image hashes under ``model``
+    (images stored before layouts were kept are missing)."""
+    rows = ImageEmbedding.objects.filter(model=model, sha256__in=set(hashes), layout__isnull=False)
+    return {row.sha256: row.layout_array() for row in rows.only("sha256", "layout")}
+
+
+def image_hashes_without_layout(*, hashes, model):
+    """The given hashes stored under ``model`` without a layout."""
+    return set(
+        ImageEmbedding.objects.filter(model=model, sha256__in=set(hashes), layout__isnull=True)
+        .values_list("sha256", flat=True)
+    )
+
+
 def analyses_for_subject(*, subject):
     """The analyses stored for one object, newest first."""
     return Analysis.objects.filter(

@@ -80,11 +80,41 @@ DEFAULTS = {
     # as the shorter side stays at least this many pixels: several times
     # faster, and far above any CLIP input size. 0 disables it.
     "JPEG_DRAFT_MIN_SIDE": 448,
+    # Other formats are box-reduced by the largest integer factor that
+    # keeps the shorter side at least JPEG_DRAFT_MIN_SIDE, before any mode
+    # conversion. Decoding memory, per serving process: decodes in flight
+    # reserve their estimated peak (from the image header) out of this
+    # budget before a pixel is decoded; one that does not fit waits up to
+    # DECODE_WAIT_MS, then gets 503 "overloaded" (clipcheck.decode_budget).
+    # An image that alone needs more is refused (413 image_too_large):
+    # keep it above MAX_IMAGE_PIXELS x 8 bytes.
+    "DECODE_MEMORY_BUDGET_BYTES": 512 * 1024 * 1024,
+    "DECODE_WAIT_MS": 5000,
+    # Days an analysis made by the anonymous API (/clip/analyze) is kept;
+    # manage.py clip_prune_analyses deletes older ones (run it daily).
+    # Analyses of uploads, audits and batches are kept. None: keep all.
+    "ANALYSIS_RETENTION_DAYS": 30,
     # Text embeddings kept per process (category prompts, repeated texts).
     "TEXT_CACHE_SIZE": 4096,
     # Seconds a process keeps the latest calibrated threshold before reading
     # it again (clip_calibrate --apply reaches other processes within this).
     "CALIBRATION_CACHE_SECONDS": 30,
+    # Similarity search (clipcheck.vectors). Two photos are the same picture
+    # (re-encoded, resized, cropped a little or mirrored) when their
+    # embeddings' cosine reaches NEAR_DUPLICATE_SIMILARITY... Another
+    # checkpoint has another scale (docs/similarity.md says how to measure it). VECTOR_EF_SEARCH is
+    # pgvector's hnsw.ef_search: candidates an HNSW search keeps (recall
+    # against speed).
+    "NEAR_DUPLICATE_SIMILARITY": 0.85,
+    # ...and whose 8x8 colour layouts correlate at NEAR_DUPLICATE_LAYOUT or
+    # more, mirrored or not (clipcheck.nearduplicates).
+    "NEAR_DUPLICATE_LAYOUT": 0.93,
+    "VECTOR_EF_SEARCH": 100,
+    # POST /clip/search: results per request by default and at most.
+    "SEARCH_DEFAULT_K": 10,
+    "SEARCH_MAX_K": 100,
+    # POST /clip/embed: texts plus photos per request.
+    "EMBED_MAX_ITEMS": 32,
     # Admission control, per serving process: at most MAX_QUEUE inferences
     # in flight (running or waiting for the model); a request that finds no
     # free slot within QUEUE_TIMEOUT_MS gets 503 "overloaded" with
@@ -116,9 +146,15 @@ DEFAULTS = {
             "permissions": ["clipcheck.run_batch_analysis"],
             "rate": "30/minute",
         },
+        # Raw embeddings of texts and photos (/clip/embed): model time like analyze.
+        "embed": {"anonymous": True, "permissions": [], "rate": "60/minute"},
         # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
         "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
     },
+    # Failed token authentications per client (IP address) and period,
+    # counted in THROTTLE_CACHE; past it every token request of that client
+    # gets 429 "throttled" until the period ends. None: not limited.
+    "FAILED_AUTH_RATE": "20/minute",
     # The cache (settings.CACHES alias) that counts throttled requests; it
     # must be shared by all serving processes (Redis) for limits to hold
     # across workers.

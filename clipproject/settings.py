@@ -52,6 +52,7 @@ MIDDLEWARE = [
     "corsheaders.middleware.CorsMiddleware",
     # Before anything reads the body.
     "clipcheck.middleware.RequestSizeLimitMiddleware",
+    "clipcheck.middleware.RequestCharsetMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -183,13 +184,14 @@ DATA_UPLOAD_MAX_NUMBER_FILES = 5
 
 REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "clipcheck.api.exceptions.exception_handler",
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_RENDERER_CLASSES": ["clipcheck.api.renderers.EncodableJSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["clipcheck.api.parsers.BoundedJSONParser"],
     # Token first: its scheme is what 401 responses name in WWW-Authenticate.
     # Sessions serve the admin and same-site pages (with CSRF checks).
+    # Failed tokens are throttled per client; CSRF refusals say csrf_failed.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
-        "rest_framework.authentication.SessionAuthentication",
+        "clipcheck.api.authentication.ThrottledTokenAuthentication",
+        "clipcheck.api.authentication.CsrfSessionAuthentication",
     ],
     # Each view's access_scope policy in CLIPCHECK["ACCESS"] decides.
     "DEFAULT_PERMISSION_CLASSES": ["clipcheck.access.EndpointPolicyPermission"],
@@ -230,7 +232,8 @@ def _clipcheck_from_environ():
                "THRESHOLD": float, "BATCH_SIZE": int, "NUM_THREADS": int,
                "MAX_QUEUE": int, "QUEUE_TIMEOUT_MS": int, "INFERENCE_TIMEOUT_SECONDS": float,
                "LOAD_RETRY_SECONDS": float, "MAX_REQUEST_BYTES": int, "MAX_UPLOAD_BYTES": int,
-               "METRICS_TOKEN": str}
+               "METRICS_TOKEN": str, "DECODE_MEMORY_BUDGET_BYTES": int, "ANALYSIS_RETENTION_DAYS": int,
+               "FAILED_AUTH_RATE": str}
     overrides = {}
     for key, parse in parsers.items():
         raw = os.environ.get(f"CLIPCHECK_{key}")
@@ -249,7 +252,12 @@ CLIPCHECK = {
     "BATCH_ROOT": str(BASE_DIR / "var" / "batch"),
     # Policies of this project's own views, merged into clipcheck's table.
     # POST /upload stores what it receives: only users allowed to add listings.
-    "ACCESS": {"upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"}},
+    # POST /clip/search shows what the catalogue holds: only users allowed to
+    # view listings (anonymous storefront search is a project's choice).
+    "ACCESS": {
+        "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
+        "search": {"anonymous": False, "permissions": ["listings.view_listing"], "rate": "60/minute"},
+    },
     **_clipcheck_from_environ(),
 }
 

@@ -6,9 +6,12 @@ from django.views.generic import TemplateView
 
 from clipcheck.api.docs import SchemaView, SwaggerUIView
 from clipcheck.metrics import metrics_view
+from listings.api.views import SearchView
 
 urlpatterns = [
     path("", TemplateView.as_view(template_name="index.html"), name="home"),
+    # The catalogue search lives with the catalogue (listings), under /clip/ with the other similarity endpoints.
+    path("clip/search", SearchView.as_view(), name="search"),
     path("clip/", include("clipcheck.api.urls")),
     path("", include("listings.api.urls")),
     path("api/schema/", SchemaView.as_view(), name="schema"),

@@ -11,6 +11,7 @@ import mimetypes
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
@@ -23,9 +24,10 @@ from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
-from listings import services
+from listings import selectors, services
 from listings.admin_review import ReviewViews
 from listings.review import review_reason_codes
+from listings.similarity import PHOTO_REUSED, listings_search
 from listings.models import FORMAT_SUFFIXES, Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
 
 Status = Listing.Status
@@ -102,6 +104,42 @@ class CheckedFilter(admin.SimpleListFilter):
 
 def reason_code_choices():
     return [("", "—")] + [(code, code) for code in review_reason_codes()]
+
+
+class PhotoReusedFilter(admin.SimpleListFilter):
+    """Listings whose photo another listing already shows (the photo_reused reason)."""
+
+    title = "photo reused"
+    parameter_name = "photo_reused"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Photo reused")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return selectors.listings_with_reason(listings=queryset, code=PHOTO_REUSED)
+        return queryset
+
+
+class SearchForm(forms.Form):
+    """The admin's catalogue search: a text or a photo."""
+
+    text = forms.CharField(required=False, max_length=1000, help_text="Describe what the photos should show.")
+    photo = forms.FileField(required=False, help_text="Or find the listings whose photos look like this one.")
+    status = forms.MultipleChoiceField(choices=Status.choices, required=False, widget=forms.CheckboxSelectMultiple)
+    k = forms.IntegerField(min_value=1, max_value=100, initial=20, label="results")
+
+    def clean(self):
+        cleaned = super().clean()
+        if bool(cleaned.get("text", "").strip()) == bool(cleaned.get("photo")):
+            raise forms.ValidationError("Give either a text or a photo.")
+        photo = cleaned.get("photo")
+        if photo:
+            try:
+                cleaned["image"] = decode_image(photo.read(clip_settings.MAX_UPLOAD_BYTES + 1))
+            except ClipcheckError as exc:
+                raise forms.ValidationError(exc.message, code=exc.code)
+        return cleaned
 
 
 class RejectForm(forms.Form):
@@ -184,7 +222,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         "checked_at",
     )
     list_display_links = ("thumbnail", "title")
-    list_filter = ("status", QualityBandFilter, CheckedFilter, "category")
+    list_filter = ("status", QualityBandFilter, CheckedFilter, PhotoReusedFilter, "category")
     search_fields = ("title", "description", "category")
     list_select_related = ()
     list_per_page = 50
@@ -196,10 +234,11 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     readonly_fields = (
         "image_preview", "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality",
         "checked_at", "checked_model", "image_sha256", "moderated_by", "moderated_at", "moderation_note",
-        "analyses_table",
+        "analyses_table", "seller", "similar_listings",
     )
     fieldsets = (
-        (None, {"fields": ("title", "description", "category", "price", "image", "image_preview")}),
+        (None, {"fields": ("title", "description", "category", "price", "image", "image_preview", "seller")}),
+        ("Similar listings", {"fields": ("similar_listings",)}),
         ("CLIP check", {"fields": (
             "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality", "checked_at",
             "checked_model", "image_sha256", "analyses_table",
@@ -209,6 +248,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
 
     def get_urls(self):
         return [
+            path("search/", self.admin_site.admin_view(self.search_view), name="listings_listing_search"),
             path(
                 "<path:object_id>/image/",
                 self.admin_site.admin_view(self.image_view),
@@ -231,6 +271,50 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         response = HttpResponse(data, content_type=content_type)
         response["Cache-Control"] = "private, max-age=3600"
         return response
+
+    def search_view(self, request):
+        """Search the catalogue by text or photo (what POST /clip/search answers)."""
+        if not self.has_view_or_change_permission(request):
+            raise PermissionDenied
+        form = SearchForm(request.POST or None, request.FILES or None)
+        hits = None
+        if request.method == "POST" and form.is_valid():
+            try:
+                hits = listings_search(
+                    text=form.cleaned_data["text"].strip() or None, image=form.cleaned_data.get("image"),
+                    k=form.cleaned_data["k"], statuses=form.cleaned_data["status"] or None,
+                )
+            except ClipcheckError as exc:
+                form.add_error(None, exc.message)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Search listings by text or photo",
+            "opts": self.model._meta,
+            "form": form,
+            "hits": [(hit, image_url(hit.listing), reverse("admin:listings_listing_change", args=[hit.listing.pk]))
+                     for hit in hits or []],
+            "searched": hits is not None,
+        }
+        request.current_app = self.admin_site.name
+        return TemplateResponse(request, "admin/listings/search.html", context)
+
+    def changelist_view(self, request, extra_context=None):
+        search_url = reverse("admin:listings_listing_search")
+        return super().changelist_view(request, {"photo_search_url": search_url, **(extra_context or {})})
+
+    @admin.display(description="similar listings")
+    def similar_listings(self, listing):
+        """The listings whose photos look most like this one, side by side, and why it was flagged."""
+        if not listing.pk:
+            return "—"
+        reused = [reason for reason in listing.reasons if reason.get("code") == PHOTO_REUSED]
+        similar = [
+            (other, similarity, image_url(other), reverse("admin:listings_listing_change", args=[other.pk]))
+            for other, similarity in selectors.listing_similar(listing=listing, k=6)
+        ]
+        return render_to_string("admin/listings/similar_listings.html", {
+            "listing": listing, "image_url": image_url(listing), "reused": reused, "similar": similar,
+        })
 
     @admin.display(description="image")
     def thumbnail(self, listing):

@@ -4,7 +4,7 @@ import re
 
 from django.core.checks import Tags, register
 
-from clipcheck.checks import SettingRule, is_positive_integer, rule_errors, unknown_settings_errors
+from clipcheck.checks import SettingRule, _is_fraction, is_positive_integer, rule_errors, unknown_settings_errors
 from listings.models import UNDO_REASON_CODE
 from listings.settings import UPLOAD_POLICIES, listings_settings
 
@@ -34,11 +34,13 @@ RULES = (
             "SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS", "REVIEW_CLAIM_SECONDS",
         )
     ),
-    SettingRule("REVIEW_REASON_CODES", is_reason_code_list, "listings.E004",
+    SettingRule("TITLE_CONFLICT_SIMILARITY", _is_fraction, "listings.E004",
+                "LISTINGS TITLE_CONFLICT_SIMILARITY {value!r} must be a number between 0 and 1."),
+    SettingRule("REVIEW_REASON_CODES", is_reason_code_list, "listings.E005",
                 "LISTINGS REVIEW_REASON_CODES {value!r} must be a list of 1 to 9 distinct codes "
                 f"(lower-case letters, digits and _), without {UNDO_REASON_CODE!r}.",
                 hint="Moderators pick them with the digits 1-9."),
-    SettingRule("REVIEW_SAMPLE_RATE", is_rate, "listings.E005",
+    SettingRule("REVIEW_SAMPLE_RATE", is_rate, "listings.E006",
                 "LISTINGS REVIEW_SAMPLE_RATE {value!r} must be a number between 0 and 1."),
 )
 

@@ -35,6 +35,11 @@ class Listing(models.Model):
     image = models.ImageField(upload_to=listing_image_path, max_length=255)
     image_sha256 = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the stored image bytes.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
+    # Who submitted it (the authenticated user of POST /upload); a photo
+    # reused across sellers is the stronger signal (the photo_reused reason).
+    seller = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="listings",
+    )
 
     # The latest CLIP check.
     title_score = models.FloatField(null=True, blank=True, editable=False)

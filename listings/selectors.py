@@ -1,5 +1,6 @@
 """Reads of listings data for other parts of the project."""
 
+from collections import defaultdict
 from dataclasses import dataclass
 
 from listings.models import UNDO_REASON_CODE, Listing, ModerationDecision
@@ -17,6 +18,31 @@ class ModerationLabel:
     is_match: bool
     category: str
     sampled: bool
+
+
+# Photos. A listing's photo is ``Listing.image`` (hash ``image_sha256``);
+# these two functions are the only places that say so, for the similarity
+# features (photo_reused, /clip/search, clip_duplicates).
+
+
+def catalogue_photo_hashes(*, listings=None):
+    """The photo hashes of ``listings`` (a queryset; default: the whole
+    catalogue), as a subquery for ``clipcheck.vectors.image_neighbours(within=...)``."""
+    listings = Listing.objects.all() if listings is None else listings
+    return listings.values("image_sha256")
+
+
+def listings_showing_photos(*, hashes, listings=None, exclude_listing_id=None):
+    """``{sha256: [Listing, ...]}``: the listings (of ``listings``, default all)
+    whose photo has one of ``hashes``, oldest first; ``exclude_listing_id`` left out."""
+    listings = Listing.objects.all() if listings is None else listings
+    found = listings.filter(image_sha256__in=set(hashes)).order_by("created_at", "id")
+    if exclude_listing_id is not None:
+        found = found.exclude(pk=exclude_listing_id)
+    showing = defaultdict(list)
+    for listing in found:
+        showing[listing.image_sha256].append(listing)
+    return dict(showing)
 
 
 def moderation_labelled_scores(*, model):
@@ -78,3 +104,35 @@ def wrong_category_listing_ids():
 def catalogue_listings():
     """Listings with a category, by id: the classify calibration's examples."""
     return Listing.objects.exclude(category="").order_by("pk")
+
+
+def listings_with_reason(*, listings, code):
+    """The ``listings`` whose latest check gave a reason with ``code``."""
+    if listings.db == "default" and connection_vendor() == "postgresql":
+        return listings.filter(reasons__contains=[{"code": code}])  # jsonb containment
+    # Elsewhere the JSON is text: the quoted code, as it can only appear as a value.
+    return listings.filter(reasons__icontains=f'"{code}"')
+
+
+def connection_vendor():
+    from django.db import connection
+
+    return connection.vendor
+
+
+def listing_similar(*, listing, k=5):
+    """The ``k`` listings whose photos look most like ``listing``'s, most similar
+    first: ``[(Listing, similarity)]`` (the admin's "similar listings" panel)."""
+    from clipcheck.selectors import image_embeddings_get
+    from clipcheck.services.thresholds import model_id
+    from clipcheck.vectors import image_neighbours
+
+    model = model_id()
+    vector = image_embeddings_get(hashes=[listing.image_sha256], model=model).get(listing.image_sha256)
+    if vector is None:
+        return []
+    others = Listing.objects.exclude(pk=listing.pk)
+    neighbours = image_neighbours(vector=vector, model=model, k=k, within=catalogue_photo_hashes(listings=others))
+    showing = listings_showing_photos(hashes=[n.sha256 for n in neighbours], listings=others)
+    similar = [(other, neighbour.similarity) for neighbour in neighbours for other in showing.get(neighbour.sha256, [])]
+    return similar[:k]

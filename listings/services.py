@@ -15,7 +15,7 @@ Status after a check (``status_after_check``):
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.core.files.base import ContentFile
 from django.db import transaction
@@ -24,6 +24,7 @@ from django.utils import timezone
 from clipcheck import scoring, selectors as clip_selectors
 from clipcheck.hashes import texts_hash
 from clipcheck.services import analyses as clip_analyses
+from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.classification import image_classify
 from clipcheck.services.thresholds import default_threshold, model_id
 from clipcheck.errors import ClipcheckError
@@ -34,6 +35,7 @@ from listings import review
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
 from listings.models import FORMAT_SUFFIXES, Listing
 from listings.settings import listings_settings
+from listings.similarity import photo_reused_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +54,21 @@ class ListingCheck:
     description_analysis: Analysis | None = None
     error: ClipcheckError | None = None
     skipped: bool = False
+    # photo_reused reasons: the photo is another listing's (listings.similarity).
+    photo_reasons: list = field(default_factory=list)
 
     @property
     def is_scored(self):
         return self.title_analysis is not None and self.description_analysis is not None
 
     @property
-    def is_match(self):
+    def texts_match(self):
         return self.is_scored and not (self.title_analysis.is_mismatch or self.description_analysis.is_mismatch)
+
+    @property
+    def is_match(self):
+        """Both texts match the photo, and the photo is no other listing's."""
+        return self.texts_match and not self.photo_reasons
 
 
 @dataclass
@@ -79,15 +88,22 @@ def status_after_check(*, status, moderated, content_changed, is_match):
 
 # Submission (POST /upload)
 
-def listing_submit(*, image_data, image, title, description, category="", price=None, policy=None):
+def listing_submit(*, image_data, image, title, description, category="", price=None, policy=None, seller=None):
     """Check a new listing's photo against its title and description, then store it.
 
     Under the "reject" policy a description that does not match raises
-    ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
+    ``ImageTextMismatch`` (422) and nothing but the analyses is stored. A
+    photo that another listing already shows adds a ``photo_reused`` reason
+    and sends the listing to review.
+
+    The listing and its analyses are committed together, so a crash leaves
+    no analysis without its listing. Storage cannot join the transaction:
+    the image is written just before it, and a crash in between leaves a
+    file that no listing names, which ``clip_sweep_orphans`` removes.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
     threshold = default_threshold(category=category or "")
-    title_analysis, description_analysis = clip_analyses.analyses_create(
+    title_analysis, description_analysis = analyses = clip_analyses.analyses_compute(
         requests=[
             clip_analyses.AnalysisRequest(image=image, text=title, threshold=threshold),
             clip_analyses.AnalysisRequest(image=image, text=description, threshold=threshold),
@@ -98,6 +114,7 @@ def listing_submit(*, image_data, image, title, description, category="", price=
     if title_analysis.is_mismatch or description_analysis.is_mismatch:
         suggestion = listing_suggestion(image=image)
     if policy == "reject" and description_analysis.is_mismatch:
+        clip_analyses.analyses_save(analyses=analyses)
         raise ImageTextMismatch(
             "The photo does not match the description.",
             similarity_score=description_analysis.similarity_score,
@@ -105,20 +122,26 @@ def listing_submit(*, image_data, image, title, description, category="", price=
         )
 
     listing = Listing(
-        title=title, description=description, category=category or "", price=price, image_sha256=image.sha256
+        title=title, description=description, category=category or "", price=price, image_sha256=image.sha256,
+        seller=seller,
+    )
+    photo_reasons = photo_reused_reasons(
+        listing=listing, image=image, vector=image_embeddings_compute(images=[image])[0],
     )
     # The storage name is generated; the suffix comes from the decoded format.
     listing.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(image_data), save=False)
     try:
         with transaction.atomic():
             listing.save()
-            clip_analyses.analyses_link(analyses=[title_analysis, description_analysis], subject=listing)
+            clip_analyses.analyses_link(analyses=analyses, subject=listing)
+            clip_analyses.analyses_save(analyses=analyses)
             _listing_apply_check(
                 listing=listing,
                 image_sha256=image.sha256,
                 texts_sha256=listing.texts_sha256,
                 title_analysis=title_analysis,
                 description_analysis=description_analysis,
+                photo_reasons=photo_reasons,
             )
     except BaseException:
         listing.image.storage.delete(listing.image.name)
@@ -210,9 +233,14 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
     if not requests:
         return checks
     analyses = iter(clip_analyses.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
+    decoded = [image for image in images if not isinstance(image, ClipcheckError)]
+    # Stored by analyses_compute (or computed again in a dry run, which stores nothing).
+    vectors = iter(image_embeddings_compute(images=decoded, store=store_embeddings))
+    decoded = iter(decoded)
     for check in checks:
         if check.error is None:
             check.title_analysis, check.description_analysis = next(analyses), next(analyses)
+            check.photo_reasons = photo_reused_reasons(listing=check.listing, image=next(decoded), vector=next(vectors))
             check.to_status = _status_after(listing=check.listing, is_match=check.is_match)
     return checks
 
@@ -284,6 +312,7 @@ def _check_apply_fresh(*, check, fresh):
         texts_sha256=fresh.texts_sha256,
         title_analysis=check.title_analysis,
         description_analysis=check.description_analysis,
+        photo_reasons=check.photo_reasons,
     ).to_status
 
 
@@ -320,9 +349,10 @@ def _status_after(*, listing, is_match):
     )
 
 
-def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis, description_analysis):
+def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis, description_analysis, photo_reasons=()):
     from_status = listing.status
-    is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch)
+    is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch or photo_reasons)
+    listing.reasons = list(photo_reasons)
     listing.image_sha256 = image_sha256
     listing.status = _status_after(listing=listing, is_match=is_match)
     if listing.status == Status.APPROVED and from_status != Status.APPROVED:
@@ -338,12 +368,12 @@ def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis,
     listing.checked_texts_sha256 = texts_sha256
     listing.save(update_fields=[
         "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_at",
-        "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256", "review_sampled",
+        "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256", "reasons", "review_sampled",
         "updated_at",
     ])
     return ListingCheck(
         listing=listing, from_status=from_status, to_status=listing.status,
-        title_analysis=title_analysis, description_analysis=description_analysis,
+        title_analysis=title_analysis, description_analysis=description_analysis, photo_reasons=list(photo_reasons),
     )
 
 

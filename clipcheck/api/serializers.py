@@ -2,6 +2,7 @@
 
 import math
 
+from django.conf import settings
 from rest_framework import serializers
 
 from clipcheck.api.exceptions import validation_error_summary
@@ -21,6 +22,9 @@ class ThresholdField(serializers.FloatField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data):
+        # float(True) is 1.0: a JSON boolean is a client mistake, not a threshold.
+        if isinstance(data, bool):
+            self.fail("invalid")
         value = super().to_internal_value(data)
         if not math.isfinite(value) or not 0.0 <= value <= 1.0:
             self.fail("range")
@@ -31,8 +35,13 @@ class ImageUploadField(serializers.FileField):
     """An uploaded image decoded by ``clipcheck.images.decode_image``.
 
     Size is checked before the bytes are read; decoding failures raise
-    ``ImageRejected`` with their own status (413/415/400) and code.
+    ``ImageRejected`` with their own status (413/415/400) and code, an empty
+    file included (``empty_file``, from the decoder).
     """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("allow_empty_file", True)
+        super().__init__(**kwargs)
 
     def to_internal_value(self, data):
         return decode_image(self.read_bytes(data))
@@ -131,10 +140,77 @@ class ClassifyInputSerializer(serializers.Serializer):
     top_k = serializers.IntegerField(required=False, min_value=1)
 
 
+# Longer paths cannot name a file (PATH_MAX on Linux).
+MAX_IMAGE_PATH_LENGTH = 4096
+
+
+class CountedListField(serializers.ListField):
+    """A list field whose length is checked before its items are parsed
+    (items may be uploads to decode); ``max_items`` is a callable, read per request."""
+
+    def __init__(self, *, max_items, **kwargs):
+        self.max_items = max_items
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if hasattr(data, "__len__") and not isinstance(data, (str, dict)) and len(data) > self.max_items():
+            raise serializers.ValidationError(
+                f"{len(data)} items; the limit is {self.max_items()}.", code="max_length"
+            )
+        return super().to_internal_value(data)
+
+
+def embed_max_items():
+    return clip_settings.EMBED_MAX_ITEMS
+
+
+def embed_max_files():
+    # Django refuses a request with more files than DATA_UPLOAD_MAX_NUMBER_FILES before any view runs.
+    return min(clip_settings.EMBED_MAX_ITEMS, settings.DATA_UPLOAD_MAX_NUMBER_FILES or clip_settings.EMBED_MAX_ITEMS)
+
+
+class EmbedInputSerializer(serializers.Serializer):
+    """Texts and/or photos (repeated ``text`` and ``file`` fields): up to
+    ``EMBED_MAX_ITEMS`` texts and as many photos as a request may carry."""
+
+    def get_fields(self):
+        # The limits are read per request (and by the schema) from the settings.
+        return {
+            "text": CountedListField(
+                child=ProductTextField(), max_items=embed_max_items, max_length=embed_max_items(), allow_empty=False,
+                required=False,
+            ),
+            "file": CountedListField(
+                child=ImageUploadField(), max_items=embed_max_files, max_length=embed_max_files(), allow_empty=False,
+                required=False,
+            ),
+        }
+
+    def validate(self, data):
+        if not data.get("text") and not data.get("file"):
+            raise serializers.ValidationError("Send at least one text or file.", code="required")
+        return data
+
+
 class BatchItemSerializer(serializers.Serializer):
-    image_path = serializers.CharField(trim_whitespace=False)
+    image_path = serializers.CharField(trim_whitespace=False, max_length=MAX_IMAGE_PATH_LENGTH)
     text = ProductTextField()
     threshold = ThresholdField(required=False)
+
+
+class ParsedItemField(serializers.Field):
+    """A batch item exactly as the JSON parser produced it.
+
+    DRF's JSONField re-serialises the value strictly, so one item holding a
+    number beyond float range (``1e309`` parses as infinity) would fail the
+    whole request; each item is judged alone by ``BatchInputSerializer``.
+    """
+
+    def to_internal_value(self, data):
+        return data
+
+    def to_representation(self, value):
+        return value
 
 
 class BatchItemsField(serializers.ListField):
@@ -142,7 +218,7 @@ class BatchItemsField(serializers.ListField):
 
     def __init__(self, **kwargs):
         # null is an item like any other: it fails alone (invalid_item).
-        kwargs.setdefault("child", serializers.JSONField(allow_null=True))
+        kwargs.setdefault("child", ParsedItemField(allow_null=True))
         kwargs.setdefault("allow_empty", False)
         super().__init__(**kwargs)
 
@@ -165,8 +241,17 @@ class BatchInputSerializer(serializers.Serializer):
         if serializer.is_valid():
             return dict(serializer.validated_data)
         code, message = validation_error_summary(serializer.errors)
-        image_path = item.get("image_path") if isinstance(item.get("image_path"), str) else None
-        return {"image_path": image_path, "error": {"code": code, "message": message}}
+        return {"image_path": echoed_path(item.get("image_path")), "error": {"code": code, "message": message}}
+
+
+def echoed_path(value):
+    """An item's image_path as its error entry repeats it: a string that
+    always encodes (lone surrogates escaped as ``\\ud800``), cut to the
+    longest usable path; None for anything that is not a string."""
+    if not isinstance(value, str):
+        return None
+    value = value[:MAX_IMAGE_PATH_LENGTH]
+    return value.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 # Responses. The services build plain dicts; these serializers document
@@ -227,6 +312,24 @@ class BatchItemResultSerializer(serializers.Serializer):
 
 class BatchResultSerializer(serializers.Serializer):
     results = BatchItemResultSerializer(many=True, help_text="One entry per item, in input order.")
+
+
+class TextEmbeddingSerializer(serializers.Serializer):
+    text = serializers.CharField()
+    embedding = serializers.ListField(child=serializers.FloatField(), help_text="Unit length (L2-normalised).")
+    text_truncated = serializers.BooleanField(help_text="The text was cut to the model's context length.")
+
+
+class ImageEmbeddingSerializer(serializers.Serializer):
+    sha256 = serializers.CharField(help_text="SHA-256 of the uploaded bytes.")
+    embedding = serializers.ListField(child=serializers.FloatField(), help_text="Unit length (L2-normalised).")
+
+
+class EmbedResultSerializer(serializers.Serializer):
+    model = serializers.CharField(help_text="The model the embeddings come from: compare only embeddings of one model.")
+    dim = serializers.IntegerField(min_value=1)
+    texts = TextEmbeddingSerializer(many=True, help_text="In the order sent.")
+    images = ImageEmbeddingSerializer(many=True, help_text="In the order sent.")
 
 
 class HealthSerializer(serializers.Serializer):

@@ -5,6 +5,8 @@ Who may call each endpoint and how often is the ``access_scope`` policy in
 throttle classes, ``clipcheck.access``).
 """
 
+from pathlib import Path, PurePath
+
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
@@ -13,6 +15,7 @@ from rest_framework.views import APIView
 from clipcheck.services.analyses import analysis_create
 from clipcheck.services.batch import batch_analyze
 from clipcheck.services.classification import image_classify
+from clipcheck.services.embeddings import embeddings_compute
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
@@ -25,6 +28,8 @@ from clipcheck.api.serializers import (
     CategoriesSerializer,
     ClassifyInputSerializer,
     ClassifyResultSerializer,
+    EmbedInputSerializer,
+    EmbedResultSerializer,
     HealthSerializer,
     HealthUnavailableSerializer,
 )
@@ -74,6 +79,23 @@ class ClassifyView(APIView):
         return Response({"top_matches": matches})
 
 
+class EmbedView(APIView):
+    access_scope = "embed"
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        summary="Embeddings of texts and photos (L2-normalised), with the model and dimension",
+        description="Repeat the text and file fields to send several; at most CLIPCHECK EMBED_MAX_ITEMS in all.",
+        request=multipart(EmbedInputSerializer),
+        responses={200: EmbedResultSerializer, **error_responses(*BODY_ERRORS)},
+    )
+    def post(self, request):
+        serializer = EmbedInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        return Response(embeddings_compute(texts=data.get("text", []), images=data.get("file", [])))
+
+
 class CategoriesView(APIView):
     access_scope = "categories"
 
@@ -114,15 +136,24 @@ class HealthView(APIView):
     )
     def get(self, request):
         status = engine_status()
+        # A local model's path and the load's exception are internals: staff
+        # see them, everyone else the model's name and a generic message.
+        staff = bool(request.user and request.user.is_staff)
         body = {
             "status": "healthy" if status["model_loaded"] else "unhealthy",
             "service": SERVICE_NAME,
             "model_loaded": status["model_loaded"],
             "device": status["device"],
-            "model": status["model"],
+            "model": status["model"] if staff else public_model_name(status["model"]),
             "dtype": status["dtype"],
         }
         if not status["model_loaded"]:
-            body.update(error_body("model_unavailable", status["reason"]))
+            body.update(error_body("model_unavailable", status["message"], status["reason"] if staff else None))
             return Response(body, status=503)
         return Response(body)
+
+
+def public_model_name(model):
+    """A hub id as it is; a local checkpoint by its directory's name only."""
+    path = PurePath(model)
+    return path.name if path.is_absolute() or model.startswith(".") or Path(model).is_dir() else model

@@ -76,7 +76,7 @@ def get_engine():
             return _engine
         failure = _failure
         if failure and failure.key == key and time.monotonic() - failure.at < clip_settings.LOAD_RETRY_SECONDS:
-            raise ModelUnavailable(failure.reason)
+            raise ModelUnavailable(reason=failure.reason)
         from clipcheck.engine.clip import ClipEngine
 
         started = time.monotonic()
@@ -89,7 +89,7 @@ def get_engine():
             _failure = _LoadFailure(key=key, reason=reason, at=time.monotonic())
             metrics.MODEL_LOADED.set(0)
             metrics.MODEL_LOAD_FAILURES.inc()
-            raise ModelUnavailable(reason) from exc
+            raise ModelUnavailable(reason=reason) from exc
         logger.info(
             "Loaded CLIP model %s on %s (%s) in %.1fs",
             key.model_name, engine.device_name, engine.dtype_name, time.monotonic() - started,
@@ -100,16 +100,24 @@ def get_engine():
 
 
 def engine_status():
-    """Load state for health checks: never raises."""
+    """Load state for health checks: never raises.
+
+    ``message`` is the public explanation of a failed load, ``reason`` the
+    internal one (path and exception: for the log and staff only).
+    """
     try:
         engine = get_engine()
     except ModelUnavailable as exc:
-        return {"model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None, "reason": exc.message}
+        return {
+            "model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None,
+            "message": exc.message, "reason": exc.reason,
+        }
     return {
         "model_loaded": True,
         "model": engine.model_name,
         "device": engine.device_name,
         "dtype": engine.dtype_name,
+        "message": None,
         "reason": None,
     }
 

@@ -67,10 +67,9 @@ class InferenceGate:
         except ClipcheckError:
             raise
         except Exception as exc:
+            # The exception is for the log; the client gets the generic message.
             logger.exception("Inference failed.")
-            raise InferenceFailed(
-                f"The model failed to process the request: {exc.__class__.__name__}."
-            ) from exc
+            raise InferenceFailed() from exc
         model_time_add(elapsed_ms)
         return result
 

@@ -64,7 +64,7 @@ def analyses_compute(*, requests, source, store_embeddings=True):
     requests = [_with_threshold(request) for request in requests]
     started = time.monotonic()
     text_hashes = [text_hash(request.text) for request in requests]
-    keys = [(r.image.sha256, text_hash_, r.threshold) for r, text_hash_ in zip(requests, text_hashes)]
+    keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
     earlier = selectors.analyses_cached(keys=keys, model=model)
     lookup_ms = (time.monotonic() - started) * 1000
 
@@ -159,11 +159,12 @@ def analysis_build(
 
 
 def analyses_link(*, analyses, subject):
-    """Point stored analyses at the object they concerned (once it exists)."""
+    """Point analyses at the object they concerned (once it exists); stored
+    ones are updated, unsaved ones are saved with it by ``analyses_save``."""
     subject_type = ContentType.objects.get_for_model(subject)
-    Analysis.objects.filter(pk__in=[analysis.pk for analysis in analyses]).update(
-        subject_type=subject_type, subject_id=str(subject.pk)
-    )
+    stored = [analysis.pk for analysis in analyses if analysis.pk is not None]
+    if stored:
+        Analysis.objects.filter(pk__in=stored).update(subject_type=subject_type, subject_id=str(subject.pk))
     for analysis in analyses:
         analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
 

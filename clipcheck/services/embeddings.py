@@ -1,4 +1,5 @@
-"""Image embeddings: computed once per image and model, then reused."""
+"""Image embeddings: computed once per image and model, then reused (and
+searchable: ``clipcheck.vectors``); raw embeddings for POST /clip/embed."""
 
 import numpy as np
 
@@ -6,15 +7,18 @@ from clipcheck import selectors
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
 from clipcheck.models import ImageEmbedding
+from clipcheck.nearduplicates import layout_signature
 from clipcheck.services.thresholds import model_id
+from clipcheck.vectors import vectors_store
 
 
 def image_embeddings_compute(*, images, model=None, engine=None, store=True):
     """Embeddings of decoded images, in order: stored ones are reused, the
-    others are encoded in one ``encode_images`` call and stored (unless
-    ``store`` is false)."""
+    others are encoded in one ``encode_images`` call and stored with their
+    layouts (unless ``store`` is false)."""
     model = model or model_id()
-    stored = selectors.image_embeddings_get(hashes=[image.sha256 for image in images], model=model)
+    hashes = [image.sha256 for image in images]
+    stored = selectors.image_embeddings_get(hashes=hashes, model=model)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
         engine = engine or get_engine()
@@ -22,21 +26,65 @@ def image_embeddings_compute(*, images, model=None, engine=None, store=True):
         vectors = run_inference(lambda: engine.encode_images(pictures))
         new = dict(zip(missing, vectors))
         if store:
-            image_embeddings_store(vectors=new, model=model)
+            image_embeddings_store(
+                vectors=new, model=model,
+                layouts={sha256: layout_signature(image.image) for sha256, image in missing.items()},
+            )
         stored.update(new)
+    if store and len(missing) < len(set(hashes)):
+        # Embeddings stored before layouts were kept get theirs now that the picture is at hand.
+        image_layouts_fill(images=[image for image in images if image.sha256 not in missing], model=model)
     return np.stack([stored[image.sha256] for image in images])
 
 
-def image_embeddings_store(*, vectors, model):
-    """Store ``{sha256: vector}``; rows another writer stored first are kept.
+def image_embeddings_store(*, vectors, model, layouts=None):
+    """Store ``{sha256: vector}`` (and ``{sha256: layout}``); rows another writer stored first are kept.
 
     The (sha256, model) unique constraint settles races: a conflicting insert
     is skipped, never duplicated, and never fails the analysis.
     """
+    layouts = layouts or {}
     ImageEmbedding.objects.bulk_create(
         [
-            ImageEmbedding(sha256=sha256, model=model, dim=len(vector), vector=ImageEmbedding.pack(vector))
+            ImageEmbedding(
+                sha256=sha256, model=model, dim=len(vector), vector=ImageEmbedding.pack(vector),
+                layout=ImageEmbedding.pack(layouts[sha256]) if sha256 in layouts else None,
+            )
             for sha256, vector in vectors.items()
         ],
         ignore_conflicts=True,
     )
+    # Searchable too (a copy in pgvector's index where the database has one).
+    vectors_store(vectors=vectors, model=model)
+
+
+def image_layouts_fill(*, images, model):
+    """Store the layouts of decoded images whose stored embedding has none."""
+    lacking = selectors.image_hashes_without_layout(hashes=[image.sha256 for image in images], model=model)
+    for image in {image.sha256: image for image in images if image.sha256 in lacking}.values():
+        ImageEmbedding.objects.filter(sha256=image.sha256, model=model, layout__isnull=True).update(
+            layout=ImageEmbedding.pack(layout_signature(image.image))
+        )
+
+
+def embeddings_compute(*, texts=(), images=()):
+    """Normalised CLIP embeddings of texts and decoded images (nothing stored):
+    ``{"model", "dim", "texts": [...], "images": [...]}`` in input order (POST /clip/embed)."""
+    engine = get_engine()
+    model = model_id()
+    text_vectors, truncated = run_inference(lambda: engine.encode_texts(list(texts))) if texts else ([], [])
+    image_vectors = image_embeddings_compute(images=list(images), model=model, engine=engine, store=False) if images else []
+    return {
+        "model": model,
+        "dim": int(engine.embedding_dim),
+        "texts": [
+            {"text": text, "embedding": _rounded(vector), "text_truncated": bool(cut)}
+            for text, vector, cut in zip(texts, text_vectors, truncated)
+        ],
+        "images": [{"sha256": image.sha256, "embedding": _rounded(vector)} for image, vector in zip(images, image_vectors)],
+    }
+
+
+def _rounded(vector):
+    # float32 carries about 7 significant digits.
+    return [round(float(value), 7) for value in vector]

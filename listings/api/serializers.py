@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from rest_framework import serializers
 
 from clipcheck.api.serializers import AnalyzeResultSerializer, ErrorDetailSerializer, ImageUploadField, ProductTextField
+from clipcheck.settings import clip_settings
 from clipcheck.images import DecodedImage, decode_image
 from listings.models import Listing
 
@@ -41,6 +42,9 @@ class UploadResultSerializer(serializers.Serializer):
     title_check = AnalyzeResultSerializer()
     description_check = AnalyzeResultSerializer()
     suggestion = serializers.CharField(allow_null=True)
+    reasons = serializers.ListField(
+        child=serializers.DictField(), help_text="Why the listing needs review, e.g. photo_reused; empty when clean."
+    )
 
 
 class UploadMismatchSerializer(serializers.Serializer):
@@ -58,4 +62,71 @@ def submission_output(submission):
         "title_check": submission.title_analysis.result(),
         "description_check": submission.description_analysis.result(),
         "suggestion": submission.suggestion,
+        "reasons": listing.reasons,
+    }
+
+
+# POST /clip/search
+
+
+class StatusesField(serializers.CharField):
+    """Comma-separated listing statuses."""
+
+    pattern = r"^ *({names}) *(, *({names}) *)*$".format(names="|".join(Listing.Status.values))
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        statuses = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        unknown = sorted(set(statuses) - set(Listing.Status.values))
+        if unknown or not statuses:
+            raise serializers.ValidationError(
+                f"Unknown status {', '.join(unknown) or '(empty)'}; use {', '.join(Listing.Status.values)}.",
+                code="invalid_choice",
+            )
+        return statuses
+
+
+class SearchInputSerializer(serializers.Serializer):
+    """A text, a photo or both (the query is then their embeddings' normalised
+    sum: "like this photo, but ..."), how many results, and filters."""
+
+    text = ProductTextField(required=False)
+    file = ImageUploadField(required=False)
+    status = StatusesField(required=False, max_length=200)
+    category = serializers.CharField(required=False, max_length=Listing._meta.get_field("category").max_length)
+
+    def get_fields(self):
+        # k's bound is read per request (and by the schema) from the settings.
+        return {**super().get_fields(), "k": serializers.IntegerField(
+            required=False, min_value=1, max_value=clip_settings.SEARCH_MAX_K,
+            help_text="Listings to return (default CLIPCHECK SEARCH_DEFAULT_K).",
+        )}
+
+    def validate(self, data):
+        if "text" not in data and "file" not in data:
+            raise serializers.ValidationError("Send a text or a file.", code="required")
+        return data
+
+
+class SearchHitSerializer(serializers.Serializer):
+    listing_id = serializers.IntegerField()
+    title = serializers.CharField()
+    category = serializers.CharField(allow_blank=True)
+    status = serializers.ChoiceField(choices=Listing.Status.choices)
+    similarity = serializers.FloatField(help_text="Cosine of the photo's embedding with the query's (text or photo).")
+
+
+class SearchResultSerializer(serializers.Serializer):
+    model = serializers.CharField()
+    results = SearchHitSerializer(many=True, help_text="Most similar first.")
+
+
+def search_output(*, hits, model):
+    return {
+        "model": model,
+        "results": [
+            {"listing_id": hit.listing.pk, "title": hit.listing.title, "category": hit.listing.category,
+             "status": hit.listing.status, "similarity": hit.similarity}
+            for hit in hits
+        ],
     }

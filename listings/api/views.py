@@ -8,7 +8,14 @@ from rest_framework.views import APIView
 
 from clipcheck.api.schema import BODY_ERRORS, error_responses, multipart
 from listings import services
+from clipcheck.services.thresholds import model_id
+from clipcheck.settings import clip_settings
+from listings.api import schema  # noqa: F401  (registers the schema extensions)
+from listings.similarity import listings_search
 from listings.api.serializers import (
+    SearchInputSerializer,
+    SearchResultSerializer,
+    search_output,
     UploadInputSerializer,
     UploadMismatchSerializer,
     UploadResultSerializer,
@@ -43,5 +50,27 @@ class UploadView(APIView):
             description=data["description"],
             category=data.get("category", ""),
             price=data.get("price"),
+            seller=request.user if request.user.is_authenticated else None,
         )
         return Response(submission_output(submission), status=status.HTTP_201_CREATED)
+
+
+class SearchView(APIView):
+    # Off for anonymous clients by default: CLIPCHECK["ACCESS"]["search"].
+    access_scope = "search"
+    parser_classes = [MultiPartParser, FormParser]
+
+    @extend_schema(
+        summary="Search the catalogue by text or photo: the listings whose photos are nearest",
+        request=multipart(SearchInputSerializer),
+        responses={200: SearchResultSerializer, **error_responses(*BODY_ERRORS)},
+    )
+    def post(self, request):
+        serializer = SearchInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        hits = listings_search(
+            text=data.get("text"), image=data.get("file"), k=data.get("k") or clip_settings.SEARCH_DEFAULT_K,
+            statuses=data.get("status"), category=data.get("category"),
+        )
+        return Response(search_output(hits=hits, model=model_id()))

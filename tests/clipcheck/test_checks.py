@@ -37,6 +37,13 @@ def test_default_configuration_passes(settings):
         ({"BATCH_WAIT_MS": -1}, "clipcheck.E014"),
         ({"INFERENCE_TIMEOUT_SECONDS": "soon"}, "clipcheck.E014"),
         ({"BATCH_ROOT": "/nonexistent/batch/root"}, "clipcheck.W001"),
+        ({"DECODE_MEMORY_BUDGET_BYTES": 0}, "clipcheck.E004"),
+        ({"DECODE_MEMORY_BUDGET_BYTES": "512MB"}, "clipcheck.E004"),
+        ({"DECODE_MEMORY_BUDGET_BYTES": 64 * 1024 * 1024}, "clipcheck.W004"),
+        ({"DECODE_WAIT_MS": -1}, "clipcheck.E014"),
+        ({"ANALYSIS_RETENTION_DAYS": 0}, "clipcheck.E004"),
+        ({"ANALYSIS_RETENTION_DAYS": "30"}, "clipcheck.E004"),
+        ({"FAILED_AUTH_RATE": "20 per minute"}, "clipcheck.E016"),
     ],
 )
 def test_bad_settings_are_reported_with_stable_ids(settings, overrides, expected_id):

@@ -1,4 +1,7 @@
+import itertools
+
 import pytest
+from PIL.PngImagePlugin import PngInfo
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
 from django.core.files.base import ContentFile
@@ -39,10 +42,23 @@ def nothing_matches(settings):
 
 @pytest.fixture
 def make_listing(db):
-    """A stored listing with its image in storage, not yet checked."""
+    """A stored listing with its image in storage, not yet checked.
 
-    def make(*, title=MATCHING_TEXT, description=MATCHING_TEXT, color=RED, status=Listing.Status.PENDING, **fields):
-        data = image_bytes(color=color)
+    Each listing gets its own photo file: a plain picture of ``color`` whose
+    PNG carries the listing's number, so two listings never share a photo
+    (which would be a reused photo) unless a test passes the same ``photo``.
+    """
+    numbers = itertools.count(1)
+
+    def make(
+        *, title=MATCHING_TEXT, description=MATCHING_TEXT, color=RED, status=Listing.Status.PENDING, photo=None,
+        **fields,
+    ):
+        if photo is None:
+            info = PngInfo()
+            info.add_text("listing", str(next(numbers)))
+            photo = image_bytes(color=color, pnginfo=info)
+        data = photo
         listing = Listing(
             title=title, description=description, status=status, image_sha256=decode_image(data).sha256, **fields
         )

@@ -7,6 +7,9 @@ the file named by ``CLIPCHECK_TEST_FAULT_FILE``:
 * ``raise``       the encoder raises RuntimeError;
 * ``sleep 2.5``   the encoder stalls 2.5 s (cut short when the file changes),
                   marking ``<file>.busy.<pid>`` while it does;
+* ``stored 30``   storage stalls 30 s right after writing a file (the window
+                  between an upload's image and its transaction), marking
+                  ``<file>.busy.<pid>`` the same way;
 * empty           normal operation.
 
 Every response also carries ``X-Worker-Pid`` so tests can tell workers apart.
@@ -62,6 +65,19 @@ class FaultInjectionConfig(AppConfig):
             return encode_images(engine, images)
 
         ClipEngine.encode_images = faulty_encode_images
+
+        from django.core.files.storage import FileSystemStorage
+
+        save = FileSystemStorage._save
+
+        def faulty_save(storage, name, content):
+            stored = save(storage, name, content)
+            fault = current_fault(path)
+            if fault.startswith("stored "):
+                stall(path, fault)
+            return stored
+
+        FileSystemStorage._save = faulty_save
 
 
 class WorkerPidMiddleware:

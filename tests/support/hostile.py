@@ -70,3 +70,63 @@ def noisy_jpeg(size=(256, 256)):
     buffer = io.BytesIO()
     Image.effect_noise(size, 80).convert("RGB").save(buffer, format="JPEG", quality=95)
     return buffer.getvalue()
+
+
+def tiff_retyped_tag(tag=273, field_type=2, mode="RGB"):
+    """A small TIFF whose IFD entry ``tag`` (StripOffsets by default) claims
+    another field type (2 ASCII, 5 RATIONAL, 7 UNDEFINED, 9 SLONG...).
+
+    Pillow then hands a str, float or bytes to code expecting an int and
+    raises TypeError (or OverflowError) while decoding, not an OSError.
+    """
+    data = bytearray(pillow_bytes("TIFF", mode))
+    assert data[:4] == b"II*\x00"
+    ifd = struct.unpack_from("<I", data, 4)[0]
+    for index in range(struct.unpack_from("<H", data, ifd)[0]):
+        entry = ifd + 2 + 12 * index
+        if struct.unpack_from("<H", data, entry)[0] == tag:
+            struct.pack_into("<H", data, entry + 2, field_type)
+            return bytes(data)
+    raise ValueError(f"tag {tag} not in the TIFF")
+
+
+def png_with_text_chunk(size_bytes, *, compressed=True):
+    """A valid 16x16 PNG carrying a text chunk of ``size_bytes`` (zTXt: tiny
+    on the wire, ``size_bytes`` once inflated)."""
+    image = pillow_bytes("PNG")
+    if compressed:
+        chunk = _png_chunk(b"zTXt", b"Comment\x00\x00" + zlib.compress(b"a" * size_bytes, 9))
+    else:
+        chunk = _png_chunk(b"tEXt", b"Comment\x00" + b"a" * size_bytes)
+    # After IHDR (8-byte signature + 25-byte IHDR chunk).
+    return image[:33] + chunk + image[33:]
+
+
+# PNG colour types: (colour type, channels).
+PNG_COLOR_TYPES = {"gray": (0, 1), "rgb": (2, 3), "palette": (3, 1), "gray_alpha": (4, 2), "rgba": (6, 4)}
+
+
+def png_uniform(width, height, *, color="gray", bit_depth=8, transparent=False):
+    """A PNG of one colour in any colour type and bit depth, compressed row by
+    row: tens of KB on the wire for tens of megapixels once decoded."""
+    color_type, channels = PNG_COLOR_TYPES[color]
+    if bit_depth == 16:
+        sample = struct.pack(">H", 40_000)
+    else:
+        sample = bytes([0x55 if bit_depth == 1 else 200])
+    row_bytes = (width * channels * bit_depth + 7) // 8
+    row = b"\x00" + (sample * (row_bytes // len(sample) + 1))[:row_bytes]
+    compressor = zlib.compressobj(9)
+    raw = b"".join(compressor.compress(row) for _ in range(height)) + compressor.flush()
+    chunks = [_png_chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, color_type, 0, 0, 0))]
+    if color == "palette":
+        chunks.append(_png_chunk(b"PLTE", bytes(range(256)) * 3))
+        if transparent:
+            chunks.append(_png_chunk(b"tRNS", bytes([0x80]) * 256))
+    chunks += [_png_chunk(b"IDAT", raw), _png_chunk(b"IEND", b"")]
+    return b"\x89PNG\r\n\x1a\n" + b"".join(chunks)
+
+
+def png_16bit_grayscale(width, height):
+    """The report's case: a 16-bit grayscale PNG, ~80 KB for 40 MP."""
+    return png_uniform(width, height, color="gray", bit_depth=16)

@@ -10,4 +10,5 @@ from clipproject.settings import CLIPCHECK, INSTALLED_APPS, MIDDLEWARE
 
 INSTALLED_APPS = [*INSTALLED_APPS, "tests.support.faults.FaultInjectionConfig"]
 MIDDLEWARE = ["tests.support.faults.WorkerPidMiddleware", *MIDDLEWARE]
-CLIPCHECK = {**CLIPCHECK, "ACCESS": json.loads(os.environ.get("CLIPCHECK_TEST_ACCESS", "{}"))}
+# Merged into the project's policies, which carry its own views' scopes (upload).
+CLIPCHECK = {**CLIPCHECK, "ACCESS": {**CLIPCHECK["ACCESS"], **json.loads(os.environ.get("CLIPCHECK_TEST_ACCESS", "{}"))}}

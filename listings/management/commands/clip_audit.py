@@ -16,8 +16,9 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from clipcheck.engine import get_engine
-from clipcheck.errors import ClipcheckError
+from clipcheck.errors import ClipcheckError, ModelUnavailable
 from clipcheck.scoring import quality_bands
+from clipcheck.spreadsheets import spreadsheet_row
 from listings.audit import distributed, local, records
 from listings.management.options import positive_int
 from listings.models import Listing
@@ -91,7 +92,7 @@ class AuditReport:
     def write(self, rows):
         for row in rows:
             if self.format == ".csv":
-                self.writer.writerow(row.as_dict())
+                self.writer.writerow(spreadsheet_row(row.as_dict()))
             else:
                 self.handle.write(("," if self.rows else "") + "\n" + json.dumps(row.as_dict()))
             self.rows += 1
@@ -185,6 +186,8 @@ class Command(BaseCommand):
     def check_model(self):
         try:
             get_engine()
+        except ModelUnavailable as exc:  # the operator gets the path and the exception
+            raise CommandError(f"The model is unusable: {exc.reason}")
         except ClipcheckError as exc:
             raise CommandError(f"The model is unusable: {exc.message}")
 

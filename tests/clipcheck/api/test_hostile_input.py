@@ -15,6 +15,7 @@ from rest_framework.test import APIClient
 
 from tests.support.images import image_bytes
 from tests.support import hostile
+from tests.support.server import multipart
 from tests.support.users import user_with_token
 
 MB = 1024 * 1024
@@ -59,6 +60,17 @@ class Context:
 
     def batch_item(self, image_path, text="a red square", **fields):
         return self.batch([{"image_path": image_path, "text": text, **fields}])
+
+    def listing_upload(self, content, name="photo.png", content_type="image/png"):
+        data = {"title": "a red square", "description": "a red square", "file": SimpleUploadedFile(
+            name, content, content_type=content_type)}
+        return self.client.post("/upload", data, format="multipart")
+
+    def multipart_raw(self, path, charset, fields=None):
+        """A well-formed multipart body whose Content-Type names ``charset``."""
+        body, headers = multipart({"text": "a red square", **(fields or {})},
+                                  [("file", "photo.png", image_bytes(), "image/png")])
+        return self.client.generic("POST", path, body, content_type=f"{headers['Content-Type']}; charset={charset}")
 
     def place(self, name, content=None):
         path = self.batch_root / name
@@ -140,6 +152,28 @@ def absolute_inside_root(ctx):
     return ctx.batch_item(str(ctx.batch_root / "inside.png"))
 
 
+def surrogate_path_beside_a_valid_item(ctx):
+    valid = ctx.place("valid.png")
+    body = '{"items": [{"image_path": "ok\\ud800.png", "text": "red"}, {"image_path": "%s", "text": "red"}]}' % valid
+    response = ctx.batch_raw(body)
+    # The valid item is analysed (once) whatever happens to its neighbour.
+    assert response.json()["results"][1]["similarity_score"] >= 0
+    assert response.json()["results"][0]["image_path"] == "ok\\ud800.png"
+    from clipcheck.models import Analysis
+
+    assert Analysis.objects.count() == 1  # stored once, and answered: no retry needed
+    return response
+
+
+def chunked_upload(ctx):
+    body, headers = multipart({"text": "red"}, [("file", "photo.png", image_bytes(), "image/png")])
+    return ctx.client.generic("POST", "/clip/analyze", body, content_type=headers["Content-Type"],
+                              CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
+
+
+TIFF_FIELD_TYPES = {2: "ASCII", 5: "RATIONAL", 7: "UNDEFINED", 11: "FLOAT"}
+
+
 def deeply_nested(ctx):
     return ctx.batch_raw('{"items": ' + "[" * 100_000 + "]" * 100_000 + "}")
 
@@ -164,14 +198,36 @@ CASES = [
                                                    content_type="image/gif"), 413, "image_too_large"),
     Case("strip 2000x10 (aspect ratio bomb)", upload(lambda: image_bytes(size=(2000, 10))), 400,
          "aspect_ratio_too_large"),
-    Case("PNG claiming 0x0", upload(hostile.png_claiming(0, 0)), 415, "not_an_image"),
+    Case("PNG claiming 0x0", upload(hostile.png_claiming(0, 0)), 400, "corrupt_image"),
     # Truncated and corrupt
-    Case("empty file", upload(b""), 400, "invalid_file"),
+    Case("empty file", upload(b""), 400, "empty_file"),
+    Case("empty file to /upload", lambda ctx: ctx.listing_upload(b""), 400, "empty_file"),
+    Case("empty file in a batch", lambda ctx: ctx.batch_item(ctx.place("empty.png", b"")), 200, "empty_file",
+         item=True),
     Case("truncated PNG", upload(lambda: hostile.truncated(image_bytes(size=(128, 128)))), 400, "corrupt_image"),
     Case("truncated JPEG", upload(lambda: hostile.truncated(hostile.noisy_jpeg()), name="a.jpg",
                                   content_type="image/jpeg"), 400, "corrupt_image"),
     Case("PNG with garbage pixel data", upload(hostile.corrupt_png()), 400, "corrupt_image"),
-    Case("PNG signature only", upload(b"\x89PNG\r\n\x1a\n"), 415, "not_an_image"),
+    Case("PNG signature only", upload(b"\x89PNG\r\n\x1a\n"), 400, "corrupt_image"),
+    Case("GIF signature only", upload(b"GIF89a", name="a.gif", content_type="image/gif"), 400, "corrupt_image"),
+    Case("PNG with a 2 MB zTXt metadata chunk (2 KB on the wire)", upload(lambda: hostile.png_with_text_chunk(
+        2_000_000)), 400, "corrupt_image"),
+    Case("PNG with a 1 MB tEXt metadata chunk", upload(lambda: hostile.png_with_text_chunk(
+        1_000_000, compressed=False)), 200, None),
+    # Pillow raises TypeError/OverflowError, not OSError, on these: every
+    # decoder exception on untrusted bytes is a corrupt image.
+    *[Case(f"TIFF whose StripOffsets claim type {type_name} ({mode}) to {endpoint}",
+           lambda ctx, data=lambda mode=mode, field_type=field_type: hostile.tiff_retyped_tag(
+               273, field_type, mode), endpoint=endpoint: {
+               "analyze": lambda: ctx.upload(data(), name="a.tif", content_type="image/tiff"),
+               "classify": lambda: ctx.client.post("/clip/classify", {"file": SimpleUploadedFile(
+                   "a.tif", data(), content_type="image/tiff")}, format="multipart"),
+               "upload": lambda: ctx.listing_upload(data(), name="a.tif", content_type="image/tiff"),
+           }[endpoint](), 400, "corrupt_image")
+      for field_type, type_name in TIFF_FIELD_TYPES.items() for mode in ("RGB", "I;16")
+      for endpoint in ("analyze", "classify", "upload")],
+    Case("batch item a TIFF with retyped StripOffsets", lambda ctx: ctx.batch_item(ctx.place(
+        "bad.tif", hostile.tiff_retyped_tag(273, 2, "LA"))), 200, "corrupt_image", item=True),
     # Not images, or images in formats we do not take
     Case("text file named .jpg as image/jpeg", upload(b"hello, world\n" * 10, name="photo.jpg",
                                                       content_type="image/jpeg"), 415, "not_an_image"),
@@ -195,6 +251,27 @@ CASES = [
     Case("multipart without boundary", multipart_without_boundary, 400, "parse_error"),
     Case("garbled multipart", multipart_garbage, 400, "invalid_request"),
     Case("GET on a POST endpoint", lambda ctx: ctx.client.get("/clip/analyze"), 405, "method_not_allowed"),
+    Case("POST /metrics", lambda ctx: ctx.client.post("/metrics", {}), 405, "method_not_allowed"),
+    Case("chunked upload without Content-Length", chunked_upload, 411, "length_required"),
+    # Charsets Python can name but a form cannot be decoded with.
+    *[Case(f"multipart charset={charset} to {path}", lambda ctx, path=path, charset=charset: ctx.multipart_raw(
+        path, charset, {"title": "red", "description": "red"}), 415, "unsupported_charset")
+      for charset in ("idna", "base64", "rot13", "utf-16", "utf-32", "utf-7", "punycode", "hex", "zlib",
+                      "cp037", "no-such-codec")
+      for path in ("/clip/analyze", "/clip/classify", "/upload")],
+    Case("urlencoded charset=idna", lambda ctx: ctx.client.generic(
+        "POST", "/clip/analyze", b"text=a..b", content_type="application/x-www-form-urlencoded; charset=idna"),
+        415, "unsupported_charset"),
+    Case("JSON batch charset=idna", lambda ctx: ctx.batch_raw('{"items": []}', "application/json; charset=idna"),
+         415, "unsupported_charset"),
+    Case("GET with a query string and charset=idna", lambda ctx: ctx.client.generic(
+        "GET", "/clip/categories?a=..", content_type="text/plain; charset=idna"), 415, "unsupported_charset"),
+    Case("admin login form charset=idna", lambda ctx: ctx.client.generic(
+        "POST", "/admin/login/", b"username=a..b", content_type="application/x-www-form-urlencoded; charset=idna"),
+        415, "unsupported_charset"),
+    Case("multipart charset=UTF-8 (usable)", lambda ctx: ctx.multipart_raw("/clip/analyze", "UTF-8"), 200, None),
+    Case("multipart charset=latin-1 (usable)", lambda ctx: ctx.multipart_raw("/clip/analyze", "latin-1"), 200,
+         None),
     Case("unknown endpoint", lambda ctx: ctx.client.get("/clip/nothing-here"), 404, "not_found"),
     # Text
     Case("no text", lambda ctx: ctx.client.post("/clip/analyze", {"file": png_file()}, format="multipart"), 400,
@@ -211,6 +288,7 @@ CASES = [
     *[Case(f"threshold {value!r}", threshold(value), 400, "invalid_threshold")
       for value in ["NaN", "nan", "inf", "-Infinity", "1e309", "-0.1", "1.5", "abc", "0x1p-2", "1" * 2000]],
     Case("threshold empty means default", threshold(""), 200, None),
+    Case("threshold true (form)", threshold("true"), 400, "invalid_threshold"),
     Case("threshold 0", threshold("0"), 200, None),
     # top_k
     *[Case(f"top_k {value!r}", lambda ctx, value=value: ctx.classify(top_k=value), 400, "invalid_top_k")
@@ -268,7 +346,24 @@ CASES = [
     Case("batch path with NUL byte", lambda ctx: ctx.batch_item("a.png\x00.txt"), 200, "invalid_image_path",
          item=True),
     Case("batch path empty", lambda ctx: ctx.batch_item(""), 200, "invalid_image_path", item=True),
-    Case("batch path 5000 characters", lambda ctx: ctx.batch_item("a" * 5000), 200, "unreadable_file", item=True),
+    Case("batch path 5000 characters", lambda ctx: ctx.batch_item("a" * 5000), 200, "invalid_image_path", item=True),
+    Case("batch path 1 MB", lambda ctx: ctx.batch_item("a/" * 500_000), 200, "invalid_image_path", item=True),
+    Case("batch path with a 300-character name", lambda ctx: ctx.batch_item("a" * 300 + ".png"), 200,
+         "invalid_path", item=True),
+    Case("batch path with a lone surrogate", lambda ctx: ctx.batch_raw(
+        '{"items": [{"image_path": "ok\\ud800.png", "text": "red"}]}'), 200, "invalid_image_path", item=True),
+    Case("batch path with a lone surrogate beside a valid item", surrogate_path_beside_a_valid_item, 200,
+         "invalid_image_path", item=True),
+    Case("batch path a lone low surrogate and a list key", lambda ctx: ctx.batch_raw(
+        '{"items": [{"image_path": "\\udfff", "text": "red", "\\ud800": 1}]}'), 200, "invalid_image_path",
+        item=True),
+    Case("batch threshold 1e309", lambda ctx: ctx.batch_raw(
+        '{"items": [{"image_path": "%s", "text": "red", "threshold": 1e309}]}' % ctx.place("a.png")), 200,
+        "invalid_threshold", item=True),
+    Case("batch threshold true", lambda ctx: ctx.batch_item(ctx.place("a.png"), threshold=True), 200,
+         "invalid_threshold", item=True),
+    Case("batch threshold false", lambda ctx: ctx.batch_item(ctx.place("a.png"), threshold=False), 200,
+         "invalid_threshold", item=True),
     Case("batch symlink escaping the root", symlink_out, 200, "path_outside_root", item=True),
     Case("batch symlink inside the root", symlink_in, 200, None, item=True),
     Case("batch symlink loop", symlink_loop, 200, "invalid_path", item=True),
@@ -293,7 +388,7 @@ def test_case_names_are_unique():
 @pytest.fixture
 def context(batch_root):
     client = APIClient()
-    _, token = user_with_token(permissions=["clipcheck.run_batch_analysis"])
+    _, token = user_with_token(permissions=["clipcheck.run_batch_analysis", "listings.add_listing"])
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return Context(client, batch_root)
 

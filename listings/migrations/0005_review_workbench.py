@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('listings', '0003_listing_reasons'),
+        ('listings', '0004_listing_seller'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('clipcheck', '0004_analysis_reasons'),
+        ('clipcheck', '0006_imageembedding_layout'),
     ]
 
     operations = [

@@ -1,0 +1,121 @@
+"""Reused photos and catalogue search: the listings side of clipcheck's similarity search.
+
+- ``photo_reused_reasons``: at upload and in every check, a listing whose
+  photo is a near-duplicate of another listing's (the same bytes included)
+  gets a ``photo_reused`` reason naming that listing, and goes to review.
+- ``listings_search``: the catalogue's listings nearest to a text or a photo
+  (``POST /clip/search`` and the admin's search page).
+
+Which listings show a photo is asked of ``listings.selectors`` only.
+"""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from clipcheck.services.embeddings import image_embeddings_compute
+from clipcheck.services.thresholds import model_id
+from clipcheck.engine import get_engine
+from clipcheck.engine.admission import run_inference
+from clipcheck.nearduplicates import layout_signature, near_duplicates
+from clipcheck.vectors import image_neighbours
+from listings import selectors
+from listings.models import Listing
+from listings.settings import listings_settings
+
+PHOTO_REUSED = "photo_reused"
+
+
+def photo_reused_reasons(*, listing, image, vector, model=None):
+    """The ``photo_reused`` reasons of ``listing`` whose decoded photo is
+    ``image`` with embedding ``vector``: one per photo, naming the most
+    similar other listing (empty when the photo is its own)."""
+    model = model or model_id()
+    others = Listing.objects.exclude(pk=listing.pk) if listing.pk else Listing.objects.all()
+    duplicates = near_duplicates(
+        sha256=image.sha256, vector=vector, layout=layout_signature(image.image), model=model,
+        within=selectors.catalogue_photo_hashes(listings=others),
+    )
+    if not duplicates:
+        return []
+    showing = selectors.listings_showing_photos(
+        hashes=[duplicate.sha256 for duplicate in duplicates], listings=others,
+    )
+    for duplicate in duplicates:  # most similar first
+        matches = showing.get(duplicate.sha256)
+        if matches:
+            return [_reason(listing=listing, other=matches[0], duplicate=duplicate, also=len(matches) - 1)]
+    return []
+
+
+def _reason(*, listing, other, duplicate, also):
+    seller_differs = None
+    if listing.seller_id is not None and other.seller_id is not None:
+        seller_differs = listing.seller_id != other.seller_id
+    titles_conflict = titles_conflict_check(first=listing.title, second=other.title)
+    same = "the same photo" if duplicate.similarity >= 0.9999 else "a near-identical photo"
+    whose = {True: " of another seller", False: " of the same seller", None: ""}[seller_differs]
+    message = f"Listing #{other.pk}{whose} shows {same} (similarity {duplicate.similarity:.3f})"
+    message += " under a different title." if titles_conflict else "."
+    if also:
+        message += f" {also} more listing(s) show it too."
+    return {
+        "code": PHOTO_REUSED,
+        "field": "photos",
+        "message": message,
+        "listing_id": other.pk,
+        "similarity": duplicate.similarity,
+        "layout_similarity": duplicate.layout_similarity,
+        "seller_differs": seller_differs,
+        "titles_conflict": titles_conflict,
+        "sha256": duplicate.sha256,
+    }
+
+
+def titles_conflict_check(*, first, second):
+    """True when two titles say different things: the cosine of their CLIP
+    text embeddings is below ``LISTINGS["TITLE_CONFLICT_SIMILARITY"]``."""
+    if first.strip().casefold() == second.strip().casefold():
+        return False
+    engine = get_engine()
+    embeddings, _ = run_inference(lambda: engine.encode_texts([first, second]))
+    return bool(float(np.dot(embeddings[0], embeddings[1])) < float(listings_settings.TITLE_CONFLICT_SIMILARITY))
+
+
+# Search
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    listing: Listing
+    similarity: float
+
+
+def listings_search(*, text=None, image=None, k, statuses=None, category=None):
+    """The ``k`` listings whose photos are nearest to ``text``, to the decoded
+    photo ``image``, or to both (their embeddings' normalised sum), most
+    similar first, optionally of some statuses and a category."""
+    model = model_id()
+    engine = get_engine()
+    parts = []
+    if image is not None:
+        parts.append(image_embeddings_compute(images=[image], model=model, engine=engine, store=False)[0])
+    if text is not None:
+        vectors, _ = run_inference(lambda: engine.encode_texts([text]))
+        parts.append(vectors[0])
+    vector = np.sum(parts, axis=0)
+    vector = vector / max(float(np.linalg.norm(vector)), 1e-12)
+    listings = Listing.objects.all()
+    if statuses:
+        listings = listings.filter(status__in=statuses)
+    if category:
+        listings = listings.filter(category=category)
+    neighbours = image_neighbours(
+        vector=vector, model=model, k=k, within=selectors.catalogue_photo_hashes(listings=listings)
+    )
+    showing = selectors.listings_showing_photos(hashes=[n.sha256 for n in neighbours], listings=listings)
+    hits = [
+        SearchHit(listing, round(neighbour.similarity, 4))
+        for neighbour in neighbours for listing in showing.get(neighbour.sha256, [])
+    ]
+    return hits[:k]

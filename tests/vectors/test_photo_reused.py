@@ -1,0 +1,123 @@
+"""A reused photo is caught at upload and by the audit, with the other listing named."""
+
+import io
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from PIL import Image, ImageDraw, ImageOps
+
+from clipcheck.models import ImageEmbedding
+from listings.models import Listing
+from tests.conftest import set_clip_settings
+from tests.listings.conftest import MATCHING_TEXT
+
+pytestmark = pytest.mark.django_db
+
+
+def photo(*, mirrored=False, fmt="PNG", quality=90, spot=(10, 8)):
+    """A red photo with a dark square: a picture with a layout (unlike a plain one)."""
+    picture = Image.new("RGB", (64, 48), (200, 30, 30))
+    ImageDraw.Draw(picture).rectangle([spot, (spot[0] + 20, spot[1] + 16)], fill=(20, 20, 90))
+    if mirrored:
+        picture = ImageOps.mirror(picture)
+    buffer = io.BytesIO()
+    picture.save(buffer, format=fmt, **({"quality": quality} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def upload(client, data, *, title=MATCHING_TEXT, name="photo.png"):
+    return client.post("/upload", {
+        "title": title, "description": MATCHING_TEXT, "file": SimpleUploadedFile(name, data, content_type="image/png"),
+    })
+
+
+@pytest.fixture
+def as_seller(client, seller):
+    def log_in(name):
+        client.force_login(seller(name))
+        return client
+
+    return log_in
+
+
+def test_the_same_photo_from_another_seller_is_sent_to_review_naming_the_first_listing(as_seller, everything_matches, settings):
+    settings.LISTINGS = {"TITLE_CONFLICT_SIMILARITY": 1.0}  # any other title conflicts
+    first = upload(as_seller("alice"), photo(), title="red bag").json()
+    second = upload(as_seller("bob"), photo(), title="blue shoe")
+
+    assert first["status"] == "approved" and first["reasons"] == []
+    body = second.json()
+    assert second.status_code == 201 and body["status"] == "needs_review"
+    [reason] = body["reasons"]
+    assert reason["code"] == "photo_reused" and reason["field"] == "photos"
+    assert reason["listing_id"] == first["listing_id"]
+    assert reason["similarity"] == pytest.approx(1.0, abs=1e-4)
+    assert reason["seller_differs"] is True and reason["titles_conflict"] is True
+    assert f"#{first['listing_id']}" in reason["message"] and "another seller" in reason["message"]
+    listing = Listing.objects.get(pk=body["listing_id"])
+    assert listing.reasons == body["reasons"] and listing.seller.username == "bob"
+
+
+def test_the_same_seller_and_title_are_reported_as_such(as_seller, everything_matches, settings):
+    settings.LISTINGS = {"TITLE_CONFLICT_SIMILARITY": 0.0}  # no two titles conflict
+    client = as_seller("alice")
+    upload(client, photo(), title="red bag")
+    [reason] = upload(client, photo(), title="red bag, second offer").json()["reasons"]
+
+    assert reason["seller_differs"] is False and reason["titles_conflict"] is False
+
+
+def test_a_mirrored_jpeg_copy_is_a_near_duplicate(as_seller, everything_matches):
+    first = upload(as_seller("alice"), photo()).json()
+    copy = photo(mirrored=True, fmt="JPEG", quality=70)
+
+    body = upload(as_seller("bob"), copy, name="copy.jpg").json()
+
+    [reason] = body["reasons"]
+    assert reason["listing_id"] == first["listing_id"]
+    assert reason["similarity"] < 1.0 and reason["layout_similarity"] >= 0.9
+
+
+def test_a_different_picture_is_not_a_reuse(as_seller, everything_matches):
+    upload(as_seller("alice"), photo(spot=(4, 4)))
+    body = upload(as_seller("bob"), photo(spot=(38, 26))).json()
+
+    assert body["status"] == "approved" and body["reasons"] == []
+
+
+def test_the_audit_flags_both_listings_of_a_shared_photo(make_listing, everything_matches):
+    shared = photo()
+    first, second = make_listing(photo=shared), make_listing(photo=shared)
+    alone = make_listing(photo=photo(spot=(38, 26)))
+
+    call_command("clip_audit", "--no-progress", stdout=io.StringIO(), stderr=io.StringIO())
+
+    for listing, other in ((first, second), (second, first)):
+        listing.refresh_from_db()
+        assert listing.status == "needs_review"
+        assert [(reason["code"], reason["listing_id"]) for reason in listing.reasons] == [("photo_reused", other.pk)]
+    alone.refresh_from_db()
+    assert alone.status == "approved" and alone.reasons == []
+
+
+def test_the_audit_fills_the_layouts_of_embeddings_stored_without_one(make_listing, everything_matches):
+    shared = photo()
+    first = make_listing(photo=shared)
+    call_command("clip_audit", "--no-progress", stdout=io.StringIO(), stderr=io.StringIO())
+    ImageEmbedding.objects.update(layout=None)  # as stored before layouts were kept
+    second = make_listing(photo=photo(mirrored=True))
+
+    call_command("clip_audit", "--no-progress", "--recheck", stdout=io.StringIO(), stderr=io.StringIO())
+
+    assert not ImageEmbedding.objects.filter(layout__isnull=True).exists()
+    second.refresh_from_db()
+    assert [reason["listing_id"] for reason in second.reasons] == [first.pk]
+
+
+def test_a_stricter_threshold_lets_a_near_copy_pass(as_seller, everything_matches, settings):
+    set_clip_settings(settings, NEAR_DUPLICATE_LAYOUT=1.0)
+    upload(as_seller("alice"), photo())
+    body = upload(as_seller("bob"), photo(fmt="JPEG", quality=60), name="copy.jpg").json()
+
+    assert body["reasons"] == []
