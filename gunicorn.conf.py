@@ -59,6 +59,10 @@ if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
 
 
 def on_starting(server):
+    # A configuration mistake stops the arbiter with one line, before any worker boots.
+    from clipproject.startup import settings_or_exit
+
+    settings_or_exit()
     # The arbiter never initialises torch: clipcheck.apps recognises this
     # process by its pid and skips the model load, even with preload_app.
     os.environ[GUNICORN_ARBITER_PID_ENV] = str(os.getpid())

@@ -87,7 +87,7 @@ DEFAULTS = {
     # budget before a pixel is decoded; one that does not fit waits up to
     # DECODE_WAIT_MS, then gets 503 "overloaded" (clipcheck.decode_budget).
     # An image that alone needs more is refused (413 image_too_large):
-    # keep it above MAX_IMAGE_PIXELS x 8 bytes.
+    # keep it above MAX_IMAGE_PIXELS x 9 bytes (clipcheck.W004).
     "DECODE_MEMORY_BUDGET_BYTES": 512 * 1024 * 1024,
     "DECODE_WAIT_MS": 5000,
     # Days an analysis made by the anonymous API (/clip/analyze) is kept;

@@ -220,6 +220,9 @@ CSRF_FAILURE_VIEW = "clipcheck.api.exceptions.json_csrf_failure"
 
 # Cross-origin calls from the storefront's own origins; none by default.
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
+# Response headers a browser script may read besides the CORS-safelisted
+# ones: when to retry (429/503), the request id to quote, the auth scheme.
+CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "WWW-Authenticate"]
 
 
 def _clipcheck_from_environ():

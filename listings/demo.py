@@ -1,81 +1,185 @@
-"""A demo catalogue: listings with generated pictures, for trying the admin and the audit.
+"""A demo catalogue: listings with pictures of the known-answer domain.
 
-Each picture shows one coloured shape; its title names that shape and
-colour. A share of the listings gets a description of another shape or
-colour, so a real CLIP checkpoint has mismatches to find.
+Pictures come from ``knownanswer.domain.render`` and texts from its caption
+templates, so the known-answer model (``knownanswer.CHECKPOINT``) knows every
+colour and shape the catalogue uses, and the right answer for each listing is
+known: the title always names what the picture shows; a share of the
+descriptions names another colour or another shape (a seeded mismatch), and
+nothing else in the texts names a colour or a shape.
+``demo_catalogue_score`` then counts how many of those a check caught and how
+many correct listings it flagged.
 """
 
 import io
-import math
 import random
+import re
+import secrets
+from dataclasses import dataclass
 
 from django.core.files.base import ContentFile
-from PIL import Image, ImageDraw
 
 from clipcheck.hashes import content_hash
+from knownanswer import domain
 from listings.models import Listing
 
-COLOURS = {
-    "red": (200, 30, 30), "green": (40, 160, 60), "blue": (30, 60, 200), "yellow": (230, 200, 30),
-    "black": (20, 20, 20), "orange": (240, 130, 20), "purple": (120, 40, 160), "pink": (240, 130, 180),
-}
-SHAPES = ("circle", "square", "triangle", "star")
-CATEGORIES = {"circle": "toys", "square": "home", "triangle": "toys", "star": "decor"}
+# Seeds far above the trainer's (< TRAIN_SEED_LIMIT) and the held-out set's:
+# the model has seen none of the demo pictures.
+DEMO_SEED_BASE = 5_000_000
+PICTURE_SIZE = 224
+# Titles read like a shop's ("A red star", "Red star product", "A small red star",
+# "The red star"); descriptions like a photo caption.
+TITLE_TEMPLATES = (0, 3, 8, 9)
+DESCRIPTION_TEMPLATES = (1, 2, 4, 5, 6, 7)
 
 
-def demo_picture(*, shape, colour, rng, size=256):
-    """JPEG bytes of one shape on a light, slightly textured background."""
-    background = tuple(rng.randint(215, 255) for _ in range(3))
-    image = Image.new("RGB", (size, size), background)
-    draw = ImageDraw.Draw(image)
-    for _ in range(12):  # texture, so that no two pictures are alike
-        x, y = rng.randrange(size), rng.randrange(size)
-        shade = tuple(max(0, channel - rng.randint(10, 40)) for channel in background)
-        draw.line((x, y, x + rng.randint(-60, 60), y + rng.randint(-60, 60)), fill=shade, width=rng.randint(1, 4))
-    half = rng.randint(size // 5, size // 3)
-    cx, cy = rng.randint(half + 4, size - half - 4), rng.randint(half + 4, size - half - 4)
-    fill = COLOURS[colour]
-    if shape == "circle":
-        draw.ellipse((cx - half, cy - half, cx + half, cy + half), fill=fill)
-    elif shape == "square":
-        draw.rectangle((cx - half, cy - half, cx + half, cy + half), fill=fill)
-    elif shape == "triangle":
-        draw.polygon([(cx, cy - half), (cx - half, cy + half), (cx + half, cy + half)], fill=fill)
-    else:
-        points = []
-        for corner in range(10):
-            radius = half if corner % 2 == 0 else half * 0.45
-            angle = corner * math.pi / 5
-            points.append((cx + radius * math.sin(angle), cy - radius * math.cos(angle)))
-        draw.polygon(points, fill=fill)
+@dataclass(frozen=True)
+class DemoScore:
+    """How a check did on the demo catalogue's known answers."""
+
+    mismatches: int
+    caught: int
+    correct: int
+    flagged_correct: int
+    unchecked: int
+
+    @property
+    def caught_rate(self):
+        return self.caught / self.mismatches if self.mismatches else 1.0
+
+    @property
+    def false_alarm_rate(self):
+        return self.flagged_correct / self.correct if self.correct else 0.0
+
+    def as_lines(self):
+        return [
+            f"Seeded mismatches caught: {self.caught} of {self.mismatches} ({self.caught_rate:.0%}).",
+            f"Correct listings flagged: {self.flagged_correct} of {self.correct} ({self.false_alarm_rate:.0%}).",
+        ]
+
+
+def demo_picture(*, shape, colour, seed, size=PICTURE_SIZE):
+    """PNG bytes of one known-answer picture (lossless: the model sees what was drawn)."""
     buffer = io.BytesIO()
-    image.save(buffer, format="JPEG", quality=90)
+    domain.render(shape, colour, seed=DEMO_SEED_BASE + seed, size=size).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def demo_listings_create(*, count, seed=0, mismatch_share=0.2):
-    """Create ``count`` pending listings with generated pictures; returns them.
+def _mismatched_description(*, shape, colour, rng, template):
+    """A description naming another colour or another shape than the picture."""
+    if rng.random() < 0.5:
+        colour = rng.choice([other for other in domain.COLOURS if other != colour])
+    else:
+        shape = rng.choice([other for other in domain.SHAPES if other != shape])
+    return domain.caption(shape, colour, template)
 
-    ``mismatch_share`` of them describe another shape or colour than their
+
+def demo_listings_create(*, count, seed=0, mismatch_share=0.2):
+    """Create ``count`` pending listings; returns them.
+
+    ``mismatch_share`` of them describe another colour or shape than their
     picture shows. The same ``seed`` gives the same catalogue.
     """
     rng = random.Random(seed)
     created = []
     for number in range(count):
-        shape, colour = rng.choice(SHAPES), rng.choice(list(COLOURS))
-        data = demo_picture(shape=shape, colour=colour, rng=rng)
-        described_shape, described_colour = shape, colour
-        if rng.random() < mismatch_share:
-            described_shape = rng.choice([other for other in SHAPES if other != shape])
-            described_colour = rng.choice([other for other in COLOURS if other != colour])
+        shape, colour = rng.choice(domain.SHAPES), rng.choice(domain.COLOURS)
+        picture_seed = seed * 100_000 + number
+        data = demo_picture(shape=shape, colour=colour, seed=picture_seed)
+        title = domain.caption(shape, colour, rng.choice(TITLE_TEMPLATES))
+        description_template = rng.choice(DESCRIPTION_TEMPLATES)
+        mismatched = rng.random() < mismatch_share
+        if mismatched:
+            description = _mismatched_description(shape=shape, colour=colour, rng=rng, template=description_template)
+        else:
+            description = domain.caption(shape, colour, description_template)
         listing = Listing(
-            title=f"{colour.capitalize()} {shape}",
-            description=f"A photo of a {described_colour} {described_shape}.",
-            category=CATEGORIES[shape],
+            title=title[0].upper() + title[1:],
+            description=description[0].upper() + description[1:],
+            category=shape,
             price=rng.randint(3, 80),
             image_sha256=content_hash(data),
         )
-        listing.image.save(f"demo-{number}.jpg", ContentFile(data), save=False)
+        listing.image.save(f"demo-{number}.png", ContentFile(data), save=False)
         listing.save()
         created.append(listing)
     return created
+
+
+def described_object(text):
+    """The (shape, colour) a demo text names, or None when it names not exactly one of each."""
+    words = re.findall(r"[a-z]+", text.lower())
+    shapes = {word for word in words if word in domain.SHAPES}
+    colours = {word for word in words if word in domain.COLOURS}
+    if len(shapes) != 1 or len(colours) != 1:
+        return None
+    return shapes.pop(), colours.pop()
+
+
+def demo_catalogue_score(listings=None):
+    """Count caught mismatches and flagged correct listings among demo listings.
+
+    The truth is in the texts: a demo title names what its picture shows, so
+    a listing is a seeded mismatch when its description names another object.
+    Listings whose texts are not demo captions are left out.
+    """
+    if listings is None:
+        listings = Listing.objects.only("title", "description", "status").iterator()
+    flagged = {Listing.Status.NEEDS_REVIEW, Listing.Status.REJECTED}
+    counts = {"mismatches": 0, "caught": 0, "correct": 0, "flagged_correct": 0, "unchecked": 0}
+    for listing in listings:
+        shown, described = described_object(listing.title), described_object(listing.description)
+        if shown is None or described is None:
+            continue
+        counts["unchecked"] += listing.status == Listing.Status.PENDING
+        if shown != described:
+            counts["mismatches"] += 1
+            counts["caught"] += listing.status in flagged
+        else:
+            counts["correct"] += 1
+            counts["flagged_correct"] += listing.status in flagged
+    return DemoScore(**counts)
+
+
+# The demo's people: a moderator works the queue, an administrator sees everything.
+MODERATORS_GROUP = "Moderators"
+# What docs/listings.md asks of a moderator's account.
+MODERATOR_PERMISSIONS = ("listings.view_listing", "listings.change_listing", "listings.moderate_listing")
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    username: str
+    password: str
+    is_superuser: bool
+
+
+def moderators_group_get():
+    """The ``Moderators`` group: the one a migration made if there is one, else
+    a new group with the permissions the moderation docs name."""
+    from django.contrib.auth.models import Group, Permission
+
+    group, created = Group.objects.get_or_create(name=MODERATORS_GROUP)
+    if created:
+        for name in MODERATOR_PERMISSIONS:
+            app_label, codename = name.split(".")
+            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+    return group
+
+
+def demo_users_create(*, moderator="demo-moderator", admin="demo-admin"):
+    """A staff moderator in the ``Moderators`` group and a superuser, each with a
+    new random password (an earlier demo's accounts get new passwords)."""
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    users = []
+    for username, is_superuser in ((moderator, False), (admin, True)):
+        password = secrets.token_urlsafe(9)
+        user, _ = User.objects.get_or_create(username=username)
+        user.is_staff, user.is_superuser, user.is_active = True, is_superuser, True
+        user.set_password(password)
+        user.save()
+        if not is_superuser:
+            user.groups.add(moderators_group_get())
+        users.append(DemoUser(username=username, password=password, is_superuser=is_superuser))
+    return users

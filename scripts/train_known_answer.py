@@ -4,7 +4,8 @@
     python scripts/train_known_answer.py --out tests/fixtures/known_answer_clip
 
 The domain (shapes x colours on varied backgrounds) lives in
-``scripts/known_answer_domain.py``.  The script
+``knownanswer/domain.py`` (shared with the tests and the demo catalogue).
+The script
 
 1. builds a small byte-level BPE ``CLIPTokenizer`` whose merges spell the
    domain's words (any other text still tokenizes, byte by byte);
@@ -42,8 +43,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import known_answer_domain as dom  # noqa: E402
+# Run as a script: the repository root holds the knownanswer package.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from knownanswer import domain as dom  # noqa: E402
 
 from tokenizers import pre_tokenizers  # noqa: E402
 from tokenizers.trainers import BpeTrainer  # noqa: E402

@@ -4,9 +4,20 @@ import pytest
 
 from clipcheck.engine import reset_engine
 from tests.checkpoints import build_tiny_clip
+from tests.support import services
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.engine import EncoderCalls
 from tests.support.images import image_bytes
+
+
+def pytest_collection_modifyitems(config, items):
+    services.services_mark(items)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    # Before any fixture: a missing service skips the test here, fails it under CI.
+    services.services_require(item)
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ import pytest
 
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
+from tests.support.colours import contrast_ratio, css_rgb
 from tests.support.images import image_bytes
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -24,7 +25,9 @@ def test_a_person_checks_a_photo_against_a_description(browser_page, live_server
     page.wait_for_selector("#result:not([hidden])")
 
     analysis = Analysis.objects.get()
-    assert page.text_content("#score") == f"{analysis.similarity_score:.3f}"
+    # Score and threshold at the same precision (the API's 4 decimals).
+    assert page.text_content("#score") == f"{analysis.similarity_score:.4f}"
+    assert page.text_content("#threshold") == f"{analysis.threshold:.4f}"
     assert page.text_content("#quality") == analysis.match_quality
     assert page.text_content("#confidence") == analysis.confidence
     expected = "does not match" if analysis.is_mismatch else "matches"
@@ -35,6 +38,10 @@ def test_a_person_checks_a_photo_against_a_description(browser_page, live_server
     assert len(categories) == clip_settings.DEFAULT_TOP_K
     assert all(any(category.startswith(name + " (") for name in clip_settings.CATEGORIES) for category in categories)
     assert page.is_visible("#preview")
+    assert page.is_hidden("#truncated") and page.is_hidden("#passages-box")
+    # The badge as rendered: white on its quality colour, WCAG AA.
+    colours = page.eval_on_selector("#quality", "e => [getComputedStyle(e).color, getComputedStyle(e).backgroundColor]")
+    assert contrast_ratio(*(css_rgb(colour) for colour in colours)) >= 4.5, colours
 
 
 def test_a_file_that_is_not_an_image_shows_the_error(browser_page, live_server):
@@ -48,6 +55,73 @@ def test_a_file_that_is_not_an_image_shows_the_error(browser_page, live_server):
 
     assert "not a recognised image" in page.text_content("#error")
     assert page.is_hidden("#result")
+
+
+@pytest.mark.parametrize("name, mime, data", [
+    ("notes.png", "image/png", b"just text"),  # claims to be an image, is not
+    ("notes.txt", "text/plain", b"just text"),
+])
+def test_a_file_that_is_not_an_image_gets_no_broken_preview(browser_page, live_server, name, mime, data):
+    page = browser_page
+    page.goto(f"{live_server.url}/")
+    page.set_input_files("#file", files=[{"name": name, "mimeType": mime, "buffer": data}])
+    page.wait_for_function("() => !document.getElementById('preview').hasAttribute('src')")
+    assert page.is_hidden("#preview")
+    # A real photo afterwards is previewed again.
+    page.set_input_files("#file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": image_bytes()}])
+    page.wait_for_selector("#preview", state="visible")
+
+
+def test_a_truncated_text_and_its_passages_are_shown(browser_page, live_server):
+    """The page renders what the answer carries (a stubbed answer: the fields, not the model, are under test)."""
+    page = browser_page
+    answer = {
+        "is_mismatch": False, "similarity_score": 0.31234, "threshold_used": 0.25, "confidence": "medium",
+        "match_quality": "good", "text_truncated": True,
+        "passages": [{"text": "Red leather sneakers.", "similarity_score": 0.3123},
+                     {"text": "Ships in a <b>box</b>.", "similarity_score": 0.1}],
+        "reasons": [],
+    }
+    page.route("**/clip/analyze", lambda route: route.fulfill(json=answer))
+    page.route("**/clip/classify", lambda route: route.fulfill(json={"top_matches": []}))
+    page.goto(f"{live_server.url}/")
+    page.set_input_files("#file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": image_bytes()}])
+    page.fill("#text", "red leather sneakers " * 40)
+    page.click("#submit")
+    page.wait_for_selector("#result:not([hidden])")
+    assert page.is_visible("#truncated")
+    assert page.locator("#passages li").all_text_contents() == [
+        "Red leather sneakers. (0.3123)", "Ships in a <b>box</b>. (0.1000)",
+    ]
+    assert page.text_content("#score") == "0.3123" and page.text_content("#threshold") == "0.2500"
+
+
+def test_the_page_has_a_favicon_and_loads_nothing_missing(browser_page, live_server):
+    page = browser_page
+    missing = []
+    page.on("response", lambda response: missing.append(response.url) if response.status >= 400 else None)
+    page.goto(f"{live_server.url}/")
+    page.wait_for_load_state("networkidle")
+    assert page.get_attribute("link[rel=icon]", "href").startswith("data:image/svg+xml")
+    assert missing == []
+
+
+def test_a_script_on_another_origin_reads_retry_after(browser_page, live_server, settings):
+    """The cross-origin fetch of docs/api-access.md: the shop's page (origin http://localhost:PORT)
+    calls the API at http://127.0.0.1:PORT and reads when to retry."""
+    shop = live_server.url.replace("127.0.0.1", "localhost")
+    api = shop.replace("localhost", "127.0.0.1")
+    settings.CORS_ALLOWED_ORIGINS = [shop]
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "ACCESS": {"categories": {"rate": "1/minute"}}}
+    page = browser_page
+    page.goto(f"{shop}/")
+    statuses = page.evaluate("""async (api) => {
+        const first = await fetch(api + "/clip/categories");
+        const second = await fetch(api + "/clip/categories");
+        return [first.status, (await first.json()).count, second.status, second.headers.get("Retry-After")];
+    }""", api)
+    assert statuses[0] == 200 and statuses[1] > 0
+    assert statuses[2] == 429 and int(statuses[3]) > 0
 
 
 @pytest.mark.django_db(transaction=False)

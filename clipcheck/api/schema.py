@@ -59,6 +59,22 @@ def error_responses(*statuses):
     }
 
 
+def request_examples():
+    """What Swagger UI's "Try it out" pre-fills, by field name: values a client
+    would send, which give a sensible answer as they are (the threshold is the
+    configured one, not the largest allowed)."""
+    return {
+        "text": "red leather sneakers with white soles",
+        "title": "Red leather sneakers",
+        "description": "Red leather sneakers with white soles and laces.",
+        "threshold": clip_settings.THRESHOLD,
+        "categories": "sneakers,boots,handbag",
+        "category": "sneakers",
+        "top_k": 3,
+        "price": "59.90",
+    }
+
+
 def multipart(serializer):
     """The request body of an upload: ``serializer``'s fields as multipart, ``file`` an image."""
     return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
@@ -72,6 +88,13 @@ class ClipAutoSchema(AutoSchema):
     ``AllowAny``; here the view's ``access_scope`` policy decides, and the
     operation description states who may call it and how often.
     """
+
+    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        example = request_examples().get(field.field_name)
+        if direction == "request" and example is not None and "$ref" not in schema and "example" not in schema:
+            schema = {**schema, "example": example}
+        return schema
 
     def _policy(self):
         return view_policy(self.view)

@@ -123,10 +123,13 @@ class CategoriesField(serializers.CharField):
             super().run_validators(value)
 
 
+THRESHOLD_HELP = "Similarity below this is a mismatch. Absent: the service's own (calibrated or configured) threshold."
+
+
 class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
-    threshold = ThresholdField(required=False)
+    threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
     category = serializers.CharField(
         required=False, allow_blank=True, max_length=100,
         help_text="The product's category: its calibrated threshold applies when one is stored "
@@ -137,7 +140,9 @@ class AnalyzeInputSerializer(serializers.Serializer):
 class ClassifyInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     categories = CategoriesField(required=False)
-    top_k = serializers.IntegerField(required=False, min_value=1)
+    top_k = serializers.IntegerField(
+        required=False, min_value=1, help_text="How many categories to return. Absent: CLIPCHECK DEFAULT_TOP_K (5)."
+    )
 
 
 # Longer paths cannot name a file (PATH_MAX on Linux).
@@ -195,7 +200,7 @@ class EmbedInputSerializer(serializers.Serializer):
 class BatchItemSerializer(serializers.Serializer):
     image_path = serializers.CharField(trim_whitespace=False, max_length=MAX_IMAGE_PATH_LENGTH)
     text = ProductTextField()
-    threshold = ThresholdField(required=False)
+    threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
 
 
 class ParsedItemField(serializers.Field):
@@ -283,7 +288,9 @@ class AnalyzeResultSerializer(serializers.Serializer):
 
 class CategoryMatchSerializer(serializers.Serializer):
     category = serializers.CharField()
-    score = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="0.5 at the mismatch threshold.")
+    score = serializers.FloatField(
+        min_value=0.0, max_value=1.0, help_text="0.5 at the category's classify threshold (docs/calibration.md)."
+    )
     similarity = serializers.FloatField(min_value=0.0, max_value=1.0)
     probability = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="Softmax over the categories.")
 

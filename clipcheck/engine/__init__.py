@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass
 
 from clipcheck import metrics
+from clipcheck.engine.checkpoints import CheckpointUnavailable
 from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
 
@@ -83,8 +84,11 @@ def get_engine():
         try:
             engine = ClipEngine.load(**asdict(key))
         except Exception as exc:
-            reason = f"The CLIP model {key.model_name!r} could not be loaded: {exc.__class__.__name__}: {exc}"
-            logger.error(reason, exc_info=True)
+            # A checkpoint that is missing or out of reach is one sentence, not a traceback.
+            expected = isinstance(exc, CheckpointUnavailable)
+            cause = str(exc) if expected else f"{exc.__class__.__name__}: {exc}"
+            reason = f"The CLIP model {key.model_name!r} could not be loaded: {cause}"
+            logger.error(reason, exc_info=not expected)
             _engine, _engine_key = None, None
             _failure = _LoadFailure(key=key, reason=reason, at=time.monotonic())
             metrics.MODEL_LOADED.set(0)

@@ -22,6 +22,7 @@ from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
 from clipcheck.engine.batcher import MicroBatcher
+from clipcheck.engine.checkpoints import checkpoint_source
 
 transformers_logging.disable_progress_bar()
 
@@ -110,9 +111,10 @@ class ClipEngine:
         torch_dtype = resolve_dtype(dtype, torch_device)
         if num_threads:
             torch.set_num_threads(int(num_threads))
-        image_processor = CLIPImageProcessorPil.from_pretrained(model_name)
-        tokenizer = AutoTokenizer.from_pretrained(model_name)
-        model = CLIPModel.from_pretrained(model_name, dtype=torch_dtype)
+        source, local_files_only = checkpoint_source(model_name)
+        image_processor = CLIPImageProcessorPil.from_pretrained(source, local_files_only=local_files_only)
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=local_files_only)
+        model = CLIPModel.from_pretrained(source, dtype=torch_dtype, local_files_only=local_files_only)
         model.to(torch_device).eval()
         return cls(
             model_name=model_name,

@@ -207,6 +207,7 @@ class TestThrottling:
 
 
 @pytest.mark.django_db
+@pytest.mark.redis
 class TestThrottlingInRedis:
     def test_redis_counts_the_rate(self, anonymous_api_client, settings, redis_cache):
         set_policy(settings, "categories", rate="2/day")

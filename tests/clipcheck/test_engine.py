@@ -56,6 +56,25 @@ def test_a_settings_change_gives_an_engine_built_for_the_new_values(settings, fr
     assert (second._image_batcher.max_rows, second._text_batcher.max_wait, second.text_cache_size) == (3, 0.0, 7)
 
 
+def test_the_engine_runs_without_django_settings(tiny_model_dir):
+    code = (
+        "import sys\n"
+        "from PIL import Image\n"
+        "from clipcheck.engine.clip import ClipEngine\n"
+        f"engine = ClipEngine.load(model_name={tiny_model_dir!r}, device='cpu', batch_size=2)\n"
+        "vectors = engine.encode_images([Image.new('RGB', (40, 40))] * 3)\n"
+        "texts, _ = engine.encode_texts(['a red shoe'])\n"
+        "from django.conf import settings\n"
+        "print(vectors.shape[0], texts.shape[0], settings.configured)\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO_ROOT, env=environment, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["3", "1", "False"]
+
+
 def test_preprocessing_follows_the_checkpoint_config():
     engine = get_engine()
     from PIL import Image
@@ -314,3 +333,23 @@ def test_reduced_precision_keeps_embeddings_close_to_float32(settings, fresh_eng
         embeddings[dtype] = (engine.encode_images(images), engine.encode_texts(texts)[0])
     for reduced, exact in zip(embeddings["bfloat16"], embeddings["float32"]):
         assert (reduced * exact).sum(axis=1).min() >= 0.99
+
+
+def test_a_corrupt_checkpoint_is_a_generic_503_for_anonymous_callers(settings, tmp_path, tiny_model_dir, fresh_engine,
+                                                                      caplog):
+    import shutil
+
+    model = tmp_path / "srv-models-clip"
+    shutil.copytree(tiny_model_dir, model)
+    weights = model / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 3])
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "MODEL": str(model)}
+    client = APIClient()
+    answers = [client.get("/clip/health"), client.post("/clip/analyze", {"file": upload(), "text": "x"},
+                                                        format="multipart")]
+    for response in answers:
+        assert response.status_code == 503
+        assert response.json()["error"]["code"] == "model_unavailable"
+        assert response.json()["error"]["message"] == "The model is not available on this server; retry later."
+        assert str(tmp_path) not in response.content.decode() and "Safetensor" not in response.content.decode()
+    assert str(model) in caplog.text and "Safetensor" in caplog.text  # the operator's log has it all

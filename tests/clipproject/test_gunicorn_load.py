@@ -13,7 +13,7 @@ from redis import Redis
 from tests.support.load import run_load
 from tests.support.server import GunicornServer, multipart, rss_bytes, unique_picture
 
-pytestmark = pytest.mark.server
+pytestmark = [pytest.mark.server, pytest.mark.redis]
 
 REDIS_URL = "redis://127.0.0.1:6379/7"
 CLIENTS = 16

@@ -46,6 +46,22 @@ def test_production_settings_refuse_to_load_without_a_secret_key():
     result = run(["manage.py", "check"], production_env(DJANGO_SECRET_KEY=None))
     assert result.returncode != 0
     assert "DJANGO_SECRET_KEY must be set" in result.stderr
+    # One line, not a traceback.
+    assert result.stderr.strip().count("\n") == 0 and "Traceback" not in result.stderr
+
+
+def test_gunicorn_stops_with_one_line_without_a_secret_key():
+    """The arbiter stops before forking: no worker boots, fails and is replaced."""
+    env = production_env(DJANGO_SECRET_KEY=None, GUNICORN_CONTROL_SOCKET="")
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "-c", str(REPO_ROOT / "gunicorn.conf.py"), "clipproject.wsgi",
+         "--bind", "127.0.0.1:0", "--workers", "1"],
+        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    assert output.count("DJANGO_SECRET_KEY must be set") == 1
+    assert "Traceback" not in output and "Booting worker" not in output
 
 
 def test_https_is_enforced_behind_a_tls_proxy_except_for_health_probes():

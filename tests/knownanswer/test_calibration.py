@@ -11,7 +11,7 @@ from clipcheck.calibration import calibrate
 from clipcheck.images import decode_image
 from clipcheck.models import CalibratedThreshold
 from clipcheck.services.calibration_data import labelled_scores_from_csv, similarity_scores
-from scripts import known_answer_domain as domain
+from knownanswer import domain
 
 pytestmark = pytest.mark.django_db
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scripts import known_answer_domain as domain
+from knownanswer import domain
 from tests.support.known_answer import THRESHOLD
 
 pytestmark = pytest.mark.django_db

@@ -13,7 +13,7 @@ from PIL import Image, ImageOps
 from rest_framework.test import APIClient
 from transformers import CLIPModel, CLIPProcessor
 
-from scripts import known_answer_domain as domain
+from knownanswer import domain
 from tests.support.known_answer import KNOWN_ANSWER_MODEL
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("float32")]

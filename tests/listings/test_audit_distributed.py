@@ -23,6 +23,8 @@ REDIS_URL = "redis://127.0.0.1:6379/5"
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
 LISTINGS = 40
 
+pytestmark = [pytest.mark.redis, pytest.mark.celery]
+
 
 @pytest.fixture
 def database_url(request, tmp_path):
@@ -131,7 +133,9 @@ def summary_value(output, label):
     raise AssertionError(f"{label!r} is not in the summary:\n{output}")
 
 
-@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize(
+    "database_url", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True
+)
 def test_two_workers_finish_an_audit_when_one_is_killed_mid_chunk(deployment, start_worker):
     workers = {"first": start_worker("first"), "second": start_worker("second")}
     command = subprocess.Popen(

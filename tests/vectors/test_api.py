@@ -9,7 +9,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from clipcheck.engine import get_engine
 from clipcheck.images import decode_image
 from listings.api.views import SearchView
-from tests.conftest import image_bytes, set_clip_settings
+from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
 from tests.vectors.test_photo_reused import photo
 
 pytestmark = pytest.mark.django_db

@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw, ImageOps
 
 from clipcheck.models import ImageEmbedding
 from listings.models import Listing
-from tests.conftest import set_clip_settings
+from tests.support.clip_settings import set_clip_settings
 from tests.listings.conftest import MATCHING_TEXT
 
 pytestmark = pytest.mark.django_db

@@ -14,6 +14,7 @@ from django.core.management.base import BaseCommand, CommandError
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
 from clipcheck.services.thresholds import model_id
+from clipcheck.spreadsheets import spreadsheet_row
 from listings import duplicates
 from listings.management.options import positive_int
 from listings.models import Listing
@@ -22,15 +23,6 @@ from listings.settings import listings_settings
 REPORT_FORMATS = (".csv", ".json")
 CSV_FIELDS = ("cluster", "size", "listing_id", "title", "seller_id", "status", "category", "image_sha256",
               "best_similarity", "best_layout_similarity")
-# A spreadsheet runs a cell that starts with one of these as a formula.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def formula_safe(value):
-    """A CSV cell a spreadsheet shows as text (OWASP's CSV injection advice)."""
-    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
-        return "'" + value
-    return value
 
 
 class Command(BaseCommand):
@@ -112,13 +104,13 @@ class Command(BaseCommand):
             for cluster in clusters:
                 for listing in cluster.listings:
                     best = self.best_pair(cluster, listing.pk)
-                    writer.writerow({key: formula_safe(value) for key, value in {
+                    writer.writerow(spreadsheet_row({
                         "cluster": cluster.number, "size": len(cluster.listings), "listing_id": listing.pk,
                         "title": listing.title, "seller_id": listing.seller_id or "", "status": listing.status,
                         "category": listing.category, "image_sha256": listing.image_sha256,
                         "best_similarity": best[2] if best else "",
                         "best_layout_similarity": "" if not best or best[3] is None else best[3],
-                    }.items()})
+                    }))
 
     @staticmethod
     def best_pair(cluster, listing_id):

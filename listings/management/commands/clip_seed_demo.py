@@ -1,4 +1,4 @@
-"""manage.py clip_seed_demo: a demo catalogue of listings with generated pictures."""
+"""manage.py clip_seed_demo: a demo catalogue of listings with pictures of the known-answer domain."""
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -6,14 +6,17 @@ from listings.demo import demo_listings_create
 
 
 class Command(BaseCommand):
-    help = "Create pending listings with generated pictures (a coloured shape each) to try the admin and the audit."
+    help = (
+        "Create pending listings with pictures of the known-answer domain (a coloured shape each) to try the "
+        "admin and the audit; manage.py clip_demo does it all with the known-answer model."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("--count", type=int, default=100, help="Listings to create (default 100).")
         parser.add_argument("--seed", type=int, default=0, help="Random seed: the same seed, the same catalogue.")
         parser.add_argument(
             "--mismatch-share", type=float, default=0.2,
-            help="Share of listings whose description names another shape or colour (default 0.2).",
+            help="Share of listings whose description names another colour or shape (default 0.2).",
         )
 
     def handle(self, *args, count, seed, mismatch_share, **options):

@@ -171,6 +171,18 @@ def chunked_upload(ctx):
                               CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked")
 
 
+def multipart_part(disposition, content_type="image/png"):
+    """An upload whose file part carries its own parameters (RFC 2231 names, a charset)."""
+    def send(ctx):
+        boundary = "XyZ"
+        body = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="text"\r\n\r\nred\r\n'
+            f"--{boundary}\r\nContent-Disposition: {disposition}\r\nContent-Type: {content_type}\r\n\r\n"
+        ).encode() + image_bytes() + f"\r\n--{boundary}--\r\n".encode()
+        return ctx.client.generic("POST", "/clip/analyze", body, content_type=f"multipart/form-data; boundary={boundary}")
+    return send
+
+
 TIFF_FIELD_TYPES = {2: "ASCII", 5: "RATIONAL", 7: "UNDEFINED", 11: "FLOAT"}
 
 
@@ -196,6 +208,11 @@ CASES = [
     Case("PNG header claiming 7000x7000", upload(hostile.png_claiming(7000, 7000)), 413, "image_too_large"),
     Case("GIF header claiming 65535x65535", upload(hostile.gif_claiming(65535, 65535), name="a.gif",
                                                    content_type="image/gif"), 413, "image_too_large"),
+    # Small files, big pictures: decoded within the decode budget, reduced
+    # before any conversion (the bound is measured in test_decode_memory).
+    Case("16-bit grayscale PNG of 40 MP in 86 KB", upload(lambda: hostile.png_16bit_grayscale(6324, 6324)), 200, None),
+    Case("palette PNG with transparency of 40 MP in 53 KB", upload(lambda: hostile.png_uniform(
+        6324, 6324, color="palette", transparent=True)), 200, None),
     Case("strip 2000x10 (aspect ratio bomb)", upload(lambda: image_bytes(size=(2000, 10))), 400,
          "aspect_ratio_too_large"),
     Case("PNG claiming 0x0", upload(hostile.png_claiming(0, 0)), 400, "corrupt_image"),
@@ -259,6 +276,16 @@ CASES = [
       for charset in ("idna", "base64", "rot13", "utf-16", "utf-32", "utf-7", "punycode", "hex", "zlib",
                       "cp037", "no-such-codec")
       for path in ("/clip/analyze", "/clip/classify", "/upload")],
+    # A part's own charset names nothing Django decodes with; RFC 2231 names
+    # that do not decode make the part unnamed (no file).
+    Case("file part filename*=idna''a..b.png", multipart_part(
+        "form-data; name=\"file\"; filename*=idna''a..b.png"), 400, "missing_file"),
+    Case("file part name*=idna''fi..le", multipart_part(
+        "form-data; name*=idna''fi..le; filename=\"a.png\""), 400, "missing_file"),
+    Case("file part filename*=base64''a.png", multipart_part(
+        "form-data; name=\"file\"; filename*=base64''a.png"), 200, None),
+    Case("file part Content-Type charset=idna", multipart_part(
+        "form-data; name=\"file\"; filename=\"a.png\"", "image/png; charset=idna"), 200, None),
     Case("urlencoded charset=idna", lambda ctx: ctx.client.generic(
         "POST", "/clip/analyze", b"text=a..b", content_type="application/x-www-form-urlencoded; charset=idna"),
         415, "unsupported_charset"),

@@ -1,4 +1,4 @@
-"""Generated image-text domain for the "known-answer" CLIP fixture.
+"""Generated image-text domain of the "known-answer" CLIP (``knownanswer.CHECKPOINT``).
 
 Images show ONE flat-coloured object (a shape in a colour) on a varied,
 low-saturation background (plain, gradient, noise, two-tone "table", white).

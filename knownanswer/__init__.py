@@ -1,0 +1,25 @@
+"""The known-answer domain and model: coloured shapes whose right captions are known.
+
+``knownanswer.domain`` renders the pictures and spells the captions; the
+trainer (``scripts/train_known_answer.py``), the tests and the demo catalogue
+(``listings.demo``) all draw from it. ``CHECKPOINT`` is the small CLIP trained
+on it and committed with the repository; ``THRESHOLD`` is the mismatch
+threshold the trainer calibrated on held-out pictures.
+"""
+
+import json
+from functools import lru_cache
+from pathlib import Path
+
+CHECKPOINT = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "known_answer_clip"
+
+
+@lru_cache(maxsize=1)
+def checkpoint_metrics():
+    """The held-out figures the trainer wrote beside the checkpoint."""
+    return json.loads((CHECKPOINT / "metrics.json").read_text())
+
+
+def calibrated_threshold():
+    """The checkpoint's calibrated mismatch threshold (0.7121)."""
+    return checkpoint_metrics()["threshold"]["threshold"]

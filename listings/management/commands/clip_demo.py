@@ -1,0 +1,107 @@
+"""manage.py clip_demo: the five-minute offline demo in one command.
+
+Migrates the database, seeds the demo catalogue, creates a moderator and a
+superuser, audits the catalogue with the known-answer model (committed in
+the repository: no download) so the review queue has work in it, and serves.
+"""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+from django.test.utils import override_settings
+
+import knownanswer
+from clipcheck.engine import get_engine
+from clipcheck.errors import ClipcheckError
+from clipcheck.settings import clip_settings
+from listings import demo
+from listings.audit import local, records
+
+
+def port_number(value):
+    port = int(value)
+    if not 1 <= port <= 65535:
+        raise ValueError(value)
+    return port
+
+
+class Command(BaseCommand):
+    help = (
+        "The offline demo: migrate, seed the demo catalogue, create a demo moderator and superuser, "
+        "audit with the known-answer model and start the server."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--port", type=port_number, default=8000, help="Port on 127.0.0.1 (default 8000).")
+        parser.add_argument("--no-serve", action="store_true", help="Prepare everything, print the URLs, don't serve.")
+        parser.add_argument(
+            "--count", type=int, default=100,
+            help="Listings to seed when the database has no demo listings yet (default 100).",
+        )
+        parser.add_argument("--seed", type=int, default=0, help="Random seed of the catalogue (default 0).")
+
+    def handle(self, *args, port, no_serve, count, seed, **options):
+        if count < 1:
+            raise CommandError("--count must be at least 1.")
+        threshold = knownanswer.calibrated_threshold()
+        demo_clipcheck = {
+            **clip_settings.user_settings,
+            "MODEL": str(knownanswer.CHECKPOINT),
+            "THRESHOLD": threshold,
+            # The prompt wording the known-answer model learnt.
+            "PROMPT_TEMPLATE": "a photo of a {}",
+        }
+        # The demo's settings hold for this process only: the audit here and
+        # the server started below.
+        # SETTINGS_MODULE: runserver names it in its banner.
+        with override_settings(CLIPCHECK=demo_clipcheck, SETTINGS_MODULE=settings.SETTINGS_MODULE):
+            self.stdout.write(f"Model: {knownanswer.CHECKPOINT} (known-answer CLIP), threshold {threshold}.")
+            self.prepare(count=count, seed=seed, port=port)
+            if no_serve:
+                return
+            self.stdout.write(f"Starting the server on 127.0.0.1:{port} (Ctrl-C stops it).")
+            call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
+
+    def prepare(self, *, count, seed, port):
+        if clip_settings.BATCH_ROOT:
+            Path(clip_settings.BATCH_ROOT).mkdir(parents=True, exist_ok=True)
+        call_command("migrate", interactive=False, verbosity=0)
+        self.stdout.write("Database migrated.")
+
+        existing = demo.demo_catalogue_score()
+        if existing.mismatches + existing.correct:
+            self.stdout.write(
+                f"Demo catalogue already seeded ({existing.mismatches + existing.correct} listings): reusing it."
+            )
+        else:
+            created = demo.demo_listings_create(count=count, seed=seed)
+            self.stdout.write(f"Seeded {len(created)} demo listings.")
+
+        try:
+            get_engine()
+        except ClipcheckError as exc:
+            raise CommandError(f"The known-answer model is unusable: {exc.message}")
+        summary = local.audit_run(options=records.AuditOptions().resolved())
+        self.stdout.write(
+            f"Audit: {summary.checked} checked, {summary.skipped} already up to date, "
+            f"{summary.flagged} sent to review, {summary.failed} failed."
+        )
+        for line in demo.demo_catalogue_score().as_lines():
+            self.stdout.write(line)
+
+        self.stdout.write("\nAccounts (new passwords on every run):")
+        for user in demo.demo_users_create():
+            role = "superuser" if user.is_superuser else f"moderator ({demo.MODERATORS_GROUP} group)"
+            self.stdout.write(f"  {role:<28} user {user.username}  password {user.password}")
+
+        base = f"http://127.0.0.1:{port}"
+        self.stdout.write("\nOpen:")
+        for path, what in (
+            ("/", "try a photo and a text"),
+            ("/admin/listings/reviewqueueitem/", "the review queue (log in as demo-moderator)"),
+            ("/admin/", "the admin (demo-admin)"),
+            ("/api/docs/", "the API, with Try it out"),
+        ):
+            self.stdout.write(f"  {base + path:<56} {what}")

@@ -1,0 +1,79 @@
+"""Swagger UI's "Try it out" pre-fills each field from the schema's example:
+every example is a valid value, and together they give a sensible request."""
+
+import re
+
+import pytest
+from rest_framework.test import APIClient
+
+from tests.support.images import image_bytes
+
+pytestmark = pytest.mark.django_db
+
+MULTIPART_OPERATIONS = [("/clip/analyze", "post"), ("/clip/classify", "post"), ("/upload", "post")]
+
+
+@pytest.fixture
+def openapi(client):
+    response = client.get("/api/schema/?format=json")
+    assert response.status_code == 200
+    return response.json()
+
+
+def request_schema(openapi, path, method):
+    content = openapi["paths"][path][method]["requestBody"]["content"]["multipart/form-data"]["schema"]
+    name = content["$ref"].rsplit("/", 1)[-1]
+    return openapi["components"]["schemas"][name]
+
+
+def assert_example_fits(name, schema):
+    example = schema["example"]
+    if schema.get("type") == "string":
+        assert isinstance(example, str), name
+        if "pattern" in schema:
+            assert re.search(schema["pattern"], example), name
+        assert schema.get("minLength", 0) <= len(example) <= schema.get("maxLength", 10**9), name
+    elif schema.get("type") in ("number", "integer"):
+        assert isinstance(example, (int, float)) and not isinstance(example, bool), name
+        assert schema.get("minimum", -1e300) <= example <= schema.get("maximum", 1e300), name
+
+
+@pytest.mark.parametrize("path, method", MULTIPART_OPERATIONS)
+def test_every_form_field_has_a_valid_example(openapi, path, method):
+    schema = request_schema(openapi, path, method)
+    for name, field in schema["properties"].items():
+        if field.get("format") == "binary":
+            continue  # the file is the user's to choose
+        assert "example" in field, f"{path} {name} has no example"
+        assert_example_fits(f"{path} {name}", field)
+
+
+def test_the_threshold_example_is_the_configured_threshold_not_the_maximum(openapi, settings):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "THRESHOLD": 0.31}
+    schema = request_schema(APIClient().get("/api/schema/?format=json").json(), "/clip/analyze", "post")
+    threshold = schema["properties"]["threshold"]
+    assert threshold["example"] == 0.31
+    assert "Absent" in threshold["description"]
+
+
+def test_the_text_example_reads_like_a_product(openapi):
+    text = request_schema(openapi, "/clip/analyze", "post")["properties"]["text"]["example"]
+    assert re.fullmatch(r"[a-z ]+", text) and len(text.split()) >= 3
+
+
+@pytest.mark.parametrize("path", ["/clip/analyze", "/clip/classify"])
+def test_the_examples_as_sent_by_try_it_out_are_accepted(openapi, path):
+    schema = request_schema(openapi, path, "post")
+    fields = {name: field["example"] for name, field in schema["properties"].items() if "example" in field}
+    response = APIClient().post(path, {**fields, "file": _photo()}, format="multipart")
+    assert response.status_code == 200, response.content
+    if path == "/clip/analyze":
+        assert response.json()["threshold_used"] == fields["threshold"]
+    else:
+        assert len(response.json()["top_matches"]) == fields["top_k"]
+
+
+def _photo():
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    return SimpleUploadedFile("photo.png", image_bytes(), content_type="image/png")

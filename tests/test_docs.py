@@ -1,0 +1,34 @@
+"""The README stays a starting point: short, the commands CI runs, and a link to every page of docs/."""
+
+import re
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+README = REPO / "README.md"
+LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
+
+
+def relative_links(path):
+    return [target for target in LINK.findall(path.read_text()) if "://" not in target]
+
+
+def test_the_readme_is_at_most_150_lines():
+    assert len(README.read_text().splitlines()) <= 150
+
+
+def test_the_readme_test_command_is_what_ci_runs():
+    assert "scripts/test.sh" in README.read_text()
+    assert re.search(r"^scripts/test\.sh$", (REPO / ".ci" / "run").read_text(), re.M)
+    assert "manage.py clip_demo" in README.read_text()
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+    linked = {(README.parent / target).resolve() for target in relative_links(README)}
+    pages = set((REPO / "docs").glob("*.md"))
+    assert {page.resolve() for page in pages} - linked == set()
+
+
+def test_relative_links_in_the_readme_and_docs_resolve():
+    for document in [README, *(REPO / "docs").glob("*.md")]:
+        for target in relative_links(document):
+            assert (document.parent / target).exists(), f"{document.name}: {target}"
