@@ -28,7 +28,7 @@ from clipcheck.images import decode_image
 from clipcheck.models import CalibratedThreshold
 from clipcheck.selectors import analyses_for_subject
 from listings.models import Listing, ModerationDecision
-from scripts import known_answer_domain as domain
+from knownanswer import domain
 from tests.support.known_answer import THRESHOLD
 
 pytestmark = pytest.mark.django_db
