@@ -17,7 +17,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
-    "DECODE_MEMORY_BUDGET_BYTES", "SEARCH_DEFAULT_K", "SEARCH_MAX_K", "EMBED_MAX_ITEMS",
+    "MAX_PASSAGES", "MAX_REWRITES", "DECODE_MEMORY_BUDGET_BYTES", "SEARCH_DEFAULT_K", "SEARCH_MAX_K",
+    "EMBED_MAX_ITEMS",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -241,6 +242,33 @@ def _check_request_limit():
             id="clipcheck.W002",
         )]
     return []
+
+
+def _is_attributes(attributes):
+    return isinstance(attributes, dict) and all(
+        isinstance(name, str) and name.strip()
+        and isinstance(values, (list, tuple)) and len(values) >= 2
+        and all(isinstance(value, str) and value.strip() for value in values)
+        and len({value.strip().lower() for value in values}) == len(values)
+        for name, values in attributes.items()
+    )
+
+
+# The verdict rules' settings (clipcheck.verdicts, docs/verdicts.md).
+VERDICT_RULES = (
+    SettingRule("ATTRIBUTES", _is_attributes, "clipcheck.E030",
+                "CLIPCHECK ATTRIBUTES must map attribute names to lists of at least two distinct, non-blank values.",
+                hint='e.g. {"colour": ["red", "blue"], "material": ["leather", "canvas"]}'),
+    SettingRule("ATTRIBUTE_MARGIN", _is_fraction, "clipcheck.E031",
+                "CLIPCHECK {key} {value!r} must be a number between 0 and 1."),
+    SettingRule("QUALITY_BANDS_THRESHOLD", lambda value: _is_fraction(value) and 0 < value < 1, "clipcheck.E031",
+                "CLIPCHECK {key} {value!r} must be a number strictly between 0 and 1."),
+)
+
+
+@register(Tags.compatibility)
+def check_verdict_settings(app_configs=None, **kwargs):
+    return rule_errors(clip_settings, VERDICT_RULES)
 
 
 def _check_access_table():

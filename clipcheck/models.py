@@ -11,6 +11,8 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models
 from pgvector.django import VectorField
 
+from clipcheck import scoring, verdicts
+
 
 class ImageEmbedding(models.Model):
     """One image's embedding under one model: a new text for a known image
@@ -95,6 +97,12 @@ class Analysis(models.Model):
     # Why the verdict is what it is: a list of {"code", "field", "message",
     # ...evidence} objects, empty for a clean match (see docs/verdicts.md).
     reasons = models.JSONField(default=list, blank=True)
+    # A text longer than the model's context: {"count", "covered", "best":
+    # {"index", "start", "end", "score"}}; null for a text scored whole.
+    passages = models.JSONField(null=True, blank=True)
+    # clipcheck.verdicts.rules_key() of the rules the reasons were found
+    # with: a cached answer is reused only under the same rules.
+    rules = models.CharField(max_length=64, blank=True, default="")
     model = models.CharField(max_length=255)
     device = models.CharField(max_length=32, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices)
@@ -125,16 +133,23 @@ class Analysis(models.Model):
         return self.verdict == self.Verdict.MISMATCH
 
     def result(self):
-        """The /clip/analyze response fields."""
+        """The /clip/analyze response fields.
+
+        The band is computed on read from the score and the threshold, so a
+        label stored under older rules never shows.
+        """
         return {
             "is_mismatch": self.is_mismatch,
             "similarity_score": self.similarity_score,
             "threshold_used": self.threshold,
             "confidence": self.confidence,
-            "match_quality": self.match_quality,
+            "match_quality": scoring.match_quality(self.similarity_score, self.threshold),
             "text_truncated": self.text_truncated,
             "cached": self.cached,
             "analysis_id": self.pk,
+            "reasons": self.reasons,
+            "suggestion": verdicts.suggestion(self.reasons),
+            "passages": self.passages,
         }
 
 

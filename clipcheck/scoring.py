@@ -27,14 +27,39 @@ def confidence(score, threshold, margins=None):
     return "low"
 
 
-def quality_bands(bands=None):
-    """``(label, lower bound)`` of the quality bands, best band first."""
+def quality_bands(bands=None, threshold=None):
+    """``(label, lower bound)`` of the quality bands at ``threshold``, best band first."""
+    return sorted(band_bounds(threshold, bands).items(), key=lambda band: -band[1])
+
+
+def band_bounds(threshold=None, bands=None, reference=None):
+    """The lower bounds of the quality bands in force at ``threshold``.
+
+    ``QUALITY_BANDS`` are written for the reference threshold
+    ``QUALITY_BANDS_THRESHOLD`` (0.25, where they are the guide's table).
+    For another threshold the bounds are moved with it: bounds at or above
+    the reference are mapped linearly from [reference, 1] onto
+    [threshold, 1], bounds below it from [0, reference] onto [0, threshold].
+    The band starting at the reference therefore starts at the threshold,
+    so a mismatch (score < threshold) only ever gets a band below it and a
+    match only a band from it up, whatever the threshold.
+    """
     bands = bands or clip_settings.QUALITY_BANDS
-    return sorted(bands.items(), key=lambda band: -band[1])
+    reference = float(clip_settings.QUALITY_BANDS_THRESHOLD if reference is None else reference)
+    threshold = reference if threshold is None else float(threshold)
+    moved = {}
+    for label, bound in bands.items():
+        if bound >= reference:
+            span = 1.0 - reference
+            moved[label] = threshold + (bound - reference) * (1.0 - threshold) / span if span > 0 else threshold
+        else:
+            moved[label] = bound * threshold / reference
+    return moved
 
 
-def match_quality(score, bands=None):
-    ordered = quality_bands(bands)
+def match_quality(score, threshold=None, bands=None):
+    """The quality band of ``score`` relative to ``threshold`` (see ``band_bounds``)."""
+    ordered = quality_bands(bands, threshold)
     for label, lower_bound in ordered:
         if score >= lower_bound:
             return label
@@ -48,7 +73,7 @@ def verdict(score, threshold):
         "similarity_score": score,
         "threshold_used": threshold,
         "confidence": confidence(score, threshold),
-        "match_quality": match_quality(score),
+        "match_quality": match_quality(score, threshold),
     }
 
 

@@ -5,7 +5,7 @@ from django.contrib.contenttypes.models import ContentType
 from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
 
 
-def analyses_cached(*, keys, model):
+def analyses_cached(*, keys, model, rules=None):
     """Earlier analyses for ``(image_sha256, text_sha256, threshold)`` keys under ``model``.
 
     Returns ``{key: Analysis}`` for the keys found. Only computed rows are
@@ -18,6 +18,7 @@ def analyses_cached(*, keys, model):
     candidates = Analysis.objects.filter(
         model=model,
         cached=False,
+        **({} if rules is None else {"rules": rules}),
         image_sha256__in={image_sha256 for image_sha256, _, _ in keys},
         text_sha256__in={text_sha256 for _, text_sha256, _ in keys},
     ).order_by("id")

@@ -13,6 +13,7 @@ to ``DEFAULTS``; mistakes are reported by the system checks in
 from django.conf import settings
 from django.core.signals import setting_changed
 
+from clipcheck.default_attributes import DEFAULT_ATTRIBUTES
 from clipcheck.categories import DEFAULT_CATEGORIES
 
 SETTING_NAME = "CLIPCHECK"
@@ -34,8 +35,11 @@ DEFAULTS = {
     "LOAD_RETRY_SECONDS": 60,
     # similarity_score below this is a mismatch.
     "THRESHOLD": 0.25,
-    # Lower bounds of the match_quality bands, checked from the highest down.
-    # The band with bound 0.0 catches everything below the others.
+    # Lower bounds of the match_quality bands, checked from the highest down,
+    # as they are at the threshold QUALITY_BANDS_THRESHOLD; for any other
+    # threshold they move with it (clipcheck.scoring.band_bounds), so that a
+    # mismatch never gets a band from QUALITY_BANDS_THRESHOLD up. The band
+    # with bound 0.0 catches everything below the others.
     "QUALITY_BANDS": {
         "excellent": 0.40,
         "good": 0.30,
@@ -43,9 +47,21 @@ DEFAULTS = {
         "poor": 0.15,
         "mismatch": 0.0,
     },
+    "QUALITY_BANDS_THRESHOLD": 0.25,
     # |score - threshold| above HIGH is "high" confidence, from MEDIUM up
     # "medium", below MEDIUM "low".
     "CONFIDENCE_MARGINS": {"HIGH": 0.15, "MEDIUM": 0.05},
+    # Attribute conflicts (clipcheck.attributes, docs/verdicts.md): attribute
+    # name -> values. A text naming one value of an attribute is rewritten
+    # with each other value; a rewrite that passes the threshold and beats
+    # the text by ATTRIBUTE_MARGIN while the text does not pass is a conflict.
+    "ATTRIBUTES": DEFAULT_ATTRIBUTES,
+    "ATTRIBUTE_MARGIN": 0.02,
+    # Rewrites scored per text at most (they share the text's forward pass).
+    "MAX_REWRITES": 64,
+    # Texts longer than the model's context are scored as sentence-aware
+    # passages (clipcheck.passages); at most this many per text.
+    "MAX_PASSAGES": 32,
     # Zero-shot classification.
     "PROMPT_TEMPLATE": "a photo of a {}.",
     "CATEGORIES": DEFAULT_CATEGORIES,

@@ -24,23 +24,31 @@ from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
+from clipcheck.verdicts import suggestion
 from listings import selectors, services
 from listings.admin_review import ReviewViews
 from listings.review import review_reason_codes
 from listings.similarity import PHOTO_REUSED, listings_search
-from listings.models import FORMAT_SUFFIXES, Listing, ListingCheckFailure, ModerationDecision, ReviewQueueItem
+from listings.models import (
+    FORMAT_SUFFIXES,
+    Listing,
+    ListingCheckFailure,
+    ListingPhoto,
+    ModerationDecision,
+    ReviewQueueItem,
+)
 
 Status = Listing.Status
 
 STYLESHEET = "listings/admin.css"
 
 
-def quality_badge(score):
-    """A score with its quality band as a coloured badge and bar (colours in the stylesheet)."""
+def quality_badge(score, threshold=None):
+    """A score with its quality band (relative to the check's threshold) as a badge and bar (colours in the stylesheet)."""
     if score is None:
         return render_to_string("admin/listings/score_badge.html", {"quality": None})
     return render_to_string("admin/listings/score_badge.html", {
-        "quality": scoring.match_quality(score),
+        "quality": scoring.match_quality(score, threshold),
         "score": f"{score:.3f}",
         "percent": round(min(max(score, 0.0), 1.0) * 100),
     })
@@ -214,12 +222,61 @@ class ModerationActionsMixin:
         )
 
 
+def reasons_html(listing, *, empty="no reasons: clean match"):
+    if not listing.is_checked:
+        return "—"
+    reasons = listing.reasons or []
+    return render_to_string(
+        "admin/listings/reasons.html", {"reasons": reasons, "suggestion": suggestion(reasons), "empty": empty}
+    )
+
+
+class ListingPhotoForm(forms.ModelForm):
+    """A replaced photo goes through the one decoder and gets a generated name."""
+
+    class Meta:
+        model = ListingPhoto
+        fields = ["image"]
+
+    def clean_image(self):
+        upload = self.cleaned_data.get("image")
+        if "image" not in self.changed_data or not upload:
+            return upload
+        upload.seek(0)
+        try:
+            decoded = decode_image(upload.read(clip_settings.MAX_UPLOAD_BYTES + 1))
+        except ClipcheckError as exc:
+            raise forms.ValidationError(exc.message, code=exc.code)
+        upload.seek(0)
+        upload.name = f"upload.{FORMAT_SUFFIXES.get(decoded.format, 'bin')}"
+        self.instance.image_sha256 = decoded.sha256
+        return upload
+
+
+class ListingPhotoInline(admin.TabularInline):
+    """The listing's photos. The primary one (position 0) is edited as the
+    listing's image; replacing another re-checks the listing."""
+
+    model = ListingPhoto
+    form = ListingPhotoForm
+    extra = 0
+    can_delete = False
+    fields = ("position", "image", "image_sha256")
+    readonly_fields = ("position", "image_sha256")
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).filter(position__gt=0)
+
+
 @admin.register(Listing)
 class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     form = ListingAdminForm
     list_display = (
-        "thumbnail", "title", "status", "title_score_badge", "description_score_badge", "category", "price",
-        "checked_at",
+        "thumbnail", "title", "status", "title_score_badge", "description_score_badge", "reasons_list", "category",
+        "price", "checked_at",
     )
     list_display_links = ("thumbnail", "title")
     list_filter = ("status", QualityBandFilter, CheckedFilter, PhotoReusedFilter, "category")
@@ -227,12 +284,13 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     list_select_related = ()
     list_per_page = 50
     actions = ["recheck_selected", "flag_mismatches", "approve_selected", "reject_selected"]
-    inlines = [ModerationDecisionInline]
+    inlines = [ListingPhotoInline, ModerationDecisionInline]
 
     class Media:
         css = {"all": [STYLESHEET]}
     readonly_fields = (
         "image_preview", "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality",
+        "reasons_list",
         "checked_at", "checked_model", "image_sha256", "moderated_by", "moderated_at", "moderation_note",
         "analyses_table", "seller", "similar_listings",
     )
@@ -240,8 +298,8 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         (None, {"fields": ("title", "description", "category", "price", "image", "image_preview", "seller")}),
         ("Similar listings", {"fields": ("similar_listings",)}),
         ("CLIP check", {"fields": (
-            "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality", "checked_at",
-            "checked_model", "image_sha256", "analyses_table",
+            "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality", "reasons_list",
+            "checked_at", "checked_model", "image_sha256", "analyses_table",
         )}),
         ("Moderation", {"fields": ("moderated_by", "moderated_at", "moderation_note")}),
     )
@@ -330,11 +388,15 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
 
     @admin.display(description="title score", ordering="title_score")
     def title_score_badge(self, listing):
-        return quality_badge(listing.title_score)
+        return quality_badge(listing.title_score, listing.checked_threshold)
 
     @admin.display(description="description score", ordering="description_score")
     def description_score_badge(self, listing):
-        return quality_badge(listing.description_score)
+        return quality_badge(listing.description_score, listing.checked_threshold)
+
+    @admin.display(description="reasons")
+    def reasons_list(self, listing):
+        return reasons_html(listing)
 
     @admin.display(description="analyses")
     def analyses_table(self, listing):
@@ -349,6 +411,14 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
             self.message_user(
                 request, f"Image or text changed: re-checked, status {check.to_status}.", messages.INFO
             )
+        # The admin instance is shared by requests: the flag lives on the request.
+        request.listing_rechecked = check is not None
+
+    def save_formset(self, request, form, formset, change):
+        super().save_formset(request, form, formset, change)
+        if formset.model is ListingPhoto and formset.changed_objects and not getattr(request, "listing_rechecked", False):
+            check = services.listing_check(listing=form.instance)
+            self.message_user(request, f"A photo changed: re-checked, status {check.to_status}.", messages.INFO)
 
     @admin.action(description="Re-run the CLIP check on the selected listings", permissions=["change"])
     def recheck_selected(self, request, queryset):
@@ -375,7 +445,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
 class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAdmin):
     """Only the listings that need a person, oldest first, large enough to judge."""
 
-    list_display = ("review_card", "title_score_badge", "description_score_badge", "waiting_since")
+    list_display = ("review_card", "title_score_badge", "description_score_badge", "reasons_list", "waiting_since")
     list_display_links = None
     list_filter = (QualityBandFilter, "category")
     search_fields = ("title", "description", "category")
@@ -384,6 +454,7 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
     actions = ["approve_selected", "reject_selected"]
     title_score_badge = ListingAdmin.title_score_badge
     description_score_badge = ListingAdmin.description_score_badge
+    reasons_list = ListingAdmin.reasons_list
 
     class Media:
         css = {"all": [STYLESHEET]}

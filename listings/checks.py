@@ -31,11 +31,14 @@ RULES = (
     *(
         SettingRule(key, is_positive_integer, "listings.E003", "LISTINGS {key} {value!r} must be a positive integer.")
         for key in (
-            "SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS", "REVIEW_CLAIM_SECONDS",
+            "SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS", "MAX_PHOTOS",
+            "REVIEW_CLAIM_SECONDS",
         )
     ),
     SettingRule("TITLE_CONFLICT_SIMILARITY", _is_fraction, "listings.E004",
                 "LISTINGS TITLE_CONFLICT_SIMILARITY {value!r} must be a number between 0 and 1."),
+    SettingRule("PHOTOS_SAME_ITEM_THRESHOLD", _is_fraction, "listings.E010",
+                "LISTINGS {key} {value!r} must be a number between 0 and 1."),
     SettingRule("REVIEW_REASON_CODES", is_reason_code_list, "listings.E005",
                 "LISTINGS REVIEW_REASON_CODES {value!r} must be a list of 1 to 9 distinct codes "
                 f"(lower-case letters, digits and _), without {UNDO_REASON_CODE!r}.",

@@ -9,8 +9,9 @@ class ImageTextMismatch(ClipcheckError):
     status_code = 422
     code = "image_text_mismatch"
 
-    def __init__(self, message, *, similarity_score, suggestion, **kwargs):
-        super().__init__(message, extra={"similarity_score": similarity_score, "suggestion": suggestion}, **kwargs)
+    def __init__(self, message, *, similarity_score, suggestion, reasons=(), **kwargs):
+        extra = {"similarity_score": similarity_score, "suggestion": suggestion, "reasons": list(reasons)}
+        super().__init__(message, extra=extra, **kwargs)
 
 
 class ListingImageUnavailable(ClipcheckError):

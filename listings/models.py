@@ -28,10 +28,12 @@ class Listing(models.Model):
         NEEDS_REVIEW = "needs_review", "Needs review"
         REJECTED = "rejected", "Rejected"
 
-    title = models.CharField(max_length=200)
-    description = models.TextField()
+    # At least one of title and description is given (POST /upload checks it).
+    title = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
     category = models.CharField(max_length=100, blank=True)
     price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    # The primary photo (also the ListingPhoto at position 0).
     image = models.ImageField(upload_to=listing_image_path, max_length=255)
     image_sha256 = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the stored image bytes.")
     status = models.CharField(max_length=16, choices=Status.choices, default=Status.PENDING, db_index=True)
@@ -45,8 +47,10 @@ class Listing(models.Model):
     title_score = models.FloatField(null=True, blank=True, editable=False)
     description_score = models.FloatField(null=True, blank=True, editable=False)
     clip_verdict = models.CharField(max_length=16, choices=Analysis.Verdict.choices, blank=True, editable=False)
-    # The quality band of the weaker of the two scores (the changelist filter).
+    # The quality band of the weaker of the two scores relative to the
+    # threshold of that check (the changelist filter).
     match_quality = models.CharField(max_length=32, blank=True, editable=False)
+    checked_threshold = models.FloatField(null=True, blank=True, editable=False)
     # The latest check's reasons: {"code", "field", "message", ...evidence}
     # objects, empty for a clean match.
     reasons = models.JSONField(default=list, blank=True, editable=False)
@@ -85,7 +89,7 @@ class Listing(models.Model):
         indexes = [models.Index(fields=["status", "created_at"], name="listing_status_created")]
 
     def __str__(self):
-        return self.title
+        return self.title or self.description[:60] or f"Listing {self.pk}"
 
     @property
     def texts_sha256(self):
@@ -117,6 +121,25 @@ class Listing(models.Model):
 
     def needs_check(self, *, model):
         return self.content_changed_since_check() or self.checked_model != model
+
+
+class ListingPhoto(models.Model):
+    """One photo of a listing; position 0 is the primary photo (``Listing.image``)."""
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="photos")
+    image = models.ImageField(upload_to=listing_image_path, max_length=255)
+    image_sha256 = models.CharField(max_length=64, editable=False, help_text="SHA-256 of the stored image bytes.")
+    position = models.PositiveSmallIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["listing", "position"]
+        constraints = [
+            models.UniqueConstraint(fields=["listing", "position"], name="listing_photo_position_unique"),
+        ]
+
+    def __str__(self):
+        return f"Photo {self.position + 1} of listing {self.listing_id}"
 
 
 def review_queue_filter():

@@ -2,8 +2,9 @@
 
 Status after a check (``status_after_check``):
 
-- a listing no moderator has decided on follows the verdicts: both the title
-  and the description match → ``approved``; either mismatches →
+- a listing no moderator has decided on follows the verdict: no reasons
+  (each text matches one of the photos, the category fits, the photos show
+  the same item; see ``listings.verdicts``) → ``approved``; any reason →
   ``needs_review``;
 - a moderator's decision (approve, reject, flag) stands while the image and
   texts stay as they were when it was made: a re-check (new model, audit)
@@ -21,19 +22,18 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
-from clipcheck import scoring, selectors as clip_selectors
+from clipcheck import scoring, verdicts as clip_verdicts
 from clipcheck.hashes import texts_hash
 from clipcheck.services import analyses as clip_analyses
 from clipcheck.services.embeddings import image_embeddings_compute
-from clipcheck.services.classification import image_classify
-from clipcheck.services.thresholds import default_threshold, model_id
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
-from listings import review
+from listings import review, verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing
+from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision
 from listings.settings import listings_settings
 from listings.similarity import photo_reused_reasons
 
@@ -54,28 +54,44 @@ class ListingCheck:
     description_analysis: Analysis | None = None
     error: ClipcheckError | None = None
     skipped: bool = False
+    # The listing-level reasons (category, photos) of this check.
+    listing_reasons: list = field(default_factory=list)
     # photo_reused reasons: the photo is another listing's (listings.similarity).
     photo_reasons: list = field(default_factory=list)
+    threshold: float | None = None
+
+    @property
+    def analyses(self):
+        return [a for a in (self.title_analysis, self.description_analysis) if a is not None]
 
     @property
     def is_scored(self):
-        return self.title_analysis is not None and self.description_analysis is not None
+        return self.error is None and bool(self.analyses)
 
     @property
-    def texts_match(self):
-        return self.is_scored and not (self.title_analysis.is_mismatch or self.description_analysis.is_mismatch)
+    def reasons(self):
+        return verdicts.listing_reasons(
+            title_analysis=self.title_analysis, description_analysis=self.description_analysis,
+            extra=[*self.listing_reasons, *self.photo_reasons],
+        )
 
     @property
     def is_match(self):
-        """Both texts match the photo, and the photo is no other listing's."""
-        return self.texts_match and not self.photo_reasons
+        """No reason at all: every text matches a photo, the category fits, the photos agree
+        and none is another listing's."""
+        return self.is_scored and not self.reasons
+
+    @property
+    def weakest_score(self):
+        return min(a.similarity_score for a in self.analyses)
 
 
 @dataclass
 class ListingSubmission:
     listing: Listing
-    title_analysis: Analysis
-    description_analysis: Analysis
+    title_analysis: Analysis | None
+    description_analysis: Analysis | None
+    reasons: list
     suggestion: str | None
 
 
@@ -88,75 +104,130 @@ def status_after_check(*, status, moderated, content_changed, is_match):
 
 # Submission (POST /upload)
 
-def listing_submit(*, image_data, image, title, description, category="", price=None, policy=None, seller=None):
-    """Check a new listing's photo against its title and description, then store it.
+def listing_submit(*, photos, title="", description="", category="", price=None, policy=None, seller=None):
+    """Check a new listing's photos against its title and description, then store it.
 
-    Under the "reject" policy a description that does not match raises
-    ``ImageTextMismatch`` (422) and nothing but the analyses is stored. A
-    photo that another listing already shows adds a ``photo_reused`` reason
-    and sends the listing to review.
+    ``photos`` are ``(bytes as sent, DecodedImage)`` pairs, the primary
+    first. Each text is judged against the best photo; the category and the
+    photos are checked too (``listings.verdicts``). Under the "reject"
+    policy a description (or, without one, a title) that does not match
+    raises ``ImageTextMismatch`` (422) and nothing but the analyses is stored.
+    A primary photo that another listing already shows adds a
+    ``photo_reused`` reason and sends the listing to review.
 
-    The listing and its analyses are committed together, so a crash leaves
-    no analysis without its listing. Storage cannot join the transaction:
-    the image is written just before it, and a crash in between leaves a
-    file that no listing names, which ``clip_sweep_orphans`` removes.
+    The listing, its photos and its analyses are committed together, so a
+    crash leaves no analysis without its listing. Storage cannot join the
+    transaction: the photos are written just before it, and a crash in
+    between leaves files that nothing names, which ``clip_sweep_orphans``
+    removes.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
-    threshold = default_threshold(category=category or "")
-    title_analysis, description_analysis = analyses = clip_analyses.analyses_compute(
-        requests=[
-            clip_analyses.AnalysisRequest(image=image, text=title, threshold=threshold),
-            clip_analyses.AnalysisRequest(image=image, text=description, threshold=threshold),
-        ],
-        source=Analysis.Source.UPLOAD,
+    decoded = [image for _, image in photos]
+    check, = _listings_texts_check(
+        entries=[(None, title, description, category, decoded)], source=Analysis.Source.UPLOAD
     )
-    suggestion = None
-    if title_analysis.is_mismatch or description_analysis.is_mismatch:
-        suggestion = listing_suggestion(image=image)
-    if policy == "reject" and description_analysis.is_mismatch:
-        clip_analyses.analyses_save(analyses=analyses)
+    reasons = check.reasons
+    suggestion = clip_verdicts.suggestion(reasons)
+    deciding = check.description_analysis or check.title_analysis
+    if policy == "reject" and deciding.is_mismatch:
+        clip_analyses.analyses_save(analyses=check.analyses)
         raise ImageTextMismatch(
-            "The photo does not match the description.",
-            similarity_score=description_analysis.similarity_score,
+            "The photo does not match the description." if check.description_analysis is not None
+            else "The photo does not match the title.",
+            similarity_score=deciding.similarity_score,
             suggestion=suggestion,
+            reasons=reasons,
         )
 
+    primary_data, primary = photos[0]
     listing = Listing(
-        title=title, description=description, category=category or "", price=price, image_sha256=image.sha256,
+        title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256,
         seller=seller,
     )
-    photo_reasons = photo_reused_reasons(
-        listing=listing, image=image, vector=image_embeddings_compute(images=[image])[0],
+    decoded = [photo for _, photo in photos]
+    check.photo_reasons = photo_reused_reasons(
+        listing=listing, photos=list(zip(decoded, image_embeddings_compute(images=decoded))),
     )
-    # The storage name is generated; the suffix comes from the decoded format.
-    listing.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(image_data), save=False)
+    reasons = check.reasons
+    suggestion = clip_verdicts.suggestion(reasons)
+    stored = []
     try:
+        # Storage names are generated; the suffix comes from the decoded format.
+        listing.image.save(f"upload.{FORMAT_SUFFIXES.get(primary.format, 'bin')}", ContentFile(primary_data), save=False)
+        stored.append(listing.image)
+        extra_photos = []
+        for position, (data, image) in enumerate(photos[1:], start=1):
+            photo = ListingPhoto(position=position, image_sha256=image.sha256)
+            photo.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(data), save=False)
+            stored.append(photo.image)
+            extra_photos.append(photo)
         with transaction.atomic():
             listing.save()
-            clip_analyses.analyses_link(analyses=analyses, subject=listing)
-            clip_analyses.analyses_save(analyses=analyses)
-            _listing_apply_check(
-                listing=listing,
-                image_sha256=image.sha256,
-                texts_sha256=listing.texts_sha256,
-                title_analysis=title_analysis,
-                description_analysis=description_analysis,
-                photo_reasons=photo_reasons,
+            ListingPhoto.objects.create(
+                listing=listing, image=listing.image.name, image_sha256=primary.sha256, position=0
             )
+            for photo in extra_photos:
+                photo.listing = listing
+            ListingPhoto.objects.bulk_create(extra_photos)
+            clip_analyses.analyses_link(analyses=check.analyses, subject=listing)
+            clip_analyses.analyses_save(analyses=check.analyses)
+            check.listing = listing
+            _listing_apply_check(listing=listing, check=check, image_sha256=primary.sha256, texts_sha256=listing.texts_sha256)
     except BaseException:
-        listing.image.storage.delete(listing.image.name)
+        for field_file in stored:
+            field_file.storage.delete(field_file.name)
         raise
-    return ListingSubmission(listing, title_analysis, description_analysis, suggestion)
+    return ListingSubmission(listing, check.title_analysis, check.description_analysis, reasons, suggestion)
 
 
-def listing_suggestion(*, image):
-    """A hint for the seller: what the photo looks like to the model."""
-    stored = clip_selectors.image_embeddings_get(hashes=[image.sha256], model=model_id())
-    matches = image_classify(
-        image=image, top_k=listings_settings.SUGGESTION_TOP_K, image_embedding=stored.get(image.sha256)
+def _listing_threshold(category, threshold, category_thresholds):
+    """``category_thresholds[category]`` when present, else ``threshold``; with
+    neither, the default threshold of the category (``default_threshold``)."""
+    if category_thresholds and category in category_thresholds:
+        return category_thresholds[category]
+    if threshold is None and category_thresholds is None:
+        return default_threshold(category=category or "")
+    return threshold
+
+
+def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True, category_thresholds=None):
+    """Unsaved ``ListingCheck``s, one per ``(listing or None, title, description, category, photos)``.
+
+    All photos go through one ``encode_images`` call (for those not stored
+    yet) and all texts, passages and rewrites through one ``encode_texts``
+    call; each text is judged against the best photo of its listing.
+    """
+    all_photos = [photo for *_, photos in entries for photo in photos]
+    vectors = image_embeddings_compute(images=all_photos, store=store_embeddings)
+    known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
+    requests, fields = [], []
+    for number, (listing, title, description, category, photos) in enumerate(entries):
+        entry_threshold = _listing_threshold(category, threshold, category_thresholds)
+        for name, text in (("title", title), ("description", description)):
+            if text and text.strip():
+                requests.append(clip_analyses.AnalysisRequest(
+                    image=photos[0], text=text, threshold=entry_threshold, subject=listing,
+                    alternatives=tuple(photos[1:]),
+                ))
+                fields.append((number, name))
+    analyses = clip_analyses.analyses_compute(
+        requests=requests, source=source, store_embeddings=store_embeddings, image_vectors=known,
+        looks_like_top_k=listings_settings.SUGGESTION_TOP_K,
     )
-    names = ", ".join(match["category"] for match in matches)
-    return f"Your photo looks like: {names}. Check that the photo shows the product described."
+    checks = [
+        ListingCheck(listing=listing, from_status=getattr(listing, "status", ""), to_status="")
+        for listing, *_ in entries
+    ]
+    for (number, name), analysis in zip(fields, analyses):
+        setattr(checks[number], f"{name}_analysis", analysis)
+        checks[number].threshold = analysis.threshold
+    for check, (_, _, _, category, photos) in zip(checks, entries):
+        photo_vectors = [known[photo.sha256] for photo in photos]
+        conflict = verdicts.category_conflict(category=category, photos=photos, vectors=photo_vectors)
+        check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
+        if check.listing is not None:
+            check.photo_reasons = photo_reused_reasons(listing=check.listing, photos=list(zip(photos, photo_vectors)))
+    return checks
 
 
 # Checks
@@ -207,50 +278,53 @@ def listing_image_decode(*, listing):
 def listings_score(*, listings, images, source, threshold=None, store_embeddings=True, category_thresholds=None):
     """Run the model for listings whose images are decoded; nothing is saved.
 
-    ``images[i]`` is the ``DecodedImage`` of ``listings[i]`` or the
+    ``images[i]`` is the decoded primary photo of ``listings[i]`` or the
     ``ClipcheckError`` that kept it from being decoded (the check gets that
-    ``error``). The checks carry unsaved analyses and the status the listing
+    ``error``); the listing's other photos are read here. The checks carry
+    unsaved analyses, the listing-level reasons and the status the listing
     would move to; ``listings_check_save`` stores them.
 
     The threshold of a listing: ``category_thresholds[listing.category]``
     when given and present, else ``threshold``; with neither, the default
     threshold of the listing's category (``default_threshold``).
     """
-    checks, requests = [], []
+    others = listings_other_photos(listings=[listing for listing, image in zip(listings, images)
+                                            if not isinstance(image, ClipcheckError)])
+    checks, entries = [], []
     for listing, image in zip(listings, images):
-        check = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status)
+        extra = [] if isinstance(image, ClipcheckError) else others.get(listing.pk, [])
+        error = image if isinstance(image, ClipcheckError) else next(
+            (photo for photo in extra if isinstance(photo, ClipcheckError)), None
+        )
+        check = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=error)
         checks.append(check)
-        if isinstance(image, ClipcheckError):
-            check.error = image
-            continue
-        listing_threshold = _listing_threshold(listing, threshold, category_thresholds)
-        requests.append(clip_analyses.AnalysisRequest(
-            image=image, text=listing.title, threshold=listing_threshold, subject=listing
-        ))
-        requests.append(clip_analyses.AnalysisRequest(
-            image=image, text=listing.description, threshold=listing_threshold, subject=listing
-        ))
-    if not requests:
-        return checks
-    analyses = iter(clip_analyses.analyses_compute(requests=requests, source=source, store_embeddings=store_embeddings))
-    decoded = [image for image in images if not isinstance(image, ClipcheckError)]
-    # Stored by analyses_compute (or computed again in a dry run, which stores nothing).
-    vectors = iter(image_embeddings_compute(images=decoded, store=store_embeddings))
-    decoded = iter(decoded)
-    for check in checks:
+        if error is None:
+            entries.append((listing, listing.title, listing.description, listing.category, [image, *extra]))
+    scored = iter(_listings_texts_check(
+        entries=entries, source=source, threshold=threshold, store_embeddings=store_embeddings,
+        category_thresholds=category_thresholds,
+    ) if entries else [])
+    for index, check in enumerate(checks):
         if check.error is None:
-            check.title_analysis, check.description_analysis = next(analyses), next(analyses)
-            check.photo_reasons = photo_reused_reasons(listing=check.listing, image=next(decoded), vector=next(vectors))
+            checks[index] = check = next(scored)
+            check.from_status = check.listing.status
             check.to_status = _status_after(listing=check.listing, is_match=check.is_match)
     return checks
 
 
-def _listing_threshold(listing, threshold, category_thresholds):
-    if category_thresholds and listing.category in category_thresholds:
-        return category_thresholds[listing.category]
-    if threshold is None and category_thresholds is None:
-        return default_threshold(category=listing.category)
-    return threshold
+def listings_other_photos(*, listings):
+    """``{listing pk: [DecodedImage or ClipcheckError]}`` of the photos after the primary, in order."""
+    photos = {}
+    for photo in ListingPhoto.objects.filter(listing__in=[l.pk for l in listings], position__gt=0).order_by(
+        "listing_id", "position"
+    ):
+        try:
+            decoded = decode_image(_stored_image_read(photo.image, f"Photo {photo.position + 1} of listing {photo.listing_id}"))
+        except ClipcheckError as exc:
+            logger.warning("Listing %s cannot be checked: %s", photo.listing_id, exc.message)
+            decoded = exc
+        photos.setdefault(photo.listing_id, []).append(decoded)
+    return photos
 
 
 def listings_check_save(*, checks, done=None):
@@ -279,8 +353,9 @@ def listings_check_save(*, checks, done=None):
         if _done_meanwhile(fresh=fresh, done=done):
             check.skipped, check.to_status = True, (fresh or check.listing).status
             check.title_analysis = check.description_analysis = None
+            check.listing_reasons = []
             continue
-        to_store += [check.title_analysis, check.description_analysis]
+        to_store += check.analyses
         if _changed_meanwhile(check=check, fresh=fresh):
             # Deleted or edited meanwhile; the edit brings its own check.
             check.listing, check.to_status = fresh or check.listing, (fresh or check.listing).status
@@ -307,13 +382,8 @@ def _check_apply_fresh(*, check, fresh):
     check.listing = fresh
     check.from_status = fresh.status
     check.to_status = _listing_apply_check(
-        listing=fresh,
-        image_sha256=check.title_analysis.image_sha256,
-        texts_sha256=fresh.texts_sha256,
-        title_analysis=check.title_analysis,
-        description_analysis=check.description_analysis,
-        photo_reasons=check.photo_reasons,
-    ).to_status
+        listing=fresh, check=check, image_sha256=fresh.image_sha256, texts_sha256=fresh.texts_sha256,
+    )
 
 
 def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
@@ -328,16 +398,18 @@ def listings_recheck(*, listings, source=Analysis.Source.ADMIN):
 
 def listing_image_read(*, listing):
     """The stored image bytes, read through the listing's storage (local or S3)."""
+    return _stored_image_read(listing.image, f"The image of listing {listing.pk}")
+
+
+def _stored_image_read(field_file, what):
     limit = clip_settings.MAX_UPLOAD_BYTES
-    if not listing.image.name:
-        raise ListingImageUnavailable(f"Listing {listing.pk} has no image.")
+    if not field_file.name:
+        raise ListingImageUnavailable(f"{what} is missing.")
     try:
-        with listing.image.storage.open(listing.image.name, "rb") as handle:
+        with field_file.storage.open(field_file.name, "rb") as handle:
             return handle.read(limit + 1)
     except Exception as exc:  # each storage backend raises its own errors
-        raise ListingImageUnavailable(
-            f"The image of listing {listing.pk} cannot be read from storage: {exc.__class__.__name__}."
-        ) from exc
+        raise ListingImageUnavailable(f"{what} cannot be read from storage: {exc.__class__.__name__}.") from exc
 
 
 def _status_after(*, listing, is_match):
@@ -349,32 +421,31 @@ def _status_after(*, listing, is_match):
     )
 
 
-def _listing_apply_check(*, listing, image_sha256, texts_sha256, title_analysis, description_analysis, photo_reasons=()):
-    from_status = listing.status
-    is_match = not (title_analysis.is_mismatch or description_analysis.is_mismatch or photo_reasons)
-    listing.reasons = list(photo_reasons)
+def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
+    """Store a check's verdict on the listing; returns the status it moved to."""
     listing.image_sha256 = image_sha256
-    listing.status = _status_after(listing=listing, is_match=is_match)
+    from_status = listing.status
+    listing.status = _status_after(listing=listing, is_match=check.is_match)
     if listing.status == Status.APPROVED and from_status != Status.APPROVED:
         # A random share of the machine's approvals goes to people too.
         review.listing_sample_for_review(listing=listing)
-    listing.title_score = title_analysis.similarity_score
-    listing.description_score = description_analysis.similarity_score
-    listing.clip_verdict = Analysis.Verdict.MATCH if is_match else Analysis.Verdict.MISMATCH
-    listing.match_quality = scoring.match_quality(min(listing.title_score, listing.description_score))
+    listing.title_score = check.title_analysis.similarity_score if check.title_analysis else None
+    listing.description_score = check.description_analysis.similarity_score if check.description_analysis else None
+    listing.clip_verdict = Analysis.Verdict.MATCH if check.is_match else Analysis.Verdict.MISMATCH
+    listing.checked_threshold = check.threshold
+    listing.match_quality = scoring.match_quality(check.weakest_score, check.threshold)
+    listing.reasons = check.reasons
     listing.checked_at = timezone.now()
-    listing.checked_model = title_analysis.model
+    listing.checked_model = check.analyses[0].model
     listing.checked_image_sha256 = image_sha256
     listing.checked_texts_sha256 = texts_sha256
     listing.save(update_fields=[
-        "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_at",
-        "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256", "reasons", "review_sampled",
+        "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_threshold",
+        "reasons", "checked_at", "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256",
+        "review_sampled",
         "updated_at",
     ])
-    return ListingCheck(
-        listing=listing, from_status=from_status, to_status=listing.status,
-        title_analysis=title_analysis, description_analysis=description_analysis, photo_reasons=list(photo_reasons),
-    )
+    return listing.status
 
 
 # Saves (the admin's change form)
@@ -387,7 +458,13 @@ def listing_save(*, listing, image_sha256=None, source=Analysis.Source.ADMIN):
     """
     if image_sha256 is not None:
         listing.image_sha256 = image_sha256
-    listing.save()
+    with transaction.atomic():
+        listing.save()
+        # The primary photo is also the listing's first ListingPhoto.
+        ListingPhoto.objects.update_or_create(
+            listing=listing, position=0,
+            defaults={"image": listing.image.name, "image_sha256": listing.image_sha256},
+        )
     if not listing.content_changed_since_check():
         return None
     return listing_check(listing=listing, source=source)

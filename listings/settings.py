@@ -17,8 +17,15 @@ DEFAULTS = {
     # "flag" stores the listing as needs_review (queued for a moderator);
     # "reject" answers 422 with a suggestion and stores nothing.
     "UPLOAD_POLICY": "flag",
-    # Categories named in the suggestion to the seller on a mismatch.
+    # Categories named in the suggestion to the seller on a mismatch (only
+    # those whose standalone score is above 0.5).
     "SUGGESTION_TOP_K": 2,
+    # Photos per listing (POST /upload's repeated "file" field).
+    "MAX_PHOTOS": 10,
+    # Two photos of one listing show the same item when the cosine of their
+    # image embeddings is at least this; below it the listing gets
+    # "photos_differ" (docs/verdicts.md). Checkpoint-dependent.
+    "PHOTOS_SAME_ITEM_THRESHOLD": 0.8,
     # Listings per encode call when re-checking many (admin action).
     "CHECK_BATCH_SIZE": 32,
     # clip_audit: listings per chunk (rows read per keyset query, results

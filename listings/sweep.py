@@ -19,7 +19,7 @@ from django.core.files.storage import default_storage
 from django.utils import timezone
 
 from clipcheck.models import Analysis
-from listings.models import Listing
+from listings.models import Listing, ListingPhoto
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,9 @@ def orphans_sweep(*, grace, dry_run=False, storage=None, now=None):
     cutoff = (now or timezone.now()) - grace
     result = SweepResult()
     for names in _chunks(_stored_listing_images(storage), CHUNK):
+        # A listing names its primary photo; its other photos are ListingPhoto rows.
         named = set(Listing.objects.filter(image__in=names).values_list("image", flat=True))
+        named |= set(ListingPhoto.objects.filter(image__in=names).values_list("image", flat=True))
         for name in names:
             if name in named:
                 continue

@@ -9,9 +9,8 @@ from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.engine import EncoderCalls
 from tests.support.images import image_bytes
 
-
-def pytest_collection_modifyitems(config, items):
-    services.services_mark(items)
+# Fixtures shared by several test directories.
+pytest_plugins = ["tests.support.listing_fixtures"]
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -175,11 +174,8 @@ def pytest_addoption(parser):
     )
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "pgvector: needs PostgreSQL with pgvector (run with --pgvector)")
-
-
 def pytest_collection_modifyitems(config, items):
+    services.services_mark(items)
     # Without --pgvector the pgvector tests are deselected (counted in the summary), not skipped:
     # CI runs them in their own invocation (.ci/run).
     if config.getoption("--pgvector"):

@@ -4,6 +4,9 @@ from pathlib import Path
 
 import pytest
 
+from clipcheck import verdicts
+from clipcheck.services.classification import image_classify
+from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 from tests.support.colours import contrast_ratio, css_rgb
@@ -17,9 +20,8 @@ def test_a_person_checks_a_photo_against_a_description(browser_page, live_server
     page.goto(f"{live_server.url}/")
     assert page.title() == "Does the photo match the description?"
 
-    page.set_input_files("#file", files=[{
-        "name": "sneaker.png", "mimeType": "image/png", "buffer": image_bytes(color=(200, 30, 30)),
-    }])
+    photo = image_bytes(color=(200, 30, 30))
+    page.set_input_files("#file", files=[{"name": "sneaker.png", "mimeType": "image/png", "buffer": photo}])
     page.fill("#text", "red leather sneakers")
     page.click("#submit")
     page.wait_for_selector("#result:not([hidden])")
@@ -34,9 +36,15 @@ def test_a_person_checks_a_photo_against_a_description(browser_page, live_server
     assert expected in page.text_content("#verdict")
     width = page.eval_on_selector("#score-fill", "element => element.style.width")
     assert width == f"{round(analysis.similarity_score * 100)}%"
+    # Reasons and the seller's sentence as the API gave them.
+    assert page.locator("#reasons li.reason").all_text_contents() == [r["message"] for r in analysis.reasons]
+    assert (page.text_content("#suggestion") or "") == (verdicts.suggestion(analysis.reasons) or "")
+    # Only categories the model is confident about (standalone score > 0.5), else a plain statement.
+    confident = [m for m in image_classify(image=decode_image(photo)) if m["score"] > 0.5]
     categories = page.locator("#categories li").all_text_contents()
-    assert len(categories) == clip_settings.DEFAULT_TOP_K
-    assert all(any(category.startswith(name + " (") for name in clip_settings.CATEGORIES) for category in categories)
+    assert categories == (
+        [f"{m['category']} ({m['score']:.2f})" for m in confident] or ["Nothing the model is confident about."]
+    )
     assert page.is_visible("#preview")
     assert page.is_hidden("#truncated") and page.is_hidden("#passages-box")
     # The badge as rendered: white on its quality colour, WCAG AA.
@@ -72,27 +80,35 @@ def test_a_file_that_is_not_an_image_gets_no_broken_preview(browser_page, live_s
     page.wait_for_selector("#preview", state="visible")
 
 
-def test_a_truncated_text_and_its_passages_are_shown(browser_page, live_server):
+def test_a_long_texts_best_passage_reasons_and_suggestion_are_shown(browser_page, live_server):
     """The page renders what the answer carries (a stubbed answer: the fields, not the model, are under test)."""
     page = browser_page
+    text = "Ships in a <b>box</b>. " * 20 + "Red leather sneakers."
+    start = text.index("Red leather")
     answer = {
         "is_mismatch": False, "similarity_score": 0.31234, "threshold_used": 0.25, "confidence": "medium",
         "match_quality": "good", "text_truncated": True,
-        "passages": [{"text": "Red leather sneakers.", "similarity_score": 0.3123},
-                     {"text": "Ships in a <b>box</b>.", "similarity_score": 0.1}],
-        "reasons": [],
+        "passages": {"count": 21, "covered": False, "best": {"index": 20, "start": start, "end": len(text), "score": 0.3123}},
+        "reasons": [{"code": "attribute_conflict", "field": "text", "message": "The text says <i>red</i> but the photo looks blue."}],
+        "suggestion": "The photo looks blue; your text says red.",
     }
     page.route("**/clip/analyze", lambda route: route.fulfill(json=answer))
-    page.route("**/clip/classify", lambda route: route.fulfill(json={"top_matches": []}))
+    page.route("**/clip/classify", lambda route: route.fulfill(json={"top_matches": [
+        {"category": "sneakers", "score": 0.91, "similarity": 0.3, "probability": 0.6},
+        {"category": "boots", "score": 0.2, "similarity": 0.2, "probability": 0.4}]}))
     page.goto(f"{live_server.url}/")
     page.set_input_files("#file", files=[{"name": "a.png", "mimeType": "image/png", "buffer": image_bytes()}])
-    page.fill("#text", "red leather sneakers " * 40)
+    page.fill("#text", text)
     page.click("#submit")
     page.wait_for_selector("#result:not([hidden])")
     assert page.is_visible("#truncated")
     assert page.locator("#passages li").all_text_contents() == [
-        "Red leather sneakers. (0.3123)", "Ships in a <b>box</b>. (0.1000)",
+        "Best of 21 passages: \u201cRed leather sneakers.\u201d (0.3123)",
     ]
+    # Markup in answers is shown as text, never interpreted.
+    assert page.locator("#reasons li.reason").all_text_contents() == [answer["reasons"][0]["message"]]
+    assert page.text_content("#suggestion") == answer["suggestion"]
+    assert page.locator("#categories li").all_text_contents() == ["sneakers (0.91)"]
     assert page.text_content("#score") == "0.3123" and page.text_content("#threshold") == "0.2500"
 
 

@@ -275,15 +275,65 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
 
 
+REASON_CODES = [
+    "low_similarity", "attribute_conflict", "category_conflict", "passage_mismatch", "photos_differ", "photo_reused",
+]
+REASON_FIELDS = ["text", "title", "description", "category", "photos"]
+
+
+class PassageSpanSerializer(serializers.Serializer):
+    index = serializers.IntegerField(min_value=0, help_text="0-based passage number.")
+    start = serializers.IntegerField(min_value=0, help_text="Character offset of the passage in the text.")
+    end = serializers.IntegerField(min_value=0)
+
+
+class ScoredPassageSerializer(PassageSpanSerializer):
+    score = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+
+class PassagesSerializer(serializers.Serializer):
+    count = serializers.IntegerField(min_value=1, help_text="Passages scored.")
+    covered = serializers.BooleanField(help_text="The passages cover the whole text.")
+    best = ScoredPassageSerializer(help_text="The passage the text's score is taken from.")
+
+
+class ReasonSerializer(serializers.Serializer):
+    """One reason; the evidence keys depend on the code (docs/verdicts.md)."""
+
+    code = serializers.ChoiceField(choices=REASON_CODES)
+    field = serializers.ChoiceField(choices=REASON_FIELDS)
+    message = serializers.CharField()
+    score = serializers.FloatField(required=False)
+    threshold = serializers.FloatField(required=False)
+    attribute = serializers.CharField(required=False, help_text="attribute_conflict: e.g. colour.")
+    text_says = serializers.CharField(required=False, help_text="attribute_conflict: the value the text names.")
+    photo_shows = serializers.CharField(
+        required=False, help_text="attribute_conflict: the value the photo fits; category_conflict: the category."
+    )
+    text_score = serializers.FloatField(required=False)
+    photo_shows_score = serializers.FloatField(required=False)
+    passage = PassageSpanSerializer(required=False, help_text="The passage the reason is about (long texts).")
+    passages = serializers.IntegerField(required=False, help_text="passage_mismatch: passages scored.")
+    photo_looks_like = serializers.ListField(
+        child=serializers.DictField(), required=False,
+        help_text="Categories whose standalone score is above 0.5: {category, score}.",
+    )
+
+
 class AnalyzeResultSerializer(serializers.Serializer):
     is_mismatch = serializers.BooleanField(help_text="similarity_score is below threshold_used.")
     similarity_score = serializers.FloatField(min_value=0.0, max_value=1.0)
     threshold_used = serializers.FloatField(min_value=0.0, max_value=1.0)
     confidence = serializers.ChoiceField(choices=CONFIDENCE_LEVELS)
     match_quality = serializers.CharField(help_text="A label of CLIPCHECK QUALITY_BANDS, e.g. good, mismatch.")
-    text_truncated = serializers.BooleanField(help_text="The text was cut to the model's context length.")
+    text_truncated = serializers.BooleanField(
+        help_text="Part of the text was not scored (more passages than MAX_PASSAGES); false when passages cover it."
+    )
     cached = serializers.BooleanField(help_text="Answered from an earlier analysis of the same image, text, threshold and model.")
     analysis_id = serializers.IntegerField(help_text="The stored analysis.")
+    reasons = ReasonSerializer(many=True, help_text="Why: empty for a clean match.")
+    suggestion = serializers.CharField(allow_null=True, help_text="A sentence for the seller, built from the reasons.")
+    passages = PassagesSerializer(allow_null=True, help_text="A text longer than the context: its passages; else null.")
 
 
 class CategoryMatchSerializer(serializers.Serializer):
@@ -314,6 +364,11 @@ class BatchItemResultSerializer(serializers.Serializer):
     confidence = serializers.ChoiceField(required=False, choices=CONFIDENCE_LEVELS)
     match_quality = serializers.CharField(required=False)
     text_truncated = serializers.BooleanField(required=False)
+    cached = serializers.BooleanField(required=False)
+    analysis_id = serializers.IntegerField(required=False)
+    reasons = ReasonSerializer(many=True, required=False)
+    suggestion = serializers.CharField(allow_null=True, required=False)
+    passages = PassagesSerializer(allow_null=True, required=False)
     error = ErrorDetailSerializer(required=False)
 
 

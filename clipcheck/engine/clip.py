@@ -184,6 +184,13 @@ class ClipEngine:
         truncated = [length > self.max_text_tokens for length in full_lengths]
         return encoded, truncated
 
+    def count_tokens(self, texts):
+        """Tokens of each text with the special tokens, uncut (passages are sized with it)."""
+        texts = list(texts)
+        if not texts:
+            return []
+        return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+
     def encode_texts(self, texts):
         """Texts → ((n, dim) float32 unit vectors, [truncated?]); cached per text."""
         texts = list(texts)

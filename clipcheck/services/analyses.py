@@ -8,28 +8,33 @@ answered from the stored verdict.
 import time
 from dataclasses import dataclass
 
-import numpy as np
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
-from clipcheck import scoring, selectors
+from clipcheck import scoring, selectors, verdicts
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
 from clipcheck.hashes import text_hash
 from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
+from clipcheck.services.classification import image_classify
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import default_threshold, model_id
 
 
 @dataclass(frozen=True)
 class AnalysisRequest:
-    """One image/text pair to analyse; ``subject`` is the object it concerns."""
+    """One image/text pair to analyse; ``subject`` is the object it concerns.
+
+    ``alternatives`` are other photos of the same item: the text is judged
+    against the best of ``image`` and them, and the analysis names that one.
+    """
 
     image: DecodedImage
     text: str
     threshold: float | None = None
     subject: models.Model | None = None
+    alternatives: tuple = ()
 
 
 def analysis_create(*, image, text, threshold=None, source, subject=None):
@@ -49,7 +54,7 @@ def analyses_create(*, requests, source):
     return analyses
 
 
-def analyses_compute(*, requests, source, store_embeddings=True):
+def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=None, looks_like_top_k=2):
     """Analyse image/text pairs: one unsaved ``Analysis`` per pair, in order.
 
     A pair already analysed with the same image bytes, text, threshold and
@@ -59,20 +64,31 @@ def analyses_compute(*, requests, source, store_embeddings=True):
     Nothing but new image embeddings is written (and not even those when
     ``store_embeddings`` is false), so callers run the model outside their
     transactions and save the rows afterwards with ``analyses_save``.
+
+    Each text is judged by ``clipcheck.verdicts`` (passages, attribute
+    rewrites, reasons); a request with ``alternatives`` is never answered
+    from a stored verdict. ``image_vectors`` ({sha256: vector}) are
+    embeddings the caller already holds; ``looks_like_top_k`` bounds the
+    categories a mismatch reason names.
     """
     model = model_id()
     requests = [_with_threshold(request) for request in requests]
     started = time.monotonic()
+    rules = verdicts.rules_key()
     text_hashes = [text_hash(request.text) for request in requests]
     keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
-    earlier = selectors.analyses_cached(keys=keys, model=model)
+    earlier = selectors.analyses_cached(
+        keys=[key for key, request in zip(keys, requests) if not request.alternatives], model=model, rules=rules
+    )
     lookup_ms = (time.monotonic() - started) * 1000
 
-    to_compute = [index for index, key in enumerate(keys) if key not in earlier]
-    computed, device, compute_ms = _pairs_compute(
-        requests=[requests[index] for index in to_compute], model=model, store_embeddings=store_embeddings
+    to_compute = [index for index, key in enumerate(keys) if key not in earlier or requests[index].alternatives]
+    computed, judged_images, device, compute_ms = _pairs_compute(
+        requests=[requests[index] for index in to_compute], model=model, store_embeddings=store_embeddings,
+        known=image_vectors, top_k=looks_like_top_k,
     )
     results = dict(zip(to_compute, computed))
+    judged = dict(zip(to_compute, judged_images))
 
     analyses = []
     for index, request in enumerate(requests):
@@ -83,7 +99,7 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             result, cached = _stored_result(source_analysis), True
             analysis_device, duration_ms = source_analysis.device, lookup_ms / len(requests)
         analyses.append(analysis_build(
-            image_sha256=request.image.sha256,
+            image_sha256=judged.get(index, request.image).sha256,
             text=request.text,
             text_sha256=text_hashes[index],
             result=result,
@@ -93,40 +109,75 @@ def analyses_compute(*, requests, source, store_embeddings=True):
             duration_ms=duration_ms,
             cached=cached,
             subject=request.subject,
+            rules=rules,
         ))
     return analyses
 
 
 def _with_threshold(request):
     threshold = default_threshold() if request.threshold is None else float(request.threshold)
-    return AnalysisRequest(image=request.image, text=request.text, threshold=threshold, subject=request.subject)
+    return AnalysisRequest(
+        image=request.image, text=request.text, threshold=threshold, subject=request.subject,
+        alternatives=tuple(request.alternatives),
+    )
 
 
-def _pairs_compute(*, requests, model, store_embeddings):
-    """The model's verdicts on image/text pairs: ``(results, device, milliseconds per pair)``.
+def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
+    """The model's verdicts: ``(results, the photo each text was judged on, device, milliseconds per pair)``.
 
-    One ``encode_images`` call for the images without a stored embedding,
-    one ``encode_texts`` call; nothing loads the model when there is nothing to compute.
+    One ``encode_images`` call for the photos without a stored (or
+    ``known``) embedding, one ``encode_texts`` call for every text and
+    passage, one more for the attribute rewrites of the texts that do not
+    pass (``verdicts.texts_judge``), and for mismatches the category prompts
+    (cached by the engine after the first). Nothing loads the model when
+    there is nothing to compute.
     """
     if not requests:
-        return [], "", 0.0
+        return [], [], "", 0.0
     started = time.monotonic()
     engine = get_engine()
-    image_vectors = image_embeddings_compute(
-        images=[request.image for request in requests], model=model, engine=engine, store=store_embeddings,
+    photos = [[request.image, *request.alternatives] for request in requests]
+    vectors = image_embeddings_compute(
+        images=[photo for group in photos for photo in group], model=model, engine=engine, store=store_embeddings,
+        known=known,
     )
-    texts = [request.text for request in requests]
-    text_vectors, truncated = run_inference(lambda: engine.encode_texts(texts))
-    results = [
-        _pair_result(image_vectors[row], text_vectors[row], truncated[row], request.threshold)
-        for row, request in enumerate(requests)
-    ]
-    return results, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
+    plans = [verdicts.text_plan(text=request.text, engine=engine) for request in requests]
+    groups, offset = [], 0
+    for group in photos:
+        groups.append(vectors[offset:offset + len(group)])
+        offset += len(group)
+    judgements = verdicts.texts_judge(
+        plans=plans, image_vector_groups=groups, thresholds=[request.threshold for request in requests],
+        engine=engine, run=run_inference,
+    )
+    results, judged_images = [], []
+    for judgement, group, group_vectors in zip(judgements, photos, groups):
+        image = group[judgement.image_index]
+        reasons_add_looks_like(
+            judgement.reasons, image=image, image_vector=group_vectors[judgement.image_index], top_k=top_k
+        )
+        results.append(judgement.result())
+        judged_images.append(image)
+    return results, judged_images, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
+
+
+def reasons_add_looks_like(reasons, *, image, image_vector, top_k=2):
+    """Name what the photo looks like in a mismatch reason, when the model is
+    confident about it (``verdicts.looks_like``) and no attribute conflict
+    explains the mismatch better."""
+    mismatch = next((r for r in reasons if r["code"] in ("low_similarity", "passage_mismatch")), None)
+    if mismatch is None or any(r["code"] == "attribute_conflict" for r in reasons):
+        return
+    matches = image_classify(image=image, image_embedding=image_vector, top_k=top_k)
+    mismatch["photo_looks_like"] = verdicts.looks_like(matches, top_k=top_k)
 
 
 def _stored_result(analysis):
     """The verdict fields of an earlier analysis of the same pair."""
-    return {**scoring.verdict(analysis.similarity_score, analysis.threshold), "text_truncated": analysis.text_truncated}
+    return {
+        **scoring.verdict(analysis.similarity_score, analysis.threshold), "text_truncated": analysis.text_truncated,
+        "reasons": analysis.reasons, "passages": analysis.passages,
+    }
 
 
 def analyses_save(*, analyses):
@@ -135,7 +186,8 @@ def analyses_save(*, analyses):
 
 
 def analysis_build(
-    *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None
+    *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None,
+    rules="",
 ):
     """One unsaved analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
     return Analysis(
@@ -148,6 +200,9 @@ def analysis_build(
         confidence=result["confidence"],
         match_quality=result["match_quality"],
         text_truncated=bool(result.get("text_truncated", False)),
+        reasons=result.get("reasons", []),
+        passages=result.get("passages"),
+        rules=rules,
         model=model,
         device=device,
         source=source,
@@ -167,8 +222,3 @@ def analyses_link(*, analyses, subject):
         Analysis.objects.filter(pk__in=stored).update(subject_type=subject_type, subject_id=str(subject.pk))
     for analysis in analyses:
         analysis.subject_type, analysis.subject_id = subject_type, str(subject.pk)
-
-
-def _pair_result(image_embedding, text_embedding, text_truncated, threshold):
-    score = scoring.similarity_score(float(np.dot(image_embedding, text_embedding)))
-    return {**scoring.verdict(score, threshold), "text_truncated": text_truncated}

@@ -12,13 +12,17 @@ from clipcheck.services.thresholds import model_id
 from clipcheck.vectors import vectors_store
 
 
-def image_embeddings_compute(*, images, model=None, engine=None, store=True):
-    """Embeddings of decoded images, in order: stored ones are reused, the
-    others are encoded in one ``encode_images`` call and stored with their
-    layouts (unless ``store`` is false)."""
+def image_embeddings_compute(*, images, model=None, engine=None, store=True, known=None):
+    """Embeddings of decoded images, in order: ``known`` ones ({sha256:
+    vector}) and stored ones are reused, the others are encoded in one
+    ``encode_images`` call and stored with their layouts (unless ``store``
+    is false)."""
     model = model or model_id()
+    known = known or {}
     hashes = [image.sha256 for image in images]
-    stored = selectors.image_embeddings_get(hashes=hashes, model=model)
+    unknown = [sha256 for sha256 in hashes if sha256 not in known]
+    stored = selectors.image_embeddings_get(hashes=unknown, model=model) if unknown else {}
+    stored.update(known)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
         engine = engine or get_engine()

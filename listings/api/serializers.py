@@ -4,10 +4,18 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
-from clipcheck.api.serializers import AnalyzeResultSerializer, ErrorDetailSerializer, ImageUploadField, ProductTextField
+from clipcheck.api.serializers import (
+    AnalyzeResultSerializer,
+    ErrorDetailSerializer,
+    ImageUploadField,
+    ProductTextField,
+    ReasonSerializer,
+)
 from clipcheck.settings import clip_settings
 from clipcheck.images import DecodedImage, decode_image
+from clipcheck.verdicts import reasons_for_field, suggestion
 from listings.models import Listing
+from listings.settings import listings_settings
 
 
 @dataclass(frozen=True)
@@ -24,10 +32,31 @@ class ListingImageField(ImageUploadField):
         return UploadedImage(data=raw, decoded=decode_image(raw))
 
 
+class ListingPhotosField(serializers.ListField):
+    """The repeated ``file`` field: 1..``LISTINGS["MAX_PHOTOS"]`` photos, the primary first."""
+
+    default_error_messages = {
+        "empty": "Send at least one photo in the file field.",
+        "max_length": "{count} photos; the limit is {limit}.",
+    }
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("child", ListingImageField())
+        kwargs.setdefault("allow_empty", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        limit = listings_settings.MAX_PHOTOS
+        if isinstance(data, (list, tuple)) and len(data) > limit:
+            # Refused before any photo is decoded.
+            self.fail("max_length", count=len(data), limit=limit)
+        return super().to_internal_value(data)
+
+
 class UploadInputSerializer(serializers.Serializer):
-    file = ListingImageField()
-    title = ProductTextField(max_length=Listing._meta.get_field("title").max_length)
-    description = ProductTextField()
+    file = ListingPhotosField(help_text="One to LISTINGS MAX_PHOTOS photos (repeat the field); the first is the primary.")
+    title = ProductTextField(required=False, max_length=Listing._meta.get_field("title").max_length)
+    description = ProductTextField(required=False)
     category = serializers.CharField(
         required=False, allow_blank=True, max_length=Listing._meta.get_field("category").max_length
     )
@@ -36,11 +65,20 @@ class UploadInputSerializer(serializers.Serializer):
     )
 
 
+    def validate(self, data):
+        if not data.get("title") and not data.get("description"):
+            # One error code for the pair: "missing_text".
+            raise serializers.ValidationError({"text": "Give a title, a description or both."}, code="required")
+        return data
+
+
 class UploadResultSerializer(serializers.Serializer):
     listing_id = serializers.IntegerField()
     status = serializers.ChoiceField(choices=Listing.Status.choices)
-    title_check = AnalyzeResultSerializer()
-    description_check = AnalyzeResultSerializer()
+    title_check = AnalyzeResultSerializer(allow_null=True, help_text="Null when no title was sent.")
+    description_check = AnalyzeResultSerializer(allow_null=True, help_text="Null when no description was sent.")
+    photos = serializers.IntegerField(min_value=1, help_text="Photos stored.")
+    reasons = ReasonSerializer(many=True, help_text="The listing's reasons (texts, category, photos); empty: clean.")
     suggestion = serializers.CharField(allow_null=True)
     reasons = serializers.ListField(
         child=serializers.DictField(), help_text="Why the listing needs review, e.g. photo_reused; empty when clean."
@@ -51,16 +89,26 @@ class UploadMismatchSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
     similarity_score = serializers.FloatField(min_value=0.0, max_value=1.0)
     suggestion = serializers.CharField(allow_null=True)
+    reasons = ReasonSerializer(many=True)
 
 
 def submission_output(submission):
-    """The 201 body: the listing, its status and both verdicts."""
+    """The 201 body: the listing, its status, the verdicts and the reasons."""
     listing = submission.listing
+    checks = {}
+    for name, analysis in (("title", submission.title_analysis), ("description", submission.description_analysis)):
+        result = None
+        if analysis is not None:
+            result = analysis.result()
+            result["reasons"] = reasons_for_field(result["reasons"], name)
+            result["suggestion"] = suggestion(result["reasons"])
+        checks[f"{name}_check"] = result
     return {
         "listing_id": listing.pk,
         "status": listing.status,
-        "title_check": submission.title_analysis.result(),
-        "description_check": submission.description_analysis.result(),
+        **checks,
+        "photos": listing.photos.count(),
+        "reasons": submission.reasons,
         "suggestion": submission.suggestion,
         "reasons": listing.reasons,
     }

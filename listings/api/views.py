@@ -29,7 +29,7 @@ class UploadView(APIView):
     parser_classes = [MultiPartParser, FormParser]
 
     @extend_schema(
-        summary="Submit a listing: its photo is checked against its title and description",
+        summary="Submit a listing: its photos are checked against its title, description and category",
         request=multipart(UploadInputSerializer),
         responses={
             201: UploadResultSerializer,
@@ -44,10 +44,9 @@ class UploadView(APIView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         submission = services.listing_submit(
-            image_data=data["file"].data,
-            image=data["file"].decoded,
-            title=data["title"],
-            description=data["description"],
+            photos=[(photo.data, photo.decoded) for photo in data["file"]],
+            title=data.get("title", ""),
+            description=data.get("description", ""),
             category=data.get("category", ""),
             price=data.get("price"),
             seller=request.user if request.user.is_authenticated else None,

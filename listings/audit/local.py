@@ -33,6 +33,7 @@ from clipcheck import scoring
 from clipcheck.errors import ClipcheckError
 from clipcheck.models import Analysis
 from clipcheck.services.thresholds import model_id
+from clipcheck.verdicts import suggestion
 from listings import services
 from listings.audit.records import AuditMisconfigured, AuditRow, AuditSummary
 from listings.models import Listing, ListingCheckFailure
@@ -250,9 +251,7 @@ def _chunk_summary(outcomes):
 
 def _weaker_band(outcome):
     # The listing's band is that of its weaker score, as in Listing.match_quality.
-    return scoring.match_quality(
-        min(outcome.title_analysis.similarity_score, outcome.description_analysis.similarity_score)
-    )
+    return scoring.match_quality(outcome.weakest_score, outcome.threshold)
 
 
 def _report_row(outcome):
@@ -265,8 +264,12 @@ def _report_row(outcome):
         row.error = f"{outcome.error.code}: {outcome.error.message}"
         return row
     title, description = outcome.title_analysis, outcome.description_analysis
-    row.title_score, row.title_verdict = title.similarity_score, title.verdict
-    row.description_score, row.description_verdict = description.similarity_score, description.verdict
+    if title is not None:
+        row.title_score, row.title_verdict = title.similarity_score, title.verdict
+    if description is not None:
+        row.description_score, row.description_verdict = description.similarity_score, description.verdict
     row.verdict = Analysis.Verdict.MATCH if outcome.is_match else Analysis.Verdict.MISMATCH
     row.match_quality = _weaker_band(outcome)
+    row.reasons = outcome.reasons
+    row.suggestion = suggestion(outcome.reasons) or ""
     return row

@@ -99,10 +99,14 @@ class AuditRow:
     status_before: str = ""
     status_after: str = ""
     error: str = ""
+    # The check's reasons (docs/verdicts.md) and the seller's sentence.
+    reasons: list = field(default_factory=list)
+    suggestion: str = ""
 
     FIELDS = (
         "listing_id", "title", "outcome", "title_score", "title_verdict", "description_score",
         "description_verdict", "verdict", "match_quality", "status_before", "status_after", "error",
+        "reasons", "suggestion",
     )
 
     def as_dict(self):

@@ -55,7 +55,7 @@ def test_analyze_keeps_the_contract_fields(client):
 
     assert set(body) == {
         "is_mismatch", "similarity_score", "threshold_used", "confidence", "match_quality", "text_truncated",
-        "cached", "analysis_id",
+        "cached", "analysis_id", "reasons", "suggestion", "passages",
     }
 
 
@@ -98,21 +98,23 @@ def test_a_different_key_is_not_served_from_the_cache(client, change, settings, 
 
 def test_a_new_text_for_a_known_image_costs_only_a_text_encode(client, encoder_calls):
     data = image_bytes(color=(10, 120, 200))
-    analyze(client, data, "a ceramic mug")
+    analyze(client, data, "a coffee mug")
     assert encoder_calls.image_calls == [1]
     assert ImageEmbedding.objects.count() == 1
+    text_forwards_before = len(encoder_calls.text_calls)
 
-    body = analyze(client, data, "a glass vase").json()
+    body = analyze(client, data, "a flower vase").json()  # names no attribute: no rewrites
 
     assert body["cached"] is False
     assert encoder_calls.image_calls == [1]  # no second image forward pass
-    assert encoder_calls.text_calls[-1] == 1
+    # The text's own forward holds just the text (a mismatch may then encode the category prompts).
+    assert encoder_calls.text_calls[text_forwards_before] == 1
     assert ImageEmbedding.objects.count() == 1
 
 
 def test_the_stored_embedding_is_the_engine_embedding(client, clip_config):
     data = image_bytes(color=(90, 10, 10))
-    analyze(client, data, "a ceramic mug")
+    analyze(client, data, "a coffee mug")
 
     row = ImageEmbedding.objects.get()
     expected = get_engine().encode_images([decode_image(data).image])[0]
@@ -137,18 +139,33 @@ def test_category_prompts_are_encoded_once_per_process(fresh_engine, encoder_cal
 def test_analyses_create_encodes_a_batch_in_one_call_each(encoder_calls):
     red, blue = decode_image(image_bytes(color=(200, 0, 0))), decode_image(image_bytes(color=(0, 0, 200)))
     requests = [
-        analysis_services.AnalysisRequest(image=red, text="a red shoe"),
-        analysis_services.AnalysisRequest(image=red, text="a red shoe with laces"),
-        analysis_services.AnalysisRequest(image=blue, text="a blue bag", threshold=0.1),
+        analysis_services.AnalysisRequest(image=red, text="a shoe"),
+        analysis_services.AnalysisRequest(image=red, text="a shoe with laces"),
+        analysis_services.AnalysisRequest(image=blue, text="a bag", threshold=0.1),
     ]
 
     analyses = analysis_services.analyses_create(requests=requests, source=Analysis.Source.AUDIT)
 
     assert encoder_calls.image_calls == [2]  # the red image once
-    assert encoder_calls.text_calls == [3]
-    assert [analysis.text for analysis in analyses] == ["a red shoe", "a red shoe with laces", "a blue bag"]
+    # The texts' forward (mismatches then encode the category prompts for the suggestion).
+    assert encoder_calls.text_calls[0] == 3
+    assert [analysis.text for analysis in analyses] == ["a shoe", "a shoe with laces", "a bag"]
     assert [analysis.threshold for analysis in analyses] == [0.25, 0.25, 0.1]
     assert all(analysis.source == "audit" and analysis.pk for analysis in analyses)
+
+
+def test_attribute_rewrites_are_scored_in_one_forward_only_for_texts_that_fail(encoder_calls, settings):
+    set_clip_settings(settings, ATTRIBUTES={"colour": ["red", "blue", "green"], "material": ["leather", "canvas"]})
+    red = decode_image(image_bytes(color=(200, 0, 0)))
+    failing, passing = "a red leather shoe with a gold buckle", "a red shoe with a silver buckle"
+
+    analysis_services.analyses_create(requests=[
+        analysis_services.AnalysisRequest(image=red, text=failing, threshold=1.0),  # nothing passes 1.0
+        analysis_services.AnalysisRequest(image=red, text=passing, threshold=0.0),  # everything passes 0.0
+    ], source=Analysis.Source.AUDIT)
+
+    # The two texts in one forward, then the failing text's 2 other colours and 1 other material in one more.
+    assert encoder_calls.text_calls[:2] == [2, 3]
 
 
 def test_an_analysis_is_linked_to_the_object_it_concerned():

@@ -72,16 +72,28 @@ def test_analyze_uses_the_configured_default_threshold(api_client, settings):
     assert body["threshold_used"] == 0.9
 
 
-def test_analyze_truncates_text_longer_than_the_context_and_says_so(api_client):
+def test_analyze_scores_a_text_longer_than_the_context_as_passages_that_cover_it(api_client):
     long_text = "a long product description " * 40
-    cut_text = long_text[: len(long_text) // 2]
     engine = get_engine()
-    assert len(engine.tokenizer(cut_text)["input_ids"]) > engine.max_text_tokens
-    first = api_client.post("/clip/analyze", {"file": upload(), "text": long_text}, format="multipart").json()
-    second = api_client.post("/clip/analyze", {"file": upload(), "text": cut_text}, format="multipart").json()
-    assert first["text_truncated"] is True
-    # Deterministic: both keep the same first tokens, so both score the same.
-    assert first["similarity_score"] == second["similarity_score"]
+    assert len(engine.tokenizer(long_text)["input_ids"]) > engine.max_text_tokens
+    body = api_client.post("/clip/analyze", {"file": upload(), "text": long_text}, format="multipart").json()
+    assert body["text_truncated"] is False
+    passages = body["passages"]
+    assert passages["count"] > 1 and passages["covered"] is True
+    best = passages["best"]
+    assert best["score"] == body["similarity_score"]
+    # The best passage's span is a piece of the text that fits the context.
+    assert 0 <= best["start"] < best["end"] <= len(long_text)
+    assert len(engine.tokenizer(long_text[best["start"]:best["end"]])["input_ids"]) <= engine.max_text_tokens
+
+
+def test_analyze_says_text_truncated_when_the_passages_per_text_bound_leaves_text_unscored(api_client, settings):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "MAX_PASSAGES": 1}
+    body = api_client.post(
+        "/clip/analyze", {"file": upload(), "text": "a long product description " * 40}, format="multipart"
+    ).json()
+    assert body["text_truncated"] is True
+    assert body["passages"]["count"] == 1 and body["passages"]["covered"] is False
 
 
 @pytest.mark.parametrize(

@@ -79,3 +79,32 @@ def test_unset_keys_fall_back_to_defaults(settings):
 def test_unknown_attribute_is_an_error():
     with pytest.raises(AttributeError):
         clip_settings.NOT_A_SETTING
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected_id"),
+    [
+        ({"ATTRIBUTES": ["red", "blue"]}, "clipcheck.E030"),
+        ({"ATTRIBUTES": {"colour": ["red"]}}, "clipcheck.E030"),
+        ({"ATTRIBUTES": {"colour": ["red", "Red"]}}, "clipcheck.E030"),
+        ({"ATTRIBUTES": {"colour": ["red", " "]}}, "clipcheck.E030"),
+        ({"ATTRIBUTE_MARGIN": -0.1}, "clipcheck.E031"),
+        ({"QUALITY_BANDS_THRESHOLD": 0}, "clipcheck.E031"),
+        ({"MAX_PASSAGES": 0}, "clipcheck.E004"),
+        ({"MAX_REWRITES": "many"}, "clipcheck.E004"),
+    ],
+)
+def test_bad_verdict_settings_are_reported(settings, overrides, expected_id):
+    from clipcheck.checks import check_verdict_settings
+
+    settings.CLIPCHECK = {**settings.CLIPCHECK, **overrides}
+    ids = [message.id for message in check_clipcheck_settings() + check_verdict_settings()]
+    assert expected_id in ids
+
+
+def test_default_verdict_settings_pass_and_hold_the_known_answer_colours(settings):
+    from clipcheck.checks import check_verdict_settings
+    from knownanswer.domain import COLOURS
+
+    assert check_verdict_settings() == []
+    assert set(COLOURS) <= set(clip_settings.ATTRIBUTES["colour"])

@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from clipcheck import scoring
@@ -83,3 +84,33 @@ def test_verdict_has_the_contract_fields():
         "confidence": "medium",
         "match_quality": "good",
     }
+
+
+@pytest.mark.parametrize("threshold", [0.25, None])
+def test_bands_at_the_default_threshold_are_the_guides_table(threshold):
+    assert scoring.band_bounds(threshold) == pytest.approx(
+        {"excellent": 0.40, "good": 0.30, "fair": 0.25, "poor": 0.15, "mismatch": 0.0}
+    )
+
+
+def test_bands_move_with_the_threshold():
+    assert scoring.match_quality(0.70, 0.7121) == "poor"  # a mismatch at the calibrated threshold
+    assert scoring.match_quality(0.7121, 0.7121) == "fair"
+    assert scoring.match_quality(0.80, 0.7121) == "excellent"
+    assert scoring.match_quality(0.45, 0.5) == "poor"
+
+
+def test_bands_never_contradict_the_verdict_for_any_threshold():
+    """Property over 300 thresholds x 401 scores, the edges included."""
+    rng = np.random.default_rng(0)
+    thresholds = np.concatenate([[0.0, 0.0001, 0.25, 0.5, 0.7121, 0.9999, 1.0], rng.uniform(0, 1, 293)])
+    matching, not_matching = {"excellent", "good", "fair"}, {"poor", "mismatch"}
+    for threshold in thresholds:
+        threshold = round(float(threshold), 4)
+        scores = np.concatenate([np.linspace(0, 1, 395), [threshold, max(threshold - 0.0001, 0.0),
+                                                             min(threshold + 0.0001, 1.0), 0.0, 1.0, 0.5]])
+        for score in scores:
+            score = round(float(score), 4)
+            verdict = scoring.verdict(score, threshold)
+            expected = not_matching if verdict["is_mismatch"] else matching
+            assert verdict["match_quality"] in expected, (score, threshold, verdict)

@@ -18,7 +18,7 @@ def known_answer_model(settings, batch_root):
         "PROMPT_TEMPLATE": "a photo of a {}",
         # Hundreds of requests per test: no rate limits here.
         "ACCESS": {
-            **settings.CLIPCHECK.get("ACCESS", {}), **{scope: {"rate": None} for scope in ("analyze", "classify", "analyze-batch")}
+            **settings.CLIPCHECK.get("ACCESS", {}), **{scope: {"rate": None} for scope in ("analyze", "classify", "analyze-batch", "upload")}
         },
     }
     reset_engine()

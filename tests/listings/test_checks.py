@@ -23,6 +23,9 @@ def test_the_defaults_pass(settings):
     ({"CHECK_BATCH_SIZE": True}, ["listings.E003"]),
     ({"AUDIT_CHUNK_SIZE": 0}, ["listings.E003"]),
     ({"AUDIT_DECODE_THREADS": 2.5}, ["listings.E003"]),
+    ({"MAX_PHOTOS": 0}, ["listings.E003"]),
+    ({"PHOTOS_SAME_ITEM_THRESHOLD": 1.5}, ["listings.E010"]),
+    ({"PHOTOS_SAME_ITEM_THRESHOLD": "high"}, ["listings.E010"]),
 ])
 def test_mistakes_are_reported(settings, listings, expected):
     assert error_ids(settings, listings) == expected

@@ -105,7 +105,7 @@ def test_without_no_serve_it_serves_the_known_answer_model_on_the_port(fresh_eng
 
 
 def test_an_existing_moderators_group_is_used_as_it_is(db):
-    group = Group.objects.get(name="Moderators")  # created by listings' migration 0006
+    group = Group.objects.get(name="Moderators")  # created by listings' migration 0008
     view = Permission.objects.get(content_type__app_label="listings", codename="view_listing")
     group.permissions.set([view])
     demo.demo_users_create()

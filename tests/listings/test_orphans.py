@@ -91,46 +91,92 @@ def _call(*args):
     return out.getvalue()
 
 
-# A worker killed by SIGKILL in the middle of an upload, on a real server.
+# A worker killed by SIGKILL in the middle of an upload, on a real server,
+# on the suite's database backend (SQLite, or PostgreSQL when DATABASE_URL
+# names one, as in CI's second run).
+
+class ServerDatabase:
+    """The server's own database: a SQLite file, or a PostgreSQL database
+    created beside the one DATABASE_URL names and dropped afterwards."""
+
+    def __init__(self, directory):
+        self.url = os.environ.get("DATABASE_URL", "")
+        self.postgres = self.url.startswith(("postgres://", "postgresql://"))
+        if self.postgres:
+            import psycopg
+
+            self.name = f"clipcheck_orphans_{os.getpid()}"
+            # The maintenance database: the one DATABASE_URL names need not exist
+            # (pytest-django only creates its test_ copy).
+            base = self.url.rsplit("/", 1)[0]
+            self.admin = psycopg.connect(f"{base}/postgres", autocommit=True)
+            self.admin.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+            self.admin.execute(f'CREATE DATABASE "{self.name}"')
+            self.server_url = f"{base}/{self.name}"
+        else:
+            self.path = directory / "db.sqlite3"
+            self.server_url = f"sqlite:///{self.path}"
+
+    def rows(self, query):
+        if self.postgres:
+            import psycopg
+
+            with psycopg.connect(self.server_url) as connection:
+                return connection.execute(query).fetchall()
+        connection = sqlite3.connect(self.path)
+        try:
+            return connection.execute(query).fetchall()
+        finally:
+            connection.close()
+
+    def drop(self):
+        if self.postgres:
+            self.admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+            self.admin.close()
+
 
 @pytest.mark.server
 def test_a_worker_killed_mid_upload_leaves_only_a_file_which_the_sweep_removes(tmp_path, tiny_model_dir):
     media = tmp_path / "server" / "media"
+    (tmp_path / "server").mkdir()
+    database = ServerDatabase(tmp_path / "server")
     env = {
+        "DATABASE_URL": database.server_url,
         "DJANGO_MEDIA_ROOT": str(media),
         "CLIPCHECK_TEST_ACCESS": json.dumps({"upload": {"anonymous": True, "permissions": [], "rate": None}}),
         "CLIPCHECK_THRESHOLD": "0.0",
     }
-    with GunicornServer(tmp_path / "server", model=tiny_model_dir, env=env, workers=1) as server:
-        server.start()
-        assert upload(server).status == 201  # a normal upload is stored whole
-        server.set_fault("stored 60")
-        outcome = []
-        request = threading.Thread(target=lambda: outcome.append(_upload_or_error(server)))
-        request.start()
-        deadline = time.monotonic() + 60
-        while not server.busy_workers() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        [worker] = server.busy_workers()
-        os.kill(worker, signal.SIGKILL)  # after the image was written, before the transaction
-        request.join(30)
-        server.set_fault("")
-        assert outcome and outcome[0] != 201
+    try:
+        with GunicornServer(tmp_path / "server", model=tiny_model_dir, env=env, workers=1) as server:
+            server.start()
+            assert upload(server).status == 201  # a normal upload is stored whole
+            server.set_fault("stored 60")
+            outcome = []
+            request = threading.Thread(target=lambda: outcome.append(_upload_or_error(server)))
+            request.start()
+            deadline = time.monotonic() + 60
+            while not server.busy_workers() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            [worker] = server.busy_workers()
+            os.kill(worker, signal.SIGKILL)  # after the image was written, before the transaction
+            request.join(30)
+            server.set_fault("")
+            assert outcome and outcome[0] != 201
 
-        files = sorted(path.name for path in (media / "listings").iterdir())
-        database = sqlite3.connect(tmp_path / "server" / "db.sqlite3")
-        listed = [row[0] for row in database.execute("SELECT image FROM listings_listing")]
-        unlinked = database.execute(
-            "SELECT COUNT(*) FROM clipcheck_analysis WHERE source = 'upload' AND subject_id = ''"
-        ).fetchone()[0]
-        database.close()
-        assert len(files) == 2 and len(listed) == 1  # the killed upload's file, and nothing else of it
-        assert unlinked == 0  # its analyses were never committed without their listing
-        [orphan] = [name for name in files if f"listings/{name}" not in listed]
+            files = sorted(path.name for path in (media / "listings").iterdir())
+            listed = [row[0] for row in database.rows("SELECT image FROM listings_listing")]
+            [(unlinked,)] = database.rows(
+                "SELECT COUNT(*) FROM clipcheck_analysis WHERE source = 'upload' AND subject_id = ''"
+            )
+            assert len(files) == 2 and len(listed) == 1  # the killed upload's file, and nothing else of it
+            assert unlinked == 0  # its analyses were never committed without their listing
+            [orphan] = [name for name in files if f"listings/{name}" not in listed]
 
-        swept = sweep(server, "--grace-hours", "0")
-        assert f"Removed listings/{orphan}" in swept
-        assert sorted(path.name for path in (media / "listings").iterdir()) == [listed[0].split("/")[-1]]
+            swept = sweep(server, "--grace-hours", "0")
+            assert f"Removed listings/{orphan}" in swept
+            assert sorted(path.name for path in (media / "listings").iterdir()) == [listed[0].split("/")[-1]]
+    finally:
+        database.drop()
 
 
 def upload(server):

@@ -20,7 +20,7 @@ REVIEW_PATH = "/admin/listings/listing/review/"
 
 def moderators_group():
     """The Moderators group as its migration creates it (transactional tests flush migration data)."""
-    migration = importlib.import_module("listings.migrations.0006_moderators_group")
+    migration = importlib.import_module("listings.migrations.0008_moderators_group")
     group, _ = Group.objects.get_or_create(name=migration.GROUP_NAME)
     group.permissions.set([
         Permission.objects.get(content_type__app_label=app_label, codename=codename)

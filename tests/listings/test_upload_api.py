@@ -7,6 +7,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from clipcheck.selectors import analyses_for_subject
 from listings.api.views import UploadView
 from listings.models import Listing
+from clipcheck.verdicts import suggestion
 from tests.support.images import image_bytes
 from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT, RED
 
@@ -56,7 +57,9 @@ def test_a_mismatch_is_stored_and_queued_under_the_default_flag_policy(seller_cl
     body = response.json()
     assert body["status"] == "needs_review"
     assert body["description_check"]["is_mismatch"] is True
-    assert body["suggestion"].startswith("Your photo looks like: ")
+    reason = next(r for r in body["reasons"] if r["field"] == "description")
+    assert reason["code"] in ("low_similarity", "attribute_conflict")
+    assert body["suggestion"] == suggestion(body["reasons"]) and "description" in body["suggestion"]
     assert Listing.objects.get(pk=body["listing_id"]).status == Listing.Status.NEEDS_REVIEW
 
 
@@ -69,9 +72,10 @@ def test_a_mismatching_description_is_refused_under_the_reject_policy(seller_cli
     body = response.json()
     assert body["error"]["code"] == "image_text_mismatch"
     assert isinstance(body["similarity_score"], float)
-    names = body["suggestion"].removeprefix("Your photo looks like: ").split(". Check")[0].split(", ")
-    assert len(names) == 2 and all(names)
-    assert body["suggestion"].endswith("Check that the photo shows the product described.")
+    assert {"code": "low_similarity", "field": "description"}.items() <= next(
+        r for r in body["reasons"] if r["code"] == "low_similarity"
+    ).items()
+    assert body["suggestion"] == suggestion(body["reasons"]) and "description" in body["suggestion"]
     assert Listing.objects.count() == 0
     assert not default_storage.exists("listings") or default_storage.listdir("listings")[1] == []
 
@@ -85,7 +89,8 @@ def test_a_matching_upload_passes_the_reject_policy(seller_client, split_thresho
 @pytest.mark.parametrize(("change", "status", "code"), [
     ({"data": False}, 400, "missing_file"),
     ({"data": b"not an image at all"}, 415, "not_an_image"),
-    ({"title": ""}, 400, "invalid_title"),
+    ({"title": "", "description": ""}, 400, "missing_text"),
+    ({"title": "   "}, 400, "invalid_title"),
     ({"title": "x" * 201}, 400, "invalid_title"),
     ({"description": "   "}, 400, "invalid_description"),
     ({"price": "-1"}, 400, "invalid_price"),

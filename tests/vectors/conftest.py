@@ -5,13 +5,13 @@ private PostgreSQL with pgvector (tests marked ``pgvector`` run only then)."""
 import pytest
 
 from clipcheck import vectors
-from tests.listings.conftest import (  # noqa: F401  (fixtures)
-    MATCHING_TEXT,
-    everything_matches,
-    listing_media,
-    make_listing,
-    split_threshold,
-)
+
+# make_listing, split_threshold, everything_matches, moderator: tests/support/listing_fixtures.py
+
+
+@pytest.fixture(autouse=True)
+def listing_media(media_root):
+    return media_root
 
 
 @pytest.fixture(autouse=True)

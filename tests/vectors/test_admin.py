@@ -6,7 +6,6 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 
-from tests.listings.conftest import moderator  # noqa: F401  (fixture)
 from tests.vectors.test_photo_reused import photo
 
 pytestmark = pytest.mark.django_db

@@ -11,7 +11,7 @@ import pytest
 
 from bench.duplicates import KNOWN_ANSWER_NEAR_DUPLICATE, copies, detection_rates, originals
 from clipcheck.services.thresholds import model_id
-from tests.knownanswer.conftest import KNOWN_ANSWER_MODEL
+from tests.support.known_answer import KNOWN_ANSWER_MODEL
 
 
 @pytest.fixture

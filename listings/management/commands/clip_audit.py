@@ -92,7 +92,7 @@ class AuditReport:
     def write(self, rows):
         for row in rows:
             if self.format == ".csv":
-                self.writer.writerow(spreadsheet_row(row.as_dict()))
+                self.writer.writerow(spreadsheet_row({**row.as_dict(), "reasons": json.dumps(row.reasons)}))
             else:
                 self.handle.write(("," if self.rows else "") + "\n" + json.dumps(row.as_dict()))
             self.rows += 1
@@ -224,10 +224,18 @@ class Command(BaseCommand):
     def verdict_line(self, row):
         if row.error:
             return f"#{row.listing_id} failed: {row.error}"
+        scores = ", ".join(
+            f"{name} {score:.4f} {verdict}"
+            for name, score, verdict in (
+                ("title", row.title_score, row.title_verdict),
+                ("description", row.description_score, row.description_verdict),
+            )
+            if score is not None
+        )
+        reasons = "; ".join(reason["message"] for reason in row.reasons)
         return (
-            f"#{row.listing_id} title {row.title_score:.4f} {row.title_verdict}, description "
-            f"{row.description_score:.4f} {row.description_verdict} -> {row.verdict}; "
-            f"status {row.status_before} -> {row.status_after}"
+            f"#{row.listing_id} {scores} -> {row.verdict}; status {row.status_before} -> {row.status_after}"
+            + (f"; reasons: {reasons}" if reasons else "")
         )
 
     def run_distributed(self, options, *, report, wait):

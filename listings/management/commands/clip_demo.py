@@ -13,8 +13,9 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
 import knownanswer
+from knownanswer import domain
 from clipcheck.engine import get_engine
-from clipcheck.errors import ClipcheckError
+from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
 from listings import demo
 from listings.audit import local, records
@@ -52,6 +53,9 @@ class Command(BaseCommand):
             "THRESHOLD": threshold,
             # The prompt wording the known-answer model learnt.
             "PROMPT_TEMPLATE": "a photo of a {}",
+            # The categories it knows (the demo listings' categories are shapes), on their own scale.
+            "CATEGORIES": list(domain.SHAPES),
+            "CLASSIFY_THRESHOLD": knownanswer.SHAPE_PROMPT_THRESHOLD,
         }
         # The demo's settings hold for this process only: the audit here and
         # the server started below.
@@ -81,8 +85,8 @@ class Command(BaseCommand):
 
         try:
             get_engine()
-        except ClipcheckError as exc:
-            raise CommandError(f"The known-answer model is unusable: {exc.message}")
+        except ModelUnavailable as exc:  # the operator gets the path and the exception
+            raise CommandError(f"The known-answer model is unusable: {exc.reason}")
         summary = local.audit_run(options=records.AuditOptions().resolved())
         self.stdout.write(
             f"Audit: {summary.checked} checked, {summary.skipped} already up to date, "

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('clipcheck', '0006_imageembedding_layout'),
+        ('clipcheck', '0008_analysis_match_quality_relative'),
     ]
 
     operations = [

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('listings', '0004_listing_seller'),
+        ('listings', '0006_listing_photos_data'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

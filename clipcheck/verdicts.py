@@ -1,0 +1,288 @@
+"""Why a verdict is what it is: reasons with evidence, and the seller's suggestion.
+
+The rules (documented with every reason code in docs/verdicts.md):
+
+- A text that fits the model's context is scored whole, as before. A longer
+  one is scored as passages (``clipcheck.passages``) and its score is its
+  best passage's: a description matches when one of its sentences does.
+- ``low_similarity`` (a text scored whole) or ``passage_mismatch`` (a text
+  scored as passages): the score is below the threshold.
+- ``attribute_conflict``: a text (or passage) names one value of an
+  attribute of ``ATTRIBUTES``; the same text with another value passes the
+  threshold and beats the text by ``ATTRIBUTE_MARGIN`` while the text does
+  not pass. Only texts that do not pass can conflict, so the rewrites of
+  those alone are scored, all in one more batched forward.
+- An app that checks whole items adds its own codes (e.g. ``category_conflict``,
+  ``photos_differ``); ``suggestion`` phrases them too.
+
+``texts_judge`` makes the model calls: one ``encode_texts`` for every
+text and passage of a batch, then one for the rewrites of those that fail.
+"""
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from clipcheck import scoring
+from clipcheck.attributes import attribute_mentions, text_rewrites
+from clipcheck.passages import Passage, text_passages
+from clipcheck.settings import clip_settings
+
+# A category is named to the seller only when the model is confident on its
+# own terms: its standalone classify score is above one half.
+CONFIDENT_CATEGORY_SCORE = 0.5
+
+FIELD_NAMES = {"text": "text", "title": "title", "description": "description"}
+
+
+@dataclass
+class Rewrite:
+    passage: int
+    attribute: str
+    text_says: str
+    photo_shows: str
+    text: str
+
+
+@dataclass
+class TextPlan:
+    """What to encode to judge one text: its passages and their rewrites."""
+
+    text: str
+    whole: bool  # fits the context: scored as one text
+    passages: list
+    covered: bool
+    rewrites: list = field(default_factory=list)
+
+    def strings(self):
+        return [passage.text for passage in self.passages] + [rewrite.text for rewrite in self.rewrites]
+
+    def passage_strings(self):
+        return [passage.text for passage in self.passages]
+
+
+@dataclass
+class TextJudgement:
+    score: float
+    threshold: float
+    image_index: int  # the best of the images the text was judged against
+    text_truncated: bool
+    passages: dict | None  # passage evidence for a text scored as passages
+    reasons: list
+
+    @property
+    def is_mismatch(self):
+        return scoring.is_mismatch(self.score, self.threshold)
+
+    def result(self):
+        """The analyze answer's verdict fields."""
+        return {
+            **scoring.verdict(self.score, self.threshold),
+            "text_truncated": self.text_truncated,
+            "passages": self.passages,
+            "reasons": self.reasons,
+        }
+
+
+def text_plan(*, text, engine):
+    """Split ``text`` into passages when it does not fit and list the attribute rewrites."""
+    max_tokens = engine.max_text_tokens
+    if engine.count_tokens([text])[0] <= max_tokens:
+        passages, covered, whole = [Passage(index=0, start=0, end=len(text), text=text)], True, True
+    else:
+        passages, covered = text_passages(
+            text, count_tokens=engine.count_tokens, max_tokens=max_tokens,
+            max_passages=int(clip_settings.MAX_PASSAGES),
+        )
+        whole = False
+    plan = TextPlan(text=text, whole=whole, passages=passages, covered=covered)
+    budget = int(clip_settings.MAX_REWRITES)
+    for passage in passages:
+        for mention in attribute_mentions(passage.text):
+            for value, rewritten in text_rewrites(passage.text, mention):
+                if len(plan.rewrites) >= budget:
+                    return plan
+                plan.rewrites.append(Rewrite(
+                    passage=passage.index, attribute=mention.attribute, text_says=mention.value,
+                    photo_shows=value, text=rewritten,
+                ))
+    return plan
+
+
+def texts_vectors(*, strings, engine, run=lambda compute: compute()):
+    """One ``encode_texts`` call for ``strings``: ``{string: vector}``.
+
+    ``run`` wraps the model call (admission control, ``run_inference``).
+    """
+    strings = list(dict.fromkeys(strings))
+    if not strings:
+        return {}
+    vectors, _ = run(lambda: engine.encode_texts(strings))
+    return dict(zip(strings, vectors))
+
+
+def texts_judge(*, plans, image_vector_groups, thresholds, engine, run=lambda compute: compute()):
+    """Judge planned texts, each against its group of image vectors: one ``TextJudgement`` each.
+
+    One forward for all passages; then one for the attribute rewrites of
+    the passages that do not pass on their best image (a passing text never
+    conflicts), so a matching answer costs no rewrite at all.
+    """
+    vectors = texts_vectors(strings=[s for plan in plans for s in plan.passage_strings()], engine=engine, run=run)
+    needed = [
+        rewrite
+        for plan, images, threshold in zip(plans, image_vector_groups, thresholds)
+        for rewrite in _rewrites_of_failing_passages(plan=plan, vectors=vectors, image_vectors=images, threshold=threshold)
+    ]
+    vectors.update(texts_vectors(strings=needed, engine=engine, run=run))
+    return [
+        text_judge(plan=plan, vectors=vectors, image_vectors=images, threshold=threshold)
+        for plan, images, threshold in zip(plans, image_vector_groups, thresholds)
+    ]
+
+
+def _best_image_cosines(plan, vectors, image_vectors):
+    image_vectors = np.atleast_2d(np.asarray(image_vectors))
+    passage_matrix = np.stack([vectors[passage.text] for passage in plan.passages])
+    # cosines[i, p]: image i with passage p; a text's score on an image is its best passage's.
+    cosines = image_vectors @ passage_matrix.T
+    image_index = int(np.argmax(cosines.max(axis=1)))
+    return image_index, image_vectors, [scoring.similarity_score(float(c)) for c in cosines[image_index]]
+
+
+def _rewrites_of_failing_passages(*, plan, vectors, image_vectors, threshold):
+    if not plan.rewrites:
+        return []
+    _, _, passage_scores = _best_image_cosines(plan, vectors, image_vectors)
+    failing = {index for index, score in enumerate(passage_scores) if score < threshold}
+    return [rewrite.text for rewrite in plan.rewrites if rewrite.passage in failing]
+
+
+def text_judge(*, plan, vectors, image_vectors, threshold):
+    """Judge one planned text against one or more images (the best image counts)."""
+    image_index, image_vectors, passage_scores = _best_image_cosines(plan, vectors, image_vectors)
+    best = int(np.argmax(passage_scores))
+    score = passage_scores[best]
+    passages = None
+    if not plan.whole:
+        best_passage = plan.passages[best]
+        passages = {
+            "count": len(plan.passages),
+            "covered": plan.covered,
+            "best": {**best_passage.evidence(), "score": score},
+        }
+    reasons = []
+    if scoring.is_mismatch(score, threshold):
+        reasons.append(_mismatch_reason(plan=plan, score=score, threshold=threshold, best=best))
+    reasons += _attribute_conflicts(
+        plan=plan, vectors=vectors, image_vector=image_vectors[image_index],
+        passage_scores=passage_scores, threshold=threshold,
+    )
+    return TextJudgement(
+        score=score, threshold=threshold, image_index=image_index,
+        text_truncated=not plan.covered, passages=passages, reasons=reasons,
+    )
+
+
+def _mismatch_reason(*, plan, score, threshold, best):
+    if plan.whole:
+        return {
+            "code": "low_similarity", "field": "text",
+            "message": f"The text scores {score:.4f} against the photo, below the threshold {threshold:.4f}.",
+            "score": score, "threshold": threshold,
+        }
+    count = len(plan.passages)
+    return {
+        "code": "passage_mismatch", "field": "text",
+        "message": (
+            f"None of the text's {count} passages matches the photo; the best, passage {best + 1}, "
+            f"scores {score:.4f} against the threshold {threshold:.4f}."
+        ),
+        "score": score, "threshold": threshold, "passages": count, "passage": plan.passages[best].evidence(),
+    }
+
+
+def _attribute_conflicts(*, plan, vectors, image_vector, passage_scores, threshold):
+    margin = float(clip_settings.ATTRIBUTE_MARGIN)
+    best_rewrites = {}
+    for rewrite in plan.rewrites:
+        if rewrite.text not in vectors:
+            continue  # its passage passes: it cannot conflict, so it was not scored
+        rewrite_score = scoring.similarity_score(float(image_vector @ vectors[rewrite.text]))
+        key = (rewrite.passage, rewrite.attribute)
+        if key not in best_rewrites or rewrite_score > best_rewrites[key][1]:
+            best_rewrites[key] = (rewrite, rewrite_score)
+    reasons, reported = [], set()
+    for (passage_index, attribute), (rewrite, rewrite_score) in sorted(best_rewrites.items(), key=lambda item: item[0]):
+        text_score = passage_scores[passage_index]
+        if not (text_score < threshold <= rewrite_score and rewrite_score >= text_score + margin):
+            continue
+        if (attribute, rewrite.text_says, rewrite.photo_shows) in reported:
+            continue
+        reported.add((attribute, rewrite.text_says, rewrite.photo_shows))
+        reason = {
+            "code": "attribute_conflict", "field": "text",
+            "message": f"The text says {rewrite.text_says} but the photo looks {rewrite.photo_shows} ({attribute}).",
+            "attribute": attribute, "text_says": rewrite.text_says, "photo_shows": rewrite.photo_shows,
+            "text_score": text_score, "photo_shows_score": rewrite_score, "threshold": threshold,
+        }
+        if not plan.whole:
+            reason["passage"] = plan.passages[passage_index].evidence()
+        reasons.append(reason)
+    return reasons
+
+
+def reasons_for_field(reasons, field_name):
+    """Reasons of a text judged as ``field_name`` (title, description)."""
+    return [{**reason, "field": field_name} if reason.get("field") == "text" else reason for reason in reasons]
+
+
+def looks_like(category_matches, *, top_k):
+    """The categories the model is confident about on their own (score > 0.5), best first."""
+    confident = [match for match in category_matches if match["score"] > CONFIDENT_CATEGORY_SCORE]
+    return [{"category": match["category"], "score": match["score"]} for match in confident[:top_k]]
+
+
+def suggestion(reasons):
+    """One seller-facing sentence per problem, built from the reasons; None for a clean match."""
+    sentences = []
+    for reason in reasons:
+        sentence = _suggestion_sentence(reason, reasons)
+        if sentence and sentence not in sentences:
+            sentences.append(sentence)
+    return " ".join(sentences) or None
+
+
+def _suggestion_sentence(reason, reasons):
+    code, field_name = reason.get("code"), FIELD_NAMES.get(reason.get("field"), reason.get("field"))
+    if code == "attribute_conflict":
+        return f"The photo looks {reason['photo_shows']}; your {field_name} says {reason['text_says']}."
+    if code in ("low_similarity", "passage_mismatch"):
+        if any(other.get("code") == "attribute_conflict" and other.get("field") == reason.get("field") for other in reasons):
+            return None  # the conflict says it better
+        categories = [match["category"] for match in reason.get("photo_looks_like") or []]
+        if categories:
+            return f"The photo does not match your {field_name}; it looks like: {', '.join(categories)}."
+        return f"The photo does not match your {field_name}."
+    if code == "category_conflict":
+        return f"The photo looks like {reason['photo_shows']}, not {reason['category']}: check the category."
+    if code == "photos_differ":
+        return f"Photo {reason['photo'] + 1} does not seem to show the same item as the first photo."
+    return reason.get("message")
+
+
+# Bumped when a rule changes what a stored analysis would say.
+RULES_VERSION = 1
+
+
+def rules_key():
+    """What an analysis's reasons depend on besides the model, image, text and
+    threshold: a stored analysis is reused only under the same rules."""
+    rules = [
+        RULES_VERSION, clip_settings.ATTRIBUTES, clip_settings.ATTRIBUTE_MARGIN, clip_settings.MAX_REWRITES,
+        clip_settings.MAX_PASSAGES, list(clip_settings.CATEGORIES), clip_settings.PROMPT_TEMPLATE,
+        clip_settings.CLASSIFY_THRESHOLD,
+    ]
+    return hashlib.sha256(json.dumps(rules, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,0 +1,79 @@
+"""Listing-level reasons: the category and the photos of one listing.
+
+The texts' reasons come from ``clipcheck.verdicts`` (each text judged
+against the best of the listing's photos); this module adds:
+
+- ``category_conflict``: the listing names a category whose standalone
+  classify score is not above 0.5 on any photo, while another catalogue
+  category's is; that one is named (``photo_shows``).
+- ``photos_differ``: a photo whose image embedding's cosine with the
+  primary photo's is below ``LISTINGS["PHOTOS_SAME_ITEM_THRESHOLD"]``.
+"""
+
+import numpy as np
+
+from clipcheck import scoring
+from clipcheck.services.classification import image_classify
+from clipcheck.settings import clip_settings
+from clipcheck.verdicts import CONFIDENT_CATEGORY_SCORE, reasons_for_field
+from listings.settings import listings_settings
+
+
+def category_conflict(*, category, photos, vectors):
+    """The ``category_conflict`` reason for ``category`` on these photos, or None."""
+    category = (category or "").strip()
+    if not category:
+        return None
+    catalogue = list(dict.fromkeys([*clip_settings.CATEGORIES, category]))
+    expected_score, best_other = 0.0, None
+    for photo, vector in zip(photos, vectors):
+        matches = image_classify(
+            image=photo, categories=catalogue, top_k=len(catalogue), image_embedding=vector
+        )
+        for match in matches:
+            if match["category"] == category:
+                expected_score = max(expected_score, match["score"])
+            elif best_other is None or match["score"] > best_other["score"]:
+                best_other = match
+    if expected_score > CONFIDENT_CATEGORY_SCORE or best_other is None:
+        return None
+    if best_other["score"] <= CONFIDENT_CATEGORY_SCORE:
+        return None
+    return {
+        "code": "category_conflict", "field": "category",
+        "message": (
+            f"The photo does not look like {category} (score {expected_score:.4f}); "
+            f"it looks like {best_other['category']} (score {best_other['score']:.4f})."
+        ),
+        "category": category, "category_score": expected_score,
+        "photo_shows": best_other["category"], "photo_shows_score": best_other["score"],
+    }
+
+
+def photos_differ(*, vectors, threshold=None):
+    """A ``photos_differ`` reason per photo that does not show the primary photo's item."""
+    threshold = float(listings_settings.PHOTOS_SAME_ITEM_THRESHOLD if threshold is None else threshold)
+    vectors = np.asarray(vectors)
+    reasons = []
+    for position in range(1, len(vectors)):
+        similarity = scoring.similarity_score(float(vectors[0] @ vectors[position]))
+        if similarity < threshold:
+            reasons.append({
+                "code": "photos_differ", "field": "photos",
+                "message": (
+                    f"Photo {position + 1} does not look like the same item as the first photo "
+                    f"(similarity {similarity:.4f}, below {threshold:.4f})."
+                ),
+                "photo": position, "similarity": similarity, "threshold": threshold,
+            })
+    return reasons
+
+
+def listing_reasons(*, title_analysis, description_analysis, extra=()):
+    """All reasons of a listing check, texts first, each text's under its field name."""
+    reasons = []
+    if title_analysis is not None:
+        reasons += reasons_for_field(title_analysis.reasons, "title")
+    if description_analysis is not None:
+        reasons += reasons_for_field(description_analysis.reasons, "description")
+    return reasons + list(extra)

@@ -1,0 +1,85 @@
+"""The verdict rules on embeddings (clipcheck.verdicts), without a model."""
+
+import numpy as np
+import pytest
+
+from clipcheck import verdicts
+from clipcheck.passages import Passage
+from tests.support.clip_settings import set_clip_settings
+
+
+def unit(*values):
+    vector = np.asarray(values, dtype=np.float32)
+    return vector / np.linalg.norm(vector)
+
+
+def plan_for(text, rewrites=()):
+    return verdicts.TextPlan(
+        text=text, whole=True, passages=[Passage(0, 0, len(text), text)], covered=True,
+        rewrites=[verdicts.Rewrite(0, "colour", "red", value, rewritten) for value, rewritten in rewrites],
+    )
+
+
+IMAGE = unit(1, 0, 0)
+
+
+def judge(plan, vectors, threshold=0.5):
+    return verdicts.text_judge(plan=plan, vectors=vectors, image_vectors=[IMAGE], threshold=threshold)
+
+
+@pytest.mark.parametrize(
+    ("text_cosine", "rewrite_cosine", "conflict"),
+    [
+        (0.30, 0.60, True),   # the rewrite passes and beats the text by more than the margin
+        (0.30, 0.45, False),  # the rewrite does not pass the threshold
+        (0.55, 0.80, False),  # the text itself passes: no conflict
+        (0.49, 0.50, False),  # passes, but within the margin (0.02)
+    ],
+)
+def test_an_attribute_conflict_needs_a_passing_rewrite_that_beats_a_failing_text(settings, text_cosine, rewrite_cosine, conflict):
+    set_clip_settings(settings, ATTRIBUTE_MARGIN=0.02)
+    plan = plan_for("a red star", [("blue", "a blue star")])
+    vectors = {
+        "a red star": unit(text_cosine, np.sqrt(1 - text_cosine**2), 0),
+        "a blue star": unit(rewrite_cosine, 0, np.sqrt(1 - rewrite_cosine**2)),
+    }
+
+    reasons = judge(plan, vectors).reasons
+
+    conflicts = [r for r in reasons if r["code"] == "attribute_conflict"]
+    assert bool(conflicts) is conflict
+    if conflict:
+        assert conflicts[0] | {"message": ""} == {
+            "code": "attribute_conflict", "field": "text", "message": "", "attribute": "colour", "text_says": "red",
+            "photo_shows": "blue", "text_score": pytest.approx(text_cosine, abs=1e-4),
+            "photo_shows_score": pytest.approx(rewrite_cosine, abs=1e-4), "threshold": 0.5,
+        }
+
+
+def test_a_text_is_judged_against_its_best_image_and_names_it():
+    plan = plan_for("a red star")
+    vectors = {"a red star": unit(0, 1, 0)}
+    judgement = verdicts.text_judge(
+        plan=plan, vectors=vectors, image_vectors=np.stack([unit(1, 0, 0), unit(0.2, 1, 0)]), threshold=0.5
+    )
+    assert judgement.image_index == 1 and not judgement.is_mismatch and judgement.reasons == []
+
+
+def test_categories_are_named_only_above_one_half():
+    matches = [{"category": "shoe", "score": 0.91}, {"category": "boot", "score": 0.5}, {"category": "bag", "score": 0.0}]
+    assert verdicts.looks_like(matches, top_k=5) == [{"category": "shoe", "score": 0.91}]
+    assert verdicts.looks_like(matches[1:], top_k=5) == []
+
+
+def test_the_suggestion_is_built_from_the_reasons():
+    assert verdicts.suggestion([]) is None
+    conflict = {"code": "attribute_conflict", "field": "title", "text_says": "red", "photo_shows": "blue", "message": ""}
+    low = {"code": "low_similarity", "field": "title", "message": "", "photo_looks_like": []}
+    # The conflict explains the title's mismatch better than "does not match".
+    assert verdicts.suggestion([low, conflict]) == "The photo looks blue; your title says red."
+    described = {**low, "field": "description", "photo_looks_like": [{"category": "lamp", "score": 0.9}]}
+    assert verdicts.suggestion([described]) == "The photo does not match your description; it looks like: lamp."
+    silent = {**low, "field": "description"}
+    assert verdicts.suggestion([silent]) == "The photo does not match your description."
+    category = {"code": "category_conflict", "field": "category", "category": "shoes", "photo_shows": "bags", "message": ""}
+    assert verdicts.suggestion([category]) == "The photo looks like bags, not shoes: check the category."
