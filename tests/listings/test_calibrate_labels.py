@@ -149,7 +149,7 @@ def test_an_upload_uses_its_categorys_calibrated_threshold(media_root):
     clip_services.calibrated_threshold_apply(threshold=1.0, source="t", counts={}, category="paint")
     def submit(category, color):
         data = image_bytes(color=color)  # another photo each: a reused one would be flagged for that
-        return listing_submit(image_data=data, image=decode_image(data), title="a", description="b", category=category)
+        return listing_submit(photos=[(data, decode_image(data))], title="a", description="b", category=category)
 
     paint, toy = submit("paint", (200, 30, 30)), submit("toys", (30, 30, 200))
 
