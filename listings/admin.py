@@ -26,6 +26,8 @@ from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import suggestion
 from listings import selectors, services
+from listings.admin_review import ReviewViews
+from listings.review import review_reason_codes
 from listings.similarity import PHOTO_REUSED, listings_search
 from listings.models import (
     FORMAT_SUFFIXES,
@@ -108,6 +110,10 @@ class CheckedFilter(admin.SimpleListFilter):
         return queryset
 
 
+def reason_code_choices():
+    return [("", "—")] + [(code, code) for code in review_reason_codes()]
+
+
 class PhotoReusedFilter(admin.SimpleListFilter):
     """Listings whose photo another listing already shows (the photo_reused reason)."""
 
@@ -145,6 +151,7 @@ class SearchForm(forms.Form):
 
 
 class RejectForm(forms.Form):
+    reason_code = forms.ChoiceField(choices=reason_code_choices, required=False, help_text="Recorded with the decision.")
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         required=False,
@@ -156,7 +163,10 @@ class ModerationDecisionInline(admin.TabularInline):
     model = ModerationDecision
     extra = 0
     can_delete = False
-    fields = ("decided_at", "moderator", "from_status", "to_status", "note", "title_score", "description_score")
+    fields = (
+        "decided_at", "moderator", "from_status", "to_status", "reason_code", "note", "title_score",
+        "description_score", "threshold", "sampled", "undone_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -185,7 +195,7 @@ class ModerationActionsMixin:
         if form.is_bound and form.is_valid():
             changed = services.listings_decide(
                 listings=list(queryset), moderator=request.user, to_status=Status.REJECTED,
-                note=form.cleaned_data["note"],
+                note=form.cleaned_data["note"], reason_code=form.cleaned_data["reason_code"],
             )
             self.message_user(request, f"Rejected {changed} listing(s); {queryset.count() - changed} already rejected.")
             return None
@@ -302,6 +312,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.image_view),
                 name="listings_listing_image",
             ),
+            *ReviewViews(self).get_urls(),
             *super().get_urls(),
         ]
 
@@ -470,12 +481,16 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
 
 @admin.register(ModerationDecision)
 class ModerationDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "title_score",
-                    "description_score", "threshold", "note")
-    list_filter = ("to_status", "from_status", ("decided_at", admin.DateFieldListFilter))
+    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "reason_code", "title_score",
+                    "description_score", "threshold", "sampled", "note")
+    list_filter = ("to_status", "from_status", "reason_code", "sampled", ("decided_at", admin.DateFieldListFilter))
     search_fields = ("note", "listing__title")
     list_select_related = ("listing", "moderator")
     readonly_fields = [field.name for field in ModerationDecision._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        # Moderators read the decisions they and their colleagues made.
+        return super().has_view_permission(request, obj) or request.user.has_perm("listings.moderate_listing")
 
 
 @admin.register(ListingCheckFailure)
@@ -487,3 +502,6 @@ class ListingCheckFailureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("message", "listing__title")
     list_select_related = ("listing",)
     readonly_fields = [field.name for field in ListingCheckFailure._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm("listings.moderate_listing")

@@ -31,7 +31,7 @@ from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
-from listings import verdicts
+from listings import review, verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
 from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision
 from listings.settings import listings_settings
@@ -180,7 +180,17 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     return ListingSubmission(listing, check.title_analysis, check.description_analysis, reasons, suggestion)
 
 
-def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True):
+def _listing_threshold(category, threshold, category_thresholds):
+    """``category_thresholds[category]`` when present, else ``threshold``; with
+    neither, the default threshold of the category (``default_threshold``)."""
+    if category_thresholds and category in category_thresholds:
+        return category_thresholds[category]
+    if threshold is None and category_thresholds is None:
+        return default_threshold(category=category or "")
+    return threshold
+
+
+def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True, category_thresholds=None):
     """Unsaved ``ListingCheck``s, one per ``(listing or None, title, description, category, photos)``.
 
     All photos go through one ``encode_images`` call (for those not stored
@@ -191,11 +201,13 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
     vectors = image_embeddings_compute(images=all_photos, store=store_embeddings)
     known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
     requests, fields = [], []
-    for number, (listing, title, description, _, photos) in enumerate(entries):
+    for number, (listing, title, description, category, photos) in enumerate(entries):
+        entry_threshold = _listing_threshold(category, threshold, category_thresholds)
         for name, text in (("title", title), ("description", description)):
             if text and text.strip():
                 requests.append(clip_analyses.AnalysisRequest(
-                    image=photos[0], text=text, threshold=threshold, subject=listing, alternatives=tuple(photos[1:])
+                    image=photos[0], text=text, threshold=entry_threshold, subject=listing,
+                    alternatives=tuple(photos[1:]),
                 ))
                 fields.append((number, name))
     analyses = clip_analyses.analyses_compute(
@@ -263,7 +275,7 @@ def listing_image_decode(*, listing):
         raise
 
 
-def listings_score(*, listings, images, source, threshold=None, store_embeddings=True):
+def listings_score(*, listings, images, source, threshold=None, store_embeddings=True, category_thresholds=None):
     """Run the model for listings whose images are decoded; nothing is saved.
 
     ``images[i]`` is the decoded primary photo of ``listings[i]`` or the
@@ -271,6 +283,10 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
     ``error``); the listing's other photos are read here. The checks carry
     unsaved analyses, the listing-level reasons and the status the listing
     would move to; ``listings_check_save`` stores them.
+
+    The threshold of a listing: ``category_thresholds[listing.category]``
+    when given and present, else ``threshold``; with neither, the default
+    threshold of the listing's category (``default_threshold``).
     """
     others = listings_other_photos(listings=[listing for listing, image in zip(listings, images)
                                             if not isinstance(image, ClipcheckError)])
@@ -285,7 +301,8 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
         if error is None:
             entries.append((listing, listing.title, listing.description, listing.category, [image, *extra]))
     scored = iter(_listings_texts_check(
-        entries=entries, source=source, threshold=threshold, store_embeddings=store_embeddings
+        entries=entries, source=source, threshold=threshold, store_embeddings=store_embeddings,
+        category_thresholds=category_thresholds,
     ) if entries else [])
     for index, check in enumerate(checks):
         if check.error is None:
@@ -407,7 +424,11 @@ def _status_after(*, listing, is_match):
 def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
     """Store a check's verdict on the listing; returns the status it moved to."""
     listing.image_sha256 = image_sha256
+    from_status = listing.status
     listing.status = _status_after(listing=listing, is_match=check.is_match)
+    if listing.status == Status.APPROVED and from_status != Status.APPROVED:
+        # A random share of the machine's approvals goes to people too.
+        review.listing_sample_for_review(listing=listing)
     listing.title_score = check.title_analysis.similarity_score if check.title_analysis else None
     listing.description_score = check.description_analysis.similarity_score if check.description_analysis else None
     listing.clip_verdict = Analysis.Verdict.MATCH if check.is_match else Analysis.Verdict.MISMATCH
@@ -421,6 +442,7 @@ def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
     listing.save(update_fields=[
         "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_threshold",
         "reasons", "checked_at", "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256",
+        "review_sampled",
         "updated_at",
     ])
     return listing.status
@@ -450,35 +472,21 @@ def listing_save(*, listing, image_sha256=None, source=Analysis.Source.ADMIN):
 
 # Moderation
 
-def listings_decide(*, listings, moderator, to_status, note=""):
+def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
     """Record a moderator's decision on listings; returns how many changed.
 
     Listings already in ``to_status`` are left alone (no decision recorded).
     """
     changed = 0
     now = timezone.now()
-    threshold = default_threshold()
     with transaction.atomic():
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
-            if listing.status == to_status:
+            # A sampled approval waiting for review is decided even when approved again.
+            if listing.status == to_status and not (listing.review_sampled and not listing.is_moderated):
                 continue
-            ModerationDecision.objects.create(
-                listing=listing,
-                moderator=moderator,
-                from_status=listing.status,
-                to_status=to_status,
-                note=note,
-                title_score=listing.title_score,
-                description_score=listing.description_score,
-                threshold=threshold,
-                model=listing.checked_model,
+            review.decision_record(
+                listing=listing, moderator=moderator, to_status=to_status, note=note, reason_code=reason_code, now=now
             )
-            listing.status = to_status
-            listing.moderated_by, listing.moderated_at, listing.moderation_note = moderator, now, note
-            listing.moderated_content_sha256 = listing.content_sha256
-            listing.save(update_fields=[
-                "status", "moderated_by", "moderated_at", "moderation_note", "moderated_content_sha256", "updated_at",
-            ])
             changed += 1
     return changed
 
