@@ -9,8 +9,9 @@ computed (reasons add no image work):
 
 - ``score only``: the text's forward and the cosine, as before the verdict work;
 - ``with reasons``: ``clipcheck.verdicts`` planning (passages, attribute rewrites),
-  the one batched text forward, judging, and for a mismatch the category prompts'
-  standalone scores for the suggestion (the prompts' embeddings are cached by the
+  the text forward, for a text that does not pass one more forward of its attribute
+  rewrites, judging, and for a mismatch the category prompts' standalone scores for
+  the suggestion (the prompts' embeddings are cached by the
   engine after the first request, as in a serving process).
 
 The engine's text cache is cleared before every measured call (except for the
@@ -74,8 +75,9 @@ def measure(spec, *, items, rounds, threshold):
 
     def with_reasons(text, vector):
         plan = verdicts.text_plan(text=text, engine=engine)
-        vectors = verdicts.texts_vectors(plans=[plan], engine=engine)
-        judgement = verdicts.text_judge(plan=plan, vectors=vectors, image_vectors=[vector], threshold=threshold)
+        judgement, = verdicts.texts_judge(
+            plans=[plan], image_vector_groups=[[vector]], thresholds=[threshold], engine=engine
+        )
         reasons_add_looks_like(judgement.reasons, image=None, image_vector=vector)
         return plan, judgement
 
@@ -92,7 +94,9 @@ def measure(spec, *, items, rounds, threshold):
             plan, judgement = with_reasons(text, vector)
             reasons_ms.append((time.perf_counter() - started) * 1000)
             if round_number == 0:
-                rows.append(len(set(plan.strings())))
+                # Rows encoded: passages, plus the rewrites of a text that does not pass.
+                rows.append(len(set(plan.passage_strings())) + (len(set(r.text for r in plan.rewrites))
+                                                                 if judgement.is_mismatch else 0))
                 mismatches += judgement.is_mismatch
                 with_rewrites += bool(plan.rewrites)
                 passages += not plan.whole
@@ -115,7 +119,9 @@ def main(argv=None):
     parser.add_argument("--smoke", action="store_true", help="tiny assets, one round")
     parser.add_argument("--items", type=int, default=100)
     parser.add_argument("--rounds", type=int)
-    parser.add_argument("--threshold", type=float, default=0.25)
+    parser.add_argument("--threshold", type=float, default=0.25,
+                        help="random weights score near 0: at 0.25 every answer is a mismatch (the costly case); "
+                             "0 makes every answer a match")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)

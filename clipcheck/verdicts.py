@@ -10,12 +10,13 @@ The rules (documented with every reason code in docs/verdicts.md):
 - ``attribute_conflict``: a text (or passage) names one value of an
   attribute of ``ATTRIBUTES``; the same text with another value passes the
   threshold and beats the text by ``ATTRIBUTE_MARGIN`` while the text does
-  not pass. The rewrites go through the same batched forward as the texts.
+  not pass. Only texts that do not pass can conflict, so the rewrites of
+  those alone are scored, all in one more batched forward.
 - An app that checks whole items adds its own codes (e.g. ``category_conflict``,
   ``photos_differ``); ``suggestion`` phrases them too.
 
-Everything here works on embeddings already computed; the one model call
-per batch of texts is the caller's (``texts_vectors``).
+``texts_judge`` makes the model calls: one ``encode_texts`` for every
+text and passage of a batch, then one for the rewrites of those that fail.
 """
 
 import hashlib
@@ -57,6 +58,9 @@ class TextPlan:
 
     def strings(self):
         return [passage.text for passage in self.passages] + [rewrite.text for rewrite in self.rewrites]
+
+    def passage_strings(self):
+        return [passage.text for passage in self.passages]
 
 
 @dataclass
@@ -107,27 +111,58 @@ def text_plan(*, text, engine):
     return plan
 
 
-def texts_vectors(*, plans, engine, run=lambda compute: compute()):
-    """One ``encode_texts`` call for every string of every plan: ``({string: vector}, truncated?)``.
+def texts_vectors(*, strings, engine, run=lambda compute: compute()):
+    """One ``encode_texts`` call for ``strings``: ``{string: vector}``.
 
     ``run`` wraps the model call (admission control, ``run_inference``).
     """
-    strings = list(dict.fromkeys(string for plan in plans for string in plan.strings()))
+    strings = list(dict.fromkeys(strings))
     if not strings:
         return {}
     vectors, _ = run(lambda: engine.encode_texts(strings))
     return dict(zip(strings, vectors))
 
 
-def text_judge(*, plan, vectors, image_vectors, threshold):
-    """Judge one planned text against one or more images (the best image counts)."""
+def texts_judge(*, plans, image_vector_groups, thresholds, engine, run=lambda compute: compute()):
+    """Judge planned texts, each against its group of image vectors: one ``TextJudgement`` each.
+
+    One forward for all passages; then one for the attribute rewrites of
+    the passages that do not pass on their best image (a passing text never
+    conflicts), so a matching answer costs no rewrite at all.
+    """
+    vectors = texts_vectors(strings=[s for plan in plans for s in plan.passage_strings()], engine=engine, run=run)
+    needed = [
+        rewrite
+        for plan, images, threshold in zip(plans, image_vector_groups, thresholds)
+        for rewrite in _rewrites_of_failing_passages(plan=plan, vectors=vectors, image_vectors=images, threshold=threshold)
+    ]
+    vectors.update(texts_vectors(strings=needed, engine=engine, run=run))
+    return [
+        text_judge(plan=plan, vectors=vectors, image_vectors=images, threshold=threshold)
+        for plan, images, threshold in zip(plans, image_vector_groups, thresholds)
+    ]
+
+
+def _best_image_cosines(plan, vectors, image_vectors):
     image_vectors = np.atleast_2d(np.asarray(image_vectors))
     passage_matrix = np.stack([vectors[passage.text] for passage in plan.passages])
     # cosines[i, p]: image i with passage p; a text's score on an image is its best passage's.
     cosines = image_vectors @ passage_matrix.T
-    per_image = cosines.max(axis=1)
-    image_index = int(np.argmax(per_image))
-    passage_scores = [scoring.similarity_score(float(c)) for c in cosines[image_index]]
+    image_index = int(np.argmax(cosines.max(axis=1)))
+    return image_index, image_vectors, [scoring.similarity_score(float(c)) for c in cosines[image_index]]
+
+
+def _rewrites_of_failing_passages(*, plan, vectors, image_vectors, threshold):
+    if not plan.rewrites:
+        return []
+    _, _, passage_scores = _best_image_cosines(plan, vectors, image_vectors)
+    failing = {index for index, score in enumerate(passage_scores) if score < threshold}
+    return [rewrite.text for rewrite in plan.rewrites if rewrite.passage in failing]
+
+
+def text_judge(*, plan, vectors, image_vectors, threshold):
+    """Judge one planned text against one or more images (the best image counts)."""
+    image_index, image_vectors, passage_scores = _best_image_cosines(plan, vectors, image_vectors)
     best = int(np.argmax(passage_scores))
     score = passage_scores[best]
     passages = None
@@ -173,6 +208,8 @@ def _attribute_conflicts(*, plan, vectors, image_vector, passage_scores, thresho
     margin = float(clip_settings.ATTRIBUTE_MARGIN)
     best_rewrites = {}
     for rewrite in plan.rewrites:
+        if rewrite.text not in vectors:
+            continue  # its passage passes: it cannot conflict, so it was not scored
         rewrite_score = scoring.similarity_score(float(image_vector @ vectors[rewrite.text]))
         key = (rewrite.passage, rewrite.attribute)
         if key not in best_rewrites or rewrite_score > best_rewrites[key][1]:

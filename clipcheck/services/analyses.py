@@ -126,10 +126,11 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
     """The model's verdicts: ``(results, the photo each text was judged on, device, milliseconds per pair)``.
 
     One ``encode_images`` call for the photos without a stored (or
-    ``known``) embedding, one ``encode_texts`` call for every text, passage
-    and attribute rewrite (``clipcheck.verdicts``), and for mismatches the
-    category prompts (cached by the engine after the first). Nothing loads
-    the model when there is nothing to compute.
+    ``known``) embedding, one ``encode_texts`` call for every text and
+    passage, one more for the attribute rewrites of the texts that do not
+    pass (``verdicts.texts_judge``), and for mismatches the category prompts
+    (cached by the engine after the first). Nothing loads the model when
+    there is nothing to compute.
     """
     if not requests:
         return [], [], "", 0.0
@@ -141,14 +142,16 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
         known=known,
     )
     plans = [verdicts.text_plan(text=request.text, engine=engine) for request in requests]
-    text_vectors = verdicts.texts_vectors(plans=plans, engine=engine, run=run_inference)
-    results, judged_images, offset = [], [], 0
-    for request, plan, group in zip(requests, plans, photos):
-        group_vectors = vectors[offset:offset + len(group)]
+    groups, offset = [], 0
+    for group in photos:
+        groups.append(vectors[offset:offset + len(group)])
         offset += len(group)
-        judgement = verdicts.text_judge(
-            plan=plan, vectors=text_vectors, image_vectors=group_vectors, threshold=request.threshold
-        )
+    judgements = verdicts.texts_judge(
+        plans=plans, image_vector_groups=groups, thresholds=[request.threshold for request in requests],
+        engine=engine, run=run_inference,
+    )
+    results, judged_images = [], []
+    for judgement, group, group_vectors in zip(judgements, photos, groups):
         image = group[judgement.image_index]
         reasons_add_looks_like(
             judgement.reasons, image=image, image_vector=group_vectors[judgement.image_index], top_k=top_k

@@ -154,18 +154,18 @@ def test_analyses_create_encodes_a_batch_in_one_call_each(encoder_calls):
     assert all(analysis.source == "audit" and analysis.pk for analysis in analyses)
 
 
-def test_attribute_rewrites_share_the_texts_forward(encoder_calls, settings):
+def test_attribute_rewrites_are_scored_in_one_forward_only_for_texts_that_fail(encoder_calls, settings):
     set_clip_settings(settings, ATTRIBUTES={"colour": ["red", "blue", "green"], "material": ["leather", "canvas"]})
     red = decode_image(image_bytes(color=(200, 0, 0)))
-    requests = [
-        analysis_services.AnalysisRequest(image=red, text="a red leather shoe with a gold buckle"),
-        analysis_services.AnalysisRequest(image=red, text="a shoe with a silver buckle"),
-    ]
+    failing, passing = "a red leather shoe with a gold buckle", "a red shoe with a silver buckle"
 
-    analysis_services.analyses_create(requests=requests, source=Analysis.Source.AUDIT)
+    analysis_services.analyses_create(requests=[
+        analysis_services.AnalysisRequest(image=red, text=failing, threshold=1.0),  # nothing passes 1.0
+        analysis_services.AnalysisRequest(image=red, text=passing, threshold=0.0),  # everything passes 0.0
+    ], source=Analysis.Source.AUDIT)
 
-    # 2 texts + 2 other colours + 1 other material of the first, in one forward.
-    assert encoder_calls.text_calls[0] == 5
+    # The two texts in one forward, then the failing text's 2 other colours and 1 other material in one more.
+    assert encoder_calls.text_calls[:2] == [2, 3]
 
 
 def test_an_analysis_is_linked_to_the_object_it_concerned():

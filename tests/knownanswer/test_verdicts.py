@@ -14,6 +14,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from clipcheck import scoring
+import knownanswer
 from knownanswer import domain
 from tests.support.known_answer import THRESHOLD
 from tests.support.users import user_with_token
@@ -26,9 +27,8 @@ SEED_BASE = 7_000_000
 # checkpoint, read off held-out pairs (docs/known_answer.md): same-item pairs
 # have a 5th percentile of 0.77, pairs of different items a 95th of 0.67.
 SAME_ITEM_THRESHOLD = 0.72
-# Shape prompts ("a photo of a circle") sit lower than full captions: right
-# shapes score above 0.40 in 98% of held-out images, wrong ones in 0.4%.
-SHAPE_PROMPT_THRESHOLD = 0.40
+# Shape prompts sit lower than full captions (docs/known_answer.md).
+SHAPE_PROMPT_THRESHOLD = knownanswer.SHAPE_PROMPT_THRESHOLD
 BOILERPLATE = (
     "Free shipping on all orders over fifty dollars.",
     "Returns are accepted within thirty days of delivery.",

@@ -13,6 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
 import knownanswer
+from knownanswer import domain
 from clipcheck.engine import get_engine
 from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
@@ -52,6 +53,9 @@ class Command(BaseCommand):
             "THRESHOLD": threshold,
             # The prompt wording the known-answer model learnt.
             "PROMPT_TEMPLATE": "a photo of a {}",
+            # The categories it knows (the demo listings' categories are shapes), on their own scale.
+            "CATEGORIES": list(domain.SHAPES),
+            "CLASSIFY_THRESHOLD": knownanswer.SHAPE_PROMPT_THRESHOLD,
         }
         # The demo's settings hold for this process only: the audit here and
         # the server started below.
