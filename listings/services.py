@@ -126,20 +126,10 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     check, = _listings_texts_check(
         entries=[(None, title, description, category, decoded)], source=Analysis.Source.UPLOAD
     )
-    reasons = check.reasons
-    suggestion = clip_verdicts.suggestion(reasons)
-    deciding = check.description_analysis or check.title_analysis
-    if policy == "reject" and deciding.is_mismatch:
-        clip_analyses.analyses_save(analyses=check.analyses)
-        raise ImageTextMismatch(
-            "The photo does not match the description." if check.description_analysis is not None
-            else "The photo does not match the title.",
-            similarity_score=deciding.similarity_score,
-            suggestion=suggestion,
-            reasons=reasons,
-        )
+    if policy == "reject":
+        _upload_refuse_mismatch(check=check)
 
-    primary_data, primary = photos[0]
+    _, primary = photos[0]
     listing = Listing(
         title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256,
         seller=seller,
@@ -152,15 +142,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     suggestion = clip_verdicts.suggestion(reasons)
     stored = []
     try:
-        # Storage names are generated; the suffix comes from the decoded format.
-        listing.image.save(f"upload.{FORMAT_SUFFIXES.get(primary.format, 'bin')}", ContentFile(primary_data), save=False)
-        stored.append(listing.image)
-        extra_photos = []
-        for position, (data, image) in enumerate(photos[1:], start=1):
-            photo = ListingPhoto(position=position, image_sha256=image.sha256)
-            photo.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(data), save=False)
-            stored.append(photo.image)
-            extra_photos.append(photo)
+        extra_photos = _upload_photos_write(listing=listing, photos=photos, stored=stored)
         with transaction.atomic():
             listing.save()
             ListingPhoto.objects.create(
@@ -188,6 +170,38 @@ def _listing_threshold(category, threshold, category_thresholds):
     if threshold is None and category_thresholds is None:
         return default_threshold(category=category or "")
     return threshold
+
+
+def _upload_refuse_mismatch(*, check):
+    """The "reject" policy: a description (or, without one, a title) that does not
+    match raises ``ImageTextMismatch``; only the analyses are stored."""
+    deciding = check.description_analysis or check.title_analysis
+    if not deciding.is_mismatch:
+        return
+    clip_analyses.analyses_save(analyses=check.analyses)
+    raise ImageTextMismatch(
+        "The photo does not match the description." if check.description_analysis is not None
+        else "The photo does not match the title.",
+        similarity_score=deciding.similarity_score,
+        suggestion=clip_verdicts.suggestion(check.reasons),
+        reasons=check.reasons,
+    )
+
+
+def _upload_photos_write(*, listing, photos, stored):
+    """Write the photos to storage (each file appended to ``stored`` as it is
+    written); returns the unsaved ``ListingPhoto`` rows of the extra photos."""
+    primary_data, primary = photos[0]
+    # Storage names are generated; the suffix comes from the decoded format.
+    listing.image.save(f"upload.{FORMAT_SUFFIXES.get(primary.format, 'bin')}", ContentFile(primary_data), save=False)
+    stored.append(listing.image)
+    extra_photos = []
+    for position, (data, image) in enumerate(photos[1:], start=1):
+        photo = ListingPhoto(position=position, image_sha256=image.sha256)
+        photo.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(data), save=False)
+        stored.append(photo.image)
+        extra_photos.append(photo)
+    return extra_photos
 
 
 def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True, category_thresholds=None):
