@@ -58,14 +58,9 @@ def image_url(listing):
     return reverse("admin:listings_listing_image", args=[listing.pk])
 
 
-class ListingAdminForm(forms.ModelForm):
-    """Images are decoded by clipcheck's one decoder and stored under a generated name."""
-
-    class Meta:
-        model = Listing
-        fields = ["title", "description", "category", "price", "image"]
-
-    image_sha256 = None
+class DecodedImageFormMixin:
+    """A changed ``image`` goes through clipcheck's one decoder and gets a
+    generated name; ``image_decoded`` receives the decoded image's hash."""
 
     def clean_image(self):
         upload = self.cleaned_data.get("image")
@@ -80,8 +75,21 @@ class ListingAdminForm(forms.ModelForm):
         # Only the suffix of the name matters to upload_to; take it from
         # the decoded format, not the client.
         upload.name = f"upload.{FORMAT_SUFFIXES.get(decoded.format, 'bin')}"
-        self.image_sha256 = decoded.sha256
+        self.image_decoded(sha256=decoded.sha256)
         return upload
+
+
+class ListingAdminForm(DecodedImageFormMixin, forms.ModelForm):
+    """Images are decoded by clipcheck's one decoder and stored under a generated name."""
+
+    class Meta:
+        model = Listing
+        fields = ["title", "description", "category", "price", "image"]
+
+    image_sha256 = None
+
+    def image_decoded(self, *, sha256):
+        self.image_sha256 = sha256
 
 
 class QualityBandFilter(admin.SimpleListFilter):
@@ -231,26 +239,15 @@ def reasons_html(listing, *, empty="no reasons: clean match"):
     )
 
 
-class ListingPhotoForm(forms.ModelForm):
+class ListingPhotoForm(DecodedImageFormMixin, forms.ModelForm):
     """A replaced photo goes through the one decoder and gets a generated name."""
 
     class Meta:
         model = ListingPhoto
         fields = ["image"]
 
-    def clean_image(self):
-        upload = self.cleaned_data.get("image")
-        if "image" not in self.changed_data or not upload:
-            return upload
-        upload.seek(0)
-        try:
-            decoded = decode_image(upload.read(clip_settings.MAX_UPLOAD_BYTES + 1))
-        except ClipcheckError as exc:
-            raise forms.ValidationError(exc.message, code=exc.code)
-        upload.seek(0)
-        upload.name = f"upload.{FORMAT_SUFFIXES.get(decoded.format, 'bin')}"
-        self.instance.image_sha256 = decoded.sha256
-        return upload
+    def image_decoded(self, *, sha256):
+        self.instance.image_sha256 = sha256
 
 
 class ListingPhotoInline(admin.TabularInline):
