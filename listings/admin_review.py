@@ -105,6 +105,27 @@ def photo_urls(listing):
     ]
 
 
+def reused_photo_pairs(listing, reasons):
+    """The listings a ``photo_reused`` reason names, each with its first photo,
+    to show beside this listing's (missing listings are left out)."""
+    named = {
+        reason["listing_id"]: reason for reason in reasons or []
+        if isinstance(reason, dict) and reason.get("code") == "photo_reused" and isinstance(reason.get("listing_id"), int)
+    }
+    others = Listing.objects.in_bulk(list(named))
+    return [
+        {
+            "listing": other,
+            "photo_url": (photo_urls(other) or [None])[0],
+            "change_url": reverse("admin:listings_listing_change", args=[other.pk]),
+            "similarity": named[other.pk].get("similarity"),
+            "seller_differs": named[other.pk].get("seller_differs"),
+            "titles_conflict": named[other.pk].get("titles_conflict"),
+        }
+        for other in others.values()
+    ]
+
+
 class ReviewViews:
     def __init__(self, model_admin):
         self.model_admin = model_admin
@@ -237,6 +258,7 @@ class ReviewViews:
                 {"field": "title", "score": listing.title_score},
                 {"field": "description", "score": listing.description_score},
             ],
+            "reused": reused_photo_pairs(listing, listing.reasons),
             "decisions": listing.decisions.select_related("moderator")[:20],
             "similar_decisions": (
                 ModerationDecision.objects.filter(listing__image_sha256=listing.image_sha256, undone_at__isnull=True)

@@ -268,6 +268,22 @@ class TestReviewScreen:
         assert f"{threshold:.4f}" in page and "earlier flag" in page
         assert "Category: <strong>bags</strong>" in page
 
+    def test_a_reused_photo_is_shown_beside_the_listing_that_already_shows_it(self, queued, make_listing):
+        original = make_listing(title="Blue star, original", status=Status.APPROVED)
+        Listing.objects.filter(pk=queued[0].pk).update(reasons=[
+            {"code": "photo_reused", "field": "photos", "message": "Another listing shows this photo.",
+             "listing_id": original.pk, "similarity": 0.991, "seller_differs": True, "titles_conflict": False},
+            {"code": "photo_reused", "field": "photos", "message": "A deleted listing.", "listing_id": 987654},
+        ])
+
+        page = logged_in(group_moderator()).get(reverse("admin:listings_listing_review")).content.decode()
+
+        assert "The same photo on other listings" in page
+        assert f'class="review-reused-item" data-listing-id="{original.pk}"' in page
+        assert reverse("admin:listings_listing_image", args=[original.pk]) in page
+        assert "Blue star, original" in page and "similarity 0.991" in page and "another seller" in page
+        assert 'data-listing-id="987654"' not in page
+
     def test_without_reasons_it_falls_back_to_the_scores(self, queued):
         Listing.objects.filter(pk=queued[0].pk).update(reasons=[], description_score=0.0)
         page = logged_in(group_moderator()).get(reverse("admin:listings_listing_review")).content.decode()
