@@ -6,11 +6,17 @@ between consecutive distinct scores, so each one separates the pairs
 differently and none coincides with a labelled score.
 """
 
+import math
 from dataclasses import dataclass
 
 from clipcheck.errors import ClipcheckError
 
 MIN_LABELS_PER_CLASS = 5
+# Below this many labels of a class the confidence intervals are too wide to trust.
+FEW_LABELS_PER_CLASS = 30
+# Below this many labels from the random review sample, the labels are
+# mostly the machine's flags and biased (see ``label_warnings``).
+MIN_SAMPLED_LABELS = 20
 
 
 class CalibrationError(ClipcheckError):
@@ -40,6 +46,74 @@ class OperatingPoint:
         total = self.precision + self.recall
         return 2 * self.precision * self.recall / total if total else 0.0
 
+    @property
+    def precision_interval(self):
+        """95 % Wilson interval of the mismatch precision."""
+        return wilson_interval(self.flagged_mismatches, self.flagged_mismatches + self.flagged_matches)
+
+    @property
+    def recall_interval(self):
+        return wilson_interval(self.flagged_mismatches, self.flagged_mismatches + self.missed_mismatches)
+
+    @property
+    def match_precision(self):
+        """Of the pairs at or above the threshold (judged a match), the share that are matches."""
+        passed = self.passed_matches + self.missed_mismatches
+        return self.passed_matches / passed if passed else 1.0
+
+    @property
+    def match_precision_interval(self):
+        return wilson_interval(self.passed_matches, self.passed_matches + self.missed_mismatches)
+
+    @property
+    def match_recall(self):
+        matches = self.passed_matches + self.flagged_matches
+        return self.passed_matches / matches if matches else 0.0
+
+    @property
+    def balanced_accuracy(self):
+        mismatches = self.flagged_mismatches + self.missed_mismatches
+        matches = self.passed_matches + self.flagged_matches
+        if not mismatches or not matches:
+            return 0.0
+        return (self.flagged_mismatches / mismatches + self.passed_matches / matches) / 2
+
+
+def wilson_interval(successes, total, z=1.96):
+    """The Wilson score interval of a proportion (95 % by default); (0, 1) without observations."""
+    if total <= 0:
+        return 0.0, 1.0
+    proportion = successes / total
+    denominator = 1 + z * z / total
+    centre = (proportion + z * z / (2 * total)) / denominator
+    half = z * math.sqrt(proportion * (1 - proportion) / total + z * z / (4 * total * total)) / denominator
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def label_warnings(*, flagged, sampled, matches, mismatches):
+    """Why these labels may mislead: biased provenance, too few of a class.
+
+    Labels from items the machine flagged all sit below the threshold then
+    in force: the matches above it are never seen, and the threshold that
+    best separates such labels is biased low. Only the random review sample
+    of machine approvals (``sampled``) brings the other side.
+    """
+    warnings = []
+    total = flagged + sampled
+    if total and sampled < MIN_SAMPLED_LABELS:
+        warnings.append(
+            f"Biased labels: {flagged} of {total} come from items the machine flagged and only {sampled} from "
+            f"the random review sample of approvals (at least {MIN_SAMPLED_LABELS} wanted). Flagged items all "
+            "scored below the threshold then in force, so the suggested threshold is biased low. Raise the review "
+            "sample rate or wait for more sampled decisions; --sampled-only calibrates on those alone."
+        )
+    if min(matches, mismatches) < FEW_LABELS_PER_CLASS:
+        warnings.append(
+            f"Few labels: {matches} matches and {mismatches} mismatches (at least {FEW_LABELS_PER_CLASS} of each "
+            "wanted); the confidence intervals below are wide."
+        )
+    return warnings
+
 
 @dataclass(frozen=True)
 class Calibration:
@@ -52,6 +126,13 @@ class Calibration:
         # Ties go to the threshold with the widest margin on both sides: the middle one.
         best = max(point.f1 for point in self.points)
         tied = [point for point in self.points if point.f1 == best]
+        return tied[len(tied) // 2]
+
+    @property
+    def best_balanced_accuracy(self):
+        """The threshold right on the largest share of each class (ties: the middle one)."""
+        best = max(point.balanced_accuracy for point in self.points)
+        tied = [point for point in self.points if point.balanced_accuracy == best]
         return tied[len(tied) // 2]
 
     def for_precision(self, target):

@@ -65,6 +65,19 @@ MODEL_LOADED = Gauge(
 MODEL_LOAD_FAILURES = Counter("clipcheck_model_load_failures", "Failed attempts to load the CLIP model.")
 
 
+# Collectors other apps register (``register_collector``): read at scrape
+# time by the process answering /metrics, e.g. gauges from the database.
+_app_collectors = []
+
+
+def register_collector(collector):
+    """Add a collector to /metrics, in single- and multiprocess mode alike."""
+    if any(type(existing) is type(collector) for existing in _app_collectors):
+        return
+    _app_collectors.append(collector)
+    REGISTRY.register(collector)
+
+
 def method_label(method):
     method = (method or "").upper()
     return method if method in KNOWN_METHODS else "other"
@@ -76,6 +89,8 @@ def exposition():
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
+        for collector in _app_collectors:
+            registry.register(collector)
     else:
         registry = REGISTRY
     return generate_latest(registry)

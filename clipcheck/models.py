@@ -161,7 +161,14 @@ class CalibratedThreshold(models.Model):
     ``clipcheck.services.thresholds.default_threshold``).
     """
 
+    class Kind(models.TextChoices):
+        CAPTION = "caption", "Caption (product text mismatch)"
+        CLASSIFY = "classify", "Classify (category prompt applies)"
+
     model = models.CharField(max_length=255)
+    # "" for the model's global threshold, else the category it serves.
+    category = models.CharField(max_length=100, blank=True, default="")
+    kind = models.CharField(max_length=16, choices=Kind.choices, default=Kind.CAPTION)
     threshold = models.FloatField()
     # "moderation" or "csv:<file name>".
     source = models.CharField(max_length=255)
@@ -171,10 +178,14 @@ class CalibratedThreshold(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["model", "-created_at"], name="clipcheck_calibrated_latest")]
+        indexes = [
+            models.Index(fields=["model", "-created_at"], name="clipcheck_calibrated_latest"),
+            models.Index(fields=["model", "kind", "category", "-created_at"], name="clipcheck_calibrated_scope"),
+        ]
 
     def __str__(self):
-        return f"{self.threshold:.4f} for {self.model} ({self.source})"
+        scope = f"{self.kind} {self.category}".strip()
+        return f"{self.threshold:.4f} for {self.model}, {scope} ({self.source})"
 
 
 class ClipcheckPermissions(models.Model):

@@ -58,6 +58,24 @@ def analyses_for_subject(*, subject):
     )
 
 
-def calibrated_threshold_latest(*, model):
-    """The latest ``CalibratedThreshold`` stored for ``model``, or None."""
-    return CalibratedThreshold.objects.filter(model=model).order_by("-created_at", "-id").first()
+def calibrated_threshold_latest(*, model, kind=CalibratedThreshold.Kind.CAPTION, category=""):
+    """The latest ``CalibratedThreshold`` stored for ``model``, ``kind`` and ``category`` ("" = global), or None."""
+    return (
+        CalibratedThreshold.objects.filter(model=model, kind=kind, category=category)
+        .order_by("-created_at", "-id")
+        .first()
+    )
+
+
+def calibrated_category_thresholds(*, model, kind=CalibratedThreshold.Kind.CAPTION):
+    """``{category: threshold}``: the latest calibrated threshold of each category of ``model``."""
+    rows = (
+        CalibratedThreshold.objects.filter(model=model, kind=kind)
+        .exclude(category="")
+        .order_by("category", "-created_at", "-id")
+        .values_list("category", "threshold")
+    )
+    latest = {}
+    for category, threshold in rows:
+        latest.setdefault(category, float(threshold))
+    return latest

@@ -26,6 +26,8 @@ from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import suggestion
 from listings import selectors, services
+from listings.admin_review import ReviewViews
+from listings.review import review_reason_codes
 from listings.similarity import PHOTO_REUSED, listings_search
 from listings.models import (
     FORMAT_SUFFIXES,
@@ -56,14 +58,9 @@ def image_url(listing):
     return reverse("admin:listings_listing_image", args=[listing.pk])
 
 
-class ListingAdminForm(forms.ModelForm):
-    """Images are decoded by clipcheck's one decoder and stored under a generated name."""
-
-    class Meta:
-        model = Listing
-        fields = ["title", "description", "category", "price", "image"]
-
-    image_sha256 = None
+class DecodedImageFormMixin:
+    """A changed ``image`` goes through clipcheck's one decoder and gets a
+    generated name; ``image_decoded`` receives the decoded image's hash."""
 
     def clean_image(self):
         upload = self.cleaned_data.get("image")
@@ -78,8 +75,21 @@ class ListingAdminForm(forms.ModelForm):
         # Only the suffix of the name matters to upload_to; take it from
         # the decoded format, not the client.
         upload.name = f"upload.{FORMAT_SUFFIXES.get(decoded.format, 'bin')}"
-        self.image_sha256 = decoded.sha256
+        self.image_decoded(sha256=decoded.sha256)
         return upload
+
+
+class ListingAdminForm(DecodedImageFormMixin, forms.ModelForm):
+    """Images are decoded by clipcheck's one decoder and stored under a generated name."""
+
+    class Meta:
+        model = Listing
+        fields = ["title", "description", "category", "price", "image"]
+
+    image_sha256 = None
+
+    def image_decoded(self, *, sha256):
+        self.image_sha256 = sha256
 
 
 class QualityBandFilter(admin.SimpleListFilter):
@@ -106,6 +116,10 @@ class CheckedFilter(admin.SimpleListFilter):
         if self.value() in ("yes", "no"):
             return queryset.filter(checked_at__isnull=self.value() == "no")
         return queryset
+
+
+def reason_code_choices():
+    return [("", "—")] + [(code, code) for code in review_reason_codes()]
 
 
 class PhotoReusedFilter(admin.SimpleListFilter):
@@ -145,6 +159,7 @@ class SearchForm(forms.Form):
 
 
 class RejectForm(forms.Form):
+    reason_code = forms.ChoiceField(choices=reason_code_choices, required=False, help_text="Recorded with the decision.")
     note = forms.CharField(
         widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
         required=False,
@@ -156,7 +171,10 @@ class ModerationDecisionInline(admin.TabularInline):
     model = ModerationDecision
     extra = 0
     can_delete = False
-    fields = ("decided_at", "moderator", "from_status", "to_status", "note", "title_score", "description_score")
+    fields = (
+        "decided_at", "moderator", "from_status", "to_status", "reason_code", "note", "title_score",
+        "description_score", "threshold", "sampled", "undone_at",
+    )
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None):
@@ -185,7 +203,7 @@ class ModerationActionsMixin:
         if form.is_bound and form.is_valid():
             changed = services.listings_decide(
                 listings=list(queryset), moderator=request.user, to_status=Status.REJECTED,
-                note=form.cleaned_data["note"],
+                note=form.cleaned_data["note"], reason_code=form.cleaned_data["reason_code"],
             )
             self.message_user(request, f"Rejected {changed} listing(s); {queryset.count() - changed} already rejected.")
             return None
@@ -221,26 +239,15 @@ def reasons_html(listing, *, empty="no reasons: clean match"):
     )
 
 
-class ListingPhotoForm(forms.ModelForm):
+class ListingPhotoForm(DecodedImageFormMixin, forms.ModelForm):
     """A replaced photo goes through the one decoder and gets a generated name."""
 
     class Meta:
         model = ListingPhoto
         fields = ["image"]
 
-    def clean_image(self):
-        upload = self.cleaned_data.get("image")
-        if "image" not in self.changed_data or not upload:
-            return upload
-        upload.seek(0)
-        try:
-            decoded = decode_image(upload.read(clip_settings.MAX_UPLOAD_BYTES + 1))
-        except ClipcheckError as exc:
-            raise forms.ValidationError(exc.message, code=exc.code)
-        upload.seek(0)
-        upload.name = f"upload.{FORMAT_SUFFIXES.get(decoded.format, 'bin')}"
-        self.instance.image_sha256 = decoded.sha256
-        return upload
+    def image_decoded(self, *, sha256):
+        self.instance.image_sha256 = sha256
 
 
 class ListingPhotoInline(admin.TabularInline):
@@ -302,6 +309,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
                 self.admin_site.admin_view(self.image_view),
                 name="listings_listing_image",
             ),
+            *ReviewViews(self).get_urls(),
             *super().get_urls(),
         ]
 
@@ -470,12 +478,16 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
 
 @admin.register(ModerationDecision)
 class ModerationDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "title_score",
-                    "description_score", "threshold", "note")
-    list_filter = ("to_status", "from_status", ("decided_at", admin.DateFieldListFilter))
+    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "reason_code", "title_score",
+                    "description_score", "threshold", "sampled", "note")
+    list_filter = ("to_status", "from_status", "reason_code", "sampled", ("decided_at", admin.DateFieldListFilter))
     search_fields = ("note", "listing__title")
     list_select_related = ("listing", "moderator")
     readonly_fields = [field.name for field in ModerationDecision._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        # Moderators read the decisions they and their colleagues made.
+        return super().has_view_permission(request, obj) or request.user.has_perm("listings.moderate_listing")
 
 
 @admin.register(ListingCheckFailure)
@@ -487,3 +499,6 @@ class ListingCheckFailureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     search_fields = ("message", "listing__title")
     list_select_related = ("listing",)
     readonly_fields = [field.name for field in ListingCheckFailure._meta.fields]
+
+    def has_view_permission(self, request, obj=None):
+        return super().has_view_permission(request, obj) or request.user.has_perm("listings.moderate_listing")

@@ -7,4 +7,9 @@ class ListingsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
+        from clipcheck.metrics import register_collector
         from listings import checks  # noqa: F401  (registers the system checks)
+        from listings.metrics import ReviewQueueCollector
+        from listings.review import review_queue_stats
+
+        register_collector(ReviewQueueCollector(stats=review_queue_stats))

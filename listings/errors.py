@@ -19,3 +19,16 @@ class ListingImageUnavailable(ClipcheckError):
 
     status_code = 409
     code = "image_unavailable"
+
+
+class ReviewConflict(ClipcheckError):
+    """The listing is held by another moderator, or the decision to undo is no longer the latest."""
+
+    status_code = 409
+    code = "review_conflict"
+
+
+class ReviewInvalid(ClipcheckError):
+    """A review request names an unknown decision or reason code."""
+
+    code = "invalid_review"

@@ -69,6 +69,17 @@ class Listing(models.Model):
     # The image and texts that decision was about (see ``content_sha256``).
     moderated_content_sha256 = models.CharField(max_length=64, blank=True, editable=False)
 
+    # The review workbench (listings.review): who holds the listing and
+    # until when, and whether the machine approved it but a random sample
+    # sent it to people too (unbiased calibration labels).
+    claimed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+", editable=False
+    )
+    claimed_until = models.DateTimeField(null=True, blank=True, editable=False)
+    review_sampled = models.BooleanField(
+        default=False, editable=False, help_text="Machine-approved, sent to review by the random sample."
+    )
+
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -131,9 +142,17 @@ class ListingPhoto(models.Model):
         return f"Photo {self.position + 1} of listing {self.listing_id}"
 
 
+def review_queue_filter():
+    """The listings waiting for a moderator: needs review, plus machine
+    approvals the random review sample sent to people and nobody decided yet."""
+    return models.Q(status=Listing.Status.NEEDS_REVIEW) | models.Q(
+        review_sampled=True, moderated_at__isnull=True, status=Listing.Status.APPROVED
+    )
+
+
 class ReviewQueueManager(models.Manager):
     def get_queryset(self):
-        return super().get_queryset().filter(status=Listing.Status.NEEDS_REVIEW)
+        return super().get_queryset().filter(review_queue_filter())
 
 
 class ReviewQueueItem(Listing):
@@ -146,6 +165,9 @@ class ReviewQueueItem(Listing):
         ordering = ["created_at", "id"]
         verbose_name = "review queue item"
         verbose_name_plural = "needs review"
+
+
+UNDO_REASON_CODE = "undo"
 
 
 class ModerationDecision(models.Model):
@@ -163,6 +185,16 @@ class ModerationDecision(models.Model):
     description_score = models.FloatField(null=True, blank=True)
     threshold = models.FloatField(null=True, blank=True)
     model = models.CharField(max_length=255, blank=True)
+    # Why (one of LISTINGS["REVIEW_REASON_CODES"], "undo" for an undo), the
+    # verdict's reasons the moderator saw, the listing's category then, and
+    # where the label comes from: flagged by the machine or sampled from its
+    # approvals (only sampled labels are unbiased).
+    reason_code = models.CharField(max_length=64, blank=True, db_index=True)
+    reasons = models.JSONField(default=list, blank=True)
+    category = models.CharField(max_length=100, blank=True)
+    sampled = models.BooleanField(default=False)
+    # Set when the moderator undid this decision: it is no label any more.
+    undone_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-decided_at", "-id"]
@@ -172,7 +204,9 @@ class ModerationDecision(models.Model):
 
     @property
     def label(self):
-        """The calibration label: "match", "mismatch", or None for a flag."""
+        """The calibration label: "match", "mismatch", or None for a flag or an undo."""
+        if self.undone_at is not None or self.reason_code == UNDO_REASON_CODE:
+            return None
         return {Listing.Status.APPROVED: "match", Listing.Status.REJECTED: "mismatch"}.get(self.to_status)
 
 

@@ -1,10 +1,25 @@
 """Reads of listings data for other parts of the project."""
 
 from collections import defaultdict
+from dataclasses import dataclass
 
 from django.db.models import Q
 
-from listings.models import Listing, ListingPhoto, ModerationDecision
+from listings.models import UNDO_REASON_CODE, Listing, ListingPhoto, ModerationDecision
+
+WRONG_CATEGORY = "wrong_category"
+
+
+@dataclass(frozen=True)
+class ModerationLabel:
+    """One calibration label: the weaker text score, the moderator's verdict,
+    the listing's category then, and whether the machine had approved it
+    (random review sample) rather than flagged it."""
+
+    score: float
+    is_match: bool
+    category: str
+    sampled: bool
 
 
 # Photos. A listing's photo is ``Listing.image`` (hash ``image_sha256``);
@@ -43,6 +58,11 @@ def listings_showing_photos(*, hashes, listings=None, exclude_listing_id=None):
 
 
 def moderation_labelled_scores(*, model):
+    """``moderation_labels`` as ``(score, is_match)`` pairs."""
+    return [(label.score, label.is_match) for label in moderation_labels(model=model)]
+
+
+def moderation_labels(*, model):
     """Moderators' decisions as calibration pairs ``(score, is_match)`` for ``model``.
 
     One pair per listing, from its latest approve or reject decision whose
@@ -50,25 +70,52 @@ def moderation_labelled_scores(*, model):
     scale). The score is the weaker of the title and description scores the
     moderator saw: a listing is flagged when either text falls below the
     threshold, which is when the weaker one does; approved = match,
-    rejected = mismatch.
+    rejected = mismatch. Undone decisions (and the undos) are no labels.
     """
     decisions = (
-        ModerationDecision.objects.filter(
+        _live_decisions()
+        .filter(
             to_status__in=[Listing.Status.APPROVED, Listing.Status.REJECTED],
             model=model,
             title_score__isnull=False,
             description_score__isnull=False,
         )
         .order_by("listing_id", "-decided_at", "-id")
-        .values_list("listing_id", "to_status", "title_score", "description_score")
+        .values_list("listing_id", "to_status", "title_score", "description_score", "category", "sampled")
     )
-    pairs, seen = [], set()
-    for listing_id, to_status, title_score, description_score in decisions.iterator(chunk_size=2000):
+    labels, seen = [], set()
+    for listing_id, to_status, title_score, description_score, category, sampled in decisions.iterator(chunk_size=2000):
         if listing_id in seen:
             continue
         seen.add(listing_id)
-        pairs.append((min(title_score, description_score), to_status == Listing.Status.APPROVED))
-    return pairs
+        labels.append(ModerationLabel(
+            score=min(title_score, description_score), is_match=to_status == Listing.Status.APPROVED,
+            category=category, sampled=sampled,
+        ))
+    return labels
+
+
+def _live_decisions():
+    return ModerationDecision.objects.filter(undone_at__isnull=True).exclude(reason_code=UNDO_REASON_CODE)
+
+
+def wrong_category_listing_ids():
+    """Listings whose latest live decision rejected them for a wrong category."""
+    latest = {}
+    decisions = (
+        _live_decisions()
+        .filter(to_status__in=[Listing.Status.APPROVED, Listing.Status.REJECTED])
+        .order_by("listing_id", "-decided_at", "-id")
+        .values_list("listing_id", "reason_code")
+    )
+    for listing_id, reason_code in decisions.iterator(chunk_size=2000):
+        latest.setdefault(listing_id, reason_code)
+    return {listing_id for listing_id, reason_code in latest.items() if reason_code == WRONG_CATEGORY}
+
+
+def catalogue_listings():
+    """Listings with a category, by id: the classify calibration's examples."""
+    return Listing.objects.exclude(category="").order_by("pk")
 
 
 def listings_with_reason(*, listings, code):

@@ -31,7 +31,7 @@ from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
-from listings import verdicts
+from listings import review, verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
 from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision
 from listings.settings import listings_settings
@@ -126,20 +126,10 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     check, = _listings_texts_check(
         entries=[(None, title, description, category, decoded)], source=Analysis.Source.UPLOAD
     )
-    reasons = check.reasons
-    suggestion = clip_verdicts.suggestion(reasons)
-    deciding = check.description_analysis or check.title_analysis
-    if policy == "reject" and deciding.is_mismatch:
-        clip_analyses.analyses_save(analyses=check.analyses)
-        raise ImageTextMismatch(
-            "The photo does not match the description." if check.description_analysis is not None
-            else "The photo does not match the title.",
-            similarity_score=deciding.similarity_score,
-            suggestion=suggestion,
-            reasons=reasons,
-        )
+    if policy == "reject":
+        _upload_refuse_mismatch(check=check)
 
-    primary_data, primary = photos[0]
+    _, primary = photos[0]
     listing = Listing(
         title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256,
         seller=seller,
@@ -152,15 +142,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     suggestion = clip_verdicts.suggestion(reasons)
     stored = []
     try:
-        # Storage names are generated; the suffix comes from the decoded format.
-        listing.image.save(f"upload.{FORMAT_SUFFIXES.get(primary.format, 'bin')}", ContentFile(primary_data), save=False)
-        stored.append(listing.image)
-        extra_photos = []
-        for position, (data, image) in enumerate(photos[1:], start=1):
-            photo = ListingPhoto(position=position, image_sha256=image.sha256)
-            photo.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(data), save=False)
-            stored.append(photo.image)
-            extra_photos.append(photo)
+        extra_photos = _upload_photos_write(listing=listing, photos=photos, stored=stored)
         with transaction.atomic():
             listing.save()
             ListingPhoto.objects.create(
@@ -180,7 +162,49 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     return ListingSubmission(listing, check.title_analysis, check.description_analysis, reasons, suggestion)
 
 
-def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True):
+def _listing_threshold(category, threshold, category_thresholds):
+    """``category_thresholds[category]`` when present, else ``threshold``; with
+    neither, the default threshold of the category (``default_threshold``)."""
+    if category_thresholds and category in category_thresholds:
+        return category_thresholds[category]
+    if threshold is None and category_thresholds is None:
+        return default_threshold(category=category or "")
+    return threshold
+
+
+def _upload_refuse_mismatch(*, check):
+    """The "reject" policy: a description (or, without one, a title) that does not
+    match raises ``ImageTextMismatch``; only the analyses are stored."""
+    deciding = check.description_analysis or check.title_analysis
+    if not deciding.is_mismatch:
+        return
+    clip_analyses.analyses_save(analyses=check.analyses)
+    raise ImageTextMismatch(
+        "The photo does not match the description." if check.description_analysis is not None
+        else "The photo does not match the title.",
+        similarity_score=deciding.similarity_score,
+        suggestion=clip_verdicts.suggestion(check.reasons),
+        reasons=check.reasons,
+    )
+
+
+def _upload_photos_write(*, listing, photos, stored):
+    """Write the photos to storage (each file appended to ``stored`` as it is
+    written); returns the unsaved ``ListingPhoto`` rows of the extra photos."""
+    primary_data, primary = photos[0]
+    # Storage names are generated; the suffix comes from the decoded format.
+    listing.image.save(f"upload.{FORMAT_SUFFIXES.get(primary.format, 'bin')}", ContentFile(primary_data), save=False)
+    stored.append(listing.image)
+    extra_photos = []
+    for position, (data, image) in enumerate(photos[1:], start=1):
+        photo = ListingPhoto(position=position, image_sha256=image.sha256)
+        photo.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(data), save=False)
+        stored.append(photo.image)
+        extra_photos.append(photo)
+    return extra_photos
+
+
+def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True, category_thresholds=None):
     """Unsaved ``ListingCheck``s, one per ``(listing or None, title, description, category, photos)``.
 
     All photos go through one ``encode_images`` call (for those not stored
@@ -191,11 +215,13 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
     vectors = image_embeddings_compute(images=all_photos, store=store_embeddings)
     known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
     requests, fields = [], []
-    for number, (listing, title, description, _, photos) in enumerate(entries):
+    for number, (listing, title, description, category, photos) in enumerate(entries):
+        entry_threshold = _listing_threshold(category, threshold, category_thresholds)
         for name, text in (("title", title), ("description", description)):
             if text and text.strip():
                 requests.append(clip_analyses.AnalysisRequest(
-                    image=photos[0], text=text, threshold=threshold, subject=listing, alternatives=tuple(photos[1:])
+                    image=photos[0], text=text, threshold=entry_threshold, subject=listing,
+                    alternatives=tuple(photos[1:]),
                 ))
                 fields.append((number, name))
     analyses = clip_analyses.analyses_compute(
@@ -263,7 +289,7 @@ def listing_image_decode(*, listing):
         raise
 
 
-def listings_score(*, listings, images, source, threshold=None, store_embeddings=True):
+def listings_score(*, listings, images, source, threshold=None, store_embeddings=True, category_thresholds=None):
     """Run the model for listings whose images are decoded; nothing is saved.
 
     ``images[i]`` is the decoded primary photo of ``listings[i]`` or the
@@ -271,6 +297,10 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
     ``error``); the listing's other photos are read here. The checks carry
     unsaved analyses, the listing-level reasons and the status the listing
     would move to; ``listings_check_save`` stores them.
+
+    The threshold of a listing: ``category_thresholds[listing.category]``
+    when given and present, else ``threshold``; with neither, the default
+    threshold of the listing's category (``default_threshold``).
     """
     others = listings_other_photos(listings=[listing for listing, image in zip(listings, images)
                                             if not isinstance(image, ClipcheckError)])
@@ -285,7 +315,8 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
         if error is None:
             entries.append((listing, listing.title, listing.description, listing.category, [image, *extra]))
     scored = iter(_listings_texts_check(
-        entries=entries, source=source, threshold=threshold, store_embeddings=store_embeddings
+        entries=entries, source=source, threshold=threshold, store_embeddings=store_embeddings,
+        category_thresholds=category_thresholds,
     ) if entries else [])
     for index, check in enumerate(checks):
         if check.error is None:
@@ -407,7 +438,11 @@ def _status_after(*, listing, is_match):
 def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
     """Store a check's verdict on the listing; returns the status it moved to."""
     listing.image_sha256 = image_sha256
+    from_status = listing.status
     listing.status = _status_after(listing=listing, is_match=check.is_match)
+    if listing.status == Status.APPROVED and from_status != Status.APPROVED:
+        # A random share of the machine's approvals goes to people too.
+        review.listing_sample_for_review(listing=listing)
     listing.title_score = check.title_analysis.similarity_score if check.title_analysis else None
     listing.description_score = check.description_analysis.similarity_score if check.description_analysis else None
     listing.clip_verdict = Analysis.Verdict.MATCH if check.is_match else Analysis.Verdict.MISMATCH
@@ -421,6 +456,7 @@ def _listing_apply_check(*, listing, check, image_sha256, texts_sha256):
     listing.save(update_fields=[
         "status", "title_score", "description_score", "clip_verdict", "match_quality", "checked_threshold",
         "reasons", "checked_at", "checked_model", "image_sha256", "checked_image_sha256", "checked_texts_sha256",
+        "review_sampled",
         "updated_at",
     ])
     return listing.status
@@ -450,35 +486,21 @@ def listing_save(*, listing, image_sha256=None, source=Analysis.Source.ADMIN):
 
 # Moderation
 
-def listings_decide(*, listings, moderator, to_status, note=""):
+def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
     """Record a moderator's decision on listings; returns how many changed.
 
     Listings already in ``to_status`` are left alone (no decision recorded).
     """
     changed = 0
     now = timezone.now()
-    threshold = default_threshold()
     with transaction.atomic():
         for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
-            if listing.status == to_status:
+            # A sampled approval waiting for review is decided even when approved again.
+            if listing.status == to_status and not (listing.review_sampled and not listing.is_moderated):
                 continue
-            ModerationDecision.objects.create(
-                listing=listing,
-                moderator=moderator,
-                from_status=listing.status,
-                to_status=to_status,
-                note=note,
-                title_score=listing.title_score,
-                description_score=listing.description_score,
-                threshold=threshold,
-                model=listing.checked_model,
+            review.decision_record(
+                listing=listing, moderator=moderator, to_status=to_status, note=note, reason_code=reason_code, now=now
             )
-            listing.status = to_status
-            listing.moderated_by, listing.moderated_at, listing.moderation_note = moderator, now, note
-            listing.moderated_content_sha256 = listing.content_sha256
-            listing.save(update_fields=[
-                "status", "moderated_by", "moderated_at", "moderation_note", "moderated_content_sha256", "updated_at",
-            ])
             changed += 1
     return changed
 

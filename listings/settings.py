@@ -36,6 +36,16 @@ DEFAULTS = {
     # A reused photo's titles "conflict" when the cosine of their CLIP text
     # embeddings is below this (the photo_reused reason's titles_conflict).
     "TITLE_CONFLICT_SIMILARITY": 0.85,
+    # The review workbench (docs/moderation.md): the reason codes a
+    # moderator picks from when rejecting (digits 1-9 in the review screen,
+    # in this order), how long opening a listing claims it, and the share of
+    # machine-approved listings also sent to people (unbiased labels for
+    # clip_calibrate).
+    "REVIEW_REASON_CODES": [
+        "misleading_description", "wrong_category", "wrong_photo", "prohibited", "duplicate", "other",
+    ],
+    "REVIEW_CLAIM_SECONDS": 300,
+    "REVIEW_SAMPLE_RATE": 0.02,
 }
 
 listings_settings = AppSettings(DEFAULTS, SETTING_NAME)

@@ -63,6 +63,15 @@ def isolated_cache(settings):
     }
 
 
+@pytest.fixture(autouse=True)
+def no_review_sample(monkeypatch):
+    """The review sample draws at random (LISTINGS REVIEW_SAMPLE_RATE): no machine
+    approval is sampled unless a test sets the draws (``listings.review.sample_random``)."""
+    from listings import review
+
+    monkeypatch.setattr(review.sample_random, "random", lambda: 1.0)
+
+
 @pytest.fixture
 def fresh_engine():
     reset_engine()

@@ -130,6 +130,11 @@ class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
     threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
+    category = serializers.CharField(
+        required=False, allow_blank=True, max_length=100,
+        help_text="The product's category: its calibrated threshold applies when one is stored "
+        "(an explicit threshold wins).",
+    )
 
 
 class ClassifyInputSerializer(serializers.Serializer):
@@ -333,7 +338,9 @@ class AnalyzeResultSerializer(serializers.Serializer):
 
 class CategoryMatchSerializer(serializers.Serializer):
     category = serializers.CharField()
-    score = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="0.5 at the mismatch threshold.")
+    score = serializers.FloatField(
+        min_value=0.0, max_value=1.0, help_text="0.5 at the category's classify threshold (docs/calibration.md)."
+    )
     similarity = serializers.FloatField(min_value=0.0, max_value=1.0)
     probability = serializers.FloatField(min_value=0.0, max_value=1.0, help_text="Softmax over the categories.")
 

@@ -16,6 +16,7 @@ from clipcheck.services.analyses import analysis_create
 from clipcheck.services.batch import batch_analyze
 from clipcheck.services.classification import image_classify
 from clipcheck.services.embeddings import embeddings_compute
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
 from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
@@ -50,8 +51,11 @@ class AnalyzeView(APIView):
         serializer = AnalyzeInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        threshold = data.get("threshold")
+        if threshold is None and data.get("category"):
+            threshold = default_threshold(category=data["category"])
         analysis = analysis_create(
-            image=data["file"], text=data["text"], threshold=data.get("threshold"), source=Analysis.Source.API
+            image=data["file"], text=data["text"], threshold=threshold, source=Analysis.Source.API
         )
         return Response(analysis.result())
 

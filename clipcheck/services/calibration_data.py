@@ -12,8 +12,10 @@ import numpy as np
 from clipcheck import scoring
 from clipcheck.calibration import CalibrationError
 from clipcheck.engine import get_engine
+from clipcheck.engine.admission import run_inference
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
+from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.settings import clip_settings
 
 
@@ -97,3 +99,15 @@ def similarity_scores(*, images, texts):
     image_vectors = engine.encode_images([image.image for image in images])
     text_vectors, _ = engine.encode_texts(list(texts))
     return [scoring.similarity_score(float(cosine)) for cosine in np.einsum("ij,ij->i", image_vectors, text_vectors)]
+
+
+def category_similarities(*, images, categories):
+    """``similarity_score`` of each decoded image (rows) with each category's
+    zero-shot prompt (columns), as classify scores them; stored image
+    embeddings are reused."""
+    engine = get_engine()
+    image_vectors = image_embeddings_compute(images=images, engine=engine)
+    prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
+    prompt_vectors, _ = run_inference(lambda: engine.encode_texts(prompts))
+    cosines = image_vectors @ prompt_vectors.T
+    return [[scoring.similarity_score(float(cosine)) for cosine in row] for row in cosines]

@@ -5,24 +5,24 @@ import numpy as np
 from clipcheck import scoring
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
-from clipcheck.services.thresholds import default_threshold
+from clipcheck.services.thresholds import classify_threshold
 from clipcheck.settings import clip_settings
 
 
 def image_classify(*, image, categories=None, top_k=None, image_embedding=None):
     """Zero-shot classification of a decoded image over ``categories``.
 
-    Each category gets ``score`` (independent, 0.5 at the mismatch
-    threshold; meaningful for a single category), ``similarity`` (the
+    Each category gets ``score`` (independent, 0.5 at its classify
+    threshold, ``classify_threshold``; meaningful for a single category), ``similarity`` (the
     clamped cosine) and ``probability`` (softmax over the given categories).
     A caller that already holds the image's embedding passes it to skip the
     image encode.
     """
     categories = list(categories or clip_settings.CATEGORIES)
     top_k = min(top_k or clip_settings.DEFAULT_TOP_K, len(categories))
-    # Prompts like "a photo of a shoe." sit on another scale than product texts.
-    threshold = clip_settings.CLASSIFY_THRESHOLD
-    threshold = default_threshold() if threshold is None else float(threshold)
+    # Prompts like "a photo of a shoe." sit on another scale than product
+    # texts: each category's score is centred on its classify threshold.
+    thresholds = [classify_threshold(category=category) for category in categories]
     engine = get_engine()
     prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
 
@@ -42,7 +42,7 @@ def image_classify(*, image, categories=None, top_k=None, image_embedding=None):
             "similarity": scoring.similarity_score(float(cosine)),
             "probability": round(float(probability), 4),
         }
-        for category, cosine, probability in zip(categories, cosines, probabilities)
+        for category, cosine, probability, threshold in zip(categories, cosines, probabilities, thresholds)
     ]
     order = np.argsort(-cosines, kind="stable")
     return [matches[index] for index in order[:top_k]]

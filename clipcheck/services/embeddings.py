@@ -19,27 +19,35 @@ def image_embeddings_compute(*, images, model=None, engine=None, store=True, kno
     is false). ``run`` runs the model computation (admission control; a
     request's text computation passes its ``alongside``)."""
     model = model or model_id()
-    known = known or {}
     hashes = [image.sha256 for image in images]
-    unknown = [sha256 for sha256 in hashes if sha256 not in known]
-    stored = selectors.image_embeddings_get(hashes=unknown, model=model) if unknown else {}
-    stored.update(known)
+    stored = _embeddings_known_or_stored(hashes=hashes, known=known or {}, model=model)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
-        engine = engine or get_engine()
-        pictures = [image.image for image in missing.values()]
-        vectors = run(lambda: engine.encode_images(pictures))
-        new = dict(zip(missing, vectors))
-        if store:
-            image_embeddings_store(
-                vectors=new, model=model,
-                layouts={sha256: layout_signature(image.image) for sha256, image in missing.items()},
-            )
-        stored.update(new)
+        stored.update(_embeddings_encode(images=missing, model=model, engine=engine, store=store, run=run))
     if store and len(missing) < len(set(hashes)):
         # Embeddings stored before layouts were kept get theirs now that the picture is at hand.
         image_layouts_fill(images=[image for image in images if image.sha256 not in missing], model=model)
     return np.stack([stored[image.sha256] for image in images])
+
+
+def _embeddings_known_or_stored(*, hashes, known, model):
+    """``{sha256: vector}`` of the hashes the caller knows or the database holds."""
+    unknown = [sha256 for sha256 in hashes if sha256 not in known]
+    stored = selectors.image_embeddings_get(hashes=unknown, model=model) if unknown else {}
+    return {**stored, **known}
+
+
+def _embeddings_encode(*, images, model, engine, store, run=run_inference):
+    """Encode ``{sha256: image}`` in one ``encode_images`` call; stored with their layouts when ``store``."""
+    engine = engine or get_engine()
+    pictures = [image.image for image in images.values()]
+    vectors = dict(zip(images, run(lambda: engine.encode_images(pictures))))
+    if store:
+        image_embeddings_store(
+            vectors=vectors, model=model,
+            layouts={sha256: layout_signature(image.image) for sha256, image in images.items()},
+        )
+    return vectors
 
 
 def image_embeddings_store(*, vectors, model, layouts=None):

@@ -1,7 +1,9 @@
-"""The model in use and its default threshold (explicit, calibrated or built in).
+"""The model in use and its thresholds (explicit, calibrated or built in).
 
-The latest calibrated threshold per model is cached briefly so that the API
-does not query for it on every request.
+Caption thresholds may be calibrated per category and classify thresholds
+per model and category (``clip_calibrate``, docs/calibration.md); the latest
+calibrated thresholds are cached briefly so that the API does not query for
+them on every request.
 """
 
 import threading
@@ -14,10 +16,6 @@ from clipcheck import selectors
 from clipcheck.models import CalibratedThreshold
 from clipcheck.settings import clip_settings
 
-# {model: (threshold or None, expires)}
-_calibrated_cache = {}
-_calibrated_cache_lock = threading.Lock()
-
 
 def model_id():
     """The model named in stored analyses and cache keys.
@@ -28,31 +26,71 @@ def model_id():
     return str(clip_settings.MODEL)
 
 
-def default_threshold():
-    """The threshold used when a request or an audit names none.
+# {(model, kind, category): (threshold or None, expires)}
+_calibrated_cache = {}
+_calibrated_cache_lock = threading.Lock()
+
+CAPTION, CLASSIFY = CalibratedThreshold.Kind.CAPTION, CalibratedThreshold.Kind.CLASSIFY
+
+
+def default_threshold(*, category=""):
+    """The caption threshold used when a request or an audit names none.
 
     Precedence: ``CLIPCHECK["THRESHOLD"]`` when set explicitly (in settings
     or by the ``CLIPCHECK_THRESHOLD`` environment variable), else the latest
-    threshold stored by ``clip_calibrate --apply`` for the current model,
-    else the built-in default.
+    threshold stored by ``clip_calibrate --per-category --apply`` for the
+    current model and ``category``, else the latest global one stored by
+    ``clip_calibrate --apply``, else the built-in default.
     """
     if "THRESHOLD" in clip_settings.user_settings:
         return float(clip_settings.THRESHOLD)
-    calibrated = calibrated_threshold(model=model_id())
+    model = model_id()
+    calibrated = calibrated_threshold(model=model, category=category) if category else None
+    if calibrated is None:
+        calibrated = calibrated_threshold(model=model)
     return float(clip_settings.THRESHOLD) if calibrated is None else calibrated
 
 
-def calibrated_threshold(*, model):
-    """The latest calibrated threshold of ``model`` (None if there is none),
-    read from the database at most once per ``CALIBRATION_CACHE_SECONDS``."""
+def category_thresholds(*, model=None):
+    """``{category: threshold}`` of the categories with a calibrated caption
+    threshold for ``model``; empty when ``CLIPCHECK["THRESHOLD"]`` is set
+    explicitly (it wins over every calibrated threshold)."""
+    if "THRESHOLD" in clip_settings.user_settings:
+        return {}
+    return selectors.calibrated_category_thresholds(model=model or model_id())
+
+
+def classify_threshold(*, category=""):
+    """The similarity at which ``category``'s classify score is 0.5.
+
+    Precedence: ``CLIPCHECK["CLASSIFY_THRESHOLD"]`` when set, else the latest
+    classify threshold stored by ``clip_calibrate --classify --apply`` for
+    the current model and this category, else its global classify
+    threshold, else the caption threshold (``default_threshold``).
+    """
+    configured = clip_settings.CLASSIFY_THRESHOLD
+    if configured is not None:
+        return float(configured)
+    model = model_id()
+    calibrated = calibrated_threshold(model=model, kind=CLASSIFY, category=category) if category else None
+    if calibrated is None:
+        calibrated = calibrated_threshold(model=model, kind=CLASSIFY)
+    return default_threshold() if calibrated is None else calibrated
+
+
+def calibrated_threshold(*, model, kind=CAPTION, category=""):
+    """The latest calibrated threshold of ``model`` for ``kind`` and ``category``
+    ("" = global; None if there is none), read from the database at most once
+    per ``CALIBRATION_CACHE_SECONDS``."""
     now = time.monotonic()
-    cached = _calibrated_cache.get(model)
+    key = (model, str(kind), category)
+    cached = _calibrated_cache.get(key)
     if cached is not None and cached[1] > now:
         return cached[0]
-    latest = selectors.calibrated_threshold_latest(model=model)
+    latest = selectors.calibrated_threshold_latest(model=model, kind=kind, category=category)
     value = None if latest is None else float(latest.threshold)
     with _calibrated_cache_lock:
-        _calibrated_cache[model] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
+        _calibrated_cache[key] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
     return value
 
 
@@ -71,10 +109,12 @@ def _forget_calibrated_on_settings_change(*, setting, **kwargs):
 setting_changed.connect(_forget_calibrated_on_settings_change)
 
 
-def calibrated_threshold_apply(*, threshold, source, counts, model=None):
-    """Store ``threshold`` as the calibrated default for ``model`` (the current one by default)."""
+def calibrated_threshold_apply(*, threshold, source, counts, model=None, kind=CAPTION, category=""):
+    """Store ``threshold`` as the calibrated ``kind`` threshold of ``model`` (the
+    current one by default) for ``category`` ("" = the model's global one)."""
     calibrated = CalibratedThreshold.objects.create(
-        model=model or model_id(), threshold=round(float(threshold), 4), source=source, counts=counts
+        model=model or model_id(), threshold=round(float(threshold), 4), source=source, counts=counts,
+        kind=kind, category=category,
     )
     # Another process's cache expires within CALIBRATION_CACHE_SECONDS.
     transaction.on_commit(calibrated_threshold_forget)

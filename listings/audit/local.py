@@ -174,6 +174,7 @@ def _audit_pipeline(*, chunks, options):
                     checks.extend(services.listings_score(
                         listings=listings, images=images, source=Analysis.Source.AUDIT,
                         threshold=options.threshold, store_embeddings=not options.dry_run,
+                        category_thresholds=options.category_thresholds,
                     ))
                     # The decoded pictures are not needed past the forward pass.
                     del images

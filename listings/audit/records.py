@@ -11,7 +11,7 @@ from datetime import datetime
 from django.utils import timezone
 
 from clipcheck.errors import ClipcheckError
-from clipcheck.services.thresholds import default_threshold, model_id
+from clipcheck.services.thresholds import category_thresholds, default_threshold, model_id
 from clipcheck.settings import clip_settings
 from listings.models import Listing
 from listings.settings import listings_settings
@@ -34,6 +34,8 @@ class AuditOptions:
     since: datetime | None = None
     limit: int | None = None
     threshold: float | None = None
+    # Categories with their own calibrated threshold (unless ``threshold`` is given).
+    category_thresholds: dict | None = None
     recheck: bool = False
     dry_run: bool = False
     batch_size: int | None = None
@@ -46,6 +48,10 @@ class AuditOptions:
         return replace(
             self,
             threshold=default_threshold() if self.threshold is None else float(self.threshold),
+            category_thresholds=(
+                self.category_thresholds if self.category_thresholds is not None
+                else category_thresholds() if self.threshold is None else None
+            ),
             batch_size=self.batch_size or int(clip_settings.BATCH_SIZE),
             chunk_size=self.chunk_size or int(listings_settings.AUDIT_CHUNK_SIZE),
             model=self.model or model_id(),
@@ -56,6 +62,7 @@ class AuditOptions:
         """JSON-serialisable form for a task message."""
         return {
             "threshold": self.threshold,
+            "category_thresholds": self.category_thresholds,
             "recheck": self.recheck,
             "dry_run": self.dry_run,
             "batch_size": self.batch_size,
@@ -67,6 +74,7 @@ class AuditOptions:
     def from_message(cls, message):
         return cls(
             threshold=message["threshold"],
+            category_thresholds=message.get("category_thresholds"),
             recheck=message["recheck"],
             dry_run=message["dry_run"],
             batch_size=message["batch_size"],

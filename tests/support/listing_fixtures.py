@@ -6,13 +6,8 @@ import itertools
 
 import pytest
 from PIL.PngImagePlugin import PngInfo
-from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Permission
-from django.core.files.base import ContentFile
 
-from clipcheck.images import decode_image
-from clipcheck.services.calibration_data import similarity_scores
-from listings.models import Listing
+# Django models are imported inside the fixtures: a plugin may be loaded before Django is set up.
 from tests.support.clip_settings import set_clip_settings
 from tests.support.images import image_bytes
 from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT, RED
@@ -21,6 +16,9 @@ from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT, RED
 @pytest.fixture
 def split_threshold(settings):
     """Set the threshold so that MATCHING_TEXT matches the red photo and MISMATCHING_TEXT does not."""
+    from clipcheck.images import decode_image
+    from clipcheck.services.calibration_data import similarity_scores
+
     photo = decode_image(image_bytes(color=RED))
     high, low = similarity_scores(images=[photo, photo], texts=[MATCHING_TEXT, MISMATCHING_TEXT])
     assert high > low, "the test checkpoint no longer separates the two texts"
@@ -47,6 +45,11 @@ def make_listing(db):
     PNG carries the listing's number, so two listings never share a photo
     (which would be a reused photo) unless a test passes the same ``photo``.
     """
+    from django.core.files.base import ContentFile
+
+    from clipcheck.images import decode_image
+    from listings.models import Listing
+
     numbers = itertools.count(1)
 
     def make(
@@ -70,6 +73,9 @@ def make_listing(db):
 
 @pytest.fixture
 def moderator(db):
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
     user = get_user_model().objects.create_user("moderator", password="moderator-password-1", is_staff=True)
     user.user_permissions.set(Permission.objects.filter(
         content_type__app_label="listings",

@@ -1,0 +1,243 @@
+"""The review workbench's logic: the queue, claims, decisions, undo and sampling.
+
+- The queue: listings in ``needs_review`` plus machine-approved listings the
+  random sample sent to people (``review_sampled``) that no moderator has
+  decided yet; served oldest first (``created_at``, then ``id``).
+- Claims: ``review_claim_next`` gives a moderator the oldest listing nobody
+  else holds and holds it for ``LISTINGS["REVIEW_CLAIM_SECONDS"]``. The
+  claim is one conditional UPDATE (``... WHERE claim expired or free``):
+  atomic on SQLite and PostgreSQL alike, so two moderators never get the
+  same listing; a claim simply expires.
+- Decisions (``review_decide``, and the changelist actions through
+  ``decision_record``) store who, when, from/to, reason code, note, the
+  scores, threshold and reasons seen, the listing's category and whether the
+  label came from the sample; each one is also a Django ``LogEntry`` (admin
+  log and the listing's history).
+- ``review_undo`` reverts a moderator's latest decision: a new decision with
+  reason code ``undo`` is recorded, the old one is marked undone (it stops
+  being a calibration label) and the listing is claimed again by that
+  moderator. Nothing is deleted.
+"""
+
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+
+from django.contrib.admin.models import CHANGE, LogEntry
+from django.db import transaction
+from django.db.models import Min, Q
+from django.utils import timezone
+
+from clipcheck.services.thresholds import default_threshold
+from listings import metrics
+from listings.errors import ReviewConflict, ReviewInvalid
+from listings.models import UNDO_REASON_CODE, Listing, ModerationDecision, review_queue_filter
+from listings.settings import listings_settings
+
+Status = Listing.Status
+
+# The random source of the review sample; tests replace it (``sample_random.random``).
+sample_random = random.Random()
+
+DECISIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED}
+
+
+def review_queue():
+    return Listing.objects.filter(review_queue_filter()).order_by("created_at", "id")
+
+
+def _unclaimed(now):
+    return Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+
+
+@dataclass(frozen=True)
+class QueueStats:
+    size: int
+    oldest_seconds: float  # 0 when the queue is empty
+
+
+def review_queue_stats(*, now=None):
+    now = now or timezone.now()
+    stats = Listing.objects.filter(review_queue_filter()).aggregate(oldest=Min("created_at"))
+    size = Listing.objects.filter(review_queue_filter()).count()
+    oldest = stats["oldest"]
+    return QueueStats(size=size, oldest_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
+
+
+def review_reason_codes():
+    return list(listings_settings.REVIEW_REASON_CODES)
+
+
+def _claim_until(now):
+    return now + timedelta(seconds=int(listings_settings.REVIEW_CLAIM_SECONDS))
+
+
+def review_claim_next(*, moderator, exclude=(), now=None):
+    """Claim the oldest queued listing nobody else holds; None when there is none.
+
+    A listing this moderator already holds comes first (a reload shows the
+    same listing, its claim extended). ``exclude``: ids skipped this session.
+    """
+    now = now or timezone.now()
+    until = _claim_until(now)
+    queue = Listing.objects.filter(review_queue_filter()).exclude(pk__in=list(exclude))
+    held = queue.filter(claimed_by=moderator, claimed_until__gt=now).order_by("created_at", "id").first()
+    if held is not None:
+        Listing.objects.filter(pk=held.pk, claimed_by=moderator).update(claimed_until=until)
+        held.claimed_until = until
+        return held
+    while True:
+        candidates = list(
+            queue.filter(_unclaimed(now)).order_by("created_at", "id").values_list("pk", flat=True)[:10]
+        )
+        if not candidates:
+            return None
+        for pk in candidates:
+            # The condition is re-evaluated under the row lock the UPDATE
+            # takes: whoever loses the race updates no row and tries the next.
+            won = Listing.objects.filter(review_queue_filter(), _unclaimed(now), pk=pk).update(
+                claimed_by=moderator, claimed_until=until
+            )
+            if won:
+                return Listing.objects.get(pk=pk)
+
+
+def review_release(*, listing_id, moderator):
+    """Give a claimed listing back (skip): another moderator may take it."""
+    return Listing.objects.filter(pk=listing_id, claimed_by=moderator).update(claimed_by=None, claimed_until=None)
+
+
+def review_decide(*, listing_id, moderator, decision, reason_code="", note="", require_claim=True, now=None):
+    """Approve or reject one listing; returns the ``ModerationDecision``.
+
+    ``decision`` is "approve" or "reject"; a rejection needs one of the
+    configured reason codes. With ``require_claim`` the moderator must hold
+    the listing (the review screen); otherwise (the change page) only a
+    claim held by someone else refuses the decision.
+    """
+    if decision not in DECISIONS:
+        raise ReviewInvalid(f"Unknown decision {decision!r}; use approve or reject.")
+    codes = review_reason_codes()
+    if decision == "reject" and reason_code not in codes:
+        raise ReviewInvalid(f"A rejection needs a reason code: one of {', '.join(codes)}.")
+    if reason_code and reason_code not in codes:
+        raise ReviewInvalid(f"Unknown reason code {reason_code!r}; use one of {', '.join(codes)}.")
+    now = now or timezone.now()
+    with transaction.atomic():
+        listing = Listing.objects.select_for_update().filter(pk=listing_id).first()
+        if listing is None:
+            raise ReviewInvalid(f"No listing {listing_id}.", status_code=404, code="not_found")
+        claimed_by_other = (
+            listing.claimed_by_id not in (None, moderator.pk) and listing.claimed_until and listing.claimed_until > now
+        )
+        if claimed_by_other:
+            raise ReviewConflict("Another moderator holds this listing; it is not yours to decide.")
+        if require_claim and (listing.claimed_by_id != moderator.pk or not listing.claimed_until or listing.claimed_until <= now):
+            raise ReviewConflict("Your claim on this listing expired; open the next listing.")
+        return decision_record(
+            listing=listing, moderator=moderator, to_status=DECISIONS[decision], reason_code=reason_code,
+            note=note, now=now,
+        )
+
+
+def decision_record(*, listing, moderator, to_status, reason_code="", note="", now=None):
+    """Store a decision on a locked listing, update the listing, log it, release its claim."""
+    now = now or timezone.now()
+    decision = ModerationDecision.objects.create(
+        listing=listing,
+        moderator=moderator,
+        from_status=listing.status,
+        to_status=to_status,
+        note=note,
+        reason_code=reason_code,
+        title_score=listing.title_score,
+        description_score=listing.description_score,
+        threshold=default_threshold(category=listing.category),
+        model=listing.checked_model,
+        reasons=listing.reasons or [],
+        category=listing.category,
+        sampled=listing.review_sampled and listing.status == Status.APPROVED and not listing.is_moderated,
+    )
+    listing.status = to_status
+    listing.moderated_by, listing.moderated_at, listing.moderation_note = moderator, now, note
+    listing.moderated_content_sha256 = listing.content_sha256
+    listing.claimed_by, listing.claimed_until = None, None
+    listing.save(update_fields=[
+        "status", "moderated_by", "moderated_at", "moderation_note", "moderated_content_sha256",
+        "claimed_by", "claimed_until", "updated_at",
+    ])
+    decision_log(decision=decision, listing=listing, moderator=moderator)
+    transaction.on_commit(lambda: metrics.REVIEW_DECISIONS.labels(
+        reason_code=reason_code or "none", to_status=to_status
+    ).inc())
+    return decision
+
+
+def decision_log(*, decision, listing, moderator):
+    """The decision as a Django admin ``LogEntry``: the admin log and the listing's history."""
+    message = f"Moderation: {decision.from_status} → {decision.to_status}"
+    if decision.reason_code:
+        message += f" ({decision.reason_code})"
+    if decision.note:
+        message += f": {decision.note}"
+    LogEntry.objects.log_actions(
+        user_id=moderator.pk, queryset=[listing], action_flag=CHANGE, change_message=message, single_object=True
+    )
+
+
+def review_undo(*, moderator, now=None):
+    """Undo this moderator's latest decision; returns the listing, claimed again by them."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        latest = (
+            ModerationDecision.objects.select_for_update()
+            .filter(moderator=moderator, undone_at__isnull=True)
+            .exclude(reason_code=UNDO_REASON_CODE)
+            .order_by("-decided_at", "-id")
+            .first()
+        )
+        if latest is None:
+            raise ReviewConflict("You have no decision left to undo.")
+        listing = Listing.objects.select_for_update().get(pk=latest.listing_id)
+        newer = listing.decisions.filter(pk__gt=latest.pk).exists()
+        if newer or listing.status != latest.to_status:
+            raise ReviewConflict("This listing changed after your decision; it cannot be undone.")
+        undo = ModerationDecision.objects.create(
+            listing=listing, moderator=moderator, from_status=listing.status, to_status=latest.from_status,
+            reason_code=UNDO_REASON_CODE, note=f"Undoes decision {latest.pk}.", title_score=listing.title_score,
+            description_score=listing.description_score, threshold=latest.threshold, model=listing.checked_model,
+            reasons=listing.reasons or [], category=listing.category,
+        )
+        latest.undone_at = now
+        latest.save(update_fields=["undone_at"])
+        previous = (
+            listing.decisions.filter(undone_at__isnull=True, pk__lt=latest.pk)
+            .exclude(reason_code=UNDO_REASON_CODE)
+            .order_by("-decided_at", "-id")
+            .first()
+        )
+        listing.status = latest.from_status
+        if previous is None:
+            listing.moderated_by, listing.moderated_at, listing.moderation_note = None, None, ""
+            listing.moderated_content_sha256 = ""
+        else:
+            listing.moderated_by_id, listing.moderated_at = previous.moderator_id, previous.decided_at
+            listing.moderation_note = previous.note
+        listing.claimed_by, listing.claimed_until = moderator, _claim_until(now)
+        listing.save(update_fields=[
+            "status", "moderated_by", "moderated_at", "moderation_note", "moderated_content_sha256",
+            "claimed_by", "claimed_until", "updated_at",
+        ])
+        decision_log(decision=undo, listing=listing, moderator=moderator)
+    return listing
+
+
+def listing_sample_for_review(*, listing, rate=None):
+    """Whether a listing the machine just approved also goes to people (and mark it)."""
+    rate = listings_settings.REVIEW_SAMPLE_RATE if rate is None else rate
+    if listing.review_sampled or listing.is_moderated or not rate:
+        return False
+    if sample_random.random() < rate:
+        listing.review_sampled = True
+        return True
+    return False

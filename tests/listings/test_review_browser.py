@@ -1,0 +1,205 @@
+"""The review screen in real headless Chromium: a Moderators-group account, keyboard only."""
+
+import importlib
+import time
+from datetime import timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group, Permission
+from django.utils import timezone
+
+from listings.models import Listing, ModerationDecision
+from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from tests.support.listings import MISMATCHING_TEXT
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+REVIEW_PATH = "/admin/listings/listing/review/"
+
+
+def moderators_group():
+    """The Moderators group as its migration creates it (transactional tests flush migration data)."""
+    migration = importlib.import_module("listings.migrations.0008_moderators_group")
+    group, _ = Group.objects.get_or_create(name=migration.GROUP_NAME)
+    group.permissions.set([
+        Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        for app_label, codename in migration.PERMISSIONS
+    ])
+    return group
+
+
+@pytest.fixture
+def group_moderator(db):
+    moderators_group()
+    user = get_user_model().objects.create_user("groupmod", password="moderator-password-1", is_staff=True)
+    user.groups.add(Group.objects.get(name="Moderators"))
+    return user
+
+
+def queue_listings(make_listing, count):
+    """``count`` listings in needs_review, oldest first in creation order."""
+    now = timezone.now()
+    listings = []
+    for index in range(count):
+        listing = make_listing(
+            title=f"listing {index}", description=MISMATCHING_TEXT, category="bags", status=Listing.Status.NEEDS_REVIEW
+        )
+        Listing.objects.filter(pk=listing.pk).update(
+            created_at=now - timedelta(minutes=count - index), title_score=0.3, description_score=0.1
+        )
+        listings.append(listing)
+    return listings
+
+
+def log_in_by_keyboard(page, base_url):
+    page.goto(f"{base_url}/admin/login/?next={REVIEW_PATH}")
+    page.focus("#id_username")
+    page.keyboard.type("groupmod")
+    page.keyboard.press("Tab")
+    page.keyboard.type("moderator-password-1")
+    page.keyboard.press("Enter")
+    page.wait_for_url(f"**{REVIEW_PATH}")
+    page.wait_for_selector("#review-item")
+
+
+def shown_listing(page):
+    return int(page.get_attribute("#review-item", "data-listing-id"))
+
+
+def test_a_moderator_works_20_listings_by_keyboard_without_reloading_the_page(
+    browser_page, live_server, group_moderator, make_listing
+):
+    listings = queue_listings(make_listing, 21)
+    page = browser_page
+    navigations = []
+    page.on("framenavigated", lambda frame: navigations.append(frame.url) if frame == page.main_frame else None)
+    log_in_by_keyboard(page, live_server.url)
+    navigations_after_login = len(navigations)
+    # The photo of the first listing loads.
+    page.wait_for_function("() => { const img = document.querySelector('.review-photo'); "
+                           "return img && img.complete && img.naturalWidth > 0; }")
+
+    keystrokes = 0
+    fragments = 0
+    # Keys pressed for each decision, counting the skips and undos before it.
+    keys_per_decision, pending_keys = [], 0
+
+    def press(*keys):
+        nonlocal keystrokes, fragments, pending_keys
+        for key in keys:
+            page.keyboard.press(key)
+            keystrokes += 1
+        pending_keys += len(keys)
+        if keys[0] in ("a", "r"):
+            keys_per_decision.append(pending_keys)
+            pending_keys = 0
+        fragments += 1
+        page.wait_for_function("n => window.reviewStats.fragments >= n", arg=fragments)
+
+    # The plan: approve most, reject some with a reason code (digit), skip
+    # one, and undo one decision then decide that listing again.
+    expected = {}
+    started = time.monotonic()
+    decided = 0
+    while decided < 20:
+        listing_id = shown_listing(page)
+        if decided == 3 and not any(status == "skipped" for status in expected.values()):
+            press("s")
+            expected[listing_id] = "skipped"
+            continue
+        if decided % 3 == 1:
+            press("r", str(decided % 6 + 1))
+            expected[listing_id] = ("rejected", ["misleading_description", "wrong_category", "wrong_photo",
+                                                 "prohibited", "duplicate", "other"][decided % 6])
+        else:
+            press("a")
+            expected[listing_id] = ("approved", "")
+        decided += 1
+        if decided == 10:
+            # Changed my mind: undo brings the listing back, then reject it.
+            press("u")
+            assert shown_listing(page) == listing_id
+            press("r", "6")
+            expected[listing_id] = ("rejected", "other")
+    elapsed = time.monotonic() - started
+    page.wait_for_selector(".review-empty")
+
+    decisions_per_minute = 20 / (elapsed / 60)
+    keystrokes_per_decision = keystrokes / 20
+    print(f"\nreview screen: 20 listings decided (1 skip, 1 undo and re-decision) in {elapsed:.1f} s = {decisions_per_minute:.0f} decisions/minute; "
+          f"{keystrokes} keystrokes = {keystrokes_per_decision:.2f} per decision (most for one decision: "
+          f"{max(keys_per_decision)}); "
+          f"page loads after login: {len(navigations) - navigations_after_login}")
+
+    assert len(navigations) == navigations_after_login, f"full page loads between decisions: {navigations}"
+    assert keystrokes_per_decision <= 3
+    # 20 listings decided, one of them twice (the undone one).
+    assert len(keys_per_decision) == 21 and max(keys_per_decision) <= 3, keys_per_decision
+    for listing in listings:
+        state = expected[listing.pk]
+        fresh = Listing.objects.get(pk=listing.pk)
+        if state == "skipped":
+            assert fresh.status == Listing.Status.NEEDS_REVIEW and fresh.claimed_by is None
+            continue
+        live = ModerationDecision.objects.filter(listing=listing, undone_at__isnull=True).exclude(reason_code="undo")
+        decision = live.get()
+        assert (fresh.status, decision.to_status, decision.reason_code) == (state[0], state[0], state[1])
+        assert decision.moderator == group_moderator
+    assert ModerationDecision.objects.filter(undone_at__isnull=False).count() == 1
+
+
+def test_two_browser_sessions_never_hold_the_same_listing(live_server, make_listing, group_moderator, monkeypatch):
+    require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    other = get_user_model().objects.create_user("othermod", password="moderator-password-2", is_staff=True)
+    other.groups.add(Group.objects.get(name="Moderators"))
+    queue_listings(make_listing, 12)
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            pages = []
+            for username, password in (("groupmod", "moderator-password-1"), ("othermod", "moderator-password-2")):
+                page = browser.new_context().new_page()
+                page.set_default_timeout(30_000)
+                page.goto(f"{live_server.url}/admin/login/?next={REVIEW_PATH}")
+                page.fill("#id_username", username)
+                page.fill("#id_password", password)
+                page.press("#id_password", "Enter")
+                page.wait_for_selector("#review-item")
+                pages.append(page)
+            held = [[shown_listing(page)] for page in pages]
+            assert held[0][0] != held[1][0]
+            for _ in range(5):
+                # Both sessions approve and ask for their next listing at the
+                # same moment. (The in-memory SQLite test database answers a
+                # concurrent writer "table is locked", a 503: the next
+                # listing is then asked for again.)
+                for page in pages:
+                    page.evaluate("""() => { window.nextItem = null;
+                        const app = document.getElementById('review-app');
+                        const item = document.getElementById('review-item');
+                        const token = document.querySelector('input[name=csrfmiddlewaretoken]').value;
+                        const keep = (r, again) => r.status === 503
+                          ? new Promise(done => setTimeout(done, 100)).then(again)
+                          : r.text().then(t => { window.nextItem = t; });
+                        const next = () => fetch(app.dataset.nextUrl).then(r => keep(r, next));
+                        fetch(item.dataset.decideUrl, {method: 'POST', headers: {'X-CSRFToken': token},
+                                                       body: new URLSearchParams({decision: 'approve'})})
+                          .then(r => keep(r, next)); }""")
+                for page, ids in zip(pages, held):
+                    page.wait_for_function("() => window.nextItem !== null")
+                    ids.append(int(page.evaluate(
+                        "() => /data-listing-id=\"(\\d+)\"/.exec(window.nextItem)[1]"
+                    )))
+                    page.evaluate("() => { document.getElementById('review-item-container').innerHTML = window.nextItem; }")
+                assert held[0][-1] != held[1][-1]
+            assert not set(held[0]) & set(held[1]), held
+            print(f"\ntwo sessions, 6 claims each: {held[0]} and {held[1]}, no listing in both")
+        finally:
+            browser.close()
+            from django.db import connections
+
+            connections.close_all()
