@@ -1,7 +1,7 @@
 """Near-duplicate detection on known answers (part ``duplicates`` of ``python -m bench.vectors``).
 
 The known-answer checkpoint (``tests/fixtures/known_answer_clip``) knows a domain of coloured
-shapes (``scripts/known_answer_domain.py``). A catalogue of originals (every shape in every
+shapes (``knownanswer/domain.py``). A catalogue of originals (every shape in every
 colour, several photos of each: other backdrop, position, size, rotation) is stored through
 ``image_embeddings_compute``; then every original is sent again as a copy, each made one way:
 
@@ -59,7 +59,7 @@ def jpeg_bytes(picture, quality=92):
 def originals(*, photos_per_kind, seed_base=7000):
     """Every shape in every colour, ``photos_per_kind`` different photos of each (JPEG bytes)."""
     sys.path.insert(0, str(ROOT))
-    from scripts import known_answer_domain as domain
+    from knownanswer import domain
 
     return [
         Photo(shape, colour, seed_base + number,

@@ -275,7 +275,13 @@ def main(argv=None):
         return
 
     load_before, started = os.getloadavg(), time.monotonic()
-    results = {name: run_part(name, args) for name in (args.only or PARTS)}
+    results, failed = {}, []
+    for name in args.only or PARTS:
+        # One part failing leaves the others' figures.
+        try:
+            results[name] = run_part(name, args)
+        except subprocess.CalledProcessError:
+            failed.append(name)
     info = {"cores": os.cpu_count(), "loadavg_before": " ".join(f"{x:.2f}" for x in load_before),
             "loadavg_after": " ".join(f"{x:.2f}" for x in os.getloadavg()), "wall_s": round(time.monotonic() - started),
             "date": time.strftime("%Y-%m-%d %H:%M")}
@@ -285,6 +291,8 @@ def main(argv=None):
     out.write_text(json.dumps({"machine": info, "counts": {"pgvector": args.count, "numpy": args.numpy_count,
                                                             "queries": args.queries}, "results": results}, indent=1))
     print(f"wrote {out}")
+    if failed:
+        sys.exit(f"part(s) failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ one JSON error format: ``{"error": {"code", "message", "detail"?}}``.
 
 ``extra`` (as the HackSoft styleguide's ``ApplicationError.extra``) holds
 fields a client acts on beside the error object; they are rendered at the top
-level of the body, next to ``error``.
+level of the body, next to ``error``. ``reason`` is the internal explanation
+(a path, an exception) for logs, operators' commands and staff, never
+rendered to clients; it defaults to the message.
 """
 
 
@@ -15,10 +17,13 @@ class ClipcheckError(Exception):
     # Seconds the client should wait before retrying (sent as Retry-After), if any.
     retry_after = None
 
-    def __init__(self, message=None, *, code=None, status_code=None, detail=None, retry_after=None, extra=None):
+    def __init__(
+        self, message=None, *, code=None, status_code=None, detail=None, retry_after=None, extra=None, reason=None
+    ):
         message = message or self.default_message
         super().__init__(message)
         self.message = message
+        self.reason = reason or message
         if code is not None:
             self.code = code
         if status_code is not None:
@@ -27,6 +32,10 @@ class ClipcheckError(Exception):
             self.retry_after = retry_after
         self.detail = detail
         self.extra = dict(extra or {})
+
+    def __str__(self):
+        # What logs and tracebacks show: the internal reason.
+        return self.reason
 
     def as_dict(self):
         body = {"code": self.code, "message": self.message}
@@ -57,10 +66,6 @@ class ModelUnavailable(ClipcheckError):
     status_code = 503
     code = "model_unavailable"
     default_message = "The model is not available on this server; retry later."
-
-    def __init__(self, message=None, *, reason=None, **kwargs):
-        super().__init__(message, **kwargs)
-        self.reason = reason or self.message
 
 
 class BatchUnavailable(ClipcheckError):

@@ -104,8 +104,14 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None,
     return DecodedImage(image=rgb, format=image_format, sha256=content_hash(data))
 
 
+# Pillow's own refusals describe the file; other exceptions (TypeError...)
+# describe Pillow's internals, which the client is not told.
+DESCRIPTIVE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
+
+
 def _corrupt(image_format, exc):
-    return ImageRejected(f"The {image_format} image is truncated or corrupt: {exc}", code="corrupt_image")
+    reason = f": {exc}" if isinstance(exc, DESCRIPTIVE_ERRORS) and str(exc) else "."
+    return ImageRejected(f"The {image_format} image is truncated or corrupt{reason}", code="corrupt_image")
 
 
 def _too_many_pixels(width, height, max_pixels):

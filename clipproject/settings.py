@@ -239,10 +239,15 @@ def _clipcheck_from_environ():
                "LOAD_RETRY_SECONDS": float, "MAX_REQUEST_BYTES": int, "MAX_UPLOAD_BYTES": int,
                "METRICS_TOKEN": str, "DECODE_MEMORY_BUDGET_BYTES": int, "ANALYSIS_RETENTION_DAYS": int,
                "FAILED_AUTH_RATE": str}
+    # Keys whose feature "none" turns off.
+    optional = {"ANALYSIS_RETENTION_DAYS", "FAILED_AUTH_RATE"}
     overrides = {}
     for key, parse in parsers.items():
         raw = os.environ.get(f"CLIPCHECK_{key}")
         if raw is None or raw == "":
+            continue
+        if key in optional and raw.strip().lower() == "none":
+            overrides[key] = None
             continue
         try:
             overrides[key] = parse(raw)

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from django.core.files.base import ContentFile
 
 from clipcheck.hashes import content_hash
+from clipcheck.nearduplicates import layout_signature, layout_similarity
+from clipcheck.settings import clip_settings
 from knownanswer import domain
 from listings.models import Listing
 
@@ -30,6 +32,8 @@ PICTURE_SIZE = 224
 # "The red star"); descriptions like a photo caption.
 TITLE_TEMPLATES = (0, 3, 8, 9)
 DESCRIPTION_TEMPLATES = (1, 2, 4, 5, 6, 7)
+# How far below the near-duplicate layout threshold two demo pictures stay.
+LAYOUT_MARGIN = 0.05
 
 
 @dataclass(frozen=True)
@@ -59,9 +63,31 @@ class DemoScore:
 
 def demo_picture(*, shape, colour, seed, size=PICTURE_SIZE):
     """PNG bytes of one known-answer picture (lossless: the model sees what was drawn)."""
+    return _png(domain.render(shape, colour, seed=DEMO_SEED_BASE + seed, size=size))
+
+
+def _png(picture):
     buffer = io.BytesIO()
-    domain.render(shape, colour, seed=DEMO_SEED_BASE + seed, size=size).save(buffer, format="PNG")
+    picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def _distinct_picture(*, shape, colour, seed, layouts):
+    """A picture whose layout is clearly apart from every one in ``layouts``.
+
+    Two renderings of one shape and colour can come out near-identical (same
+    backdrop, same spot), and the near-duplicate check would rightly call
+    the second a reused photo: each demo listing gets a photo of its own, as
+    sellers' photos are.
+    """
+    limit = float(clip_settings.NEAR_DUPLICATE_LAYOUT) - LAYOUT_MARGIN
+    for attempt in range(50):
+        picture = domain.render(shape, colour, seed=DEMO_SEED_BASE + seed + attempt * 1_000_003, size=PICTURE_SIZE)
+        layout = layout_signature(picture)
+        if all(layout_similarity(layout, other) < limit for other in layouts):
+            break
+    layouts.append(layout)
+    return _png(picture)
 
 
 def _mismatched_description(*, shape, colour, rng, template):
@@ -80,11 +106,10 @@ def demo_listings_create(*, count, seed=0, mismatch_share=0.2):
     picture shows. The same ``seed`` gives the same catalogue.
     """
     rng = random.Random(seed)
-    created = []
+    created, layouts = [], []
     for number in range(count):
         shape, colour = rng.choice(domain.SHAPES), rng.choice(domain.COLOURS)
-        picture_seed = seed * 100_000 + number
-        data = demo_picture(shape=shape, colour=colour, seed=picture_seed)
+        data = _distinct_picture(shape=shape, colour=colour, seed=seed * 100_000 + number, layouts=layouts)
         title = domain.caption(shape, colour, rng.choice(TITLE_TEMPLATES))
         description_template = rng.choice(DESCRIPTION_TEMPLATES)
         mismatched = rng.random() < mismatch_share

@@ -2,7 +2,9 @@
 
 from collections import defaultdict
 
-from listings.models import Listing, ModerationDecision
+from django.db.models import Q
+
+from listings.models import Listing, ListingPhoto, ModerationDecision
 
 
 # Photos. A listing's photo is ``Listing.image`` (hash ``image_sha256``);
@@ -12,21 +14,31 @@ from listings.models import Listing, ModerationDecision
 
 def catalogue_photo_hashes(*, listings=None):
     """The photo hashes of ``listings`` (a queryset; default: the whole
-    catalogue), as a subquery for ``clipcheck.vectors.image_neighbours(within=...)``."""
+    catalogue), primary and other photos, as a subquery for
+    ``clipcheck.vectors.image_neighbours(within=...)``."""
     listings = Listing.objects.all() if listings is None else listings
-    return listings.values("image_sha256")
+    primary = listings.order_by().values("image_sha256")
+    others = ListingPhoto.objects.filter(listing__in=listings.order_by().values("pk")).order_by().values("image_sha256")
+    return primary.union(others)
 
 
 def listings_showing_photos(*, hashes, listings=None, exclude_listing_id=None):
     """``{sha256: [Listing, ...]}``: the listings (of ``listings``, default all)
-    whose photo has one of ``hashes``, oldest first; ``exclude_listing_id`` left out."""
+    with a photo (primary or other) of one of ``hashes``, oldest first;
+    ``exclude_listing_id`` left out."""
+    hashes = set(hashes)
     listings = Listing.objects.all() if listings is None else listings
-    found = listings.filter(image_sha256__in=set(hashes)).order_by("created_at", "id")
+    found = (
+        listings.filter(Q(image_sha256__in=hashes) | Q(photos__image_sha256__in=hashes))
+        .distinct().order_by("created_at", "id").prefetch_related("photos")
+    )
     if exclude_listing_id is not None:
         found = found.exclude(pk=exclude_listing_id)
     showing = defaultdict(list)
     for listing in found:
-        showing[listing.image_sha256].append(listing)
+        shown = {listing.image_sha256, *(photo.image_sha256 for photo in listing.photos.all())}
+        for sha256 in sorted(shown & hashes):
+            showing[sha256].append(listing)
     return dict(showing)
 
 

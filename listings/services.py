@@ -144,8 +144,9 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
         title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256,
         seller=seller,
     )
+    decoded = [photo for _, photo in photos]
     check.photo_reasons = photo_reused_reasons(
-        listing=listing, image=primary, vector=image_embeddings_compute(images=[primary])[0],
+        listing=listing, photos=list(zip(decoded, image_embeddings_compute(images=decoded))),
     )
     reasons = check.reasons
     suggestion = clip_verdicts.suggestion(reasons)
@@ -213,7 +214,7 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
         conflict = verdicts.category_conflict(category=category, photos=photos, vectors=photo_vectors)
         check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
         if check.listing is not None:
-            check.photo_reasons = photo_reused_reasons(listing=check.listing, image=photos[0], vector=photo_vectors[0])
+            check.photo_reasons = photo_reused_reasons(listing=check.listing, photos=list(zip(photos, photo_vectors)))
     return checks
 
 

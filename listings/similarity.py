@@ -26,26 +26,32 @@ from listings.settings import listings_settings
 PHOTO_REUSED = "photo_reused"
 
 
-def photo_reused_reasons(*, listing, image, vector, model=None):
-    """The ``photo_reused`` reasons of ``listing`` whose decoded photo is
-    ``image`` with embedding ``vector``: one per photo, naming the most
-    similar other listing (empty when the photo is its own)."""
+def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model=None):
+    """The ``photo_reused`` reasons of ``listing``: one per photo that another
+    listing shows too (or a near-identical copy), naming the most similar
+    such listing. ``photos`` is ``[(decoded image, embedding), ...]``, or one
+    photo given as ``image`` and ``vector``."""
     model = model or model_id()
+    photos = photos if photos is not None else [(image, vector)]
     others = Listing.objects.exclude(pk=listing.pk) if listing.pk else Listing.objects.all()
-    duplicates = near_duplicates(
-        sha256=image.sha256, vector=vector, layout=layout_signature(image.image), model=model,
-        within=selectors.catalogue_photo_hashes(listings=others),
-    )
-    if not duplicates:
-        return []
-    showing = selectors.listings_showing_photos(
-        hashes=[duplicate.sha256 for duplicate in duplicates], listings=others,
-    )
-    for duplicate in duplicates:  # most similar first
-        matches = showing.get(duplicate.sha256)
-        if matches:
-            return [_reason(listing=listing, other=matches[0], duplicate=duplicate, also=len(matches) - 1)]
-    return []
+    reasons = []
+    for position, (photo, photo_vector) in enumerate(photos):
+        duplicates = near_duplicates(
+            sha256=photo.sha256, vector=photo_vector, layout=layout_signature(photo.image), model=model,
+            within=selectors.catalogue_photo_hashes(listings=others),
+        )
+        if not duplicates:
+            continue
+        showing = selectors.listings_showing_photos(hashes=[duplicate.sha256 for duplicate in duplicates], listings=others)
+        for duplicate in duplicates:  # most similar first
+            matches = showing.get(duplicate.sha256)
+            if matches:
+                reason = _reason(listing=listing, other=matches[0], duplicate=duplicate, also=len(matches) - 1)
+                if len(photos) > 1:
+                    reason["photo"] = position
+                reasons.append(reason)
+                break
+    return reasons
 
 
 def _reason(*, listing, other, duplicate, also):

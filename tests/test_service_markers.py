@@ -32,9 +32,27 @@ MARKED_TESTS = textwrap.dedent("""
 """)
 
 
+# The suite's wiring of the gate (tests/conftest.py), without the suite's fixtures.
+GATE_CONFTEST = textwrap.dedent("""
+    import pytest
+
+    from tests.support import services
+
+
+    def pytest_collection_modifyitems(config, items):
+        services.services_mark(items)
+
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(item):
+        services.services_require(item)
+""")
+
+
 def run_pytest(tmp_path, *args, **environ):
-    """Runs the marked tests above with this suite's hooks, services pointed at closed ports."""
+    """Runs the marked tests above through the gate, services pointed at closed ports."""
     (tmp_path / "test_marked.py").write_text(MARKED_TESTS)
+    (tmp_path / "conftest.py").write_text(GATE_CONFTEST)
     env = {key: value for key, value in os.environ.items() if key != "CI"}
     env.update({
         "TEST_REDIS_URL": "redis://127.0.0.1:1/0",
@@ -43,7 +61,7 @@ def run_pytest(tmp_path, *args, **environ):
         **environ,
     })
     return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "tests.conftest", "-p", "no:cacheprovider", "-c", str(REPO / "pytest.ini"),
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-c", str(REPO / "pytest.ini"),
          "--rootdir", str(REPO), "-ra", *args, str(tmp_path / "test_marked.py")],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300,
     )

@@ -119,3 +119,11 @@ def test_mutated_files_are_decoded_or_refused_never_crash(name):
     # The mutations reach the decoder: some files still decode, some are refused.
     assert sum(outcomes.values()) == MUTATIONS_PER_FILE
     assert outcomes["decoded"] + outcomes["corrupt_image"] > 0, outcomes
+
+
+@pytest.mark.parametrize("field_type", [2, 5, 7, 11])
+def test_a_tiff_whose_strip_offsets_have_the_wrong_type_is_corrupt_without_pillow_internals(field_type):
+    with pytest.raises(ImageRejected) as refused:
+        decode_image(hostile.tiff_retyped_tag(273, field_type))
+    assert (refused.value.code, refused.value.status_code) == ("corrupt_image", 400)
+    assert refused.value.message == "The TIFF image is truncated or corrupt."

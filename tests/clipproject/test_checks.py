@@ -25,3 +25,16 @@ def test_a_fresh_checkout_has_the_default_batch_root():
         ["git", "ls-files", "--error-unmatch", "var/batch/.gitkeep"], cwd=repo, capture_output=True, text=True
     )
     assert tracked.returncode == 0, tracked.stderr
+
+
+def test_hardening_settings_come_from_the_environment(monkeypatch):
+    from clipproject.settings import _clipcheck_from_environ
+
+    monkeypatch.setenv("CLIPCHECK_DECODE_MEMORY_BUDGET_BYTES", "1073741824")
+    monkeypatch.setenv("CLIPCHECK_ANALYSIS_RETENTION_DAYS", "none")
+    monkeypatch.setenv("CLIPCHECK_FAILED_AUTH_RATE", "5/minute")
+    assert {key: value for key, value in _clipcheck_from_environ().items() if key in (
+        "DECODE_MEMORY_BUDGET_BYTES", "ANALYSIS_RETENTION_DAYS", "FAILED_AUTH_RATE")} == {
+        "DECODE_MEMORY_BUDGET_BYTES": 1073741824, "ANALYSIS_RETENTION_DAYS": None, "FAILED_AUTH_RATE": "5/minute"}
+    monkeypatch.setenv("CLIPCHECK_FAILED_AUTH_RATE", "None")
+    assert _clipcheck_from_environ()["FAILED_AUTH_RATE"] is None

@@ -130,6 +130,22 @@ def test_the_catalogue_speaks_only_the_known_answer_vocabulary(media_root):
     assert 10 <= mismatched <= 30
 
 
+def test_no_two_demo_photos_are_near_duplicates(media_root, settings):
+    """Each listing has a photo of its own: the reused-photo check finds nothing to report."""
+    from clipcheck.nearduplicates import layout_signature, layout_similarity
+    from clipcheck.settings import clip_settings
+
+    listings = demo.demo_listings_create(count=100, seed=0)  # the demo's own catalogue
+    layouts = []
+    for listing in listings:
+        with listing.image.open("rb") as stored:
+            layouts.append(layout_signature(decode_image(stored.read()).image))
+    closest = max(
+        layout_similarity(first, second) for i, first in enumerate(layouts) for second in layouts[i + 1:]
+    )
+    assert closest < float(clip_settings.NEAR_DUPLICATE_LAYOUT)
+
+
 def test_the_same_seed_gives_the_same_catalogue(media_root):
     first = [(item.title, item.description, item.image_sha256) for item in demo.demo_listings_create(count=5, seed=9)]
     second = [(item.title, item.description, item.image_sha256) for item in demo.demo_listings_create(count=5, seed=9)]

@@ -121,3 +121,33 @@ def test_a_stricter_threshold_lets_a_near_copy_pass(as_seller, everything_matche
     body = upload(as_seller("bob"), photo(fmt="JPEG", quality=60), name="copy.jpg").json()
 
     assert body["reasons"] == []
+
+
+def test_a_second_photo_shown_by_another_listing_is_reported_with_its_position(as_seller, everything_matches):
+    first = upload(as_seller("alice"), photo(spot=(4, 4))).json()
+    client = as_seller("bob")
+    response = client.post("/upload", {
+        "title": MATCHING_TEXT, "description": MATCHING_TEXT,
+        "file": [SimpleUploadedFile("own.png", photo(spot=(38, 26)), content_type="image/png"),
+                 SimpleUploadedFile("theirs.png", photo(spot=(4, 4)), content_type="image/png")],
+    })
+
+    body = response.json()
+    assert response.status_code == 201, body
+    [reason] = [reason for reason in body["reasons"] if reason["code"] == "photo_reused"]
+    assert reason["listing_id"] == first["listing_id"] and reason["photo"] == 1
+
+
+def test_another_listings_second_photo_is_found_too(as_seller, everything_matches):
+    client = as_seller("alice")
+    first = client.post("/upload", {
+        "title": MATCHING_TEXT, "description": MATCHING_TEXT,
+        "file": [SimpleUploadedFile("a.png", photo(spot=(38, 26)), content_type="image/png"),
+                 SimpleUploadedFile("b.png", photo(spot=(4, 4)), content_type="image/png")],
+    }).json()
+
+    body = upload(as_seller("bob"), photo(spot=(4, 4))).json()
+
+    assert [reason["listing_id"] for reason in body["reasons"] if reason["code"] == "photo_reused"] == [
+        first["listing_id"]
+    ]

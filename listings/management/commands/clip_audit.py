@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
 from clipcheck.engine import get_engine
-from clipcheck.errors import ClipcheckError, ModelUnavailable
+from clipcheck.errors import ClipcheckError
 from clipcheck.scoring import quality_bands
 from clipcheck.spreadsheets import spreadsheet_row
 from listings.audit import distributed, local, records
@@ -186,10 +186,8 @@ class Command(BaseCommand):
     def check_model(self):
         try:
             get_engine()
-        except ModelUnavailable as exc:  # the operator gets the path and the exception
+        except ClipcheckError as exc:  # the operator gets the path and the exception
             raise CommandError(f"The model is unusable: {exc.reason}")
-        except ClipcheckError as exc:
-            raise CommandError(f"The model is unusable: {exc.message}")
 
     def check_broker(self):
         try:

@@ -51,7 +51,7 @@ class Command(BaseCommand):
         try:
             get_engine()
         except ClipcheckError as exc:
-            raise CommandError(f"The model is unusable: {exc.message}")
+            raise CommandError(f"The model is unusable: {exc.reason}")
         model = model_id()
         state = duplicates.DuplicatesState(model=model) if options["restart"] else (
             duplicates.DuplicatesState.load(state_path, model=model)
