@@ -87,7 +87,7 @@ class TestBatchPermission:
         client = APIClient(enforce_csrf_checks=True)
         client.force_login(user)
         response = client.post("/clip/analyze-batch", batch_body(batch_root), format="json")
-        assert_error(response, 403, "permission_denied")
+        assert_error(response, 403, "csrf_failed")
         assert "CSRF" in response.json()["error"]["message"]
 
 
