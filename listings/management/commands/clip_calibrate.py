@@ -80,13 +80,18 @@ class Command(BaseCommand):
             labels, source = self.labelled_pairs(options, model)
             if options["sampled_only"]:
                 labels = [label for label in labels if label.sampled]
-            pairs = [(label.score, label.is_match) for label in labels]
-            calibration = calibrate(pairs)
+            calibration = calibrate([(label.score, label.is_match) for label in labels])
         except CalibrationError as exc:
             raise CommandError(exc.message)
-
-        best = calibration.best_f1
         target = options["target_precision"]
+        chosen = self.report_caption(labels, source, calibration, model=model, target=target, rows=options["rows"])
+        per_category = self.per_category(labels, target) if options["per_category"] else {}
+        if options["apply"]:
+            self.apply_caption(chosen, per_category, calibration, source=source, model=model, target=target)
+
+    def report_caption(self, labels, source, calibration, *, model, target, rows):
+        """Print the labels, the table and the suggested thresholds; returns the chosen point (or None)."""
+        best = calibration.best_f1
         for_target = calibration.for_precision(target) if target is not None else None
         self.stdout.write(
             f"Labels from {source} for model {model}: {calibration.matches} matches, "
@@ -96,7 +101,7 @@ class Command(BaseCommand):
         if for_target is not None:
             marks[for_target.threshold] = ",".join(filter(None, [marks.get(for_target.threshold), "P"]))
         self.report_provenance(labels, source, calibration)
-        self.print_table(calibration, marked=marks, rows=options["rows"])
+        self.print_table(calibration, marked=marks, rows=rows)
         self.stdout.write(f"F1-optimal threshold: {self.describe(best)}")
         if target is not None:
             if for_target is None:
@@ -107,10 +112,9 @@ class Command(BaseCommand):
         if chosen is not None:
             self.stdout.write(f"Expected at {chosen.threshold:.4f}: {self.intervals(chosen)}")
         self.stdout.write(f"Current default threshold: {thresholds.default_threshold():g} ({self.origin()}).")
-        per_category = self.per_category(labels, target) if options["per_category"] else {}
+        return chosen
 
-        if not options["apply"]:
-            return
+    def apply_caption(self, chosen, per_category, calibration, *, source, model, target):
         if chosen is None:
             raise CommandError(f"Nothing applied: no threshold reaches a precision of {target:g}.")
         stored = thresholds.calibrated_threshold_apply(
@@ -219,9 +223,14 @@ class Command(BaseCommand):
             f"category moderators rejected; {calibration.matches} 'applies' and {calibration.mismatches} "
             "'does not apply' pairs."
         )
-        before = {category: thresholds.classify_threshold(category=category) for category in labels.categories}
         best = calibration.best_balanced_accuracy
-        after = {category: best.threshold for category in labels.categories}
+        per_category = self.classify_per_category(labels)
+        self.report_classify(labels, best, per_category)
+        if options["apply"]:
+            self.apply_classify(calibration, best, per_category, model=model)
+
+    def classify_per_category(self, labels):
+        """``{category: point}`` for the categories with enough labels of both classes."""
         per_category = {}
         for category in labels.categories:
             # A category's own threshold needs many of its listings: a few
@@ -231,7 +240,11 @@ class Command(BaseCommand):
             except CalibrationError:
                 continue
             per_category[category] = category_calibration.best_balanced_accuracy
-            after[category] = per_category[category].threshold
+        return per_category
+
+    def report_classify(self, labels, best, per_category):
+        before = {category: thresholds.classify_threshold(category=category) for category in labels.categories}
+        after = {category: per_category.get(category, best).threshold for category in labels.categories}
         self.stdout.write(f"Quality control before (score > 0.5 at the thresholds in force): {self.qc(labels, before)}")
         precision_low, precision_high = best.match_precision_interval
         self.stdout.write(
@@ -254,8 +267,8 @@ class Command(BaseCommand):
                 f"CLIPCHECK CLASSIFY_THRESHOLD is set ({clip_settings.CLASSIFY_THRESHOLD:g}) and wins over "
                 "calibrated classify thresholds: unset it to use them."
             ))
-        if not options["apply"]:
-            return
+
+    def apply_classify(self, calibration, best, per_category, *, model):
         thresholds.calibrated_threshold_apply(
             threshold=best.threshold, source="catalogue", kind=CLASSIFY,
             counts=self.counts(calibration, best, None) | {"rule": "best_balanced_accuracy"},
