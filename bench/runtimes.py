@@ -23,8 +23,6 @@ processes hits them alike; figures are medians of rounds (latency percentiles po
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -36,7 +34,7 @@ from pathlib import Path
 from bench.service import (
     CLIENTS, ROOT, Config, Inputs, Row, Target, TARGETS, Timings, Workspace, audit_state_reset, audit_timed,
     compared, django_setup, engine_pixels, free_port, listing_texts, listings_seed, median, multipart, percentile,
-    proc_cpu_seconds, proc_status_kb, progress,
+    proc_cpu_seconds, proc_status_kb, process_stop, progress,
 )
 
 RUNTIMES = ("torch", "openvino", "openvino-int8")
@@ -222,13 +220,7 @@ class RuntimeServer:
         return proc_cpu_seconds(self.worker_pid)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        process_stop(self.process)
 
 
 def server_round(server: RuntimeServer, inputs: Inputs, config: Config, figures: dict) -> None:
