@@ -22,7 +22,7 @@ from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPM
 from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
-from clipcheck.engine.admission import forward_clock
+from clipcheck.engine.clock import forward_clock
 from clipcheck.engine.batcher import MicroBatcher
 from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven

@@ -8,7 +8,8 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
 from clipcheck import metrics
-from clipcheck.engine.admission import ForwardClock, InferenceGate, forward_clock, run_inference
+from clipcheck.engine.admission import InferenceGate, run_inference
+from clipcheck.engine.clock import ForwardClock, forward_clock
 from clipcheck.middleware import ModelTimer, model_time_ms
 from clipcheck.errors import ImageRejected, InferenceFailed, InferenceTimeout, ModelBusy
 from tests.support.images import image_bytes

@@ -1,0 +1,39 @@
+"""The measured forward time per row that admission sheds on.
+
+Its own module, free of Django, because the engine (usable without Django
+settings) reports to it and admission reads it.
+"""
+
+import threading
+
+
+class ForwardClock:
+    """Exponentially weighted mean of the model's forward time per row.
+
+    Each forward pass (any runtime, image or text) reports its duration and
+    batch rows; a row of a batched forward costs less than a forward of its
+    own, which is what lets a queue of requests drain faster than one by one.
+    """
+
+    def __init__(self, weight=0.2):
+        self.weight = weight
+        self._seconds_per_row = None
+        self._lock = threading.Lock()
+
+    def observe(self, seconds, rows):
+        sample = seconds / max(int(rows), 1)
+        with self._lock:
+            previous = self._seconds_per_row
+            self._seconds_per_row = sample if previous is None else previous + self.weight * (sample - previous)
+
+    @property
+    def seconds_per_row(self):
+        """0 until a forward has been measured: nothing to shed on yet."""
+        return self._seconds_per_row or 0.0
+
+    def reset(self):
+        with self._lock:
+            self._seconds_per_row = None
+
+
+forward_clock = ForwardClock()
