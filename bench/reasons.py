@@ -38,10 +38,15 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def setup_django(model_dir, threshold):
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "clipproject.settings")
+    # Thresholds are looked up in the database (calibrated, per category): a
+    # private in-memory one, so the bench never touches a developer's data.
+    os.environ["DATABASE_URL"] = "sqlite://:memory:"
     import django
     from django.conf import settings
+    from django.core.management import call_command
 
     django.setup()
+    call_command("migrate", verbosity=0)
     settings.CLIPCHECK = {"MODEL": str(model_dir), "DEVICE": "cpu", "DTYPE": "float32", "THRESHOLD": threshold,
                           "LOAD_ON_STARTUP": False}
     from clipcheck.settings import clip_settings
