@@ -17,6 +17,7 @@ import threading
 import time
 
 from clipcheck.errors import ImageRejected, ModelBusy
+from clipcheck.process_singleton import CapacitySingleton
 from clipcheck.settings import clip_settings
 
 MB = 1024 * 1024
@@ -75,21 +76,12 @@ class DecodeBudget:
             self._changed.notify_all()
 
 
-_budget_lock = threading.Lock()
-_budget = None
+_budget = CapacitySingleton(DecodeBudget)
 
 
 def decode_budget():
     """The process's budget, rebuilt when DECODE_MEMORY_BUDGET_BYTES changes."""
-    global _budget
-    capacity = int(clip_settings.DECODE_MEMORY_BUDGET_BYTES)
-    budget = _budget
-    if budget is not None and budget.capacity == capacity:
-        return budget
-    with _budget_lock:
-        if _budget is None or _budget.capacity != capacity:
-            _budget = DecodeBudget(capacity)
-        return _budget
+    return _budget.get(int(clip_settings.DECODE_MEMORY_BUDGET_BYTES))
 
 
 @contextlib.contextmanager

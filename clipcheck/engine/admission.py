@@ -36,6 +36,7 @@ from clipcheck import metrics
 from clipcheck.engine.clock import forward_clock
 from clipcheck.errors import ClipcheckError, InferenceFailed, InferenceTimeout, ModelBusy
 from clipcheck.middleware import model_time_add
+from clipcheck.process_singleton import CapacitySingleton
 from clipcheck.settings import clip_settings
 
 logger = logging.getLogger(__name__)
@@ -171,23 +172,12 @@ def _timed(compute):
     return result, (time.perf_counter() - started) * 1000.0
 
 
-_gate_lock = threading.Lock()
-_gate = None
+_gate = CapacitySingleton(InferenceGate, retire=InferenceGate.shutdown)
 
 
 def inference_gate():
     """The process's gate, rebuilt when MAX_QUEUE changes (tests, reloads)."""
-    global _gate
-    capacity = int(clip_settings.MAX_QUEUE)
-    gate = _gate
-    if gate is not None and gate.capacity == capacity:
-        return gate
-    with _gate_lock:
-        if _gate is None or _gate.capacity != capacity:
-            if _gate is not None:
-                _gate.shutdown()
-            _gate = InferenceGate(capacity)
-        return _gate
+    return _gate.get(int(clip_settings.MAX_QUEUE))
 
 
 def start_inference(compute):
