@@ -21,12 +21,6 @@ QUEUE = "/admin/listings/reviewqueueitem/"
 
 
 @pytest.fixture
-def moderator_client(client, moderator):
-    client.force_login(moderator)
-    return client
-
-
-@pytest.fixture
 def checked_pair(make_listing, split_threshold):
     """One matching (approved) and one mismatching (needs review) listing."""
     matching = make_listing(category="bags")

@@ -82,3 +82,10 @@ def moderator(db):
         codename__in=["view_listing", "change_listing", "add_listing", "moderate_listing"],
     ))
     return user
+
+
+@pytest.fixture
+def moderator_client(client, moderator):
+    """pytest-django's client, logged in as ``moderator``."""
+    client.force_login(moderator)
+    return client

@@ -15,12 +15,6 @@ SEARCH = "/admin/listings/listing/search/"
 
 
 @pytest.fixture
-def moderator_client(client, moderator):
-    client.force_login(moderator)
-    return client
-
-
-@pytest.fixture
 def audited(make_listing, everything_matches):
     shared = photo(spot=(4, 4))
     listings = {
