@@ -33,7 +33,7 @@ from clipcheck.models import Analysis
 from clipcheck.settings import clip_settings
 from listings import review, verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
-from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto, ModerationDecision
+from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto
 from listings.settings import listings_settings
 from listings.similarity import photo_reused_reasons
 
@@ -58,6 +58,8 @@ class ListingCheck:
     listing_reasons: list = field(default_factory=list)
     # photo_reused reasons: the photo is another listing's (listings.similarity).
     photo_reasons: list = field(default_factory=list)
+    # ``(decoded photo, embedding)`` of each photo, as the check scored them.
+    photos: list = field(default_factory=list)
     threshold: float | None = None
 
     @property
@@ -134,10 +136,8 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
         title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256,
         seller=seller,
     )
-    decoded = [photo for _, photo in photos]
-    check.photo_reasons = photo_reused_reasons(
-        listing=listing, photos=list(zip(decoded, image_embeddings_compute(images=decoded))),
-    )
+    # The check already holds every photo's embedding: no second lookup.
+    check.photo_reasons = photo_reused_reasons(listing=listing, photos=check.photos)
     reasons = check.reasons
     suggestion = clip_verdicts.suggestion(reasons)
     stored = []
@@ -237,10 +237,11 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
         checks[number].threshold = analysis.threshold
     for check, (_, _, _, category, photos) in zip(checks, entries):
         photo_vectors = [known[photo.sha256] for photo in photos]
+        check.photos = list(zip(photos, photo_vectors))
         conflict = verdicts.category_conflict(category=category, photos=photos, vectors=photo_vectors)
         check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
         if check.listing is not None:
-            check.photo_reasons = photo_reused_reasons(listing=check.listing, photos=list(zip(photos, photo_vectors)))
+            check.photo_reasons = photo_reused_reasons(listing=check.listing, photos=check.photos)
     return checks
 
 
