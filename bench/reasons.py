@@ -55,7 +55,6 @@ def setup_django(model_dir, threshold):
 
 
 def measure(spec, *, items, rounds, threshold):
-    import numpy as np
     from PIL import Image
 
     from clipcheck import scoring, verdicts

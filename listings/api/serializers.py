@@ -108,9 +108,8 @@ def submission_output(submission):
         "status": listing.status,
         **checks,
         "photos": listing.photos.count(),
-        "reasons": submission.reasons,
-        "suggestion": submission.suggestion,
         "reasons": listing.reasons,
+        "suggestion": submission.suggestion,
     }
 
 

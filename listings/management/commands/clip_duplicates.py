@@ -15,7 +15,6 @@ from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
 from clipcheck.services.thresholds import model_id
 from clipcheck.spreadsheets import spreadsheet_row
-from clipcheck.spreadsheets import spreadsheet_row
 from listings import duplicates
 from listings.management.options import positive_int
 from listings.models import Listing
