@@ -105,6 +105,7 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
     """An engine per runtime (lanes off: each forward gets every thread) and the int8 guard."""
     from clipcheck.engine import openvino_runtime
     from clipcheck.engine.clip import ClipEngine, local_checkpoint, resolve_dtype
+    from clipcheck.engine.lanes import ForwardLanes
 
     engines = {}
     for name in ("torch", "openvino"):
@@ -124,7 +125,8 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
     )
     engines["openvino-int8"] = ClipEngine(
         model_name=str(model_dir), runtime=int8, image_processor=base.image_processor, tokenizer=base.tokenizer,
-        config=base.config, device=base.device, dtype=resolve_dtype("auto", base.device), threads=(threads, threads),
+        config=base.config, device=base.device, dtype=resolve_dtype("auto", base.device),
+        lanes=ForwardLanes(count=1, threads=threads),
     )
     return engines, guard
 

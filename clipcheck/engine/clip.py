@@ -25,8 +25,9 @@ from clipcheck import metrics
 from clipcheck.engine.clock import forward_clock
 from clipcheck.engine.batcher import MicroBatcher
 from clipcheck.engine.checkpoints import checkpoint_source
+from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
-from clipcheck.engine.runtimes import TorchRuntime, encoder_threads, resolve_runtime
+from clipcheck.engine.runtimes import TorchRuntime, resolve_runtime
 
 transformers_logging.disable_progress_bar()
 
@@ -60,16 +61,16 @@ def resolve_dtype(requested, device):
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
-def load_runtime(name, *, checkpoint, device, dtype, threads, cache_dir):
-    """The runtime ``name`` for the checkpoint directory; ``threads``: (image, text) lanes."""
+def load_runtime(name, *, checkpoint, device, dtype, lanes, cache_dir):
+    """The runtime ``name`` for the checkpoint directory, for the engine's ``ForwardLanes``."""
     if name == "torch":
         model = CLIPModel.from_pretrained(checkpoint, dtype=dtype)
         model.to(device).eval()
         runtime = TorchRuntime(model=model, device=device, dtype=dtype)
-        runtime.set_threads(*threads)
+        runtime.set_threads(lanes)
         return runtime
     return OpenVinoRuntime.load(
-        checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, threads=threads, cache_dir=cache_dir,
+        checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
     )
 
 
@@ -103,12 +104,13 @@ class ClipEngine:
     runtime (``clipcheck.engine.runtimes``: PyTorch or OpenVINO); everything
     else here is the same for every runtime.
 
-    Image and text forwards run in two lanes: with ``concurrent`` the lanes
-    have a lock each and split the threads, so an uncached request's image
-    and text forwards overlap; otherwise one lock serialises them (concurrent
-    forwards on the same cores only thrash). How many requests may wait and
-    for how long is admission control's business
-    (``clipcheck.engine.admission``), not the engine's.
+    Forwards run on ``lanes`` (``clipcheck.engine.lanes``): with two, an
+    uncached request's image and text forwards overlap, a long text batch
+    (a mismatch's attribute rewrites) is split over both when both are idle,
+    and queued forwards of either tower take whichever lane frees first; with
+    one lane they take turns (concurrent forwards on the same cores only
+    thrash). How many requests may wait and for how long is admission
+    control's business (``clipcheck.engine.admission``), not the engine's.
 
     ``batch_size``: rows per forward pass; ``batch_wait_ms``: how long a
     batcher waits for requests on their way; ``text_cache_size``: text
@@ -116,8 +118,8 @@ class ClipEngine:
     """
 
     def __init__(
-        self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, concurrent=False,
-        threads=(1, 1), batch_size=32, batch_wait_ms=5, text_cache_size=4096,
+        self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, lanes=ForwardLanes(),
+        batch_size=32, batch_wait_ms=5, text_cache_size=4096,
     ):
         self.model_name = model_name
         self.runtime = runtime
@@ -126,15 +128,13 @@ class ClipEngine:
         self.config = config
         self.device = device
         self.dtype = dtype
-        self.concurrent = concurrent
-        self.threads = threads
+        self.lanes = lanes
         self.max_text_tokens = min(
             config.text_config.max_position_embeddings,
             getattr(tokenizer, "model_max_length", None) or 10**9,
         )
         self.logit_scale = runtime.logit_scale
-        self._image_lock = threading.Lock()
-        self._text_lock = threading.Lock() if concurrent else self._image_lock
+        self._lane_pool = LanePool(lanes.count)
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
         self.text_cache_size = int(text_cache_size)
@@ -156,13 +156,11 @@ class ClipEngine:
             int8_proven=lambda: int8_proven(checkpoint=checkpoint, cache_dir=cache_dir),
         )
         # On CUDA the host threads only feed the device: one lane.
-        threads, concurrent = encoder_threads(
-            num_threads, concurrent=concurrent_encoders if torch_device.type == "cpu" else False
-        )
+        lanes = forward_lanes(num_threads, concurrent=concurrent_encoders if torch_device.type == "cpu" else False)
         image_processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         config = CLIPConfig.from_pretrained(checkpoint)
-        loaded = load_runtime(name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype, threads=threads,
+        loaded = load_runtime(name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype, lanes=lanes,
                               cache_dir=cache_dir)
         return cls(
             model_name=model_name,
@@ -172,10 +170,14 @@ class ClipEngine:
             config=config,
             device=torch_device,
             dtype=torch_dtype,
-            concurrent=concurrent,
-            threads=threads,
+            lanes=lanes,
             **options,
         )
+
+    @property
+    def concurrent(self):
+        """Whether image and text forwards may run at the same time."""
+        return self.lanes.concurrent
 
     @property
     def device_name(self):
@@ -221,8 +223,11 @@ class ClipEngine:
         return np.split(embeddings, np.cumsum([len(payload) for payload in payloads])[:-1])
 
     def _forward_images(self, pixel_values):
-        with self._image_lock, _observed("image", len(pixel_values)):
-            return self.runtime.image_features(pixel_values)
+        def forward(start, end, lane):
+            return self.runtime.image_features(pixel_values[start:end], lane=lane)
+
+        rows = len(pixel_values)
+        return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("image", rows))
 
     @property
     def embedding_dim(self):
@@ -283,8 +288,13 @@ class ClipEngine:
 
     def _encode_text_batch(self, texts):
         encoded, truncated = self.tokenize(texts)
-        with self._text_lock, _observed("text", len(texts)):
-            return self.runtime.text_features(encoded["input_ids"], encoded["attention_mask"]), truncated
+        input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+
+        def forward(start, end, lane):
+            return self.runtime.text_features(input_ids[start:end], attention_mask[start:end], lane=lane)
+
+        rows = len(texts)
+        return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("text", rows)), truncated
 
     def _remember(self, texts, embeddings, truncated):
         capacity = self.text_cache_size
