@@ -23,7 +23,7 @@ from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
 from clipcheck.engine.clock import forward_clock
-from clipcheck.engine.batcher import MicroBatcher
+from clipcheck.engine.batcher import MicroBatcher, padding_groups
 from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
@@ -287,14 +287,32 @@ class ClipEngine:
         return outputs
 
     def _encode_text_batch(self, texts):
+        """One batch of texts → ((n, dim) unit rows, [truncated?]), in order.
+
+        Rows run shortest first, in forwards of similar lengths
+        (``padding_groups``), each padded to its own longest row only: the
+        tokens past a row's end are padding, masked out, whatever their number.
+        """
         encoded, truncated = self.tokenize(texts)
         input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+        lengths = attention_mask.sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        embeddings = np.empty((len(texts), self.embedding_dim), np.float32)
+        for start, end in padding_groups(lengths[order].tolist()):
+            rows = order[start:end]
+            width = int(lengths[rows].max())
+            embeddings[rows.numpy()] = self._forward_texts(
+                _padded_to(input_ids[rows], width, self.tokenizer.padding_side),
+                _padded_to(attention_mask[rows], width, self.tokenizer.padding_side),
+            )
+        return embeddings, truncated
 
+    def _forward_texts(self, input_ids, attention_mask):
         def forward(start, end, lane):
             return self.runtime.text_features(input_ids[start:end], attention_mask[start:end], lane=lane)
 
-        rows = len(texts)
-        return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("text", rows)), truncated
+        rows = len(input_ids)
+        return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("text", rows))
 
     def _remember(self, texts, embeddings, truncated):
         capacity = self.text_cache_size
@@ -305,6 +323,11 @@ class ClipEngine:
                 self._text_cache[text] = (embedding, was_truncated)
             while len(self._text_cache) > capacity:
                 self._text_cache.popitem(last=False)
+
+
+def _padded_to(tokens, width, padding_side):
+    """Token rows cut to ``width`` columns, keeping the tokens (padding is on ``padding_side``)."""
+    return tokens[:, -width:] if padding_side == "left" else tokens[:, :width]
 
 
 @contextmanager
