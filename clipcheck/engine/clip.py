@@ -138,7 +138,11 @@ class ClipEngine:
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
         self.text_cache_size = int(text_cache_size)
-        limits = {"max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0}
+        limits = {
+            "max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0,
+            # A worker per lane: a tower's next batch may start on a lane the running one left idle.
+            "workers": lanes.count, "ready": self._lane_pool.wait_free,
+        }
         self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **limits)
         self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **limits)
 

@@ -84,6 +84,12 @@ class LanePool:
                 self._free.extend(taken)
                 self._condition.notify_all()
 
+    def wait_free(self):
+        """Block until a lane is free (without taking it): a batcher forms its next batch then."""
+        with self._condition:
+            while not self._free:
+                self._condition.wait()
+
     def run_rows(self, forward, rows, *, timed=nullcontext):
         """``forward(start, end, lane)`` over ``rows`` rows → the (rows, dim) outputs in order.
 

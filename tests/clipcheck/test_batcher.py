@@ -131,3 +131,26 @@ def test_a_batch_of_mixed_lengths_answers_like_each_text_alone(monkeypatch):
     np.testing.assert_allclose(mixed, alone, atol=1e-5)
     # The short texts ran apart from the long one, padded to their own length.
     assert len(calls) == 2 and calls[0][0] == 3 and calls[0][1] < calls[1][1]
+
+
+def test_with_two_workers_a_second_batch_runs_beside_the_first():
+    both_running = threading.Barrier(2, timeout=5)
+
+    def run(payloads):  # returns only once the other batch has started too
+        both_running.wait()
+        return payloads
+
+    batcher = MicroBatcher(run, max_rows=1, max_wait=0, workers=2)  # max_rows=1: two batches
+    futures = [batcher.submit(value, 1) for value in ("a", "b")]
+    assert [future.result(10) for future in futures] == ["a", "b"]
+
+
+def test_a_batch_is_formed_only_once_a_lane_is_free():
+    lane_free, calls = threading.Event(), []
+    batcher = MicroBatcher(lambda payloads: calls.append(list(payloads)) or payloads, max_rows=8, max_wait=0,
+                           ready=lane_free.wait)
+    futures = [batcher.submit(value, 1) for value in (1, 2, 3)]
+    time.sleep(0.05)  # the worker has seen the first job but waits for a lane
+    lane_free.set()
+    assert [future.result(5) for future in futures] == [1, 2, 3]
+    assert calls == [[1, 2, 3]]
