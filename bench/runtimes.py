@@ -482,8 +482,8 @@ def build_rows(config: Config, raw: dict) -> list[Row]:
     rows.append(compared(
         Row("guard_gap", "int8 vs float32 on known answers: max score gap", guard["max_score_gap"], "score",
             note=(f"int8 {'enabled' if guard['passed'] else 'refused'} on the known-answer model: "
-                  f"{guard['int8_layers']} of {guard['quantisable_layers']} matmuls int8, uniform recipe "
-                  f"{guard['uniform_max_score_gap']:.4f}")),
+                  f"{guard['int8_layers']} of {guard['matmul_layers']} matmuls int8; every matmul int8: "
+                  f"{guard['steps'][0]['max_score_gap']:.4f}")),
         guard["max_score_gap"], f"{guard['max_score_gap']:.4f}", "guard_gap"))
     for name, peak_mb in raw["peak_rss_mb"].items():
         over = peak_mb - raw["model_on_disk_mb"]
