@@ -259,9 +259,15 @@ class ClipEngine:
                 if text in self._text_cache:
                     self._text_cache.move_to_end(text)
                     found[text] = self._text_cache[text]
-        # Batched by length: a batch is padded to its longest text, so mixing
-        # short titles with 77-token descriptions wastes most of the work.
+        # Batched by token count: a batch is padded to its longest text, so
+        # mixing short titles with 77-token descriptions wastes most of the
+        # work (characters are a poor proxy: the audit's attribute rewrites
+        # of one length differ by many tokens).
         missing = sorted(dict.fromkeys(text for text in texts if text not in found), key=len)
+        if len(missing) > self._text_batcher.max_rows:
+            # Stable: texts of equal token count keep their order by characters.
+            tokens = dict(zip(missing, self.count_tokens(missing)))
+            missing.sort(key=lambda text: min(tokens[text], self.max_text_tokens))
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
