@@ -117,9 +117,11 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
     int8_dir = openvino_runtime.build_dir(cache_dir, checkpoint) / "int8"
     # Measured whatever its guard said: the bench's weights are random.
     base = engines["torch"]
+    # At the precision its guard measured the unquantised layers at (None: the CPU default).
+    precision = guard.get("precision")
     int8 = openvino_runtime.OpenVinoRuntime(
-        image_model=openvino_runtime.compile_model(int8_dir / "image.xml", precision=None, threads=threads),
-        text_model=openvino_runtime.compile_model(int8_dir / "text.xml", precision=None, threads=threads),
+        image_model=openvino_runtime.compile_model(int8_dir / "image.xml", precision=precision, threads=threads),
+        text_model=openvino_runtime.compile_model(int8_dir / "text.xml", precision=precision, threads=threads),
         logit_scale=base.logit_scale, int8=True, guard=guard,
     )
     engines["openvino-int8"] = ClipEngine(
@@ -127,6 +129,18 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
         config=base.config, device=base.device, dtype=resolve_dtype("auto", base.device), threads=(threads, threads),
     )
     return engines, guard
+
+
+def install_int8_build(source_cache: Path, target_cache: Path, model_dir: Path) -> None:
+    import shutil
+
+    from clipcheck.engine import openvino_runtime
+    from clipcheck.engine.clip import local_checkpoint
+
+    checkpoint = local_checkpoint(str(model_dir))
+    source = openvino_runtime.build_dir(source_cache, checkpoint) / "int8"
+    openvino_runtime.verify(source)
+    shutil.copytree(source, openvino_runtime.build_dir(target_cache, checkpoint) / "int8", dirs_exist_ok=True)
 
 
 def known_answer_guard(cache_dir: Path) -> dict:
@@ -301,6 +315,9 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
     stack.callback(cold.stop)
     cold_seconds = cold.wait_healthy()
     cold.stop()
+    # The deploy step (`manage.py clip_build_runtime`) puts the guarded int8 build beside the
+    # exact one; the build is keyed by content, so the one made above is that same build.
+    install_int8_build(cache_dir, start_cache, config.spec.model_dir)
     servers = {"auto": RuntimeServer(workspace, runtime="auto", cache_dir=start_cache, label="auto")}
     stack.callback(servers["auto"].stop)
     warm_seconds = servers["auto"].wait_healthy()
@@ -487,7 +504,9 @@ def build_rows(config: Config, raw: dict) -> list[Row]:
         guard["agreement"], f"{guard['agreement']:.2%} agree", "guard_agreement"))
     rows.append(compared(
         Row("guard_gap", "int8 vs float32 on known answers: max score gap", guard["max_score_gap"], "score",
-            note=f"int8 {'enabled' if guard['passed'] else 'refused'} on the known-answer model"),
+            note=(f"int8 {'enabled' if guard['passed'] else 'refused'} on the known-answer model: "
+                  f"{guard['int8_layers']} of {guard['quantisable_layers']} matmuls int8, uniform recipe "
+                  f"{guard['uniform_max_score_gap']:.4f}")),
         guard["max_score_gap"], f"{guard['max_score_gap']:.4f}", "guard_gap"))
     for name, peak_mb in raw["peak_rss_mb"].items():
         over = peak_mb - raw["model_on_disk_mb"]

@@ -66,6 +66,11 @@ class Command(BaseCommand):
             f"max score gap int8 vs float32: {guard['max_score_gap']:.4f} (needed <= "
             f"{openvino_runtime.GUARD_MAX_SCORE_GAP})"
         )
+        self.stdout.write(
+            f"int8 layers: {guard['int8_layers']} of {guard['quantisable_layers']} quantisable matmuls "
+            f"(uniform recipe's max score gap {guard['uniform_max_score_gap']:.4f}; kept exact: "
+            f"{', '.join(guard['exact_groups']) or 'none'}; unquantised layers at {guard['precision'] or 'the CPU default'})"
+        )
 
         threads, concurrent = runtimes.encoder_threads(clip_settings.NUM_THREADS,
                                                        concurrent=clip_settings.CONCURRENT_ENCODERS)
