@@ -47,7 +47,7 @@ GUARD_MIN_AGREEMENT = 0.995
 GUARD_MAX_SCORE_GAP = 0.01
 # Bumped whenever quantisation or the guard changes: a build made by another
 # recipe is stale and made again.
-INT8_RECIPE = 2
+INT8_RECIPE = 3
 
 _build_lock = threading.Lock()
 
@@ -415,8 +415,8 @@ def build_int8(*, checkpoint, cache_dir, calibration=None, threshold=None, sampl
     return guard
 
 
-# The search keeps at most this share of the quantisable layers exact: past
-# it the build would be int8 in name only, and the guard refuses it.
+# Restoration may keep at most this share of the layers its recipe quantises
+# exact: past it the build would be int8 in name only, and it is refused.
 MAX_EXACT_SHARE = 0.5
 # Restoration stops below the guard's limit, not at it: the held-out sample
 # is finite, and a build that just scrapes through is fragile.
@@ -429,14 +429,20 @@ TOWERS = ("image", "text")
 def int8_search(*, exact_dir, calibration, sample, threshold):
     """The int8 towers to serve and their guard record.
 
-    NNCF's uniform recipe first, with the unquantised layers in the CPU's
-    default precision (bf16 on this CPU's kind) and then in f32; where the
-    guard still fails, accuracy restoration: layer groups are ranked by how
-    far each alone, quantised, moves the scores, and the worst are kept
-    exact one at a time until the guard passes or ``MAX_EXACT_SHARE`` of the
-    layers would be exact. Large towers (ViT-B/32 and up) pass at the first
-    step; small ones, where int8 rounding does not average out, need the
-    rest. The record says which precision and which layers stayed exact.
+    The most int8 first, less until the guard passes:
+
+    1. every matmul int8, the unquantised ops in the CPU's default precision
+       (bf16 where it has native bf16);
+    2. the sensitive layers (``_sensitive``) exact;
+    3. the same with the unquantised ops in f32;
+    4. accuracy restoration: the other layer groups ranked by how far each
+       alone, quantised, moves the scores; the worst kept exact one at a
+       time until the max score gap is at most ``RESTORED_MAX_SCORE_GAP``,
+       unless more than ``MAX_EXACT_SHARE`` of them would be exact.
+
+    Large towers (ViT-B/32) pass at step 1; small ones, where int8 rounding
+    does not average out, need the rest. Where nothing passes, the record
+    holds step 1's figures and int8 is refused.
     """
     import openvino as ov
 
@@ -444,8 +450,8 @@ def int8_search(*, exact_dir, calibration, sample, threshold):
     models = {kind: exact_dir / f"{kind}.xml" for kind in TOWERS}
     reference = _scores(models, sample, precision="f32")
     groups = {kind: quantisable_groups(core.read_model(models[kind])) for kind in TOWERS}
-    total = sum(len(layers) for tower_groups in groups.values() for layers in tower_groups.values())
-    latest = {}  # kind -> (its exact groups, its quantised tower): a step changes one tower
+    sensitive = {kind: [group for group in groups[kind] if _sensitive(group)] for kind in TOWERS}
+    latest = {}  # kind -> (its exact groups, its quantised tower): a step changes one tower at most
 
     def tower(kind, exact_groups):
         exact = tuple(exact_groups.get(kind, ()))
@@ -457,74 +463,85 @@ def int8_search(*, exact_dir, calibration, sample, threshold):
             )
         return latest[kind][1]
 
-    def attempt(exact_groups, precision):
+    steps = []
+
+    def attempt(label, exact_groups, precision):
         towers = {kind: tower(kind, exact_groups) for kind in TOWERS}
         guard = guard_figures(reference, _scores(towers, sample, precision=precision), threshold=threshold)
-        return towers, guard
+        steps.append({"step": label, "precision": precision, "max_score_gap": guard["max_score_gap"],
+                      "agreement": guard["agreement"]})
+        logger.info("int8 %s, unquantised ops at %s: max score gap %.4f, agreement %.2f%%", label,
+                    precision or "the CPU default", guard["max_score_gap"], 100 * guard["agreement"])
+        record = {**guard, "recipe": INT8_RECIPE, "precision": precision, "steps": steps,
+                  "exact_groups": sorted(f"{kind}:{group}" for kind, names in exact_groups.items() for group in names),
+                  "int8_layers": _layer_count(groups) - _layer_count(groups, exact_groups),
+                  "matmul_layers": _layer_count(groups)}
+        return towers, record
 
-    uniform = attempt({}, None)
+    first = attempt("every matmul int8", {}, None)
+    if first[1]["passed"]:
+        return first
     for precision in (None, "f32"):
-        towers, guard = uniform if precision is None else attempt({}, precision)
-        logger.info("int8 uniform, unquantised layers at %s: max score gap %.4f", precision or "default",
-                    guard["max_score_gap"])
-        if guard["passed"]:
-            return towers, _searched(guard, precision, {}, groups, total, uniform)
-    ranking = _rank_groups(core, models, groups, calibration, sample, reference)
-    exact_groups = {}
-    for kind, group in ranking:
-        exact_layers = sum(len(groups[k][g]) for k, names in exact_groups.items() for g in names)
-        if exact_layers + len(groups[kind][group]) > MAX_EXACT_SHARE * total:
+        towers, record = attempt("sensitive layers exact", sensitive, precision)
+        if record["passed"]:
+            return towers, record
+    restorable = _layer_count(groups) - _layer_count(groups, sensitive)
+    exact_groups = sensitive
+    for kind, group in _rank_groups(core, models, groups, sensitive, calibration, sample, reference):
+        restored = _layer_count(groups, exact_groups) - _layer_count(groups, sensitive) + len(groups[kind][group])
+        if restored > MAX_EXACT_SHARE * restorable:
             break
-        exact_groups = {**exact_groups, kind: [*exact_groups.get(kind, ()), group]}
-        towers, guard = attempt(exact_groups, "f32")
-        logger.info("int8 restoration: %s:%s kept exact, max score gap %.4f", kind, group, guard["max_score_gap"])
-        if guard["passed"] and guard["max_score_gap"] <= RESTORED_MAX_SCORE_GAP:
-            return towers, _searched(guard, "f32", exact_groups, groups, total, uniform)
-    # Refused: the uniform recipe's figures say what int8 would do.
-    towers, guard = uniform
-    return towers, _searched(guard, None, {}, groups, total, uniform)
+        exact_groups = {**exact_groups, kind: [*exact_groups[kind], group]}
+        towers, record = attempt(f"{kind}:{group} restored", exact_groups, "f32")
+        if record["passed"] and record["max_score_gap"] <= RESTORED_MAX_SCORE_GAP:
+            return towers, record
+    # Refused: the record says what int8 would do (step 1) and every step tried.
+    towers, record = first
+    return towers, {**record, "steps": steps, "passed": False}
 
 
-def _searched(guard, precision, exact_groups, groups, total, uniform):
-    exact = sorted(f"{kind}:{group}" for kind, names in exact_groups.items() for group in names)
-    exact_layers = sum(len(groups[kind][group]) for kind, names in exact_groups.items() for group in names)
-    return {**guard, "recipe": INT8_RECIPE, "precision": precision, "exact_groups": exact,
-            "int8_layers": total - exact_layers, "quantisable_layers": total,
-            "uniform_max_score_gap": uniform[1]["max_score_gap"]}
+def _layer_count(groups, only=None):
+    return sum(
+        len(names) for kind in TOWERS for group, names in groups[kind].items()
+        if only is None or group in only.get(kind, ())
+    )
 
 
 def quantisable_groups(model):
-    """The tower's matmuls NNCF may quantise, grouped as restoration keeps
-    them exact: one group per block's attention inputs (q, k, v share their
-    input's quantiser), one per other matmul."""
+    """The tower's matmuls (and the patch embedding's convolution) NNCF may
+    quantise, grouped as restoration keeps them exact: one group per block's
+    attention inputs (q, k, v share their input's quantiser), one per other
+    matmul."""
     groups = {}
     for op in model.get_ordered_ops():
-        name = op.get_friendly_name()
-        if op.get_type_name() not in ("MatMul", "Convolution") or _always_exact(name):
+        if op.get_type_name() not in ("MatMul", "Convolution"):
             continue
+        name = op.get_friendly_name()
         module = name.removeprefix("__module.").split("/")[0]
-        for projection in ("q_proj", "k_proj", "v_proj"):
-            module = module.replace(f"self_attn.{projection}", "self_attn.qkv")
+        if "self_attn.q_proj" in module or "self_attn.k_proj" in module or "self_attn.v_proj" in module:
+            module = module[:module.index("self_attn.") + len("self_attn.")] + "qkv"
         groups.setdefault(module, []).append(name)
     return groups
 
 
-def _always_exact(name):
+def _sensitive(group):
     # The patch embedding sees raw colours and each attention block's output
-    # projection mixes heads: int8 moved scores most there on every model tried.
-    return "patch_embedding" in name or "out_proj" in name
+    # projection mixes heads: on the known-answer model int8 moved scores most there.
+    return "patch_embedding" in group or "out_proj" in group
 
 
-def _rank_groups(core, models, groups, calibration, sample, reference):
-    """(tower, group) pairs, the one whose int8 alone moves scores most first
-    (the other tower exact, unquantised layers in f32)."""
+def _rank_groups(core, models, groups, sensitive, calibration, sample, reference):
+    """The groups restoration may keep exact, as (tower, group), the one whose
+    int8 alone moves scores most first (the other tower exact, unquantised
+    ops in f32)."""
     gaps = []
     for kind in TOWERS:
-        everything = [name for names in groups[kind].values() for name in names]
         for group, names in groups[kind].items():
+            if group in sensitive[kind]:
+                continue
             alone = quantize_tower(
                 core.read_model(models[kind]), _tower_items(calibration, kind, RANKING_CALIBRATION_SIZE), kind=kind,
-                exact=[name for name in everything if name not in names],
+                exact=[name for other, others in groups[kind].items() if other != group for name in others],
             )
             scores = _scores({**models, kind: alone}, sample, precision="f32")
             gaps.append((float(np.max(np.abs(np.asarray(scores) - np.asarray(reference)))), kind, group))
@@ -541,23 +558,18 @@ def quantize_tower(model, items, *, kind, exact=()):
 
     Settings chosen on the known-answer model, where they moved scores least:
     the mixed preset (asymmetric activations: GELU outputs are one-sided),
-    the layers of ``_always_exact`` and ``exact`` kept in the exact
-    precision, SmoothQuant at 0.5 (NNCF's default 0.95 moved the known-answer
-    model's text scores twice as far).
+    SmoothQuant at 0.5 (NNCF's default 0.95 moved the known-answer model's
+    text scores twice as far). The layers named in ``exact`` stay exact.
     """
     import nncf
 
     nncf.set_log_level(logging.ERROR)
-    sensitive = [
-        op.get_friendly_name() for op in model.get_ordered_ops()
-        if op.get_type_name() in ("MatMul", "Convolution") and _always_exact(op.get_friendly_name())
-    ]
     advanced = nncf.AdvancedQuantizationParameters(
         smooth_quant_alphas=nncf.AdvancedSmoothQuantParameters(matmul=0.5)
     )
     return nncf.quantize(
         model, nncf.Dataset(items), model_type=nncf.ModelType.TRANSFORMER, preset=nncf.QuantizationPreset.MIXED,
-        subset_size=len(items), ignored_scope=nncf.IgnoredScope(names=sensitive + list(exact), validate=False),
+        subset_size=len(items), ignored_scope=nncf.IgnoredScope(names=list(exact), validate=False),
         advanced_parameters=advanced,
     )
 
