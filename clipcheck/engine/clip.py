@@ -137,6 +137,10 @@ class ClipEngine:
         self._text_lock = threading.Lock() if concurrent else self._image_lock
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
+        # The fast tokenizer keeps its padding and truncation settings on the
+        # shared Rust object while it encodes: two threads calling it with
+        # different settings get each other's (unpadded rows in a padded batch).
+        self._tokenizer_lock = threading.Lock()
         self.text_cache_size = int(text_cache_size)
         limits = {"max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0}
         self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **limits)
@@ -236,10 +240,11 @@ class ClipEngine:
         Truncation keeps the first tokens and the end-of-text marker, so the
         same text always gives the same embedding.
         """
-        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
-        encoded = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
-        )
+        with self._tokenizer_lock:
+            full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+            encoded = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+            )
         truncated = [length > self.max_text_tokens for length in full_lengths]
         return encoded, truncated
 
@@ -248,7 +253,8 @@ class ClipEngine:
         texts = list(texts)
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        with self._tokenizer_lock:
+            return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
 
     def encode_texts(self, texts):
         """Texts → ((n, dim) float32 unit vectors, [truncated?]); cached per text."""

@@ -377,3 +377,39 @@ def test_a_corrupt_checkpoint_is_a_generic_503_for_anonymous_callers(settings, t
         assert response.json()["error"]["message"] == "The model is not available on this server; retry later."
         assert str(tmp_path) not in response.content.decode() and "Safetensor" not in response.content.decode()
     assert str(model) in caplog.text and "Safetensor" in caplog.text  # the operator's log has it all
+
+
+def test_counting_tokens_while_another_thread_tokenizes_a_batch_is_safe(tiny_model_dir):
+    """The fast tokenizer holds its padding and truncation settings on one shared object:
+    ``count_tokens`` (unpadded, in a caller's thread: passages, batch ordering) must not run
+    inside the batcher's padded ``tokenize``, or a batch gets rows of different lengths."""
+    from clipcheck.engine.clip import ClipEngine
+
+    engine = ClipEngine.load(model_name=tiny_model_dir, device="cpu", runtime="torch", text_cache_size=0)
+    texts = [("a red shoe " * (index % 7 + 1)).strip() for index in range(24)]
+    errors, start = [], threading.Barrier(4)
+
+    def tokenizing():
+        start.wait()
+        try:
+            for _ in range(150):
+                encoded, _ = engine.tokenize(texts)
+                assert encoded["input_ids"].shape[0] == len(texts)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    def counting():
+        start.wait()
+        try:
+            for _ in range(150):
+                assert len(engine.count_tokens(texts)) == len(texts)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target) for target in (tokenizing, tokenizing, counting, counting)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []
