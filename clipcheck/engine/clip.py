@@ -137,6 +137,10 @@ class ClipEngine:
         self._lane_pool = LanePool(lanes.count)
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
+        # The fast tokenizer keeps its padding and truncation settings on the
+        # shared Rust object while it encodes: two threads calling it with
+        # different settings get each other's (unpadded rows in a padded batch).
+        self._tokenizer_lock = threading.Lock()
         self.text_cache_size = int(text_cache_size)
         limits = {
             "max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0,
@@ -245,10 +249,11 @@ class ClipEngine:
         Truncation keeps the first tokens and the end-of-text marker, so the
         same text always gives the same embedding.
         """
-        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
-        encoded = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
-        )
+        with self._tokenizer_lock:
+            full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+            encoded = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+            )
         truncated = [length > self.max_text_tokens for length in full_lengths]
         return encoded, truncated
 
@@ -257,7 +262,8 @@ class ClipEngine:
         texts = list(texts)
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        with self._tokenizer_lock:
+            return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
 
     def encode_texts(self, texts):
         """Texts → ((n, dim) float32 unit vectors, [truncated?]); cached per text."""
@@ -268,9 +274,15 @@ class ClipEngine:
                 if text in self._text_cache:
                     self._text_cache.move_to_end(text)
                     found[text] = self._text_cache[text]
-        # Batched by length: a batch is padded to its longest text, so mixing
-        # short titles with 77-token descriptions wastes most of the work.
+        # Batched by token count: a batch is padded to its longest text, so
+        # mixing short titles with 77-token descriptions wastes most of the
+        # work (characters are a poor proxy: the audit's attribute rewrites
+        # of one length differ by many tokens).
         missing = sorted(dict.fromkeys(text for text in texts if text not in found), key=len)
+        if len(missing) > self._text_batcher.max_rows:
+            # Stable: texts of equal token count keep their order by characters.
+            tokens = dict(zip(missing, self.count_tokens(missing)))
+            missing.sort(key=lambda text: min(tokens[text], self.max_text_tokens))
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
