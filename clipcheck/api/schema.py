@@ -96,6 +96,16 @@ class ClipAutoSchema(AutoSchema):
             schema = {**schema, "example": example}
         return schema
 
+    def _map_basic_serializer(self, serializer, direction):
+        schema = super()._map_basic_serializer(serializer, direction)
+        # A blank-allowed field with a pattern becomes oneOf [pattern, empty]:
+        # its example goes where Swagger UI's "Try it out" looks, the property.
+        for field in schema.get("properties", {}).values():
+            examples = [variant.pop("example") for variant in field.get("oneOf", ()) if "example" in variant]
+            if examples and "example" not in field:
+                field["example"] = examples[0]
+        return schema
+
     def _policy(self):
         return view_policy(self.view)
 

@@ -3,6 +3,7 @@
 import math
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from rest_framework import serializers
 
 from clipcheck.api.exceptions import validation_error_summary
@@ -126,12 +127,16 @@ class CategoriesField(serializers.CharField):
 THRESHOLD_HELP = "Similarity below this is a mismatch. Absent: the service's own (calibrated or configured) threshold."
 
 
+# Text without NUL characters (DRF refuses them; the validator puts it in the OpenAPI schema).
+NO_NUL_PATTERN = r"^[^\u0000]*$"
+
+
 class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
     threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
     category = serializers.CharField(
-        required=False, allow_blank=True, max_length=100,
+        required=False, allow_blank=True, max_length=100, validators=[RegexValidator(NO_NUL_PATTERN)],
         help_text="The product's category: its calibrated threshold applies when one is stored "
         "(an explicit threshold wins).",
     )

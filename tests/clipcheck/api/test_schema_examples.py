@@ -77,3 +77,13 @@ def _photo():
     from django.core.files.uploadedfile import SimpleUploadedFile
 
     return SimpleUploadedFile("photo.png", image_bytes(), content_type="image/png")
+
+
+def test_the_category_schema_refuses_nul_characters_as_the_api_does(openapi):
+    category = request_schema(openapi, "/clip/analyze", "post")["properties"]["category"]
+    pattern = category["oneOf"][0]["pattern"]
+    assert re.search(pattern, "sneakers") and not re.search(pattern, "snea\x00kers")
+    response = APIClient().post("/clip/analyze", {"file": _photo(), "text": "red sneakers", "category": "snea\x00kers"},
+                                format="multipart")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_category"
