@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
+from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
 from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
@@ -27,6 +27,7 @@ from clipcheck.engine.batcher import MicroBatcher
 from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
 from clipcheck.engine.runtimes import TorchRuntime, encoder_threads, resolve_runtime
+from clipcheck.engine.weights import clip_model_load
 
 transformers_logging.disable_progress_bar()
 
@@ -63,8 +64,8 @@ def resolve_dtype(requested, device):
 def load_runtime(name, *, checkpoint, device, dtype, threads, cache_dir):
     """The runtime ``name`` for the checkpoint directory; ``threads``: (image, text) lanes."""
     if name == "torch":
-        model = CLIPModel.from_pretrained(checkpoint, dtype=dtype)
-        model.to(device).eval()
+        model = clip_model_load(checkpoint, dtype)
+        model.to(device)
         runtime = TorchRuntime(model=model, device=device, dtype=dtype)
         runtime.set_threads(*threads)
         return runtime
@@ -292,7 +293,8 @@ class ClipEngine:
             return
         with self._text_cache_lock:
             for text, embedding, was_truncated in zip(texts, embeddings, truncated):
-                self._text_cache[text] = (embedding, was_truncated)
+                # A copy: a row view would keep its whole forward's batch alive.
+                self._text_cache[text] = (embedding.copy(), was_truncated)
             while len(self._text_cache) > capacity:
                 self._text_cache.popitem(last=False)
 
