@@ -85,6 +85,14 @@ def post_fork(server, worker):
     malloc_limit()
 
 
+def post_request(worker, req, environ, resp):
+    # After the response is sent: now and then, collect finished requests'
+    # reference cycles and return free malloc pages (clipproject/malloc.py).
+    from clipproject.malloc import memory_release_due
+
+    memory_release_due()
+
+
 def child_exit(server, worker):
     # Drops the dead worker's live gauges (queue depth, model loaded).
     from prometheus_client import multiprocess
@@ -95,3 +103,4 @@ def child_exit(server, worker):
 def on_exit(server):
     if _metrics_dir_created:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
+
