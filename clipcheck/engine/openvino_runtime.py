@@ -378,6 +378,14 @@ def ensure_bf16_weights_build(*, checkpoint, cache_dir, exact_dir):
 # Compilation and inference
 
 
+# Input shapes whose prepared executors the CPU plugin keeps per compiled model
+# (its default: 5000). Every (batch, text length) pair is a shape, and each
+# kept one holds memory: on ViT-B/32's text tower 352 shapes held 208 MB with
+# the default and 88 MB with 32. The shapes a server sees again and again
+# (batch 1, short titles) stay; a rare one is prepared again when it recurs.
+RUNTIME_SHAPE_CACHE = 32
+
+
 def compile_model(path, *, precision, threads, cache_dir=None):
     import openvino as ov
 
@@ -385,6 +393,7 @@ def compile_model(path, *, precision, threads, cache_dir=None):
         "PERFORMANCE_HINT": "LATENCY",
         "NUM_STREAMS": "1",
         "INFERENCE_NUM_THREADS": int(threads),
+        "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_SHAPE_CACHE,
     }
     if cache_dir is not None:
         config["CACHE_DIR"] = str(cache_dir)
