@@ -5,7 +5,7 @@ shapes, so the tests can assert answers, not just plumbing."""
 import pytest
 
 from clipcheck.engine import reset_engine
-from tests.support.known_answer import KNOWN_ANSWER_MODEL, THRESHOLD
+from tests.support.known_answer import KNOWN_ANSWER_MODEL, THRESHOLD, int8_build
 from tests.support.runtime import RUNTIME_CACHE_DIR
 
 
@@ -13,8 +13,13 @@ from tests.support.runtime import RUNTIME_CACHE_DIR
 def runtime(request):
     """The runtime under test: "torch" unless a test is parametrised over
     runtimes (``@pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)``,
-    ``EXACT_RUNTIMES`` from ``tests.support.runtime``)."""
-    return getattr(request, "param", "torch")
+    ``EXACT_RUNTIMES`` or ``RUNTIMES`` from ``tests.support.runtime``). For
+    ``openvino-int8`` the model's int8 build must exist and have passed its guard."""
+    name = getattr(request, "param", "torch")
+    if name == "openvino-int8":
+        guard = int8_build(RUNTIME_CACHE_DIR)
+        assert guard["passed"], f"the known-answer model's int8 build failed its guard: {guard}"
+    return name
 
 
 @pytest.fixture(autouse=True)

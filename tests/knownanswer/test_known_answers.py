@@ -8,7 +8,7 @@ from PIL import Image
 
 from knownanswer import domain
 from tests.support.known_answer import THRESHOLD
-from tests.support.runtime import EXACT_RUNTIMES
+from tests.support.runtime import EXACT_RUNTIMES, RUNTIMES
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +64,7 @@ def pictures():
     return {case: png(domain.render(*case[:3], size=case[3])) for case in CASES}
 
 
-@pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)
+@pytest.mark.parametrize("runtime", RUNTIMES, indirect=True)
 def test_analyze_tells_matching_captions_from_wrong_colours_and_shapes(api_client, pictures):
     matches, wrong_colour, wrong_shape = [], [], []
     for (shape, colour, seed, size), data in pictures.items():
@@ -136,7 +136,7 @@ def test_batch_scores_equal_single_analyze_scores(api_client, pictures, batch_ro
         assert result["is_mismatch"] == single["is_mismatch"]
 
 
-@pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)
+@pytest.mark.parametrize("runtime", RUNTIMES, indirect=True)
 def test_pipeline_bugs_would_give_wrong_answers(api_client):
     """The model itself catches the bugs the decoder must not have."""
     red = domain.render("circle", "red", seed=7, size=96)

@@ -11,3 +11,5 @@ RUNTIME_CACHE_DIR = os.path.join(tempfile.gettempdir(), "clipcheck-test-runtime"
 
 # The exact modes: answers equal plain transformers float32 within rounding.
 EXACT_RUNTIMES = ["torch", "openvino"]
+# Every runtime: int8 where its guard passed on the model under test.
+RUNTIMES = [*EXACT_RUNTIMES, "openvino-int8"]

@@ -66,6 +66,15 @@ class Command(BaseCommand):
             f"max score gap int8 vs float32: {guard['max_score_gap']:.4f} (needed <= "
             f"{openvino_runtime.GUARD_MAX_SCORE_GAP})"
         )
+        for step in guard["steps"]:
+            self.stdout.write(
+                f"  tried {step['step']} (unquantised ops at {step['precision'] or 'the CPU default'}): "
+                f"max score gap {step['max_score_gap']:.4f}, agreement {step['agreement']:.2%}"
+            )
+        self.stdout.write(
+            f"int8 layers: {guard['int8_layers']} of {guard['matmul_layers']} matmuls"
+            + (f" (kept exact: {', '.join(guard['exact_groups'])})" if guard["exact_groups"] else "")
+        )
 
         threads, concurrent = runtimes.encoder_threads(clip_settings.NUM_THREADS,
                                                        concurrent=clip_settings.CONCURRENT_ENCODERS)

@@ -187,6 +187,8 @@ def test_the_build_command_reports_the_guard_and_fills_the_cache(settings, tiny_
     build = Path(RUNTIME_CACHE_DIR) / openvino_runtime.cache_key(tiny_model_dir)
     guard = openvino_runtime.verify(build / "int8")["guard"]
     assert f"{guard['agreement']:.2%}" in output and f"{guard['max_score_gap']:.4f}" in output
+    assert f"int8 layers: {guard['int8_layers']} of {guard['matmul_layers']} matmuls" in output
+    assert all(f"max score gap {step['max_score_gap']:.4f}" in output for step in guard["steps"])
     assert guard["calibration"]["source"] == "generic" and guard["pairs"] == 128
     enabled = "int8 enabled" in output
     assert enabled == guard["passed"] == openvino_runtime.int8_proven(
