@@ -103,4 +103,3 @@ def child_exit(server, worker):
 def on_exit(server):
     if _metrics_dir_created:
         shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)
-
