@@ -55,20 +55,27 @@ def clip_model_load(checkpoint, dtype):
 
 def safetensors_index(path):
     """``{name: (torch dtype, shape, start, end)}`` with absolute offsets, or None
-    for a file with a dtype this loader does not read."""
+    for a file this loader does not read: a dtype it does not know, or a file
+    whose header is unreadable or whose size is not what the header says (then
+    ``from_pretrained`` refuses it with the safetensors library's own message)."""
     import torch
 
     dtypes = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64}
-    with open(path, "rb") as handle:
-        (header_length,) = struct.unpack("<Q", handle.read(8))
-        header = json.loads(handle.read(header_length))
-    base = 8 + header_length
-    tensors = {}
-    for name, entry in header.items():
-        if name == "__metadata__":
-            continue
-        if entry["dtype"] not in dtypes:
-            return None
-        start, end = entry["data_offsets"]
-        tensors[name] = (dtypes[entry["dtype"]], tuple(entry["shape"]), base + start, base + end)
+    try:
+        with open(path, "rb") as handle:
+            (header_length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(header_length))
+        base = 8 + header_length
+        tensors = {}
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            if entry["dtype"] not in dtypes:
+                return None
+            start, end = entry["data_offsets"]
+            tensors[name] = (dtypes[entry["dtype"]], tuple(entry["shape"]), base + start, base + end)
+    except (struct.error, ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if Path(path).stat().st_size != max((end for *_, end in tensors.values()), default=base):
+        return None
     return tensors

@@ -21,13 +21,16 @@ def test_the_parameters_are_those_from_pretrained_gives(tiny_model_dir, dtype):
         assert torch.equal(tensor, expected[name]), name
 
 
-def test_a_truncated_checkpoint_is_an_error_not_a_half_loaded_model(tiny_model_dir, tmp_path):
-    copy = tmp_path / "truncated"
+@pytest.mark.parametrize("damage", [lambda data: data[:-100], lambda data: data[:6], lambda data: data + b"\0"])
+def test_a_damaged_checkpoint_is_refused_by_the_safetensors_library(tiny_model_dir, tmp_path, damage):
+    copy = tmp_path / "damaged"
     shutil.copytree(tiny_model_dir, copy)
     path = copy / weights.SAFETENSORS_FILE
-    path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(OSError, match="truncated"):
+    path.write_bytes(damage(path.read_bytes()))
+    assert weights.safetensors_index(path) is None
+    with pytest.raises(Exception) as refused:
         weights.clip_model_load(copy, torch.bfloat16)
+    assert "Safetensor" in refused.type.__name__
 
 
 def test_other_checkpoint_layouts_load_through_from_pretrained(tiny_model_dir, tmp_path):
