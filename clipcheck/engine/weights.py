@@ -11,7 +11,8 @@ rounds to nearest even, as ``.to()`` does), so the parameters are
 bit-for-bit those of ``from_pretrained``.
 
 Checkpoints this does not cover (sharded, ``pytorch_model.bin``, names that
-differ from the model's own) load through ``from_pretrained`` as before.
+differ from the model's own, a damaged file) load through ``from_pretrained``
+as before, which also refuses a damaged file with its own message.
 """
 
 import json
