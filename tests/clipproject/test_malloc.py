@@ -21,13 +21,20 @@ def limits_applied(**environ):
     return json.loads(result.stdout)
 
 
-def test_both_limits_are_applied_by_default():
-    assert limits_applied() == {"MALLOC_ARENA_MAX": malloc.ARENA_MAX, "MALLOC_MMAP_THRESHOLD_": malloc.MMAP_THRESHOLD}
+def test_the_arenas_are_bounded_by_default_and_the_mmap_threshold_left_to_glibc():
+    assert limits_applied() == {"MALLOC_ARENA_MAX": malloc.ARENA_MAX}
 
 
 def test_a_value_set_in_the_environment_is_left_to_glibc():
-    assert limits_applied(MALLOC_ARENA_MAX="4") == {"MALLOC_MMAP_THRESHOLD_": malloc.MMAP_THRESHOLD}
-    assert limits_applied(MALLOC_ARENA_MAX="4", MALLOC_MMAP_THRESHOLD_="65536") == {}
+    assert limits_applied(MALLOC_ARENA_MAX="4") == {}
+
+
+def test_a_threshold_asked_for_is_applied():
+    code = ("import json; from clipproject.malloc import malloc_limit; "
+            "print(json.dumps(malloc_limit(mmap_threshold=1 << 20)))")
+    env = {name: value for name, value in os.environ.items() if not name.startswith("MALLOC_")}
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True)
+    assert json.loads(result.stdout) == {"MALLOC_ARENA_MAX": malloc.ARENA_MAX, "MALLOC_MMAP_THRESHOLD_": 1 << 20}
 
 
 def test_each_gunicorn_worker_applies_them_after_the_fork(monkeypatch):
