@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="measurement rounds (default 3, smoke 1)")
     parser.add_argument("--runtimes", action="store_true",
                         help="compare the runtimes (torch, openvino, openvino-int8) instead: bench/runtimes.py")
+    parser.add_argument("--threshold", type=float,
+                        help="CLIPCHECK_THRESHOLD of the audit and the servers (default: the service's). The "
+                             "random-weight checkpoint scores every pair near 0, so at the default every text is a "
+                             "mismatch and pays for its attribute rewrites (the worst case); 0 makes every text "
+                             "pass (a clean catalogue, the common case)")
     parser.add_argument("--out", type=Path, help="JSON results file (default bench/results/bench[-smoke].json)")
     args = parser.parse_args(argv)
 
@@ -43,6 +48,9 @@ def main(argv: list[str] | None = None) -> None:
     config = make(threads=args.threads, compare_threads=args.compare_threads or None,
                   **({"rounds": args.rounds} if args.rounds else {}))
     ensure_assets(config.spec)
+    if args.threshold is not None:
+        # Read by the settings of this process, the servers and the deploy step alike.
+        os.environ["CLIPCHECK_THRESHOLD"] = str(args.threshold)
     load_before, started = os.getloadavg(), time.monotonic()
     if args.runtimes:
         from bench import runtimes
@@ -52,18 +60,20 @@ def main(argv: list[str] | None = None) -> None:
         result = run(config)
     load_after, wall = os.getloadavg(), time.monotonic() - started
     info = {**machine(), "date": time.strftime("%Y-%m-%d"), "loadavg_before": load_before,
-            "loadavg_after": load_after, "wall_s": wall}
+            "loadavg_after": load_after, "wall_s": wall, "threshold": args.threshold}
 
     title = "runtimes side by side" if args.runtimes else "end to end"
     print(f"\nclipcheck {title} ({config.spec.name} assets, {config.rounds} round(s); "
-          f"{info['cpu']}, {info['cores']} cores, avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'})")
+          f"{info['cpu']}, {info['cores']} cores, avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'}"
+          + (f"; THRESHOLD {args.threshold:g}" if args.threshold is not None else "") + ")")
     print(format_table(result["rows"]))
     print(f"throughputs: median of {'interleaved ' if args.runtimes else ''}rounds; latency percentiles: all requests "
           f"of all rounds pooled.\n"
           f"load average before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}; run {wall:.0f} s")
 
-    name = "bench" + ("-runtimes" if args.runtimes else "") + ("-smoke" if args.smoke else "")
+    name = ("bench" + ("-runtimes" if args.runtimes else "") + ("-smoke" if args.smoke else "")
+            + (f"-threshold{args.threshold:g}" if args.threshold is not None else ""))
     out = args.out or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     config_info = {**asdict(config), "spec": config.spec.name}

@@ -40,8 +40,8 @@ DEFAULTS = {
     # Threads per serving process for the forward passes; None: the cores
     # this process may use.
     "NUM_THREADS": None,
-    # Run a request's image and text forwards at the same time, each with
-    # part of NUM_THREADS; None: when NUM_THREADS (or the cores) is 2 or more.
+    # Run forwards on two lanes of half of NUM_THREADS each, shared by both
+    # towers (docs/runtime.md); None: when NUM_THREADS (or the cores) is 2 or more.
     "CONCURRENT_ENCODERS": None,
     # Load the model when a serving process starts (wsgi/asgi, runserver).
     "LOAD_ON_STARTUP": True,

@@ -30,6 +30,7 @@ from clipcheck.services.thresholds import default_threshold
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
+from clipcheck.nearduplicates import layout_signature
 from clipcheck.settings import clip_settings
 from listings import review, verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable
@@ -60,6 +61,8 @@ class ListingCheck:
     photo_reasons: list = field(default_factory=list)
     # ``(decoded photo, embedding)`` of each photo, as the check scored them.
     photos: list = field(default_factory=list)
+    # ``{sha256: layout}`` of those photos (clipcheck.nearduplicates), computed once per check.
+    layouts: dict = field(default_factory=dict)
     threshold: float | None = None
 
     @property
@@ -137,7 +140,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
         seller=seller,
     )
     # The check already holds every photo's embedding: no second lookup.
-    check.photo_reasons = photo_reused_reasons(listing=listing, photos=check.photos)
+    check.photo_reasons = photo_reused_reasons(listing=listing, photos=check.photos, layouts=check.layouts)
     reasons = check.reasons
     suggestion = clip_verdicts.suggestion(reasons)
     stored = []
@@ -212,7 +215,12 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
     call; each text is judged against the best photo of its listing.
     """
     all_photos = [photo for *_, photos in entries for photo in photos]
-    vectors = image_embeddings_compute(images=all_photos, store=store_embeddings)
+    # Each photo's layout once: stored with a new embedding and compared in photo_reused_reasons.
+    layouts = {}
+    for photo in all_photos:
+        if photo.sha256 not in layouts:
+            layouts[photo.sha256] = layout_signature(photo.image)
+    vectors = image_embeddings_compute(images=all_photos, store=store_embeddings, layouts=layouts)
     known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
     requests, fields = [], []
     for number, (listing, title, description, category, photos) in enumerate(entries):
@@ -238,10 +246,13 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
     for check, (_, _, _, category, photos) in zip(checks, entries):
         photo_vectors = [known[photo.sha256] for photo in photos]
         check.photos = list(zip(photos, photo_vectors))
+        check.layouts = {photo.sha256: layouts[photo.sha256] for photo in photos}
         conflict = verdicts.category_conflict(category=category, photos=photos, vectors=photo_vectors)
         check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
         if check.listing is not None:
-            check.photo_reasons = photo_reused_reasons(listing=check.listing, photos=check.photos)
+            check.photo_reasons = photo_reused_reasons(
+                listing=check.listing, photos=check.photos, layouts=check.layouts,
+            )
     return checks
 
 

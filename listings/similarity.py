@@ -26,18 +26,21 @@ from listings.settings import listings_settings
 PHOTO_REUSED = "photo_reused"
 
 
-def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model=None):
+def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model=None, layouts=None):
     """The ``photo_reused`` reasons of ``listing``: one per photo that another
     listing shows too (or a near-identical copy), naming the most similar
     such listing. ``photos`` is ``[(decoded image, embedding), ...]``, or one
-    photo given as ``image`` and ``vector``."""
+    photo given as ``image`` and ``vector``; ``layouts`` ({sha256: layout})
+    are the photos' layouts when the caller computed them already."""
     model = model or model_id()
     photos = photos if photos is not None else [(image, vector)]
     others = Listing.objects.exclude(pk=listing.pk) if listing.pk else Listing.objects.all()
     reasons = []
+    layouts = layouts or {}
     for position, (photo, photo_vector) in enumerate(photos):
+        layout = layouts[photo.sha256] if photo.sha256 in layouts else layout_signature(photo.image)
         duplicates = near_duplicates(
-            sha256=photo.sha256, vector=photo_vector, layout=layout_signature(photo.image), model=model,
+            sha256=photo.sha256, vector=photo_vector, layout=layout, model=model,
             within=selectors.catalogue_photo_hashes(listings=others),
         )
         if not duplicates:

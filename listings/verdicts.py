@@ -13,7 +13,7 @@ against the best of the listing's photos); this module adds:
 import numpy as np
 
 from clipcheck import scoring
-from clipcheck.services.classification import image_classify
+from clipcheck.services.classification import images_classify
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import CONFIDENT_CATEGORY_SCORE, reasons_for_field
 from listings.settings import listings_settings
@@ -26,10 +26,8 @@ def category_conflict(*, category, photos, vectors):
         return None
     catalogue = list(dict.fromkeys([*clip_settings.CATEGORIES, category]))
     expected_score, best_other = 0.0, None
-    for photo, vector in zip(photos, vectors):
-        matches = image_classify(
-            image=photo, categories=catalogue, top_k=len(catalogue), image_embedding=vector
-        )
+    # One classification for all the photos: the prompts are encoded once.
+    for matches in images_classify(image_embeddings=vectors, categories=catalogue, top_k=len(catalogue)):
         for match in matches:
             if match["category"] == category:
                 expected_score = max(expected_score, match["score"])

@@ -23,10 +23,11 @@ from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
 from clipcheck.engine.clock import forward_clock
-from clipcheck.engine.batcher import MicroBatcher
+from clipcheck.engine.batcher import MicroBatcher, padding_groups
 from clipcheck.engine.checkpoints import checkpoint_source
+from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
-from clipcheck.engine.runtimes import TorchRuntime, encoder_threads, resolve_runtime
+from clipcheck.engine.runtimes import TorchRuntime, resolve_runtime
 from clipcheck.engine.weights import clip_model_load
 
 transformers_logging.disable_progress_bar()
@@ -61,16 +62,16 @@ def resolve_dtype(requested, device):
     return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
 
 
-def load_runtime(name, *, checkpoint, device, dtype, threads, cache_dir):
-    """The runtime ``name`` for the checkpoint directory; ``threads``: (image, text) lanes."""
+def load_runtime(name, *, checkpoint, device, dtype, lanes, cache_dir):
+    """The runtime ``name`` for the checkpoint directory, for the engine's ``ForwardLanes``."""
     if name == "torch":
         model = clip_model_load(checkpoint, dtype)
         model.to(device)
         runtime = TorchRuntime(model=model, device=device, dtype=dtype)
-        runtime.set_threads(*threads)
+        runtime.set_threads(lanes)
         return runtime
     return OpenVinoRuntime.load(
-        checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, threads=threads, cache_dir=cache_dir,
+        checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
     )
 
 
@@ -104,12 +105,13 @@ class ClipEngine:
     runtime (``clipcheck.engine.runtimes``: PyTorch or OpenVINO); everything
     else here is the same for every runtime.
 
-    Image and text forwards run in two lanes: with ``concurrent`` the lanes
-    have a lock each and split the threads, so an uncached request's image
-    and text forwards overlap; otherwise one lock serialises them (concurrent
-    forwards on the same cores only thrash). How many requests may wait and
-    for how long is admission control's business
-    (``clipcheck.engine.admission``), not the engine's.
+    Forwards run on ``lanes`` (``clipcheck.engine.lanes``): with two, an
+    uncached request's image and text forwards overlap, a long text batch
+    (a mismatch's attribute rewrites) is split over both when both are idle,
+    and queued forwards of either tower take whichever lane frees first; with
+    one lane they take turns (concurrent forwards on the same cores only
+    thrash). How many requests may wait and for how long is admission
+    control's business (``clipcheck.engine.admission``), not the engine's.
 
     ``batch_size``: rows per forward pass; ``batch_wait_ms``: how long a
     batcher waits for requests on their way; ``text_cache_size``: text
@@ -117,8 +119,8 @@ class ClipEngine:
     """
 
     def __init__(
-        self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, concurrent=False,
-        threads=(1, 1), batch_size=32, batch_wait_ms=5, text_cache_size=4096,
+        self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, lanes=ForwardLanes(),
+        batch_size=32, batch_wait_ms=5, text_cache_size=4096,
     ):
         self.model_name = model_name
         self.runtime = runtime
@@ -127,19 +129,25 @@ class ClipEngine:
         self.config = config
         self.device = device
         self.dtype = dtype
-        self.concurrent = concurrent
-        self.threads = threads
+        self.lanes = lanes
         self.max_text_tokens = min(
             config.text_config.max_position_embeddings,
             getattr(tokenizer, "model_max_length", None) or 10**9,
         )
         self.logit_scale = runtime.logit_scale
-        self._image_lock = threading.Lock()
-        self._text_lock = threading.Lock() if concurrent else self._image_lock
+        self._lane_pool = LanePool(lanes.count)
         self._text_cache = OrderedDict()
         self._text_cache_lock = threading.Lock()
+        # The fast tokenizer keeps its padding and truncation settings on the
+        # shared Rust object while it encodes: two threads calling it with
+        # different settings get each other's (unpadded rows in a padded batch).
+        self._tokenizer_lock = threading.Lock()
         self.text_cache_size = int(text_cache_size)
-        limits = {"max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0}
+        limits = {
+            "max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0,
+            # A worker per lane: a tower's next batch may start on a lane the running one left idle.
+            "workers": lanes.count, "ready": self._lane_pool.wait_free,
+        }
         self._image_batcher = MicroBatcher(self._forward_image_payloads, name="clip-image-batcher", **limits)
         self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **limits)
 
@@ -157,13 +165,11 @@ class ClipEngine:
             int8_proven=lambda: int8_proven(checkpoint=checkpoint, cache_dir=cache_dir),
         )
         # On CUDA the host threads only feed the device: one lane.
-        threads, concurrent = encoder_threads(
-            num_threads, concurrent=concurrent_encoders if torch_device.type == "cpu" else False
-        )
+        lanes = forward_lanes(num_threads, concurrent=concurrent_encoders if torch_device.type == "cpu" else False)
         image_processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
         tokenizer = AutoTokenizer.from_pretrained(checkpoint)
         config = CLIPConfig.from_pretrained(checkpoint)
-        loaded = load_runtime(name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype, threads=threads,
+        loaded = load_runtime(name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype, lanes=lanes,
                               cache_dir=cache_dir)
         return cls(
             model_name=model_name,
@@ -173,10 +179,14 @@ class ClipEngine:
             config=config,
             device=torch_device,
             dtype=torch_dtype,
-            concurrent=concurrent,
-            threads=threads,
+            lanes=lanes,
             **options,
         )
+
+    @property
+    def concurrent(self):
+        """Whether image and text forwards may run at the same time."""
+        return self.lanes.concurrent
 
     @property
     def device_name(self):
@@ -222,8 +232,11 @@ class ClipEngine:
         return np.split(embeddings, np.cumsum([len(payload) for payload in payloads])[:-1])
 
     def _forward_images(self, pixel_values):
-        with self._image_lock, _observed("image", len(pixel_values)):
-            return self.runtime.image_features(pixel_values)
+        def forward(start, end, lane):
+            return self.runtime.image_features(pixel_values[start:end], lane=lane)
+
+        rows = len(pixel_values)
+        return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("image", rows))
 
     @property
     def embedding_dim(self):
@@ -237,10 +250,11 @@ class ClipEngine:
         Truncation keeps the first tokens and the end-of-text marker, so the
         same text always gives the same embedding.
         """
-        full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
-        encoded = self.tokenizer(
-            list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
-        )
+        with self._tokenizer_lock:
+            full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+            encoded = self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+            )
         truncated = [length > self.max_text_tokens for length in full_lengths]
         return encoded, truncated
 
@@ -249,7 +263,8 @@ class ClipEngine:
         texts = list(texts)
         if not texts:
             return []
-        return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+        with self._tokenizer_lock:
+            return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
 
     def encode_texts(self, texts):
         """Texts → ((n, dim) float32 unit vectors, [truncated?]); cached per text."""
@@ -260,9 +275,15 @@ class ClipEngine:
                 if text in self._text_cache:
                     self._text_cache.move_to_end(text)
                     found[text] = self._text_cache[text]
-        # Batched by length: a batch is padded to its longest text, so mixing
-        # short titles with 77-token descriptions wastes most of the work.
+        # Batched by token count: a batch is padded to its longest text, so
+        # mixing short titles with 77-token descriptions wastes most of the
+        # work (characters are a poor proxy: the audit's attribute rewrites
+        # of one length differ by many tokens).
         missing = sorted(dict.fromkeys(text for text in texts if text not in found), key=len)
+        if len(missing) > self._text_batcher.max_rows:
+            # Stable: texts of equal token count keep their order by characters.
+            tokens = dict(zip(missing, self.count_tokens(missing)))
+            missing.sort(key=lambda text: min(tokens[text], self.max_text_tokens))
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
@@ -283,9 +304,32 @@ class ClipEngine:
         return outputs
 
     def _encode_text_batch(self, texts):
+        """One batch of texts → ((n, dim) unit rows, [truncated?]), in order.
+
+        Rows run shortest first, in forwards of similar lengths
+        (``padding_groups``), each padded to its own longest row only: the
+        tokens past a row's end are padding, masked out, whatever their number.
+        """
         encoded, truncated = self.tokenize(texts)
-        with self._text_lock, _observed("text", len(texts)):
-            return self.runtime.text_features(encoded["input_ids"], encoded["attention_mask"]), truncated
+        input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+        lengths = attention_mask.sum(dim=1)
+        order = torch.argsort(lengths, stable=True)
+        embeddings = np.empty((len(texts), self.embedding_dim), np.float32)
+        for start, end in padding_groups(lengths[order].tolist()):
+            rows = order[start:end]
+            width = int(lengths[rows].max())
+            embeddings[rows.numpy()] = self._forward_texts(
+                _padded_to(input_ids[rows], width, self.tokenizer.padding_side),
+                _padded_to(attention_mask[rows], width, self.tokenizer.padding_side),
+            )
+        return embeddings, truncated
+
+    def _forward_texts(self, input_ids, attention_mask):
+        def forward(start, end, lane):
+            return self.runtime.text_features(input_ids[start:end], attention_mask[start:end], lane=lane)
+
+        rows = len(input_ids)
+        return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("text", rows))
 
     def _remember(self, texts, embeddings, truncated):
         capacity = self.text_cache_size
@@ -297,6 +341,11 @@ class ClipEngine:
                 self._text_cache[text] = (embedding.copy(), was_truncated)
             while len(self._text_cache) > capacity:
                 self._text_cache.popitem(last=False)
+
+
+def _padded_to(tokens, width, padding_side):
+    """Token rows cut to ``width`` columns, keeping the tokens (padding is on ``padding_side``)."""
+    return tokens[:, -width:] if padding_side == "left" else tokens[:, :width]
 
 
 @contextmanager

@@ -390,13 +390,15 @@ def ensure_bf16_weights_build(*, checkpoint, cache_dir, exact_dir):
 RUNTIME_SHAPE_CACHE = 32
 
 
-def compile_model(path, *, precision, threads, cache_dir=None):
+def compile_model(path, *, precision, threads, streams=1, cache_dir=None):
+    """Compile for the CPU: ``streams`` inferences may run at once, each on ``threads`` threads
+    (one stream per engine lane; the streams share the weights)."""
     import openvino as ov
 
     config = {
         "PERFORMANCE_HINT": "LATENCY",
-        "NUM_STREAMS": "1",
-        "INFERENCE_NUM_THREADS": int(threads),
+        "NUM_STREAMS": str(int(streams)),
+        "INFERENCE_NUM_THREADS": int(threads) * int(streams),
         "CPU_RUNTIME_CACHE_CAPACITY": RUNTIME_SHAPE_CACHE,
     }
     if cache_dir is not None:
@@ -423,19 +425,23 @@ def ov_precision(dtype):
 
 
 class OpenVinoRuntime:
-    def __init__(self, *, image_model, text_model, logit_scale, int8, guard=None):
+    def __init__(self, *, image_model, text_model, logit_scale, int8, guard=None, lanes=1):
         self.name = "openvino-int8" if int8 else "openvino"
         self.image_model = image_model
         self.text_model = text_model
         self.logit_scale = logit_scale
         self.guard = guard
-        self._image_request = image_model.create_infer_request()
-        self._text_request = text_model.create_infer_request()
+        # One infer request per tower and lane: a lane runs one forward at a
+        # time (the engine's lanes), different lanes run at once on the
+        # compiled models' streams.
+        self._image_requests = [image_model.create_infer_request() for _ in range(lanes)]
+        self._text_requests = [text_model.create_infer_request() for _ in range(lanes)]
         compute = image_model.get_property("INFERENCE_PRECISION_HINT").to_string()
         self.precision = f"int8/{compute}" if int8 else compute
 
     @classmethod
-    def load(cls, *, checkpoint, int8, dtype, threads, cache_dir):
+    def load(cls, *, checkpoint, int8, dtype, lanes, cache_dir):
+        """``lanes``: the engine's ``ForwardLanes`` (one stream per lane)."""
         exact_dir, manifest = ensure_exact_build(checkpoint=checkpoint, cache_dir=cache_dir)
         model_dir, guard = exact_dir, None
         precision = ov_precision(dtype)
@@ -447,30 +453,30 @@ class OpenVinoRuntime:
         elif precision == "bf16":
             model_dir = ensure_bf16_weights_build(checkpoint=checkpoint, cache_dir=cache_dir, exact_dir=exact_dir)
         compiled = exact_dir.parent / "compiled" / f"{model_dir.name}-{precision or 'default'}"
-        image_threads, text_threads = threads
+        towers = {
+            tower: compile_model(model_dir / f"{tower}.xml", precision=precision, threads=lanes.threads,
+                                 streams=lanes.count, cache_dir=compiled)
+            for tower in ("image", "text")
+        }
         return cls(
-            image_model=compile_model(model_dir / "image.xml", precision=precision, threads=image_threads,
-                                      cache_dir=compiled),
-            text_model=compile_model(model_dir / "text.xml", precision=precision, threads=text_threads,
-                                     cache_dir=compiled),
+            image_model=towers["image"],
+            text_model=towers["text"],
             logit_scale=manifest["logit_scale"],
             int8=int8,
             guard=guard,
+            lanes=lanes.count,
         )
 
-    # The engine calls each tower from one thread at a time (its lanes'
-    # locks), so one infer request per tower suffices.
-
-    def image_features(self, pixel_values):
+    def image_features(self, pixel_values, lane=0):
         pixels = np.ascontiguousarray(_as_numpy(pixel_values), dtype=np.float32)
-        return unit_rows(self._image_request.infer({"pixel_values": pixels})[0])
+        return unit_rows(self._image_requests[lane].infer({"pixel_values": pixels})[0])
 
-    def text_features(self, input_ids, attention_mask):
+    def text_features(self, input_ids, attention_mask, lane=0):
         inputs = {
             "input_ids": np.ascontiguousarray(_as_numpy(input_ids), dtype=np.int64),
             "attention_mask": np.ascontiguousarray(_as_numpy(attention_mask), dtype=np.int64),
         }
-        return unit_rows(self._text_request.infer(inputs)[0])
+        return unit_rows(self._text_requests[lane].infer(inputs)[0])
 
 
 def _as_numpy(tensor):

@@ -4,10 +4,12 @@ The engine (``clipcheck.engine.clip``) owns everything else — preprocessing,
 tokenisation, the text cache, micro-batching — so every runtime answers
 through the same code path. A runtime only implements two forwards:
 
-* ``image_features(pixel_values)`` → (n, dim) float32 unit rows;
-* ``text_features(input_ids, attention_mask)`` → (n, dim) float32 unit rows;
+* ``image_features(pixel_values, lane=0)`` → (n, dim) float32 unit rows;
+* ``text_features(input_ids, attention_mask, lane=0)`` → (n, dim) float32 unit rows;
 
-and says what it is (``name``, ``precision``).
+and says what it is (``name``, ``precision``). ``lane`` is one of the engine's
+lanes (``clipcheck.engine.lanes``): forwards on different lanes may run at the
+same time, each with the lane's threads.
 
 ``CLIPCHECK["RUNTIME"]``:
 
@@ -56,22 +58,6 @@ def available_cores():
         return os.cpu_count() or 1
 
 
-def encoder_threads(total_threads, *, concurrent=None):
-    """Threads for (image, text) forwards, and whether they run concurrently.
-
-    With at least two threads an uncached request runs its image and text
-    forwards at the same time, each with part of the threads (together the
-    total); with one they take turns. ``concurrent`` forces either.
-    """
-    total = int(total_threads or available_cores())
-    if concurrent is None:
-        concurrent = total >= 2
-    if not concurrent or total < 2:
-        return (total, total), False
-    image = total - total // 2
-    return (image, total // 2), True
-
-
 def unit_rows(features):
     features = np.asarray(features, dtype=np.float32)
     norms = np.linalg.norm(features, axis=-1, keepdims=True)
@@ -93,21 +79,23 @@ class TorchRuntime:
     def precision(self):
         return str(self.dtype).removeprefix("torch.")
 
-    def set_threads(self, image_threads, text_threads):
+    def set_threads(self, lanes):
         import torch
 
-        # torch's intra-op thread count is process-wide: each concurrent
-        # forward gets the smaller share, so together they fit the cores.
-        torch.set_num_threads(max(1, min(image_threads, text_threads)))
+        # torch's intra-op thread count is process-wide and applies to each
+        # calling thread: every lane's forward gets the lane's threads.
+        torch.set_num_threads(max(1, lanes.threads))
 
-    def image_features(self, pixel_values):
+    # torch needs nothing per lane: concurrent calls from several threads are safe.
+
+    def image_features(self, pixel_values, lane=0):
         import torch
 
         with torch.inference_mode():
             output = self.model.get_image_features(pixel_values=pixel_values.to(self.device, self.dtype))
             return _torch_unit_rows(output)
 
-    def text_features(self, input_ids, attention_mask):
+    def text_features(self, input_ids, attention_mask, lane=0):
         import torch
 
         with torch.inference_mode():

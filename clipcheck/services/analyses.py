@@ -17,7 +17,7 @@ from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.hashes import text_hash
 from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
-from clipcheck.services.classification import image_classify
+from clipcheck.services.classification import images_classify
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import default_threshold, model_id
 
@@ -156,14 +156,13 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
         plans=plans, image_vector_groups=groups, thresholds=[request.threshold for request in requests],
         engine=engine, run=run_inference,
     )
-    results, judged_images = [], []
-    for judgement, group, group_vectors in zip(judgements, photos, groups):
-        image = group[judgement.image_index]
-        reasons_add_looks_like(
-            judgement.reasons, image=image, image_vector=group_vectors[judgement.image_index], top_k=top_k
-        )
-        results.append(judgement.result())
-        judged_images.append(image)
+    judged_images = [group[judgement.image_index] for judgement, group in zip(judgements, photos)]
+    reasons_add_looks_like_many(
+        [judgement.reasons for judgement in judgements],
+        image_vectors=[vectors[judgement.image_index] for judgement, vectors in zip(judgements, groups)],
+        top_k=top_k,
+    )
+    results = [judgement.result() for judgement in judgements]
     return results, judged_images, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
 
 
@@ -171,11 +170,22 @@ def reasons_add_looks_like(reasons, *, image, image_vector, top_k=2):
     """Name what the photo looks like in a mismatch reason, when the model is
     confident about it (``verdicts.looks_like``) and no attribute conflict
     explains the mismatch better."""
-    mismatch = next((r for r in reasons if r["code"] in ("low_similarity", "passage_mismatch")), None)
-    if mismatch is None or any(r["code"] == "attribute_conflict" for r in reasons):
-        return
-    matches = image_classify(image=image, image_embedding=image_vector, top_k=top_k)
-    mismatch["photo_looks_like"] = verdicts.looks_like(matches, top_k=top_k)
+    reasons_add_looks_like_many([reasons], image_vectors=[image_vector], top_k=top_k)
+
+
+def reasons_add_looks_like_many(reasons_lists, *, image_vectors, top_k=2):
+    """``reasons_add_looks_like`` for many texts, each with the embedding of the
+    photo it was judged on: one classification (prompts encoded once) for all
+    the mismatches among them."""
+    mismatches, vectors = [], []
+    for reasons, image_vector in zip(reasons_lists, image_vectors):
+        mismatch = next((r for r in reasons if r["code"] in ("low_similarity", "passage_mismatch")), None)
+        if mismatch is None or any(r["code"] == "attribute_conflict" for r in reasons):
+            continue
+        mismatches.append(mismatch)
+        vectors.append(image_vector)
+    for mismatch, matches in zip(mismatches, images_classify(image_embeddings=vectors, top_k=top_k)):
+        mismatch["photo_looks_like"] = verdicts.looks_like(matches, top_k=top_k)
 
 
 def _stored_result(analysis):

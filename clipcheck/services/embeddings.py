@@ -12,18 +12,22 @@ from clipcheck.services.thresholds import model_id
 from clipcheck.vectors import vectors_store
 
 
-def image_embeddings_compute(*, images, model=None, engine=None, store=True, known=None, run=run_inference):
+def image_embeddings_compute(*, images, model=None, engine=None, store=True, known=None, run=run_inference,
+                             layouts=None):
     """Embeddings of decoded images, in order: ``known`` ones ({sha256:
     vector}) and stored ones are reused, the others are encoded in one
     ``encode_images`` call and stored with their layouts (unless ``store``
     is false). ``run`` runs the model computation (admission control; a
-    request's text computation passes its ``alongside``)."""
+    request's text computation passes its ``alongside``). ``layouts``
+    ({sha256: layout}) are layouts the caller already computed."""
     model = model or model_id()
     hashes = [image.sha256 for image in images]
     stored = _embeddings_known_or_stored(hashes=hashes, known=known or {}, model=model)
     missing = {image.sha256: image for image in images if image.sha256 not in stored}
     if missing:
-        stored.update(_embeddings_encode(images=missing, model=model, engine=engine, store=store, run=run))
+        stored.update(_embeddings_encode(
+            images=missing, model=model, engine=engine, store=store, run=run, layouts=layouts or {},
+        ))
     if store and len(missing) < len(set(hashes)):
         # Embeddings stored before layouts were kept get theirs now that the picture is at hand.
         image_layouts_fill(images=[image for image in images if image.sha256 not in missing], model=model)
@@ -37,7 +41,7 @@ def _embeddings_known_or_stored(*, hashes, known, model):
     return {**stored, **known}
 
 
-def _embeddings_encode(*, images, model, engine, store, run=run_inference):
+def _embeddings_encode(*, images, model, engine, store, run=run_inference, layouts=None):
     """Encode ``{sha256: image}`` in one ``encode_images`` call; stored with their layouts when ``store``."""
     engine = engine or get_engine()
     pictures = [image.image for image in images.values()]
@@ -45,7 +49,10 @@ def _embeddings_encode(*, images, model, engine, store, run=run_inference):
     if store:
         image_embeddings_store(
             vectors=vectors, model=model,
-            layouts={sha256: layout_signature(image.image) for sha256, image in images.items()},
+            layouts={
+                sha256: layouts[sha256] if layouts and sha256 in layouts else layout_signature(image.image)
+                for sha256, image in images.items()
+            },
         )
     return vectors
 

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 ROWS_PER_RUN = [
     "naive", "model_alone", "model_listing", "decode_preprocess", "audit_vs_naive", "audit_vs_model",
-    "audit_vs_listing", "forward_1", "text_forward",
+    "audit_vs_listing", "audit_vs_own_forwards", "forward_1", "text_forward",
 ]
 ROWS_PER_SERVER = [
     "analyze_p50", "analyze_p95", "analyze_cached_p50", "sequential", "concurrent", "classify_p50", "worker_rss",
@@ -54,6 +54,11 @@ def test_smoke_run_prints_every_row_with_positive_figures(tmp_path):
     # every listing and every server answered all its requests.
     audit = result["raw"]["audit"][0]
     assert audit["images"] == result["config"]["audit_listings"]
+    # The audit's own text forwards were recorded and replayed: at least a title and a
+    # description per listing.
+    audit_texts = result["raw"]["audit_texts"]
+    assert audit_texts["rows"][0] >= 2 * audit["images"]
+    assert len(audit_texts["wall"]) == len(result["raw"]["audit"])
     for threads in ("1", "2"):
         figures = result["raw"]["servers"][threads]
         assert len(figures["analyze"]) == result["config"]["analyze_requests"]

@@ -136,6 +136,39 @@ def test_category_prompts_are_encoded_once_per_process(fresh_engine, encoder_cal
     assert encoder_calls.texts_encoded == prompts
 
 
+def test_classifying_many_embeddings_gives_each_image_its_own_classification():
+    engine = get_engine()
+    images = [decode_image(image_bytes(color=colour)) for colour in ((200, 0, 0), (0, 90, 0), (0, 0, 200))]
+    vectors = engine.encode_images([image.image for image in images])
+
+    together = classification.images_classify(image_embeddings=vectors, top_k=4)
+
+    assert together == [
+        classification.image_classify(image=image, image_embedding=vector, top_k=4)
+        for image, vector in zip(images, vectors)
+    ]
+    assert classification.images_classify(image_embeddings=[]) == []
+
+
+def test_a_batch_of_mismatches_looks_up_the_category_prompts_once(monkeypatch):
+    """The "photo looks like" of every mismatch of a batch comes from one classification:
+    prompts encoded and thresholds looked up once, not once per text."""
+    lookups = []
+    classify_threshold = classification.classify_threshold
+    monkeypatch.setattr(classification, "classify_threshold",
+                        lambda **kwargs: lookups.append(kwargs) or classify_threshold(**kwargs))
+    photos = [decode_image(image_bytes(color=(30 * index, 0, 0))) for index in range(1, 4)]
+
+    analyses = analysis_services.analyses_compute(requests=[
+        analysis_services.AnalysisRequest(image=photo, text=f"a plain object number {index}", threshold=1.0)
+        for index, photo in enumerate(photos)
+    ], source=Analysis.Source.AUDIT)
+
+    assert all(analysis.reasons[0]["code"] == "low_similarity" for analysis in analyses)
+    assert all("photo_looks_like" in analysis.reasons[0] for analysis in analyses)
+    assert len(lookups) == len(clip_settings.CATEGORIES)
+
+
 def test_analyses_create_encodes_a_batch_in_one_call_each(encoder_calls):
     red, blue = decode_image(image_bytes(color=(200, 0, 0))), decode_image(image_bytes(color=(0, 0, 200)))
     requests = [

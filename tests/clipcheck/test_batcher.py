@@ -99,3 +99,58 @@ def test_concurrent_engine_calls_are_batched_and_equal_to_one_by_one(settings):
     assert forwards < len(images)  # some requests shared a forward pass
     for together, one in zip(results, alone):
         assert float(np.dot(together, one)) > 0.9999
+
+
+def test_texts_of_very_different_lengths_run_in_forwards_of_their_own():
+    from clipcheck.engine.batcher import padding_groups
+
+    assert padding_groups([]) == []
+    assert padding_groups([22] * 28) == [(0, 28)]  # similar lengths: one forward
+    # A request's 28 short rewrites queued with another's four 77-token passages:
+    # padding the short rows to 77 tokens would cost far more than a second forward.
+    assert padding_groups([22] * 28 + [77] * 4) == [(0, 28), (28, 32)]
+    # A forward's own cost keeps nearly equal lengths together.
+    assert padding_groups([20, 21, 22, 23]) == [(0, 4)]
+
+
+def test_a_batch_of_mixed_lengths_answers_like_each_text_alone(monkeypatch):
+    engine = get_engine()
+    short = [f"a {colour} bag" for colour in ("red", "green", "blue")]
+    long = ["a very long description of a leather travel bag with a strap and two pockets " * 2]
+    calls = []
+    text_features = engine.runtime.text_features
+
+    def recorded(input_ids, attention_mask, lane=0):
+        calls.append(tuple(input_ids.shape))
+        return text_features(input_ids, attention_mask, lane=lane)
+
+    monkeypatch.setattr(engine.runtime, "text_features", recorded)
+    mixed, _ = engine._encode_text_batch([long[0], *short])
+    monkeypatch.undo()
+    alone = np.concatenate([engine._encode_text_batch([text])[0] for text in [long[0], *short]])
+    np.testing.assert_allclose(mixed, alone, atol=1e-5)
+    # The short texts ran apart from the long one, padded to their own length.
+    assert len(calls) == 2 and calls[0][0] == 3 and calls[0][1] < calls[1][1]
+
+
+def test_with_two_workers_a_second_batch_runs_beside_the_first():
+    both_running = threading.Barrier(2, timeout=5)
+
+    def run(payloads):  # returns only once the other batch has started too
+        both_running.wait()
+        return payloads
+
+    batcher = MicroBatcher(run, max_rows=1, max_wait=0, workers=2)  # max_rows=1: two batches
+    futures = [batcher.submit(value, 1) for value in ("a", "b")]
+    assert [future.result(10) for future in futures] == ["a", "b"]
+
+
+def test_a_batch_is_formed_only_once_a_lane_is_free():
+    lane_free, calls = threading.Event(), []
+    batcher = MicroBatcher(lambda payloads: calls.append(list(payloads)) or payloads, max_rows=8, max_wait=0,
+                           ready=lane_free.wait)
+    futures = [batcher.submit(value, 1) for value in (1, 2, 3)]
+    time.sleep(0.05)  # the worker has seen the first job but waits for a lane
+    lane_free.set()
+    assert [future.result(5) for future in futures] == [1, 2, 3]
+    assert calls == [[1, 2, 3]]

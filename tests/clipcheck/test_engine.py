@@ -48,6 +48,30 @@ def test_the_engine_takes_its_configuration_at_construction(tiny_model_dir, sett
     assert text_batches == [2, 1, 1]
 
 
+def test_text_forwards_group_texts_of_similar_token_counts(tiny_model_dir, monkeypatch):
+    """A batch is padded to its longest text: texts are batched by token count, not by
+    characters (an attribute rewrite of one length can be 4 tokens or 20)."""
+    from clipcheck.engine.clip import ClipEngine
+
+    engine = ClipEngine.load(model_name=tiny_model_dir, device="cpu", runtime="torch", batch_size=2, text_cache_size=0)
+    # Ordered by characters, the two 8-character texts (the most tokens) would go first.
+    texts = ["x y z w v u", "#$%&#$%&", "a b c d e", "handbags"]
+    tokens = dict(zip(texts, engine.count_tokens(texts)))
+    assert sorted(texts, key=len)[:2] != sorted(texts, key=tokens.get)[:2]
+    batches = []
+    encode_text_batch = engine._encode_text_batch
+    monkeypatch.setattr(engine, "_encode_text_batch", lambda chunk: batches.append(chunk) or encode_text_batch(chunk))
+
+    vectors, _ = engine.encode_texts(texts)
+
+    assert sorted(text for batch in batches for text in batch) == sorted(texts)
+    batch_tokens = [[tokens[text] for text in batch] for batch in batches]
+    assert all(max(first) <= min(second) for first, second in zip(batch_tokens, batch_tokens[1:]))
+    # The answer is in the caller's order whatever the batching.
+    alone = [engine._encode_text_batch([text])[0][0] for text in texts]
+    assert all(abs(float(vector @ single) - 1.0) < 1e-4 for vector, single in zip(vectors, alone))
+
+
 def test_a_settings_change_gives_an_engine_built_for_the_new_values(settings, fresh_engine):
     first = get_engine()
     settings.CLIPCHECK = {**settings.CLIPCHECK, "BATCH_SIZE": 3, "BATCH_WAIT_MS": 0, "TEXT_CACHE_SIZE": 7}
@@ -353,3 +377,39 @@ def test_a_corrupt_checkpoint_is_a_generic_503_for_anonymous_callers(settings, t
         assert response.json()["error"]["message"] == "The model is not available on this server; retry later."
         assert str(tmp_path) not in response.content.decode() and "Safetensor" not in response.content.decode()
     assert str(model) in caplog.text and "Safetensor" in caplog.text  # the operator's log has it all
+
+
+def test_counting_tokens_while_another_thread_tokenizes_a_batch_is_safe(tiny_model_dir):
+    """The fast tokenizer holds its padding and truncation settings on one shared object:
+    ``count_tokens`` (unpadded, in a caller's thread: passages, batch ordering) must not run
+    inside the batcher's padded ``tokenize``, or a batch gets rows of different lengths."""
+    from clipcheck.engine.clip import ClipEngine
+
+    engine = ClipEngine.load(model_name=tiny_model_dir, device="cpu", runtime="torch", text_cache_size=0)
+    texts = [("a red shoe " * (index % 7 + 1)).strip() for index in range(24)]
+    errors, start = [], threading.Barrier(4)
+
+    def tokenizing():
+        start.wait()
+        try:
+            for _ in range(150):
+                encoded, _ = engine.tokenize(texts)
+                assert encoded["input_ids"].shape[0] == len(texts)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    def counting():
+        start.wait()
+        try:
+            for _ in range(150):
+                assert len(engine.count_tokens(texts)) == len(texts)
+        except Exception as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target) for target in (tokenizing, tokenizing, counting, counting)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == []

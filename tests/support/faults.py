@@ -72,11 +72,11 @@ class FaultInjectionConfig(AppConfig):
 
         image_features = TorchRuntime.image_features
 
-        def slow_image_features(runtime, pixel_values):
+        def slow_image_features(runtime, pixel_values, **lane):
             fault = current_fault(path)
             if fault.startswith("slow-forward "):
                 time.sleep(float(fault.split()[1]))
-            return image_features(runtime, pixel_values)
+            return image_features(runtime, pixel_values, **lane)
 
         TorchRuntime.image_features = slow_image_features
 

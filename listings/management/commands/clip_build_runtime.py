@@ -12,6 +12,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clipcheck.engine import openvino_runtime, runtimes
 from clipcheck.engine.clip import local_checkpoint
+from clipcheck.engine.lanes import forward_lanes
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
 from listings.management.options import positive_int
@@ -76,13 +77,12 @@ class Command(BaseCommand):
             + (f" (kept exact: {', '.join(guard['exact_groups'])})" if guard["exact_groups"] else "")
         )
 
-        threads, concurrent = runtimes.encoder_threads(clip_settings.NUM_THREADS,
-                                                       concurrent=clip_settings.CONCURRENT_ENCODERS)
+        lanes = forward_lanes(clip_settings.NUM_THREADS, concurrent=clip_settings.CONCURRENT_ENCODERS)
         dtype = _dtype()
         names = ["openvino"] + (["openvino-int8"] if guard["passed"] else [])
         for name in names:  # fills OpenVINO's compiled-model cache for the serving processes
             openvino_runtime.OpenVinoRuntime.load(
-                checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, threads=threads, cache_dir=cache_dir,
+                checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
             )
         if guard["passed"]:
             self.stdout.write(self.style.SUCCESS("int8 enabled: RUNTIME 'auto' serves openvino-int8 on CPUs."))

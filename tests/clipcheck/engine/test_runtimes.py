@@ -14,7 +14,8 @@ from rest_framework.test import APIClient
 
 from clipcheck.checks import check_clipcheck_settings
 from clipcheck.engine import get_engine, openvino_runtime, reset_engine
-from clipcheck.engine.runtimes import encoder_threads, resolve_runtime
+from clipcheck.engine.lanes import ForwardLanes, forward_lanes
+from clipcheck.engine.runtimes import resolve_runtime
 from tests.support.clip_settings import set_clip_settings
 from tests.support.images import image_bytes
 from tests.support.runtime import RUNTIME_CACHE_DIR
@@ -44,11 +45,11 @@ class TestSelection:
         set_clip_settings(settings, RUNTIME="openvino-int8", DEVICE="cuda")
         assert "clipcheck.E016" in {error.id for error in check_clipcheck_settings()}
 
-    def test_the_threads_are_split_between_the_two_encoders(self):
-        assert encoder_threads(2) == ((1, 1), True)
-        assert encoder_threads(5) == ((3, 2), True)
-        assert encoder_threads(1) == ((1, 1), False)
-        assert encoder_threads(4, concurrent=False) == ((4, 4), False)
+    def test_the_threads_are_split_between_two_lanes(self):
+        assert forward_lanes(2) == ForwardLanes(count=2, threads=1)
+        assert forward_lanes(5) == ForwardLanes(count=2, threads=2)
+        assert forward_lanes(1) == ForwardLanes(count=1, threads=1)
+        assert forward_lanes(4, concurrent=False) == ForwardLanes(count=1, threads=4)
 
 
 def torch_reference(pictures, texts):
@@ -130,7 +131,7 @@ class Overlap:
             monkeypatch.setattr(runtime, name, self.recorded(kind, getattr(runtime, name)))
 
     def recorded(self, kind, forward):
-        def wrapper(*args):
+        def wrapper(*args, **kwargs):
             started = time.monotonic()
             if self.barrier is not None and kind not in self.intervals:
                 # The request's first image and first text forward: returns
@@ -139,7 +140,7 @@ class Overlap:
                 self.barrier.wait()
             else:
                 time.sleep(0.2)
-            result = forward(*args)
+            result = forward(*args, **kwargs)
             self.intervals.setdefault(kind, []).append((started, time.monotonic()))
             return result
 
@@ -162,7 +163,7 @@ def analyze(text):
 def test_one_uncached_analyze_runs_its_image_and_text_forwards_at_once(settings, monkeypatch, runtime, fresh_engine):
     set_clip_settings(settings, RUNTIME=runtime, NUM_THREADS=2)
     engine = get_engine()
-    assert engine.concurrent and engine.threads == (1, 1)
+    assert engine.lanes == ForwardLanes(count=2, threads=1)
     overlap = Overlap(engine, monkeypatch, barrier=threading.Barrier(2, timeout=10))
     response = analyze("green square")
     assert response.status_code == 200, response.content
