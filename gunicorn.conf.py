@@ -76,6 +76,23 @@ def on_starting(server):
         os.makedirs(metrics_dir, exist_ok=True)
 
 
+def post_fork(server, worker):
+    # Before the worker's threads start: bounded malloc arenas, so that what
+    # request threads free goes back instead of raising the worker's RSS with
+    # every burst of clients (clipproject/malloc.py).
+    from clipproject.malloc import malloc_limit
+
+    malloc_limit()
+
+
+def post_request(worker, req, environ, resp):
+    # After the response is sent: now and then, collect finished requests'
+    # reference cycles and return free malloc pages (clipproject/malloc.py).
+    from clipproject.malloc import memory_release_due
+
+    memory_release_due()
+
+
 def child_exit(server, worker):
     # Drops the dead worker's live gauges (queue depth, model loaded).
     from prometheus_client import multiprocess

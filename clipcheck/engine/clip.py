@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, CLIPModel
+from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
 from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
@@ -28,6 +28,7 @@ from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
 from clipcheck.engine.runtimes import TorchRuntime, resolve_runtime
+from clipcheck.engine.weights import clip_model_load
 
 transformers_logging.disable_progress_bar()
 
@@ -64,8 +65,8 @@ def resolve_dtype(requested, device):
 def load_runtime(name, *, checkpoint, device, dtype, lanes, cache_dir):
     """The runtime ``name`` for the checkpoint directory, for the engine's ``ForwardLanes``."""
     if name == "torch":
-        model = CLIPModel.from_pretrained(checkpoint, dtype=dtype)
-        model.to(device).eval()
+        model = clip_model_load(checkpoint, dtype)
+        model.to(device)
         runtime = TorchRuntime(model=model, device=device, dtype=dtype)
         runtime.set_threads(lanes)
         return runtime
@@ -336,7 +337,8 @@ class ClipEngine:
             return
         with self._text_cache_lock:
             for text, embedding, was_truncated in zip(texts, embeddings, truncated):
-                self._text_cache[text] = (embedding, was_truncated)
+                # A copy: a row view would keep its whole forward's batch alive.
+                self._text_cache[text] = (embedding.copy(), was_truncated)
             while len(self._text_cache) > capacity:
                 self._text_cache.popitem(last=False)
 

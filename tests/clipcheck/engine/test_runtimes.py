@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import openvino
 import pytest
 from django.core.management import call_command
 from PIL import Image
@@ -195,3 +196,50 @@ def test_the_build_command_reports_the_guard_and_fills_the_cache(settings, tiny_
         checkpoint=tiny_model_dir, cache_dir=RUNTIME_CACHE_DIR
     )
     assert any((build / "compiled").iterdir())  # compiled-model cache filled for the workers
+
+
+@pytest.mark.django_db
+def test_at_bf16_the_bf16_weight_build_answers_bit_for_bit_like_the_float32_ir(
+    settings, tmp_path, tiny_model_dir, fresh_engine
+):
+    cache_dir = tmp_path / "runtime-cache"
+    set_clip_settings(settings, RUNTIME="openvino", DTYPE="bfloat16", RUNTIME_CACHE_DIR=str(cache_dir))
+    engine = get_engine()
+    served_images, served_texts = engine.encode_images(PICTURES), engine.encode_texts(TEXTS)[0]
+    build = Path(cache_dir) / openvino_runtime.cache_key(tiny_model_dir)
+    manifest = openvino_runtime.verify(build / openvino_runtime.BF16_WEIGHTS)
+    # Every matmul weight of both towers rounded, and marked so that the plugin keeps it in bf16.
+    assert manifest["replaced"] == {"image": 13, "text": 13}
+    core = openvino.Core()
+    for tower in ("image", "text"):
+        ops = core.read_model(build / openvino_runtime.BF16_WEIGHTS / f"{tower}.xml").get_ordered_ops()
+        marked = [op for op in ops if op.get_type_name() == "Convert"
+                  and any(key.startswith("decompression") for key in op.get_rt_info().keys())]
+        assert len(marked) == 13
+
+    # The float32 IR compiled at bf16, as served before: the same answers, bit for bit.
+    exact = openvino_runtime.OpenVinoRuntime(
+        image_model=openvino_runtime.compile_model(build / "fp32" / "image.xml", precision="bf16", threads=1),
+        text_model=openvino_runtime.compile_model(build / "fp32" / "text.xml", precision="bf16", threads=1),
+        logit_scale=engine.logit_scale, int8=False,
+    )
+    pixels = engine.preprocess(PICTURES)
+    encoded, _ = engine.tokenize(TEXTS)
+    assert np.array_equal(served_images, exact.image_features(pixels))
+    assert np.array_equal(served_texts, exact.text_features(encoded["input_ids"], encoded["attention_mask"]))
+
+
+def test_a_bf16_weight_build_of_another_exact_build_is_made_again(tiny_model_dir, tmp_path):
+    exact_dir, _ = openvino_runtime.ensure_exact_build(checkpoint=tiny_model_dir, cache_dir=str(tmp_path))
+    served = openvino_runtime.ensure_bf16_weights_build(
+        checkpoint=tiny_model_dir, cache_dir=str(tmp_path), exact_dir=exact_dir)
+    target = exact_dir.parent / openvino_runtime.BF16_WEIGHTS
+    manifest_path = target / "manifest.json"
+    manifest = manifest_path.read_text()
+    manifest_path.write_text(manifest.replace('"exact_manifest": "', '"exact_manifest": "0'))
+    again = openvino_runtime.ensure_bf16_weights_build(
+        checkpoint=tiny_model_dir, cache_dir=str(tmp_path), exact_dir=exact_dir)
+    assert again == served
+    # Rebuilt from the exact build it now names (the tampered record is gone).
+    source = openvino_runtime.file_sha256(exact_dir / "manifest.json")
+    assert openvino_runtime.verify(target)["exact_manifest"] == source
