@@ -33,7 +33,7 @@ from pathlib import Path
 
 from bench.service import (
     CLIENTS, ROOT, Config, Inputs, Row, Target, TARGETS, Timings, Workspace, audit_state_reset, audit_text_forwards,
-    audit_timed, compared, django_setup, engine_pixels, free_port, listing_texts, listings_seed, median, multipart,
+    audit_timed, compared, django_setup, engine_pixels, free_port, http_request, listing_texts, listings_seed, median, multipart,
     percentile, proc_cpu_seconds, proc_status_kb, process_stop, progress,
 )
 
@@ -223,15 +223,7 @@ class RuntimeServer:
         raise RuntimeError(f"gunicorn not healthy within {timeout:.0f} s:\n{self.log_path.read_text()[-3000:]}")
 
     def request(self, method, path, body=None, content_type=None, timeout=300):
-        import http.client
-
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        return http_request(self.port, method, path, body, content_type, timeout)
 
     def post(self, body) -> tuple[float, int, bytes]:
         started = time.perf_counter()

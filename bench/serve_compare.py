@@ -28,7 +28,9 @@ import time
 from pathlib import Path
 
 from bench.assets import FULL, ensure_assets
-from bench.service import CLIENTS, Inputs, free_port, multipart, proc_cpu_seconds, proc_status_kb, process_stop
+from bench.service import (
+    CLIENTS, Inputs, free_port, http_request, multipart, proc_cpu_seconds, proc_status_kb, process_stop,
+)
 
 
 class TreeServer:
@@ -55,15 +57,7 @@ class TreeServer:
         self.worker_pid = None
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None):
-        import http.client
-
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=300)
-        try:
-            connection.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        return http_request(self.port, method, path, body, content_type)
 
     def wait_healthy(self, timeout: float = 900) -> None:
         deadline = time.monotonic() + timeout

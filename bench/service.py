@@ -182,6 +182,18 @@ def multipart(fields: dict[str, str], image: bytes) -> tuple[bytes, str]:
 # --- the throwaway project: database, media, Django in this process -----------------------
 
 
+def http_request(port: int, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
+                 timeout: float = 300) -> tuple[int, bytes]:
+    """One HTTP request to a server of the benchmark on loopback: (status, body)."""
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        connection.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -367,13 +379,7 @@ class Server:
 
     def request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
                 timeout: float = 300) -> tuple[int, bytes]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
-        try:
-            connection.request(method, path, body=body, headers={"Content-Type": content_type} if content_type else {})
-            response = connection.getresponse()
-            return response.status, response.read()
-        finally:
-            connection.close()
+        return http_request(self.port, method, path, body, content_type, timeout)
 
     def post(self, path: str, body: tuple[bytes, str]) -> tuple[float, dict]:
         """Seconds from sending the request to the last byte of the answer, and the answer."""
