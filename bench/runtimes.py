@@ -374,13 +374,13 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
                                   "CONCURRENT_ENCODERS": False, "INFERENCE_TIMEOUT_SECONDS": 3600}
             clip_settings.reload()
             audit_state_reset()
-            text_batches = []
-            audits[name].append(audit_timed(config.audit_listings, text_batches))
+            audit_forwards = []  # not text_batches: the text rows above measure those every round
+            audits[name].append(audit_timed(config.audit_listings, audit_forwards))
             # The audit's text forwards alone (passages, attribute rewrites, category prompts),
             # batch for batch, on this runtime's engine.
             torch.set_num_threads(threads)
-            audit_texts[name].add(lambda: audit_text_forwards(engines[name], text_batches), repeats=1)
-            audit_text_rows[name].append(sum(len(texts) for texts in text_batches))
+            audit_texts[name].add(lambda: audit_text_forwards(engines[name], audit_forwards), repeats=1)
+            audit_text_rows[name].append(sum(len(texts) for texts in audit_forwards))
         for name, server in servers.items():
             progress(f"round {round_number}/{config.rounds}: gunicorn {name}")
             server_round(server, inputs, config, figures[name])
