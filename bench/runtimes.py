@@ -38,7 +38,6 @@ from bench.service import (
 )
 
 RUNTIMES = ("torch", "openvino", "openvino-int8")
-KNOWN_ANSWER_MODEL = ROOT / "tests" / "fixtures" / "known_answer_clip"
 
 TARGETS.update({
     "int8_image_vs_torch": Target(">= 2x", lambda r: r >= 2.0),
@@ -134,23 +133,11 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
 
 
 def known_answer_guard(cache_dir: Path) -> dict:
-    """The int8 guard on the known-answer model: held-out pictures with right and wrong captions."""
-    from clipcheck.engine import openvino_runtime
-    from clipcheck.engine.calibration_set import calibration_set_build
-    from knownanswer import domain
+    """The int8 guard on the known-answer model: held-out pictures with right and wrong captions,
+    the build the test suite guards (``cache_dir`` is empty, so it is built afresh)."""
+    from tests.support.known_answer import int8_build
 
-    import json
-
-    threshold = json.loads((KNOWN_ANSWER_MODEL / "metrics.json").read_text())["threshold"]["threshold"]
-    items = domain.heldout_items(per_pair=2)
-    sample = calibration_set_build(
-        checkpoint=str(KNOWN_ANSWER_MODEL),
-        images=[domain.render(shape, colour, seed=seed, size=size) for shape, colour, seed, size in items],
-        texts=[domain.caption(shape, colour, seed % len(domain.FULL_TEMPLATES)) for shape, colour, seed, _ in items],
-        source="known-answer held-out", threshold=threshold,
-    )
-    return openvino_runtime.build_int8(checkpoint=str(KNOWN_ANSWER_MODEL), cache_dir=str(cache_dir), sample=sample,
-                                       threshold=threshold)
+    return int8_build(str(cache_dir))
 
 
 # --- servers -------------------------------------------------------------------------------

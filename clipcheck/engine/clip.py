@@ -251,7 +251,7 @@ class ClipEngine:
         same text always gives the same embedding.
         """
         with self._tokenizer_lock:
-            full_lengths = [len(ids) for ids in self.tokenizer(list(texts), truncation=False)["input_ids"]]
+            full_lengths = self._token_counts(list(texts))
             encoded = self.tokenizer(
                 list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
             )
@@ -264,7 +264,11 @@ class ClipEngine:
         if not texts:
             return []
         with self._tokenizer_lock:
-            return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
+            return self._token_counts(texts)
+
+    def _token_counts(self, texts):
+        # Under ``_tokenizer_lock``.
+        return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
 
     def encode_texts(self, texts):
         """Texts → ((n, dim) float32 unit vectors, [truncated?]); cached per text."""

@@ -51,6 +51,7 @@ GUARD_MAX_SCORE_GAP = 0.01
 # Bumped whenever quantisation or the guard changes: a build made by another
 # recipe is stale and made again.
 INT8_RECIPE = 3
+TOWERS = ("image", "text")
 
 _build_lock = threading.Lock()
 
@@ -324,7 +325,7 @@ def same_answers(checkpoint, exact_dir, candidate_dir, *, precision):
     """Whether ``candidate_dir`` answers bit for bit like ``exact_dir`` at ``precision``."""
     inputs = _probe_inputs(checkpoint, exact_dir)
     threads = available_cores()
-    for tower in ("image", "text"):
+    for tower in TOWERS:
         # One tower at a time: two compiled copies of both would double the peak.
         answers = []
         for directory in (exact_dir, candidate_dir):
@@ -356,7 +357,7 @@ def ensure_bf16_weights_build(*, checkpoint, cache_dir, exact_dir):
             try:
                 core = ov.Core()
                 replaced = {}
-                for tower in ("image", "text"):
+                for tower in TOWERS:
                     model = core.read_model(exact_dir / f"{tower}.xml")
                     replaced[tower] = round_matmul_weights(model)
                     ov.save_model(model, staging / f"{tower}.xml", compress_to_fp16=False)
@@ -406,15 +407,16 @@ def compile_model(path, *, precision, threads, streams=1, cache_dir=None):
     if precision:
         config["INFERENCE_PRECISION_HINT"] = precision
     core = ov.Core()
+    model = path if isinstance(path, ov.Model) else str(path)  # an IR file or a model in memory
     try:
-        return core.compile_model(path if isinstance(path, ov.Model) else str(path), "CPU", config)
+        return core.compile_model(model, "CPU", config)
     except RuntimeError as exc:
         if cache_dir is None:
             raise
         # A damaged compiled blob: drop the compiled cache and compile afresh.
         logger.warning("OpenVINO compile with cache %s failed (%s); compiling without it.", cache_dir, exc)
         shutil.rmtree(cache_dir, ignore_errors=True)
-        return core.compile_model(path if isinstance(path, ov.Model) else str(path), "CPU", config)
+        return core.compile_model(model, "CPU", config)
 
 
 def ov_precision(dtype):
@@ -456,7 +458,7 @@ class OpenVinoRuntime:
         towers = {
             tower: compile_model(model_dir / f"{tower}.xml", precision=precision, threads=lanes.threads,
                                  streams=lanes.count, cache_dir=compiled)
-            for tower in ("image", "text")
+            for tower in TOWERS
         }
         return cls(
             image_model=towers["image"],
@@ -592,7 +594,6 @@ MAX_EXACT_SHARE = 0.5
 RESTORED_MAX_SCORE_GAP = 0.8 * GUARD_MAX_SCORE_GAP
 # Layers are ranked on a calibration subset this big (the final build uses all).
 RANKING_CALIBRATION_SIZE = 16
-TOWERS = ("image", "text")
 
 
 def int8_search(*, exact_dir, calibration, sample, threshold):

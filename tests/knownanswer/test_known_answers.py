@@ -8,7 +8,7 @@ from PIL import Image
 
 from knownanswer import domain
 from tests.support.known_answer import THRESHOLD
-from tests.support.runtime import EXACT_RUNTIMES, RUNTIMES
+from tests.support.runtime import RUNTIMES
 
 pytestmark = pytest.mark.django_db
 
