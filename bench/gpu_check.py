@@ -73,13 +73,13 @@ def main(argv=None):
         # 2. Model alone.
         for batch in (32, 128):
             pixel_values = engine.preprocess(images[:min(batch, len(images))])
-            pixel_values = pixel_values.repeat((batch + len(pixel_values) - 1) // len(pixel_values), 1, 1, 1)[:batch]
+            pixel_values = np.tile(pixel_values, ((batch + len(pixel_values) - 1) // len(pixel_values), 1, 1, 1))[:batch]
             engine._forward_images(pixel_values)  # warm-up
             runs = []
             for _ in range(3):
                 started = time.perf_counter()
                 engine._forward_images(pixel_values)
-                if engine.device.type == "cuda":
+                if engine.device.startswith("cuda"):
                     torch.cuda.synchronize()
                 runs.append(batch / (time.perf_counter() - started))
             print(f"model alone, batch {batch}: {statistics.median(runs):.1f} img/s (median of 3)")

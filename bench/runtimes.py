@@ -126,7 +126,7 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
     )
     engines["openvino-int8"] = ClipEngine(
         model_name=str(model_dir), runtime=int8, image_processor=base.image_processor, tokenizer=base.tokenizer,
-        config=base.config, device=base.device, dtype=resolve_dtype("auto", base.device),
+        dims=base.dims, device=base.device, dtype=resolve_dtype("auto", base.device),
         lanes=ForwardLanes(count=1, threads=threads),
     )
     return engines, guard
@@ -322,7 +322,7 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
     listing_text_batch = sorted((text for pair in listing_batch for text in pair), key=len)
     text_batches = [listing_text_batch[start:start + batch] for start in range(0, len(listing_text_batch), batch)]
     text_tokens = [engines["torch"].tokenize(chunk)[0]["input_ids"].shape for chunk in text_batches]
-    model_config = engines["torch"].config
+    model_config = engines["torch"].runtime.model.config
     text_gflop = sum(rows * text_flops(model_config, length) for rows, length in text_tokens) / 1e9
     image_gflop = batch * vision_flops(model_config) / 1e9
 

@@ -488,10 +488,8 @@ def listing_texts(text: str) -> tuple[str, str]:
 
 def engine_pixels(engine, images: list, batch: int):
     """``batch`` rows of preprocessed pictures (smoke: fewer pictures than a batch, repeated)."""
-    import torch
-
     pixels = engine.preprocess(images)
-    return torch.cat([pixels] * math.ceil(batch / len(pixels)))[:batch]
+    return np.concatenate([pixels] * math.ceil(batch / len(pixels)))[:batch]
 
 
 def median(values: list[float]) -> float:

@@ -85,15 +85,11 @@ class CalibrationSet:
 
 def calibration_set_build(*, checkpoint, images, texts, source, threshold=0.25):
     """A set from RGB PIL images and their texts, preprocessed by the checkpoint's own processor."""
-    from transformers import AutoTokenizer, CLIPImageProcessorPil
+    from clipcheck.engine.processing import ModelDims, load_image_preprocessor, load_tokenizer, text_token_limit
 
-    processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
-    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-    pixels = processor(images=list(images), return_tensors="np")["pixel_values"].astype(np.float32)
-    from transformers import CLIPConfig
-
-    max_tokens = min(CLIPConfig.from_pretrained(checkpoint).text_config.max_position_embeddings,
-                     getattr(tokenizer, "model_max_length", None) or 10**9)
+    pixels = load_image_preprocessor(checkpoint)(list(images))
+    tokenizer = load_tokenizer(checkpoint)
+    max_tokens = text_token_limit(ModelDims.from_checkpoint(checkpoint), tokenizer)
     return CalibrationSet(pixels=pixels, texts=list(texts), tokenizer=tokenizer, max_tokens=max_tokens,
                           source=source, threshold=threshold)
 

@@ -1,9 +1,10 @@
 """CLIP through Hugging Face transformers: preprocessing, encoders, embeddings.
 
 The checkpoint's own image processor and tokenizer define preprocessing
-(image size, crop, mean/std, context length). Embeddings come back as
-L2-normalised float32 numpy rows so callers can score, cache and store them
-without touching torch.
+(image size, crop, mean/std, context length), performed without torch
+(``clipcheck.engine.processing``): inputs travel as numpy arrays, and only
+the PyTorch runtime imports torch, so an OpenVINO worker never loads it.
+Embeddings come back as L2-normalised float32 numpy rows.
 
 The engine reads no Django settings: its configuration is passed when it is
 built (``clipcheck.engine.get_engine`` passes ``CLIPCHECK``'s values and
@@ -17,9 +18,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import torch
-from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
-from transformers.utils import logging as transformers_logging
 
 from clipcheck import metrics
 from clipcheck.engine.clock import forward_clock
@@ -27,45 +25,66 @@ from clipcheck.engine.batcher import MicroBatcher, padding_groups
 from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
+from clipcheck.engine.processing import ModelDims, load_image_preprocessor, load_tokenizer, text_token_limit
 from clipcheck.engine.runtimes import TorchRuntime, resolve_runtime
 from clipcheck.engine.weights import clip_model_load
 
-transformers_logging.disable_progress_bar()
-
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = ("float32", "bfloat16", "float16")
+# Device nodes of the GPU drivers torch's CUDA build (NVIDIA) and ROCm build (AMD) talk to.
+GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/kfd")
 
 
 def resolve_device(requested):
+    """``"cpu"`` or ``"cuda[:n]"``. ``auto`` asks torch about CUDA only where a
+    GPU driver's device node exists: without one CUDA cannot be available, and
+    a CPU worker on OpenVINO never imports torch."""
     requested = (requested or "auto").strip().lower()
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"DEVICE is {requested!r} but CUDA is not available in this process.")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise RuntimeError(f"DEVICE is {requested!r} but only {torch.cuda.device_count()} CUDA devices exist.")
-    elif device.type != "cpu":
+        if not any(Path(node).exists() for node in GPU_DEVICE_NODES):
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = requested.partition(":")
+    if kind == "cpu":
+        return "cpu"
+    if kind != "cuda" or (index and not index.isdigit()):
         raise RuntimeError(f"Unsupported DEVICE {requested!r}.")
-    return device
+    import torch
+
+    if not torch.cuda.is_available():
+        raise RuntimeError(f"DEVICE is {requested!r} but CUDA is not available in this process.")
+    if index and int(index) >= torch.cuda.device_count():
+        raise RuntimeError(f"DEVICE is {requested!r} but only {torch.cuda.device_count()} CUDA devices exist.")
+    return requested
+
+
+def device_type(device):
+    """``"cpu"`` or ``"cuda"`` for a resolved device."""
+    return device.partition(":")[0]
 
 
 def resolve_dtype(requested, device):
-    """``auto``: float16 on CUDA, bfloat16 on CPUs with native bf16 (AVX-512-BF16
-    or AMX), float32 elsewhere. Reduced precision keeps embeddings within
-    0.9999 cosine of float32 here and runs about 2x faster (see bench/)."""
+    """The dtype's name. ``auto``: float16 on CUDA, bfloat16 on CPUs with native
+    bf16 (AVX-512-BF16 or AMX), float32 elsewhere. Reduced precision keeps
+    embeddings within 0.9999 cosine of float32 here and runs about 2x faster
+    (see bench/)."""
     requested = (requested or "auto").strip().lower()
     if requested != "auto":
-        return DTYPES[requested]
-    if device.type == "cuda":
-        return torch.float16
-    return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+        if requested not in DTYPES:
+            raise RuntimeError(f"Unsupported DTYPE {requested!r}; use one of auto, {', '.join(DTYPES)}.")
+        return requested
+    if device_type(device) == "cuda":
+        return "float16"
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
 def load_runtime(name, *, checkpoint, device, dtype, lanes, cache_dir):
     """The runtime ``name`` for the checkpoint directory, for the engine's ``ForwardLanes``."""
     if name == "torch":
-        model = clip_model_load(checkpoint, dtype)
+        import torch
+
+        model = clip_model_load(checkpoint, getattr(torch, dtype))
         model.to(device)
         runtime = TorchRuntime(model=model, device=device, dtype=dtype)
         runtime.set_threads(lanes)
@@ -119,21 +138,18 @@ class ClipEngine:
     """
 
     def __init__(
-        self, *, model_name, runtime, image_processor, tokenizer, config, device, dtype, lanes=ForwardLanes(),
+        self, *, model_name, runtime, image_processor, tokenizer, dims, device, dtype, lanes=ForwardLanes(),
         batch_size=32, batch_wait_ms=5, text_cache_size=4096,
     ):
         self.model_name = model_name
         self.runtime = runtime
         self.image_processor = image_processor
         self.tokenizer = tokenizer
-        self.config = config
+        self.dims = dims
         self.device = device
         self.dtype = dtype
         self.lanes = lanes
-        self.max_text_tokens = min(
-            config.text_config.max_position_embeddings,
-            getattr(tokenizer, "model_max_length", None) or 10**9,
-        )
+        self.max_text_tokens = text_token_limit(dims, tokenizer)
         self.logit_scale = runtime.logit_scale
         self._lane_pool = LanePool(lanes.count)
         self._text_cache = OrderedDict()
@@ -156,29 +172,27 @@ class ClipEngine:
              concurrent_encoders=None, runtime_cache_dir="var/runtime", **options):
         """Load a checkpoint (hub id or directory) on a runtime (``clipcheck.engine.runtimes``);
         ``options`` are the engine's ``batch_size``, ``batch_wait_ms`` and ``text_cache_size``."""
-        torch_device = resolve_device(device)
-        torch_dtype = resolve_dtype(dtype, torch_device)
+        resolved_device = resolve_device(device)
+        resolved_dtype = resolve_dtype(dtype, resolved_device)
         checkpoint = local_checkpoint(model_name)
         cache_dir = str(runtime_cache_dir)
+        on_cpu = device_type(resolved_device) == "cpu"
         name = resolve_runtime(
-            runtime, device_type=torch_device.type,
+            runtime, device_type=device_type(resolved_device),
             int8_proven=lambda: int8_proven(checkpoint=checkpoint, cache_dir=cache_dir),
         )
         # On CUDA the host threads only feed the device: one lane.
-        lanes = forward_lanes(num_threads, concurrent=concurrent_encoders if torch_device.type == "cpu" else False)
-        image_processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
-        tokenizer = AutoTokenizer.from_pretrained(checkpoint)
-        config = CLIPConfig.from_pretrained(checkpoint)
-        loaded = load_runtime(name, checkpoint=checkpoint, device=torch_device, dtype=torch_dtype, lanes=lanes,
+        lanes = forward_lanes(num_threads, concurrent=concurrent_encoders if on_cpu else False)
+        loaded = load_runtime(name, checkpoint=checkpoint, device=resolved_device, dtype=resolved_dtype, lanes=lanes,
                               cache_dir=cache_dir)
         return cls(
             model_name=model_name,
             runtime=loaded,
-            image_processor=image_processor,
-            tokenizer=tokenizer,
-            config=config,
-            device=torch_device,
-            dtype=torch_dtype,
+            image_processor=load_image_preprocessor(checkpoint),
+            tokenizer=load_tokenizer(checkpoint),
+            dims=ModelDims.from_checkpoint(checkpoint),
+            device=resolved_device,
+            dtype=resolved_dtype,
             lanes=lanes,
             **options,
         )
@@ -190,11 +204,11 @@ class ClipEngine:
 
     @property
     def device_name(self):
-        return str(self.device)
+        return self.device
 
     @property
     def dtype_name(self):
-        return str(self.dtype).removeprefix("torch.")
+        return self.dtype
 
     @property
     def runtime_name(self):
@@ -225,10 +239,11 @@ class ClipEngine:
         return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
 
     def preprocess(self, images):
-        return self.image_processor(images=images, return_tensors="pt")["pixel_values"]
+        """RGB PIL images → (n, 3, height, width) float32 pixels."""
+        return self.image_processor(images)
 
     def _forward_image_payloads(self, payloads):
-        embeddings = self._forward_images(torch.cat(payloads))
+        embeddings = self._forward_images(np.concatenate(payloads))
         return np.split(embeddings, np.cumsum([len(payload) for payload in payloads])[:-1])
 
     def _forward_images(self, pixel_values):
@@ -240,7 +255,7 @@ class ClipEngine:
 
     @property
     def embedding_dim(self):
-        return self.config.projection_dim
+        return self.dims.projection_dim
 
     # Texts
 
@@ -253,7 +268,7 @@ class ClipEngine:
         with self._tokenizer_lock:
             full_lengths = self._token_counts(list(texts))
             encoded = self.tokenizer(
-                list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="pt"
+                list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="np"
             )
         truncated = [length > self.max_text_tokens for length in full_lengths]
         return encoded, truncated
@@ -316,13 +331,13 @@ class ClipEngine:
         """
         encoded, truncated = self.tokenize(texts)
         input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
-        lengths = attention_mask.sum(dim=1)
-        order = torch.argsort(lengths, stable=True)
+        lengths = attention_mask.sum(axis=1)
+        order = np.argsort(lengths, kind="stable")
         embeddings = np.empty((len(texts), self.embedding_dim), np.float32)
         for start, end in padding_groups(lengths[order].tolist()):
             rows = order[start:end]
             width = int(lengths[rows].max())
-            embeddings[rows.numpy()] = self._forward_texts(
+            embeddings[rows] = self._forward_texts(
                 _padded_to(input_ids[rows], width, self.tokenizer.padding_side),
                 _padded_to(attention_mask[rows], width, self.tokenizer.padding_side),
             )

@@ -420,10 +420,9 @@ def compile_model(path, *, precision, threads, streams=1, cache_dir=None):
 
 
 def ov_precision(dtype):
-    """OpenVINO's inference precision for a torch dtype; None keeps the CPU default
-    (bf16 on CPUs with native bf16, else f32)."""
-    name = str(dtype).removeprefix("torch.") if dtype is not None else "auto"
-    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(name)
+    """OpenVINO's inference precision for a dtype name (``"bfloat16"``); None keeps
+    the CPU default (bf16 on CPUs with native bf16, else f32)."""
+    return {"float32": "f32", "bfloat16": "bf16", "float16": "f16"}.get(dtype)
 
 
 class OpenVinoRuntime:

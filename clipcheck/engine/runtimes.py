@@ -65,19 +65,18 @@ def unit_rows(features):
 
 
 class TorchRuntime:
-    """PyTorch eager on ``device`` in ``dtype``."""
+    """PyTorch eager on ``device`` (``"cpu"``, ``"cuda:0"``) in ``dtype`` (its name: ``"bfloat16"``)."""
 
     name = "torch"
 
     def __init__(self, *, model, device, dtype):
-        self.model = model
-        self.device = device
-        self.dtype = dtype
-        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
+        import torch
 
-    @property
-    def precision(self):
-        return str(self.dtype).removeprefix("torch.")
+        self.model = model
+        self.device = torch.device(device)
+        self.dtype = getattr(torch, dtype)
+        self.precision = dtype
+        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
 
     def set_threads(self, lanes):
         import torch
@@ -92,7 +91,8 @@ class TorchRuntime:
         import torch
 
         with torch.inference_mode():
-            output = self.model.get_image_features(pixel_values=pixel_values.to(self.device, self.dtype))
+            pixels = torch.as_tensor(pixel_values).to(self.device, self.dtype)
+            output = self.model.get_image_features(pixel_values=pixels)
             return _torch_unit_rows(output)
 
     def text_features(self, input_ids, attention_mask, lane=0):
@@ -100,7 +100,8 @@ class TorchRuntime:
 
         with torch.inference_mode():
             output = self.model.get_text_features(
-                input_ids=input_ids.to(self.device), attention_mask=attention_mask.to(self.device)
+                input_ids=torch.as_tensor(input_ids).to(self.device),
+                attention_mask=torch.as_tensor(attention_mask).to(self.device),
             )
             return _torch_unit_rows(output)
 

@@ -30,6 +30,9 @@ def clip_model_load(checkpoint, dtype):
     import torch
     from transformers import CLIPConfig, CLIPModel
     from transformers.initialization import no_init_weights
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()
 
     path = Path(checkpoint) / SAFETENSORS_FILE
     tensors = safetensors_index(path) if path.is_file() else None

@@ -185,12 +185,24 @@ def test_cuda_on_a_machine_without_it_is_a_load_failure(settings, fresh_engine, 
     assert "CUDA is not available" in refused.value.reason
 
 
-def test_auto_device_falls_back_to_cpu_without_cuda(monkeypatch):
+def test_auto_device_falls_back_to_cpu_without_cuda(monkeypatch, tmp_path):
     import torch
 
+    from clipcheck.engine import clip
+
+    # A GPU driver's device node: torch is asked.
+    node = tmp_path / "nvidiactl"
+    node.touch()
+    monkeypatch.setattr(clip, "GPU_DEVICE_NODES", (str(node),))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert resolve_device("auto") == "cuda"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert str(resolve_device("auto")) == "cpu"
-    assert str(resolve_device("cpu")) == "cpu"
+    assert resolve_device("auto") == "cpu"
+    assert resolve_device("cpu") == "cpu"
+    # None: CUDA cannot be there, and torch is not asked.
+    monkeypatch.setattr(clip, "GPU_DEVICE_NODES", (str(tmp_path / "absent"),))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: pytest.fail("torch was asked"))
+    assert resolve_device("auto") == "cpu"
 
 
 def test_concurrent_requests_share_one_model_and_agree(fresh_engine):
@@ -332,16 +344,15 @@ def test_an_unparseable_environment_value_is_reported_by_the_checks(tmp_path):
 
 
 def test_auto_precision_is_bfloat16_only_on_cpus_with_native_bf16(monkeypatch):
-    import torch
-
     from clipcheck.engine import clip
 
     monkeypatch.setattr(clip, "cpu_has_native_bf16", lambda: True)
-    assert clip.resolve_dtype("auto", torch.device("cpu")) == torch.bfloat16
-    assert clip.resolve_dtype("auto", torch.device("cuda")) == torch.float16
-    assert clip.resolve_dtype("float32", torch.device("cpu")) == torch.float32
+    assert clip.resolve_dtype("auto", "cpu") == "bfloat16"
+    assert clip.resolve_dtype("auto", "cuda") == "float16"
+    assert clip.resolve_dtype("auto", "cuda:1") == "float16"
+    assert clip.resolve_dtype("float32", "cpu") == "float32"
     monkeypatch.setattr(clip, "cpu_has_native_bf16", lambda: False)
-    assert clip.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert clip.resolve_dtype("auto", "cpu") == "float32"
 
 
 def test_reduced_precision_keeps_embeddings_close_to_float32(settings, fresh_engine):

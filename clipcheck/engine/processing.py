@@ -1,0 +1,208 @@
+"""The checkpoint's own preprocessing, without torch.
+
+transformers' image processors, ``AutoTokenizer`` and ``CLIPConfig`` import
+torch, its model code and scipy on the way in: about 330 MB resident in every
+worker, although an OpenVINO worker never runs torch. What a CLIP checkpoint
+asks of its inputs is small, so it is read here from the checkpoint's files:
+
+* images: ``ImagePreprocessor`` performs ``CLIPImageProcessorPil``'s steps
+  (PIL resize, centre crop, rescale, normalise) with the same arithmetic, so
+  its pixels are bit for bit transformers' (``tests/clipcheck/engine/
+  test_processing.py`` compares them); a processor config with steps it does
+  not know is handed to transformers' own processor instead;
+* texts: transformers' ``CLIPTokenizer`` (the Rust tokenizer; importing it
+  alone does not import torch), or ``AutoTokenizer`` for a checkpoint that
+  names another tokenizer class;
+* dimensions: ``ModelDims`` from ``config.json``.
+"""
+
+import json
+from dataclasses import dataclass
+from math import ceil
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+# CLIPImageProcessor's defaults, for keys a processor config leaves out.
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+IMAGE_DEFAULTS = {
+    "do_resize": True, "size": {"shortest_edge": 224}, "resample": Image.Resampling.BICUBIC,
+    "do_center_crop": True, "crop_size": {"height": 224, "width": 224},
+    "do_rescale": True, "rescale_factor": 1 / 255,
+    "do_normalize": True, "image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD,
+    "do_convert_rgb": True,
+}
+# Keys that describe the processor rather than a step.
+DESCRIPTIVE_KEYS = {"image_processor_type", "feature_extractor_type", "processor_class", "_processor_class"}
+CLIP_PROCESSOR_TYPES = {None, "CLIPImageProcessor", "CLIPImageProcessorFast", "CLIPImageProcessorPil",
+                        "CLIPFeatureExtractor"}
+CLIP_TOKENIZER_CLASSES = {None, "CLIPTokenizer", "CLIPTokenizerFast"}
+
+
+class UnsupportedProcessor(Exception):
+    """A processor config with steps ``ImagePreprocessor`` does not perform."""
+
+
+def image_processor_config(checkpoint):
+    """The image processor's settings, from the file transformers reads first:
+    ``processor_config.json``'s ``image_processor``, else ``preprocessor_config.json``."""
+    checkpoint = Path(checkpoint)
+    nested = _json_file(checkpoint / "processor_config.json")
+    if isinstance(nested, dict) and isinstance(nested.get("image_processor"), dict):
+        return nested["image_processor"]
+    legacy = _json_file(checkpoint / "preprocessor_config.json")
+    if isinstance(legacy, dict):
+        return legacy
+    raise OSError(f"{checkpoint} has no image processor config (processor_config.json or preprocessor_config.json)")
+
+
+def _json_file(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def load_image_preprocessor(checkpoint):
+    """``ImagePreprocessor`` for the checkpoint, or transformers' own processor
+    (with torch) for a config it does not cover."""
+    try:
+        return ImagePreprocessor.from_config(image_processor_config(checkpoint))
+    except UnsupportedProcessor:
+        from transformers import CLIPImageProcessorPil
+
+        processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
+        return lambda images: processor(images=list(images), return_tensors="np")["pixel_values"].astype(np.float32)
+
+
+@dataclass(frozen=True)
+class ImagePreprocessor:
+    """RGB PIL images → (n, 3, height, width) float32 pixels, as ``CLIPImageProcessorPil``."""
+
+    resize: tuple | None  # ("shortest_edge", n) or ("exact", (height, width)); None: no resize
+    resample: int
+    crop: tuple | None  # (height, width)
+    rescale_factor: float | None
+    mean: np.ndarray | None
+    std: np.ndarray | None
+
+    @classmethod
+    def from_config(cls, config):
+        unknown = set(config) - set(IMAGE_DEFAULTS) - DESCRIPTIVE_KEYS
+        kind = config.get("image_processor_type") or config.get("feature_extractor_type")
+        if unknown or kind not in CLIP_PROCESSOR_TYPES:
+            raise UnsupportedProcessor(f"processor {kind!r} with {sorted(unknown)}")
+        settings = {**IMAGE_DEFAULTS, **config}
+        resize = None
+        if settings["do_resize"]:
+            size = settings["size"]
+            if isinstance(size, int):  # a legacy config: the shortest edge
+                size = {"shortest_edge": size}
+            if set(size) == {"shortest_edge"}:
+                resize = ("shortest_edge", int(size["shortest_edge"]))
+            elif set(size) == {"height", "width"}:
+                resize = ("exact", (int(size["height"]), int(size["width"])))
+            else:
+                raise UnsupportedProcessor(f"size {size!r}")
+        crop = None
+        if settings["do_center_crop"]:
+            crop_size = settings["crop_size"]
+            if isinstance(crop_size, int):
+                crop_size = {"height": crop_size, "width": crop_size}
+            if set(crop_size) != {"height", "width"}:
+                raise UnsupportedProcessor(f"crop_size {crop_size!r}")
+            crop = (int(crop_size["height"]), int(crop_size["width"]))
+        normalize = settings["do_normalize"]
+        return cls(
+            resize=resize,
+            resample=int(settings["resample"]),
+            crop=crop,
+            rescale_factor=float(settings["rescale_factor"]) if settings["do_rescale"] else None,
+            mean=np.array(settings["image_mean"], np.float32) if normalize else None,
+            std=np.array(settings["image_std"], np.float32) if normalize else None,
+        )
+
+    def __call__(self, images):
+        return np.stack([self.pixels(image) for image in images]).astype(np.float32, copy=False)
+
+    def pixels(self, image):
+        """One RGB image → (3, height, width)."""
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        if self.resize is not None:
+            image = image.resize(self._resized_size(image.size), resample=self.resample)
+        pixels = np.asarray(image)  # (height, width, 3) uint8
+        if self.crop is not None:
+            pixels = _center_crop(pixels, self.crop)
+        if self.rescale_factor is not None:
+            # float64 first, then float32: transformers' rescale.
+            pixels = (pixels.astype(np.float64) * self.rescale_factor).astype(np.float32)
+        else:
+            pixels = pixels.astype(np.float32)
+        if self.mean is not None:
+            pixels = (pixels - self.mean) / self.std
+        return pixels.transpose(2, 0, 1)
+
+    def _resized_size(self, size):
+        """(width, height) for PIL."""
+        kind, target = self.resize
+        if kind == "exact":
+            height, width = target
+            return width, height
+        width, height = size
+        short, long = (width, height) if width <= height else (height, width)
+        new_short, new_long = target, int(target * long / short)
+        return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def _center_crop(pixels, crop):
+    """transformers' centre crop of an (h, w, c) array, zero-padded where the image is smaller."""
+    height, width = pixels.shape[:2]
+    crop_height, crop_width = crop
+    top, left = (height - crop_height) // 2, (width - crop_width) // 2
+    if top >= 0 and left >= 0:
+        return pixels[top:top + crop_height, left:left + crop_width]
+    new_height, new_width = max(crop_height, height), max(crop_width, width)
+    padded = np.zeros((new_height, new_width) + pixels.shape[2:], pixels.dtype)
+    top_pad, left_pad = ceil((new_height - height) / 2), ceil((new_width - width) / 2)
+    padded[top_pad:top_pad + height, left_pad:left_pad + width] = pixels
+    top, left = top + top_pad, left + left_pad
+    return padded[max(0, top):min(new_height, top + crop_height), max(0, left):min(new_width, left + crop_width)]
+
+
+def load_tokenizer(checkpoint):
+    """The checkpoint's tokenizer; ``CLIPTokenizer`` without importing torch where it is one."""
+    config = _json_file(Path(checkpoint) / "tokenizer_config.json") or {}
+    if config.get("tokenizer_class") in CLIP_TOKENIZER_CLASSES:
+        from transformers import CLIPTokenizer
+
+        return CLIPTokenizer.from_pretrained(checkpoint)
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(checkpoint)
+
+
+@dataclass(frozen=True)
+class ModelDims:
+    """What the engine needs of ``config.json`` (``CLIPConfig``'s defaults where it is silent)."""
+
+    projection_dim: int
+    max_position_embeddings: int
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint):
+        config = _json_file(Path(checkpoint) / "config.json")
+        if not isinstance(config, dict):
+            raise OSError(f"{checkpoint} has no config.json")
+        text = config.get("text_config") or {}
+        return cls(
+            projection_dim=int(config.get("projection_dim", 512)),
+            max_position_embeddings=int(text.get("max_position_embeddings", 77)),
+        )
+
+
+def text_token_limit(dims, tokenizer):
+    """Tokens a text keeps: the model's context, or the tokenizer's if shorter."""
+    return min(dims.max_position_embeddings, getattr(tokenizer, "model_max_length", None) or 10**9)
