@@ -43,7 +43,7 @@ def layout_signature(picture):
     plain picture has no layout (all zeros) and matches nothing but itself
     (the same bytes).
     """
-    thumbnail = picture.convert("RGB")
+    thumbnail = picture if picture.mode == "RGB" else picture.convert("RGB")  # convert() would copy it
     # reduce() first: averaging a large photo straight down to 8x8 costs more.
     factor = max(1, min(thumbnail.size) // (LAYOUT_SIDE * 4))
     if factor > 1:

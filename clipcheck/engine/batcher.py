@@ -127,21 +127,28 @@ class MicroBatcher:
 FORWARD_OVERHEAD_TOKENS = 20
 
 
-def padding_groups(lengths, *, overhead=FORWARD_OVERHEAD_TOKENS):
+def padded_width(length, step=1, limit=None):
+    """``length`` rounded up to a multiple of ``step``, at most ``limit``."""
+    width = -(-int(length) // step) * step
+    return min(width, limit) if limit else width
+
+
+def padding_groups(lengths, *, overhead=FORWARD_OVERHEAD_TOKENS, width_step=1, limit=None):
     """Consecutive groups ``[(start, end), ...]`` of ascending ``lengths`` to run as one forward each.
 
-    A text forward pads every row to its longest, so one forward over a
-    merged batch (a request's 20-token rewrites beside another's 77-token
-    passages) would pay for the padding. The groups minimise padded tokens
-    plus ``overhead`` per forward (an exact partition, O(n²) for the batch's
-    at most ``max_rows`` rows).
+    A text forward pads every row to its longest (rounded up to a multiple of
+    ``width_step``, at most ``limit``), so one forward over a merged batch (a
+    request's 20-token rewrites beside another's 77-token passages) would pay
+    for the padding. The groups minimise padded tokens plus ``overhead`` per
+    forward (an exact partition, O(n²) for the batch's at most ``max_rows`` rows).
     """
     count = len(lengths)
     best = [0.0] + [float("inf")] * count  # best[end]: cost of the rows before end
     cut = [0] * (count + 1)
     for end in range(1, count + 1):
+        width = padded_width(lengths[end - 1], width_step, limit)
         for start in range(end):
-            cost = best[start] + overhead + (end - start) * lengths[end - 1]
+            cost = best[start] + overhead + (end - start) * width
             if cost < best[end]:
                 best[end], cut[end] = cost, start
     groups, end = [], count

@@ -21,7 +21,7 @@ import numpy as np
 
 from clipcheck import metrics
 from clipcheck.engine.clock import forward_clock
-from clipcheck.engine.batcher import MicroBatcher, padding_groups
+from clipcheck.engine.batcher import MicroBatcher, padded_width, padding_groups
 from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
 from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
@@ -326,20 +326,22 @@ class ClipEngine:
         """One batch of texts → ((n, dim) unit rows, [truncated?]), in order.
 
         Rows run shortest first, in forwards of similar lengths
-        (``padding_groups``), each padded to its own longest row only: the
-        tokens past a row's end are padding, masked out, whatever their number.
+        (``padding_groups``), each padded to its own longest row only, rounded
+        up to the runtime's ``text_width_step``: the tokens past a row's end
+        are padding, masked out, whatever their number.
         """
         encoded, truncated = self.tokenize(texts)
         input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
         lengths = attention_mask.sum(axis=1)
         order = np.argsort(lengths, kind="stable")
         embeddings = np.empty((len(texts), self.embedding_dim), np.float32)
-        for start, end in padding_groups(lengths[order].tolist()):
+        step, limit = self.runtime.text_width_step, self.max_text_tokens
+        side, pad_id = self.tokenizer.padding_side, self.tokenizer.pad_token_id or 0
+        for start, end in padding_groups(lengths[order].tolist(), width_step=step, limit=limit):
             rows = order[start:end]
-            width = int(lengths[rows].max())
+            width = padded_width(lengths[rows].max(), step, limit)
             embeddings[rows] = self._forward_texts(
-                _padded_to(input_ids[rows], width, self.tokenizer.padding_side),
-                _padded_to(attention_mask[rows], width, self.tokenizer.padding_side),
+                _padded_to(input_ids[rows], width, side, pad_id), _padded_to(attention_mask[rows], width, side, 0),
             )
         return embeddings, truncated
 
@@ -362,8 +364,13 @@ class ClipEngine:
                 self._text_cache.popitem(last=False)
 
 
-def _padded_to(tokens, width, padding_side):
-    """Token rows cut to ``width`` columns, keeping the tokens (padding is on ``padding_side``)."""
+def _padded_to(tokens, width, padding_side, pad_value):
+    """Token rows cut, or padded with ``pad_value``, to ``width`` columns, keeping
+    the tokens (padding is on ``padding_side``)."""
+    missing = width - tokens.shape[1]
+    if missing > 0:
+        padding = np.full((len(tokens), missing), pad_value, tokens.dtype)
+        return np.concatenate([padding, tokens] if padding_side == "left" else [tokens, padding], axis=1)
     return tokens[:, -width:] if padding_side == "left" else tokens[:, :width]
 
 

@@ -68,6 +68,8 @@ class TorchRuntime:
     """PyTorch eager on ``device`` (``"cpu"``, ``"cuda:0"``) in ``dtype`` (its name: ``"bfloat16"``)."""
 
     name = "torch"
+    # Eager torch prepares nothing per input shape: texts run at their own width.
+    text_width_step = 1
 
     def __init__(self, *, model, device, dtype):
         import torch

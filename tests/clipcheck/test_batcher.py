@@ -113,6 +113,28 @@ def test_texts_of_very_different_lengths_run_in_forwards_of_their_own():
     assert padding_groups([20, 21, 22, 23]) == [(0, 4)]
 
 
+def test_widths_rounded_to_a_step_are_what_the_groups_pay_for():
+    from clipcheck.engine.batcher import padded_width, padding_groups
+
+    assert [padded_width(length, 8, 77) for length in (1, 8, 9, 70, 72, 73, 77)] == [8, 8, 16, 72, 72, 77, 77]
+    assert padded_width(13) == 13
+    # 9 and 16 tokens cost the same once rounded to 16: one forward, where
+    # exact widths would split 20 rows of 9 tokens from 20 of 16.
+    assert padding_groups([9] * 20 + [16] * 20) == [(0, 20), (20, 40)]
+    assert padding_groups([9] * 20 + [16] * 20, width_step=8) == [(0, 40)]
+
+
+def test_token_rows_are_cut_or_padded_on_the_tokenizers_side():
+    from clipcheck.engine.clip import _padded_to
+
+    rows = np.array([[5, 6, 0, 0], [5, 6, 7, 0]])
+    assert _padded_to(rows, 3, "right", 0).tolist() == [[5, 6, 0], [5, 6, 7]]
+    assert _padded_to(rows, 6, "right", 9).tolist() == [[5, 6, 0, 0, 9, 9], [5, 6, 7, 0, 9, 9]]
+    left = np.array([[0, 5, 6], [4, 5, 6]])
+    assert _padded_to(left, 2, "left", 0).tolist() == [[5, 6], [5, 6]]
+    assert _padded_to(left, 5, "left", 9).tolist() == [[9, 9, 0, 5, 6], [9, 9, 4, 5, 6]]
+
+
 def test_a_batch_of_mixed_lengths_answers_like_each_text_alone(monkeypatch):
     engine = get_engine()
     short = [f"a {colour} bag" for colour in ("red", "green", "blue")]

@@ -101,6 +101,25 @@ def test_converted_models_answer_like_torch_and_a_damaged_cache_is_rebuilt(
     assert openvino_runtime.verify(build)["files"]["text.xml"]  # rebuilt and recorded again
 
 
+def test_openvino_text_forwards_run_at_widths_in_steps_of_eight(settings, monkeypatch, fresh_engine):
+    # Each new input shape is prepared again by OpenVINO: fewer widths, fewer preparations.
+    set_clip_settings(settings, RUNTIME="openvino", DTYPE="float32", RUNTIME_CACHE_DIR=RUNTIME_CACHE_DIR)
+    engine = get_engine()
+    widths = []
+    forward = engine.runtime.text_features
+    monkeypatch.setattr(engine.runtime, "text_features",
+                        lambda ids, mask, lane=0: widths.append(ids.shape[1]) or forward(ids, mask, lane=lane))
+    texts = ["red", "a blue bag with a strap", "a long green description " * 20]
+    embeddings, _ = engine.encode_texts(texts)
+    assert widths and all(width % 8 == 0 or width == engine.max_text_tokens for width in widths)
+    assert engine.max_text_tokens in widths  # the long text: cut to the context, never past it
+    # Each as alone, at its own width: the padding changes nothing.
+    monkeypatch.setattr(engine.runtime, "text_width_step", 1)
+    for text, embedding in zip(texts, embeddings):
+        alone = engine._encode_text_batch([text])[0][0]
+        assert np.abs(alone - embedding).max() < 1e-5
+
+
 def test_the_cache_key_follows_the_checkpoint_content(tiny_model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model_dir, copy)
