@@ -16,6 +16,7 @@ from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiRespo
 
 from clipcheck.access import view_policy
 from clipcheck.api.serializers import (
+    CATEGORIES_PATTERN,
     NON_BLANK_TEXT_PATTERN,
     ErrorSerializer,
     max_categories_text_length,
@@ -161,6 +162,7 @@ class CategoriesFieldExtension(OpenApiSerializerFieldExtension):
             "type": "string",
             "minLength": 1,
             "maxLength": max_categories_text_length(),
+            "pattern": CATEGORIES_PATTERN,
             "description": (
                 "Comma-separated categories (trimmed, duplicates removed): at least one, at most "
                 f"{clip_settings.MAX_CATEGORIES}, each at most {clip_settings.MAX_CATEGORY_LENGTH} "

@@ -66,6 +66,8 @@ class ImageUploadField(serializers.FileField):
 BLANK_CHARACTERS = r"\t\n\u000b\u000c\r\u001c-\u001f \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 # Non-blank text without NUL characters (which DRF refuses).
 NON_BLANK_TEXT_PATTERN = rf"^[^\u0000]*[^\u0000{BLANK_CHARACTERS}][^\u0000]*$"
+# Comma-separated names, at least one not blank, without NUL characters.
+CATEGORIES_PATTERN = rf"^[^\u0000]*[^\u0000,{BLANK_CHARACTERS}][^\u0000]*$"
 
 
 def _check_raw_length(data, limit, what):
@@ -131,12 +133,20 @@ THRESHOLD_HELP = "Similarity below this is a mismatch. Absent: the service's own
 NO_NUL_PATTERN = r"^[^\u0000]*$"
 
 
+class PlainTextField(serializers.CharField):
+    """A CharField whose OpenAPI schema says what DRF enforces: no NUL characters."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators.append(RegexValidator(NO_NUL_PATTERN))
+
+
 class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
     threshold = ThresholdField(required=False, help_text=THRESHOLD_HELP)
-    category = serializers.CharField(
-        required=False, allow_blank=True, max_length=100, validators=[RegexValidator(NO_NUL_PATTERN)],
+    category = PlainTextField(
+        required=False, allow_blank=True, max_length=100,
         help_text="The product's category: its calibrated threshold applies when one is stored "
         "(an explicit threshold wins).",
     )

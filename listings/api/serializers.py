@@ -8,6 +8,7 @@ from clipcheck.api.serializers import (
     AnalyzeResultSerializer,
     ErrorDetailSerializer,
     ImageUploadField,
+    PlainTextField,
     ProductTextField,
     ReasonSerializer,
 )
@@ -57,9 +58,7 @@ class UploadInputSerializer(serializers.Serializer):
     file = ListingPhotosField(help_text="One to LISTINGS MAX_PHOTOS photos (repeat the field); the first is the primary.")
     title = ProductTextField(required=False, max_length=Listing._meta.get_field("title").max_length)
     description = ProductTextField(required=False)
-    category = serializers.CharField(
-        required=False, allow_blank=True, max_length=Listing._meta.get_field("category").max_length
-    )
+    category = PlainTextField(required=False, allow_blank=True, max_length=Listing._meta.get_field("category").max_length)
     price = serializers.DecimalField(
         required=False, allow_null=True, max_digits=10, decimal_places=2, min_value=0
     )
@@ -140,7 +139,7 @@ class SearchInputSerializer(serializers.Serializer):
     text = ProductTextField(required=False)
     file = ImageUploadField(required=False)
     status = StatusesField(required=False, max_length=200)
-    category = serializers.CharField(required=False, max_length=Listing._meta.get_field("category").max_length)
+    category = PlainTextField(required=False, max_length=Listing._meta.get_field("category").max_length)
 
     def get_fields(self):
         # k's bound is read per request (and by the schema) from the settings.

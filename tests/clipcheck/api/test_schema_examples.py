@@ -87,3 +87,35 @@ def test_the_category_schema_refuses_nul_characters_as_the_api_does(openapi):
                                 format="multipart")
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_category"
+
+
+def request_text_properties(openapi):
+    """(path, method, field, schema) of every free-text string a request body takes."""
+    for path, operations in openapi["paths"].items():
+        for method, operation in operations.items():
+            for content in operation.get("requestBody", {}).get("content", {}).values():
+                reference = content["schema"].get("$ref")
+                if not reference:
+                    continue
+                schema = openapi["components"]["schemas"][reference.rsplit("/", 1)[-1]]
+                for field, prop in schema.get("properties", {}).items():
+                    string = prop.get("oneOf", [prop])[0]
+                    if string.get("type") == "string" and "format" not in string and "enum" not in string:
+                        yield path, method, field, string
+
+
+@pytest.mark.django_db
+def test_every_request_text_schema_refuses_nul_characters_as_the_api_does(openapi, log_in_with):
+    # DRF refuses NUL in every CharField; a schema without the pattern lets a
+    # client (or a schema fuzzer) send schema-valid text that gets a 400.
+    fields = list(request_text_properties(openapi))
+    assert {(path, field) for path, _, field, _ in fields} >= {
+        ("/clip/analyze", "category"), ("/clip/search", "category"), ("/upload", "category"),
+    }
+    for path, method, field, schema in fields:
+        assert "pattern" in schema and not re.search(schema["pattern"], "a\x00b"), (path, method, field)
+    # What the schemas say, the API does.
+    response = log_in_with("listings.view_listing").post(
+        "/clip/search", {"text": "red sneakers", "category": "snea\x00kers"})
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == "invalid_category"
