@@ -33,6 +33,9 @@ class DecodedImage:
     image: Image.Image  # RGB, upright
     format: str
     sha256: str
+    # The model's input for it (``ClipEngine.preprocess``), when prepared ahead
+    # of the forward pass (the audit's decode threads): None otherwise.
+    pixels: object = None
 
     @property
     def size(self):

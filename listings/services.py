@@ -25,7 +25,7 @@ from django.utils import timezone
 from clipcheck import scoring, verdicts as clip_verdicts
 from clipcheck.hashes import texts_hash
 from clipcheck.services import analyses as clip_analyses
-from clipcheck.services.embeddings import image_embeddings_compute
+from clipcheck.services.embeddings import image_embeddings_compute, image_prepare
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
@@ -299,6 +299,11 @@ def listing_image_decode(*, listing):
     except ClipcheckError as exc:
         logger.warning("Listing %s cannot be checked: %s", listing.pk, exc.message)
         raise
+
+
+def listing_image_prepare(*, listing):
+    """``listing_image_decode`` with the model's input prepared too (``image_prepare``)."""
+    return image_prepare(image=listing_image_decode(listing=listing))
 
 
 def listings_score(*, listings, images, source, threshold=None, store_embeddings=True, category_thresholds=None):

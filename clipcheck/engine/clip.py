@@ -228,19 +228,28 @@ class ClipEngine:
     # Images
 
     def encode_images(self, images):
-        """RGB PIL images → (n, dim) float32 unit vectors, in batches."""
+        """RGB PIL images → (n, dim) float32 unit vectors, in batches.
+
+        An item may instead be an image's pixels as ``preprocess`` gives them
+        ((3, height, width)): prepared ahead, off the forwards' path.
+        """
         batch_size = self._image_batcher.max_rows
         rows = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
             with self._image_batcher.reserve():
-                future = self._image_batcher.submit(self.preprocess(chunk), len(chunk))
+                future = self._image_batcher.submit(self._pixels(chunk), len(chunk))
             rows.append(future.result())
         return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
 
     def preprocess(self, images):
         """RGB PIL images → (n, 3, height, width) float32 pixels."""
         return self.image_processor(images)
+
+    def _pixels(self, items):
+        if not any(isinstance(item, np.ndarray) for item in items):
+            return self.preprocess(items)
+        return np.stack([item if isinstance(item, np.ndarray) else self.preprocess([item])[0] for item in items])
 
     def _forward_image_payloads(self, payloads):
         embeddings = self._forward_images(np.concatenate(payloads))

@@ -1,6 +1,8 @@
 """Image embeddings: computed once per image and model, then reused (and
 searchable: ``clipcheck.vectors``); raw embeddings for POST /clip/embed."""
 
+import dataclasses
+
 import numpy as np
 
 from clipcheck import selectors
@@ -34,6 +36,13 @@ def image_embeddings_compute(*, images, model=None, engine=None, store=True, kno
     return np.stack([stored[image.sha256] for image in images])
 
 
+def image_prepare(*, image, engine=None):
+    """The decoded image with its model input (``pixels``) computed now, so
+    that a batch job can preprocess in its decode threads, off the forwards' path."""
+    engine = engine or get_engine()
+    return dataclasses.replace(image, pixels=engine.preprocess([image.image])[0])
+
+
 def _embeddings_known_or_stored(*, hashes, known, model):
     """``{sha256: vector}`` of the hashes the caller knows or the database holds."""
     unknown = [sha256 for sha256 in hashes if sha256 not in known]
@@ -44,7 +53,7 @@ def _embeddings_known_or_stored(*, hashes, known, model):
 def _embeddings_encode(*, images, model, engine, store, run=run_inference, layouts=None):
     """Encode ``{sha256: image}`` in one ``encode_images`` call; stored with their layouts when ``store``."""
     engine = engine or get_engine()
-    pictures = [image.image for image in images.values()]
+    pictures = [image.image if image.pixels is None else image.pixels for image in images.values()]
     vectors = dict(zip(images, run(lambda: engine.encode_images(pictures))))
     if store:
         image_embeddings_store(

@@ -156,9 +156,10 @@ def _audit_pipeline(*, chunks, options):
     """Yield ``(summary, rows)`` per chunk once its results are committed.
 
     The images of the next listings (up to two batches ahead, across chunk
-    boundaries) are read and decoded by a thread pool while the model
-    encodes the current batch; the chunk generator itself (database reads)
-    only ever runs in this thread.
+    boundaries) are read, decoded and preprocessed for the model by a thread
+    pool while the model encodes the current batch (preprocessing in the
+    forwards' thread left the lanes idle meanwhile); the chunk generator
+    itself (database reads) only ever runs in this thread.
     """
     numbered = ((number, listing) for number, chunk in enumerate(chunks) for listing in chunk)
     with ThreadPoolExecutor(
@@ -189,7 +190,7 @@ def _submitted_ahead(numbered, pool, *, ahead):
     up to ``ahead`` images being decoded before they are asked for."""
     pending = deque()
     for number, listing in numbered:
-        pending.append((number, listing, pool.submit(services.listing_image_decode, listing=listing)))
+        pending.append((number, listing, pool.submit(services.listing_image_prepare, listing=listing)))
         if len(pending) > ahead:
             yield pending.popleft()
     while pending:

@@ -424,3 +424,15 @@ def test_counting_tokens_while_another_thread_tokenizes_a_batch_is_safe(tiny_mod
         thread.join(timeout=120)
 
     assert errors == []
+
+
+def test_pixels_prepared_ahead_encode_as_their_pictures_do():
+    import numpy as np
+    from PIL import Image
+
+    engine = get_engine()
+    pictures = [Image.new("RGB", (90 + 10 * n, 60), (40 * n, 200, 90)) for n in range(3)]
+    expected = engine.encode_images(pictures)
+    prepared = engine.preprocess(pictures[:2])
+    mixed = engine.encode_images([prepared[0], pictures[2], prepared[1]])
+    assert np.abs(mixed - expected[[0, 2, 1]]).max() < 1e-6

@@ -519,3 +519,24 @@ def test_failed_checks_are_listed_in_the_admin(catalogue, everything_matches, ad
 
     assert page.status_code == 200
     assert b"image_unavailable" in page.content and broken.title.encode() in page.content
+
+
+def test_photos_are_preprocessed_in_the_decode_threads_and_stored_as_encoded_from_scratch(catalogue, monkeypatch):
+    import numpy as np
+
+    from clipcheck.engine import get_engine
+
+    listings = catalogue(3)
+    engine = get_engine()
+    preprocessed_in = []
+    preprocess = engine.preprocess
+    monkeypatch.setattr(engine, "preprocess", lambda images: preprocessed_in.append(
+        threading.current_thread().name) or preprocess(images))
+    run_audit("--no-progress")
+
+    # Every photo in the audit's decode pool, none in the forwards' path.
+    assert len(preprocessed_in) == 3 and all(name.startswith("audit-decode") for name in preprocessed_in)
+    for listing in listings:
+        decoded = services.listing_image_decode(listing=listing)
+        stored = ImageEmbedding.objects.get(sha256=decoded.sha256, model=model_id()).as_array()
+        assert np.abs(stored - engine.encode_images([decoded.image])[0]).max() < 1e-6
