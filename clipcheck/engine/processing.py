@@ -95,30 +95,11 @@ class ImagePreprocessor:
         if unknown or kind not in CLIP_PROCESSOR_TYPES:
             raise UnsupportedProcessor(f"processor {kind!r} with {sorted(unknown)}")
         settings = {**IMAGE_DEFAULTS, **config}
-        resize = None
-        if settings["do_resize"]:
-            size = settings["size"]
-            if isinstance(size, int):  # a legacy config: the shortest edge
-                size = {"shortest_edge": size}
-            if set(size) == {"shortest_edge"}:
-                resize = ("shortest_edge", int(size["shortest_edge"]))
-            elif set(size) == {"height", "width"}:
-                resize = ("exact", (int(size["height"]), int(size["width"])))
-            else:
-                raise UnsupportedProcessor(f"size {size!r}")
-        crop = None
-        if settings["do_center_crop"]:
-            crop_size = settings["crop_size"]
-            if isinstance(crop_size, int):
-                crop_size = {"height": crop_size, "width": crop_size}
-            if set(crop_size) != {"height", "width"}:
-                raise UnsupportedProcessor(f"crop_size {crop_size!r}")
-            crop = (int(crop_size["height"]), int(crop_size["width"]))
         normalize = settings["do_normalize"]
         return cls(
-            resize=resize,
+            resize=_resize_rule(settings["size"]) if settings["do_resize"] else None,
             resample=int(settings["resample"]),
-            crop=crop,
+            crop=_crop_size(settings["crop_size"]) if settings["do_center_crop"] else None,
             rescale_factor=float(settings["rescale_factor"]) if settings["do_rescale"] else None,
             mean=np.array(settings["image_mean"], np.float32) if normalize else None,
             std=np.array(settings["image_std"], np.float32) if normalize else None,
@@ -155,6 +136,24 @@ class ImagePreprocessor:
         short, long = (width, height) if width <= height else (height, width)
         new_short, new_long = target, int(target * long / short)
         return (new_short, new_long) if width <= height else (new_long, new_short)
+
+
+def _resize_rule(size):
+    if isinstance(size, int):  # a legacy config: the shortest edge
+        size = {"shortest_edge": size}
+    if set(size) == {"shortest_edge"}:
+        return ("shortest_edge", int(size["shortest_edge"]))
+    if set(size) == {"height", "width"}:
+        return ("exact", (int(size["height"]), int(size["width"])))
+    raise UnsupportedProcessor(f"size {size!r}")
+
+
+def _crop_size(crop_size):
+    if isinstance(crop_size, int):
+        crop_size = {"height": crop_size, "width": crop_size}
+    if set(crop_size) != {"height", "width"}:
+        raise UnsupportedProcessor(f"crop_size {crop_size!r}")
+    return (int(crop_size["height"]), int(crop_size["width"]))
 
 
 def _center_crop(pixels, crop):
