@@ -134,11 +134,13 @@ NO_NUL_PATTERN = r"^[^\u0000]*$"
 
 
 class PlainTextField(serializers.CharField):
-    """A CharField whose OpenAPI schema says what DRF enforces: no NUL characters."""
+    """A CharField whose OpenAPI schema says what DRF enforces: no NUL characters
+    and, where blank is refused, something besides the whitespace DRF trims."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self.validators.append(RegexValidator(NO_NUL_PATTERN))
+        blank_refused = self.trim_whitespace and not self.allow_blank
+        self.validators.append(RegexValidator(NON_BLANK_TEXT_PATTERN if blank_refused else NO_NUL_PATTERN))
 
 
 class AnalyzeInputSerializer(serializers.Serializer):
