@@ -16,6 +16,7 @@ Two things the schema cannot say are said here:
 """
 
 import json
+import os
 from collections import Counter
 from email.parser import BytesParser
 from email.policy import HTTP
@@ -171,6 +172,10 @@ def batch_token(transactional_db):
     max_examples=MAX_EXAMPLES,
     deadline=None,
     database=None,
+    # Fresh inputs on every local run keep finding what the schema and the API
+    # disagree on; CI runs one fixed set, so that a landing is never decided
+    # by which inputs came up.
+    derandomize=bool(os.environ.get("CI")),
     # The token and settings fixtures hold for all generated inputs on purpose.
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
