@@ -33,8 +33,8 @@ from pathlib import Path
 
 from bench.service import (
     CLIENTS, ROOT, Config, Inputs, Row, Target, TARGETS, Timings, Workspace, audit_state_reset, audit_text_forwards,
-    audit_timed, compared, django_setup, engine_pixels, free_port, http_request, listing_texts, listings_seed, median, multipart,
-    percentile, proc_cpu_seconds, proc_status_kb, process_stop, progress,
+    audit_timed, compared, django_setup, engine_pixels, free_port, gunicorn_wait_healthy, http_request, listing_texts,
+    listings_seed, median, multipart, percentile, proc_cpu_seconds, proc_status_kb, process_stop, progress,
 )
 
 RUNTIMES = ("torch", "openvino", "openvino-int8")
@@ -189,25 +189,13 @@ class RuntimeServer:
         self.healthy_after = None
 
     def wait_healthy(self, timeout: float = 900) -> float:
-        import http.client
         import json
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited:\n{self.log_path.read_text()[-3000:]}")
-            try:
-                status, body = self.request("GET", "/clip/health", timeout=5)
-            except (OSError, http.client.HTTPException):
-                status = None
-            if status == 200:
-                self.healthy_after = time.monotonic() - self.started
-                self.health = json.loads(body)
-                children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-                self.worker_pid = int(children[0])
-                return self.healthy_after
-            time.sleep(0.25)
-        raise RuntimeError(f"gunicorn not healthy within {timeout:.0f} s:\n{self.log_path.read_text()[-3000:]}")
+        body, self.worker_pid = gunicorn_wait_healthy(
+            self.process, self.port, timeout=timeout, log_tail=lambda: self.log_path.read_text()[-3000:])
+        self.healthy_after = time.monotonic() - self.started
+        self.health = json.loads(body)
+        return self.healthy_after
 
     def request(self, method, path, body=None, content_type=None, timeout=300):
         return http_request(self.port, method, path, body, content_type, timeout)

@@ -29,7 +29,8 @@ from pathlib import Path
 
 from bench.assets import FULL, ensure_assets
 from bench.service import (
-    CLIENTS, Inputs, free_port, http_request, multipart, proc_cpu_seconds, proc_status_kb, process_stop,
+    CLIENTS, Inputs, free_port, gunicorn_wait_healthy, http_request, multipart, proc_cpu_seconds, proc_status_kb,
+    process_stop,
 )
 
 
@@ -60,19 +61,7 @@ class TreeServer:
         return http_request(self.port, method, path, body, content_type)
 
     def wait_healthy(self, timeout: float = 900) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.label}: gunicorn exited")
-            try:
-                if self.request("GET", "/clip/health")[0] == 200:
-                    children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text()
-                    self.worker_pid = int(children.split()[0])
-                    return
-            except OSError:
-                pass
-            time.sleep(0.5)
-        raise RuntimeError(f"{self.label}: not healthy within {timeout:.0f} s")
+        _, self.worker_pid = gunicorn_wait_healthy(self.process, self.port, timeout=timeout)
 
     def cpu_seconds(self) -> float:
         return proc_cpu_seconds(self.worker_pid)

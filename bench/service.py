@@ -194,6 +194,26 @@ def http_request(port: int, method: str, path: str, body: bytes | None = None, c
         connection.close()
 
 
+def gunicorn_wait_healthy(process, port: int, *, timeout: float, log_tail=lambda: "") -> tuple[bytes, int]:
+    """Poll /clip/health of the gunicorn ``process`` (one worker) on ``port`` until it answers 200:
+    (the health body, the worker's pid). Raises when gunicorn exits or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited with {process.returncode}:\n{log_tail()}")
+        try:
+            status, body = http_request(port, "GET", "/clip/health", timeout=5)
+        except (OSError, http.client.HTTPException):
+            status = None
+        if status == 200:
+            children = Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()
+            if len(children) != 1:
+                raise RuntimeError(f"expected one gunicorn worker, found {children}")
+            return body, int(children[0])
+        time.sleep(0.25)
+    raise RuntimeError(f"gunicorn not healthy within {timeout:.0f} s:\n{log_tail()}")
+
+
 @dataclass
 class Workspace:
     root: Path
@@ -357,22 +377,7 @@ class Server:
         self.memory_after_load: dict[str, float] = {}
 
     def wait_healthy(self, timeout: float = 600) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                status, _ = self.request("GET", "/clip/health", timeout=5)
-            except OSError:
-                status = None
-            if status == 200:
-                children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-                if len(children) != 1:
-                    raise RuntimeError(f"expected one gunicorn worker, found {children}")
-                self.worker_pid = int(children[0])
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"gunicorn not healthy within {timeout:.0f} s:\n{self.log_tail()}")
+        _, self.worker_pid = gunicorn_wait_healthy(self.process, self.port, timeout=timeout, log_tail=self.log_tail)
 
     def log_tail(self) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-30:])
