@@ -26,15 +26,15 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from contextlib import ExitStack
 from pathlib import Path
 
 from bench.service import (
-    CLIENTS, ROOT, Config, Inputs, Row, Target, TARGETS, Timings, Workspace, audit_state_reset, audit_text_forwards,
-    audit_timed, compared, django_setup, engine_pixels, free_port, gunicorn_wait_healthy, http_request, listing_texts,
-    listings_seed, median, multipart, percentile, proc_cpu_seconds, proc_status_kb, process_stop, progress,
+    CLIENTS, ROOT, Config, Inputs, Row, Target, TARGETS, Timings, Workspace, analyze_bodies, analyze_concurrent,
+    analyze_sequential, audit_state_reset, audit_text_forwards, audit_timed, compared, concurrency_ceiling,
+    django_setup, engine_pixels, free_port, gunicorn_wait_healthy, http_request, listing_texts, listings_seed, median,
+    multipart, percentile, proc_cpu_seconds, proc_status_kb, process_stop, progress,
 )
 
 RUNTIMES = ("torch", "openvino", "openvino-int8")
@@ -216,38 +216,16 @@ class RuntimeServer:
 
 
 def server_round(server: RuntimeServer, inputs: Inputs, config: Config, figures: dict) -> None:
-    import json
-
-    bodies = [multipart({"text": text}, data) for data, text in (inputs.fresh() for _ in range(config.analyze_requests))]
-    cpu, started = server.cpu_seconds(), time.perf_counter()
-    for body in bodies:
-        elapsed, status, payload = server.post(body)
-        if status != 200 or json.loads(payload)["cached"]:
-            raise RuntimeError(f"/clip/analyze answered {status}: {payload[:300]!r}")
-        figures["analyze"].append(elapsed)
-    figures["sequential"].append(len(bodies) / (time.perf_counter() - started))
-    figures["analyze_cpu"].append((server.cpu_seconds() - cpu) / len(bodies))
-
-    per_client = [[multipart({"text": text}, data) for data, text in
-                   (inputs.fresh() for _ in range(config.requests_per_client))] for _ in range(CLIENTS)]
-    start, statuses, lock = threading.Barrier(CLIENTS + 1), [], threading.Lock()
-
-    def client(bodies) -> None:
-        start.wait()
-        for body in bodies:
-            _, status, _ = server.post(body)
-            with lock:
-                statuses.append(status)
-
-    workers = [threading.Thread(target=client, args=(bodies,)) for bodies in per_client]
-    for worker in workers:
-        worker.start()
-    start.wait()
-    started = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    figures["concurrent"].append(len(statuses) / (time.perf_counter() - started))
-    figures["statuses"] += statuses
+    send = lambda body: server.request("POST", "/clip/analyze", *body)  # noqa: E731
+    sequential = analyze_sequential(send, analyze_bodies(inputs, config.analyze_requests), server.cpu_seconds)
+    figures["analyze"] += sequential.latencies
+    figures["sequential"].append(sequential.throughput)
+    figures["analyze_cpu"].append(sequential.cpu_per_request)
+    concurrent = analyze_concurrent(
+        send, [analyze_bodies(inputs, config.requests_per_client) for _ in range(CLIENTS)], server.cpu_seconds)
+    figures["concurrent"].append(concurrent.throughput)
+    figures["concurrent_cpu"].append(concurrent.cpu_per_request)
+    figures["statuses"] += concurrent.statuses
 
 
 # --- the run -------------------------------------------------------------------------------
@@ -267,6 +245,7 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
 
     from bench import quiet_transformers
     from bench.naive import load_fp32, naive_score
+    from clipcheck.engine.runtimes import available_cores
     from clipcheck.images import decode_image
     from clipcheck.settings import clip_settings
 
@@ -331,7 +310,8 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
     naive, audits = Timings(), {name: [] for name in ("torch", served)}
     audit_texts = {name: Timings() for name in audits}
     audit_text_rows = {name: [] for name in audits}
-    figures = {name: {"analyze": [], "sequential": [], "analyze_cpu": [], "concurrent": [], "statuses": []}
+    figures = {name: {"analyze": [], "sequential": [], "analyze_cpu": [], "concurrent": [], "concurrent_cpu": [],
+                      "statuses": []}
                for name in servers}
     for round_number in range(1, config.rounds + 1):
         for name, engine in engines.items():
@@ -362,7 +342,7 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
 
     model_mb = sum(f.stat().st_size for f in config.spec.model_dir.glob("*.safetensors")) / 2**20
     raw = {
-        "threads": threads, "batch": batch, "served": served, "peak_bf16_gflops": peak_bf16,
+        "threads": threads, "cores": available_cores(), "batch": batch, "served": served, "peak_bf16_gflops": peak_bf16,
         "image_gflop_per_batch": image_gflop, "text_gflop_per_pass": text_gflop,
         "texts_per_pass": len(listing_text_batch), "listings_per_pass": len(listing_batch),
         "precisions": {name: engine.precision for name, engine in engines.items()},
@@ -470,9 +450,12 @@ def build_rows(config: Config, raw: dict) -> list[Row]:
                 note=f"{len(f['statuses'])} requests" + (f"; other statuses {others}" if others else "")),
             ok, f"{ok:.0%} answered 200", "all_200"))
         sequential, concurrent = median(f["sequential"]), median(f["concurrent"])
+        concurrent_cpu = median(f["concurrent_cpu"])
+        ceiling = concurrency_ceiling(cores=raw["cores"], sequential=sequential, cpu_per_request=concurrent_cpu)
         rows.append(compared(
             Row(f"concurrent@{name}", f"{CLIENTS} concurrent clients vs sequential, {name} server", concurrent,
-                "req/s", note=f"sequential {sequential:.2f} req/s"),
+                "req/s", note=f"sequential {sequential:.2f} req/s; worker cpu {concurrent_cpu * 1e3:.0f} ms/req under "
+                              f"{CLIENTS} clients: at most {ceiling:.2f}x on {raw['cores']} cores"),
             concurrent / sequential, f"{concurrent / sequential:.2f}x sequential",
             "concurrent_vs_sequential_default"))
     guard = raw["guard_known_answer"]

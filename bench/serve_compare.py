@@ -18,19 +18,16 @@ before and after on the same machine (docs/bench.md).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
 import tempfile
-import threading
-import time
 from pathlib import Path
 
 from bench.assets import FULL, ensure_assets
 from bench.service import (
-    CLIENTS, Inputs, free_port, gunicorn_wait_healthy, http_request, multipart, proc_cpu_seconds, proc_status_kb,
-    process_stop,
+    CLIENTS, Inputs, analyze_bodies, analyze_concurrent, analyze_sequential, concurrency_ceiling, free_port,
+    gunicorn_wait_healthy, http_request, multipart, proc_cpu_seconds, proc_status_kb, process_stop,
 )
 
 
@@ -68,39 +65,15 @@ class TreeServer:
 
 
 def server_round(server: TreeServer, inputs: Inputs, figures: dict, *, sequential: int, per_client: int) -> None:
-    bodies = [multipart({"text": text}, data) for data, text in (inputs.fresh() for _ in range(sequential))]
-    cpu, started = server.cpu_seconds(), time.perf_counter()
-    for body in bodies:
-        sent = time.perf_counter()
-        status, payload = server.request("POST", "/clip/analyze", *body)
-        figures["latency"].append(time.perf_counter() - sent)
-        if status != 200 or json.loads(payload)["cached"]:
-            raise RuntimeError(f"{server.label}: /clip/analyze answered {status}: {payload[:300]!r}")
-    figures["sequential"].append(len(bodies) / (time.perf_counter() - started))
-    figures["sequential_cpu"].append((server.cpu_seconds() - cpu) / len(bodies))
-
-    per_client_bodies = [[multipart({"text": text}, data) for data, text in
-                          (inputs.fresh() for _ in range(per_client))] for _ in range(CLIENTS)]
-    start, statuses, lock = threading.Barrier(CLIENTS + 1), [], threading.Lock()
-
-    def client(own) -> None:
-        start.wait()
-        for body in own:
-            status, _ = server.request("POST", "/clip/analyze", *body)
-            with lock:
-                statuses.append(status)
-
-    clients = [threading.Thread(target=client, args=(own,)) for own in per_client_bodies]
-    for thread in clients:
-        thread.start()
-    cpu = server.cpu_seconds()
-    start.wait()
-    started = time.perf_counter()
-    for thread in clients:
-        thread.join()
-    figures["concurrent"].append(len(statuses) / (time.perf_counter() - started))
-    figures["concurrent_cpu"].append((server.cpu_seconds() - cpu) / len(statuses))
-    figures["statuses"] += statuses
+    send = lambda body: server.request("POST", "/clip/analyze", *body)  # noqa: E731
+    alone = analyze_sequential(send, analyze_bodies(inputs, sequential), server.cpu_seconds)
+    figures["latency"] += alone.latencies
+    figures["sequential"].append(alone.throughput)
+    figures["sequential_cpu"].append(alone.cpu_per_request)
+    together = analyze_concurrent(send, [analyze_bodies(inputs, per_client) for _ in range(CLIENTS)], server.cpu_seconds)
+    figures["concurrent"].append(together.throughput)
+    figures["concurrent_cpu"].append(together.cpu_per_request)
+    figures["statuses"] += together.statuses
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -131,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
                     server.request("POST", "/clip/analyze", *multipart({"text": text}, data))
             figures = {server.label: {key: [] for key in ("latency", "sequential", "sequential_cpu", "concurrent",
                                                           "concurrent_cpu", "statuses")} for server in servers}
-            load_before = os.getloadavg()
+            load_before, cores = os.getloadavg(), len(os.sched_getaffinity(0))
             for _ in range(args.rounds):
                 for server in servers:
                     server_round(server, inputs, figures[server.label], sequential=args.sequential,
@@ -142,11 +115,14 @@ def main(argv: list[str] | None = None) -> None:
             for server in servers:
                 f = figures[server.label]
                 sequential, concurrent = statistics.median(f["sequential"]), statistics.median(f["concurrent"])
+                ceiling = concurrency_ceiling(cores=cores, sequential=sequential,
+                                              cpu_per_request=statistics.median(f["concurrent_cpu"]))
                 ok = f["statuses"].count(200) / len(f["statuses"])
                 print(f"{server.label:12s} p50 {statistics.median(f['latency']) * 1e3:5.0f} ms, sequential "
                       f"{sequential:5.2f} req/s (cpu {statistics.median(f['sequential_cpu']) * 1e3:3.0f} ms/req); "
                       f"{CLIENTS} clients {concurrent:5.2f} req/s (cpu {statistics.median(f['concurrent_cpu']) * 1e3:3.0f}"
-                      f" ms/req) = {concurrent / sequential:.2f}x; 200s {ok:.0%}; "
+                      f" ms/req) = {concurrent / sequential:.2f}x (at most {ceiling:.2f}x on {cores} cores); "
+                      f"200s {ok:.0%}; "
                       f"peak RSS {proc_status_kb(server.worker_pid, 'VmHWM') / 1024:.0f} MB")
         finally:
             for server in servers:

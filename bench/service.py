@@ -430,16 +430,79 @@ def server_warm_up(server: Server, inputs: Inputs) -> None:
     server.post("/clip/classify", multipart({}, inputs.fresh()[0]))
 
 
-def server_round(server: Server, inputs: Inputs, config: Config, figures: ServerFigures) -> None:
-    bodies = [multipart({"text": text}, data) for data, text in (inputs.fresh() for _ in range(config.analyze_requests))]
-    cpu, started = server.worker_cpu_seconds, time.perf_counter()
+@dataclass
+class AnalyzeLoad:
+    """Uncached ``/clip/analyze`` requests sent one way (one after another, or by ``CLIENTS`` at once)."""
+
+    latencies: list[float]  # seconds per request, from sending it to the last byte of the answer
+    statuses: list[int]
+    throughput: float  # requests per second over the whole phase
+    cpu_per_request: float  # the worker's CPU seconds per request
+
+
+def analyze_bodies(inputs: Inputs, count: int) -> list[tuple[bytes, str]]:
+    """``count`` multipart bodies, each with new JPEG bytes and a new text: no cache answers them."""
+    return [multipart({"text": text}, data) for data, text in (inputs.fresh() for _ in range(count))]
+
+
+def analyze_sequential(send: Callable, bodies: list, cpu_seconds: Callable[[], float]) -> AnalyzeLoad:
+    """``send(body) -> (status, payload)`` for each body in turn; every answer must be a fresh 200."""
+    latencies, cpu, started = [], cpu_seconds(), time.perf_counter()
     for body in bodies:
-        elapsed, answer = server.post("/clip/analyze", body)
-        if answer["cached"]:
-            raise RuntimeError("a fresh /clip/analyze request was answered from the cache")
-        figures.analyze.append(elapsed)
-    figures.analyze_throughput.append(len(bodies) / (time.perf_counter() - started))
-    figures.analyze_cpu.append((server.worker_cpu_seconds - cpu) / len(bodies))
+        sent = time.perf_counter()
+        status, payload = send(body)
+        latencies.append(time.perf_counter() - sent)
+        if status != 200 or json.loads(payload)["cached"]:
+            raise RuntimeError(f"/clip/analyze answered {status}: {payload[:300]!r}")
+    elapsed = time.perf_counter() - started
+    return AnalyzeLoad(latencies, [200] * len(bodies), len(bodies) / elapsed, (cpu_seconds() - cpu) / len(bodies))
+
+
+def analyze_concurrent(send: Callable, per_client: list[list], cpu_seconds: Callable[[], float]) -> AnalyzeLoad:
+    """One client thread per list of bodies, all started at once; every status is kept (503s included)."""
+    start, lock = threading.Barrier(len(per_client) + 1), threading.Lock()
+    latencies, statuses, errors = [], [], []
+
+    def client(bodies: list) -> None:
+        start.wait()
+        try:
+            for body in bodies:
+                sent = time.perf_counter()
+                status, _ = send(body)
+                with lock:
+                    latencies.append(time.perf_counter() - sent)
+                    statuses.append(status)
+        except Exception as exc:  # reported by the main thread
+            errors.append(exc)
+
+    clients = [threading.Thread(target=client, args=(bodies,)) for bodies in per_client]
+    for thread in clients:
+        thread.start()
+    cpu = cpu_seconds()
+    start.wait()
+    started = time.perf_counter()
+    for thread in clients:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
+    return AnalyzeLoad(latencies, statuses, len(statuses) / elapsed, (cpu_seconds() - cpu) / len(statuses))
+
+
+def concurrency_ceiling(*, cores: int, sequential: float, cpu_per_request: float) -> float:
+    """The most ``CLIENTS`` concurrent clients can gain over one: every core busy at the CPU per
+    request they cost, against the sequential throughput (requests per second)."""
+    return cores / cpu_per_request / sequential
+
+
+def server_round(server: Server, inputs: Inputs, config: Config, figures: ServerFigures) -> None:
+    send = lambda body: server.request("POST", "/clip/analyze", *body)  # noqa: E731
+    cpu_seconds = lambda: server.worker_cpu_seconds  # noqa: E731
+    bodies = analyze_bodies(inputs, config.analyze_requests)
+    sequential = analyze_sequential(send, bodies, cpu_seconds)
+    figures.analyze += sequential.latencies
+    figures.analyze_throughput.append(sequential.throughput)
+    figures.analyze_cpu.append(sequential.cpu_per_request)
 
     for body in bodies[:config.cached_requests]:
         elapsed, answer = server.post("/clip/analyze", body)
@@ -454,33 +517,12 @@ def server_round(server: Server, inputs: Inputs, config: Config, figures: Server
         figures.classify.append(elapsed)
     figures.classify_cpu.append((server.worker_cpu_seconds - cpu) / len(bodies))
 
-    per_client = [[multipart({"text": text}, data) for data, text in (inputs.fresh() for _ in
-                                                                       range(config.requests_per_client))]
-                  for _ in range(CLIENTS)]
-    start, errors = threading.Barrier(CLIENTS + 1), []
-
-    def client(bodies: list[tuple[bytes, str]]) -> None:
-        start.wait()
-        try:
-            for body in bodies:
-                server.post("/clip/analyze", body)
-        except Exception as exc:  # reported by the main thread
-            errors.append(exc)
-
-    workers = [threading.Thread(target=client, args=(bodies,)) for bodies in per_client]
-    for worker in workers:
-        worker.start()
-    cpu = server.worker_cpu_seconds
-    start.wait()
-    started = time.perf_counter()
-    for worker in workers:
-        worker.join()
-    elapsed = time.perf_counter() - started
-    if errors:
-        raise errors[0]
-    total = CLIENTS * config.requests_per_client
-    figures.concurrent_throughput.append(total / elapsed)
-    figures.concurrent_cpu.append((server.worker_cpu_seconds - cpu) / total)
+    concurrent = analyze_concurrent(
+        send, [analyze_bodies(inputs, config.requests_per_client) for _ in range(CLIENTS)], cpu_seconds)
+    if set(concurrent.statuses) != {200}:
+        raise RuntimeError(f"concurrent /clip/analyze answered {sorted(set(concurrent.statuses))}")
+    figures.concurrent_throughput.append(concurrent.throughput)
+    figures.concurrent_cpu.append(concurrent.cpu_per_request)
 
 
 # --- in-process measurements -------------------------------------------------------------
