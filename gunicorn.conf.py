@@ -80,17 +80,25 @@ def post_fork(server, worker):
     # Before the worker's threads start: bounded malloc arenas, so that what
     # request threads free goes back instead of raising the worker's RSS with
     # every burst of clients (clipproject/malloc.py).
-    from clipproject.malloc import malloc_limit
+    from clipproject.malloc import malloc_limit, memory_releaser
 
     malloc_limit()
+    # Collects finished requests' reference cycles and returns free malloc
+    # pages once the worker falls idle (or every few hundred requests).
+    memory_releaser.start()
+
+
+def pre_request(worker, req):
+    from clipproject.malloc import memory_releaser
+
+    memory_releaser.request_started()
 
 
 def post_request(worker, req, environ, resp):
-    # After the response is sent: now and then, collect finished requests'
-    # reference cycles and return free malloc pages (clipproject/malloc.py).
-    from clipproject.malloc import memory_release_due
+    # After the response is sent.
+    from clipproject.malloc import memory_releaser
 
-    memory_release_due()
+    memory_releaser.request_finished()
 
 
 def child_exit(server, worker):

@@ -10,8 +10,9 @@ burst of concurrent requests, although what it holds stays the same:
   a 2000-px photo come from the arenas and stay resident too.
 
 Each worker therefore bounds its arenas after the fork (``malloc_limit``), and
-every few requests, after the response is sent, collects finished requests'
-reference cycles and hands free pages back (``memory_release_due``).
+collects finished requests' reference cycles and hands free pages back
+(``memory_release``) once it has fallen idle, or every few hundred requests
+under load that never lets it (``MemoryReleaser``).
 Measured figures: docs/bench.md. The variables glibc reads itself
 (``MALLOC_ARENA_MAX``, ``MALLOC_MMAP_THRESHOLD_``) win: a value set in the
 environment is left alone.
@@ -21,9 +22,10 @@ import ctypes
 import ctypes.util
 import functools
 import gc
-import itertools
 import logging
 import os
+import threading
+import time
 
 logger = logging.getLogger(__name__)
 
@@ -61,25 +63,83 @@ def malloc_limit(*, arena_max=ARENA_MAX, mmap_threshold=MMAP_THRESHOLD, environ=
     return applied
 
 
-# After every this many requests a worker collects its cyclic garbage and
-# hands free malloc pages back (memory_release).
-RELEASE_EVERY_REQUESTS = 8
-_requests_served = itertools.count(1)
+# A worker releases memory once no request has been in flight for this long
+# (after a burst, off every request's path)...
+RELEASE_IDLE_SECONDS = 1.0
+# ...and, under load that never lets it fall idle, after every this many
+# requests (in the thread that served the last one, after its response).
+# The release holds the GIL for a full collection (tens of ms with Django,
+# OpenVINO and the caches loaded): every 8 requests, that stalled the other
+# request threads often enough to cost 8 concurrent clients about a tenth of
+# their throughput (docs/bench.md).
+RELEASE_EVERY_REQUESTS = 256
 
 
-def memory_release_due():
-    """Count one request served; every ``RELEASE_EVERY_REQUESTS``-th, release memory.
+class MemoryReleaser:
+    """When a serving worker runs ``memory_release``: idle, or every ``every_requests``.
 
-    Called after each response has been sent (gunicorn's ``post_request``), so
-    no client waits for it. Between full collections the reference cycles of
-    finished requests keep their decoded images and buffers; after they are
-    collected, the arenas keep the freed pages until ``malloc_trim``. Both take
-    a few milliseconds.
+    gunicorn's ``pre_request`` and ``post_request`` hooks call ``request_started``
+    and ``request_finished``; a daemon thread (``start``) polls ``release_if_idle``.
     """
-    if next(_requests_served) % RELEASE_EVERY_REQUESTS:
-        return False
-    memory_release()
-    return True
+
+    def __init__(self, *, idle_seconds=RELEASE_IDLE_SECONDS, every_requests=RELEASE_EVERY_REQUESTS,
+                 release=None, clock=time.monotonic):
+        self.idle_seconds = idle_seconds
+        self.every_requests = every_requests
+        self._release = release  # None: memory_release
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._in_flight = 0
+        self._served_since_release = 0
+        self._last_finished = clock()
+        self._thread = None
+
+    def request_started(self):
+        with self._lock:
+            self._in_flight += 1
+
+    def request_finished(self):
+        """Count a request whose response was sent; True when it released (the busy fallback)."""
+        with self._lock:
+            self._in_flight = max(0, self._in_flight - 1)
+            self._served_since_release += 1
+            self._last_finished = self._clock()
+            due = self._served_since_release >= self.every_requests
+            if due:
+                self._served_since_release = 0
+        if due:
+            (self._release or memory_release)()
+        return due
+
+    def release_if_idle(self):
+        """Release when requests were served since the last release and none has been in
+        flight for ``idle_seconds``; True when it did."""
+        with self._lock:
+            due = (self._in_flight == 0 and self._served_since_release > 0
+                   and self._clock() - self._last_finished >= self.idle_seconds)
+            if due:
+                self._served_since_release = 0
+        if due:
+            (self._release or memory_release)()
+        return due
+
+    def start(self):
+        """Poll for idleness in a daemon thread (call it in the worker, after the fork)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._poll, name="memory-release", daemon=True)
+            self._thread.start()
+
+    def _poll(self):
+        while True:
+            time.sleep(self.idle_seconds / 2)
+            try:
+                self.release_if_idle()
+            except Exception:  # a failed release must not stop the next ones
+                logger.exception("memory release failed")
+
+
+# The serving worker's (gunicorn.conf.py).
+memory_releaser = MemoryReleaser()
 
 
 def memory_release():

@@ -46,13 +46,64 @@ def test_each_gunicorn_worker_applies_them_after_the_fork(monkeypatch):
     assert calls == [{}]
 
 
-def test_every_eighth_request_releases_memory(monkeypatch):
-    released = []
-    monkeypatch.setattr(malloc, "memory_release", lambda: released.append(True))
-    monkeypatch.setattr(malloc, "_requests_served", __import__("itertools").count(1))
-    due = [malloc.memory_release_due() for _ in range(2 * malloc.RELEASE_EVERY_REQUESTS)]
-    assert due.count(True) == 2 and due[malloc.RELEASE_EVERY_REQUESTS - 1] and due[-1]
-    assert len(released) == 2
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def releaser(**options):
+    released, clock = [], FakeClock()
+    options = {"idle_seconds": 1.0, "every_requests": 4, **options}
+    return malloc.MemoryReleaser(release=lambda: released.append(clock.now), clock=clock, **options), released, clock
+
+
+def test_a_worker_releases_once_it_has_been_idle_not_while_a_request_is_in_flight():
+    memory, released, clock = releaser()
+    assert not memory.release_if_idle()  # nothing served yet: nothing to release
+    memory.request_started()
+    memory.request_started()
+    memory.request_finished()
+    clock.now += 5
+    assert not memory.release_if_idle()  # the other request is still in flight
+    memory.request_finished()
+    clock.now += 0.5
+    assert not memory.release_if_idle()  # idle for less than idle_seconds
+    clock.now += 0.5
+    assert memory.release_if_idle() and released == [clock.now]
+    clock.now += 10
+    assert not memory.release_if_idle()  # nothing served since
+
+
+def test_under_load_that_never_falls_idle_every_nth_request_releases():
+    memory, released, clock = releaser(every_requests=4)
+    due = []
+    for _ in range(8):
+        memory.request_started()
+        clock.now += 0.01
+        due.append(memory.request_finished())
+    assert due == [False, False, False, True] * 2 and len(released) == 2
+    clock.now += 5
+    assert not memory.release_if_idle()  # the last request's release covered them
+
+
+def test_the_idle_poller_releases_in_its_own_thread():
+    import threading
+    import time
+
+    done = threading.Event()
+    threads = []
+    memory = malloc.MemoryReleaser(idle_seconds=0.05, every_requests=1000,
+                                   release=lambda: threads.append(threading.current_thread().name) or done.set())
+    memory.start()
+    memory.request_started()
+    memory.request_finished()
+    assert done.wait(5)
+    assert threads == ["memory-release"]
+    time.sleep(0.2)
+    assert threads == ["memory-release"]  # once per idle spell
 
 
 def test_a_release_collects_cyclic_garbage():
@@ -75,10 +126,18 @@ def test_a_release_collects_cyclic_garbage():
         gc.enable()
 
 
-def test_each_gunicorn_worker_counts_its_requests_after_the_response(monkeypatch):
+def test_each_gunicorn_worker_counts_its_requests_and_polls_for_idleness(monkeypatch):
     calls = []
-    monkeypatch.setattr(malloc, "memory_release_due", lambda: calls.append(True))
+    fake = type("Fake", (), {
+        "start": lambda self: calls.append("start"),
+        "request_started": lambda self: calls.append("started"),
+        "request_finished": lambda self: calls.append("finished"),
+    })()
+    monkeypatch.setattr(malloc, "memory_releaser", fake)
+    monkeypatch.setattr(malloc, "malloc_limit", lambda **options: {})
     monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", "/nonexistent-unused")
     config = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    config["post_fork"](server=None, worker=None)
+    config["pre_request"](worker=None, req=None)
     config["post_request"](worker=None, req=None, environ={}, resp=None)
-    assert calls == [True]
+    assert calls == ["start", "started", "finished"]
