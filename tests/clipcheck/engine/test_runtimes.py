@@ -120,6 +120,17 @@ def test_openvino_text_forwards_run_at_widths_in_steps_of_eight(settings, monkey
         assert np.abs(alone - embedding).max() < 1e-5
 
 
+def test_the_compiled_models_leave_their_threads_unpinned(settings, fresh_engine):
+    # Pinned, a forward waits for its own core while request threads hold it and the other core idles.
+    set_clip_settings(settings, RUNTIME="openvino", DTYPE="float32", RUNTIME_CACHE_DIR=RUNTIME_CACHE_DIR)
+    for _ in range(2):  # compiled, then read back from the compiled-model cache
+        reset_engine()
+        engine = get_engine()
+        for model in (engine.runtime.image_model, engine.runtime.text_model):
+            assert model.get_property("ENABLE_CPU_PINNING") is False
+            assert model.get_property("NUM_STREAMS") == engine.lanes.count  # one stream per lane, as before
+
+
 def test_the_cache_key_follows_the_checkpoint_content(tiny_model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model_dir, copy)
