@@ -100,28 +100,29 @@ class MemoryReleaser:
 
     def request_finished(self):
         """Count a request whose response was sent; True when it released (the busy fallback)."""
-        with self._lock:
+        def count():
             self._in_flight = max(0, self._in_flight - 1)
             self._served_since_release += 1
             self._last_finished = self._clock()
-            due = self._served_since_release >= self.every_requests
-            if due:
-                self._served_since_release = 0
-        if due:
-            (self._release or memory_release)()
-        return due
+            return self._served_since_release >= self.every_requests
+
+        return self._release_when(count)
 
     def release_if_idle(self):
         """Release when requests were served since the last release and none has been in
         flight for ``idle_seconds``; True when it did."""
+        return self._release_when(lambda: self._in_flight == 0 and self._served_since_release > 0
+                                  and self._clock() - self._last_finished >= self.idle_seconds)
+
+    def _release_when(self, due):
+        """``due()`` under the lock; when true, the count starts again and memory is released (outside it)."""
         with self._lock:
-            due = (self._in_flight == 0 and self._served_since_release > 0
-                   and self._clock() - self._last_finished >= self.idle_seconds)
-            if due:
+            released = due()
+            if released:
                 self._served_since_release = 0
-        if due:
+        if released:
             (self._release or memory_release)()
-        return due
+        return released
 
     def start(self):
         """Poll for idleness in a daemon thread (call it in the worker, after the fork)."""
