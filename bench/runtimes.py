@@ -31,10 +31,10 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from bench.service import (
-    CLIENTS, ROOT, Config, Inputs, Row, Target, TARGETS, Timings, Workspace, analyze_bodies, analyze_concurrent,
-    analyze_sequential, audit_state_reset, audit_text_forwards, audit_timed, compared, concurrency_ceiling,
-    django_setup, engine_pixels, free_port, gunicorn_wait_healthy, http_request, listing_texts, listings_seed, median,
-    multipart, percentile, proc_cpu_seconds, proc_status_kb, process_stop, progress,
+    CLIENTS, ROOT, Config, Inputs, Row, Target, TARGETS, Timings, Workspace, analyze_figures, analyze_round,
+    audit_state_reset, audit_text_forwards, audit_timed, compared, concurrency_ceiling, django_setup, engine_pixels,
+    free_port, gunicorn_wait_healthy, http_request, listing_texts, listings_seed, median, multipart, percentile,
+    proc_cpu_seconds, proc_status_kb, process_stop, progress, usable_cores,
 )
 
 RUNTIMES = ("torch", "openvino", "openvino-int8")
@@ -215,19 +215,6 @@ class RuntimeServer:
         process_stop(self.process)
 
 
-def server_round(server: RuntimeServer, inputs: Inputs, config: Config, figures: dict) -> None:
-    send = lambda body: server.request("POST", "/clip/analyze", *body)  # noqa: E731
-    sequential = analyze_sequential(send, analyze_bodies(inputs, config.analyze_requests), server.cpu_seconds)
-    figures["analyze"] += sequential.latencies
-    figures["sequential"].append(sequential.throughput)
-    figures["analyze_cpu"].append(sequential.cpu_per_request)
-    concurrent = analyze_concurrent(
-        send, [analyze_bodies(inputs, config.requests_per_client) for _ in range(CLIENTS)], server.cpu_seconds)
-    figures["concurrent"].append(concurrent.throughput)
-    figures["concurrent_cpu"].append(concurrent.cpu_per_request)
-    figures["statuses"] += concurrent.statuses
-
-
 # --- the run -------------------------------------------------------------------------------
 
 
@@ -245,7 +232,6 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
 
     from bench import quiet_transformers
     from bench.naive import load_fp32, naive_score
-    from clipcheck.engine.runtimes import available_cores
     from clipcheck.images import decode_image
     from clipcheck.settings import clip_settings
 
@@ -310,9 +296,7 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
     naive, audits = Timings(), {name: [] for name in ("torch", served)}
     audit_texts = {name: Timings() for name in audits}
     audit_text_rows = {name: [] for name in audits}
-    figures = {name: {"analyze": [], "sequential": [], "analyze_cpu": [], "concurrent": [], "concurrent_cpu": [],
-                      "statuses": []}
-               for name in servers}
+    figures = {name: analyze_figures() for name in servers}
     for round_number in range(1, config.rounds + 1):
         for name, engine in engines.items():
             progress(f"round {round_number}/{config.rounds}: model alone, {name}")
@@ -338,11 +322,13 @@ def _measure(config: Config, workspace: Workspace, root: Path, stack: ExitStack)
             audit_text_rows[name].append(sum(len(texts) for texts in audit_forwards))
         for name, server in servers.items():
             progress(f"round {round_number}/{config.rounds}: gunicorn {name}")
-            server_round(server, inputs, config, figures[name])
+            analyze_round(lambda body, server=server: server.request("POST", "/clip/analyze", *body), inputs,
+                          server.cpu_seconds, figures[name], sequential=config.analyze_requests,
+                          per_client=config.requests_per_client)
 
     model_mb = sum(f.stat().st_size for f in config.spec.model_dir.glob("*.safetensors")) / 2**20
     raw = {
-        "threads": threads, "cores": available_cores(), "batch": batch, "served": served, "peak_bf16_gflops": peak_bf16,
+        "threads": threads, "cores": usable_cores(), "batch": batch, "served": served, "peak_bf16_gflops": peak_bf16,
         "image_gflop_per_batch": image_gflop, "text_gflop_per_pass": text_gflop,
         "texts_per_pass": len(listing_text_batch), "listings_per_pass": len(listing_batch),
         "precisions": {name: engine.precision for name, engine in engines.items()},
@@ -433,8 +419,8 @@ def build_rows(config: Config, raw: dict) -> list[Row]:
             audit * own_s, f"{audit * own_s:.0%} of model alone",
             "runtime_audit_vs_model" if name == served else None, cpu_ratio=own_cpu / audit_cpu))
     servers = raw["servers"]
-    p50 = {name: percentile(f["analyze"], 50) * 1e3 for name, f in servers.items()}
-    p50_cpu = {name: median(f["analyze_cpu"]) * 1e3 for name, f in servers.items()}
+    p50 = {name: percentile(f["latency"], 50) * 1e3 for name, f in servers.items()}
+    p50_cpu = {name: median(f["sequential_cpu"]) * 1e3 for name, f in servers.items()}
     rows.append(Row("analyze_p50@torch", "/clip/analyze p50 uncached, torch server (default config)", p50["torch"],
                     "ms", note=f"worker cpu {p50_cpu['torch']:.0f} ms/req"))
     rows.append(compared(

@@ -26,8 +26,8 @@ from pathlib import Path
 
 from bench.assets import FULL, ensure_assets
 from bench.service import (
-    CLIENTS, Inputs, analyze_bodies, analyze_concurrent, analyze_sequential, concurrency_ceiling, free_port,
-    gunicorn_wait_healthy, http_request, multipart, proc_cpu_seconds, proc_status_kb, process_stop,
+    CLIENTS, Inputs, analyze_figures, analyze_round, concurrency_ceiling, free_port, gunicorn_wait_healthy,
+    http_request, multipart, proc_cpu_seconds, proc_status_kb, process_stop, usable_cores,
 )
 
 
@@ -64,18 +64,6 @@ class TreeServer:
         return proc_cpu_seconds(self.worker_pid)
 
 
-def server_round(server: TreeServer, inputs: Inputs, figures: dict, *, sequential: int, per_client: int) -> None:
-    send = lambda body: server.request("POST", "/clip/analyze", *body)  # noqa: E731
-    alone = analyze_sequential(send, analyze_bodies(inputs, sequential), server.cpu_seconds)
-    figures["latency"] += alone.latencies
-    figures["sequential"].append(alone.throughput)
-    figures["sequential_cpu"].append(alone.cpu_per_request)
-    together = analyze_concurrent(send, [analyze_bodies(inputs, per_client) for _ in range(CLIENTS)], server.cpu_seconds)
-    figures["concurrent"].append(together.throughput)
-    figures["concurrent_cpu"].append(together.cpu_per_request)
-    figures["statuses"] += together.statuses
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.serve_compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,13 +90,13 @@ def main(argv: list[str] | None = None) -> None:
                 for _ in range(3):
                     data, text = inputs.fresh()
                     server.request("POST", "/clip/analyze", *multipart({"text": text}, data))
-            figures = {server.label: {key: [] for key in ("latency", "sequential", "sequential_cpu", "concurrent",
-                                                          "concurrent_cpu", "statuses")} for server in servers}
-            load_before, cores = os.getloadavg(), len(os.sched_getaffinity(0))
+            figures = {server.label: analyze_figures() for server in servers}
+            load_before, cores = os.getloadavg(), usable_cores()
             for _ in range(args.rounds):
                 for server in servers:
-                    server_round(server, inputs, figures[server.label], sequential=args.sequential,
-                                 per_client=args.per_client)
+                    analyze_round(lambda body, server=server: server.request("POST", "/clip/analyze", *body),
+                                  inputs, server.cpu_seconds, figures[server.label], sequential=args.sequential,
+                                  per_client=args.per_client)
             load_after = os.getloadavg()
             print(f"load average before {load_before[0]:.2f}, after {load_after[0]:.2f}; {args.rounds} rounds, "
                   f"medians of rounds, latency percentiles over every sequential request")

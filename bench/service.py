@@ -489,6 +489,33 @@ def analyze_concurrent(send: Callable, per_client: list[list], cpu_seconds: Call
     return AnalyzeLoad(latencies, statuses, len(statuses) / elapsed, (cpu_seconds() - cpu) / len(statuses))
 
 
+# What ``analyze_round`` appends to, per server: latencies pooled over rounds, the rest one per round.
+ANALYZE_FIGURES = ("latency", "sequential", "sequential_cpu", "concurrent", "concurrent_cpu", "statuses")
+
+
+def analyze_figures() -> dict[str, list]:
+    return {key: [] for key in ANALYZE_FIGURES}
+
+
+def analyze_round(send: Callable, inputs: Inputs, cpu_seconds: Callable[[], float], figures: dict, *,
+                  sequential: int, per_client: int) -> None:
+    """``sequential`` fresh requests one after another, then ``CLIENTS`` clients sending
+    ``per_client`` each at once, into ``figures`` (``analyze_figures``)."""
+    alone = analyze_sequential(send, analyze_bodies(inputs, sequential), cpu_seconds)
+    figures["latency"] += alone.latencies
+    figures["sequential"].append(alone.throughput)
+    figures["sequential_cpu"].append(alone.cpu_per_request)
+    together = analyze_concurrent(send, [analyze_bodies(inputs, per_client) for _ in range(CLIENTS)], cpu_seconds)
+    figures["concurrent"].append(together.throughput)
+    figures["concurrent_cpu"].append(together.cpu_per_request)
+    figures["statuses"] += together.statuses
+
+
+def usable_cores() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0))
+
+
 def concurrency_ceiling(*, cores: int, sequential: float, cpu_per_request: float) -> float:
     """The most ``CLIENTS`` concurrent clients can gain over one: every core busy at the CPU per
     request they cost, against the sequential throughput (requests per second)."""

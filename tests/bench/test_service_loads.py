@@ -64,3 +64,19 @@ def test_the_concurrency_ceiling_is_the_cores_at_the_cpu_per_request_over_sequen
     # 2 cores at 0.1 s of CPU per request serve at most 20 req/s: 2x a sequential 10 req/s.
     assert concurrency_ceiling(cores=2, sequential=10.0, cpu_per_request=0.1) == pytest.approx(2.0)
     assert concurrency_ceiling(cores=2, sequential=13.0, cpu_per_request=0.1) == pytest.approx(20 / 13)
+
+
+def test_a_round_appends_both_phases_to_the_figures(monkeypatch):
+    import bench.service as service
+
+    monkeypatch.setattr(service, "analyze_bodies", lambda inputs, count: [f"body {n}" for n in range(count)])
+    figures = service.analyze_figures()
+    for _ in range(2):
+        service.analyze_round(lambda body: FRESH, None, cpu_clock(0.8), figures, sequential=4, per_client=2)
+
+    assert len(figures["latency"]) == 2 * 4  # pooled over rounds
+    assert len(figures["statuses"]) == 2 * 2 * CLIENTS and set(figures["statuses"]) == {200}
+    for key in ("sequential", "sequential_cpu", "concurrent", "concurrent_cpu"):
+        assert len(figures[key]) == 2 and all(value > 0 for value in figures[key]), key
+    assert figures["sequential_cpu"] == pytest.approx([0.8 / 4] * 2)
+    assert figures["concurrent_cpu"] == pytest.approx([0.8 / (2 * CLIENTS)] * 2)
