@@ -453,6 +453,27 @@ class OpenVinoRuntime:
         self._text_requests = [text_model.create_infer_request() for _ in range(lanes)]
         compute = image_model.get_property("INFERENCE_PRECISION_HINT").to_string()
         self.precision = f"int8/{compute}" if int8 else compute
+        self._prime()
+
+    def _prime(self):
+        """One forward per tower and lane, here on the constructing thread, before any lane runs.
+
+        The binding's first conversions between its tensors and numpy arrays
+        (``Tensor.data``) run one-time initialisations: a C++ function-local
+        static and pybind11's numpy API table, each behind its own lock. Two
+        threads making their first forward at once (the image batcher and a
+        lane splitting a text batch) took the GIL and the static's guard in
+        opposite orders and hung the process for good: 3 of 12 fresh engines
+        whose first image and text batches arrived together. Done here once,
+        no later call can race for them (tests/clipcheck/engine/test_first_calls.py).
+        """
+        shape = self.image_model.input(0).get_partial_shape()  # [batch, channels, size, size]
+        channels, size = shape[1].get_length(), shape[2].get_length()
+        pixels = np.zeros((1, channels, size, size), np.float32)
+        ids = np.zeros((1, TEXT_WIDTH_STEP), np.int64)
+        for lane in range(len(self._image_requests)):
+            self.image_features(pixels, lane=lane)
+            self.text_features(ids, np.ones_like(ids), lane=lane)
 
     @classmethod
     def load(cls, *, checkpoint, int8, dtype, lanes, cache_dir):
