@@ -276,6 +276,10 @@ CLIPCHECK = {
 LISTINGS = {}
 if os.environ.get("LISTINGS_UPLOAD_POLICY"):
     LISTINGS["UPLOAD_POLICY"] = os.environ["LISTINGS_UPLOAD_POLICY"].strip().lower()
+if os.environ.get("LISTINGS_AUDIT_STALL_SECONDS"):
+    # Not a number: kept as text for the system check (listings.E011) to name.
+    _stall = os.environ["LISTINGS_AUDIT_STALL_SECONDS"].strip()
+    LISTINGS["AUDIT_STALL_SECONDS"] = float(_stall) if _stall.replace(".", "", 1).isdigit() else _stall
 
 # Celery: the distributed mode of clip_audit (docs/audit.md). Workers:
 #   celery -A clipproject worker -Q clip --concurrency 1 --prefetch-multiplier 1

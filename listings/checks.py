@@ -20,6 +20,10 @@ def is_reason_code_list(codes):
     )
 
 
+def is_seconds(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9
+
+
 def is_rate(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
@@ -45,6 +49,8 @@ RULES = (
                 hint="Moderators pick them with the digits 1-9."),
     SettingRule("REVIEW_SAMPLE_RATE", is_rate, "listings.E006",
                 "LISTINGS REVIEW_SAMPLE_RATE {value!r} must be a number between 0 and 1."),
+    SettingRule("AUDIT_STALL_SECONDS", is_seconds, "listings.E011",
+                "LISTINGS AUDIT_STALL_SECONDS {value!r} must be a number of seconds (0 turns the watchdog off)."),
 )
 
 

@@ -33,6 +33,13 @@ DEFAULTS = {
     # the threads that read and decode images ahead of the model.
     "AUDIT_CHUNK_SIZE": 256,
     "AUDIT_DECODE_THREADS": 4,
+    # clip_audit and clip_demo end with status 3 (1 when the GIL is held),
+    # every thread's stack on stderr, once no chunk has finished for this many
+    # seconds; a distributed audit's chunk task is killed past it (Celery's
+    # hard time limit). 0 turns the watchdog off. A 256-listing chunk takes
+    # 10-20 s with ViT-B/32 on 2 cores: the default leaves room for slower
+    # models and a first model load (docs/audit.md).
+    "AUDIT_STALL_SECONDS": 600,
     # A reused photo's titles "conflict" when the cosine of their CLIP text
     # embeddings is below this (the photo_reused reason's titles_conflict).
     "TITLE_CONFLICT_SIMILARITY": 0.85,

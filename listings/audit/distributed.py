@@ -16,6 +16,7 @@ from celery.utils import uuid
 
 from listings.audit.local import audit_chunks
 from listings.audit.records import AuditMisconfigured, AuditRow, AuditSummary
+from listings.settings import listings_settings
 from listings.tasks import AUDIT_QUEUE, audit_chunk_task
 
 
@@ -59,7 +60,12 @@ def audit_enqueue(*, options, summary, with_rows=False):
     message = options.as_message()
     results, sizes = [], {}
     for chunk in audit_chunks(options=options, summary=summary):
-        result = audit_chunk_task.apply_async(args=[[listing.pk for listing in chunk], message, with_rows])
+        result = audit_chunk_task.apply_async(
+            args=[[listing.pk for listing in chunk], message, with_rows],
+            # A chunk stuck past the stall limit is killed by its worker's pool (the GIL may be held)
+            # and reported as failed; its listings are checked again by the next run.
+            time_limit=float(listings_settings.AUDIT_STALL_SECONDS) or None,
+        )
         results.append(result)
         sizes[result.id] = len(chunk)
     group = GroupResult(id=uuid(), results=results)

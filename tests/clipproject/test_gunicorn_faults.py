@@ -96,6 +96,23 @@ class TestInferenceFaults:
         assert server.worker_pids() == workers
         assert server.request("GET", "/clip/health").status == 200  # the worker still answers
 
+    def test_a_forward_stuck_in_the_runtime_fails_its_request_and_health_answers_meanwhile(self, server, fault):
+        workers = server.worker_pids()
+        fault("stuck-forward 30")
+        late = analyze(server)
+        assert late.status == 503
+        assert late.json()["error"]["code"] == "inference_timeout"
+        assert INFERENCE_BUDGET <= late.seconds < INFERENCE_BUDGET + 1.0
+        assert server.busy_workers()  # the forward is still stuck on its lane
+        health = server.request("GET", "/clip/health")
+        assert health.status == 200 and health.json()["model_loaded"] is True
+        assert health.seconds < 1.0
+        assert server.busy_workers()
+        fault("")
+        wait_for(lambda: not server.busy_workers(), 10, "the stuck forward did not end")
+        assert analyze(server).status == 200
+        assert server.worker_pids() == workers
+
     def test_overload_is_shed_with_fast_503s_instead_of_timeouts(self, server, fault, capsys):
         workers = server.worker_pids()
         fault("sleep 0.6")  # within the budget: admitted requests succeed, slowly

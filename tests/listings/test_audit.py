@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from datetime import datetime, timezone as dt_timezone
 from pathlib import Path
 
@@ -540,3 +541,38 @@ def test_photos_are_preprocessed_in_the_decode_threads_and_stored_as_encoded_fro
         decoded = services.listing_image_decode(listing=listing)
         stored = ImageEmbedding.objects.get(sha256=decoded.sha256, model=model_id()).as_array()
         assert np.abs(stored - engine.encode_images([decoded.image])[0]).max() < 1e-6
+
+
+def test_an_audit_whose_model_stalls_exits_non_zero_past_the_stall_limit(tmp_path):
+    from clipcheck.watchdog import EXIT_STATUS
+    from tests.support.known_answer import KNOWN_ANSWER_MODEL
+    from tests.support.runtime import RUNTIME_CACHE_DIR
+
+    fault_file = tmp_path / "fault"
+    environ = {
+        **os.environ, "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}", "DJANGO_MEDIA_ROOT": str(tmp_path / "media"),
+        "DJANGO_SETTINGS_MODULE": "tests.support.server_settings", "CLIPCHECK_TEST_FAULT_FILE": str(fault_file),
+        "CLIPCHECK_MODEL": str(KNOWN_ANSWER_MODEL), "CLIPCHECK_RUNTIME": "torch", "CLIPCHECK_NUM_THREADS": "1",
+        "CLIPCHECK_RUNTIME_CACHE_DIR": RUNTIME_CACHE_DIR, "LISTINGS_AUDIT_STALL_SECONDS": "10",
+    }
+
+    def manage(*arguments, timeout=120):
+        return subprocess.run([sys.executable, "manage.py", *arguments], cwd=ROOT, env=environ,
+                              capture_output=True, text=True, timeout=timeout)
+
+    assert manage("migrate", "-v0").returncode == 0
+    assert manage("clip_seed_demo", "--count", "4").returncode == 0
+    # Every image forward stalls (past the inference budget too); the limit leaves the model's load room.
+    fault_file.write_text("sleep 120")
+    started = time.monotonic()
+    stalled = manage("clip_audit", "--no-progress")
+    seconds = time.monotonic() - started
+
+    assert stalled.returncode == EXIT_STATUS
+    assert "clip_audit made no progress for 10 s" in stalled.stderr
+    assert "in stall" in stalled.stderr  # the stacks show where it waited
+    assert seconds < 100
+    fault_file.write_text("")
+    finished = manage("clip_audit", "--no-progress")
+    assert finished.returncode == 0, finished.stderr
+    assert "checked" in finished.stdout

@@ -13,6 +13,7 @@ def error_ids(settings, listings):
 def test_the_defaults_pass(settings):
     assert error_ids(settings, {}) == []
     assert error_ids(settings, {"UPLOAD_POLICY": "reject", "SUGGESTION_TOP_K": 3, "CHECK_BATCH_SIZE": 8}) == []
+    assert error_ids(settings, {"AUDIT_STALL_SECONDS": 0}) == error_ids(settings, {"AUDIT_STALL_SECONDS": 90.5}) == []
 
 
 @pytest.mark.parametrize(("listings", "expected"), [
@@ -26,6 +27,9 @@ def test_the_defaults_pass(settings):
     ({"MAX_PHOTOS": 0}, ["listings.E003"]),
     ({"PHOTOS_SAME_ITEM_THRESHOLD": 1.5}, ["listings.E010"]),
     ({"PHOTOS_SAME_ITEM_THRESHOLD": "high"}, ["listings.E010"]),
+    ({"AUDIT_STALL_SECONDS": -1}, ["listings.E011"]),
+    ({"AUDIT_STALL_SECONDS": "ten minutes"}, ["listings.E011"]),
+    ({"AUDIT_STALL_SECONDS": True}, ["listings.E011"]),
 ])
 def test_mistakes_are_reported(settings, listings, expected):
     assert error_ids(settings, listings) == expected

@@ -9,6 +9,8 @@ the file named by ``CLIPCHECK_TEST_FAULT_FILE``:
                   marking ``<file>.busy.<pid>`` while it does;
 * ``slow-forward 0.2``  every image forward pass of the runtime takes 0.2 s
                   longer (a deterministic slow model: admission measures it);
+* ``stuck-forward 30``  the runtime's image forward itself (on an engine lane,
+                  behind the batcher) stalls 30 s, marking ``<file>.busy.<pid>``;
 * ``stored 30``   storage stalls 30 s right after writing a file (the window
                   between an upload's image and its transaction), marking
                   ``<file>.busy.<pid>`` the same way;
@@ -76,6 +78,8 @@ class FaultInjectionConfig(AppConfig):
             fault = current_fault(path)
             if fault.startswith("slow-forward "):
                 time.sleep(float(fault.split()[1]))
+            if fault.startswith("stuck-forward "):
+                stall(path, fault)
             return image_features(runtime, pixel_values, **lane)
 
         TorchRuntime.image_features = slow_image_features

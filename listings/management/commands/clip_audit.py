@@ -19,9 +19,11 @@ from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
 from clipcheck.scoring import quality_bands
 from clipcheck.spreadsheets import spreadsheet_row
+from clipcheck.watchdog import StallWatchdog
 from listings.audit import distributed, local, records
 from listings.management.options import positive_int
 from listings.models import Listing
+from listings.settings import listings_settings
 
 REPORT_FORMATS = (".csv", ".json")
 
@@ -155,21 +157,13 @@ class Command(BaseCommand):
             batch_size=options["batch_size"],
             chunk_size=options["chunk_size"],
         ).resolved()
-        if options["distributed"]:
-            self.check_broker()
-        else:
-            self.check_model()
         report = AuditReport(options["report"]) if options["report"] else None
         self.progress = self.progress_bar(audit_options, enabled=not options["no_progress"] and not options["no_wait"])
+        # No silent hang: past the limit without a finished chunk the process ends with its stacks.
+        self.watchdog = StallWatchdog(listings_settings.AUDIT_STALL_SECONDS, what="clip_audit")
         try:
-            if options["distributed"]:
-                summary = self.run_distributed(audit_options, report=report, wait=not options["no_wait"])
-            else:
-                summary = local.audit_run(
-                    options=audit_options,
-                    on_chunk=lambda chunk_summary, rows: self.chunk_done(chunk_summary, rows, audit_options, report),
-                    on_skipped=self.progress.update,
-                )
+            with self.watchdog:
+                summary = self.run(audit_options, report=report, options=options)
         finally:
             self.progress.close()
             if report is not None:
@@ -182,6 +176,23 @@ class Command(BaseCommand):
                 f"{len(summary.failed_chunks)} chunk(s) failed; run the audit again to finish them: "
                 + "; ".join(summary.failed_chunks[:5])
             )
+
+    def run(self, audit_options, *, report, options):
+        if options["distributed"]:
+            self.check_broker()
+            return self.run_distributed(audit_options, report=report, wait=not options["no_wait"])
+        self.check_model()
+        self.watchdog.progress()  # the model's first load may take a while of its own
+
+        def skipped(count):
+            self.watchdog.progress()
+            self.progress.update(count)
+
+        return local.audit_run(
+            options=audit_options,
+            on_chunk=lambda chunk_summary, rows: self.chunk_done(chunk_summary, rows, audit_options, report),
+            on_skipped=skipped,
+        )
 
     def check_model(self):
         try:
@@ -210,6 +221,7 @@ class Command(BaseCommand):
         return tqdm(total=total or options.limit, unit="listing", disable=not enabled, file=sys.stderr)
 
     def chunk_done(self, chunk_summary, rows, options, report):
+        self.watchdog.progress()
         self.progress.update(chunk_summary.checked + chunk_summary.failed + chunk_summary.skipped)
         if report is not None:
             report.write(rows)

@@ -17,8 +17,10 @@ from knownanswer import domain
 from clipcheck.engine import get_engine
 from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
+from clipcheck.watchdog import StallWatchdog
 from listings import demo
 from listings.audit import local, records
+from listings.settings import listings_settings
 
 
 def port_number(value):
@@ -83,11 +85,16 @@ class Command(BaseCommand):
             created = demo.demo_listings_create(count=count, seed=seed)
             self.stdout.write(f"Seeded {len(created)} demo listings.")
 
-        try:
-            get_engine()
-        except ModelUnavailable as exc:  # the operator gets the path and the exception
-            raise CommandError(f"The known-answer model is unusable: {exc.reason}")
-        summary = local.audit_run(options=records.AuditOptions().resolved())
+        # The demo's audit is watched as clip_audit's is (LISTINGS["AUDIT_STALL_SECONDS"]).
+        with StallWatchdog(listings_settings.AUDIT_STALL_SECONDS, what="clip_demo's audit") as watchdog:
+            try:
+                get_engine()
+            except ModelUnavailable as exc:  # the operator gets the path and the exception
+                raise CommandError(f"The known-answer model is unusable: {exc.reason}")
+            watchdog.progress()
+            summary = local.audit_run(
+                options=records.AuditOptions().resolved(), on_chunk=watchdog.progress, on_skipped=watchdog.progress,
+            )
         self.stdout.write(
             f"Audit: {summary.checked} checked, {summary.skipped} already up to date, "
             f"{summary.flagged} sent to review, {summary.failed} failed."
