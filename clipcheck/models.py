@@ -104,6 +104,9 @@ class Analysis(models.Model):
     # with: a cached answer is reused only under the same rules.
     rules = models.CharField(max_length=64, blank=True, default="")
     model = models.CharField(max_length=255)
+    # The version of the model's category adaptation (clip_adapt) in force
+    # when the verdict was computed; null without one.
+    adaptation_version = models.PositiveIntegerField(null=True, blank=True)
     device = models.CharField(max_length=32, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices)
     # True when the verdict was served from an earlier analysis of the same
@@ -201,3 +204,42 @@ class ClipcheckPermissions(models.Model):
         default_permissions = ()
         permissions = [("run_batch_analysis", "Can run batch analysis on server-side files")]
         verbose_name = "clipcheck permission"
+
+
+class Adaptation(models.Model):
+    """A category head learnt from the catalogue's labels (``manage.py clip_adapt``, docs/adaptation.md).
+
+    At most one row per model is active: the head that classify, category
+    conflicts, "looks like" and suggestions use. A promotion adds the next
+    version as the active one; ``clip_adapt --rollback`` makes the previous
+    version active again. Rows of another model are never used: a model
+    change leaves its adaptation retired.
+    """
+
+    model = models.CharField(max_length=255)
+    version = models.PositiveIntegerField()
+    active = models.BooleanField(default=False)
+    categories = models.JSONField(default=list)
+    # clipcheck.adaptation.CategoryHead.to_bytes(): weights, blend and calibration.
+    head = models.BinaryField()
+    # sha256 of the (listing, category) labels it was fitted and judged on.
+    label_digest = models.CharField(max_length=64)
+    # Label counts by provenance, and the fit's choices.
+    labels = models.JSONField(default=dict)
+    # Held-out figures before and after, with their 95 % intervals.
+    metrics = models.JSONField(default=dict)
+    created_by = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+    deactivated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["model", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["model", "version"], name="clipcheck_adaptation_version"),
+            models.UniqueConstraint(
+                fields=["model"], condition=models.Q(active=True), name="clipcheck_adaptation_one_active",
+            ),
+        ]
+
+    def __str__(self):
+        return f"Adaptation v{self.version} of {self.model}" + (" (active)" if self.active else "")

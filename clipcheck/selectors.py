@@ -2,7 +2,7 @@
 
 from django.contrib.contenttypes.models import ContentType
 
-from clipcheck.models import Analysis, CalibratedThreshold, ImageEmbedding
+from clipcheck.models import Adaptation, Analysis, CalibratedThreshold, ImageEmbedding
 
 
 def analyses_cached(*, keys, model, rules=None):
@@ -79,3 +79,13 @@ def calibrated_category_thresholds(*, model, kind=CalibratedThreshold.Kind.CAPTI
     for category, threshold in rows:
         latest.setdefault(category, float(threshold))
     return latest
+
+
+def adaptation_active_get(*, model):
+    """The active ``Adaptation`` of ``model``, or None."""
+    return Adaptation.objects.filter(model=model, active=True).first()
+
+
+def adaptation_before(*, model, version):
+    """The latest ``Adaptation`` of ``model`` older than ``version``, or None."""
+    return Adaptation.objects.filter(model=model, version__lt=version).order_by("-version").first()

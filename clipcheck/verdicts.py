@@ -277,12 +277,13 @@ def _suggestion_sentence(reason, reasons):
 RULES_VERSION = 1
 
 
-def rules_key():
+def rules_key(*, adaptation_version=None):
     """What an analysis's reasons depend on besides the model, image, text and
-    threshold: a stored analysis is reused only under the same rules."""
+    threshold (the category adaptation in force among them): a stored analysis
+    is reused only under the same rules."""
     rules = [
         RULES_VERSION, clip_settings.ATTRIBUTES, clip_settings.ATTRIBUTE_MARGIN, clip_settings.MAX_REWRITES,
         clip_settings.MAX_PASSAGES, list(clip_settings.CATEGORIES), clip_settings.PROMPT_TEMPLATE,
-        clip_settings.CLASSIFY_THRESHOLD,
+        clip_settings.CLASSIFY_THRESHOLD, adaptation_version,
     ]
     return hashlib.sha256(json.dumps(rules, sort_keys=True, default=str).encode()).hexdigest()[:16]

@@ -1,4 +1,5 @@
-"""Labels for calibrating classify from the catalogue (``clip_calibrate --classify``).
+"""Labels from the catalogue: for calibrating classify (``clip_calibrate --classify``)
+and for learning the category adaptation (``clip_adapt``).
 
 Every listing with a category is a labelled example: its photo against its
 category's zero-shot prompt is a "category applies" pair, against every
@@ -7,11 +8,21 @@ with the reason code ``wrong_category`` turns the listing's own category
 into a "does not apply" pair (and says nothing about the others).
 """
 
+from collections import Counter
 from dataclasses import dataclass, field
 
-from clipcheck.services.calibration_data import category_similarities
+import numpy as np
+
+from clipcheck import selectors as clip_selectors
+from clipcheck.adaptation import MIN_PHOTOS_PER_CATEGORY
 from clipcheck.errors import ClipcheckError
-from listings.selectors import catalogue_listings, wrong_category_listing_ids
+from clipcheck.services.adaptations import LabelledPhotos
+from clipcheck.services.calibration_data import category_similarities
+from clipcheck.services.embeddings import image_embeddings_compute
+from clipcheck.services.thresholds import model_id
+from listings.models import Listing
+
+from listings.selectors import WRONG_CATEGORY, catalogue_listings, latest_decisions, wrong_category_listing_ids
 from listings.services import listing_image_decode
 
 
@@ -52,3 +63,79 @@ def classify_labels(*, batch_size=32):
             for category, score in zip(categories, row):
                 labels.pairs[category].append((score, category == listing.category))
     return labels
+
+
+# clip_adapt
+
+
+@dataclass
+class AdaptationLabels:
+    photos: LabelledPhotos
+    provenance: Counter  # where the labels come from (see ``label_provenance``)
+    too_few: dict  # category -> labelled photos, for categories below MIN_PHOTOS_PER_CATEGORY (left out)
+    skipped: list = field(default_factory=list)  # (listing id, reason)
+    encoded: int = 0  # photos that had no stored embedding and were encoded now
+
+
+def label_provenance(decision):
+    """What a listing's category label rests on: ``seller`` (no decision yet), ``approved`` (a
+    moderator approved a flagged listing), ``sampled`` (a moderator approved it in the random
+    review sample of machine approvals), ``rejected`` (rejected for another reason: its category
+    stands) or ``wrong_category`` (rejected for its category: counts against it)."""
+    if decision is None:
+        return "seller"
+    to_status, reason_code, sampled = decision
+    if to_status == Listing.Status.APPROVED:
+        return "sampled" if sampled else "approved"
+    return "wrong_category" if reason_code == WRONG_CATEGORY else "rejected"
+
+
+def adaptation_labels(*, batch_size=32, progress=None):
+    """Every catalogue listing's photo embedding with its label; a photo without a stored
+    embedding for the current model is encoded (and stored) once, ``batch_size`` at a time.
+    ``progress(n)`` is called as photos are encoded."""
+    model = model_id()
+    decisions = latest_decisions()
+    listings = list(catalogue_listings().only("pk", "category", "image", "image_sha256"))
+    provenance = {listing.pk: label_provenance(decisions.get(listing.pk)) for listing in listings}
+    learnt = Counter(listing.category for listing in listings if provenance[listing.pk] != "wrong_category")
+    categories = sorted(category for category, count in learnt.items() if count >= MIN_PHOTOS_PER_CATEGORY)
+    too_few = {category: count for category, count in learnt.items() if count < MIN_PHOTOS_PER_CATEGORY}
+    listings = [listing for listing in listings if listing.category in categories]
+    labels = AdaptationLabels(photos=None, provenance=Counter(provenance[listing.pk] for listing in listings),
+                              too_few=too_few)
+    vectors = _listing_embeddings(listings, model=model, batch_size=batch_size, labels=labels, progress=progress)
+    kept = [listing for listing in listings if listing.pk in vectors]
+    index = {category: number for number, category in enumerate(categories)}
+    against = [provenance[listing.pk] == "wrong_category" for listing in kept]
+    labels.photos = LabelledPhotos(
+        keys=[listing.pk for listing in kept],
+        embeddings=np.stack([vectors[listing.pk] for listing in kept]) if kept else np.zeros((0, 1)),
+        categories=categories,
+        truth=np.array([-1 if wrong else index[listing.category] for listing, wrong in zip(kept, against)], dtype=int),
+        against=np.array([index[listing.category] if wrong else -1 for listing, wrong in zip(kept, against)], dtype=int),
+    )
+    return labels
+
+
+def _listing_embeddings(listings, *, model, batch_size, labels, progress):
+    """``{listing id: embedding}``: stored ones by the photo's hash, the rest decoded and encoded in batches."""
+    stored = clip_selectors.image_embeddings_get(
+        hashes=[listing.image_sha256 for listing in listings if listing.image_sha256], model=model
+    )
+    vectors = {listing.pk: stored[listing.image_sha256] for listing in listings if listing.image_sha256 in stored}
+    missing = [listing for listing in listings if listing.pk not in vectors]
+    for start in range(0, len(missing), batch_size):
+        decoded = []
+        for listing in missing[start:start + batch_size]:
+            try:
+                decoded.append((listing, listing_image_decode(listing=listing)))
+            except ClipcheckError as exc:
+                labels.skipped.append((listing.pk, exc.message))
+        if decoded:
+            embeddings = image_embeddings_compute(images=[image for _, image in decoded], model=model)
+            vectors.update({listing.pk: vector for (listing, _), vector in zip(decoded, embeddings)})
+            labels.encoded += len(decoded)
+        if progress is not None:
+            progress(len(missing[start:start + batch_size]))
+    return vectors

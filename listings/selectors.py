@@ -99,18 +99,23 @@ def _live_decisions():
     return ModerationDecision.objects.filter(undone_at__isnull=True).exclude(reason_code=UNDO_REASON_CODE)
 
 
-def wrong_category_listing_ids():
-    """Listings whose latest live decision rejected them for a wrong category."""
+def latest_decisions():
+    """``{listing id: (to_status, reason_code, sampled)}`` of each listing's latest live approval or rejection."""
     latest = {}
     decisions = (
         _live_decisions()
         .filter(to_status__in=[Listing.Status.APPROVED, Listing.Status.REJECTED])
         .order_by("listing_id", "-decided_at", "-id")
-        .values_list("listing_id", "reason_code")
+        .values_list("listing_id", "to_status", "reason_code", "sampled")
     )
-    for listing_id, reason_code in decisions.iterator(chunk_size=2000):
-        latest.setdefault(listing_id, reason_code)
-    return {listing_id for listing_id, reason_code in latest.items() if reason_code == WRONG_CATEGORY}
+    for listing_id, to_status, reason_code, sampled in decisions.iterator(chunk_size=2000):
+        latest.setdefault(listing_id, (to_status, reason_code, sampled))
+    return latest
+
+
+def wrong_category_listing_ids():
+    """Listings whose latest live decision rejected them for a wrong category."""
+    return {listing_id for listing_id, (_, reason_code, _) in latest_decisions().items() if reason_code == WRONG_CATEGORY}
 
 
 def catalogue_listings():

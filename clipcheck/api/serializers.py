@@ -411,6 +411,13 @@ class EmbedResultSerializer(serializers.Serializer):
     images = ImageEmbeddingSerializer(many=True, help_text="In the order sent.")
 
 
+class AdaptationSummarySerializer(serializers.Serializer):
+    version = serializers.IntegerField(min_value=1)
+    categories = serializers.IntegerField(min_value=2, help_text="How many categories its head judges.")
+    promoted_at = serializers.DateTimeField()
+    held_out_accuracy = serializers.FloatField(allow_null=True, help_text="Top-category accuracy on its held-out photos.")
+
+
 class HealthSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=["healthy", "unhealthy"])
     service = serializers.CharField()
@@ -420,6 +427,11 @@ class HealthSerializer(serializers.Serializer):
     dtype = serializers.CharField(allow_null=True)
     runtime = serializers.CharField(allow_null=True, help_text="torch, openvino or openvino-int8.")
     precision = serializers.CharField(allow_null=True, help_text="What the runtime computes in, e.g. bfloat16, bf16, int8/bf16.")
+    adaptation = AdaptationSummarySerializer(
+        allow_null=True,
+        help_text="The model's active category adaptation (clip_adapt); null: the zero-shot prompts judge "
+        "categories (or the database could not be read).",
+    )
 
 
 class HealthUnavailableSerializer(serializers.Serializer):

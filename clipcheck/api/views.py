@@ -12,6 +12,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from clipcheck.services.adaptations import adaptation_summary
 from clipcheck.services.analyses import analysis_create
 from clipcheck.services.batch import batch_analyze
 from clipcheck.services.classification import image_classify
@@ -148,6 +149,7 @@ class HealthView(APIView):
             "dtype": status["dtype"],
             "runtime": status["runtime"],
             "precision": status["precision"],
+            "adaptation": adaptation_summary(),
         }
         if not status["model_loaded"]:
             body.update(error_body("model_unavailable", status["message"], status["reason"] if staff else None))

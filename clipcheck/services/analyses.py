@@ -17,6 +17,7 @@ from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.hashes import text_hash
 from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
+from clipcheck.services.adaptations import adaptation_version
 from clipcheck.services.classification import images_classify
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import default_threshold, model_id
@@ -74,7 +75,8 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     model = model_id()
     requests = [_with_threshold(request) for request in requests]
     started = time.monotonic()
-    rules = verdicts.rules_key()
+    adaptation = adaptation_version()
+    rules = verdicts.rules_key(adaptation_version=adaptation)
     text_hashes = [text_hash(request.text) for request in requests]
     keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
     earlier = selectors.analyses_cached(
@@ -110,6 +112,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
             cached=cached,
             subject=request.subject,
             rules=rules,
+            adaptation_version=adaptation,
         ))
     return analyses
 
@@ -203,7 +206,7 @@ def analyses_save(*, analyses):
 
 def analysis_build(
     *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None,
-    rules="",
+    rules="", adaptation_version=None,
 ):
     """One unsaved analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
     return Analysis(
@@ -220,6 +223,7 @@ def analysis_build(
         passages=result.get("passages"),
         rules=rules,
         model=model,
+        adaptation_version=adaptation_version,
         device=device,
         source=source,
         cached=cached,

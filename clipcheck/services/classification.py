@@ -1,10 +1,13 @@
-"""Zero-shot classification of an image over category prompts."""
+"""Classification of an image over categories: the zero-shot prompts, or the
+model's category adaptation where one is active and covers the categories
+(``clip_adapt``, docs/adaptation.md)."""
 
 import numpy as np
 
 from clipcheck import scoring
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
+from clipcheck.services.adaptations import adaptation_active
 from clipcheck.services.thresholds import classify_threshold
 from clipcheck.settings import clip_settings
 
@@ -15,6 +18,11 @@ def image_classify(*, image, categories=None, top_k=None, image_embedding=None):
     Each category gets ``score`` (independent, 0.5 at its classify
     threshold, ``classify_threshold``; meaningful for a single category), ``similarity`` (the
     clamped cosine) and ``probability`` (softmax over the given categories).
+    Under an active adaptation covering the categories, ``score`` is the
+    head's calibrated probability that the photo's category is this one
+    (over all of the head's categories, whichever were asked for),
+    ``probability`` the head's softmax over the given categories, and the
+    order the head's.
     A caller that already holds the image's embedding passes it to skip the
     image encode.
     """
@@ -32,6 +40,7 @@ def image_classify(*, image, categories=None, top_k=None, image_embedding=None):
     return _category_matches(
         categories=categories, thresholds=thresholds, prompt_embeddings=prompt_embeddings,
         image_embedding=image_embedding, logit_scale=engine.logit_scale, top_k=top_k,
+        adaptation=_covering_adaptation(categories),
     )
 
 
@@ -48,13 +57,19 @@ def images_classify(*, image_embeddings, categories=None, top_k=None):
     engine = get_engine()
     prompts = _prompts(categories)
     prompt_embeddings = run_inference(lambda: engine.encode_texts(prompts)[0])
+    adaptation = _covering_adaptation(categories)
     return [
         _category_matches(
             categories=categories, thresholds=thresholds, prompt_embeddings=prompt_embeddings,
-            image_embedding=image_embedding, logit_scale=engine.logit_scale, top_k=top_k,
+            image_embedding=image_embedding, logit_scale=engine.logit_scale, top_k=top_k, adaptation=adaptation,
         )
         for image_embedding in image_embeddings
     ]
+
+
+def _covering_adaptation(categories):
+    active = adaptation_active()
+    return active if active is not None and active.covers(categories) else None
 
 
 def _classify_thresholds(categories):
@@ -67,20 +82,31 @@ def _prompts(categories):
     return [clip_settings.PROMPT_TEMPLATE.format(category) for category in categories]
 
 
-def _category_matches(*, categories, thresholds, prompt_embeddings, image_embedding, logit_scale, top_k):
+def _category_matches(*, categories, thresholds, prompt_embeddings, image_embedding, logit_scale, top_k,
+                      adaptation=None):
     """The matches of one image embedding, best first (the top ``top_k``)."""
     cosines = prompt_embeddings @ image_embedding
-    logits = logit_scale * cosines
+    if adaptation is None:
+        scores = [scoring.category_score(float(cosine), threshold, logit_scale)
+                  for cosine, threshold in zip(cosines, thresholds)]
+        logits = logit_scale * cosines
+    else:
+        head = adaptation.head
+        columns = [head.categories.index(category) for category in categories]
+        calibrated = head.calibrated_logits(image_embedding)[0]
+        every = np.exp(calibrated - calibrated.max())
+        scores = [round(float(value), 4) for value in (every / every.sum())[columns]]
+        logits = calibrated[columns]
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     matches = [
         {
             "category": category,
-            "score": scoring.category_score(float(cosine), threshold, logit_scale),
+            "score": score,
             "similarity": scoring.similarity_score(float(cosine)),
             "probability": round(float(probability), 4),
         }
-        for category, cosine, probability, threshold in zip(categories, cosines, probabilities, thresholds)
+        for category, cosine, probability, score in zip(categories, cosines, probabilities, scores)
     ]
-    order = np.argsort(-cosines, kind="stable")
+    order = np.argsort(-np.asarray(logits), kind="stable")
     return [matches[index] for index in order[:top_k]]

@@ -16,6 +16,7 @@ import knownanswer
 from knownanswer import domain
 from clipcheck.engine import get_engine
 from clipcheck.errors import ModelUnavailable
+from clipcheck.services.adaptations import adaptation_active
 from clipcheck.settings import clip_settings
 from clipcheck.watchdog import StallWatchdog
 from listings import demo
@@ -70,6 +71,16 @@ class Command(BaseCommand):
             self.stdout.write(f"Starting the server on 127.0.0.1:{port} (Ctrl-C stops it).")
             call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
 
+    def adapt(self):
+        """Learn the category adaptation from the demo catalogue's categories (once per model)."""
+        if adaptation_active() is not None:
+            self.stdout.write("Category adaptation: already active, kept.")
+            return
+        try:
+            call_command("clip_adapt", "--apply", "--no-progress", "--by", "clip_demo", stdout=self.stdout)
+        except CommandError as exc:  # the demo goes on with the zero-shot prompts
+            self.stdout.write(f"Category adaptation not promoted: {exc}")
+
     def prepare(self, *, count, seed, port):
         if clip_settings.BATCH_ROOT:
             Path(clip_settings.BATCH_ROOT).mkdir(parents=True, exist_ok=True)
@@ -91,6 +102,8 @@ class Command(BaseCommand):
                 get_engine()
             except ModelUnavailable as exc:  # the operator gets the path and the exception
                 raise CommandError(f"The known-answer model is unusable: {exc.reason}")
+            watchdog.progress()
+            self.adapt()
             watchdog.progress()
             summary = local.audit_run(
                 options=records.AuditOptions().resolved(), on_chunk=watchdog.progress, on_skipped=watchdog.progress,

@@ -1,0 +1,171 @@
+"""manage.py clip_adapt: learn the category adaptation from the catalogue's labels.
+
+Labels: every listing's category (chosen by its seller), confirmed or not by
+moderators; a ``wrong_category`` rejection counts against its category. The
+fit and the promotion gate are ``clipcheck.adaptation``; storing and serving
+``clipcheck.services.adaptations``. See docs/adaptation.md.
+"""
+
+import getpass
+import sys
+
+from django.core.management.base import BaseCommand, CommandError
+
+from clipcheck.adaptation import MIN_CATEGORY_HELD_OUT, MIN_PHOTOS_PER_CATEGORY
+from clipcheck.errors import ClipcheckError
+from clipcheck.services import adaptations
+from clipcheck.services.thresholds import model_id
+from clipcheck.settings import clip_settings
+from listings.labels import adaptation_labels
+from listings.management.options import positive_int
+
+PROVENANCE = (
+    ("seller", "seller's category, no decision yet"),
+    ("approved", "approved by a moderator after the machine flagged it"),
+    ("sampled", "approved by a moderator in the random review sample"),
+    ("rejected", "rejected for another reason (its category stands)"),
+    ("wrong_category", "rejected as the wrong category (counts against it)"),
+)
+# Below this share of labels a moderator has seen, the head learns the sellers' habits.
+MIN_CONFIRMED_SHARE = 0.05
+
+
+class Command(BaseCommand):
+    help = (
+        "Learn a category adaptation of the current model from the catalogue's labels and judge it on held-out "
+        "listings; --apply promotes it when the held-out figures prove it better, --rollback restores the previous one."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--apply", action="store_true", help="Promote the adaptation if it passes the gate.")
+        parser.add_argument("--rollback", action="store_true", help="Retire the active adaptation; the one before it serves again.")
+        parser.add_argument("--batch-size", type=positive_int, default=None,
+                            help="Photos per forward pass for photos without a stored embedding (default BATCH_SIZE).")
+        parser.add_argument("--by", default=None, help="Who promotes (recorded with it; default: the system user).")
+        parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
+
+    def handle(self, *args, apply, rollback, batch_size, by, no_progress, **options):
+        if rollback:
+            return self.rollback(apply=apply)
+        outcome = self.learn(batch_size=batch_size or int(clip_settings.BATCH_SIZE), progress=not no_progress)
+        if not apply:
+            self.stdout.write("Nothing changed: add --apply to promote it.")
+            return
+        if not outcome.promote:
+            raise CommandError(f"Not promoted: {outcome.reason}.")
+        promoted = adaptations.adaptation_promote(
+            head=outcome.head, label_digest=self.labels.photos.digest(), labels=self.label_record(outcome),
+            metrics={**outcome.figures, "fit": outcome.choice.__dict__}, created_by=by or _user(),
+        )
+        self.stdout.write(self.style.SUCCESS(
+            f"Promoted adaptation v{promoted.version} of {promoted.model}: serving processes use it within "
+            f"CALIBRATION_CACHE_SECONDS ({clip_settings.CALIBRATION_CACHE_SECONDS:g} s)."
+        ))
+
+    def learn(self, *, batch_size, progress):
+        from tqdm import tqdm
+
+        with tqdm(unit="photo", desc="encoding photos", disable=not progress or not sys.stderr.isatty(),
+                  file=sys.stderr) as bar:
+            self.labels = adaptation_labels(batch_size=batch_size, progress=bar.update)
+        self.report_labels()
+        try:
+            outcome = adaptations.adaptation_learn(photos=self.labels.photos)
+        except ClipcheckError as exc:
+            raise CommandError(exc.message)
+        self.report_outcome(outcome)
+        return outcome
+
+    def report_labels(self):
+        labels, photos = self.labels, self.labels.photos
+        self.stdout.write(
+            f"Labels for model {model_id()}: {len(photos.keys)} listings in {len(photos.categories)} categories "
+            f"({labels.encoded} photos encoded now, the rest from stored embeddings)."
+        )
+        for key, meaning in PROVENANCE:
+            self.stdout.write(f"  {labels.provenance.get(key, 0):>7}  {meaning}")
+        for listing_id, reason in labels.skipped[:10]:
+            self.stderr.write(f"Listing {listing_id} skipped: {reason}")
+        for warning in self.label_warnings():
+            self.stdout.write(self.style.WARNING(f"WARNING: {warning}"))
+
+    def label_warnings(self):
+        labels = self.labels
+        warnings = []
+        total = sum(labels.provenance.values())
+        confirmed = sum(labels.provenance.get(key, 0) for key in ("approved", "sampled", "wrong_category"))
+        if total and confirmed < MIN_CONFIRMED_SHARE * total:
+            warnings.append(
+                f"Unconfirmed labels: moderators decided {confirmed} of {total} listings; the rest is what sellers "
+                "chose, so the head learns their habits, mistakes included."
+            )
+        if total and labels.provenance.get("sampled", 0) == 0:
+            warnings.append(
+                "Biased labels: none comes from the random review sample of machine approvals; the decided "
+                "listings are those the machine flagged (raise LISTINGS REVIEW_SAMPLE_RATE for unbiased ones)."
+            )
+        if labels.too_few:
+            few = ", ".join(f"{category} ({count})" for category, count in sorted(labels.too_few.items()))
+            warnings.append(
+                f"Few labels: {few} have fewer than {MIN_PHOTOS_PER_CATEGORY} labelled photos and are left out; "
+                "a request naming one of them is judged by the zero-shot prompts."
+            )
+        return warnings
+
+    def report_outcome(self, outcome):
+        choice = outcome.choice
+        self.stdout.write(
+            f"\nFitted on {outcome.trained_on} listings: blend alpha {choice.alpha:g} (0: the prompts alone, 1: the "
+            f"photos alone), shrinkage {choice.shrinkage:g}; out-of-fold accuracy {choice.out_of_fold_accuracy:.3f}, "
+            f"log-loss {choice.out_of_fold_log_loss:.4f}."
+        )
+        self.stdout.write(f"Held out: {outcome.held_out} listings; before = {outcome.before}, after = this adaptation.")
+        self.stdout.write(f"  {'':<10} {'before':>8} {'95 % CI':>17} {'after':>8} {'95 % CI':>17} {'difference CI':>17}")
+        for metric, row in outcome.figures["overall"].items():
+            self.stdout.write(
+                f"  {metric:<10} {_figure(row['before']):>8} {_span(row['before_interval']):>17} "
+                f"{_figure(row['after']):>8} {_span(row['after_interval']):>17} {_span(row['difference_interval']):>17}"
+            )
+        self.stdout.write(f"Per category (recall of the top category; compared from {MIN_CATEGORY_HELD_OUT} held-out):")
+        for category, row in outcome.figures["categories"].items():
+            self.stdout.write(
+                f"  {category:<24} {row['held_out']:>5} held out  {_figure(row['before']):>7} -> {_figure(row['after']):<7}"
+                f" difference CI {_span(row['difference_interval'])}"
+            )
+        verdict = "passes" if outcome.promote else "fails"
+        self.stdout.write(f"Gate: {verdict}: {outcome.reason}.")
+
+    def label_record(self, outcome):
+        return {
+            "listings": len(self.labels.photos.keys), "categories": self.labels.photos.categories,
+            "provenance": dict(self.labels.provenance), "trained_on": outcome.trained_on,
+            "held_out": outcome.held_out, "left_out_categories": self.labels.too_few,
+        }
+
+    def rollback(self, *, apply):
+        if apply:
+            raise CommandError("--rollback and --apply cannot be combined.")
+        try:
+            retired, restored = adaptations.adaptation_rollback()
+        except ClipcheckError as exc:
+            raise CommandError(exc.message)
+        now = f"adaptation v{restored.version} serves again" if restored else "the zero-shot prompts judge again"
+        self.stdout.write(self.style.SUCCESS(
+            f"Retired adaptation v{retired.version} of {retired.model}: {now} (within CALIBRATION_CACHE_SECONDS)."
+        ))
+
+
+def _figure(value):
+    return "-" if value is None else f"{value:.4f}"
+
+
+def _span(interval):
+    low, high = interval
+    return "-" if low is None else f"{low:.4f}..{high:.4f}"
+
+
+def _user():
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return ""
