@@ -120,7 +120,9 @@ def adaptation_promote(*, head, label_digest, labels, metrics, created_by="", mo
         model=model, version=(max(latest) if latest else 0) + 1, active=True, categories=list(head.categories),
         head=head.to_bytes(), label_digest=label_digest, labels=labels, metrics=metrics, created_by=created_by,
     )
+    # This process at once (and again once committed); the others within CALIBRATION_CACHE_SECONDS.
     transaction.on_commit(adaptation_forget)
+    adaptation_forget()
     return promoted
 
 
@@ -142,6 +144,7 @@ def adaptation_rollback(*, model=None):
         restored.active, restored.deactivated_at = True, None
         restored.save(update_fields=["active", "deactivated_at"])
     transaction.on_commit(adaptation_forget)
+    adaptation_forget()
     return current, restored
 
 
