@@ -1,8 +1,9 @@
-"""Read-only admin for stored analyses: they are a record, not something to edit."""
+"""Read-only admin for stored analyses and adaptations: they are a record, not something to edit
+(an adaptation is promoted and rolled back by ``manage.py clip_adapt``)."""
 
 from django.contrib import admin
 
-from clipcheck.models import Analysis
+from clipcheck.models import Adaptation, Analysis
 
 
 class ReadOnlyAdminMixin:
@@ -39,3 +40,36 @@ class AnalysisAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         if analysis.subject_type_id is None:
             return "—"
         return f"{analysis.subject_type.name} {analysis.subject_id}"
+
+
+@admin.register(Adaptation)
+class AdaptationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    list_display = (
+        "model", "version", "active", "category_count", "accuracy", "ece", "trained_on", "created_by", "created_at",
+    )
+    list_filter = ("active", "model")
+    readonly_fields = [field.name for field in Adaptation._meta.fields if field.name != "head"]
+    exclude = ("head",)
+
+    @admin.display(description="categories")
+    def category_count(self, adaptation):
+        return len(adaptation.categories)
+
+    @admin.display(description="held-out accuracy (before → after)")
+    def accuracy(self, adaptation):
+        return _before_after(adaptation, "accuracy")
+
+    @admin.display(description="held-out ECE (before → after)")
+    def ece(self, adaptation):
+        return _before_after(adaptation, "ece")
+
+    @admin.display(description="learnt from")
+    def trained_on(self, adaptation):
+        return adaptation.labels.get("trained_on", "—")
+
+
+def _before_after(adaptation, metric):
+    row = adaptation.metrics.get("overall", {}).get(metric)
+    if not row or row.get("before") is None or row.get("after") is None:
+        return "—"
+    return f"{row['before']:.4f} → {row['after']:.4f}"

@@ -16,7 +16,7 @@ import numpy as np
 from clipcheck import selectors as clip_selectors
 from clipcheck.adaptation import MIN_PHOTOS_PER_CATEGORY
 from clipcheck.errors import ClipcheckError
-from clipcheck.services.adaptations import LabelledPhotos
+from clipcheck.services.adaptation_learning import LabelledPhotos
 from clipcheck.services.calibration_data import category_similarities
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import model_id

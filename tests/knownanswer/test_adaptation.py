@@ -182,3 +182,14 @@ def test_a_wrong_category_rejection_counts_against_its_category_and_never_for_it
     assert labels.provenance["wrong_category"] == 1 and labels.provenance["seller"] == 47
     assert labels.encoded == 48  # none had a stored embedding; now all have
     assert adaptation_labels().encoded == 0
+
+
+def test_the_admin_lists_each_version_with_its_held_out_figures(admin_client):
+    catalogue(CATALOGUE_SEEDS[:4])
+    call_command("clip_adapt", "--apply", "--no-progress")
+
+    page = admin_client.get("/admin/clipcheck/adaptation/").content.decode()
+    promoted = Adaptation.objects.get(active=True)
+    accuracy = promoted.metrics["overall"]["accuracy"]
+    assert f"{accuracy['before']:.4f} → {accuracy['after']:.4f}" in page
+    assert admin_client.get(f"/admin/clipcheck/adaptation/{promoted.pk}/change/").status_code == 200

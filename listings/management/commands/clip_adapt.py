@@ -13,7 +13,7 @@ from django.core.management.base import BaseCommand, CommandError
 
 from clipcheck.adaptation import MIN_CATEGORY_HELD_OUT, MIN_PHOTOS_PER_CATEGORY
 from clipcheck.errors import ClipcheckError
-from clipcheck.services import adaptations
+from clipcheck.services import adaptation_learning, adaptations
 from clipcheck.services.thresholds import model_id
 from clipcheck.settings import clip_settings
 from listings.labels import adaptation_labels
@@ -70,7 +70,7 @@ class Command(BaseCommand):
             self.labels = adaptation_labels(batch_size=batch_size, progress=bar.update)
         self.report_labels()
         try:
-            outcome = adaptations.adaptation_learn(photos=self.labels.photos)
+            outcome = adaptation_learning.adaptation_learn(photos=self.labels.photos)
         except ClipcheckError as exc:
             raise CommandError(exc.message)
         self.report_outcome(outcome)
