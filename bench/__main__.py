@@ -4,6 +4,7 @@
     python -m bench --smoke                # tiny model, 1 round (seconds; the test suite runs it)
     python -m bench --threads 2 --compare-threads 0
     python -m bench --runtimes             # torch, OpenVINO and OpenVINO int8 side by side (bench/runtimes.py)
+    python -m bench --adaptation           # clip_adapt on 10,000 labelled photos (bench/adaptation.py)
 
 Prints the table and writes ``bench/results/bench.json`` (``bench-smoke.json`` for
 ``--smoke``). ``bench/service.py`` says what is measured and how.
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, help="measurement rounds (default 3, smoke 1)")
     parser.add_argument("--runtimes", action="store_true",
                         help="compare the runtimes (torch, openvino, openvino-int8) instead: bench/runtimes.py")
+    parser.add_argument("--adaptation", action="store_true",
+                        help="clip_adapt's fit and gate on 10,000 labelled photos instead: bench/adaptation.py")
     parser.add_argument("--threshold", type=float,
                         help="CLIPCHECK_THRESHOLD of the audit and the servers (default: the service's). The "
                              "random-weight checkpoint scores every pair near 0, so at the default every text is a "
@@ -56,13 +59,17 @@ def main(argv: list[str] | None = None) -> None:
         from bench import runtimes
 
         result = runtimes.run(config)
+    elif args.adaptation:
+        from bench import adaptation
+
+        result = adaptation.run(config)
     else:
         result = run(config)
     load_after, wall = os.getloadavg(), time.monotonic() - started
     info = {**machine(), "date": time.strftime("%Y-%m-%d"), "loadavg_before": load_before,
             "loadavg_after": load_after, "wall_s": wall, "threshold": args.threshold}
 
-    title = "runtimes side by side" if args.runtimes else "end to end"
+    title = "runtimes side by side" if args.runtimes else "clip_adapt at scale" if args.adaptation else "end to end"
     print(f"\nclipcheck {title} ({config.spec.name} assets, {config.rounds} round(s); "
           f"{info['cpu']}, {info['cores']} cores, avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'}"
           + (f"; THRESHOLD {args.threshold:g}" if args.threshold is not None else "") + ")")
@@ -72,7 +79,8 @@ def main(argv: list[str] | None = None) -> None:
           f"load average before {' '.join(f'{x:.2f}' for x in load_before)}, "
           f"after {' '.join(f'{x:.2f}' for x in load_after)}; run {wall:.0f} s")
 
-    name = ("bench" + ("-runtimes" if args.runtimes else "") + ("-smoke" if args.smoke else "")
+    name = ("bench" + ("-runtimes" if args.runtimes else "") + ("-adaptation" if args.adaptation else "")
+            + ("-smoke" if args.smoke else "")
             + (f"-threshold{args.threshold:g}" if args.threshold is not None else ""))
     out = args.out or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
