@@ -38,19 +38,26 @@ class ClassifyLabels:
         return [pair for pairs in self.pairs.values() for pair in pairs]
 
 
+def decoded_batches(listings, *, batch_size, skipped):
+    """``(batch, [(listing, decoded image), ...])`` per ``batch_size`` listings; a listing whose
+    photo cannot be decoded is left out and noted in ``skipped`` as (id, reason)."""
+    for start in range(0, len(listings), batch_size):
+        batch, decoded = listings[start:start + batch_size], []
+        for listing in batch:
+            try:
+                decoded.append((listing, listing_image_decode(listing=listing)))
+            except ClipcheckError as exc:
+                skipped.append((listing.pk, exc.message))
+        yield batch, decoded
+
+
 def classify_labels(*, batch_size=32):
     """Score every catalogue listing's photo against every category's prompt."""
     listings = list(catalogue_listings().only("pk", "category", "image"))
     categories = sorted({listing.category for listing in listings})
     labels = ClassifyLabels(categories=categories, pairs={category: [] for category in categories})
     wrong = wrong_category_listing_ids()
-    for start in range(0, len(listings), batch_size):
-        decoded = []
-        for listing in listings[start:start + batch_size]:
-            try:
-                decoded.append((listing, listing_image_decode(listing=listing)))
-            except ClipcheckError as exc:
-                labels.skipped.append((listing.pk, exc.message))
+    for _, decoded in decoded_batches(listings, batch_size=batch_size, skipped=labels.skipped):
         if not decoded:
             continue
         rows = category_similarities(images=[image for _, image in decoded], categories=categories)
@@ -125,17 +132,11 @@ def _listing_embeddings(listings, *, model, batch_size, labels, progress):
     )
     vectors = {listing.pk: stored[listing.image_sha256] for listing in listings if listing.image_sha256 in stored}
     missing = [listing for listing in listings if listing.pk not in vectors]
-    for start in range(0, len(missing), batch_size):
-        decoded = []
-        for listing in missing[start:start + batch_size]:
-            try:
-                decoded.append((listing, listing_image_decode(listing=listing)))
-            except ClipcheckError as exc:
-                labels.skipped.append((listing.pk, exc.message))
+    for batch, decoded in decoded_batches(missing, batch_size=batch_size, skipped=labels.skipped):
         if decoded:
             embeddings = image_embeddings_compute(images=[image for _, image in decoded], model=model)
             vectors.update({listing.pk: vector for (listing, _), vector in zip(decoded, embeddings)})
             labels.encoded += len(decoded)
         if progress is not None:
-            progress(len(missing[start:start + batch_size]))
+            progress(len(batch))
     return vectors
