@@ -65,6 +65,7 @@ class CategoryHead:
     logit_scale: float
     temperature: float = 1.0
     bias: np.ndarray = field(default=None)  # (K,) per-category calibration
+    match: "MatchCalibration | None" = None  # the text-photo match probability, where labels allowed
 
     def __post_init__(self):
         if self.bias is None:
@@ -92,6 +93,7 @@ class CategoryHead:
             buffer, categories=np.array(self.categories, dtype=str), text_weights=self.text_weights,
             class_weights=self.class_weights, class_bias=self.class_bias, bias=self.bias,
             scalars=np.array([self.alpha, self.logit_scale, self.temperature]),
+            match=np.array([self.match.slope, self.match.intercept] if self.match else [], dtype=np.float64),
         )
         return buffer.getvalue()
 
@@ -101,10 +103,12 @@ class CategoryHead:
 
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as stored:
             alpha, logit_scale, temperature = (float(value) for value in stored["scalars"])
+            match = stored["match"] if "match" in stored.files else np.zeros(0)
             return cls(
                 categories=[str(name) for name in stored["categories"]], text_weights=stored["text_weights"],
                 class_weights=stored["class_weights"], class_bias=stored["class_bias"], alpha=alpha,
                 logit_scale=logit_scale, temperature=temperature, bias=stored["bias"],
+                match=MatchCalibration(slope=float(match[0]), intercept=float(match[1])) if len(match) else None,
             )
 
 
@@ -428,3 +432,60 @@ def promotion_decision(figures_table):
                 f"held-out photos (95 % interval of the difference {row['difference_interval']})"
             )
     return True, f"{'better ranking' if ranks_better else 'better calibration'}: {summary} (95 % intervals)"
+
+
+# Match calibration: the probability that a text describes a photo
+
+
+# Labels of each class needed before the probability is fitted (fewer: no match_probability).
+MIN_MATCH_LABELS_PER_CLASS = 20
+
+
+@dataclass(frozen=True)
+class MatchCalibration:
+    """``P(the text describes the photo | similarity score) = sigmoid(slope * score + intercept)``."""
+
+    slope: float
+    intercept: float
+
+    def probability(self, score):
+        exponent = max(min(self.slope * float(score) + self.intercept, 60.0), -60.0)
+        return 1.0 / (1.0 + np.exp(-exponent))
+
+    def as_dict(self):
+        return {"slope": self.slope, "intercept": self.intercept}
+
+
+def match_calibration_fit(scores, matches):
+    """Platt scaling of similarity scores on moderators' match (approved) / mismatch (rejected) labels."""
+    from scipy.optimize import minimize
+
+    scores, matches = np.asarray(scores, dtype=np.float64), np.asarray(matches, dtype=np.float64)
+
+    def loss(theta):
+        probabilities = 1.0 / (1.0 + np.exp(-np.clip(theta[0] * scores + theta[1], -60, 60)))
+        clipped = np.clip(probabilities, 1e-12, 1 - 1e-12)
+        value = -np.mean(matches * np.log(clipped) + (1 - matches) * np.log(1 - clipped))
+        residual = probabilities - matches
+        return value, np.array([np.mean(residual * scores), np.mean(residual)])
+
+    found = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+    return MatchCalibration(slope=float(found.x[0]), intercept=float(found.x[1]))
+
+
+def match_figures(probabilities, matches, *, rounds=BOOTSTRAP_ROUNDS, seed=0):
+    """Held-out ECE and Brier score of match probabilities, with 95 % bootstrap intervals."""
+    probabilities, matches = np.asarray(probabilities, dtype=np.float64), np.asarray(matches, dtype=bool)
+    rng = np.random.default_rng(seed)
+
+    def both(pick):
+        return (expected_calibration_error(probabilities[pick], matches[pick]),
+                float(np.mean((probabilities[pick] - matches[pick]) ** 2)))
+
+    samples = [both(rng.integers(0, len(matches), len(matches))) for _ in range(rounds)]
+    ece, brier = both(np.arange(len(matches)))
+    return {
+        "pairs": int(len(matches)),
+        "ece": _rounded(ece), "ece_interval": _interval([sample[0] for sample in samples]),
+        "brier": _rounded(brier), "brier_interval": _interval([sample[1] for sample in samples]),
+    }

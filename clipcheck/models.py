@@ -107,6 +107,9 @@ class Analysis(models.Model):
     # The version of the model's category adaptation (clip_adapt) in force
     # when the verdict was computed; null without one.
     adaptation_version = models.PositiveIntegerField(null=True, blank=True)
+    # The probability that the text describes the photo, from that
+    # adaptation's match calibration; null without one.
+    match_probability = models.FloatField(null=True, blank=True)
     device = models.CharField(max_length=32, blank=True)
     source = models.CharField(max_length=16, choices=Source.choices)
     # True when the verdict was served from an earlier analysis of the same
@@ -146,6 +149,7 @@ class Analysis(models.Model):
             "similarity_score": self.similarity_score,
             "threshold_used": self.threshold,
             "confidence": self.confidence,
+            "match_probability": self.match_probability,
             "match_quality": scoring.match_quality(self.similarity_score, self.threshold),
             "text_truncated": self.text_truncated,
             "cached": self.cached,

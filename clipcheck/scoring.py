@@ -27,6 +27,21 @@ def confidence(score, threshold, margins=None):
     return "low"
 
 
+# How sure the verdict is, from the match probability of an active
+# adaptation: the probability of the verdict given (match: p, mismatch: 1 - p).
+PROBABILITY_CONFIDENCE = (("high", 0.9), ("medium", 0.7))
+
+
+def confidence_from_probability(match_probability, is_mismatch):
+    """``confidence`` where a calibrated match probability exists: how likely the verdict is
+    right. A probability that disagrees with the verdict (p > 0.5 on a mismatch) is "low"."""
+    verdict_probability = 1.0 - match_probability if is_mismatch else match_probability
+    for label, bound in PROBABILITY_CONFIDENCE:
+        if verdict_probability >= bound:
+            return label
+    return "low"
+
+
 def quality_bands(bands=None, threshold=None):
     """``(label, lower bound)`` of the quality bands at ``threshold``, best band first."""
     return sorted(band_bounds(threshold, bands).items(), key=lambda band: -band[1])

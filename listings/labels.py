@@ -16,13 +16,15 @@ import numpy as np
 from clipcheck import selectors as clip_selectors
 from clipcheck.adaptation import MIN_PHOTOS_PER_CATEGORY
 from clipcheck.errors import ClipcheckError
-from clipcheck.services.adaptation_learning import LabelledPhotos
+from clipcheck.services.adaptation_learning import LabelledPhotos, MatchLabels
 from clipcheck.services.calibration_data import category_similarities
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import model_id
 from listings.models import Listing
 
-from listings.selectors import WRONG_CATEGORY, catalogue_listings, latest_decisions, wrong_category_listing_ids
+from listings.selectors import (
+    WRONG_CATEGORY, catalogue_listings, latest_decisions, moderation_labels, wrong_category_listing_ids,
+)
 from listings.services import listing_image_decode
 
 
@@ -140,3 +142,22 @@ def _listing_embeddings(listings, *, model, batch_size, labels, progress):
         if progress is not None:
             progress(len(batch))
     return vectors
+
+
+# Rejections that say the text does not describe the photo; other reasons
+# (wrong category, prohibited, duplicate, ...) say nothing of the text.
+TEXT_MISMATCH_REASONS = ("misleading_description", "wrong_photo")
+
+
+def match_labels():
+    """Moderators' text-photo verdicts for the current model: approved = the texts describe the
+    photo, rejected as ``misleading_description`` or ``wrong_photo`` = they do not."""
+    labels = [
+        label for label in moderation_labels(model=model_id())
+        if label.is_match or label.reason_code in TEXT_MISMATCH_REASONS
+    ]
+    return MatchLabels(
+        keys=[label.listing_id for label in labels], scores=np.array([label.score for label in labels]),
+        matches=np.array([label.is_match for label in labels], dtype=bool),
+        sampled=sum(1 for label in labels if label.sampled),
+    )

@@ -20,6 +20,8 @@ class ModerationLabel:
     is_match: bool
     category: str
     sampled: bool
+    listing_id: int = 0
+    reason_code: str = ""
 
 
 # Photos. A listing's photo is ``Listing.image`` (hash ``image_sha256``);
@@ -81,16 +83,20 @@ def moderation_labels(*, model):
             description_score__isnull=False,
         )
         .order_by("listing_id", "-decided_at", "-id")
-        .values_list("listing_id", "to_status", "title_score", "description_score", "category", "sampled")
+        .values_list(
+            "listing_id", "to_status", "title_score", "description_score", "category", "sampled", "reason_code",
+        )
     )
     labels, seen = [], set()
-    for listing_id, to_status, title_score, description_score, category, sampled in decisions.iterator(chunk_size=2000):
+    for listing_id, to_status, title_score, description_score, category, sampled, reason_code in decisions.iterator(
+        chunk_size=2000
+    ):
         if listing_id in seen:
             continue
         seen.add(listing_id)
         labels.append(ModerationLabel(
             score=min(title_score, description_score), is_match=to_status == Listing.Status.APPROVED,
-            category=category, sampled=sampled,
+            category=category, sampled=sampled, listing_id=listing_id, reason_code=reason_code,
         ))
     return labels
 

@@ -341,7 +341,16 @@ class AnalyzeResultSerializer(serializers.Serializer):
     is_mismatch = serializers.BooleanField(help_text="similarity_score is below threshold_used.")
     similarity_score = serializers.FloatField(min_value=0.0, max_value=1.0)
     threshold_used = serializers.FloatField(min_value=0.0, max_value=1.0)
-    confidence = serializers.ChoiceField(choices=CONFIDENCE_LEVELS)
+    confidence = serializers.ChoiceField(
+        choices=CONFIDENCE_LEVELS,
+        help_text="From match_probability where there is one (the verdict's probability: high >= 0.9, medium >= 0.7), "
+        "else from the score's distance to the threshold.",
+    )
+    match_probability = serializers.FloatField(
+        allow_null=True, min_value=0.0, max_value=1.0,
+        help_text="The probability that the text describes the photo, calibrated on moderators' decisions by the "
+        "model's active adaptation (clip_adapt); null without one.",
+    )
     match_quality = serializers.CharField(help_text="A label of CLIPCHECK QUALITY_BANDS, e.g. good, mismatch.")
     text_truncated = serializers.BooleanField(
         help_text="Part of the text was not scored (more passages than MAX_PASSAGES); false when passages cover it."
@@ -379,6 +388,7 @@ class BatchItemResultSerializer(serializers.Serializer):
     similarity_score = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
     threshold_used = serializers.FloatField(required=False, min_value=0.0, max_value=1.0)
     confidence = serializers.ChoiceField(required=False, choices=CONFIDENCE_LEVELS)
+    match_probability = serializers.FloatField(required=False, allow_null=True, min_value=0.0, max_value=1.0)
     match_quality = serializers.CharField(required=False)
     text_truncated = serializers.BooleanField(required=False)
     cached = serializers.BooleanField(required=False)

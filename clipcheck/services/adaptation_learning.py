@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipcheck.adaptation import (
-    MIN_PHOTOS_PER_CATEGORY, CategoryHead, FitChoice, HeldOut, head_fit, held_out_figures, promotion_decision,
-    stratified_held_out,
+    MIN_MATCH_LABELS_PER_CLASS, MIN_PHOTOS_PER_CATEGORY, CategoryHead, FitChoice, HeldOut, head_fit,
+    held_out_figures, match_calibration_fit, match_figures, promotion_decision, stratified_held_out,
 )
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
@@ -48,6 +48,17 @@ class LabelledPhotos:
 
 
 @dataclass
+class MatchLabels:
+    """Moderators' text-photo verdicts: ``scores`` the similarity they saw, ``matches`` approved
+    (True) or rejected because the text does not describe the photo (False); ``keys`` split them."""
+
+    keys: list
+    scores: np.ndarray
+    matches: np.ndarray
+    sampled: int = 0  # how many come from the random review sample of machine approvals
+
+
+@dataclass
 class AdaptationOutcome:
     head: CategoryHead
     choice: FitChoice
@@ -57,10 +68,13 @@ class AdaptationOutcome:
     before: str  # what judged categories before: "the zero-shot prompts" or "adaptation vN"
     trained_on: int
     held_out: int
+    match_figures: dict | None = None  # held-out ECE and Brier of match_probability, when fitted
+    match_note: str = ""  # why there is none
 
 
-def adaptation_learn(*, photos):
-    """Fit a head on the training split of ``photos`` and judge it against what serves now on the held-out split."""
+def adaptation_learn(*, photos, match_labels=None):
+    """Fit a head on the training split of ``photos`` and judge it against what serves now on the held-out
+    split; with ``match_labels`` (enough of each class) the head also carries the match probability."""
     learnt = photos.truth >= 0
     if learnt.sum() < MIN_LABELLED_PHOTOS or len(photos.categories) < 2:
         raise AdaptationError(
@@ -83,12 +97,30 @@ def adaptation_learn(*, photos):
     after = HeldOut(head.probabilities(judged), photos.truth[held_out], photos.against[held_out])
     table = held_out_figures(before, after, categories=photos.categories)
     promote, reason = promotion_decision(table)
-    return AdaptationOutcome(
+    outcome = AdaptationOutcome(
         head=head, choice=choice, figures=table, promote=promote, reason=reason,
         before="the zero-shot prompts" if serving is None or not serving.covers(photos.categories)
         else f"adaptation v{serving.version}",
         trained_on=int(train.sum()), held_out=int(held_out.sum()),
     )
+    _match_learn(outcome, match_labels)
+    return outcome
+
+
+def _match_learn(outcome, labels):
+    """Fit the match probability on the training split of ``labels`` and measure it on the held-out split."""
+    counts = (0, 0) if labels is None else (int(np.sum(labels.matches)), int(np.sum(~labels.matches)))
+    if min(counts) < MIN_MATCH_LABELS_PER_CLASS:
+        outcome.match_note = (
+            f"no match_probability: {counts[0]} approved and {counts[1]} rejected text-photo labels "
+            f"(at least {MIN_MATCH_LABELS_PER_CLASS} of each wanted)"
+        )
+        return
+    held_out = stratified_held_out(labels.keys, labels.matches, salt="match held-out")
+    calibration = match_calibration_fit(labels.scores[~held_out], labels.matches[~held_out])
+    probabilities = [calibration.probability(score) for score in labels.scores[held_out]]
+    outcome.head.match = calibration
+    outcome.match_figures = {**match_figures(probabilities, labels.matches[held_out]), **calibration.as_dict()}
 
 
 def _serving_scores(embeddings, categories):

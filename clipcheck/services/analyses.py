@@ -17,7 +17,7 @@ from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.hashes import text_hash
 from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
-from clipcheck.services.adaptations import adaptation_version
+from clipcheck.services.adaptations import adaptation_active, adaptation_version
 from clipcheck.services.classification import images_classify
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import default_threshold, model_id
@@ -89,7 +89,8 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
         requests=[requests[index] for index in to_compute], model=model, store_embeddings=store_embeddings,
         known=image_vectors, top_k=looks_like_top_k,
     )
-    results = dict(zip(to_compute, computed))
+    match = _match_calibration()
+    results = {index: _with_match_probability(result, match) for index, result in zip(to_compute, computed)}
     judged = dict(zip(to_compute, judged_images))
 
     analyses = []
@@ -192,10 +193,29 @@ def reasons_add_looks_like_many(reasons_lists, *, image_vectors, top_k=2):
 
 
 def _stored_result(analysis):
-    """The verdict fields of an earlier analysis of the same pair."""
-    return {
+    """The verdict fields of an earlier analysis of the same pair (made under the same rules and adaptation)."""
+    result = {
         **scoring.verdict(analysis.similarity_score, analysis.threshold), "text_truncated": analysis.text_truncated,
         "reasons": analysis.reasons, "passages": analysis.passages,
+    }
+    if analysis.match_probability is not None:
+        result.update(match_probability=analysis.match_probability, confidence=analysis.confidence)
+    return result
+
+
+def _match_calibration():
+    active = adaptation_active()
+    return None if active is None else active.head.match
+
+
+def _with_match_probability(result, match):
+    """``result`` with ``match_probability`` and the ``confidence`` it implies, under a match calibration."""
+    if match is None:
+        return result
+    probability = round(float(match.probability(result["similarity_score"])), 4)
+    return {
+        **result, "match_probability": probability,
+        "confidence": scoring.confidence_from_probability(probability, result["is_mismatch"]),
     }
 
 
@@ -224,6 +244,7 @@ def analysis_build(
         rules=rules,
         model=model,
         adaptation_version=adaptation_version,
+        match_probability=result.get("match_probability"),
         device=device,
         source=source,
         cached=cached,

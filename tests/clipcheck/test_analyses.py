@@ -55,8 +55,9 @@ def test_analyze_keeps_the_contract_fields(client):
 
     assert set(body) == {
         "is_mismatch", "similarity_score", "threshold_used", "confidence", "match_quality", "text_truncated",
-        "cached", "analysis_id", "reasons", "suggestion", "passages",
+        "cached", "analysis_id", "reasons", "suggestion", "passages", "match_probability",
     }
+    assert body["match_probability"] is None  # no adaptation: no calibrated probability
 
 
 def test_same_image_text_threshold_and_model_is_answered_without_the_model(client, encoder_calls, monkeypatch):

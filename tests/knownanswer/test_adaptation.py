@@ -193,3 +193,58 @@ def test_the_admin_lists_each_version_with_its_held_out_figures(admin_client):
     accuracy = promoted.metrics["overall"]["accuracy"]
     assert f"{accuracy['before']:.4f} → {accuracy['after']:.4f}" in page
     assert admin_client.get(f"/admin/clipcheck/adaptation/{promoted.pk}/change/").status_code == 200
+
+
+def test_match_probability_is_calibrated_on_moderators_decisions(capsys):
+    """Texts that describe their photo or name another colour or shape; moderators approve the
+    first and reject the second as misleading; the adaptation learns the probability from them."""
+    from clipcheck.services.thresholds import model_id
+
+    rng = random.Random(1)
+    listings = catalogue(CATALOGUE_SEEDS[:4])
+    truth = {}
+    for listing in listings:
+        shape = next(shape for shape, name in TRADE_NAMES.items() if name == listing.category)
+        colour = listing.title.split()[0]
+        matches = rng.random() < 0.5
+        described_shape, described_colour = shape, colour
+        if not matches:
+            if rng.random() < 0.5:
+                described_colour = rng.choice([other for other in domain.COLOURS if other != colour])
+            else:
+                described_shape = rng.choice([other for other in domain.SHAPES if other != shape])
+        listing.title = domain.caption(shape, colour, 0)
+        listing.description = domain.caption(described_shape, described_colour, 1)
+        listing.save()
+        truth[listing.pk] = matches
+    call_command("clip_audit", "--no-progress", "--recheck")
+    for listing in Listing.objects.all():
+        ModerationDecision.objects.create(
+            listing=listing, from_status=listing.status, to_status="approved" if truth[listing.pk] else "rejected",
+            reason_code="" if truth[listing.pk] else "misleading_description", title_score=listing.title_score,
+            description_score=listing.description_score, model=model_id(), category=listing.category, sampled=True,
+        )
+
+    call_command("clip_adapt", "--apply", "--no-progress")
+    report = capsys.readouterr().out
+    assert "Text-photo labels (match_probability)" in report and "fitted: sigmoid(" in report
+
+    client, probabilities, matched, verdict_agrees = APIClient(), [], [], 0
+    fresh = random.Random(2)
+    for seed in FRESH_SEEDS:
+        for shape in domain.SHAPES:
+            for colour in domain.COLOURS:
+                data = png(domain.render(shape, colour, seed=seed, size=SIZES[seed % len(SIZES)]))
+                described = colour if fresh.random() < 0.5 else fresh.choice([c for c in domain.COLOURS if c != colour])
+                upload = SimpleUploadedFile("photo.png", data, content_type="image/png")
+                body = client.post("/clip/analyze", {"file": upload, "text": domain.caption(shape, described, 2)},
+                                   format="multipart").json()
+                probabilities.append(body["match_probability"])
+                matched.append(described == colour)
+                confident_and_wrong = body["confidence"] == "high" and (body["match_probability"] > 0.5) == body["is_mismatch"]
+                verdict_agrees += not confident_and_wrong
+    ece = expected_calibration_error(np.array(probabilities), np.array(matched))
+    with capsys.disabled():
+        print(f"\nmatch_probability on {len(probabilities)} fresh pairs: ECE {ece:.4f}")
+    assert ece <= 0.05
+    assert verdict_agrees == len(probabilities)  # "high" confidence never backs a verdict the probability contradicts

@@ -12,11 +12,12 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from clipcheck.adaptation import MIN_CATEGORY_HELD_OUT, MIN_PHOTOS_PER_CATEGORY
+from clipcheck.calibration import label_warnings
 from clipcheck.errors import ClipcheckError
 from clipcheck.services import adaptation_learning, adaptations
 from clipcheck.services.thresholds import model_id
 from clipcheck.settings import clip_settings
-from listings.labels import adaptation_labels
+from listings.labels import adaptation_labels, match_labels
 from listings.management.options import positive_int
 
 PROVENANCE = (
@@ -55,7 +56,8 @@ class Command(BaseCommand):
             raise CommandError(f"Not promoted: {outcome.reason}.")
         promoted = adaptations.adaptation_promote(
             head=outcome.head, label_digest=self.labels.photos.digest(), labels=self.label_record(outcome),
-            metrics={**outcome.figures, "fit": outcome.choice.__dict__}, created_by=by or _user(),
+            metrics={**outcome.figures, "fit": outcome.choice.__dict__, "match": outcome.match_figures},
+            created_by=by or _user(),
         )
         self.stdout.write(self.style.SUCCESS(
             f"Promoted adaptation v{promoted.version} of {promoted.model}: serving processes use it within "
@@ -68,12 +70,14 @@ class Command(BaseCommand):
         with tqdm(unit="photo", desc="encoding photos", disable=not progress or not sys.stderr.isatty(),
                   file=sys.stderr) as bar:
             self.labels = adaptation_labels(batch_size=batch_size, progress=bar.update)
+        self.matches = match_labels()
         self.report_labels()
         try:
-            outcome = adaptation_learning.adaptation_learn(photos=self.labels.photos)
+            outcome = adaptation_learning.adaptation_learn(photos=self.labels.photos, match_labels=self.matches)
         except ClipcheckError as exc:
             raise CommandError(exc.message)
         self.report_outcome(outcome)
+        self.report_match(outcome)
         return outcome
 
     def report_labels(self):
@@ -88,6 +92,26 @@ class Command(BaseCommand):
             self.stderr.write(f"Listing {listing_id} skipped: {reason}")
         for warning in self.label_warnings():
             self.stdout.write(self.style.WARNING(f"WARNING: {warning}"))
+
+    def report_match(self, outcome):
+        matches = self.matches
+        approved = int(matches.matches.sum())
+        self.stdout.write(
+            f"\nText-photo labels (match_probability): {approved} approved, {len(matches.keys) - approved} rejected as "
+            f"misleading_description or wrong_photo; {matches.sampled} from the random review sample."
+        )
+        for warning in label_warnings(flagged=len(matches.keys) - matches.sampled, sampled=matches.sampled,
+                                      matches=approved, mismatches=len(matches.keys) - approved):
+            self.stdout.write(self.style.WARNING(f"WARNING: {warning}"))
+        figures = outcome.match_figures
+        if figures is None:
+            self.stdout.write(f"  {outcome.match_note}.")
+            return
+        self.stdout.write(
+            f"  fitted: sigmoid({figures['slope']:.3f} x score + {figures['intercept']:.3f}); on {figures['pairs']} "
+            f"held-out labels ECE {figures['ece']:.4f} (95 % CI {_span(figures['ece_interval'])}), Brier "
+            f"{figures['brier']:.4f} (95 % CI {_span(figures['brier_interval'])})."
+        )
 
     def label_warnings(self):
         labels = self.labels
