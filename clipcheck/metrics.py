@@ -40,6 +40,16 @@ HTTP_LATENCY = Histogram(
     ["endpoint", "method"],
     buckets=LATENCY_BUCKETS,
 )
+SCORE_BUCKETS = tuple(round(0.05 * step, 2) for step in range(1, 20))
+# Categories named in the score histogram; the rest are "other" (every label value is a time series).
+METRIC_CATEGORIES = 25
+SIMILARITY_SCORES = Histogram(
+    "clipcheck_similarity_score",
+    "Similarity scores of computed analyses by verdict and category (the active adaptation's categories or "
+    "CATEGORIES, at most 25; the rest other; none without a category).",
+    ["verdict", "category"],
+    buckets=SCORE_BUCKETS,
+)
 INFERENCE_BATCH_SIZE = Histogram(
     "clipcheck_inference_batch_size", "Inputs per model forward pass.", ["kind"], buckets=BATCH_BUCKETS
 )

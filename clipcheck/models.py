@@ -232,6 +232,8 @@ class Adaptation(models.Model):
     labels = models.JSONField(default=dict)
     # Held-out figures before and after, with their 95 % intervals.
     metrics = models.JSONField(default=dict)
+    # What checks looked like when it was promoted, per category (clipcheck.drift): clip_drift's reference.
+    reference = models.JSONField(default=dict)
     created_by = models.CharField(max_length=150, blank=True, default="")
     created_at = models.DateTimeField(auto_now_add=True)
     deactivated_at = models.DateTimeField(null=True, blank=True)

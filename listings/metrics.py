@@ -4,7 +4,9 @@
   are read from the database when /metrics is scraped (one process answers,
   so they are never summed over workers);
 - ``clipcheck_review_decisions_total{reason_code, to_status}`` counts the
-  moderators' decisions (per process; aggregated in multiprocess mode).
+  moderators' decisions (per process; aggregated in multiprocess mode);
+- ``clipcheck_review_overturns_total{kind, reason_code}`` counts those that
+  reverse the machine (``listings.drift.decision_overturns``).
 """
 
 import logging
@@ -17,6 +19,12 @@ logger = logging.getLogger(__name__)
 
 REVIEW_DECISIONS = Counter(
     "clipcheck_review_decisions", "Moderators' decisions by reason code.", ["reason_code", "to_status"]
+)
+REVIEW_OVERTURNS = Counter(
+    "clipcheck_review_overturns",
+    "Decisions that reverse the machine: flag_approved (a listing it flagged approved), sampled_rejected "
+    "(a sampled approval rejected), by reason code.",
+    ["kind", "reason_code"],
 )
 
 

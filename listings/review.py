@@ -30,6 +30,7 @@ from django.utils import timezone
 
 from clipcheck.services.thresholds import default_threshold
 from listings import metrics
+from listings.drift import decision_overturns
 from listings.errors import ReviewConflict, ReviewInvalid
 from listings.models import UNDO_REASON_CODE, Listing, ModerationDecision, review_queue_filter
 from listings.settings import listings_settings
@@ -170,6 +171,9 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
     transaction.on_commit(lambda: metrics.REVIEW_DECISIONS.labels(
         reason_code=reason_code or "none", to_status=to_status
     ).inc())
+    if decision_overturns(from_status=decision.from_status, to_status=to_status, sampled=decision.sampled):
+        kind = "sampled_rejected" if decision.sampled else "flag_approved"
+        transaction.on_commit(lambda: metrics.REVIEW_OVERTURNS.labels(kind=kind, reason_code=reason_code or "none").inc())
     return decision
 
 

@@ -229,7 +229,7 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
             if text and text.strip():
                 requests.append(clip_analyses.AnalysisRequest(
                     image=photos[0], text=text, threshold=entry_threshold, subject=listing,
-                    alternatives=tuple(photos[1:]),
+                    alternatives=tuple(photos[1:]), category=category or "",
                 ))
                 fields.append((number, name))
     analyses = clip_analyses.analyses_compute(

@@ -3,7 +3,7 @@
 A serving process reads the active adaptation at most once per
 ``CALIBRATION_CACHE_SECONDS``, as it reads calibrated thresholds: a
 promotion or a rollback reaches every process within that time, without a
-restart. The head's arrays are decoded once per version.
+restart. The head's arrays are decoded at each read (milliseconds).
 """
 
 import threading
@@ -40,7 +40,6 @@ class ActiveAdaptation:
 
 
 _cache = {}  # model -> (ActiveAdaptation or None, expires)
-_heads = {}  # (model, version) -> CategoryHead
 _lock = threading.Lock()
 
 
@@ -54,16 +53,17 @@ def adaptation_active(*, model=None):
     row = selectors.adaptation_active_get(model=model)
     active = None
     if row is not None:
-        key = (model, row.version)
-        head = _heads.get(key)
-        if head is None:
-            head = CategoryHead.from_bytes(row.head)
-        active = ActiveAdaptation(version=row.version, head=head, created_at=row.created_at, metrics=row.metrics)
+        active = ActiveAdaptation(
+            version=row.version, head=CategoryHead.from_bytes(row.head), created_at=row.created_at, metrics=row.metrics,
+        )
     with _lock:
-        if active is not None:
-            _heads[(model, active.version)] = active.head
         _cache[model] = (active, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
     return active
+
+
+def adaptation_active_row(*, model=None):
+    """The active ``Adaptation`` row itself, read now (commands)."""
+    return selectors.adaptation_active_get(model=model or model_id())
 
 
 def adaptation_version(*, model=None):
@@ -101,7 +101,7 @@ setting_changed.connect(_forget_on_settings_change)
 
 
 @transaction.atomic
-def adaptation_promote(*, head, label_digest, labels, metrics, created_by="", model=None):
+def adaptation_promote(*, head, label_digest, labels, metrics, created_by="", model=None, reference=None):
     """Store ``head`` as the next version of ``model``'s adaptation and make it the active one."""
     model = model or model_id()
     # Locks the model's rows (PostgreSQL): two promotions never take one version.
@@ -110,6 +110,7 @@ def adaptation_promote(*, head, label_digest, labels, metrics, created_by="", mo
     promoted = Adaptation.objects.create(
         model=model, version=(max(latest) if latest else 0) + 1, active=True, categories=list(head.categories),
         head=head.to_bytes(), label_digest=label_digest, labels=labels, metrics=metrics, created_by=created_by,
+        reference=reference or {},
     )
     # This process at once (and again once committed); the others within CALIBRATION_CACHE_SECONDS.
     transaction.on_commit(adaptation_forget)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
-from clipcheck import scoring, selectors, verdicts
+from clipcheck import metrics, scoring, selectors, verdicts
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.hashes import text_hash
@@ -21,6 +21,7 @@ from clipcheck.services.adaptations import adaptation_active, adaptation_version
 from clipcheck.services.classification import images_classify
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import default_threshold, model_id
+from clipcheck.settings import clip_settings
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class AnalysisRequest:
     threshold: float | None = None
     subject: models.Model | None = None
     alternatives: tuple = ()
+    category: str = ""  # the item's category, where it has one (score metrics)
 
 
 def analysis_create(*, image, text, threshold=None, source, subject=None):
@@ -91,6 +93,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     )
     match = _match_calibration()
     results = {index: _with_match_probability(result, match) for index, result in zip(to_compute, computed)}
+    _scores_observe([(results[index], requests[index].category) for index in to_compute])
     judged = dict(zip(to_compute, judged_images))
 
     analyses = []
@@ -122,7 +125,7 @@ def _with_threshold(request):
     threshold = default_threshold() if request.threshold is None else float(request.threshold)
     return AnalysisRequest(
         image=request.image, text=request.text, threshold=threshold, subject=request.subject,
-        alternatives=tuple(request.alternatives),
+        alternatives=tuple(request.alternatives), category=request.category,
     )
 
 
@@ -201,6 +204,16 @@ def _stored_result(analysis):
     if analysis.match_probability is not None:
         result.update(match_probability=analysis.match_probability, confidence=analysis.confidence)
     return result
+
+
+def _scores_observe(results_and_categories):
+    """The score histogram (drift alerts, docs/adaptation.md), with its category label bounded."""
+    active = adaptation_active()
+    named = set((active.head.categories if active else clip_settings.CATEGORIES)[:metrics.METRIC_CATEGORIES])
+    for result, category in results_and_categories:
+        label = category if category in named else "other" if category else "none"
+        verdict = "mismatch" if result["is_mismatch"] else "match"
+        metrics.SIMILARITY_SCORES.labels(verdict=verdict, category=label).observe(result["similarity_score"])
 
 
 def _match_calibration():

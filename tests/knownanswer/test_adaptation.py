@@ -248,3 +248,38 @@ def test_match_probability_is_calibrated_on_moderators_decisions(capsys):
         print(f"\nmatch_probability on {len(probabilities)} fresh pairs: ECE {ece:.4f}")
     assert ece <= 0.05
     assert verdict_agrees == len(probabilities)  # "high" confidence never backs a verdict the probability contradicts
+
+
+def test_clip_drift_is_quiet_on_the_catalogue_it_was_promoted_on_and_names_what_moved(capsys):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    catalogue(CATALOGUE_SEEDS[:4], colours=domain.COLOURS[:4])
+    for listing in Listing.objects.all():  # texts that describe the photo
+        shape = next(shape for shape, name in TRADE_NAMES.items() if name == listing.category)
+        listing.title = listing.description = domain.caption(shape, listing.title.split()[0], 0)
+        listing.save()
+    call_command("clip_audit", "--no-progress")
+    with pytest.raises(CommandError, match="no active adaptation with a reference: run clip_adapt --apply first"):
+        call_command("clip_drift")
+    call_command("clip_adapt", "--apply", "--no-progress")
+    call_command("clip_drift")
+    assert "No category drifted past the limits." in capsys.readouterr().out
+
+    # A month later the sellers of "hoop" write texts that fit their photos badly.
+    Listing.objects.update(checked_at=timezone.now() - timedelta(days=30))
+    hoops = []
+    for seed in range(9_000_000, 9_000_008):
+        for colour in domain.COLOURS[:4]:
+            data = png(domain.render("ring", colour, seed=seed, size=96))
+            listing = Listing(title=f"a {colour} star", description=f"a {colour} star", category="hoop",
+                              image_sha256=decode_image(data).sha256)
+            listing.image.save("photo.png", ContentFile(data), save=False)
+            listing.save()
+            hoops.append(listing)
+    call_command("clip_audit", "--no-progress")
+    with pytest.raises(CommandError, match=r"Drift past the limits in \d+ figure\(s\): hoop: scores moved: PSI"):
+        call_command("clip_drift", "--days", "7")
+    assert "hoop" in capsys.readouterr().out
+

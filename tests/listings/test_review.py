@@ -359,11 +359,20 @@ def test_the_queue_shows_on_the_admin_index_and_on_metrics(queued, django_captur
     review.review_claim_next(moderator=user)
     with django_capture_on_commit_callbacks(execute=True):
         review.review_decide(listing_id=queued[0].pk, moderator=user, decision="reject", reason_code="duplicate")
+    after_first = Client().get("/metrics").content.decode()
+    review.review_claim_next(moderator=user)
+    with django_capture_on_commit_callbacks(execute=True):  # the machine flagged it; the moderator approves
+        review.review_decide(listing_id=queued[1].pk, moderator=user, decision="approve")
 
     metrics = Client().get("/metrics").content.decode()
 
-    assert re.search(r"^clipcheck_review_queue_size 2\.0$", metrics, re.M)
-    oldest = float(re.search(r"^clipcheck_review_queue_oldest_seconds (\S+)$", metrics, re.M).group(1))
+    overturns = r'^clipcheck_review_overturns_total\{kind="flag_approved",reason_code="none"\} (\S+)$'
+    before = re.search(overturns, after_first, re.M)
+    assert float(re.search(overturns, metrics, re.M).group(1)) == (float(before.group(1)) if before else 0.0) + 1
+    assert re.search(r"^clipcheck_review_queue_size 1\.0$", metrics, re.M)
+    # After the first decision: two waiting, the oldest 20 minutes.
+    assert re.search(r"^clipcheck_review_queue_size 2\.0$", after_first, re.M)
+    oldest = float(re.search(r"^clipcheck_review_queue_oldest_seconds (\S+)$", after_first, re.M).group(1))
     assert 20 * 60 - 5 < oldest < 20 * 60 + 60
     assert re.search(r'^clipcheck_review_decisions_total\{reason_code="duplicate",to_status="rejected"\} [1-9]', metrics, re.M)
 

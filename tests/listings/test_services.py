@@ -219,3 +219,23 @@ def test_flagging_sends_only_mismatches_to_review(make_listing, moderator, split
     assert flagged == 1
     assert Listing.objects.get(pk=mismatching.pk).status == Status.NEEDS_REVIEW
     assert Listing.objects.get(pk=matching.pk).status == Status.APPROVED
+
+
+def test_each_computed_score_is_counted_by_verdict_and_a_bounded_category(make_listing, split_threshold):
+    from prometheus_client import REGISTRY
+
+    def counted(verdict, category):
+        return REGISTRY.get_sample_value(
+            "clipcheck_similarity_score_count", {"verdict": verdict, "category": category}
+        ) or 0.0
+
+    before = {key: counted(*key) for key in (("match", "shoes"), ("mismatch", "other"), ("match", "none"))}
+    services.listings_check(listings=[
+        make_listing(title=MATCHING_TEXT, description=MATCHING_TEXT, category="shoes"),
+        make_listing(title=MISMATCHING_TEXT, description=MISMATCHING_TEXT, category="a category nobody configured"),
+        make_listing(title=MATCHING_TEXT, description=MATCHING_TEXT),
+    ])
+
+    assert counted("match", "shoes") == before[("match", "shoes")] + 2  # title and description
+    assert counted("mismatch", "other") == before[("mismatch", "other")] + 2  # not one of CATEGORIES: "other"
+    assert counted("match", "none") == before[("match", "none")] + 2

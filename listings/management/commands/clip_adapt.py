@@ -17,6 +17,7 @@ from clipcheck.errors import ClipcheckError
 from clipcheck.services import adaptation_learning, adaptations
 from clipcheck.services.thresholds import model_id
 from clipcheck.settings import clip_settings
+from listings.drift import drift_reference
 from listings.labels import adaptation_labels, match_labels
 from listings.management.options import positive_int
 
@@ -57,7 +58,7 @@ class Command(BaseCommand):
         promoted = adaptations.adaptation_promote(
             head=outcome.head, label_digest=self.labels.photos.digest(), labels=self.label_record(outcome),
             metrics={**outcome.figures, "fit": outcome.choice.__dict__, "match": outcome.match_figures},
-            created_by=by or _user(),
+            created_by=by or _user(), reference=drift_reference(),
         )
         self.stdout.write(self.style.SUCCESS(
             f"Promoted adaptation v{promoted.version} of {promoted.model}: serving processes use it within "
