@@ -94,6 +94,9 @@ class CategoryHead:
             class_weights=self.class_weights, class_bias=self.class_bias, bias=self.bias,
             scalars=np.array([self.alpha, self.logit_scale, self.temperature]),
             match=np.array([self.match.slope, self.match.intercept] if self.match else [], dtype=np.float64),
+            match_categories=np.array(list(self.match.category_curves) if self.match else [], dtype=str),
+            match_curves=np.array(list(self.match.category_curves.values()) if self.match else [],
+                                  dtype=np.float64).reshape(-1, 2),
         )
         return buffer.getvalue()
 
@@ -104,11 +107,15 @@ class CategoryHead:
         with np.load(io.BytesIO(bytes(data)), allow_pickle=False) as stored:
             alpha, logit_scale, temperature = (float(value) for value in stored["scalars"])
             match = stored["match"] if "match" in stored.files else np.zeros(0)
+            curves = {str(name): [float(value) for value in curve]
+                      for name, curve in zip(stored["match_categories"], stored["match_curves"])} \
+                if "match_curves" in stored.files else {}
             return cls(
                 categories=[str(name) for name in stored["categories"]], text_weights=stored["text_weights"],
                 class_weights=stored["class_weights"], class_bias=stored["class_bias"], alpha=alpha,
                 logit_scale=logit_scale, temperature=temperature, bias=stored["bias"],
-                match=MatchCalibration(slope=float(match[0]), intercept=float(match[1])) if len(match) else None,
+                match=MatchCalibration(slope=float(match[0]), intercept=float(match[1]), category_curves=curves)
+                if len(match) else None,
             )
 
 
@@ -443,24 +450,27 @@ MIN_MATCH_LABELS_PER_CLASS = 20
 
 @dataclass(frozen=True)
 class MatchCalibration:
-    """``P(the text describes the photo | similarity score) = sigmoid(slope * score + intercept)``."""
+    """``P(the text describes the photo | score) = sigmoid(slope * score + intercept)``: the shared
+    curve, or a category's own (``category_curves``: {category: [slope, intercept]}) where it had
+    enough labels of its own. Texts of categories sit on different scales (a colour alone scores
+    lower than a full caption), so one curve for all can be miscalibrated for each."""
 
     slope: float
     intercept: float
+    category_curves: dict = field(default_factory=dict)
 
-    def probability(self, score):
-        exponent = max(min(self.slope * float(score) + self.intercept, 60.0), -60.0)
-        return 1.0 / (1.0 + np.exp(-exponent))
+    def probability(self, score, category=""):
+        slope, intercept = self.category_curves.get(category, (self.slope, self.intercept))
+        exponent = slope * float(score) + intercept
+        return 1.0 / (1.0 + np.exp(-max(min(exponent, 60.0), -60.0)))
 
     def as_dict(self):
-        return {"slope": self.slope, "intercept": self.intercept}
+        return {"slope": self.slope, "intercept": self.intercept, "category_curves": self.category_curves}
 
 
-def match_calibration_fit(scores, matches):
-    """Platt scaling of similarity scores on moderators' match (approved) / mismatch (rejected) labels."""
+def _platt(scores, matches):
+    """``(slope, intercept)`` of a logistic fit of ``matches`` on ``scores``."""
     from scipy.optimize import minimize
-
-    scores, matches = np.asarray(scores, dtype=np.float64), np.asarray(matches, dtype=np.float64)
 
     def loss(theta):
         probabilities = 1.0 / (1.0 + np.exp(-np.clip(theta[0] * scores + theta[1], -60, 60)))
@@ -470,7 +480,22 @@ def match_calibration_fit(scores, matches):
         return value, np.array([np.mean(residual * scores), np.mean(residual)])
 
     found = minimize(loss, np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
-    return MatchCalibration(slope=float(found.x[0]), intercept=float(found.x[1]))
+    return float(found.x[0]), float(found.x[1])
+
+
+def match_calibration_fit(scores, matches, categories=None):
+    """Platt scaling of similarity scores on moderators' match (approved) / mismatch (rejected)
+    labels: one shared curve, and its own for each category holding ``MIN_MATCH_LABELS_PER_CLASS``
+    labels of each class."""
+    scores, matches = np.asarray(scores, dtype=np.float64), np.asarray(matches, dtype=np.float64)
+    slope, intercept = _platt(scores, matches)
+    curves = {}
+    categories = np.asarray(categories if categories is not None else [""] * len(scores), dtype=object)
+    for category in sorted({str(value) for value in categories if value}):
+        own = categories == category
+        if min(matches[own].sum(), (1 - matches[own]).sum()) >= MIN_MATCH_LABELS_PER_CLASS:
+            curves[category] = [round(value, 6) for value in _platt(scores[own], matches[own])]
+    return MatchCalibration(slope=slope, intercept=intercept, category_curves=curves)
 
 
 def match_figures(probabilities, matches, *, rounds=BOOTSTRAP_ROUNDS, seed=0):

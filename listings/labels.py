@@ -159,5 +159,5 @@ def match_labels():
     return MatchLabels(
         keys=[label.listing_id for label in labels], scores=np.array([label.score for label in labels]),
         matches=np.array([label.is_match for label in labels], dtype=bool),
-        sampled=sum(1 for label in labels if label.sampled),
+        categories=[label.category or "" for label in labels], sampled=sum(1 for label in labels if label.sampled),
     )

@@ -55,6 +55,7 @@ class MatchLabels:
     keys: list
     scores: np.ndarray
     matches: np.ndarray
+    categories: list = None  # each label's listing category ("" for none)
     sampled: int = 0  # how many come from the random review sample of machine approvals
 
 
@@ -117,8 +118,11 @@ def _match_learn(outcome, labels):
         )
         return
     held_out = stratified_held_out(labels.keys, labels.matches, salt="match held-out")
-    calibration = match_calibration_fit(labels.scores[~held_out], labels.matches[~held_out])
-    probabilities = [calibration.probability(score) for score in labels.scores[held_out]]
+    categories = np.asarray(labels.categories or [""] * len(labels.keys), dtype=object)
+    calibration = match_calibration_fit(labels.scores[~held_out], labels.matches[~held_out], categories[~held_out])
+    probabilities = [
+        calibration.probability(score, category) for score, category in zip(labels.scores[held_out], categories[held_out])
+    ]
     outcome.head.match = calibration
     outcome.match_figures = {**match_figures(probabilities, labels.matches[held_out]), **calibration.as_dict()}
 

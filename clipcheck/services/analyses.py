@@ -92,7 +92,10 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
         known=image_vectors, top_k=looks_like_top_k,
     )
     match = _match_calibration()
-    results = {index: _with_match_probability(result, match) for index, result in zip(to_compute, computed)}
+    results = {
+        index: _with_match_probability(result, match, requests[index].category)
+        for index, result in zip(to_compute, computed)
+    }
     _scores_observe([(results[index], requests[index].category) for index in to_compute])
     judged = dict(zip(to_compute, judged_images))
 
@@ -221,11 +224,12 @@ def _match_calibration():
     return None if active is None else active.head.match
 
 
-def _with_match_probability(result, match):
-    """``result`` with ``match_probability`` and the ``confidence`` it implies, under a match calibration."""
+def _with_match_probability(result, match, category=""):
+    """``result`` with ``match_probability`` (the category's curve where it has one) and the
+    ``confidence`` it implies, under a match calibration."""
     if match is None:
         return result
-    probability = round(float(match.probability(result["similarity_score"])), 4)
+    probability = round(float(match.probability(result["similarity_score"], category)), 4)
     return {
         **result, "match_probability": probability,
         "confidence": scoring.confidence_from_probability(probability, result["is_mismatch"]),

@@ -155,3 +155,40 @@ class TestServingState:
         assert adaptations.adaptation_active() is None
         time.sleep(0.35)
         assert adaptations.adaptation_active().version == 1
+
+
+class TestMatchCalibration:
+    def labels(self, seed=0, per_category=200):
+        """"toys" match near 0.8 and mismatch near 0.6; "paint" (texts of a colour alone) near 0.5 and 0.3."""
+        rng = np.random.default_rng(seed)
+        scores, matches, categories = [], [], []
+        for category, (match_centre, mismatch_centre) in {"toys": (0.8, 0.6), "paint": (0.5, 0.3)}.items():
+            for is_match, centre in ((True, match_centre), (False, mismatch_centre)):
+                scores += list(rng.normal(centre, 0.06, per_category))
+                matches += [is_match] * per_category
+                categories += [category] * per_category
+        return np.array(scores), np.array(matches), np.array(categories, dtype=object)
+
+    def test_each_category_with_enough_labels_gets_its_own_curve(self):
+        scores, matches, categories = self.labels()
+        calibration = adaptation.match_calibration_fit(scores, matches, categories)
+        shared = adaptation.match_calibration_fit(scores, matches)
+        fresh_scores, fresh_matches, fresh_categories = self.labels(seed=1)
+        for category in ("toys", "paint"):
+            own = fresh_categories == category
+            with_offsets = [calibration.probability(score, category) for score in fresh_scores[own]]
+            without = [shared.probability(score) for score in fresh_scores[own]]
+            assert adaptation.expected_calibration_error(np.array(with_offsets), fresh_matches[own]) < 0.05
+            assert adaptation.expected_calibration_error(np.array(without), fresh_matches[own]) > 0.1
+        assert set(calibration.category_curves) == {"toys", "paint"} and shared.category_curves == {}
+
+    def test_a_category_with_few_labels_uses_the_shared_curve_and_the_head_keeps_it(self):
+        scores, matches, categories = self.labels(per_category=10)
+        calibration = adaptation.match_calibration_fit(scores, matches, categories)
+        assert calibration.category_curves == {}
+        head = CategoryHead(categories=["a", "b"], text_weights=np.eye(2), class_weights=np.eye(2),
+                            class_bias=np.zeros(2), alpha=0.5, logit_scale=10.0,
+                            match=adaptation.MatchCalibration(slope=9.0, intercept=-5.0, category_curves={"toys": [9.0, -3.5]}))
+        restored = CategoryHead.from_bytes(head.to_bytes())
+        assert restored.match == head.match
+        assert restored.match.probability(0.5, "toys") > restored.match.probability(0.5, "paint")

@@ -108,8 +108,11 @@ class Command(BaseCommand):
         if figures is None:
             self.stdout.write(f"  {outcome.match_note}.")
             return
+        curves = figures["category_curves"]
         self.stdout.write(
-            f"  fitted: sigmoid({figures['slope']:.3f} x score + {figures['intercept']:.3f}); on {figures['pairs']} "
+            f"  fitted: sigmoid({figures['slope']:.3f} x score + {figures['intercept']:.3f}"
+            + (f"; {len(curves)} categories with a curve of their own" if curves else "")
+            + f"); on {figures['pairs']} "
             f"held-out labels ECE {figures['ece']:.4f} (95 % CI {_span(figures['ece_interval'])}), Brier "
             f"{figures['brier']:.4f} (95 % CI {_span(figures['brier_interval'])})."
         )
