@@ -66,11 +66,6 @@ def adaptation_active_row(*, model=None):
     return selectors.adaptation_active_get(model=model or model_id())
 
 
-def adaptation_version(*, model=None):
-    active = adaptation_active(model=model)
-    return None if active is None else active.version
-
-
 def adaptation_summary():
     """The active adaptation in a few fields for health; None without one, or when the
     database cannot be read (health answers without the database)."""

@@ -17,7 +17,7 @@ from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.hashes import text_hash
 from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
-from clipcheck.services.adaptations import adaptation_active, adaptation_version
+from clipcheck.services.adaptations import adaptation_active
 from clipcheck.services.classification import images_classify
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import default_threshold, model_id
@@ -77,7 +77,8 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     model = model_id()
     requests = [_with_threshold(request) for request in requests]
     started = time.monotonic()
-    adaptation = adaptation_version()
+    active = adaptation_active()  # read once: the version recorded is the one that judged
+    adaptation = None if active is None else active.version
     rules = verdicts.rules_key(adaptation_version=adaptation)
     text_hashes = [text_hash(request.text) for request in requests]
     keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
@@ -91,12 +92,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
         requests=[requests[index] for index in to_compute], model=model, store_embeddings=store_embeddings,
         known=image_vectors, top_k=looks_like_top_k,
     )
-    match = _match_calibration()
-    results = {
-        index: _with_match_probability(result, match, requests[index].category)
-        for index, result in zip(to_compute, computed)
-    }
-    _scores_observe([(results[index], requests[index].category) for index in to_compute])
+    results = _adapted_results(dict(zip(to_compute, computed)), requests=requests, active=active)
     judged = dict(zip(to_compute, judged_images))
 
     analyses = []
@@ -209,19 +205,21 @@ def _stored_result(analysis):
     return result
 
 
-def _scores_observe(results_and_categories):
+def _adapted_results(results, *, requests, active):
+    """``{index: result}`` with the adaptation's match probability, each score counted for drift."""
+    match = None if active is None else active.head.match
+    adapted = {index: _with_match_probability(result, match, requests[index].category) for index, result in results.items()}
+    _scores_observe([(result, requests[index].category) for index, result in adapted.items()], active=active)
+    return adapted
+
+
+def _scores_observe(results_and_categories, *, active):
     """The score histogram (drift alerts, docs/adaptation.md), with its category label bounded."""
-    active = adaptation_active()
     named = set((active.head.categories if active else clip_settings.CATEGORIES)[:metrics.METRIC_CATEGORIES])
     for result, category in results_and_categories:
         label = category if category in named else "other" if category else "none"
         verdict = "mismatch" if result["is_mismatch"] else "match"
         metrics.SIMILARITY_SCORES.labels(verdict=verdict, category=label).observe(result["similarity_score"])
-
-
-def _match_calibration():
-    active = adaptation_active()
-    return None if active is None else active.head.match
 
 
 def _with_match_probability(result, match, category=""):
