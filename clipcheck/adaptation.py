@@ -270,8 +270,8 @@ class HeldOut:
     against: np.ndarray
 
     def pairs(self):
-        """Labelled (score, applies) pairs: every category of a photo with a known category,
-        the rejected category of the others."""
+        """Labelled (score, applies, category column) triples: every category of a photo with a
+        known category, the rejected category of the others."""
         rows = self.truth >= 0
         applies = np.zeros(self.scores.shape, dtype=bool)
         applies[np.flatnonzero(rows), self.truth[rows]] = True
@@ -279,7 +279,8 @@ class HeldOut:
         known[rows] = True
         negatives = np.flatnonzero(~rows & (self.against >= 0))
         known[negatives, self.against[negatives]] = True
-        return self.scores[known], applies[known]
+        columns = np.broadcast_to(np.arange(self.scores.shape[1]), self.scores.shape)
+        return self.scores[known], applies[known], columns[known]
 
 
 def figures(held_out):
@@ -287,7 +288,7 @@ def figures(held_out):
     rows = held_out.truth >= 0
     predicted = held_out.scores[rows].argmax(axis=1)
     truth = held_out.truth[rows]
-    scores, applies = held_out.pairs()
+    scores, applies, _ = held_out.pairs()
     return {
         "accuracy": float(np.mean(predicted == truth)) if len(truth) else float("nan"),
         "macro_f1": macro_f1(truth, predicted, held_out.scores.shape[1]),
@@ -331,64 +332,66 @@ def expected_calibration_error(scores, applies, bins=ECE_BINS):
     return float(error)
 
 
-def category_recalls(held_out, categories):
-    """``{category: (right, of)}`` over the held-out photos of each category."""
+def category_figures(held_out, categories):
+    """Per category: ``accuracy`` (its photos whose top category is right), ``f1`` of the top
+    category, ``auroc`` and ``ece`` of its column's labelled pairs, and how many photos it has."""
     rows = held_out.truth >= 0
     predicted, truth = held_out.scores[rows].argmax(axis=1), held_out.truth[rows]
-    return {
-        category: (int(np.sum((truth == k) & (predicted == k))), int(np.sum(truth == k)))
-        for k, category in enumerate(categories)
-    }
+    scores, applies, columns = held_out.pairs()
+    table = {}
+    for k, category in enumerate(categories):
+        of, chosen = int(np.sum(truth == k)), int(np.sum(predicted == k))
+        right = int(np.sum((truth == k) & (predicted == k)))
+        own = columns == k
+        table[category] = {
+            "held_out": of, "accuracy": right / of if of else float("nan"),
+            "f1": 2 * right / (of + chosen) if of + chosen else float("nan"),
+            "auroc": auroc(scores[own], applies[own]), "ece": expected_calibration_error(scores[own], applies[own]),
+        }
+    return table
+
+
+CATEGORY_METRICS = ("accuracy", "f1", "auroc", "ece")
 
 
 def held_out_figures(before, after, *, categories, rounds=BOOTSTRAP_ROUNDS, seed=0):
     """Before and after figures with paired bootstrap 95 % intervals (resampling photos).
 
     ``before`` and ``after`` are ``HeldOut`` of the same photos. Returns
-    ``{"overall": {metric: {"before", "after", "difference", "before_interval",
-    "after_interval", "difference_interval"}}, "categories": {category: {...recall...}}}``.
+    ``{"overall": {metric: row}, "categories": {category: {"held_out": n, metric: row}}}``, each
+    row ``{"before", "after", "difference", "before_interval", "after_interval", "difference_interval"}``.
     """
     rng = np.random.default_rng(seed)
     count = len(before.truth)
     samples = {"before": [], "after": []}
-    recall_samples = {"before": [], "after": []}
     for _ in range(rounds):
         pick = rng.integers(0, count, count)
         for name, held_out in (("before", before), ("after", after)):
             resampled = HeldOut(held_out.scores[pick], held_out.truth[pick], held_out.against[pick])
-            samples[name].append(figures(resampled))
-            recall_samples[name].append(category_recalls(resampled, categories))
-    overall = {}
-    point_before, point_after = figures(before), figures(after)
-    for metric in point_before:
-        low_high = {name: [sample[metric] for sample in samples[name]] for name in samples}
-        differences = np.array(low_high["after"]) - np.array(low_high["before"])
-        overall[metric] = {
-            "before": _rounded(point_before[metric]), "after": _rounded(point_after[metric]),
-            "difference": _rounded(point_after[metric] - point_before[metric]),
-            "before_interval": _interval(low_high["before"]), "after_interval": _interval(low_high["after"]),
-            "difference_interval": _interval(differences),
+            samples[name].append((figures(resampled), category_figures(resampled, categories)))
+    points = {name: (figures(held_out), category_figures(held_out, categories))
+              for name, held_out in (("before", before), ("after", after))}
+
+    def row(read):
+        values = {name: [read(sample) for sample in samples[name]] for name in samples}
+        point_before, point_after = read(points["before"]), read(points["after"])
+        return {
+            "before": _rounded(point_before), "after": _rounded(point_after),
+            "difference": _rounded(point_after - point_before),
+            "before_interval": _interval(values["before"]), "after_interval": _interval(values["after"]),
+            "difference_interval": _interval(np.array(values["after"]) - np.array(values["before"])),
         }
-    per_category = {}
-    recalls_before, recalls_after = category_recalls(before, categories), category_recalls(after, categories)
-    for category in categories:
-        right_before, of = recalls_before[category]
-        right_after, _ = recalls_after[category]
-        differences = [
-            _recall(sample_after[category]) - _recall(sample_before[category])
-            for sample_before, sample_after in zip(recall_samples["before"], recall_samples["after"])
-        ]
-        per_category[category] = {
-            "held_out": of, "before": _rounded(right_before / of if of else float("nan")),
-            "after": _rounded(right_after / of if of else float("nan")),
-            "difference_interval": _interval(differences),
+
+    overall = {metric: row(lambda sample, metric=metric: sample[0][metric]) for metric in points["before"][0]}
+    per_category = {
+        category: {
+            "held_out": points["before"][1][category]["held_out"],
+            **{metric: row(lambda sample, category=category, metric=metric: sample[1][category][metric])
+               for metric in CATEGORY_METRICS},
         }
+        for category in categories
+    }
     return {"overall": overall, "categories": per_category}
-
-
-def _recall(pair):
-    right, of = pair
-    return right / of if of else float("nan")
 
 
 def _interval(values):
@@ -432,11 +435,12 @@ def promotion_decision(figures_table):
     if not (ranks_better or calibrates_better):
         return False, f"no proven improvement: {summary} (95 % intervals)"
     for category, row in figures_table["categories"].items():
-        high = row["difference_interval"][1]
+        accuracy_row = row["accuracy"]
+        high = accuracy_row["difference_interval"][1]
         if row["held_out"] >= MIN_CATEGORY_HELD_OUT and high is not None and high < 0:
             return False, (
-                f"category {category!r} gets worse: recall {row['before']} -> {row['after']} on {row['held_out']} "
-                f"held-out photos (95 % interval of the difference {row['difference_interval']})"
+                f"category {category!r} gets worse: accuracy {accuracy_row['before']} -> {accuracy_row['after']} on "
+                f"{row['held_out']} held-out photos (95 % interval of the difference {accuracy_row['difference_interval']})"
             )
     return True, f"{'better ranking' if ranks_better else 'better calibration'}: {summary} (95 % intervals)"
 

@@ -56,8 +56,9 @@ class TestFigures:
 
     def test_a_wrong_category_rejection_is_a_negative_pair_only(self):
         held_out = HeldOut(scores=np.array([[0.9, 0.1], [0.7, 0.3]]), truth=np.array([0, -1]), against=np.array([-1, 0]))
-        scores, applies = held_out.pairs()
+        scores, applies, columns = held_out.pairs()
         assert scores.tolist() == [0.9, 0.1, 0.7] and applies.tolist() == [True, False, False]
+        assert columns.tolist() == [0, 1, 0]
         assert adaptation.figures(held_out)["accuracy"] == 1.0  # judged on the photo with a known category
 
 
@@ -192,3 +193,19 @@ class TestMatchCalibration:
         restored = CategoryHead.from_bytes(head.to_bytes())
         assert restored.match == head.match
         assert restored.match.probability(0.5, "toys") > restored.match.probability(0.5, "paint")
+
+
+def test_each_category_gets_accuracy_f1_auroc_and_ece_with_intervals():
+    truth = np.arange(80) % 2
+    before = np.where(np.arange(80)[:, None] % 4 == 0, [[0.4, 0.6]], [[0.6, 0.4]])  # a: always first
+    after = np.eye(2)[truth] * 0.8 + 0.1
+    against = -np.ones(80, dtype=int)
+    table = adaptation.held_out_figures(HeldOut(before, truth, against), HeldOut(after, truth, against),
+                                        categories=["a", "b"], rounds=50)
+    row = table["categories"]["b"]
+    assert row["held_out"] == 40
+    assert (row["accuracy"]["before"], row["accuracy"]["after"]) == (0.0, 1.0)
+    assert row["f1"]["after"] == 1.0 and row["auroc"]["after"] == 1.0
+    assert row["ece"]["after"] == pytest.approx(0.1, abs=1e-6)
+    low, high = row["accuracy"]["difference_interval"]
+    assert low == high == 1.0

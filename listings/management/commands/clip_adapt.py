@@ -154,11 +154,19 @@ class Command(BaseCommand):
                 f"  {metric:<10} {_figure(row['before']):>8} {_span(row['before_interval']):>17} "
                 f"{_figure(row['after']):>8} {_span(row['after_interval']):>17} {_span(row['difference_interval']):>17}"
             )
-        self.stdout.write(f"Per category (recall of the top category; compared from {MIN_CATEGORY_HELD_OUT} held-out):")
+        self.stdout.write(
+            f"Per category (accuracy: its photos whose top category is right; the gate compares those with "
+            f"{MIN_CATEGORY_HELD_OUT} held out):"
+        )
+        self.stdout.write(f"  {'':<24} {'held out':>8} {'accuracy before -> after':>26} {'difference CI':>17} "
+                          f"{'F1':>15} {'AUROC':>15} {'ECE':>15}")
         for category, row in outcome.figures["categories"].items():
+            accuracy = row["accuracy"]
+            others = " ".join(f"{_figure(row[metric]['before']):>7}>{_figure(row[metric]['after']):<7}"
+                              for metric in ("f1", "auroc", "ece"))
             self.stdout.write(
-                f"  {category:<24} {row['held_out']:>5} held out  {_figure(row['before']):>7} -> {_figure(row['after']):<7}"
-                f" difference CI {_span(row['difference_interval'])}"
+                f"  {category:<24} {row['held_out']:>8} {_figure(accuracy['before']):>12} -> {_figure(accuracy['after']):<10}"
+                f" {_span(accuracy['difference_interval']):>17} {others}"
             )
         verdict = "passes" if outcome.promote else "fails"
         self.stdout.write(f"Gate: {verdict}: {outcome.reason}.")
