@@ -1,6 +1,7 @@
 """Input validation of the /clip/* endpoints."""
 
 import math
+import unicodedata
 
 from django.conf import settings
 from django.core.validators import RegexValidator
@@ -107,7 +108,10 @@ class CategoriesField(serializers.CharField):
         # CharField's validators (no NUL, no lone surrogates) must see the
         # string: run_validators below only gets the parsed list.
         super().run_validators(value)
-        categories = list(dict.fromkeys(part.strip() for part in value.split(",") if part.strip()))
+        # One spelling per category: "café" typed composed (NFC) or decomposed (NFD) is one category.
+        categories = list(dict.fromkeys(
+            unicodedata.normalize("NFC", part.strip()) for part in value.split(",") if part.strip()
+        ))
         if not categories:
             raise serializers.ValidationError("Give at least one category.", code="empty")
         if len(categories) > clip_settings.MAX_CATEGORIES:

@@ -5,7 +5,6 @@ Who may call each endpoint and how often is the ``access_scope`` policy in
 throttle classes, ``clipcheck.access``).
 """
 
-from pathlib import Path, PurePath
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -17,7 +16,7 @@ from clipcheck.services.analyses import analysis_create
 from clipcheck.services.batch import batch_analyze
 from clipcheck.services.classification import image_classify
 from clipcheck.services.embeddings import embeddings_compute
-from clipcheck.services.thresholds import default_threshold
+from clipcheck.services.thresholds import default_threshold, model_shown
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
 from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
@@ -94,7 +93,9 @@ class EmbedView(APIView):
         serializer = EmbedInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        return Response(embeddings_compute(texts=data.get("text", []), images=data.get("file", [])))
+        body = embeddings_compute(texts=data.get("text", []), images=data.get("file", []))
+        # A local checkpoint's path is the server's business: staff see it, others its name.
+        return Response({**body, "model": model_shown(body["model"], staff=bool(request.user and request.user.is_staff))})
 
 
 class CategoriesView(APIView):
@@ -145,7 +146,7 @@ class HealthView(APIView):
             "service": SERVICE_NAME,
             "model_loaded": status["model_loaded"],
             "device": status["device"],
-            "model": status["model"] if staff else public_model_name(status["model"]),
+            "model": model_shown(status["model"], staff=staff),
             "dtype": status["dtype"],
             "runtime": status["runtime"],
             "precision": status["precision"],
@@ -155,9 +156,3 @@ class HealthView(APIView):
             body.update(error_body("model_unavailable", status["message"], status["reason"] if staff else None))
             return Response(body, status=503)
         return Response(body)
-
-
-def public_model_name(model):
-    """A hub id as it is; a local checkpoint by its directory's name only."""
-    path = PurePath(model)
-    return path.name if path.is_absolute() or model.startswith(".") or Path(model).is_dir() else model

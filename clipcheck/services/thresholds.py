@@ -8,6 +8,7 @@ them on every request.
 
 import threading
 import time
+from pathlib import Path, PurePath
 
 from django.core.signals import setting_changed
 from django.db import transaction
@@ -24,6 +25,16 @@ def model_id():
     served without loading the model.
     """
     return str(clip_settings.MODEL)
+
+
+def model_shown(model=None, *, staff):
+    """The model as an answer names it: staff see ``model`` (the current one by default) as set; everyone else a
+    hub id as it is and a local checkpoint by its directory's name only (its path is the server's business)."""
+    model = model_id() if model is None else model
+    if staff:
+        return model
+    path = PurePath(model)
+    return path.name if path.is_absolute() or model.startswith(".") or Path(model).is_dir() else model
 
 
 # {(model, kind, category): (threshold or None, expires)}

@@ -8,7 +8,7 @@ from rest_framework.views import APIView
 
 from clipcheck.api.schema import BODY_ERRORS, error_responses, multipart
 from listings import services
-from clipcheck.services.thresholds import model_id
+from clipcheck.services.thresholds import model_shown
 from clipcheck.settings import clip_settings
 from listings.api import schema  # noqa: F401  (registers the schema extensions)
 from listings.similarity import listings_search
@@ -72,4 +72,4 @@ class SearchView(APIView):
             text=data.get("text"), image=data.get("file"), k=data.get("k") or clip_settings.SEARCH_DEFAULT_K,
             statuses=data.get("status"), category=data.get("category"),
         )
-        return Response(search_output(hits=hits, model=model_id()))
+        return Response(search_output(hits=hits, model=model_shown(staff=bool(request.user and request.user.is_staff))))

@@ -350,3 +350,13 @@ def test_cors_allows_only_configured_origins(api_client, settings):
     other = api_client.get("/clip/categories", HTTP_ORIGIN="https://evil.example")
     assert allowed["Access-Control-Allow-Origin"] == "https://shop.example"
     assert "Access-Control-Allow-Origin" not in other
+
+
+def test_a_category_spelt_composed_or_decomposed_is_one_category(api_client, png_bytes):
+    composed, decomposed = "caf\u00e9 table", "cafe\u0301 table"
+    response = api_client.post(
+        "/clip/classify", {"file": SimpleUploadedFile("a.png", png_bytes, content_type="image/png"),
+                           "categories": f"{composed},{decomposed},shoes"}, format="multipart",
+    )
+    assert response.status_code == 200
+    assert sorted(match["category"] for match in response.json()["top_matches"]) == [composed, "shoes"]
