@@ -4,7 +4,7 @@
 stored embeddings (512 floats packed as ``ImageEmbedding`` rows are)
 unpacked, a head fitted on the training split (the full grid of blends and
 shrinkages, calibration on out-of-fold predictions) and judged on the
-held-out split with its 400 bootstrap resamples. The embeddings are drawn
+held-out split with its 400 bootstrap resamples (overall and per category). The embeddings are drawn
 around 50 centres with prompts that point beside them, so the blend and
 the gate have real work. Target: at most 5 minutes on 2 cores (docs/adaptation.md).
 The baseline measured beside it: the same photos scored by the zero-shot
