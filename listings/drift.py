@@ -32,26 +32,39 @@ def category_windows(*, model, since=None):
     )
     if since is not None:
         listings, decisions = listings.filter(checked_at__gte=since), decisions.filter(decided_at__gte=since)
+    hashes = _scores_add(windows, listings)
+    _decisions_add(windows, decisions)
+    _embeddings_add(windows, hashes, model=model)
+    return dict(windows)
+
+
+def _scores_add(windows, listings):
+    """Each listing's weaker text score (it decides the flag) into its category; ``{sha256: [category, ...]}``."""
     hashes = {}
     rows = listings.values_list("category", "title_score", "description_score", "image_sha256")
     for category, title_score, description_score, sha256 in rows.iterator(chunk_size=EMBEDDING_CHUNK):
         scores = [score for score in (title_score, description_score) if score is not None]
         if scores:
-            windows[category].scores.append(min(scores))  # the weaker text decides the flag
+            windows[category].scores.append(min(scores))
         if sha256:
             hashes.setdefault(sha256, []).append(category)
-    for category, from_status, to_status, sampled in decisions.values_list(
-        "category", "from_status", "to_status", "sampled"
-    ).iterator(chunk_size=EMBEDDING_CHUNK):
+    return hashes
+
+
+def _decisions_add(windows, decisions):
+    rows = decisions.values_list("category", "from_status", "to_status", "sampled")
+    for category, from_status, to_status, sampled in rows.iterator(chunk_size=EMBEDDING_CHUNK):
         windows[category].decisions += 1
         windows[category].overturns += decision_overturns(from_status=from_status, to_status=to_status, sampled=sampled)
+
+
+def _embeddings_add(windows, hashes, *, model):
     keys = list(hashes)
     for start in range(0, len(keys), EMBEDDING_CHUNK):
-        for sha256, vector in clip_selectors.image_embeddings_get(hashes=keys[start:start + EMBEDDING_CHUNK],
-                                                                  model=model).items():
+        stored = clip_selectors.image_embeddings_get(hashes=keys[start:start + EMBEDDING_CHUNK], model=model)
+        for sha256, vector in stored.items():
             for category in hashes[sha256]:
                 windows[category].add_embedding(vector)
-    return dict(windows)
 
 
 def drift_reference():

@@ -107,24 +107,38 @@ def adaptation_labels(*, batch_size=32, progress=None):
     decisions = latest_decisions()
     listings = list(catalogue_listings().only("pk", "category", "image", "image_sha256"))
     provenance = {listing.pk: label_provenance(decisions.get(listing.pk)) for listing in listings}
-    learnt = Counter(listing.category for listing in listings if provenance[listing.pk] != "wrong_category")
-    categories = sorted(category for category, count in learnt.items() if count >= MIN_PHOTOS_PER_CATEGORY)
-    too_few = {category: count for category, count in learnt.items() if count < MIN_PHOTOS_PER_CATEGORY}
+    categories, too_few = _learnable_categories(listings, provenance)
     listings = [listing for listing in listings if listing.category in categories]
     labels = AdaptationLabels(photos=None, provenance=Counter(provenance[listing.pk] for listing in listings),
                               too_few=too_few)
     vectors = _listing_embeddings(listings, model=model, batch_size=batch_size, labels=labels, progress=progress)
-    kept = [listing for listing in listings if listing.pk in vectors]
-    index = {category: number for number, category in enumerate(categories)}
-    against = [provenance[listing.pk] == "wrong_category" for listing in kept]
-    labels.photos = LabelledPhotos(
-        keys=[listing.pk for listing in kept],
-        embeddings=np.stack([vectors[listing.pk] for listing in kept]) if kept else np.zeros((0, 1)),
-        categories=categories,
-        truth=np.array([-1 if wrong else index[listing.category] for listing, wrong in zip(kept, against)], dtype=int),
-        against=np.array([index[listing.category] if wrong else -1 for listing, wrong in zip(kept, against)], dtype=int),
+    labels.photos = _labelled_photos(
+        [listing for listing in listings if listing.pk in vectors], vectors=vectors, categories=categories,
+        provenance=provenance,
     )
     return labels
+
+
+def _learnable_categories(listings, provenance):
+    """``(categories with MIN_PHOTOS_PER_CATEGORY labelled photos, {category: photos} of the others)``."""
+    learnt = Counter(listing.category for listing in listings if provenance[listing.pk] != "wrong_category")
+    categories = sorted(category for category, count in learnt.items() if count >= MIN_PHOTOS_PER_CATEGORY)
+    return categories, {category: count for category, count in learnt.items() if count < MIN_PHOTOS_PER_CATEGORY}
+
+
+def _labelled_photos(listings, *, vectors, categories, provenance):
+    """The ``LabelledPhotos`` of ``listings``: a wrong_category rejection is known only *against* its category."""
+    index = {category: number for number, category in enumerate(categories)}
+    truth, against = [], []
+    for listing in listings:
+        wrong = provenance[listing.pk] == "wrong_category"
+        truth.append(-1 if wrong else index[listing.category])
+        against.append(index[listing.category] if wrong else -1)
+    return LabelledPhotos(
+        keys=[listing.pk for listing in listings],
+        embeddings=np.stack([vectors[listing.pk] for listing in listings]) if listings else np.zeros((0, 1)),
+        categories=categories, truth=np.array(truth, dtype=int), against=np.array(against, dtype=int),
+    )
 
 
 def _listing_embeddings(listings, *, model, batch_size, labels, progress):
@@ -152,12 +166,13 @@ TEXT_MISMATCH_REASONS = ("misleading_description", "wrong_photo")
 def match_labels():
     """Moderators' text-photo verdicts for the current model: approved = the texts describe the
     photo, rejected as ``misleading_description`` or ``wrong_photo`` = they do not."""
-    labels = [
-        label for label in moderation_labels(model=model_id())
-        if label.is_match or label.reason_code in TEXT_MISMATCH_REASONS
-    ]
+    labels = [label for label in moderation_labels(model=model_id()) if _says_something_of_the_text(label)]
     return MatchLabels(
         keys=[label.listing_id for label in labels], scores=np.array([label.score for label in labels]),
         matches=np.array([label.is_match for label in labels], dtype=bool),
-        categories=[label.category or "" for label in labels], sampled=sum(1 for label in labels if label.sampled),
+        categories=[label.category or "" for label in labels], sampled=sum(label.sampled for label in labels),
     )
+
+
+def _says_something_of_the_text(label):
+    return label.is_match or label.reason_code in TEXT_MISMATCH_REASONS

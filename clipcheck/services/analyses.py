@@ -97,12 +97,10 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
 
     analyses = []
     for index, request in enumerate(requests):
-        if index in results:
-            result, cached, analysis_device, duration_ms = results[index], False, device, compute_ms
-        else:
-            source_analysis = earlier[keys[index]]
-            result, cached = _stored_result(source_analysis), True
-            analysis_device, duration_ms = source_analysis.device, lookup_ms / len(requests)
+        result, cached, analysis_device, duration_ms = (
+            (results[index], False, device, compute_ms) if index in results
+            else _earlier_result(earlier[keys[index]], share_ms=lookup_ms / len(requests))
+        )
         analyses.append(analysis_build(
             image_sha256=judged.get(index, request.image).sha256,
             text=request.text,
@@ -192,6 +190,11 @@ def reasons_add_looks_like_many(reasons_lists, *, image_vectors, top_k=2):
         vectors.append(image_vector)
     for mismatch, matches in zip(mismatches, images_classify(image_embeddings=vectors, top_k=top_k)):
         mismatch["photo_looks_like"] = verdicts.looks_like(matches, top_k=top_k)
+
+
+def _earlier_result(analysis, *, share_ms):
+    """``(result, cached, device, duration_ms)`` of a pair answered from an earlier analysis."""
+    return _stored_result(analysis), True, analysis.device, share_ms
 
 
 def _stored_result(analysis):
