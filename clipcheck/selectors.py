@@ -30,10 +30,18 @@ def analyses_cached(*, keys, model, rules=None):
     return found
 
 
+# Hashes per query: a catalogue-wide read (clip_adapt, clip_drift) stays under SQLite's bound on query parameters.
+HASHES_PER_QUERY = 2000
+
+
 def image_embeddings_get(*, hashes, model):
     """Stored embeddings ``{sha256: np.ndarray}`` of the given image hashes under ``model``."""
-    rows = ImageEmbedding.objects.filter(model=model, sha256__in=set(hashes))
-    return {row.sha256: row.as_array() for row in rows}
+    hashes = list(set(hashes))
+    found = {}
+    for start in range(0, len(hashes), HASHES_PER_QUERY):
+        rows = ImageEmbedding.objects.filter(model=model, sha256__in=hashes[start:start + HASHES_PER_QUERY])
+        found.update((row.sha256, row.as_array()) for row in rows)
+    return found
 
 
 def image_layouts_get(*, hashes, model):

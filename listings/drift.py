@@ -14,7 +14,7 @@ from clipcheck.drift import CategoryWindow
 from clipcheck.services.thresholds import model_id
 from listings.models import Listing, ModerationDecision
 
-EMBEDDING_CHUNK = 2000
+ROWS_PER_FETCH = 2000
 
 
 def decision_overturns(*, from_status, to_status, sampled):
@@ -42,7 +42,7 @@ def _scores_add(windows, listings):
     """Each listing's weaker text score (it decides the flag) into its category; ``{sha256: [category, ...]}``."""
     hashes = {}
     rows = listings.values_list("category", "title_score", "description_score", "image_sha256")
-    for category, title_score, description_score, sha256 in rows.iterator(chunk_size=EMBEDDING_CHUNK):
+    for category, title_score, description_score, sha256 in rows.iterator(chunk_size=ROWS_PER_FETCH):
         scores = [score for score in (title_score, description_score) if score is not None]
         if scores:
             windows[category].scores.append(min(scores))
@@ -53,18 +53,15 @@ def _scores_add(windows, listings):
 
 def _decisions_add(windows, decisions):
     rows = decisions.values_list("category", "from_status", "to_status", "sampled")
-    for category, from_status, to_status, sampled in rows.iterator(chunk_size=EMBEDDING_CHUNK):
+    for category, from_status, to_status, sampled in rows.iterator(chunk_size=ROWS_PER_FETCH):
         windows[category].decisions += 1
         windows[category].overturns += decision_overturns(from_status=from_status, to_status=to_status, sampled=sampled)
 
 
 def _embeddings_add(windows, hashes, *, model):
-    keys = list(hashes)
-    for start in range(0, len(keys), EMBEDDING_CHUNK):
-        stored = clip_selectors.image_embeddings_get(hashes=keys[start:start + EMBEDDING_CHUNK], model=model)
-        for sha256, vector in stored.items():
-            for category in hashes[sha256]:
-                windows[category].add_embedding(vector)
+    for sha256, vector in clip_selectors.image_embeddings_get(hashes=hashes, model=model).items():
+        for category in hashes[sha256]:
+            windows[category].add_embedding(vector)
 
 
 def drift_reference():

@@ -21,7 +21,6 @@ from clipcheck.services.calibration_data import category_similarities
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import model_id
 from listings.models import Listing
-
 from listings.selectors import (
     WRONG_CATEGORY, catalogue_listings, latest_decisions, moderation_labels, wrong_category_listing_ids,
 )

@@ -5,7 +5,6 @@ Who may call each endpoint and how often is the ``access_scope`` policy in
 throttle classes, ``clipcheck.access``).
 """
 
-
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response

@@ -1,25 +1,23 @@
 """The model's active category adaptation: read (cached), promoted, rolled back.
 
 A serving process reads the active adaptation at most once per
-``CALIBRATION_CACHE_SECONDS``, as it reads calibrated thresholds: a
-promotion or a rollback reaches every process within that time, without a
-restart. The head's arrays are decoded at each read (milliseconds).
+``CALIBRATION_CACHE_SECONDS`` (``clipcheck.expiring``), as it reads
+calibrated thresholds: a promotion or a rollback reaches every process
+within that time, without a restart. The head's arrays are decoded at each
+read (milliseconds).
 """
 
-import threading
-import time
 from dataclasses import dataclass
 
-from django.core.signals import setting_changed
 from django.db import DatabaseError, transaction
 from django.utils import timezone
 
 from clipcheck import selectors
 from clipcheck.adaptation import CategoryHead
 from clipcheck.errors import ClipcheckError
+from clipcheck.expiring import ExpiringCache
 from clipcheck.models import Adaptation
 from clipcheck.services.thresholds import model_id
-from clipcheck.settings import clip_settings
 
 
 class AdaptationError(ClipcheckError):
@@ -39,26 +37,22 @@ class ActiveAdaptation:
         return set(categories) <= set(self.head.categories)
 
 
-_cache = {}  # model -> (ActiveAdaptation or None, expires)
-_lock = threading.Lock()
+_active = ExpiringCache()  # model -> ActiveAdaptation or None
 
 
 def adaptation_active(*, model=None):
     """The active adaptation of ``model`` (the current one by default), or None."""
     model = model or model_id()
-    now = time.monotonic()
-    cached = _cache.get(model)
-    if cached is not None and cached[1] > now:
-        return cached[0]
-    row = selectors.adaptation_active_get(model=model)
-    active = None
-    if row is not None:
-        active = ActiveAdaptation(
+
+    def read():
+        row = selectors.adaptation_active_get(model=model)
+        if row is None:
+            return None
+        return ActiveAdaptation(
             version=row.version, head=CategoryHead.from_bytes(row.head), created_at=row.created_at, metrics=row.metrics,
         )
-    with _lock:
-        _cache[model] = (active, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
-    return active
+
+    return _active.get(model, read)
 
 
 def adaptation_active_row(*, model=None):
@@ -83,16 +77,7 @@ def adaptation_summary():
 
 
 def adaptation_forget():
-    with _lock:
-        _cache.clear()
-
-
-def _forget_on_settings_change(*, setting, **kwargs):
-    if setting == "CLIPCHECK":
-        adaptation_forget()
-
-
-setting_changed.connect(_forget_on_settings_change)
+    _active.clear()
 
 
 @transaction.atomic

@@ -5,6 +5,7 @@ model's category adaptation where one is active and covers the categories
 import numpy as np
 
 from clipcheck import scoring
+from clipcheck.adaptation import softmax
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
 from clipcheck.services.adaptations import adaptation_active
@@ -91,12 +92,11 @@ def _category_matches(*, categories, thresholds, prompt_embeddings, image_embedd
                   for cosine, threshold in zip(cosines, thresholds)]
         logits = logit_scale * cosines
     else:
-        head = adaptation.head
-        columns = [head.categories.index(category) for category in categories]
-        calibrated = head.calibrated_logits(image_embedding)[0]
-        every = np.exp(calibrated - calibrated.max())
-        scores = [round(float(value), 4) for value in (every / every.sum())[columns]]
-        logits = calibrated[columns]
+        # The head's probabilities over all of its categories, whichever were asked for.
+        calibrated = adaptation.head.calibrated_logits(image_embedding)
+        columns = [adaptation.head.categories.index(category) for category in categories]
+        scores = [round(float(value), 4) for value in softmax(calibrated)[0][columns]]
+        logits = calibrated[0][columns]
     probabilities = np.exp(logits - logits.max())
     probabilities /= probabilities.sum()
     matches = [

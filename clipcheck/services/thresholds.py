@@ -6,14 +6,12 @@ calibrated thresholds are cached briefly so that the API does not query for
 them on every request.
 """
 
-import threading
-import time
 from pathlib import Path, PurePath
 
-from django.core.signals import setting_changed
 from django.db import transaction
 
 from clipcheck import selectors
+from clipcheck.expiring import ExpiringCache
 from clipcheck.models import CalibratedThreshold
 from clipcheck.settings import clip_settings
 
@@ -37,9 +35,8 @@ def model_shown(model=None, *, staff):
     return path.name if path.is_absolute() or model.startswith(".") or Path(model).is_dir() else model
 
 
-# {(model, kind, category): (threshold or None, expires)}
-_calibrated_cache = {}
-_calibrated_cache_lock = threading.Lock()
+# (model, kind, category) -> threshold or None
+_calibrated = ExpiringCache()
 
 CAPTION, CLASSIFY = CalibratedThreshold.Kind.CAPTION, CalibratedThreshold.Kind.CLASSIFY
 
@@ -93,31 +90,17 @@ def calibrated_threshold(*, model, kind=CAPTION, category=""):
     """The latest calibrated threshold of ``model`` for ``kind`` and ``category``
     ("" = global; None if there is none), read from the database at most once
     per ``CALIBRATION_CACHE_SECONDS``."""
-    now = time.monotonic()
-    key = (model, str(kind), category)
-    cached = _calibrated_cache.get(key)
-    if cached is not None and cached[1] > now:
-        return cached[0]
-    latest = selectors.calibrated_threshold_latest(model=model, kind=kind, category=category)
-    value = None if latest is None else float(latest.threshold)
-    with _calibrated_cache_lock:
-        _calibrated_cache[key] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
-    return value
+
+    def latest_value():
+        latest = selectors.calibrated_threshold_latest(model=model, kind=kind, category=category)
+        return None if latest is None else float(latest.threshold)
+
+    return _calibrated.get((model, str(kind), category), latest_value)
 
 
 def calibrated_threshold_forget():
-    """Drop the cached calibrated thresholds (after an apply, or a settings change)."""
-    with _calibrated_cache_lock:
-        _calibrated_cache.clear()
-
-
-def _forget_calibrated_on_settings_change(*, setting, **kwargs):
-    # Another model or THRESHOLD setting: the calibrated thresholds are re-read.
-    if setting == "CLIPCHECK":
-        calibrated_threshold_forget()
-
-
-setting_changed.connect(_forget_calibrated_on_settings_change)
+    """Drop the cached calibrated thresholds (after an apply; a settings change drops them too)."""
+    _calibrated.clear()
 
 
 def calibrated_threshold_apply(*, threshold, source, counts, model=None, kind=CAPTION, category=""):

@@ -209,3 +209,16 @@ def test_each_category_gets_accuracy_f1_auroc_and_ece_with_intervals():
     assert row["ece"]["after"] == pytest.approx(0.1, abs=1e-6)
     low, high = row["accuracy"]["difference_interval"]
     assert low == high == 1.0
+
+
+@pytest.mark.django_db
+def test_stored_embeddings_are_read_in_bounded_queries_and_all_come_back(monkeypatch, django_assert_num_queries):
+    from clipcheck import selectors
+    from clipcheck.services.embeddings import image_embeddings_store
+
+    vectors = {f"{number:064x}": np.full(4, number, dtype=np.float32) for number in range(5)}
+    image_embeddings_store(vectors=vectors, model="m")
+    monkeypatch.setattr(selectors, "HASHES_PER_QUERY", 2)
+    with django_assert_num_queries(3):  # 5 hashes, 2 a query
+        found = selectors.image_embeddings_get(hashes=[*vectors, *vectors], model="m")
+    assert set(found) == set(vectors) and all(np.array_equal(found[key], vectors[key]) for key in vectors)
