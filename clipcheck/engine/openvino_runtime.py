@@ -672,15 +672,8 @@ def int8_search(*, exact_dir, calibration, sample, threshold):
     def attempt(label, exact_groups, precision):
         towers = {kind: tower(kind, exact_groups) for kind in TOWERS}
         guard = guard_figures(reference, _scores(towers, sample, precision=precision), threshold=threshold)
-        steps.append({"step": label, "precision": precision, "max_score_gap": guard["max_score_gap"],
-                      "agreement": guard["agreement"]})
-        logger.info("int8 %s, unquantised ops at %s: max score gap %.4f, agreement %.2f%%", label,
-                    precision or "the CPU default", guard["max_score_gap"], 100 * guard["agreement"])
-        record = {**guard, "recipe": INT8_RECIPE, "precision": precision, "steps": steps,
-                  "exact_groups": sorted(f"{kind}:{group}" for kind, names in exact_groups.items() for group in names),
-                  "int8_layers": _layer_count(groups) - _layer_count(groups, exact_groups),
-                  "matmul_layers": _layer_count(groups)}
-        return towers, record
+        return towers, _step_record(guard, label=label, precision=precision, steps=steps, exact_groups=exact_groups,
+                                    groups=groups)
 
     first = attempt("every matmul int8", {}, None)
     if first[1]["passed"]:
@@ -689,19 +682,42 @@ def int8_search(*, exact_dir, calibration, sample, threshold):
         towers, record = attempt("sensitive layers exact", sensitive, precision)
         if record["passed"]:
             return towers, record
+    ranked = _rank_groups(core, models, groups, sensitive, calibration, sample, reference)
+    restored = _accuracy_restoration(attempt, ranked, groups=groups, sensitive=sensitive)
+    if restored is not None:
+        return restored
+    # Refused: the record says what int8 would do (step 1) and every step tried.
+    towers, record = first
+    return towers, {**record, "steps": steps, "passed": False}
+
+
+def _step_record(guard, *, label, precision, steps, exact_groups, groups):
+    """One step of ``int8_search``, logged and added to ``steps``; the guard record it would store."""
+    steps.append({"step": label, "precision": precision, "max_score_gap": guard["max_score_gap"],
+                  "agreement": guard["agreement"]})
+    logger.info("int8 %s, unquantised ops at %s: max score gap %.4f, agreement %.2f%%", label,
+                precision or "the CPU default", guard["max_score_gap"], 100 * guard["agreement"])
+    return {**guard, "recipe": INT8_RECIPE, "precision": precision, "steps": steps,
+            "exact_groups": sorted(f"{kind}:{group}" for kind, names in exact_groups.items() for group in names),
+            "int8_layers": _layer_count(groups) - _layer_count(groups, exact_groups),
+            "matmul_layers": _layer_count(groups)}
+
+
+def _accuracy_restoration(attempt, ranked, *, groups, sensitive):
+    """Step 4 of ``int8_search``: the ``ranked`` groups kept exact one at a time (f32) beside the
+    sensitive ones, until ``attempt`` passes with a gap of at most ``RESTORED_MAX_SCORE_GAP``
+    (its towers and record) or more than ``MAX_EXACT_SHARE`` of them would be exact (None)."""
     restorable = _layer_count(groups) - _layer_count(groups, sensitive)
     exact_groups = sensitive
-    for kind, group in _rank_groups(core, models, groups, sensitive, calibration, sample, reference):
+    for kind, group in ranked:
         restored = _layer_count(groups, exact_groups) - _layer_count(groups, sensitive) + len(groups[kind][group])
         if restored > MAX_EXACT_SHARE * restorable:
-            break
+            return None
         exact_groups = {**exact_groups, kind: [*exact_groups[kind], group]}
         towers, record = attempt(f"{kind}:{group} restored", exact_groups, "f32")
         if record["passed"] and record["max_score_gap"] <= RESTORED_MAX_SCORE_GAP:
             return towers, record
-    # Refused: the record says what int8 would do (step 1) and every step tried.
-    towers, record = first
-    return towers, {**record, "steps": steps, "passed": False}
+    return None
 
 
 def _layer_count(groups, only=None):
