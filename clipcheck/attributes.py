@@ -33,6 +33,11 @@ def _value_pattern(value):
     return re.compile(r"(?<![\w-])" + r"[\s-]+".join(words) + r"(?![\w-])", re.IGNORECASE)
 
 
+def values_named(text, values):
+    """The values of ``values`` that ``text`` names as whole words."""
+    return {value for value in values if _value_pattern(value).search(text)}
+
+
 def attribute_mentions(text, attributes=None):
     """The attributes ``text`` names, each with the one value it names.
 

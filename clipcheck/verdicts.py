@@ -12,8 +12,11 @@ The rules (documented with every reason code in docs/verdicts.md):
   threshold and beats the text by ``ATTRIBUTE_MARGIN`` while the text does
   not pass. Only texts that do not pass can conflict, so the rewrites of
   those alone are scored, all in one more batched forward.
+- ``object_conflict``: the same, for the kind of item: the catalogue's
+  ``CATEGORIES`` are treated as one more attribute ("a red circle" on a
+  photo of a red star says circle, the photo shows star).
 - An app that checks whole items adds its own codes (e.g. ``category_conflict``,
-  ``photos_differ``); ``suggestion`` phrases them too.
+  ``photos_differ``) and registers their wording in ``clipcheck.reasons``.
 
 ``texts_judge`` makes the model calls: one ``encode_texts`` for every
 text and passage of a batch, then one for the rewrites of those that fail.
@@ -25,16 +28,31 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from clipcheck import reasons as reason_types
 from clipcheck import scoring
-from clipcheck.attributes import attribute_mentions, text_rewrites
+from clipcheck.attributes import attribute_mentions, text_rewrites, values_named
 from clipcheck.passages import Passage, text_passages
+from clipcheck.reasons import Evidence, ReasonType, field_word, reason_type_register
 from clipcheck.settings import clip_settings
 
 # A category is named to the seller only when the model is confident on its
 # own terms: its standalone classify score is above one half.
 CONFIDENT_CATEGORY_SCORE = 0.5
 
-FIELD_NAMES = {"text": "text", "title": "title", "description": "description"}
+# The attribute name under which the catalogue's categories are rewritten:
+# its conflicts are reported as ``object_conflict``.
+OBJECT_ATTRIBUTE = "item"
+CONFLICT_CODES = ("attribute_conflict", "object_conflict")
+MISMATCH_CODES = ("low_similarity", "passage_mismatch")
+
+
+def text_vocabulary():
+    """The attributes a text is checked for: ``ATTRIBUTES`` and, when configured, the categories."""
+    vocabulary = dict(clip_settings.ATTRIBUTES)
+    categories = [str(category) for category in clip_settings.CATEGORIES or []]
+    if len(categories) > 1:
+        vocabulary[OBJECT_ATTRIBUTE] = categories
+    return vocabulary
 
 
 @dataclass
@@ -99,9 +117,10 @@ def text_plan(*, text, engine):
         whole = False
     plan = TextPlan(text=text, whole=whole, passages=passages, covered=covered)
     budget = int(clip_settings.MAX_REWRITES)
+    vocabulary = text_vocabulary()
     for passage in passages:
-        for mention in attribute_mentions(passage.text):
-            for value, rewritten in text_rewrites(passage.text, mention):
+        for mention in attribute_mentions(passage.text, vocabulary):
+            for value, rewritten in text_rewrites(passage.text, mention, vocabulary):
                 if len(plan.rewrites) >= budget:
                     return plan
                 plan.rewrites.append(Rewrite(
@@ -228,6 +247,11 @@ def _attribute_conflicts(*, plan, vectors, image_vector, passage_scores, thresho
             "attribute": attribute, "text_says": rewrite.text_says, "photo_shows": rewrite.photo_shows,
             "text_score": text_score, "photo_shows_score": rewrite_score, "threshold": threshold,
         }
+        if attribute == OBJECT_ATTRIBUTE:
+            reason.update(
+                code="object_conflict",
+                message=f"The text says {rewrite.text_says} but the photo shows {rewrite.photo_shows}.",
+            )
         if not plan.whole:
             reason["passage"] = plan.passages[passage_index].evidence()
         reasons.append(reason)
@@ -239,42 +263,102 @@ def reasons_for_field(reasons, field_name):
     return [{**reason, "field": field_name} if reason.get("field") == "text" else reason for reason in reasons]
 
 
-def looks_like(category_matches, *, top_k):
-    """The categories the model is confident about on their own (score > 0.5), best first."""
-    confident = [match for match in category_matches if match["score"] > CONFIDENT_CATEGORY_SCORE]
+def looks_like(category_matches, *, top_k, text=""):
+    """The categories the model is confident about on their own (score > 0.5), best first,
+    leaving out those the text names already (they are not news to the seller)."""
+    named = values_named(text, [match["category"] for match in category_matches]) if text else set()
+    confident = [
+        match for match in category_matches if match["score"] > CONFIDENT_CATEGORY_SCORE and match["category"] not in named
+    ]
     return [{"category": match["category"], "score": match["score"]} for match in confident[:top_k]]
 
 
 def suggestion(reasons):
     """One seller-facing sentence per problem, built from the reasons; None for a clean match."""
-    sentences = []
-    for reason in reasons:
-        sentence = _suggestion_sentence(reason, reasons)
-        if sentence and sentence not in sentences:
-            sentences.append(sentence)
-    return " ".join(sentences) or None
+    return reason_types.suggestion(reasons)
 
 
-def _suggestion_sentence(reason, reasons):
-    code, field_name = reason.get("code"), FIELD_NAMES.get(reason.get("field"), reason.get("field"))
-    if code == "attribute_conflict":
-        return f"The photo looks {reason['photo_shows']}; your {field_name} says {reason['text_says']}."
-    if code in ("low_similarity", "passage_mismatch"):
-        if any(other.get("code") == "attribute_conflict" and other.get("field") == reason.get("field") for other in reasons):
-            return None  # the conflict says it better
-        categories = [match["category"] for match in reason.get("photo_looks_like") or []]
-        if categories:
-            return f"The photo does not match your {field_name}; it looks like: {', '.join(categories)}."
-        return f"The photo does not match your {field_name}."
-    if code == "category_conflict":
-        return f"The photo looks like {reason['photo_shows']}, not {reason['category']}: check the category."
-    if code == "photos_differ":
-        return f"Photo {reason['photo'] + 1} does not seem to show the same item as the first photo."
-    return reason.get("message")
+def _conflict_explains(reason, reasons):
+    return any(other.get("code") in CONFLICT_CODES and other.get("field") == reason.get("field") for other in reasons)
+
+
+def _mismatch_sentence(reason):
+    sentence = f"The {field_word(reason)} does not match the photo: it scores {reason['score']:.3f}, "
+    sentence += f"below the threshold {reason['threshold']:.3f}."
+    categories = [match["category"] for match in reason.get("photo_looks_like") or []]
+    if categories:
+        sentence += f" The photo looks like {', '.join(categories)}."
+    return sentence
+
+
+def _mismatch_suggestion(reason, reasons):
+    if _conflict_explains(reason, reasons):
+        return None  # the conflict says it better
+    categories = [match["category"] for match in reason.get("photo_looks_like") or []]
+    if categories:
+        return f"The photo does not match your {field_word(reason)}; it looks like: {', '.join(categories)}."
+    return f"The photo does not match your {field_word(reason)}."
+
+
+_SCORE_EVIDENCE = (
+    Evidence("score", "Score", reason_types.SCORE), Evidence("threshold", "Threshold", reason_types.THRESHOLD),
+)
+_CONFLICT_EVIDENCE = (
+    Evidence("text_says", "The text says", reason_types.WORD),
+    Evidence("text_score", "Score as written", reason_types.SCORE),
+    Evidence("photo_shows", "The photo shows", reason_types.WORD),
+    Evidence("photo_shows_score", "Score with that word", reason_types.SUPPORT),
+    Evidence("threshold", "Threshold", reason_types.THRESHOLD),
+    Evidence("passage", "Passage", reason_types.PASSAGE),
+)
+
+reason_type_register(ReasonType(
+    code="low_similarity", label="Text does not match the photo",
+    about="A text scored whole is below the threshold.",
+    evidence=(*_SCORE_EVIDENCE, Evidence("photo_looks_like", "The photo looks like", reason_types.CATEGORIES)),
+    sentence=_mismatch_sentence, suggestion=_mismatch_suggestion,
+))
+reason_type_register(ReasonType(
+    code="passage_mismatch", label="No passage matches the photo",
+    about="A long text scored as passages: its best passage is below the threshold.",
+    evidence=(
+        *_SCORE_EVIDENCE, Evidence("passages", "Passages scored", reason_types.COUNT),
+        Evidence("passage", "Best passage", reason_types.PASSAGE),
+        Evidence("photo_looks_like", "The photo looks like", reason_types.CATEGORIES),
+    ),
+    sentence=lambda reason: (
+        f"None of the {reason['passages']} passages of the {field_word(reason)} matches the photo; the best scores "
+        f"{reason['score']:.3f}, below the threshold {reason['threshold']:.3f}."
+    ),
+    suggestion=_mismatch_suggestion,
+))
+reason_type_register(ReasonType(
+    code="attribute_conflict", label="Wrong colour, material or pattern",
+    about="The text names one value of an attribute; the photo fits another value of it.",
+    evidence=(Evidence("attribute", "Attribute", reason_types.WORD), *_CONFLICT_EVIDENCE),
+    sentence=lambda reason: (
+        f"The {field_word(reason)} says {reason['text_says']}, but the photo looks {reason['photo_shows']} "
+        f"({reason['attribute']})."
+    ),
+    suggestion=lambda reason, reasons: (
+        f"The photo looks {reason['photo_shows']}; your {field_word(reason)} says {reason['text_says']}."
+    ),
+))
+reason_type_register(ReasonType(
+    code="object_conflict", label="Wrong kind of item",
+    about="The text names one of the catalogue's categories; the photo shows another.",
+    evidence=_CONFLICT_EVIDENCE,
+    sentence=lambda reason: (
+        f"The {field_word(reason)} says {reason['text_says']}, but the photo shows {reason['photo_shows']}."
+    ),
+    suggestion=lambda reason, reasons: (
+        f"The photo shows {reason['photo_shows']}; your {field_word(reason)} says {reason['text_says']}."
+    ),
+))
 
 
 # Bumped when a rule changes what a stored analysis would say.
-RULES_VERSION = 1
+RULES_VERSION = 2
 
 
 def rules_key(*, adaptation_version=None):

@@ -9,6 +9,7 @@ class ListingsConfig(AppConfig):
     def ready(self):
         from clipcheck.metrics import register_collector
         from listings import checks  # noqa: F401  (registers the system checks)
+        from listings import similarity, verdicts  # noqa: F401  (register their reason types)
         from listings.metrics import ReviewQueueCollector
         from listings.review import review_queue_stats
 

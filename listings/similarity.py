@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from clipcheck import reasons as reason_kinds
+from clipcheck.reasons import Evidence, ReasonType, reason_type_register
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import model_id
 from clipcheck.engine import get_engine
@@ -24,6 +26,30 @@ from listings.models import Listing
 from listings.settings import listings_settings
 
 PHOTO_REUSED = "photo_reused"
+
+
+def _reused_sentence(reason):
+    whose = {True: " of another seller", False: " of the same seller"}.get(reason.get("seller_differs"), "")
+    same = "the same photo" if reason["similarity"] >= 0.9999 else "a near-identical photo"
+    sentence = f"Listing #{reason['listing_id']}{whose} shows {same} (similarity {reason['similarity']:.3f})"
+    return sentence + (" under a different title." if reason.get("titles_conflict") else ".")
+
+
+reason_type_register(ReasonType(
+    code=PHOTO_REUSED, label="Photo already used by another listing",
+    about="Another listing shows the same photo or a near-identical copy (the earlier listing is named).",
+    evidence=(
+        Evidence("listing_id", "Other listing", reason_kinds.LISTING),
+        Evidence("similarity", "Similarity", reason_kinds.SUPPORT),
+        Evidence("seller_differs", "Another seller", reason_kinds.FLAG),
+        Evidence("titles_conflict", "Titles say different things", reason_kinds.FLAG),
+        Evidence("photo", "Photo", reason_kinds.PHOTO),
+        Evidence("layout_similarity", "Layout similarity", reason_kinds.INTERNAL),
+        Evidence("sha256", "Photo hash", reason_kinds.INTERNAL),
+    ),
+    sentence=_reused_sentence,
+    suggestion=lambda reason, reasons: "This photo is already used by another listing.",
+))
 
 
 def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model=None, layouts=None):
@@ -61,29 +87,26 @@ def _reason(*, listing, other, duplicate, also):
     seller_differs = None
     if listing.seller_id is not None and other.seller_id is not None:
         seller_differs = listing.seller_id != other.seller_id
-    titles_conflict = titles_conflict_check(first=listing.title, second=other.title)
-    same = "the same photo" if duplicate.similarity >= 0.9999 else "a near-identical photo"
-    whose = {True: " of another seller", False: " of the same seller", None: ""}[seller_differs]
-    message = f"Listing #{other.pk}{whose} shows {same} (similarity {duplicate.similarity:.3f})"
-    message += " under a different title." if titles_conflict else "."
-    if also:
-        message += f" {also} more listing(s) show it too."
-    return {
+    reason = {
         "code": PHOTO_REUSED,
         "field": "photos",
-        "message": message,
         "listing_id": other.pk,
         "similarity": duplicate.similarity,
         "layout_similarity": duplicate.layout_similarity,
         "seller_differs": seller_differs,
-        "titles_conflict": titles_conflict,
+        "titles_conflict": titles_conflict_check(first=listing.title, second=other.title),
         "sha256": duplicate.sha256,
     }
+    reason["message"] = _reused_sentence(reason) + (f" {also} more listing(s) show it too." if also else "")
+    return reason
 
 
 def titles_conflict_check(*, first, second):
     """True when two titles say different things: the cosine of their CLIP
-    text embeddings is below ``LISTINGS["TITLE_CONFLICT_SIMILARITY"]``."""
+    text embeddings is below ``LISTINGS["TITLE_CONFLICT_SIMILARITY"]``;
+    None (unknown) when either listing has no title."""
+    if not first.strip() or not second.strip():
+        return None
     if first.strip().casefold() == second.strip().casefold():
         return False
     engine = get_engine()

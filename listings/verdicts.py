@@ -12,7 +12,9 @@ against the best of the listing's photos); this module adds:
 
 import numpy as np
 
+from clipcheck import reasons as reason_kinds
 from clipcheck import scoring
+from clipcheck.reasons import Evidence, ReasonType, reason_type_register
 from clipcheck.services.classification import images_classify
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import CONFIDENT_CATEGORY_SCORE, reasons_for_field
@@ -65,6 +67,41 @@ def photos_differ(*, vectors, threshold=None):
                 "photo": position, "similarity": similarity, "threshold": threshold,
             })
     return reasons
+
+
+reason_type_register(ReasonType(
+    code="category_conflict", label="Photo does not fit the category",
+    about="The listing's category scores 0.5 or less on every photo, while another category scores above 0.5.",
+    evidence=(
+        Evidence("category", "Category given", reason_kinds.WORD),
+        Evidence("category_score", "Its score", reason_kinds.SUPPORT),
+        Evidence("photo_shows", "The photo shows", reason_kinds.WORD),
+        Evidence("photo_shows_score", "Its score", reason_kinds.SUPPORT),
+    ),
+    sentence=lambda reason: (
+        f"The photo does not look like {reason['category']} (score {reason['category_score']:.2f}); "
+        f"it looks like {reason['photo_shows']} (score {reason['photo_shows_score']:.2f})."
+    ),
+    suggestion=lambda reason, reasons: (
+        f"The photo looks like {reason['photo_shows']}, not {reason['category']}: check the category."
+    ),
+))
+reason_type_register(ReasonType(
+    code="photos_differ", label="Photos show different items",
+    about="A photo's image embedding is far from the first photo's (PHOTOS_SAME_ITEM_THRESHOLD).",
+    evidence=(
+        Evidence("photo", "Photo", reason_kinds.PHOTO),
+        Evidence("similarity", "Similarity to the first photo", reason_kinds.SCORE),
+        Evidence("threshold", "Same-item threshold", reason_kinds.THRESHOLD),
+    ),
+    sentence=lambda reason: (
+        f"Photo {reason['photo'] + 1} does not look like the same item as the first photo "
+        f"(similarity {reason['similarity']:.3f}, below {reason['threshold']:.3f})."
+    ),
+    suggestion=lambda reason, reasons: (
+        f"Photo {reason['photo'] + 1} does not seem to show the same item as the first photo."
+    ),
+))
 
 
 def listing_reasons(*, title_analysis, description_analysis, extra=()):

@@ -7,6 +7,8 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
+from clipcheck.reasons import reason_codes
+
 from clipcheck.api.exceptions import validation_error_summary
 from clipcheck.errors import ImageRejected
 from clipcheck.images import decode_image
@@ -296,9 +298,6 @@ class ErrorSerializer(serializers.Serializer):
     error = ErrorDetailSerializer()
 
 
-REASON_CODES = [
-    "low_similarity", "attribute_conflict", "category_conflict", "passage_mismatch", "photos_differ", "photo_reused",
-]
 REASON_FIELDS = ["text", "title", "description", "category", "photos"]
 
 
@@ -321,15 +320,18 @@ class PassagesSerializer(serializers.Serializer):
 class ReasonSerializer(serializers.Serializer):
     """One reason; the evidence keys depend on the code (docs/verdicts.md)."""
 
-    code = serializers.ChoiceField(choices=REASON_CODES)
+    code = serializers.ChoiceField(choices=[])  # the registered reason types: see get_fields
     field = serializers.ChoiceField(choices=REASON_FIELDS)
     message = serializers.CharField()
     score = serializers.FloatField(required=False)
     threshold = serializers.FloatField(required=False)
     attribute = serializers.CharField(required=False, help_text="attribute_conflict: e.g. colour.")
-    text_says = serializers.CharField(required=False, help_text="attribute_conflict: the value the text names.")
+    text_says = serializers.CharField(
+        required=False, help_text="attribute_conflict, object_conflict: the value or category the text names."
+    )
     photo_shows = serializers.CharField(
-        required=False, help_text="attribute_conflict: the value the photo fits; category_conflict: the category."
+        required=False,
+        help_text="attribute_conflict: the value the photo fits; object_conflict, category_conflict: the category.",
     )
     text_score = serializers.FloatField(required=False)
     photo_shows_score = serializers.FloatField(required=False)
@@ -339,6 +341,12 @@ class ReasonSerializer(serializers.Serializer):
         child=serializers.DictField(), required=False,
         help_text="Categories whose standalone score is above 0.5: {category, score}.",
     )
+
+    def get_fields(self):
+        # Apps register reason types at start-up (listings: photo_reused, ...): read the registry now.
+        fields = super().get_fields()
+        fields["code"] = serializers.ChoiceField(choices=reason_codes())
+        return fields
 
 
 class AnalyzeResultSerializer(serializers.Serializer):

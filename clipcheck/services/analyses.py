@@ -164,32 +164,35 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
     reasons_add_looks_like_many(
         [judgement.reasons for judgement in judgements],
         image_vectors=[vectors[judgement.image_index] for judgement, vectors in zip(judgements, groups)],
-        top_k=top_k,
+        texts=[plan.text for plan in plans], top_k=top_k,
     )
     results = [judgement.result() for judgement in judgements]
     return results, judged_images, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
 
 
-def reasons_add_looks_like(reasons, *, image, image_vector, top_k=2):
+def reasons_add_looks_like(reasons, *, image, image_vector, text="", top_k=2):
     """Name what the photo looks like in a mismatch reason, when the model is
-    confident about it (``verdicts.looks_like``) and no attribute conflict
-    explains the mismatch better."""
-    reasons_add_looks_like_many([reasons], image_vectors=[image_vector], top_k=top_k)
+    confident about it (``verdicts.looks_like``), the text does not name it
+    already, and no conflict explains the mismatch better."""
+    reasons_add_looks_like_many([reasons], image_vectors=[image_vector], texts=[text], top_k=top_k)
 
 
-def reasons_add_looks_like_many(reasons_lists, *, image_vectors, top_k=2):
+def reasons_add_looks_like_many(reasons_lists, *, image_vectors, texts=None, top_k=2):
     """``reasons_add_looks_like`` for many texts, each with the embedding of the
     photo it was judged on: one classification (prompts encoded once) for all
     the mismatches among them."""
-    mismatches, vectors = [], []
-    for reasons, image_vector in zip(reasons_lists, image_vectors):
-        mismatch = next((r for r in reasons if r["code"] in ("low_similarity", "passage_mismatch")), None)
-        if mismatch is None or any(r["code"] == "attribute_conflict" for r in reasons):
+    mismatches, vectors, mismatch_texts = [], [], []
+    for reasons, image_vector, text in zip(reasons_lists, image_vectors, texts or [""] * len(reasons_lists)):
+        mismatch = next((r for r in reasons if r["code"] in verdicts.MISMATCH_CODES), None)
+        if mismatch is None or any(r["code"] in verdicts.CONFLICT_CODES for r in reasons):
             continue
         mismatches.append(mismatch)
         vectors.append(image_vector)
-    for mismatch, matches in zip(mismatches, images_classify(image_embeddings=vectors, top_k=top_k)):
-        mismatch["photo_looks_like"] = verdicts.looks_like(matches, top_k=top_k)
+        mismatch_texts.append(text)
+    # Extra candidates so that leaving out the categories a text names still leaves top_k.
+    matches_lists = images_classify(image_embeddings=vectors, top_k=top_k + 3) if vectors else []
+    for mismatch, matches, text in zip(mismatches, matches_lists, mismatch_texts):
+        mismatch["photo_looks_like"] = verdicts.looks_like(matches, top_k=top_k, text=text)
 
 
 def _earlier_result(analysis, *, share_ms):
