@@ -17,6 +17,7 @@ the fragment endpoints use the one JSON error shape.
 """
 
 import mimetypes
+import re
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -25,40 +26,54 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 
-from clipcheck.services.thresholds import default_threshold
+from clipcheck import scoring
 from clipcheck.errors import ClipcheckError
+from clipcheck.reasons import reason_display, reason_label
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
-from listings import review
+from listings import review, selectors
 from listings.models import Listing, ModerationDecision
 
 SKIPPED_SESSION_KEY = "listings_review_skipped"
-# Keys of a reason that are not evidence to list.
-REASON_FIELDS = {"code", "field", "message", "start", "end"}
+DECIDED_SESSION_KEY = "listings_review_decided"
+# Reasons that point at words of a text: what the text says is highlighted.
+CONFLICT_CODES = ("attribute_conflict", "object_conflict")
 
 
-def description_segments(description, reasons):
-    """The description as ``[(text, highlighted)]``: passages a reason points at are highlighted."""
+def text_segments(text, reasons, field_name):
+    """``text`` as ``[(text, highlighted)]``: the passages a reason about ``field_name`` points at
+    and the words a conflict says the text names are highlighted."""
     spans = []
     for reason in reasons or []:
-        if not isinstance(reason, dict) or reason.get("field") != "description":
+        if not isinstance(reason, dict) or reason.get("field") != field_name:
             continue
         # The span is the reason's own start/end, or its "passage" object's (docs/verdicts.md).
         span = reason.get("passage") if isinstance(reason.get("passage"), dict) else reason
         start, end = span.get("start"), span.get("end")
         if _is_offset(start) and _is_offset(end) and start < end:
-            spans.append((start, min(end, len(description))))
+            spans.append((start, min(end, len(text))))
+        if reason.get("code") in CONFLICT_CODES and isinstance(reason.get("text_says"), str):
+            spans += [match.span() for match in _word_pattern(reason["text_says"]).finditer(text)]
     segments, position = [], 0
     for start, end in sorted(spans):
         start = max(start, position)
         if start >= end:
             continue
         if start > position:
-            segments.append((description[position:start], False))
-        segments.append((description[start:end], True))
+            segments.append((text[position:start], False))
+        segments.append((text[start:end], True))
         position = end
-    if position < len(description):
-        segments.append((description[position:], False))
+    if position < len(text):
+        segments.append((text[position:], False))
     return segments
+
+
+def description_segments(description, reasons):
+    return text_segments(description, reasons, "description")
+
+
+def _word_pattern(words):
+    return re.compile(r"(?<![\w-])" + r"[\s-]+".join(re.escape(word) for word in words.split()) + r"(?![\w-])", re.I)
 
 
 def _is_offset(value):
@@ -66,24 +81,18 @@ def _is_offset(value):
 
 
 def reason_rows(reasons, threshold):
-    """The verdict's reasons for the template: code, field, message, evidence pairs."""
+    """The verdict's reasons for people (``clipcheck.reasons``): label, field, sentence, evidence in words."""
+    return [reason_display(reason, threshold=threshold) for reason in reasons or [] if isinstance(reason, dict)]
+
+
+def score_rows(listing, threshold):
+    """The texts' scores, each with its verdict and whether the machine was unsure (near the threshold)."""
     rows = []
-    for reason in reasons or []:
-        if not isinstance(reason, dict):
-            continue
-        evidence = []
-        # A reason that states its threshold is judged against it, else against the one in force.
-        against = reason.get("threshold", threshold)
-        against = against if isinstance(against, (int, float)) and not isinstance(against, bool) else threshold
-        for key, value in reason.items():
-            if key in REASON_FIELDS:
-                continue
-            below = isinstance(value, (int, float)) and not isinstance(value, bool) and "score" in key and value < against
-            evidence.append({"key": key, "value": value, "below": below})
-        rows.append({
-            "code": reason.get("code", ""), "field": reason.get("field", ""), "message": reason.get("message", ""),
-            "evidence": evidence,
-        })
+    for field_name, score in (("Title", listing.title_score), ("Description", listing.description_score)):
+        row = {"field": field_name, "score": score, "below": False, "unsure": False}
+        if score is not None:
+            row.update(below=scoring.is_mismatch(score, threshold), unsure=scoring.confidence(score, threshold) == "low")
+        rows.append(row)
     return rows
 
 
@@ -126,6 +135,26 @@ def reused_photo_pairs(listing, reasons):
     ]
 
 
+def similar_listings(listing, *, exclude, k=3):
+    """The catalogue's listings whose photos look most like this one (not those shown as reused)."""
+    try:
+        similar = selectors.listing_similar(listing=listing, k=k + len(exclude))
+    except ClipcheckError:
+        return []  # no embedding stored for this model yet: the panel stays empty
+    return [
+        {
+            "listing": other, "similarity": similarity, "photo_url": (photo_urls(other) or [None])[0],
+            "change_url": reverse("admin:listings_listing_change", args=[other.pk]),
+        }
+        for other, similarity in similar if other.pk not in exclude
+    ][:k]
+
+
+def reason_code_choices():
+    """The moderators' reject reasons (``REVIEW_REASON_CODES``), each with its label in words."""
+    return [{"code": code, "label": reason_label(code)} for code in review.review_reason_codes()]
+
+
 class ReviewViews:
     def __init__(self, model_admin):
         self.model_admin = model_admin
@@ -162,16 +191,24 @@ class ReviewViews:
             "title": "Review listings",
             "subtitle": None,
             "opts": Listing._meta,
-            "reason_codes": review.review_reason_codes(),
+            "reason_codes": reason_code_choices(),
             "item": self.item_context(request, listing),
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/listings/review/page.html", context)
 
     def next_view(self, request):
-        """GET: the listing you hold or the next one; POST ``skip=<id>``: give that one back first."""
+        """GET: the listing you hold or the next one; POST ``skip=<id>``: give that one back first;
+        POST ``back=1`` (``current=<id>``): give the current one back and return to the listings
+        skipped this session."""
         self.check_permission(request)
-        if request.method == "POST":
+        if request.method == "POST" and request.POST.get("back"):
+            # The listing on the screen is given back too: the oldest skipped one comes first.
+            current = request.POST.get("current", "")
+            if current.isascii() and current.isdigit():
+                review.review_release(listing_id=int(current), moderator=request.user)
+            request.session[SKIPPED_SESSION_KEY] = []
+        elif request.method == "POST":
             skip = request.POST.get("skip", "")
             if not skip.isdigit():
                 return self.error_response(ClipcheckError("skip must be a listing id.", code="invalid_review"))
@@ -204,6 +241,7 @@ class ReviewViews:
             listing = get_object_or_404(Listing, pk=listing_id)
             self.model_admin.message_user(request, f"Decision recorded: {listing.get_status_display().lower()}.")
             return self.change_page_redirect(listing_id)
+        request.session[DECIDED_SESSION_KEY] = request.session.get(DECIDED_SESSION_KEY, 0) + 1
         return self.item_response(request)
 
     def undo_view(self, request):
@@ -239,27 +277,31 @@ class ReviewViews:
     def item_response(self, request, listing=None, undone=False):
         if listing is None:
             listing = review.review_claim_next(moderator=request.user, exclude=self.skipped(request))
-        context = {"item": self.item_context(request, listing, undone=undone), "reason_codes": review.review_reason_codes()}
+        context = {"item": self.item_context(request, listing, undone=undone), "reason_codes": reason_code_choices()}
         return TemplateResponse(request, "admin/listings/review/item.html", context)
 
     def item_context(self, request, listing, undone=False):
         stats = review.review_queue_stats()
-        context = {"queue": stats, "listing": listing, "undone": undone}
+        context = {
+            "queue": stats, "listing": listing, "undone": undone, "skipped": len(self.skipped(request)),
+            "decided": request.session.get(DECIDED_SESSION_KEY, 0),
+        }
         if listing is None:
-            context["skipped"] = len(self.skipped(request))
             return context
         threshold = default_threshold(category=listing.category)
+        reused = reused_photo_pairs(listing, listing.reasons)
+        scores = score_rows(listing, threshold)
         context.update({
             "threshold": threshold,
             "photos": photo_urls(listing),
+            "title_segments": text_segments(listing.title, listing.reasons, "title"),
             "description_segments": description_segments(listing.description, listing.reasons),
             "reasons": reason_rows(listing.reasons, threshold),
-            "scores": [
-                {"field": "title", "score": listing.title_score},
-                {"field": "description", "score": listing.description_score},
-            ],
-            "reused": reused_photo_pairs(listing, listing.reasons),
-            "decisions": listing.decisions.select_related("moderator")[:20],
+            "scores": scores,
+            "unsure": any(row["unsure"] for row in scores),
+            "reused": reused,
+            "similar": similar_listings(listing, exclude={pair["listing"].pk for pair in reused} | {listing.pk}),
+            "decisions": listing.decisions.select_related("moderator")[:5],
             "similar_decisions": (
                 ModerationDecision.objects.filter(listing__image_sha256=listing.image_sha256, undone_at__isnull=True)
                 .exclude(listing=listing)

@@ -8,6 +8,7 @@ from django.db import models
 
 from clipcheck.hashes import text_hash, texts_hash
 from clipcheck.models import Analysis
+from clipcheck.reasons import reason_label
 
 # Suffixes a stored image may keep; anything else is stored as ".bin" so a
 # crafted name can never make storage serve it as HTML or script.
@@ -198,6 +199,11 @@ class ModerationDecision(models.Model):
 
     class Meta:
         ordering = ["-decided_at", "-id"]
+
+    @property
+    def reason_label(self):
+        """The reason code in words (moderators read labels, never codes)."""
+        return reason_label(self.reason_code) if self.reason_code else ""
 
     def __str__(self):
         return f"{self.listing_id}: {self.from_status} → {self.to_status}"

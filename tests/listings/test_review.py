@@ -47,7 +47,7 @@ def queued(make_listing):
             created_at=now - timedelta(minutes=age), title_score=0.31, description_score=0.12,
             checked_model=clip_services.model_id(),
             reasons=[{"code": "passage_mismatch", "field": "description", "message": "This passage does not match.",
-                      "start": 4, "end": 8, "similarity_score": 0.12}],
+                      "score": 0.12, "threshold": 0.25, "passages": 2, "passage": {"index": 1, "start": 4, "end": 8}}],
         )
         listings.append(Listing.objects.get(pk=listing.pk))
     return listings
@@ -214,7 +214,7 @@ class TestDecisions:
             review.review_decide(listing_id=queued[0].pk, moderator=user, decision="reject", reason_code="wrong_photo")
         review.review_decide(listing_id=queued[0].pk, moderator=user, decision="reject", reason_code="counterfeit")
         page = logged_in(user).get(reverse("admin:listings_listing_review")).content.decode()
-        assert "<kbd>1</kbd> counterfeit" in page and "wrong_photo" not in page
+        assert "<kbd>1</kbd> Counterfeit" in page and "wrong_photo" not in page and "Wrong photo" not in page
 
     def test_undo_reverts_the_latest_decision_keeps_the_record_and_drops_the_label(self, queued):
         user = group_moderator()
@@ -262,11 +262,15 @@ class TestReviewScreen:
         assert f'data-listing-id="{listing.pk}"' in page
         assert reverse("admin:listings_listing_image", args=[listing.pk]) in page
         assert MISMATCHING_TEXT == "red shoe" and "red <mark>shoe</mark>" in page
-        assert "<code>passage_mismatch</code> (description): This passage does not match." in page
+        # The reason in words: its label, field and sentence; evidence labelled, the failing score marked.
+        assert "No passage matches the photo" in page and "(Description)" in page
+        assert "None of the 2 passages of the description matches the photo; the best scores 0.120" in page
         threshold = clip_services.default_threshold(category="bags")
-        assert threshold == 0.25 and '<span class="below">similarity_score = 0.12</span>' in page
-        assert f"{threshold:.4f}" in page and "earlier flag" in page
-        assert "Category: <strong>bags</strong>" in page
+        assert threshold == 0.25 and '<span class="below">Score: 0.120</span>' in page
+        assert "Best passage: passage 2 (characters 4–8)" in page
+        assert f"{threshold:.3f}" in page and "earlier flag" in page
+        assert "Category <strong>bags</strong>" in page
+        assert "passage_mismatch</" not in page and "similarity_score" not in page and "{&#x27;" not in page
 
     def test_a_reused_photo_is_shown_beside_the_listing_that_already_shows_it(self, queued, make_listing):
         original = make_listing(title="Blue star, original", status=Status.APPROVED)
@@ -288,7 +292,7 @@ class TestReviewScreen:
         Listing.objects.filter(pk=queued[0].pk).update(reasons=[], description_score=0.0)
         page = logged_in(group_moderator()).get(reverse("admin:listings_listing_review")).content.decode()
         assert "Why it is here" in page and "<code>" not in page
-        assert "below: mismatch" in page
+        assert '<span class="below">mismatch</span>' in page
 
     def test_an_empty_queue_says_so(self, db):
         page = logged_in(group_moderator()).get(reverse("admin:listings_listing_review")).content.decode()

@@ -1,6 +1,7 @@
 """The review screen in real headless Chromium: a Moderators-group account, keyboard only."""
 
 import importlib
+import re
 import time
 from datetime import timedelta
 
@@ -203,3 +204,124 @@ def test_two_browser_sessions_never_hold_the_same_listing(live_server, make_list
             from django.db import connections
 
             connections.close_all()
+
+
+LAPTOP = {"width": 1366, "height": 900}
+# A code, a Python repr or a raw hash where people read words.
+SNAKE_CASE = re.compile(r"\b[a-z]+_[a-z_]+\b")
+RAW = re.compile(r"\{'|\[\{|\b[0-9a-f]{16,}\b|\bTrue\b|\bFalse\b|\bNone\b")
+
+
+def realistic_listing(make_listing, *, title, description, reasons, scores, minutes_ago, other=None):
+    """A queued listing with a real-sized photo, texts, reasons in the verdict's shape and a history."""
+    import io
+
+    from knownanswer import domain
+
+    buffer = io.BytesIO()
+    domain.render("star", "red", seed=minutes_ago, size=640).save(buffer, format="PNG")
+    listing = make_listing(title=title, description=description, category="star", status=Listing.Status.NEEDS_REVIEW,
+                           photo=buffer.getvalue())
+    Listing.objects.filter(pk=listing.pk).update(
+        created_at=timezone.now() - timedelta(minutes=minutes_ago), title_score=scores[0], description_score=scores[1],
+        reasons=reasons,
+    )
+    return listing
+
+
+def laptop_queue(make_listing, group_moderator):
+    earlier = make_listing(title="", description="A red star pendant.", status=Listing.Status.APPROVED)
+    threshold = 0.25  # the test settings' default threshold
+    description = ("Blue star pendant, 5 cm, hand painted enamel on a brass base. Ships in 2 days from our studio. "
+                   "Comes in a gift box with a care card; returns accepted within thirty days.")
+    first = realistic_listing(make_listing, title="Blue star pendant, hand painted", description=description, scores=(0.21, 0.2), minutes_ago=30, reasons=[
+        {"code": "attribute_conflict", "field": "title", "message": "m", "attribute": "colour", "text_says": "blue",
+         "photo_shows": "red", "text_score": 0.21, "photo_shows_score": 0.31, "threshold": threshold},
+        {"code": "low_similarity", "field": "description", "message": "m", "score": 0.2, "threshold": threshold,
+         "photo_looks_like": [{"category": "star", "score": 0.5479}]},
+        {"code": "category_conflict", "field": "category", "message": "m", "category": "circle", "category_score": 0.12,
+         "photo_shows": "star", "photo_shows_score": 0.61},
+        {"code": "photo_reused", "field": "photos", "message": "m", "listing_id": earlier.pk, "similarity": 0.999,
+         "seller_differs": False, "titles_conflict": None, "sha256": "96ac" * 16},
+    ])
+    for index, status in enumerate(("pending", "needs_review", "approved")):
+        ModerationDecision.objects.create(listing=first, moderator=group_moderator, from_status="pending",
+                                          to_status=status, reason_code="misleading_description" if index else "",
+                                          note="checked the seller's other listings" if index == 2 else "")
+    second = realistic_listing(make_listing, title="Red circle pendant", description="A red circle pendant.",
+                               scores=(0.245, 0.24), minutes_ago=20, reasons=[
+        {"code": "object_conflict", "field": "title", "message": "m", "text_says": "circle", "photo_shows": "star",
+         "text_score": 0.245, "photo_shows_score": 0.3, "threshold": threshold},
+    ])
+    third = realistic_listing(make_listing, title="Red star", description="A red star.", scores=(0.1, 0.1),
+                              minutes_ago=10, reasons=[])
+    return first, second, third
+
+
+def test_at_laptop_size_one_screen_holds_the_whole_decision_in_words(browser_page, live_server, group_moderator, make_listing):
+    first, second, _ = laptop_queue(make_listing, group_moderator)
+    page = browser_page
+    page.set_viewport_size(LAPTOP)
+    log_in_by_keyboard(page, live_server.url)
+    page.wait_for_function("() => { const img = document.querySelector('.review-photo'); "
+                           "return img && img.complete && img.naturalWidth > 0; }")
+    assert shown_listing(page) == first.pk
+    assert page.is_visible("#nav-sidebar"), "the admin's navigation sidebar is open, as by default"
+
+    # 0 scroll keys: the whole decision context is on the screen.
+    layout = page.evaluate("""() => {
+        const bottom = (selector) => Math.max(...Array.from(document.querySelectorAll(selector)).map(e => e.getBoundingClientRect().bottom));
+        return {viewport: window.innerHeight, scroll: document.documentElement.scrollHeight,
+                photo: bottom('.review-photo'), reasons: bottom('.review-reasons'), scores: bottom('.review-scores'),
+                history: bottom('.review-history'), reused: bottom('.review-reused'),
+                photoWidth: document.querySelector('.review-photo').getBoundingClientRect().width};
+    }""")
+    print(f"\nreview screen at 1366x900, sidebar open: {layout}")
+    assert layout["scroll"] <= layout["viewport"], layout
+    assert max(layout[key] for key in ("photo", "reasons", "scores", "history", "reused")) <= layout["viewport"], layout
+
+    # Words, not codes, reprs or hashes; a supporting score is not painted as failing.
+    text = page.inner_text("#review-item")
+    assert not SNAKE_CASE.findall(text) and not RAW.findall(text), (SNAKE_CASE.findall(text), RAW.findall(text))
+    assert "Wrong colour, material or pattern" in text and "The title says blue, but the photo looks red" in text
+    assert "Photo does not fit the category" in text and "Photo already used by another listing" in text
+    assert "The photo looks like: star (0.55)" in text and "under a different title" not in text
+    assert page.locator(".review-reasons li[data-code=category_conflict] .below").count() == 0
+    assert page.inner_text(".review-title mark") == "Blue"
+    assert "Misleading description" in page.inner_text(".review-history")
+    assert page.locator(".review-reused-item").count() >= 1
+
+    # Zoom: the whole photo, larger than in the column; doubled, it pans by the arrow keys.
+    page.keyboard.press("z")
+    zoomed = page.evaluate("""() => { const r = document.getElementById('review-zoom-photo').getBoundingClientRect();
+        return {width: r.width, height: r.height, top: r.top, left: r.left}; }""")
+    assert zoomed["width"] > layout["photoWidth"] * 1.3 and zoomed["top"] >= 0 and zoomed["height"] <= LAPTOP["height"], zoomed
+    page.keyboard.press("z")
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowRight")
+    panned = page.evaluate("() => { const z = document.getElementById('review-zoom'); return [z.scrollLeft, z.scrollTop]; }")
+    assert panned[0] > 0 and panned[1] > 0, panned
+    page.keyboard.press("Escape")
+    assert page.is_hidden("#review-zoom")
+
+    # A note attached to a decision is confirmed; the progress line counts.
+    page.keyboard.press("n")
+    page.keyboard.type("seller asked to fix the colour")
+    page.keyboard.press("Escape")
+    page.keyboard.press("a")
+    page.wait_for_function("() => window.reviewStats.fragments >= 1")
+    assert "with your note" in page.inner_text("#review-status")
+    assert shown_listing(page) == second.pk
+    # Near the threshold: the screen says the machine was unsure.
+    assert "The machine was unsure" in page.inner_text("#review-item")
+    assert page.inner_text(".review-title mark") == "circle"
+    assert "1 decided" in page.inner_text(".review-progress")
+
+    # Skip, then one key returns to the skipped listing.
+    page.keyboard.press("s")
+    page.wait_for_function("() => window.reviewStats.fragments >= 2")
+    assert shown_listing(page) != second.pk and "1 skipped" in page.inner_text(".review-progress")
+    page.keyboard.press("b")
+    page.wait_for_function("() => window.reviewStats.fragments >= 3")
+    assert shown_listing(page) == second.pk
+    assert "0 skipped" in page.inner_text(".review-progress")

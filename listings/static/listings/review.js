@@ -9,11 +9,15 @@
   const reasonsPanel = document.getElementById("review-reasons");
   const helpPanel = document.getElementById("review-help");
   const note = document.getElementById("review-note");
+  const notePanel = document.getElementById("review-note-panel");
   const status = document.getElementById("review-status");
+  const zoom = document.getElementById("review-zoom");
+  const zoomPhoto = document.getElementById("review-zoom-photo");
   const csrfToken = app.querySelector("input[name=csrfmiddlewaretoken]").value;
-  const reasonCodes = Array.from(reasonsPanel.querySelectorAll("[data-reason-code]")).map((item) => item.dataset.reasonCode);
+  const reasonChoices = Array.from(reasonsPanel.querySelectorAll("[data-reason-code]")).map((item) => item.dataset);
   // What the screen did, for the curious (and the browser test).
-  const stats = window.reviewStats = { decisions: 0, skips: 0, undos: 0, keystrokes: 0, fragments: 0 };
+  const stats = window.reviewStats = { decisions: 0, skips: 0, undos: 0, keystrokes: 0, fragments: 0, backs: 0 };
+  const PAN_STEP = 80;
   let busy = false;
 
   function item() { return document.getElementById("review-item"); }
@@ -49,14 +53,17 @@
     return load(url, { method: "POST", body, headers: { "X-CSRFToken": csrfToken } });
   }
 
-  async function decide(decision, reasonCode) {
+  async function decide(decision, choice) {
     const current = item();
     if (!current || !current.dataset.listingId) { return; }
-    const ok = await post(current.dataset.decideUrl, { decision, reason_code: reasonCode || "", note: note.value });
+    const attached = note.value.trim() !== "";
+    const ok = await post(current.dataset.decideUrl, { decision, reason_code: choice ? choice.reasonCode : "", note: note.value });
     if (ok) {
       stats.decisions += 1;
-      say(`#${current.dataset.listingId} ${decision === "approve" ? "approved" : "rejected (" + reasonCode + ")"}.`);
+      const what = decision === "approve" ? "approved" : `rejected (${choice.reasonLabel})`;
+      say(`#${current.dataset.listingId} ${what}${attached ? ", with your note" : ""}.`);
       note.value = "";
+      notePanel.hidden = true;
     }
   }
 
@@ -68,6 +75,27 @@
       say(`#${current.dataset.listingId} skipped.`);
     }
   }
+
+  async function back() {
+    const current = item();
+    const shown = current && current.dataset.listingId ? current.dataset.listingId : "";
+    if (await post(app.dataset.nextUrl, { back: "1", current: shown })) {
+      stats.backs += 1;
+      say("Back to the listings you skipped.");
+    }
+  }
+
+  function setZoom(level) {
+    // 0: off; 1: the whole photo, screen-sized; 2: doubled, panned by the arrow keys.
+    const photo = document.querySelector("#review-item .review-photo");
+    if (level > 0 && !photo) { return; }
+    zoom.hidden = level === 0;
+    zoom.classList.toggle("doubled", level === 2);
+    if (level > 0) { zoomPhoto.src = photo.src; }
+    zoom.scrollTo(0, 0);
+  }
+
+  function zoomLevel() { return zoom.hidden ? 0 : (zoom.classList.contains("doubled") ? 2 : 1); }
 
   async function undo() {
     if (await post(app.dataset.undoUrl, {})) {
@@ -83,18 +111,37 @@
   document.addEventListener("keydown", (event) => {
     if (event.ctrlKey || event.metaKey || event.altKey) { return; }
     if (event.target === note) {
-      if (event.key === "Escape") { note.blur(); event.preventDefault(); }
+      if (event.key === "Escape") {
+        note.blur();
+        // A written note stays in view until the decision it goes with.
+        notePanel.hidden = note.value.trim() === "";
+        event.preventDefault();
+      }
       return;
     }
     if (event.target.closest && event.target.closest("input, textarea, select")) { return; }
     if (busy) { event.preventDefault(); return; }
     const key = event.key;
     stats.keystrokes += 1;
+    if (!zoom.hidden) {
+      const pans = { ArrowLeft: [-PAN_STEP, 0], ArrowRight: [PAN_STEP, 0], ArrowUp: [0, -PAN_STEP], ArrowDown: [0, PAN_STEP] };
+      if (pans[key]) {
+        zoom.scrollBy(pans[key][0], pans[key][1]);
+        event.preventDefault();
+        return;
+      }
+      if (key === "z" || key === "Escape") {
+        setZoom(key === "z" && zoomLevel() === 1 ? 2 : 0);
+        event.preventDefault();
+        return;
+      }
+      setZoom(0);  // any other key acts on the listing as usual
+    }
     if (!reasonsPanel.hidden) {
       const index = Number.parseInt(key, 10) - 1;
-      if (index >= 0 && index < reasonCodes.length) {
+      if (index >= 0 && index < reasonChoices.length) {
         toggle(reasonsPanel, false);
-        decide("reject", reasonCodes[index]);
+        decide("reject", reasonChoices[index]);
       } else if (key === "Escape") {
         toggle(reasonsPanel, false);
       }
@@ -105,9 +152,10 @@
       case "a": decide("approve"); break;
       case "r": if (item() && item().dataset.listingId) { toggle(reasonsPanel, true); } break;
       case "s": case "j": skip(); break;
+      case "b": back(); break;
       case "u": undo(); break;
-      case "n": note.focus(); break;
-      case "z": document.body.classList.toggle("review-zoomed"); break;
+      case "n": notePanel.hidden = false; note.focus(); break;
+      case "z": setZoom(1); break;
       case "?": toggle(helpPanel); break;
       case "Escape": toggle(helpPanel, false); break;
       default: stats.keystrokes -= 1; return;
@@ -116,8 +164,7 @@
   });
 
   container.addEventListener("click", (event) => {
-    if (event.target.classList.contains("review-photo")) {
-      document.body.classList.toggle("review-zoomed");
-    }
+    if (event.target.classList.contains("review-photo")) { setZoom(1); }
   });
+  zoom.addEventListener("click", () => setZoom(zoomLevel() === 1 ? 2 : 0));
 }());
