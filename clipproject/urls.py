@@ -2,14 +2,16 @@ from django.conf import settings
 from django.conf.urls.static import static
 from django.contrib import admin
 from django.urls import include, path
-from django.views.generic import TemplateView
 
 from clipcheck.api.docs import SchemaView, SwaggerUIView
 from clipcheck.metrics import metrics_view
+from clipproject.views import HomeView, sample_picture
 from listings.api.views import SearchView
 
 urlpatterns = [
-    path("", TemplateView.as_view(template_name="index.html"), name="home"),
+    path("", HomeView.as_view(), name="home"),
+    # The known-answer model's sample pictures for the page at / (clipproject.views).
+    path("samples/<slug:name>.png", sample_picture, name="home-sample"),
     # The catalogue search lives with the catalogue (listings), under /clip/ with the other similarity endpoints.
     path("clip/search", SearchView.as_view(), name="search"),
     path("clip/", include("clipcheck.api.urls")),

@@ -20,6 +20,17 @@ def checkpoint_metrics():
     return json.loads((CHECKPOINT / "metrics.json").read_text())
 
 
+def is_checkpoint(model) -> bool:
+    """Whether ``model`` (a ``CLIPCHECK["MODEL"]`` value: a hub id or a directory,
+    relative to the working directory) is this checkpoint."""
+    if not model:
+        return False
+    try:
+        return Path(str(model)).expanduser().resolve() == CHECKPOINT
+    except (OSError, RuntimeError, ValueError):
+        return False
+
+
 def calibrated_threshold():
     """The checkpoint's calibrated mismatch threshold (0.7121)."""
     return checkpoint_metrics()["threshold"]["threshold"]

@@ -80,6 +80,15 @@ def fresh_engine():
 
 
 @pytest.fixture
+def demo_model(settings, fresh_engine):
+    """The model, threshold and categories that ``manage.py clip_demo`` serves (the known-answer CLIP)."""
+    from tests.support.known_answer import clip_demo_settings
+
+    settings.CLIPCHECK = clip_demo_settings()
+    return settings.CLIPCHECK
+
+
+@pytest.fixture
 def png_bytes():
     return image_bytes()
 

@@ -31,3 +31,22 @@ def int8_build(cache_dir):
     return openvino_runtime.runtime_build(
         checkpoint=str(KNOWN_ANSWER_MODEL), cache_dir=cache_dir, sample=int8_guard_sample(), threshold=THRESHOLD
     )
+
+
+def clip_demo_settings():
+    """``CLIPCHECK`` as ``manage.py clip_demo`` serves it over the current one (the
+    known-answer model, its threshold, prompt wording and categories), read from
+    the command itself: it prepares nothing and serves nothing here."""
+    import io
+    from unittest import mock
+
+    from django.conf import settings
+    from django.core.management import call_command
+
+    from listings.management.commands.clip_demo import Command
+
+    served = {}
+    with mock.patch.object(Command, "prepare", lambda self, **kwargs: served.update(settings.CLIPCHECK)):
+        call_command("clip_demo", "--no-serve", stdout=io.StringIO())
+    assert served, "clip_demo no longer prepares its server in Command.prepare"
+    return served
