@@ -7,8 +7,8 @@ from the evidence for moderators, one for the seller (the suggestion), and
 each evidence field's label and kind. The API schema's choices, the seller's
 suggestion, the admin's and the review screen's wording and the reason table
 of docs/verdicts.md all come from here; an app registers its own codes with
-``reason_type_register`` (``listings`` does in its ``ready``), as a model is
-registered with the admin.
+``reason_type_register`` (the project's item app does in its ``ready``), as a
+model is registered with the admin.
 """
 
 from collections.abc import Callable

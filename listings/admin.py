@@ -16,12 +16,14 @@ from django.http import Http404, HttpResponse
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils.timesince import timesince
 
 from clipcheck import scoring
 from clipcheck.admin import ReadOnlyAdminMixin
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
+from clipcheck.reasons import reason_display
 from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import suggestion
@@ -230,13 +232,16 @@ class ModerationActionsMixin:
         )
 
 
-def reasons_html(listing, *, empty="no reasons: clean match"):
+def reasons_html(listing, *, empty="no reasons: clean match", compact=False):
+    """The listing's reasons in words (``clipcheck.reasons``); ``compact``: labels only, the sentence on hover."""
     if not listing.is_checked:
         return "—"
-    reasons = listing.reasons or []
-    return render_to_string(
-        "admin/listings/reasons.html", {"reasons": reasons, "suggestion": suggestion(reasons), "empty": empty}
-    )
+    reasons = [reason for reason in listing.reasons or [] if isinstance(reason, dict)]
+    threshold = listing.checked_threshold
+    return render_to_string("admin/listings/reasons.html", {
+        "reasons": [reason_display(reason, threshold=threshold) for reason in reasons],
+        "suggestion": None if compact else suggestion(reasons), "empty": empty, "compact": compact,
+    })
 
 
 class ListingPhotoForm(DecodedImageFormMixin, forms.ModelForm):
@@ -272,7 +277,7 @@ class ListingPhotoInline(admin.TabularInline):
 class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     form = ListingAdminForm
     list_display = (
-        "thumbnail", "title", "status", "title_score_badge", "description_score_badge", "reasons_list", "category",
+        "thumbnail", "title", "status", "title_score_badge", "description_score_badge", "reasons_summary", "category",
         "price", "checked_at",
     )
     list_display_links = ("thumbnail", "title")
@@ -395,6 +400,10 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
     def reasons_list(self, listing):
         return reasons_html(listing)
 
+    @admin.display(description="reasons")
+    def reasons_summary(self, listing):
+        return reasons_html(listing, compact=True)
+
     @admin.display(description="analyses")
     def analyses_table(self, listing):
         analyses = analyses_for_subject(subject=listing)[:20] if listing.pk else []
@@ -442,7 +451,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
 class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAdmin):
     """Only the listings that need a person, oldest first, large enough to judge."""
 
-    list_display = ("review_card", "title_score_badge", "description_score_badge", "reasons_list", "waiting_since")
+    list_display = ("review_card", "title_score_badge", "description_score_badge", "reasons_summary", "waiting_since")
     list_display_links = None
     list_filter = (QualityBandFilter, "category")
     search_fields = ("title", "description", "category")
@@ -451,7 +460,7 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
     actions = ["approve_selected", "reject_selected"]
     title_score_badge = ListingAdmin.title_score_badge
     description_score_badge = ListingAdmin.description_score_badge
-    reasons_list = ListingAdmin.reasons_list
+    reasons_summary = ListingAdmin.reasons_summary
 
     class Media:
         css = {"all": [STYLESHEET]}
@@ -467,9 +476,9 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
             "change_url": reverse("admin:listings_listing_change", args=[item.pk]),
         })
 
-    @admin.display(description="waiting since", ordering="created_at")
+    @admin.display(description="waiting", ordering="created_at")
     def waiting_since(self, item):
-        return item.created_at
+        return timesince(item.created_at)
 
     # The queue is a view of Listing: Listing's permissions apply.
     def has_view_permission(self, request, obj=None):
@@ -478,12 +487,32 @@ class ReviewQueueAdmin(ReadOnlyAdminMixin, ModerationActionsMixin, admin.ModelAd
 
 @admin.register(ModerationDecision)
 class ModerationDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
-    list_display = ("decided_at", "listing", "moderator", "from_status", "to_status", "reason_code", "title_score",
-                    "description_score", "threshold", "sampled", "note")
+    # Narrow enough for a 1366 px laptop with the navigation sidebar open.
+    list_display = ("decided_at", "listing", "moderator", "change", "reason", "scores", "sampled", "note_excerpt")
     list_filter = ("to_status", "from_status", "reason_code", "sampled", ("decided_at", admin.DateFieldListFilter))
     search_fields = ("note", "listing__title")
     list_select_related = ("listing", "moderator")
     readonly_fields = [field.name for field in ModerationDecision._meta.fields]
+
+    class Media:
+        css = {"all": [STYLESHEET]}
+
+    @admin.display(description="decision", ordering="to_status")
+    def change(self, decision):
+        """From → to; an undone decision is struck through and says so."""
+        return render_to_string("admin/listings/decision_change.html", {"decision": decision})
+
+    @admin.display(description="reason", ordering="reason_code")
+    def reason(self, decision):
+        return decision.reason_label or "—"
+
+    @admin.display(description="title / description score")
+    def scores(self, decision):
+        return " / ".join("—" if score is None else f"{score:.3f}" for score in (decision.title_score, decision.description_score))
+
+    @admin.display(description="note")
+    def note_excerpt(self, decision):
+        return decision.note if len(decision.note) <= 60 else decision.note[:59] + "…"
 
     def has_view_permission(self, request, obj=None):
         # Moderators read the decisions they and their colleagues made.

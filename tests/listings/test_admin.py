@@ -176,7 +176,7 @@ def test_the_review_queue_shows_only_needs_review_oldest_first(moderator_client,
 
     assert [item.pk for item in response.context["cl"].result_list] == [older.pk, newer.pk]
     page = response.content.decode()
-    assert 'class="review-card"' in page and styled(page, ".review-card img", "width: 320px")
+    assert 'class="review-card"' in page and styled(page, ".review-card img", "width: 128px")
     assert MISMATCHING_TEXT in page  # the text beside the image
     assert f"/admin/listings/listing/{older.pk}/image/" in page
 

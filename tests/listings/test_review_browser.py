@@ -325,3 +325,34 @@ def test_at_laptop_size_one_screen_holds_the_whole_decision_in_words(browser_pag
     page.wait_for_function("() => window.reviewStats.fragments >= 3")
     assert shown_listing(page) == second.pk
     assert "0 skipped" in page.inner_text(".review-progress")
+
+
+def test_at_laptop_size_the_lists_fit_and_an_undone_decision_reads_as_undone(browser_page, live_server, group_moderator, make_listing):
+    first, second, _ = laptop_queue(make_listing, group_moderator)
+    undone = ModerationDecision.objects.create(
+        listing=second, moderator=group_moderator, from_status="needs_review", to_status="rejected",
+        reason_code="wrong_photo", note="a long note " * 20, undone_at=timezone.now(),
+    )
+    page = browser_page
+    page.set_viewport_size(LAPTOP)
+    log_in_by_keyboard(page, live_server.url)
+    measure = """() => { const table = document.querySelector('#result_list');
+        const rows = Array.from(table.querySelectorAll('tbody tr'));
+        return {tableRight: table.getBoundingClientRect().right, viewport: document.documentElement.clientWidth,
+                scrollWidth: document.documentElement.scrollWidth,
+                tallest: Math.max(...rows.map(r => r.getBoundingClientRect().height))}; }"""
+    sizes = {}
+    for name, path in (("needs review", "/admin/listings/reviewqueueitem/"),
+                       ("decisions", "/admin/listings/moderationdecision/")):
+        page.goto(f"{live_server.url}{path}")
+        sizes[name] = page.evaluate(measure)
+        assert page.is_visible("#nav-sidebar")
+        text = page.inner_text("#result_list")
+        assert not SNAKE_CASE.findall(text), SNAKE_CASE.findall(text)
+    print(f"\nchangelists at 1366x900, sidebar open: {sizes}")
+    for name, size in sizes.items():
+        assert size["scrollWidth"] <= size["viewport"] and size["tableRight"] <= size["viewport"], (name, size)
+    assert sizes["needs review"]["tallest"] <= 200, sizes
+    row = page.locator("#result_list tbody tr", has_text="Red circle pendant").first
+    assert "undone" in row.inner_text() and row.locator("s").count() == 1 and "Wrong photo" in row.inner_text()
+    assert undone.undone_at is not None
