@@ -288,10 +288,14 @@ def echoed_path(value):
 CONFIDENCE_LEVELS = ["high", "medium", "low"]
 
 
+class ErrorDetailsField(serializers.JSONField):
+    """``detail``: field name -> its messages (typed in the schema by clipcheck.api.schema)."""
+
+
 class ErrorDetailSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Stable machine-readable code, e.g. invalid_image, overloaded.")
     message = serializers.CharField(help_text="Human-readable explanation.")
-    detail = serializers.JSONField(required=False, help_text="Per-field validation messages, when any.")
+    detail = ErrorDetailsField(required=False, help_text="Per-field validation messages, when any.")
 
 
 class ErrorSerializer(serializers.Serializer):
@@ -317,6 +321,11 @@ class PassagesSerializer(serializers.Serializer):
     best = ScoredPassageSerializer(help_text="The passage the text's score is taken from.")
 
 
+class CategoryScoreSerializer(serializers.Serializer):
+    category = serializers.CharField()
+    score = serializers.FloatField(min_value=0.0, max_value=1.0)
+
+
 class ReasonSerializer(serializers.Serializer):
     """One reason; the evidence keys depend on the code (docs/verdicts.md)."""
 
@@ -337,13 +346,12 @@ class ReasonSerializer(serializers.Serializer):
     photo_shows_score = serializers.FloatField(required=False)
     passage = PassageSpanSerializer(required=False, help_text="The passage the reason is about (long texts).")
     passages = serializers.IntegerField(required=False, help_text="passage_mismatch: passages scored.")
-    photo_looks_like = serializers.ListField(
-        child=serializers.DictField(), required=False,
-        help_text="Categories whose standalone score is above 0.5: {category, score}.",
+    photo_looks_like = CategoryScoreSerializer(
+        many=True, required=False, help_text="Categories whose standalone score is above 0.5."
     )
 
     def get_fields(self):
-        # Apps register reason types at start-up (listings: photo_reused, ...): read the registry now.
+        # Apps register their reason types at start-up (photo_reused, ...): read the registry now.
         fields = super().get_fields()
         fields["code"] = serializers.ChoiceField(choices=reason_codes())
         return fields
