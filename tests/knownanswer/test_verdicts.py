@@ -159,6 +159,47 @@ def test_a_wrong_colour_names_what_the_text_says_and_what_the_photo_shows(batch_
     assert f"looks {conflict['photo_shows']}; your text says {conflict['text_says']}" in example["suggestion"]
 
 
+def test_a_wrong_kind_of_item_names_the_word_the_text_says_and_what_the_photo_shows(batch_api, batch_root, settings):
+    # The catalogue's categories are the kinds of item the text is checked for, like an attribute's values.
+    settings.CLIPCHECK = {
+        **settings.CLIPCHECK, "CATEGORIES": list(domain.SHAPES), "CLASSIFY_THRESHOLD": SHAPE_PROMPT_THRESHOLD,
+    }
+    wrong, both, right, expected = [], [], [], []
+    for shape, colour, seed, size in cases(96, start=11):
+        data = png(domain.render(shape, colour, seed, size))
+        written = other(domain.SHAPES, shape, 1 + seed % 5)
+        wrong.append((data, domain.caption(written, colour, seed % 10), None))
+        both.append((data, domain.caption(written, other(domain.COLOURS, colour, 3), seed % 10), None))
+        right.append((data, domain.caption(shape, colour, seed % 10), None))
+        expected.append({"code": "object_conflict", "text_says": written, "photo_shows": shape})
+
+    wrong_results = analyze_batch(batch_api, batch_root, wrong)
+    both_results = analyze_batch(batch_api, batch_root, both)
+    right_results = analyze_batch(batch_api, batch_root, right)
+
+    named = sum(
+        any(want.items() <= reason.items() for reason in result["reasons"])
+        for want, result in zip(expected, wrong_results)
+    )
+    clean = sum(not any(r["code"] == "object_conflict" for r in result["reasons"]) for result in right_results)
+    assert rate(named, len(wrong), "wrong kind of item -> object_conflict naming both words") >= 0.95
+    assert rate(clean, len(right), "right caption -> no object_conflict") >= 0.95
+    example = next(result for result, want in zip(wrong_results, expected) if any(
+        r["code"] == "object_conflict" for r in result["reasons"]))
+    conflict = next(r for r in example["reasons"] if r["code"] == "object_conflict")
+    assert f"The photo shows {conflict['photo_shows']}; your text says {conflict['text_says']}." in example["suggestion"]
+    # No suggestion offers a category the text already names.
+    offered_named = 0
+    for (_, text, _), result in zip(wrong + both + right, wrong_results + both_results + right_results):
+        for reason in result["reasons"]:
+            offered = [match["category"] for match in reason.get("photo_looks_like") or []]
+            offered_named += any(f" {category}" in f" {text}" for category in offered)
+        suggestion = result["suggestion"] or ""
+        offered_named += any(f"looks like: {shape}" in suggestion and shape in text.split() for shape in domain.SHAPES)
+    print(f"\n[known answers] suggestions offering a category the text names: {offered_named}")
+    assert offered_named == 0
+
+
 def analyze(api, data, text):
     response = api.post("/clip/analyze", {"file": upload_file(data), "text": text}, format="multipart")
     assert response.status_code == 200, response.content
