@@ -157,5 +157,14 @@ def suggestion(reasons) -> str | None:
     return " ".join(sentences) or None
 
 
+def reasons_table() -> str:
+    """The reason table of docs/verdicts.md, from the registry (a test keeps the two equal)."""
+    rows = ["| code | label | when | evidence keys |", "| --- | --- | --- | --- |"]
+    for known in reason_types():
+        keys = ", ".join(f"`{evidence.key}`" for evidence in known.evidence)
+        rows.append(f"| `{known.code}` | {known.label} | {known.about} | {keys} |")
+    return "\n".join(rows)
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)

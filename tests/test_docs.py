@@ -32,3 +32,10 @@ def test_relative_links_in_the_readme_and_docs_resolve():
     for document in [README, *(REPO / "docs").glob("*.md")]:
         for target in relative_links(document):
             assert (document.parent / target).exists(), f"{document.name}: {target}"
+
+
+def test_the_reason_table_of_verdicts_md_is_the_registrys():
+    from clipcheck.reasons import reasons_table
+
+    table = reasons_table()
+    assert table in (REPO / "docs" / "verdicts.md").read_text(), f"docs/verdicts.md's reason table should be:\n{table}"
