@@ -23,7 +23,7 @@ from clipcheck.admin import ReadOnlyAdminMixin
 from clipcheck.errors import ClipcheckError
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
-from clipcheck.reasons import reason_display
+from clipcheck.reasons import reason_display, reason_label
 from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import suggestion
@@ -121,7 +121,7 @@ class CheckedFilter(admin.SimpleListFilter):
 
 
 def reason_code_choices():
-    return [("", "—")] + [(code, code) for code in review_reason_codes()]
+    return [("", "—")] + [(code, reason_label(code)) for code in review_reason_codes()]
 
 
 class PhotoReusedFilter(admin.SimpleListFilter):

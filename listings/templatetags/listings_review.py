@@ -6,6 +6,7 @@ from django import template
 from django.utils.timesince import timesince
 from django.utils import timezone
 
+from clipcheck.reasons import reason_label
 from listings import review
 
 register = template.Library()
@@ -25,3 +26,9 @@ def review_queue_summary(context):
 @register.simple_tag
 def review_reason_codes():
     return review.review_reason_codes()
+
+
+@register.filter
+def reason_words(code):
+    """A reason code as people read it ("wrong_photo" → "Wrong photo")."""
+    return reason_label(code)
