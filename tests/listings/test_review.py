@@ -406,7 +406,7 @@ def test_the_changelist_reject_action_records_a_reason_code_and_logs_the_decisio
     browser = logged_in(user)
     changelist = reverse("admin:listings_listing_changelist")
     confirmation = browser.post(changelist, {"action": "reject_selected", "_selected_action": [queued[1].pk]})
-    assert '<option value="wrong_photo">wrong_photo</option>' in confirmation.content.decode()
+    assert '<option value="wrong_photo">Wrong photo</option>' in confirmation.content.decode()
 
     browser.post(changelist, {"action": "reject_selected", "_selected_action": [queued[1].pk], "post": "yes",
                               "reason_code": "wrong_photo", "note": "not the bag"})
