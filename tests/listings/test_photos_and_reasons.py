@@ -175,3 +175,12 @@ def test_the_orphan_sweep_keeps_every_photo_of_a_listing(seller_client, everythi
 
     assert result.files == []
     assert len(names) == 2 and all(default_storage.exists(name) for name in names)
+
+
+def test_a_listing_without_a_title_is_never_said_to_have_a_different_title():
+    from listings.similarity import titles_conflict_check
+
+    # Unknown, not a conflict: the reason must not say "under a different title".
+    assert titles_conflict_check(first="", second="Blue star pendant") is None
+    assert titles_conflict_check(first="Blue star pendant", second="  ") is None
+    assert titles_conflict_check(first="Blue star", second="blue star ") is False
