@@ -8,6 +8,7 @@ from typing import Callable
 
 from django.conf import settings
 from django.core.checks import Error, Info, Tags, Warning, register
+from django.db import DEFAULT_DB_ALIAS
 from django.urls import URLResolver, get_resolver
 
 from clipcheck.settings import clip_settings
@@ -405,12 +406,17 @@ def check_shared_throttle_cache(app_configs=None, **kwargs):
     return []
 
 
-@register(Tags.compatibility)
-def check_vector_backend(app_configs=None, **kwargs):
+# A database check, as Django means it: it asks the database, so it runs with
+# migrate and check --database default, not before every command (runserver,
+# the demo) where its information line was noise.
+@register(Tags.database)
+def check_vector_backend(app_configs=None, databases=None, **kwargs):
     """Which similarity search path runs (``clipcheck.vectors``); a warning
     when PostgreSQL could run pgvector but does not."""
     from clipcheck import vectors
 
+    if not databases or DEFAULT_DB_ALIAS not in databases:
+        return []
     try:
         backend = vectors.vector_backend()
     except Exception as exc:  # no database yet, or none reachable: not this check's concern

@@ -13,8 +13,9 @@ decides how it runs.
   searched exactly in the process: fine for a demo catalogue of thousands of
   photos, not for a marketplace.
 
-``manage.py check`` reports which one is active (``clipcheck.I001``) and
-warns when PostgreSQL lacks the extension (``clipcheck.W005``).
+``manage.py migrate`` and ``check --database default`` report which one is
+active (``clipcheck.I001``) and warn when PostgreSQL lacks the extension
+(``clipcheck.W005``).
 """
 
 import hashlib

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import warnings
 import xml.etree.ElementTree as ElementTree
+from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
@@ -174,12 +175,41 @@ def _tower_modules(model):
     return ImageTower().eval(), TextTower().eval()
 
 
+# Tracing probes every attribute of every submodule (``hasattr``), and two of
+# transformers' properties speak when read: the deprecated
+# ``is_gradient_checkpointing`` alias and ``loss_function``, which names a
+# training loss. The towers use neither; their notices are dropped here, and
+# only they.
+GRADIENT_CHECKPOINTING_NOTICE = r"`is_gradient_checkpointing` is deprecated"
+LOSS_TYPE_NOTICE = "`loss_type="
+
+
+class _LossTypeNoticeFilter(logging.Filter):
+    def filter(self, record):
+        return not str(record.msg).startswith(LOSS_TYPE_NOTICE)
+
+
+@contextmanager
+def _tracing_notices_dropped():
+    loss_notice = _LossTypeNoticeFilter()
+    modeling_logger = logging.getLogger("transformers.modeling_utils")
+    modeling_logger.addFilter(loss_notice)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=GRADIENT_CHECKPOINTING_NOTICE, category=FutureWarning)
+            yield
+    finally:
+        modeling_logger.removeFilter(loss_notice)
+
+
 def convert(checkpoint, target):
     """Write the exact (f32-weight) IR of both towers of ``checkpoint`` to ``target``."""
     import openvino as ov
     import torch
     from transformers import CLIPModel
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # as clipcheck.engine.weights: no bar per start
     model = CLIPModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
     image_tower, text_tower = _tower_modules(model)
     vision = model.config.vision_config
@@ -187,7 +217,7 @@ def convert(checkpoint, target):
     text_config = model.config.text_config
     ids = torch.full((2, 8), 2, dtype=torch.int64)
     ids[:, -1] = text_config.eos_token_id if text_config.eos_token_id is not None else 2
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _tracing_notices_dropped():
         # Tracing notes shape checks it freezes; the inputs keep them true
         # (texts are cut to the context, images have the model's size).
         warnings.simplefilter("ignore", torch.jit.TracerWarning)

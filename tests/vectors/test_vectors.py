@@ -42,7 +42,7 @@ def test_the_path_follows_the_database():
 
 @pytest.mark.django_db
 def test_the_check_reports_the_path_and_warns_when_postgresql_lacks_pgvector():
-    messages = {message.id: message.msg for message in check_vector_backend()}
+    messages = {message.id: message.msg for message in check_vector_backend(databases=["default"])}
     assert vectors.vector_backend().name in messages["clipcheck.I001"]
     assert ("clipcheck.W005" in messages) == vectors.vector_backend().extension_missing
 
@@ -50,7 +50,7 @@ def test_the_check_reports_the_path_and_warns_when_postgresql_lacks_pgvector():
 def test_the_check_warns_with_the_fix_when_the_extension_is_missing(monkeypatch):
     missing = vectors.VectorBackend(vectors.NUMPY, "PostgreSQL without the pgvector extension", extension_missing=True)
     monkeypatch.setattr(vectors, "vector_backend", lambda using="default": missing)
-    warning = next(message for message in check_vector_backend() if message.id == "clipcheck.W005")
+    warning = next(message for message in check_vector_backend(databases=["default"]) if message.id == "clipcheck.W005")
     assert "CREATE EXTENSION vector" in warning.hint
 
 
@@ -59,7 +59,16 @@ def test_the_check_does_not_fail_without_a_database(monkeypatch):
         raise RuntimeError("no database")
 
     monkeypatch.setattr(vectors, "vector_backend", unreachable)
-    assert [message.id for message in check_vector_backend()] == ["clipcheck.I001"]
+    assert [message.id for message in check_vector_backend(databases=["default"])] == ["clipcheck.I001"]
+
+
+def test_the_check_asks_the_database_only_when_a_command_checks_it(monkeypatch):
+    """Not before every command (runserver, the demo): with migrate and check --database."""
+    def asked(using="default"):
+        raise AssertionError("the database was asked")
+
+    monkeypatch.setattr(vectors, "vector_backend", asked)
+    assert check_vector_backend() == [] and check_vector_backend(databases=None) == []
 
 
 @pytest.mark.django_db
