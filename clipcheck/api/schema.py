@@ -60,18 +60,33 @@ def error_responses(*statuses):
     }
 
 
+def example_product():
+    """``(text, category)`` the examples speak of, in the configured model's
+    words: its catalogue's first category, described by the first value of its
+    first attribute ("red shoes" on the defaults, "red circle" on the
+    known-answer model), so "Try it out" never asks a model about things it
+    was not configured for."""
+    categories = [str(category).strip() for category in clip_settings.CATEGORIES if str(category).strip()]
+    category = categories[0] if categories else "product"
+    values = next(iter(clip_settings.ATTRIBUTES.values()), None) or [""]
+    return f"{str(values[0]).strip()} {category}".strip(), category
+
+
 def request_examples():
     """What Swagger UI's "Try it out" pre-fills, by field name: values a client
     would send, which give a sensible answer as they are (the threshold is the
-    configured one, not the largest allowed)."""
+    configured one, not the largest allowed; categories from the configured
+    catalogue)."""
+    text, category = example_product()
+    categories = [str(name).strip() for name in clip_settings.CATEGORIES if str(name).strip()][:3] or [category]
     return {
-        "text": "red leather sneakers with white soles",
-        "title": "Red leather sneakers",
-        "description": "Red leather sneakers with white soles and laces.",
+        "text": text,
+        "title": text[:1].upper() + text[1:],
+        "description": f"{text[:1].upper() + text[1:]}, as in the photo.",
         "threshold": clip_settings.THRESHOLD,
-        "categories": "sneakers,boots,handbag",
-        "category": "sneakers",
-        "top_k": 3,
+        "categories": ",".join(categories),
+        "category": category,
+        "top_k": min(3, len(categories)),
         "price": "59.90",
     }
 
@@ -182,6 +197,19 @@ class ImageUploadFieldExtension(OpenApiSerializerFieldExtension):
                 f"An image file: {', '.join(clip_settings.ALLOWED_IMAGE_FORMATS)}; at most "
                 f"{clip_settings.MAX_UPLOAD_BYTES} bytes and {clip_settings.MAX_IMAGE_PIXELS} pixels."
             ),
+        }
+
+
+class ErrorDetailsFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "clipcheck.api.serializers.ErrorDetailsField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        return {
+            "type": "object",
+            "additionalProperties": {
+                "description": "The field's messages (a list), or its items' by position (an object)."
+            },
+            "example": {"threshold": ["Threshold must be a number between 0 and 1."]},
         }
 
 

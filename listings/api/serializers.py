@@ -77,11 +77,10 @@ class UploadResultSerializer(serializers.Serializer):
     title_check = AnalyzeResultSerializer(allow_null=True, help_text="Null when no title was sent.")
     description_check = AnalyzeResultSerializer(allow_null=True, help_text="Null when no description was sent.")
     photos = serializers.IntegerField(min_value=1, help_text="Photos stored.")
-    reasons = ReasonSerializer(many=True, help_text="The listing's reasons (texts, category, photos); empty: clean.")
-    suggestion = serializers.CharField(allow_null=True)
-    reasons = serializers.ListField(
-        child=serializers.DictField(), help_text="Why the listing needs review, e.g. photo_reused; empty when clean."
+    reasons = ReasonSerializer(
+        many=True, help_text="Why the listing needs review (texts, category, photos, e.g. photo_reused); empty: clean."
     )
+    suggestion = serializers.CharField(allow_null=True)
 
 
 class UploadMismatchSerializer(serializers.Serializer):
