@@ -14,7 +14,9 @@ import io
 import random
 import re
 import secrets
+import shlex
 from dataclasses import dataclass
+from pathlib import Path
 
 from django.core.files.base import ContentFile
 
@@ -165,46 +167,121 @@ def demo_catalogue_score(listings=None):
     return DemoScore(**counts)
 
 
-# The demo's people: a moderator works the queue, an administrator sees everything.
+# The demo's people: a moderator works the queue, an administrator sees
+# everything, a seller uploads listings through the API with a token.
 MODERATORS_GROUP = "Moderators"
 # What docs/listings.md asks of a moderator's account.
 MODERATOR_PERMISSIONS = ("listings.view_listing", "listings.change_listing", "listings.moderate_listing")
+SELLER = "demo-seller"
+# The photo the demo's printed upload command sends (a red circle: what Swagger
+# UI's pre-filled texts describe on the demo's model), with a seed no catalogue
+# picture has, so it is nobody's reused photo.
+SAMPLE_PHOTO = ("circle", "red")
+SAMPLE_PHOTO_SEED = -1
 
 
 @dataclass(frozen=True)
 class DemoUser:
     username: str
-    password: str
+    password: str | None  # None: kept from an earlier run (only its hash is stored: not shown again)
     is_superuser: bool
+
+
+@dataclass(frozen=True)
+class DemoSeller:
+    username: str
+    token: str  # DRF token key: ``Authorization: Token <key>``
 
 
 def moderators_group_get():
     """The ``Moderators`` group: the one a migration made if there is one, else
     a new group with the permissions the moderation docs name."""
-    from django.contrib.auth.models import Group, Permission
+    from django.contrib.auth.models import Group
 
     group, created = Group.objects.get_or_create(name=MODERATORS_GROUP)
     if created:
-        for name in MODERATOR_PERMISSIONS:
-            app_label, codename = name.split(".")
-            group.permissions.add(Permission.objects.get(content_type__app_label=app_label, codename=codename))
+        group.permissions.add(*_permissions(MODERATOR_PERMISSIONS))
     return group
 
 
-def demo_users_create(*, moderator="demo-moderator", admin="demo-admin"):
-    """A staff moderator in the ``Moderators`` group and a superuser, each with a
-    new random password (an earlier demo's accounts get new passwords)."""
+def _permissions(names):
+    from django.contrib.auth.models import Permission
+
+    return [
+        Permission.objects.get(content_type__app_label=app_label, codename=codename)
+        for app_label, codename in (name.split(".") for name in names)
+    ]
+
+
+def demo_users_create(*, moderator="demo-moderator", admin="demo-admin", reset_credentials=False):
+    """A staff moderator in the ``Moderators`` group and a superuser.
+
+    A new account gets a random password; an existing one keeps the password
+    an earlier run printed (``password`` is then None) unless
+    ``reset_credentials``.
+    """
     from django.contrib.auth import get_user_model
 
     User = get_user_model()
     users = []
     for username, is_superuser in ((moderator, False), (admin, True)):
-        password = secrets.token_urlsafe(9)
-        user, _ = User.objects.get_or_create(username=username)
+        user, created = User.objects.get_or_create(username=username)
         user.is_staff, user.is_superuser, user.is_active = True, is_superuser, True
-        user.set_password(password)
+        password = None
+        if created or reset_credentials or not user.password or not user.has_usable_password():
+            password = secrets.token_urlsafe(9)
+            user.set_password(password)
         user.save()
         if not is_superuser:
             user.groups.add(moderators_group_get())
         users.append(DemoUser(username=username, password=password, is_superuser=is_superuser))
     return users
+
+
+def demo_seller_create(*, username=SELLER, reset_credentials=False):
+    """A seller allowed to upload (the permissions of the ``upload`` access
+    policy, which guards ``POST /upload``) with an API token. An existing token
+    is kept unless ``reset_credentials``. No password: the seller only calls
+    the API, and is no staff."""
+    from django.contrib.auth import get_user_model
+    from rest_framework.authtoken.models import Token
+
+    from clipcheck.access import access_table
+
+    user, created = get_user_model().objects.get_or_create(username=username)
+    if created:
+        user.set_unusable_password()
+    user.is_staff, user.is_superuser, user.is_active = False, False, True
+    user.save()
+    user.user_permissions.add(*_permissions(access_table().get("upload", {}).get("permissions") or ()))
+    if reset_credentials:
+        Token.objects.filter(user=user).delete()
+    token, _ = Token.objects.get_or_create(user=user)
+    return DemoSeller(username=username, token=token.key)
+
+
+def demo_sample_photo_write(directory):
+    """Write the sample photo (PNG) into ``directory``; returns its path."""
+    shape, colour = SAMPLE_PHOTO
+    path = Path(directory) / f"{colour}-{shape}.png"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(demo_picture(shape=shape, colour=colour, seed=SAMPLE_PHOTO_SEED))
+    return path
+
+
+def demo_sample_texts():
+    """``{"title", "description", "category"}`` of a listing of the sample photo, as a seller writes them."""
+    shape, colour = SAMPLE_PHOTO
+    title = domain.caption(shape, colour, TITLE_TEMPLATES[0])
+    description = domain.caption(shape, colour, DESCRIPTION_TEMPLATES[0])
+    return {"title": title[0].upper() + title[1:], "description": description[0].upper() + description[1:],
+            "category": shape}
+
+
+def demo_upload_curl(*, base_url, token, photo):
+    """A shell command that uploads the sample photo as a listing with ``token``."""
+    fields = [f"file=@{photo}", *(f"{name}={value}" for name, value in demo_sample_texts().items())]
+    return " ".join([
+        "curl -s", f'-H "Authorization: Token {token}"',  # a token key is hexadecimal: nothing to quote
+        *(f"-F {shlex.quote(field)}" for field in fields), f"{base_url}/upload",
+    ])

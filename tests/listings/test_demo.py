@@ -3,12 +3,15 @@
 import importlib.util
 import io
 import re
+import shlex
 from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group, Permission
 from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
 
 import knownanswer
 from clipcheck.images import decode_image
@@ -39,6 +42,16 @@ def printed_credentials(output):
     return dict(re.findall(r"user (\S+)  password (\S+)", output))
 
 
+def printed_token(output):
+    return re.search(r"user demo-seller  token ([0-9a-f]+)", output).group(1)
+
+
+def printed_upload(output):
+    """The printed curl line, as the shell would split it."""
+    line = next(line for line in output.splitlines() if line.strip().startswith("curl "))
+    return shlex.split(line)
+
+
 def test_the_demo_fills_the_review_queue_and_catches_the_seeded_mismatches(demo_run):
     assert Listing.objects.count() == 100
     score = demo.demo_catalogue_score()
@@ -54,6 +67,20 @@ def test_the_demo_fills_the_review_queue_and_catches_the_seeded_mismatches(demo_
     assert "0.7121" in demo_run
     assert "http://127.0.0.1:8123/admin/listings/reviewqueueitem/" in demo_run
     assert "http://127.0.0.1:8123/api/docs/" in demo_run
+
+
+def test_the_printed_urls_use_the_host_of_the_docs(small_demo_run):
+    """One host everywhere: the demo serves and prints 127.0.0.1, as every snippet in the docs does."""
+    printed = set(re.findall(r"https?://([^/:\s]+)", small_demo_run))
+    assert printed == {"127.0.0.1"}
+    pages = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+    snippets = {page.name: "".join(re.findall(r"```.*?\n(.*?)```", page.read_text(), re.S)) for page in pages}
+    assert [name for name, code in snippets.items() if "localhost" in code] == []
+    # docs/demo.md shows what the demo prints (at port 8000, its default).
+    shown = set(re.findall(r"http://127\.0\.0\.1:8000/\S*", (REPO / "docs" / "demo.md").read_text()))
+    out = io.StringIO()
+    call_command("clip_demo", "--no-serve", stdout=out)
+    assert {url for url in shown if url.endswith("/")} <= set(re.findall(r"http://127\.0\.0\.1:8000/\S*", out.getvalue()))
 
 
 def test_the_printed_moderator_logs_in_and_sees_the_queue(small_demo_run, client):
@@ -75,14 +102,51 @@ def test_the_printed_moderator_logs_in_and_sees_the_queue(small_demo_run, client
     assert get_user_model().objects.get(username="demo-admin").is_superuser
 
 
-def test_a_second_run_reuses_the_catalogue_and_gives_new_passwords(small_demo_run):
+def test_a_second_run_reuses_the_catalogue_and_keeps_the_credentials(small_demo_run, client):
     out = io.StringIO()
     call_command("clip_demo", "--no-serve", stdout=out)
     again = out.getvalue()
     assert Listing.objects.count() == 20
     assert "already seeded (20 listings)" in again
     assert "0 checked" in again
-    assert printed_credentials(again)["demo-moderator"] != printed_credentials(small_demo_run)["demo-moderator"]
+    # Nothing rotated: the first run's password still logs in, and the token is the same.
+    assert printed_credentials(again) == {}
+    assert "user demo-moderator  (password kept" in again
+    assert client.login(username="demo-moderator", password=printed_credentials(small_demo_run)["demo-moderator"])
+    assert printed_token(again) == printed_token(small_demo_run)
+
+
+def test_reset_credentials_gives_new_passwords_and_a_new_token(small_demo_run, client):
+    out = io.StringIO()
+    call_command("clip_demo", "--no-serve", "--reset-credentials", stdout=out)
+    before, after = printed_credentials(small_demo_run), printed_credentials(out.getvalue())
+    assert set(after) == {"demo-moderator", "demo-admin"}
+    assert after["demo-moderator"] != before["demo-moderator"]
+    assert not client.login(username="demo-moderator", password=before["demo-moderator"])
+    assert client.login(username="demo-moderator", password=after["demo-moderator"])
+    assert printed_token(out.getvalue()) != printed_token(small_demo_run)
+    assert not Token.objects.filter(key=printed_token(small_demo_run)).exists()
+
+
+def test_the_printed_seller_token_uploads_with_the_printed_command(small_demo_run):
+    """The printed curl line, sent as printed: token, sample photo, texts."""
+    seller = get_user_model().objects.get(username="demo-seller")
+    assert seller.has_perm("listings.add_listing") and not seller.is_staff and not seller.has_usable_password()
+    args = printed_upload(small_demo_run)
+    assert args[args.index("-H") + 1] == f"Authorization: Token {printed_token(small_demo_run)}"
+    fields = dict(args[index + 1].split("=", 1) for index, arg in enumerate(args) if arg == "-F")
+    photo = Path(fields.pop("file").removeprefix("@"))
+    assert photo.is_file() and demo.described_object(fields["title"]) == ("circle", "red")
+    assert args[-1] == "http://127.0.0.1:8000/upload"
+
+    client = APIClient()
+    assert client.post("/upload", {**fields, "file": photo.open("rb")}).status_code == 401  # no token: refused
+    with photo.open("rb") as upload:
+        response = client.post(
+            "/upload", {**fields, "file": upload}, HTTP_AUTHORIZATION=args[args.index("-H") + 1].split(": ", 1)[1]
+        )
+    assert response.status_code == 201, response.content
+    assert Listing.objects.get(pk=response.json()["listing_id"]).seller == seller
 
 
 def test_without_no_serve_it_serves_the_known_answer_model_on_the_port(fresh_engine, media_root, monkeypatch):

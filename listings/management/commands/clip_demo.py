@@ -1,10 +1,12 @@
 """manage.py clip_demo: the five-minute offline demo in one command.
 
-Migrates the database, seeds the demo catalogue, creates a moderator and a
-superuser, audits the catalogue with the known-answer model (committed in
-the repository: no download) so the review queue has work in it, and serves.
+Migrates the database, seeds the demo catalogue, audits it with the
+known-answer model (committed in the repository: no download) so the review
+queue has work in it, creates a moderator, a superuser and a seller with an
+API token, prints how to use them, and serves.
 """
 
+import shlex
 from pathlib import Path
 
 from django.conf import settings
@@ -24,6 +26,14 @@ from listings.audit import local, records
 from listings.settings import listings_settings
 
 
+# One host in everything the demo prints and serves, and in the docs.
+HOST = "127.0.0.1"
+# Where the sample photo of the printed upload command is written (under MEDIA_ROOT).
+SAMPLE_DIRECTORY = "demo-sample"
+# The storefront page docs/demo.md serves to try CORS.
+CORS_EXAMPLE_ORIGIN = f"http://{HOST}:5500"
+
+
 def port_number(value):
     port = int(value)
     if not 1 <= port <= 65535:
@@ -33,20 +43,25 @@ def port_number(value):
 
 class Command(BaseCommand):
     help = (
-        "The offline demo: migrate, seed the demo catalogue, create a demo moderator and superuser, "
-        "audit with the known-answer model and start the server."
+        "The offline demo: migrate, seed the demo catalogue, audit it with the known-answer model, "
+        "create a demo moderator, superuser and seller (with an API token) and start the server."
     )
 
     def add_arguments(self, parser):
-        parser.add_argument("--port", type=port_number, default=8000, help="Port on 127.0.0.1 (default 8000).")
+        parser.add_argument("--port", type=port_number, default=8000, help=f"Port on {HOST} (default 8000).")
         parser.add_argument("--no-serve", action="store_true", help="Prepare everything, print the URLs, don't serve.")
         parser.add_argument(
             "--count", type=int, default=100,
             help="Listings to seed when the database has no demo listings yet (default 100).",
         )
         parser.add_argument("--seed", type=int, default=0, help="Random seed of the catalogue (default 0).")
+        parser.add_argument(
+            "--reset-credentials", action="store_true",
+            help="New passwords for the demo accounts and a new token for the seller "
+                 "(by default a rerun keeps them).",
+        )
 
-    def handle(self, *args, port, no_serve, count, seed, **options):
+    def handle(self, *args, port, no_serve, count, seed, reset_credentials, **options):
         if count < 1:
             raise CommandError("--count must be at least 1.")
         threshold = knownanswer.calibrated_threshold()
@@ -65,11 +80,11 @@ class Command(BaseCommand):
         # SETTINGS_MODULE: runserver names it in its banner.
         with override_settings(CLIPCHECK=demo_clipcheck, SETTINGS_MODULE=settings.SETTINGS_MODULE):
             self.stdout.write(f"Model: {knownanswer.CHECKPOINT} (known-answer CLIP), threshold {threshold}.")
-            self.prepare(count=count, seed=seed, port=port)
+            self.prepare(count=count, seed=seed, port=port, reset_credentials=reset_credentials)
             if no_serve:
                 return
-            self.stdout.write(f"Starting the server on 127.0.0.1:{port} (Ctrl-C stops it).")
-            call_command("runserver", f"127.0.0.1:{port}", use_reloader=False)
+            self.stdout.write(f"Starting the server on {HOST}:{port} (Ctrl-C stops it).")
+            call_command("runserver", f"{HOST}:{port}", use_reloader=False)
 
     def adapt(self):
         """Learn the category adaptation from the demo catalogue's categories (once per model)."""
@@ -81,7 +96,7 @@ class Command(BaseCommand):
         except CommandError as exc:  # the demo goes on with the zero-shot prompts
             self.stdout.write(f"Category adaptation not promoted: {exc}")
 
-    def prepare(self, *, count, seed, port):
+    def prepare(self, *, count, seed, port, reset_credentials):
         if clip_settings.BATCH_ROOT:
             Path(clip_settings.BATCH_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
@@ -114,13 +129,35 @@ class Command(BaseCommand):
         )
         for line in demo.demo_catalogue_score().as_lines():
             self.stdout.write(line)
+        self.introduce(base_url=f"http://{HOST}:{port}", reset_credentials=reset_credentials)
 
-        self.stdout.write("\nAccounts (new passwords on every run):")
-        for user in demo.demo_users_create():
+    def introduce(self, *, base_url, reset_credentials):
+        """The demo's accounts, an upload that works as printed, and the pages to open."""
+        self.stdout.write(
+            "\nAccounts (made on the first run and kept; --reset-credentials makes new passwords and token):"
+        )
+        for user in demo.demo_users_create(reset_credentials=reset_credentials):
             role = "superuser" if user.is_superuser else f"moderator ({demo.MODERATORS_GROUP} group)"
-            self.stdout.write(f"  {role:<28} user {user.username}  password {user.password}")
+            secret = f"password {user.password}" if user.password else "(password kept: as printed before)"
+            self.stdout.write(f"  {role:<28} user {user.username}  {secret}")
+        seller = demo.demo_seller_create(reset_credentials=reset_credentials)
+        self.stdout.write(f"  {'seller (may upload)':<28} user {seller.username}  token {seller.token}")
 
-        base = f"http://127.0.0.1:{port}"
+        photo = demo.demo_sample_photo_write(Path(settings.MEDIA_ROOT) / SAMPLE_DIRECTORY)
+        self.stdout.write(f"\nUpload a listing as {seller.username} (POST /upload, a sample photo written for it):")
+        self.stdout.write("  " + demo.demo_upload_curl(base_url=base_url, token=seller.token, photo=photo))
+        self.stdout.write("For Python (docs/client.md), the same as environment variables:")
+        self.stdout.write(
+            f"  export CLIPCHECK_URL={base_url} CLIPCHECK_TOKEN={seller.token} "
+            f"CLIPCHECK_PHOTO={shlex.quote(str(photo))}"
+        )
+        origins = ", ".join(settings.CORS_ALLOWED_ORIGINS)
+        self.stdout.write(
+            f"Pages on other origins may call the API: {origins}." if origins else
+            f"Pages on other origins may not call the API: start with CORS_ALLOWED_ORIGINS={CORS_EXAMPLE_ORIGIN} "
+            "(the page's exact origin; docs/demo.md)."
+        )
+
         self.stdout.write("\nOpen:")
         for path, what in (
             ("/", "try a photo and a text"),
@@ -128,4 +165,4 @@ class Command(BaseCommand):
             ("/admin/", "the admin (demo-admin)"),
             ("/api/docs/", "the API, with Try it out"),
         ):
-            self.stdout.write(f"  {base + path:<56} {what}")
+            self.stdout.write(f"  {base_url + path:<56} {what}")
