@@ -28,8 +28,8 @@ from clipcheck.selectors import analyses_for_subject
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import suggestion
 from listings import selectors, services
-from listings.admin_review import ReviewViews
-from listings.review import review_reason_codes
+from listings.admin_review import ReviewViews, listing_id_parse
+from listings.review import review_held_by_others, review_reason_codes
 from listings.similarity import PHOTO_REUSED, listings_search
 from listings.models import (
     FORMAT_SUFFIXES,
@@ -194,8 +194,10 @@ class ModerationActionsMixin:
 
     @admin.action(description="Approve the selected listings", permissions=["moderate"])
     def approve_selected(self, request, queryset):
+        held = review_held_by_others(listings=queryset, moderator=request.user)
         changed = services.listings_decide(listings=list(queryset), moderator=request.user, to_status=Status.APPROVED)
-        self.message_user(request, f"Approved {changed} listing(s); {queryset.count() - changed} already approved.")
+        self.message_user(request, f"Approved {changed} listing(s); {queryset.count() - changed} left as they were"
+                          f"{held_note(held)}.")
 
     @admin.action(description="Reject the selected listings…", permissions=["moderate"])
     def reject_selected(self, request, queryset):
@@ -203,11 +205,13 @@ class ModerationActionsMixin:
         # asks for a note; its own post (post=yes) records the decision.
         form = RejectForm(request.POST if request.POST.get("post") == "yes" else None)
         if form.is_bound and form.is_valid():
+            held = review_held_by_others(listings=queryset, moderator=request.user)
             changed = services.listings_decide(
                 listings=list(queryset), moderator=request.user, to_status=Status.REJECTED,
                 note=form.cleaned_data["note"], reason_code=form.cleaned_data["reason_code"],
             )
-            self.message_user(request, f"Rejected {changed} listing(s); {queryset.count() - changed} already rejected.")
+            self.message_user(request, f"Rejected {changed} listing(s); {queryset.count() - changed} left as they were"
+                              f"{held_note(held)}.")
             return None
         context = {
             **self.admin_site.each_context(request),
@@ -230,6 +234,10 @@ class ModerationActionsMixin:
         self.message_user(
             request, f"Flagged {flagged} listing(s) for review; {len(listings) - flagged} left as they were."
         )
+
+
+def held_note(held):
+    return f" ({held} held by another moderator)" if held else ""
 
 
 def reasons_html(listing, *, empty="no reasons: clean match", compact=False):
@@ -320,7 +328,8 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
 
     def image_view(self, request, object_id):
         """The stored image, read through storage: works for private S3 buckets too."""
-        listing = Listing.objects.filter(pk=object_id).first() if str(object_id).isdigit() else None
+        listing_id = listing_id_parse(object_id)
+        listing = Listing.objects.filter(pk=listing_id).first() if listing_id is not None else None
         if listing is None or not self.has_view_or_change_permission(request, listing):
             raise Http404("No such listing.")
         try:

@@ -34,6 +34,8 @@ from clipcheck.settings import clip_settings
 from listings import review, selectors
 from listings.models import Listing, ModerationDecision
 
+# The largest primary key a database stores (BigAutoField): a larger id names no listing.
+MAX_LISTING_ID = 2**63 - 1
 SKIPPED_SESSION_KEY = "listings_review_skipped"
 DECIDED_SESSION_KEY = "listings_review_decided"
 # Reasons that point at words of a text: what the text says is highlighted.
@@ -74,6 +76,15 @@ def description_segments(description, reasons):
 
 def _word_pattern(words):
     return re.compile(r"(?<![\w-])" + r"[\s-]+".join(re.escape(word) for word in words.split()) + r"(?![\w-])", re.I)
+
+
+def listing_id_parse(value):
+    """A listing id from a URL or form: ASCII digits within the database's range, else None."""
+    text = str(value)
+    if not (text.isascii() and text.isdigit()) or len(text) > 19:
+        return None
+    number = int(text)
+    return number if 0 < number <= MAX_LISTING_ID else None
 
 
 def _is_offset(value):
@@ -182,40 +193,46 @@ class ReviewViews:
     # Views
 
     def review_view(self, request):
+        """The screen, with the listing you hold; claiming one is a POST (``review/next/``), which the
+        screen makes as it opens, so that no link can claim on a moderator's behalf."""
         self.check_permission(request)
         if request.GET.get("restart"):
             request.session[SKIPPED_SESSION_KEY] = []
-        listing = review.review_claim_next(moderator=request.user, exclude=self.skipped(request))
+        listing = review.review_held(moderator=request.user, exclude=self.skipped(request))
         context = {
             **self.admin_site.each_context(request),
             "title": "Review listings",
             "subtitle": None,
             "opts": Listing._meta,
             "reason_codes": reason_code_choices(),
-            "item": self.item_context(request, listing),
+            "item": {**self.item_context(request, listing), "opening": listing is None},
+            "claim_on_open": listing is None,
         }
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/listings/review/page.html", context)
 
     def next_view(self, request):
-        """GET: the listing you hold or the next one; POST ``skip=<id>``: give that one back first;
-        POST ``back=1`` (``current=<id>``): give the current one back and return to the listings
-        skipped this session."""
+        """POST: claim the listing you hold or the next one; with ``skip=<id>`` give that one back
+        first; with ``back=1`` (``current=<id>``) give the current one back and return to the
+        listings skipped this session. GET only shows the listing you hold (it claims nothing)."""
         self.check_permission(request)
-        if request.method == "POST" and request.POST.get("back"):
+        if request.method == "GET":
+            held = review.review_held(moderator=request.user, exclude=self.skipped(request))
+            return self.item_response(request, listing=held, claim=False)
+        if request.method != "POST":
+            return self.error_response(ClipcheckError("Use POST.", code="method_not_allowed", status_code=405))
+        if request.POST.get("back"):
             # The listing on the screen is given back too: the oldest skipped one comes first.
-            current = request.POST.get("current", "")
-            if current.isascii() and current.isdigit():
-                review.review_release(listing_id=int(current), moderator=request.user)
+            current = listing_id_parse(request.POST.get("current", ""))
+            if current is not None:
+                review.review_release(listing_id=current, moderator=request.user)
             request.session[SKIPPED_SESSION_KEY] = []
-        elif request.method == "POST":
-            skip = request.POST.get("skip", "")
-            if not skip.isdigit():
+        elif "skip" in request.POST:
+            skip = listing_id_parse(request.POST["skip"])
+            if skip is None:
                 return self.error_response(ClipcheckError("skip must be a listing id.", code="invalid_review"))
-            review.review_release(listing_id=int(skip), moderator=request.user)
-            request.session[SKIPPED_SESSION_KEY] = [*self.skipped(request), int(skip)][-500:]
-        elif request.method != "GET":
-            return self.error_response(ClipcheckError("Use GET or POST.", code="method_not_allowed", status_code=405))
+            review.review_release(listing_id=skip, moderator=request.user)
+            request.session[SKIPPED_SESSION_KEY] = [*self.skipped(request), skip][-500:]
         return self.item_response(request)
 
     def decide_view(self, request, listing_id):
@@ -223,6 +240,8 @@ class ReviewViews:
         from_change_page = request.POST.get("next") == "change"
         if request.method != "POST":
             return self.error_response(ClipcheckError("Use POST.", code="method_not_allowed", status_code=405))
+        if listing_id_parse(listing_id) is None:
+            raise Http404("No such listing.")
         try:
             review.review_decide(
                 listing_id=listing_id,
@@ -231,6 +250,7 @@ class ReviewViews:
                 reason_code=request.POST.get("reason_code", ""),
                 note=request.POST.get("note", "")[:2000],
                 require_claim=not from_change_page,
+                expected_status=request.POST.get("status") or None,
             )
         except ClipcheckError as exc:
             if from_change_page:
@@ -258,6 +278,8 @@ class ReviewViews:
     def photo_view(self, request, listing_id, index):
         """A listing's ``index``-th photo, read through storage (private buckets too)."""
         self.check_permission(request)
+        if listing_id_parse(listing_id) is None:
+            raise Http404("No such listing.")
         listing = get_object_or_404(Listing, pk=listing_id)
         photos = listing_photos(listing)
         if index >= len(photos):
@@ -274,8 +296,8 @@ class ReviewViews:
 
     # Rendering
 
-    def item_response(self, request, listing=None, undone=False):
-        if listing is None:
+    def item_response(self, request, listing=None, undone=False, claim=True):
+        if listing is None and claim:
             listing = review.review_claim_next(moderator=request.user, exclude=self.skipped(request))
         context = {"item": self.item_context(request, listing, undone=undone), "reason_codes": reason_code_choices()}
         return TemplateResponse(request, "admin/listings/review/item.html", context)

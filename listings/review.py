@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from django.contrib.admin.models import CHANGE, LogEntry
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Min, Q
 from django.utils import timezone
@@ -73,34 +74,52 @@ def _claim_until(now):
     return now + timedelta(seconds=int(listings_settings.REVIEW_CLAIM_SECONDS))
 
 
+def review_held(*, moderator, exclude=(), now=None):
+    """The queued listing this moderator holds, if any (a read: nothing is claimed or extended)."""
+    now = now or timezone.now()
+    queue = Listing.objects.filter(review_queue_filter()).exclude(pk__in=list(exclude))
+    return queue.filter(claimed_by=moderator, claimed_until__gt=now).order_by("created_at", "id").first()
+
+
+def review_held_by_others(*, listings, moderator, now=None):
+    """How many of ``listings`` (a queryset) another moderator holds now."""
+    now = now or timezone.now()
+    return listings.filter(claimed_until__gt=now).exclude(claimed_by=moderator).exclude(claimed_by__isnull=True).count()
+
+
 def review_claim_next(*, moderator, exclude=(), now=None):
     """Claim the oldest queued listing nobody else holds; None when there is none.
 
     A listing this moderator already holds comes first (a reload shows the
     same listing, its claim extended). ``exclude``: ids skipped this session.
+    A moderator holds one listing at a time, even from two sessions at once:
+    the moderator's row is locked for the claim (PostgreSQL; SQLite's
+    IMMEDIATE transactions serialise every writer).
     """
     now = now or timezone.now()
     until = _claim_until(now)
-    queue = Listing.objects.filter(review_queue_filter()).exclude(pk__in=list(exclude))
-    held = queue.filter(claimed_by=moderator, claimed_until__gt=now).order_by("created_at", "id").first()
-    if held is not None:
-        Listing.objects.filter(pk=held.pk, claimed_by=moderator).update(claimed_until=until)
-        held.claimed_until = until
-        return held
-    while True:
-        candidates = list(
-            queue.filter(_unclaimed(now)).order_by("created_at", "id").values_list("pk", flat=True)[:10]
-        )
-        if not candidates:
-            return None
-        for pk in candidates:
-            # The condition is re-evaluated under the row lock the UPDATE
-            # takes: whoever loses the race updates no row and tries the next.
-            won = Listing.objects.filter(review_queue_filter(), _unclaimed(now), pk=pk).update(
-                claimed_by=moderator, claimed_until=until
+    with transaction.atomic():
+        get_user_model().objects.select_for_update().filter(pk=moderator.pk).first()
+        held = review_held(moderator=moderator, exclude=exclude, now=now)
+        if held is not None:
+            Listing.objects.filter(pk=held.pk, claimed_by=moderator).update(claimed_until=until)
+            held.claimed_until = until
+            return held
+        queue = Listing.objects.filter(review_queue_filter()).exclude(pk__in=list(exclude))
+        while True:
+            candidates = list(
+                queue.filter(_unclaimed(now)).order_by("created_at", "id").values_list("pk", flat=True)[:10]
             )
-            if won:
-                return Listing.objects.get(pk=pk)
+            if not candidates:
+                return None
+            for pk in candidates:
+                # The condition is re-evaluated under the row lock the UPDATE
+                # takes: whoever loses the race updates no row and tries the next.
+                won = Listing.objects.filter(review_queue_filter(), _unclaimed(now), pk=pk).update(
+                    claimed_by=moderator, claimed_until=until
+                )
+                if won:
+                    return Listing.objects.get(pk=pk)
 
 
 def review_release(*, listing_id, moderator):
@@ -108,13 +127,16 @@ def review_release(*, listing_id, moderator):
     return Listing.objects.filter(pk=listing_id, claimed_by=moderator).update(claimed_by=None, claimed_until=None)
 
 
-def review_decide(*, listing_id, moderator, decision, reason_code="", note="", require_claim=True, now=None):
+def review_decide(
+    *, listing_id, moderator, decision, reason_code="", note="", require_claim=True, expected_status=None, now=None
+):
     """Approve or reject one listing; returns the ``ModerationDecision``.
 
     ``decision`` is "approve" or "reject"; a rejection needs one of the
     configured reason codes. With ``require_claim`` the moderator must hold
     the listing (the review screen); otherwise (the change page) only a
-    claim held by someone else refuses the decision.
+    claim held by someone else refuses the decision. ``expected_status``: the
+    status the moderator saw; a listing decided meanwhile is refused.
     """
     if decision not in DECISIONS:
         raise ReviewInvalid(f"Unknown decision {decision!r}; use approve or reject.")
@@ -128,22 +150,43 @@ def review_decide(*, listing_id, moderator, decision, reason_code="", note="", r
         listing = Listing.objects.select_for_update().filter(pk=listing_id).first()
         if listing is None:
             raise ReviewInvalid(f"No listing {listing_id}.", status_code=404, code="not_found")
-        claimed_by_other = (
-            listing.claimed_by_id not in (None, moderator.pk) and listing.claimed_until and listing.claimed_until > now
-        )
-        if claimed_by_other:
+        if expected_status is not None and listing.status != expected_status:
+            raise ReviewConflict(
+                f"This listing was decided meanwhile: it is {listing.get_status_display().lower()} now. Reload it."
+            )
+        if _claimed_by_other(listing, moderator, now):
             raise ReviewConflict("Another moderator holds this listing; it is not yours to decide.")
         if require_claim and (listing.claimed_by_id != moderator.pk or not listing.claimed_until or listing.claimed_until <= now):
             raise ReviewConflict("Your claim on this listing expired; open the next listing.")
         return decision_record(
             listing=listing, moderator=moderator, to_status=DECISIONS[decision], reason_code=reason_code,
-            note=note, now=now,
+            note=note, now=now, require_claim=require_claim,
         )
 
 
-def decision_record(*, listing, moderator, to_status, reason_code="", note="", now=None):
-    """Store a decision on a locked listing, update the listing, log it, release its claim."""
+def _claimed_by_other(listing, moderator, now):
+    return listing.claimed_by_id not in (None, moderator.pk) and listing.claimed_until and listing.claimed_until > now
+
+
+def decision_record(*, listing, moderator, to_status, reason_code="", note="", now=None, require_claim=False):
+    """Store a decision on a locked listing, update the listing, log it, release its claim.
+
+    The listing changes by one conditional UPDATE: only from the status read
+    and while nobody else holds it (and, with ``require_claim``, while this
+    moderator does), so a decision made meanwhile through another path (the
+    review screen, the change page, a changelist action) refuses this one.
+    """
     now = now or timezone.now()
+    guard = Listing.objects.filter(pk=listing.pk, status=listing.status)
+    guard = guard.filter(claimed_by=moderator, claimed_until__gt=now) if require_claim else guard.filter(
+        Q(claimed_by__isnull=True) | Q(claimed_by=moderator) | Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+    )
+    changed = guard.update(
+        status=to_status, moderated_by=moderator, moderated_at=now, moderation_note=note,
+        moderated_content_sha256=listing.content_sha256, claimed_by=None, claimed_until=None, updated_at=now,
+    )
+    if not changed:
+        raise ReviewConflict("This listing was decided or claimed meanwhile; reload it.")
     decision = ModerationDecision.objects.create(
         listing=listing,
         moderator=moderator,
@@ -162,11 +205,7 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
     listing.status = to_status
     listing.moderated_by, listing.moderated_at, listing.moderation_note = moderator, now, note
     listing.moderated_content_sha256 = listing.content_sha256
-    listing.claimed_by, listing.claimed_until = None, None
-    listing.save(update_fields=[
-        "status", "moderated_by", "moderated_at", "moderation_note", "moderated_content_sha256",
-        "claimed_by", "claimed_until", "updated_at",
-    ])
+    listing.claimed_by, listing.claimed_until, listing.updated_at = None, None, now
     decision_log(decision=decision, listing=listing, moderator=moderator)
     transaction.on_commit(lambda: metrics.REVIEW_DECISIONS.labels(
         reason_code=reason_code or "none", to_status=to_status

@@ -33,7 +33,7 @@ from clipcheck.models import Analysis
 from clipcheck.nearduplicates import layout_signature
 from clipcheck.settings import clip_settings
 from listings import review, verdicts
-from listings.errors import ImageTextMismatch, ListingImageUnavailable
+from listings.errors import ImageTextMismatch, ListingImageUnavailable, ReviewConflict
 from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto
 from listings.settings import listings_settings
 from listings.similarity import photo_reused_reasons
@@ -506,7 +506,9 @@ def listing_save(*, listing, image_sha256=None, source=Analysis.Source.ADMIN):
 def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
     """Record a moderator's decision on listings; returns how many changed.
 
-    Listings already in ``to_status`` are left alone (no decision recorded).
+    Listings already in ``to_status`` are left alone (no decision recorded),
+    and so are listings another moderator holds (the claim check of every
+    decision path, ``review.decision_record``).
     """
     changed = 0
     now = timezone.now()
@@ -515,9 +517,13 @@ def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
             # A sampled approval waiting for review is decided even when approved again.
             if listing.status == to_status and not (listing.review_sampled and not listing.is_moderated):
                 continue
-            review.decision_record(
-                listing=listing, moderator=moderator, to_status=to_status, note=note, reason_code=reason_code, now=now
-            )
+            try:
+                review.decision_record(
+                    listing=listing, moderator=moderator, to_status=to_status, note=note, reason_code=reason_code,
+                    now=now,
+                )
+            except ReviewConflict:
+                continue  # held by another moderator: theirs to decide
             changed += 1
     return changed
 

@@ -122,7 +122,7 @@ def test_approve_action_records_the_decision(moderator_client, moderator, checke
 
     response = run_action(moderator_client, CHANGELIST, "approve_selected", [matching, mismatching])
 
-    assert messages_of(response) == ["Approved 1 listing(s); 1 already approved."]
+    assert messages_of(response) == ["Approved 1 listing(s); 1 left as they were."]
     decision = ModerationDecision.objects.get()
     assert (decision.listing, decision.moderator, decision.from_status, decision.to_status) == (
         mismatching, moderator, "needs_review", "approved",
@@ -140,7 +140,7 @@ def test_reject_action_asks_for_a_note_then_records_it(moderator_client, moderat
 
     response = run_action(moderator_client, CHANGELIST, "reject_selected", [mismatching], post="yes", note="A shoe.")
 
-    assert messages_of(response) == ["Rejected 1 listing(s); 0 already rejected."]
+    assert messages_of(response) == ["Rejected 1 listing(s); 0 left as they were."]
     mismatching.refresh_from_db()
     assert (mismatching.status, mismatching.moderation_note, mismatching.moderated_by) == ("rejected", "A shoe.", moderator)
     assert ModerationDecision.objects.get().note == "A shoe."

@@ -83,6 +83,8 @@ def test_a_moderator_in_the_group_gets_no_403_anywhere_in_the_workbench(queued):
     for url in pages:
         response = browser.get(url)
         assert response.status_code == 200, (url, response.status_code)
+    assert not Listing.objects.filter(claimed_by=user).exists()  # no GET claims
+    assert browser.post(reverse("admin:listings_listing_review_next")).status_code == 200
 
     claimed = Listing.objects.get(claimed_by=user)
     decided = browser.post(reverse("admin:listings_listing_review_decide", args=[claimed.pk]), {"decision": "approve"})
@@ -148,7 +150,7 @@ class TestClaims:
     def test_skipping_gives_the_listing_back_and_serves_the_next(self, queued):
         user = group_moderator()
         browser = logged_in(user)
-        browser.get(reverse("admin:listings_listing_review"))
+        browser.post(reverse("admin:listings_listing_review_next"))
         assert Listing.objects.get(claimed_by=user) == queued[0]
 
         assert browser.post(reverse("admin:listings_listing_review_next"), {"skip": "x"}).status_code == 400
@@ -256,7 +258,7 @@ class TestReviewScreen:
         ModerationDecision.objects.create(listing=queued[0], moderator=user, from_status="pending",
                                           to_status="needs_review", note="earlier flag")
 
-        page = logged_in(user).get(reverse("admin:listings_listing_review")).content.decode()
+        page = logged_in(user).post(reverse("admin:listings_listing_review_next")).content.decode()
 
         listing = queued[0]
         assert f'data-listing-id="{listing.pk}"' in page
@@ -280,7 +282,7 @@ class TestReviewScreen:
             {"code": "photo_reused", "field": "photos", "message": "A deleted listing.", "listing_id": 987654},
         ])
 
-        page = logged_in(group_moderator()).get(reverse("admin:listings_listing_review")).content.decode()
+        page = logged_in(group_moderator()).post(reverse("admin:listings_listing_review_next")).content.decode()
 
         assert "The same photo on other listings" in page
         assert f'class="review-reused-item" data-listing-id="{original.pk}"' in page
@@ -290,12 +292,12 @@ class TestReviewScreen:
 
     def test_without_reasons_it_falls_back_to_the_scores(self, queued):
         Listing.objects.filter(pk=queued[0].pk).update(reasons=[], description_score=0.0)
-        page = logged_in(group_moderator()).get(reverse("admin:listings_listing_review")).content.decode()
+        page = logged_in(group_moderator()).post(reverse("admin:listings_listing_review_next")).content.decode()
         assert "Why it is here" in page and "<code>" not in page
         assert '<span class="below">mismatch</span>' in page
 
     def test_an_empty_queue_says_so(self, db):
-        page = logged_in(group_moderator()).get(reverse("admin:listings_listing_review")).content.decode()
+        page = logged_in(group_moderator()).post(reverse("admin:listings_listing_review_next")).content.decode()
         assert "Nothing left to review" in page
 
     def test_description_segments_highlight_each_span_once(self):
@@ -437,7 +439,7 @@ def test_every_photo_of_a_listing_is_served_through_storage(queued, monkeypatch)
     assert browser.get(photo_url).status_code == 404  # no photos relation: the image alone
     monkeypatch.setattr(admin_review, "listing_photos", lambda item: [SimpleNamespace(image=item.image)] * 2)
 
-    page = browser.get(reverse("admin:listings_listing_review")).content.decode()
+    page = browser.post(reverse("admin:listings_listing_review_next")).content.decode()
     response = browser.get(photo_url)
 
     assert page.count('class="review-photo"') == 2 and photo_url in page

@@ -61,7 +61,7 @@ def log_in_by_keyboard(page, base_url):
     page.keyboard.type("moderator-password-1")
     page.keyboard.press("Enter")
     page.wait_for_url(f"**{REVIEW_PATH}")
-    page.wait_for_selector("#review-item")
+    page.wait_for_function("() => window.reviewStats && window.reviewStats.opened")
 
 
 def shown_listing(page):
@@ -169,7 +169,7 @@ def test_two_browser_sessions_never_hold_the_same_listing(live_server, make_list
                 page.fill("#id_username", username)
                 page.fill("#id_password", password)
                 page.press("#id_password", "Enter")
-                page.wait_for_selector("#review-item")
+                page.wait_for_function("() => window.reviewStats && window.reviewStats.opened")
                 pages.append(page)
             held = [[shown_listing(page)] for page in pages]
             assert held[0][0] != held[1][0]
@@ -186,7 +186,8 @@ def test_two_browser_sessions_never_hold_the_same_listing(live_server, make_list
                         const keep = (r, again) => r.status === 503
                           ? new Promise(done => setTimeout(done, 100)).then(again)
                           : r.text().then(t => { window.nextItem = t; });
-                        const next = () => fetch(app.dataset.nextUrl).then(r => keep(r, next));
+                        const next = () => fetch(app.dataset.nextUrl, {method: 'POST', headers: {'X-CSRFToken': token}})
+                          .then(r => keep(r, next));
                         fetch(item.dataset.decideUrl, {method: 'POST', headers: {'X-CSRFToken': token},
                                                        body: new URLSearchParams({decision: 'approve'})})
                           .then(r => keep(r, next)); }""")

@@ -16,7 +16,8 @@
   const csrfToken = app.querySelector("input[name=csrfmiddlewaretoken]").value;
   const reasonChoices = Array.from(reasonsPanel.querySelectorAll("[data-reason-code]")).map((item) => item.dataset);
   // What the screen did, for the curious (and the browser test).
-  const stats = window.reviewStats = { decisions: 0, skips: 0, undos: 0, keystrokes: 0, fragments: 0, backs: 0 };
+  // ``opened``: the screen holds its first listing (or knows there is none).
+  const stats = window.reviewStats = { decisions: 0, skips: 0, undos: 0, keystrokes: 0, fragments: 0, backs: 0, opened: false };
   const PAN_STEP = 80;
   let busy = false;
 
@@ -27,7 +28,7 @@
     status.classList.toggle("error", Boolean(isError));
   }
 
-  async function load(url, options) {
+  async function load(url, options, counted = true) {
     busy = true;
     try {
       const response = await fetch(url, { credentials: "same-origin", ...options });
@@ -38,7 +39,7 @@
         return false;
       }
       container.innerHTML = await response.text();
-      stats.fragments += 1;
+      if (counted) { stats.fragments += 1; }
       return true;
     } catch (error) {
       say(`Network error: ${error.message}`, true);
@@ -48,9 +49,9 @@
     }
   }
 
-  function post(url, fields) {
+  function post(url, fields, counted = true) {
     const body = new URLSearchParams(fields);
-    return load(url, { method: "POST", body, headers: { "X-CSRFToken": csrfToken } });
+    return load(url, { method: "POST", body, headers: { "X-CSRFToken": csrfToken } }, counted);
   }
 
   async function decide(decision, choice) {
@@ -162,6 +163,13 @@
     }
     event.preventDefault();
   });
+
+  // Claims are POSTs: the screen claims its first listing as it opens.
+  if (app.dataset.claimOnOpen) {
+    post(app.dataset.nextUrl, {}, false).then(() => { stats.opened = true; });
+  } else {
+    stats.opened = true;
+  }
 
   container.addEventListener("click", (event) => {
     if (event.target.classList.contains("review-photo")) { setZoom(1); }
