@@ -174,10 +174,14 @@ class ModerationDecisionInline(admin.TabularInline):
     extra = 0
     can_delete = False
     fields = (
-        "decided_at", "moderator", "from_status", "to_status", "reason_code", "note", "title_score",
+        "decided_at", "moderator", "from_status", "to_status", "reason", "note", "title_score",
         "description_score", "threshold", "sampled", "undone_at",
     )
     readonly_fields = fields
+
+    @admin.display(description="reason")
+    def reason(self, decision):
+        return decision.reason_label or "—"
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -309,8 +313,10 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         ("Similar listings", {"fields": ("similar_listings",)}),
         ("CLIP check", {"fields": (
             "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality", "reasons_list",
-            "checked_at", "checked_model", "image_sha256", "analyses_table",
+            "checked_at", "analyses_table",
         )}),
+        # For operators: collapsed, so moderators read the check in words.
+        ("Technical details", {"classes": ["collapse"], "fields": ("checked_model", "image_sha256")}),
         ("Moderation", {"fields": ("moderated_by", "moderated_at", "moderation_note")}),
     )
 

@@ -206,7 +206,7 @@ class ModerationDecision(models.Model):
         return reason_label(self.reason_code) if self.reason_code else ""
 
     def __str__(self):
-        return f"{self.listing_id}: {self.from_status} → {self.to_status}"
+        return f"#{self.listing_id}: {self.get_from_status_display()} → {self.get_to_status_display()}"
 
     @property
     def label(self):

@@ -354,6 +354,13 @@ def test_at_laptop_size_the_lists_fit_and_an_undone_decision_reads_as_undone(bro
     for name, size in sizes.items():
         assert size["scrollWidth"] <= size["viewport"] and size["tableRight"] <= size["viewport"], (name, size)
     assert sizes["needs review"]["tallest"] <= 200, sizes
+    # The listing's own page reads in words too (reasons, similar listings, decisions).
+    page.goto(f"{live_server.url}/admin/listings/listing/{first.pk}/change/")
+    text = page.inner_text("#content-main")
+    for selector in ("fieldset:has(h2:text('CLIP check'))", "fieldset:has(h2:text('Similar listings'))", "#decisions-group"):
+        text = page.inner_text(selector)
+        assert not SNAKE_CASE.findall(text) and not RAW.findall(text), (selector, SNAKE_CASE.findall(text), RAW.findall(text))
+    page.goto(f"{live_server.url}/admin/listings/moderationdecision/")
     row = page.locator("#result_list tbody tr", has_text="Red circle pendant").first
     assert "undone" in row.inner_text() and row.locator("s").count() == 1 and "Wrong photo" in row.inner_text()
     assert undone.undone_at is not None
