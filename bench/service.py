@@ -338,6 +338,15 @@ def proc_status_kb(pid: int, field_name: str) -> int:
     raise KeyError(field_name)
 
 
+def cpu_ratio(numerator: float, denominator: float) -> float | None:
+    """A ratio of two CPU figures, or None when either is 0: a worker's CPU time is read in clock
+    ticks (10 ms), and a few cheap requests can finish within one tick (the smoke run, or a
+    worker scheduled rarely on a busy machine): no ratio is better than a 0 or a division by 0."""
+    if numerator <= 0 or denominator <= 0:
+        return None
+    return numerator / denominator
+
+
 def proc_cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
@@ -776,7 +785,7 @@ def build_rows(config: Config, raw: dict) -> list[Row]:
             compared(Row(f"analyze_p50@{threads}", f"/clip/analyze p50, uncached {tag}", p50, "ms",
                          note=f"{len(figures['analyze'])} requests; worker cpu {sequential_cpu * 1e3:.0f} ms/req"),
                      p50 / forward, f"{p50 / forward:.2f}x one forward", "analyze_vs_forward",
-                     cpu_ratio=sequential_cpu * 1e3 / forward_cpu),
+                     cpu_ratio=cpu_ratio(sequential_cpu * 1e3, forward_cpu)),
             compared(Row(f"analyze_p95@{threads}", f"/clip/analyze p95, uncached {tag}", p95, "ms"),
                      p95 / forward, f"{p95 / forward:.2f}x one forward"),
             Row(f"analyze_cached_p50@{threads}", f"/clip/analyze p50, stored verdict {tag}",
@@ -787,12 +796,12 @@ def build_rows(config: Config, raw: dict) -> list[Row]:
                          "req/s", note=f"{CLIENTS * config.requests_per_client} requests/round; worker cpu "
                                        f"{concurrent_cpu * 1e3:.0f} ms/req, used {concurrent * concurrent_cpu:.2f} cores"),
                      concurrent / sequential, f"{concurrent / sequential:.2f}x sequential", "concurrent_vs_sequential",
-                     cpu_ratio=sequential_cpu / concurrent_cpu),
+                     cpu_ratio=cpu_ratio(sequential_cpu, concurrent_cpu)),
             compared(Row(f"classify_p50@{threads}", f"/clip/classify p50, 45 categories {tag}", classify, "ms",
                          note=f"{len(figures['classify'])} requests; prompts cached; worker cpu "
                               f"{classify_cpu * 1e3:.0f} ms/req"),
                      classify / p50, f"{classify / p50:.2f}x analyze p50", "classify_vs_analyze",
-                     cpu_ratio=classify_cpu / sequential_cpu),
+                     cpu_ratio=cpu_ratio(classify_cpu, sequential_cpu)),
             compared(Row(f"worker_rss@{threads}", f"gunicorn worker peak RSS (VmHWM) {tag}", peak, "MB",
                          note=f"after load: RSS {memory['after_load']['rss']:.0f}, peak {memory['after_load']['peak']:.0f}"
                               f"; at the end: RSS {memory['end']['rss']:.0f}"),

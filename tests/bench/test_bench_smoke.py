@@ -47,8 +47,10 @@ def test_smoke_run_prints_every_row_with_positive_figures(tmp_path):
         assert rows[key]["ratio"] is not None and rows[key]["ratio"] != 0
     # Every compared figure is positive except the memory margin, a difference.
     assert all(row["ratio"] > 0 for key, row in rows.items() if row["ratio"] is not None and "rss" not in key)
+    # A CPU ratio is positive, or absent where a worker's CPU time stayed under one clock tick
+    # (a few cheap smoke requests, a busy machine); the audit's is read in-process and always there.
     assert all(row["cpu_ratio"] > 0 for row in rows.values() if row["cpu_ratio"] is not None)
-    assert rows["audit_vs_naive"]["cpu_ratio"] is not None and rows["concurrent@2"]["cpu_ratio"] is not None
+    assert rows["audit_vs_naive"]["cpu_ratio"] is not None
 
     # Nothing was served from a cache where a fresh request was meant: the audit scored
     # every listing and every server answered all its requests.
@@ -79,3 +81,10 @@ def test_the_gpu_check_runs_its_code_path_on_the_cpu():
     assert result.returncode == 0, result.stdout + result.stderr
     assert "correctness:" in result.stdout and "-> OK" in result.stdout
     assert "model alone, batch 32:" in result.stdout and "end to end" in result.stdout
+
+
+def test_a_cpu_figure_under_the_clock_tick_gives_no_ratio_rather_than_zero():
+    from bench.service import cpu_ratio
+
+    assert cpu_ratio(0.02, 0.01) == 2.0
+    assert cpu_ratio(0.0, 0.01) is None and cpu_ratio(0.01, 0.0) is None
