@@ -14,7 +14,9 @@ from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
+from django.views import defaults
 from rest_framework.views import exception_handler as drf_exception_handler
+from rest_framework.views import set_rollback
 
 from clipcheck.errors import ClipcheckError, DatabaseUnavailable
 
@@ -34,7 +36,18 @@ DATABASE_OUTAGES = (OperationalError, InterfaceError)
 
 
 def exception_handler(exc, context):
-    """DRF ``EXCEPTION_HANDLER``: domain errors, validation, Django's own."""
+    """DRF ``EXCEPTION_HANDLER``: domain errors, validation, Django's own.
+
+    As DRF's own handler does, a handled error rolls back the request's
+    transaction under ``ATOMIC_REQUESTS``: an error answer never commits half
+    of what the view wrote."""
+    response = _error_response(exc, context)
+    if response is not None:
+        set_rollback()
+    return response
+
+
+def _error_response(exc, context):
     if isinstance(exc, DATABASE_OUTAGES):
         exc = database_unavailable(exc)
     if isinstance(exc, ClipcheckError):
@@ -101,9 +114,17 @@ def _flatten(detail):
 
 
 # Django-level handlers (clipproject.urls): errors raised outside DRF views,
-# e.g. an unknown URL or an unhandled exception, in the same JSON format.
+# e.g. an unknown URL or an unhandled exception, in the same JSON format, except
+# for a browser asking for a page (the admin): it gets Django's own HTML page.
+
+def wants_html(request):
+    """A browser asking for a page (``Accept`` prefers text/html); API clients and fetch() get JSON."""
+    return request.get_preferred_type(["application/json", "text/html"]) == "text/html"
+
 
 def json_not_found(request, exception=None):
+    if wants_html(request):
+        return defaults.page_not_found(request, exception)
     return JsonResponse(error_body("not_found", f"No endpoint at {request.path}."), status=404)
 
 
@@ -116,6 +137,8 @@ def json_bad_request(request, exception=None):
 
 
 def json_permission_denied(request, exception=None):
+    if wants_html(request):
+        return defaults.permission_denied(request, exception)
     return JsonResponse(error_body("permission_denied", "Access denied."), status=403)
 
 

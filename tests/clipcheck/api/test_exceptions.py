@@ -74,3 +74,31 @@ def test_a_refused_csrf_check_outside_the_api_is_json():
     response = Client(enforce_csrf_checks=True).post("/admin/login/", {"username": "a", "password": "b"})
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "csrf_failed"
+
+
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
+
+
+@pytest.mark.django_db
+def test_a_browser_gets_djangos_html_404_on_admin_pages_and_api_clients_get_json(admin_client):
+    page = admin_client.get("/admin/listings/listing/999999/image/", HTTP_ACCEPT=BROWSER_ACCEPT)
+    assert page.status_code == 404 and page["Content-Type"].startswith("text/html")
+    assert b"Not Found" in page.content and b'"error"' not in page.content
+    for accept in ("application/json", "*/*", None):
+        extra = {"HTTP_ACCEPT": accept} if accept else {}
+        answer = Client().get("/clip/no-such-endpoint", **extra)
+        assert answer.status_code == 404 and answer.json()["error"]["code"] == "not_found"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_error_answer_rolls_back_the_requests_transaction(monkeypatch):
+    from django.db import connection, transaction
+
+    from clipcheck.api.exceptions import exception_handler
+    from clipcheck.errors import ClipcheckError
+
+    monkeypatch.setitem(connection.settings_dict, "ATOMIC_REQUESTS", True)
+    with transaction.atomic():
+        response = exception_handler(ClipcheckError("refused", code="refused", status_code=409), {})
+        assert response.status_code == 409
+        assert connection.needs_rollback  # what the view wrote before the error is not committed
