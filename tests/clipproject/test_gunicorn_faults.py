@@ -17,6 +17,9 @@ pytestmark = pytest.mark.server
 
 UNLIMITED = json.dumps({scope: {"rate": None} for scope in ("analyze", "classify", "categories", "health")})
 INFERENCE_BUDGET = 1.5
+# Time is the behaviour here, not speed: an answer at the budget rather than after the
+# 30 s fault. A margin this wide passes on a busy machine and still fails the fault.
+STUCK_MARGIN = 5.0
 
 
 def analyze(server):
@@ -92,7 +95,7 @@ class TestInferenceFaults:
         assert late.status == 503
         assert late.json()["error"]["code"] == "inference_timeout"
         assert late.headers["Retry-After"] == "1"
-        assert INFERENCE_BUDGET <= late.seconds < INFERENCE_BUDGET + 1.0
+        assert INFERENCE_BUDGET <= late.seconds < INFERENCE_BUDGET + STUCK_MARGIN
         assert server.worker_pids() == workers
         assert server.request("GET", "/clip/health").status == 200  # the worker still answers
 
@@ -102,11 +105,11 @@ class TestInferenceFaults:
         late = analyze(server)
         assert late.status == 503
         assert late.json()["error"]["code"] == "inference_timeout"
-        assert INFERENCE_BUDGET <= late.seconds < INFERENCE_BUDGET + 1.0
+        assert INFERENCE_BUDGET <= late.seconds < INFERENCE_BUDGET + STUCK_MARGIN
         assert server.busy_workers()  # the forward is still stuck on its lane
         health = server.request("GET", "/clip/health")
         assert health.status == 200 and health.json()["model_loaded"] is True
-        assert health.seconds < 1.0
+        assert health.seconds < STUCK_MARGIN
         assert server.busy_workers()
         fault("")
         wait_for(lambda: not server.busy_workers(), 10, "the stuck forward did not end")
