@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from listings.settings import DEFAULTS as LISTINGS_DEFAULTS
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -180,7 +182,7 @@ STORAGES = storages_from_environ()
 # the per-image limit is CLIPCHECK["MAX_UPLOAD_BYTES"].
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 100
-DATA_UPLOAD_MAX_NUMBER_FILES = 5
+# DATA_UPLOAD_MAX_NUMBER_FILES follows LISTINGS["MAX_PHOTOS"] (below).
 
 REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "clipcheck.api.exceptions.exception_handler",
@@ -280,6 +282,14 @@ if os.environ.get("LISTINGS_AUDIT_STALL_SECONDS"):
     # Not a number: kept as text for the system check (listings.E011) to name.
     _stall = os.environ["LISTINGS_AUDIT_STALL_SECONDS"].strip()
     LISTINGS["AUDIT_STALL_SECONDS"] = float(_stall) if _stall.replace(".", "", 1).isdigit() else _stall
+# POST /upload takes up to MAX_PHOTOS photos in one request, and Django refuses a
+# request with more files than this before any view runs (listings.W001 warns
+# when the two disagree).
+# A MAX_PHOTOS that is not a positive integer is reported by listings.E003.
+_max_photos = LISTINGS.get("MAX_PHOTOS")
+DATA_UPLOAD_MAX_NUMBER_FILES = _max_photos if isinstance(_max_photos, int) and _max_photos > 0 else (
+    LISTINGS_DEFAULTS["MAX_PHOTOS"]
+)
 
 # Celery: the distributed mode of clip_audit (docs/audit.md). Workers:
 #   celery -A clipproject worker -Q clip --concurrency 1 --prefetch-multiplier 1

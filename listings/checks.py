@@ -1,8 +1,9 @@
-"""System checks for ``settings.LISTINGS`` (ids ``listings.E0xx``)."""
+"""System checks for ``settings.LISTINGS`` (ids ``listings.E0xx`` / ``W0xx``)."""
 
 import re
 
-from django.core.checks import Tags, register
+from django.conf import settings
+from django.core.checks import Tags, Warning, register
 
 from clipcheck.checks import SettingRule, _is_fraction, is_positive_integer, rule_errors, unknown_settings_errors
 from listings.models import UNDO_REASON_CODE
@@ -57,3 +58,20 @@ RULES = (
 @register(Tags.compatibility)
 def check_listings_settings(app_configs=None, **kwargs):
     return [*unknown_settings_errors(listings_settings, error_id="listings.E001"), *rule_errors(listings_settings, RULES)]
+
+
+@register(Tags.compatibility)
+def check_upload_file_limit(app_configs=None, **kwargs):
+    """listings.W001: Django refuses a request with more files than
+    DATA_UPLOAD_MAX_NUMBER_FILES before any view runs, so a limit below
+    MAX_PHOTOS turns an upload the docs allow into 400 ``too_many_files``."""
+    max_photos = listings_settings.MAX_PHOTOS
+    limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+    if not is_positive_integer(max_photos) or limit is None or limit >= max_photos:
+        return []
+    return [Warning(
+        f"DATA_UPLOAD_MAX_NUMBER_FILES ({limit}) is below LISTINGS MAX_PHOTOS ({max_photos}): "
+        f"an upload of more than {limit} photos is refused (400 too_many_files) before POST /upload sees it.",
+        hint="Set DATA_UPLOAD_MAX_NUMBER_FILES to at least MAX_PHOTOS (clipproject/settings.py sets it from MAX_PHOTOS).",
+        id="listings.W001",
+    )]

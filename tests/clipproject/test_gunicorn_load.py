@@ -129,7 +129,8 @@ FORM_FIELD_OVER_LIMIT = "x" * (3 * 1024 * 1024)
 
 
 @pytest.mark.parametrize("name,fields,files,status,code", [
-    ("too many files", {"text": "red"}, [(f"f{i}", "a.png", b"x", "image/png") for i in range(6)], 400,
+    # One more than DATA_UPLOAD_MAX_NUMBER_FILES, which follows LISTINGS["MAX_PHOTOS"] (10).
+    ("too many files", {"text": "red"}, [(f"f{i}", "a.png", b"x", "image/png") for i in range(11)], 400,
      "too_many_files"),
     ("too many fields", {f"field{i}": "x" for i in range(120)}, [], 400, "too_many_fields"),
     ("form data over DATA_UPLOAD_MAX_MEMORY_SIZE", {"text": FORM_FIELD_OVER_LIMIT}, [], 413, "request_too_large"),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from listings.checks import check_listings_settings
+from listings.checks import check_listings_settings, check_upload_file_limit
 
 
 def error_ids(settings, listings):
@@ -33,3 +33,22 @@ def test_the_defaults_pass(settings):
 ])
 def test_mistakes_are_reported(settings, listings, expected):
     assert error_ids(settings, listings) == expected
+
+
+def test_the_shipped_request_file_limit_lets_max_photos_through():
+    # clipproject/settings.py sets DATA_UPLOAD_MAX_NUMBER_FILES from MAX_PHOTOS.
+    assert check_upload_file_limit() == []
+
+
+def test_a_request_file_limit_below_max_photos_is_warned_about(settings):
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = 5
+    settings.LISTINGS = {"MAX_PHOTOS": 10}
+
+    [warning] = check_upload_file_limit()
+
+    assert warning.id == "listings.W001" and "(5)" in warning.msg and "(10)" in warning.msg
+    settings.LISTINGS = {"MAX_PHOTOS": 5}
+    assert check_upload_file_limit() == []
+    settings.DATA_UPLOAD_MAX_NUMBER_FILES = None  # Django's "no limit"
+    settings.LISTINGS = {"MAX_PHOTOS": 10}
+    assert check_upload_file_limit() == []

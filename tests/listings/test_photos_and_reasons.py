@@ -54,6 +54,25 @@ def test_more_photos_than_max_photos_are_refused_before_anything_is_stored(selle
     assert Listing.objects.count() == ListingPhoto.objects.count() == 0
 
 
+def test_as_many_photos_as_max_photos_reach_the_upload_and_are_stored(seller_client, everything_matches):
+    # Django's own file limit (DATA_UPLOAD_MAX_NUMBER_FILES) follows MAX_PHOTOS: 10 photos are no 400.
+    photos = [image_bytes(color=(25 * index, 40, 200 - 15 * index)) for index in range(10)]
+
+    response = upload(seller_client, photos)
+
+    assert response.status_code == 201, response.content
+    assert response.json()["photos"] == 10
+    assert ListingPhoto.objects.filter(listing_id=response.json()["listing_id"]).count() == 10
+
+
+def test_one_photo_over_max_photos_is_refused_and_nothing_is_stored(seller_client, everything_matches):
+    response = upload(seller_client, [image_bytes(color=RED)] * 11)
+
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] in ("too_many_files", "invalid_file")
+    assert Listing.objects.count() == ListingPhoto.objects.count() == 0
+
+
 def test_photos_below_the_same_item_threshold_send_the_listing_to_review(seller_client, everything_matches, settings):
     settings.LISTINGS = {"PHOTOS_SAME_ITEM_THRESHOLD": 1.0}  # nothing but identical photos is the same item
 

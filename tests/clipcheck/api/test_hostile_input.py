@@ -96,7 +96,9 @@ def upload(content, **kwargs):
 
 
 def many_files(ctx):
-    files = {f"file{index}": png_file(f"{index}.png") for index in range(6)}
+    from django.conf import settings
+
+    files = {f"file{index}": png_file(f"{index}.png") for index in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES)}
     return ctx.client.post("/clip/analyze", {"text": "red", "file": png_file(), **files}, format="multipart")
 
 
