@@ -127,6 +127,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 
+# The admin is the only page people log in to: after a login (also one whose
+# "next" was refused as unsafe) they land on its index, and anything asking for a
+# login sends them to its form. Django's defaults, /accounts/..., are not routed.
+LOGIN_URL = "admin:login"
+LOGIN_REDIRECT_URL = "admin:index"
+
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True

@@ -13,7 +13,11 @@ from clipcheck.reasons import reason_label
 # Suffixes a stored image may keep; anything else is stored as ".bin" so a
 # crafted name can never make storage serve it as HTML or script.
 IMAGE_SUFFIXES = {"jpg", "jpeg", "png", "webp", "gif", "bmp", "tif", "tiff"}
-FORMAT_SUFFIXES = {"JPEG": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff"}
+# Decoded format → stored suffix. MPO (a camera's JPEG with extra frames, e.g.
+# a second lens or a preview) is a JPEG to every viewer: stored and served as one.
+FORMAT_SUFFIXES = {
+    "JPEG": "jpg", "MPO": "jpg", "PNG": "png", "WEBP": "webp", "GIF": "gif", "BMP": "bmp", "TIFF": "tiff",
+}
 
 
 def listing_image_path(instance, filename):

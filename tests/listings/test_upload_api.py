@@ -1,8 +1,12 @@
 """POST /upload: the storefront's listing upload."""
 
+import io
+
 import pytest
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.urls import reverse
+from PIL import Image
 
 from clipcheck.selectors import analyses_for_subject
 from listings.api.views import UploadView
@@ -48,6 +52,22 @@ def test_the_stored_image_gets_a_generated_name(seller_client, everything_matche
     assert "evil" not in listing.image.name and "holiday" not in listing.image.name
     with default_storage.open(listing.image.name, "rb") as handle:
         assert handle.read() == data
+
+
+def test_a_camera_mpo_jpeg_is_stored_and_served_as_a_jpeg(seller_client, everything_matches, admin_client):
+    # Cameras with two lenses (and many phones) write MPO: a JPEG followed by more frames.
+    frames = [Image.new("RGB", (64, 48), (200, 30, 30)), Image.new("RGB", (64, 48), (190, 40, 30))]
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format="MPO", save_all=True, append_images=frames[1:])
+    assert Image.open(io.BytesIO(buffer.getvalue())).format == "MPO"
+
+    body = upload(seller_client, data=buffer.getvalue(), filename="DSCF0001.MPO").json()
+
+    listing = Listing.objects.get(pk=body["listing_id"])
+    assert listing.image.name.endswith(".jpg")
+    served = admin_client.get(reverse("admin:listings_listing_image", args=[listing.pk]))
+    assert served.status_code == 200 and served["Content-Type"] == "image/jpeg"
+    assert b"".join(served) == buffer.getvalue()
 
 
 def test_a_mismatch_is_stored_and_queued_under_the_default_flag_policy(seller_client, split_threshold):
