@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipcheck import selectors as clip_selectors
+from clipcheck.paging import keyset_pages
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.errors import ClipcheckError
 from clipcheck.nearduplicates import near_duplicates
@@ -92,14 +93,7 @@ class DuplicatesState:
 
 def duplicates_chunks(*, state, chunk_size):
     """Listings after ``state.last_pk``, ``chunk_size`` at a time, in pk order."""
-    queryset = Listing.objects.order_by("pk")
-    last_pk = state.last_pk
-    while True:
-        page = list(queryset.filter(pk__gt=last_pk)[:chunk_size])
-        if not page:
-            return
-        last_pk = page[-1].pk
-        yield page
+    yield from keyset_pages(Listing.objects.all(), page_size=chunk_size, after=state.last_pk)
 
 
 def duplicates_chunk(*, listings, state):

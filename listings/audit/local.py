@@ -30,6 +30,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from clipcheck import scoring
+from clipcheck.paging import keyset_pages
 from clipcheck.errors import ClipcheckError
 from clipcheck.models import Analysis
 from clipcheck.services.thresholds import model_id
@@ -68,14 +69,9 @@ def audit_chunks(*, options, summary):
     the run do not shift the pages. Up-to-date listings are counted in
     ``summary.skipped``; at most ``limit`` listings are yielded.
     """
-    queryset = audit_candidates(options=options).order_by("pk")
     wanted = options.limit
-    chunk, last_pk = [], 0
-    while wanted is None or wanted > 0:
-        page = list(queryset.filter(pk__gt=last_pk)[:options.chunk_size])
-        if not page:
-            break
-        last_pk = page[-1].pk
+    chunk = []
+    for page in keyset_pages(audit_candidates(options=options), page_size=options.chunk_size):
         for listing in page:
             if listing_is_audited(listing=listing, options=options):
                 summary.skipped += 1
@@ -88,6 +84,8 @@ def audit_chunks(*, options, summary):
             if len(chunk) == options.chunk_size:
                 yield chunk
                 chunk = []
+        if wanted == 0:
+            break
     if chunk:
         yield chunk
 
