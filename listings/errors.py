@@ -14,6 +14,14 @@ class ImageTextMismatch(ClipcheckError):
         super().__init__(message, extra=extra, **kwargs)
 
 
+class StorageFull(ClipcheckError):
+    """POST /upload: media storage has no room left (a full disk or quota); nothing was stored."""
+
+    status_code = 507
+    code = "storage_full"
+    default_message = "The server has no room to store the photos now; try again later."
+
+
 class ListingImageUnavailable(ClipcheckError):
     """A listing's stored image cannot be read back from storage."""
 

@@ -15,6 +15,7 @@ Status after a check (``status_after_check``):
   rejected is never approved by the machine.
 """
 
+import errno
 import logging
 from dataclasses import dataclass, field
 
@@ -33,7 +34,7 @@ from clipcheck.models import Analysis
 from clipcheck.nearduplicates import layout_signature
 from clipcheck.settings import clip_settings
 from listings import review, verdicts
-from listings.errors import ImageTextMismatch, ListingImageUnavailable, ReviewConflict
+from listings.errors import ImageTextMismatch, ListingImageUnavailable, ReviewConflict, StorageFull
 from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto
 from listings.settings import listings_settings
 from listings.similarity import photo_reused_reasons
@@ -143,7 +144,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     check.photo_reasons = photo_reused_reasons(listing=listing, photos=check.photos, layouts=check.layouts)
     reasons = check.reasons
     suggestion = clip_verdicts.suggestion(reasons)
-    stored = []
+    stored = []  # (storage, name) of every photo written or being written
     try:
         extra_photos = _upload_photos_write(listing=listing, photos=photos, stored=stored)
         with transaction.atomic():
@@ -159,8 +160,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
             check.listing = listing
             _listing_apply_check(listing=listing, check=check, image_sha256=primary.sha256, texts_sha256=listing.texts_sha256)
     except BaseException:
-        for field_file in stored:
-            field_file.storage.delete(field_file.name)
+        _stored_photos_delete(stored)
         raise
     return ListingSubmission(listing, check.title_analysis, check.description_analysis, reasons, suggestion)
 
@@ -191,20 +191,51 @@ def _upload_refuse_mismatch(*, check):
     )
 
 
+# A full disk, or the media owner's quota spent: an answer for the client (507), not a bug.
+STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
 def _upload_photos_write(*, listing, photos, stored):
-    """Write the photos to storage (each file appended to ``stored`` as it is
-    written); returns the unsaved ``ListingPhoto`` rows of the extra photos."""
+    """Write the photos to storage (each one named in ``stored`` before its
+    first byte is written); returns the unsaved ``ListingPhoto`` rows of the
+    extra photos. A full storage raises ``StorageFull``."""
     primary_data, primary = photos[0]
-    # Storage names are generated; the suffix comes from the decoded format.
-    listing.image.save(f"upload.{FORMAT_SUFFIXES.get(primary.format, 'bin')}", ContentFile(primary_data), save=False)
-    stored.append(listing.image)
+    listing.image = _photo_write(field=Listing._meta.get_field("image"), data=primary_data, image=primary, stored=stored)
     extra_photos = []
     for position, (data, image) in enumerate(photos[1:], start=1):
-        photo = ListingPhoto(position=position, image_sha256=image.sha256)
-        photo.image.save(f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}", ContentFile(data), save=False)
-        stored.append(photo.image)
-        extra_photos.append(photo)
+        name = _photo_write(field=ListingPhoto._meta.get_field("image"), data=data, image=image, stored=stored)
+        extra_photos.append(ListingPhoto(position=position, image=name, image_sha256=image.sha256))
     return extra_photos
+
+
+def _photo_write(*, field, data, image, stored):
+    """Store one photo under a generated name (the suffix from the decoded format); returns the name.
+
+    The name is generated here, before the write, and recorded in ``stored``:
+    a write that fails half-way (a full disk leaves a zero-byte or partial
+    file) is deleted with the others."""
+    storage = field.storage
+    name = field.generate_filename(None, f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}")
+    stored.append((storage, name))
+    try:
+        saved = storage.save(name, ContentFile(data), max_length=field.max_length)
+    except OSError as exc:
+        if exc.errno in STORAGE_FULL_ERRNOS:
+            logger.error("Media storage is full; an upload was refused: %s", exc)
+            raise StorageFull() from exc
+        raise
+    stored[-1] = (storage, saved)
+    return saved
+
+
+def _stored_photos_delete(stored):
+    """Delete the photos of a failed upload; one that cannot be deleted is left to ``clip_sweep_orphans``."""
+    for storage, name in stored:
+        try:
+            storage.delete(name)
+        except Exception:  # each storage backend raises its own errors
+            logger.warning("Photo %s of a failed upload could not be deleted; clip_sweep_orphans removes it.", name,
+                           exc_info=True)
 
 
 def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True, category_thresholds=None):

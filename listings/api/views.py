@@ -7,6 +7,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from clipcheck.api.schema import BODY_ERRORS, error_responses, multipart
+from clipcheck.api.serializers import ErrorSerializer
 from listings import services
 from clipcheck.services.thresholds import model_shown
 from clipcheck.settings import clip_settings
@@ -37,6 +38,9 @@ class UploadView(APIView):
                 UploadMismatchSerializer, description="The description does not match the photo (reject policy)."
             ),
             **error_responses(*BODY_ERRORS),
+            507: OpenApiResponse(
+                ErrorSerializer, description="Media storage is full (disk or quota): nothing was stored; retry later."
+            ),
         },
     )
     def post(self, request):
