@@ -7,7 +7,10 @@
   else holds and holds it for ``LISTINGS["REVIEW_CLAIM_SECONDS"]``. The
   claim is one conditional UPDATE (``... WHERE claim expired or free``):
   atomic on SQLite and PostgreSQL alike, so two moderators never get the
-  same listing; a claim simply expires.
+  same listing; a claim simply expires. Claims are set and compared on the
+  database's clock (``Now()``, read in the statement that locks the row),
+  never a web server's: a server whose clock is minutes off neither takes
+  another moderator's claim nor holds its own too long.
 - Decisions (``review_decide``, and the changelist actions through
   ``decision_record``) store who, when, from/to, reason code, note, the
   scores, threshold and reasons seen, the listing's category and whether the
@@ -27,6 +30,7 @@ from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Min, Q
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from clipcheck.services.thresholds import default_threshold
@@ -50,6 +54,21 @@ def review_queue():
 
 def _unclaimed(now):
     return Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
+
+
+def _locked_with_clock(rows):
+    """The first of ``rows`` locked for update, with the database's clock read
+    by the same statement as ``db_now``; None when there is none."""
+    return rows.select_for_update().annotate(db_now=Now()).first()
+
+
+def _database_clock(listing):
+    """The database's clock as read with ``listing``'s lock (``db_now``), else read now."""
+    db_now = getattr(listing, "db_now", None)
+    if db_now is None:
+        db_now = Listing.objects.filter(pk=listing.pk).annotate(db_now=Now()).values_list("db_now", flat=True).first()
+    # A listing deleted meanwhile: no row for the guard to update, whatever the time.
+    return db_now or timezone.now()
 
 
 @dataclass(frozen=True)
@@ -76,14 +95,14 @@ def _claim_until(now):
 
 def review_held(*, moderator, exclude=(), now=None):
     """The queued listing this moderator holds, if any (a read: nothing is claimed or extended)."""
-    now = now or timezone.now()
+    now = now or Now()
     queue = Listing.objects.filter(review_queue_filter()).exclude(pk__in=list(exclude))
     return queue.filter(claimed_by=moderator, claimed_until__gt=now).order_by("created_at", "id").first()
 
 
 def review_held_by_others(*, listings, moderator, now=None):
     """How many of ``listings`` (a queryset) another moderator holds now."""
-    now = now or timezone.now()
+    now = now or Now()
     return listings.filter(claimed_until__gt=now).exclude(claimed_by=moderator).exclude(claimed_by__isnull=True).count()
 
 
@@ -96,10 +115,10 @@ def review_claim_next(*, moderator, exclude=(), now=None):
     the moderator's row is locked for the claim (PostgreSQL; SQLite's
     IMMEDIATE transactions serialise every writer).
     """
-    now = now or timezone.now()
-    until = _claim_until(now)
     with transaction.atomic():
-        get_user_model().objects.select_for_update().filter(pk=moderator.pk).first()
+        locked = _locked_with_clock(get_user_model().objects.filter(pk=moderator.pk))
+        now = now or locked.db_now
+        until = _claim_until(now)
         held = review_held(moderator=moderator, exclude=exclude, now=now)
         if held is not None:
             Listing.objects.filter(pk=held.pk, claimed_by=moderator).update(claimed_until=until)
@@ -145,15 +164,15 @@ def review_decide(
         raise ReviewInvalid(f"A rejection needs a reason code: one of {', '.join(codes)}.")
     if reason_code and reason_code not in codes:
         raise ReviewInvalid(f"Unknown reason code {reason_code!r}; use one of {', '.join(codes)}.")
-    now = now or timezone.now()
     with transaction.atomic():
-        listing = Listing.objects.select_for_update().filter(pk=listing_id).first()
+        listing = _locked_with_clock(Listing.objects.filter(pk=listing_id))
         if listing is None:
             raise ReviewInvalid(f"No listing {listing_id}.", status_code=404, code="not_found")
         if expected_status is not None and listing.status != expected_status:
             raise ReviewConflict(
                 f"This listing was decided meanwhile: it is {listing.get_status_display().lower()} now. Reload it."
             )
+        now = now or listing.db_now
         if _claimed_by_other(listing, moderator, now):
             raise ReviewConflict("Another moderator holds this listing; it is not yours to decide.")
         if require_claim and (listing.claimed_by_id != moderator.pk or not listing.claimed_until or listing.claimed_until <= now):
@@ -175,8 +194,9 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
     and while nobody else holds it (and, with ``require_claim``, while this
     moderator does), so a decision made meanwhile through another path (the
     review screen, the change page, a changelist action) refuses this one.
+    ``now`` defaults to the database's clock.
     """
-    now = now or timezone.now()
+    now = now or _database_clock(listing)
     guard = Listing.objects.filter(pk=listing.pk, status=listing.status)
     guard = guard.filter(claimed_by=moderator, claimed_until__gt=now) if require_claim else guard.filter(
         Q(claimed_by__isnull=True) | Q(claimed_by=moderator) | Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
@@ -230,7 +250,6 @@ def decision_log(*, decision, listing, moderator):
 
 def review_undo(*, moderator, now=None):
     """Undo this moderator's latest decision; returns the listing, claimed again by them."""
-    now = now or timezone.now()
     with transaction.atomic():
         latest = (
             ModerationDecision.objects.select_for_update()
@@ -241,7 +260,8 @@ def review_undo(*, moderator, now=None):
         )
         if latest is None:
             raise ReviewConflict("You have no decision left to undo.")
-        listing = Listing.objects.select_for_update().get(pk=latest.listing_id)
+        listing = _locked_with_clock(Listing.objects.filter(pk=latest.listing_id))
+        now = now or listing.db_now
         newer = listing.decisions.filter(pk__gt=latest.pk).exists()
         if newer or listing.status != latest.to_status:
             raise ReviewConflict("This listing changed after your decision; it cannot be undone.")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models.functions import Now
 from django.utils import timezone
 
 from clipcheck import scoring, verdicts as clip_verdicts
@@ -542,16 +543,16 @@ def listings_decide(*, listings, moderator, to_status, note="", reason_code=""):
     decision path, ``review.decision_record``).
     """
     changed = 0
-    now = timezone.now()
     with transaction.atomic():
-        for listing in Listing.objects.select_for_update().filter(pk__in=[listing.pk for listing in listings]):
+        # Claims are compared on the database's clock (``db_now``), never this server's.
+        locked = Listing.objects.select_for_update().annotate(db_now=Now())
+        for listing in locked.filter(pk__in=[listing.pk for listing in listings]):
             # A sampled approval waiting for review is decided even when approved again.
             if listing.status == to_status and not (listing.review_sampled and not listing.is_moderated):
                 continue
             try:
                 review.decision_record(
                     listing=listing, moderator=moderator, to_status=to_status, note=note, reason_code=reason_code,
-                    now=now,
                 )
             except ReviewConflict:
                 continue  # held by another moderator: theirs to decide
