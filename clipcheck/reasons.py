@@ -25,7 +25,6 @@ PHOTO = "photo"  # 0-based photo position
 PASSAGE = "passage"  # {index, start, end}
 LISTING = "listing"  # a listing id
 FLAG = "flag"  # True / False / None (unknown)
-INTERNAL = "internal"  # kept for the API and tools, never shown to people (hashes)
 
 FIELD_LABELS = {"text": "Text", "title": "Title", "description": "Description", "category": "Category", "photos": "Photos"}
 
@@ -35,6 +34,7 @@ class Evidence:
     key: str
     label: str
     kind: str
+    shown: bool = True  # False: for the API and tools only, never shown to people (hashes)
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ def reason_display(reason: dict, *, threshold=None) -> dict:
     against = against if _is_number(against) else threshold
     rows = []
     for evidence in known.evidence if known else ():
-        if evidence.kind == INTERNAL or evidence.key not in reason:
+        if not evidence.shown or evidence.key not in reason:
             continue
         value = reason[evidence.key]
         below = evidence.kind == SCORE and _is_number(value) and _is_number(against) and value < against
@@ -155,6 +155,15 @@ def suggestion(reasons) -> str | None:
         if sentence and sentence not in sentences:
             sentences.append(sentence)
     return " ".join(sentences) or None
+
+
+def evidence_fields() -> dict[str, str]:
+    """Every evidence key of the registered reason types with its kind (the API schema's reason fields)."""
+    fields: dict[str, str] = {}
+    for known in reason_types():
+        for evidence in known.evidence:
+            fields.setdefault(evidence.key, evidence.kind)
+    return fields
 
 
 def reasons_table() -> str:

@@ -1,4 +1,4 @@
-"""Input validation of the /clip/* endpoints."""
+"""The /clip/* endpoints' input validation and output: answers are rendered through these serializers."""
 
 import math
 import unicodedata
@@ -7,11 +7,11 @@ from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
 
-from clipcheck.reasons import reason_codes
-
+from clipcheck import reasons
 from clipcheck.api.exceptions import validation_error_summary
 from clipcheck.errors import ImageRejected
 from clipcheck.images import decode_image
+from clipcheck.reasons import reason_codes
 from clipcheck.settings import clip_settings
 
 
@@ -351,10 +351,29 @@ class ReasonSerializer(serializers.Serializer):
     )
 
     def get_fields(self):
-        # Apps register their reason types at start-up (photo_reused, ...): read the registry now.
+        # Apps register their reason types at start-up (photo_reused, ...): read the registry now,
+        # and declare every evidence key of theirs, typed by its kind.
         fields = super().get_fields()
         fields["code"] = serializers.ChoiceField(choices=reason_codes())
+        for key, kind in reasons.evidence_fields().items():
+            if key not in fields:
+                fields[key] = evidence_field(kind)
         return fields
+
+
+def evidence_field(kind):
+    """The serializer field of an evidence value of ``kind`` (``clipcheck.reasons``)."""
+    if kind in (reasons.SCORE, reasons.SUPPORT, reasons.THRESHOLD):
+        return serializers.FloatField(required=False)
+    if kind in (reasons.COUNT, reasons.PHOTO, reasons.LISTING):
+        return serializers.IntegerField(required=False, min_value=0)
+    if kind == reasons.FLAG:
+        return serializers.BooleanField(required=False, allow_null=True)
+    if kind == reasons.PASSAGE:
+        return PassageSpanSerializer(required=False)
+    if kind == reasons.CATEGORIES:
+        return CategoryScoreSerializer(many=True, required=False)
+    return serializers.CharField(required=False)
 
 
 class AnalyzeResultSerializer(serializers.Serializer):

@@ -56,7 +56,7 @@ class AnalyzeView(APIView):
         analysis = analysis_create(
             image=data["file"], text=data["text"], threshold=threshold, source=Analysis.Source.API
         )
-        return Response(analysis.result())
+        return Response(AnalyzeResultSerializer(analysis.result()).data)
 
 
 class ClassifyView(APIView):
@@ -75,7 +75,7 @@ class ClassifyView(APIView):
         matches = image_classify(
             image=data["file"], categories=data.get("categories"), top_k=data.get("top_k")
         )
-        return Response({"top_matches": matches})
+        return Response(ClassifyResultSerializer({"top_matches": matches}).data)
 
 
 class EmbedView(APIView):
@@ -94,7 +94,8 @@ class EmbedView(APIView):
         data = serializer.validated_data
         body = embeddings_compute(texts=data.get("text", []), images=data.get("file", []))
         # A local checkpoint's path is the server's business: staff see it, others its name.
-        return Response({**body, "model": model_shown(body["model"], staff=bool(request.user and request.user.is_staff))})
+        shown = model_shown(body["model"], staff=bool(request.user and request.user.is_staff))
+        return Response(EmbedResultSerializer({**body, "model": shown}).data)
 
 
 class CategoriesView(APIView):
@@ -106,7 +107,7 @@ class CategoriesView(APIView):
     )
     def get(self, request):
         categories = list(clip_settings.CATEGORIES)
-        return Response({"categories": categories, "count": len(categories)})
+        return Response(CategoriesSerializer({"categories": categories, "count": len(categories)}).data)
 
 
 class AnalyzeBatchView(APIView):
@@ -121,7 +122,7 @@ class AnalyzeBatchView(APIView):
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response({"results": batch_analyze(items=serializer.validated_data["items"])})
+        return Response(BatchResultSerializer({"results": batch_analyze(items=serializer.validated_data["items"])}).data)
 
 
 class HealthView(APIView):

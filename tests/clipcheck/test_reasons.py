@@ -81,3 +81,13 @@ def test_the_category_vocabulary_is_checked_like_an_attribute_when_categories_ar
     assert verdicts.text_vocabulary()[verdicts.OBJECT_ATTRIBUTE] == ["circle", "star", "running shoes"]
     set_clip_settings(settings, CATEGORIES=[])
     assert verdicts.OBJECT_ATTRIBUTE not in verdicts.text_vocabulary()
+
+
+def test_the_api_reason_declares_every_evidence_key_so_nothing_is_dropped_in_rendering():
+    reused = {"code": "photo_reused", "field": "photos", "message": "m", "listing_id": 4, "similarity": 0.99,
+              "layout_similarity": 0.9, "seller_differs": None, "titles_conflict": False, "sha256": "ab" * 32,
+              "photo": 1}
+    assert ReasonSerializer(reused).data == reused
+    looks = {"code": "low_similarity", "field": "text", "message": "m", "score": 0.1, "threshold": 0.2,
+             "photo_looks_like": [{"category": "star", "score": 0.7}]}
+    assert ReasonSerializer(looks).data == looks
