@@ -6,6 +6,7 @@ import unicodedata
 from django.conf import settings
 from django.core.validators import RegexValidator
 from rest_framework import serializers
+from rest_framework.fields import SkipField
 
 from clipcheck import reasons
 from clipcheck.api.exceptions import validation_error_summary
@@ -361,6 +362,16 @@ class ReasonSerializer(serializers.Serializer):
         return fields
 
 
+class EvidenceFlagField(serializers.BooleanField):
+    """True, False or null (unknown); left out of a reason that does not carry it (DRF would
+    render a nullable field's missing key as null)."""
+
+    def get_attribute(self, instance):
+        if isinstance(instance, dict) and self.source not in instance:
+            raise SkipField()
+        return super().get_attribute(instance)
+
+
 def evidence_field(kind):
     """The serializer field of an evidence value of ``kind`` (``clipcheck.reasons``)."""
     if kind in (reasons.SCORE, reasons.SUPPORT, reasons.THRESHOLD):
@@ -368,7 +379,7 @@ def evidence_field(kind):
     if kind in (reasons.COUNT, reasons.PHOTO, reasons.LISTING):
         return serializers.IntegerField(required=False, min_value=0)
     if kind == reasons.FLAG:
-        return serializers.BooleanField(required=False, allow_null=True)
+        return EvidenceFlagField(required=False, allow_null=True)
     if kind == reasons.PASSAGE:
         return PassageSpanSerializer(required=False)
     if kind == reasons.CATEGORIES:
