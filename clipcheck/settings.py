@@ -117,7 +117,8 @@ DEFAULTS = {
     # budget before a pixel is decoded; one that does not fit waits up to
     # DECODE_WAIT_MS, then gets 503 "overloaded" (clipcheck.decode_budget).
     # An image that alone needs more is refused (413 image_too_large):
-    # keep it above MAX_IMAGE_PIXELS x 9 bytes (clipcheck.W004).
+    # keep it above what one image at MAX_IMAGE_PIXELS may need, about 10
+    # bytes a pixel with the defaults (worst_case_decode_cost, clipcheck.W004).
     "DECODE_MEMORY_BUDGET_BYTES": 512 * 1024 * 1024,
     "DECODE_WAIT_MS": 5000,
     # Days an analysis made by the anonymous API (/clip/analyze) is kept;
@@ -187,6 +188,13 @@ DEFAULTS = {
     # counted in THROTTLE_CACHE; past it every token request of that client
     # gets 429 "throttled" until the period ends. None: not limited.
     "FAILED_AUTH_RATE": "20/minute",
+    # Failed logins to the admin (clipcheck.login_throttle), counted in
+    # THROTTLE_CACHE per username and per client address; past either, that
+    # login is refused with a message saying when to retry, the right
+    # password included, so passwords cannot be guessed at request speed.
+    # None: not limited.
+    "FAILED_LOGIN_RATE_PER_USERNAME": "10/hour",
+    "FAILED_LOGIN_RATE_PER_ADDRESS": "30/hour",
     # The cache (settings.CACHES alias) that counts throttled requests; it
     # must be shared by all serving processes (Redis) for limits to hold
     # across workers.

@@ -4,9 +4,13 @@ from django.contrib import admin
 from django.urls import include, path
 
 from clipcheck.api.docs import SchemaView, SwaggerUIView
+from clipcheck.login_throttle import ThrottledAdminLoginForm
 from clipcheck.metrics import metrics_view
 from clipproject.views import HomeView, sample_picture
 from listings.api.views import SearchView
+
+# Wrong passwords are counted per username and per address (CLIPCHECK FAILED_LOGIN_RATE_*).
+admin.site.login_form = ThrottledAdminLoginForm
 
 urlpatterns = [
     path("", HomeView.as_view(), name="home"),

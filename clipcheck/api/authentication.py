@@ -43,7 +43,7 @@ class ThrottledTokenAuthentication(TokenAuthentication):
         if not rate:
             return super().authenticate(request)
         limit, period = parse_rate(rate)
-        window = FailureWindow(self.cache_format, EndpointRateThrottle().get_ident(request), period)
+        window = FailureWindow(self.cache_format, f"ip-{EndpointRateThrottle().get_ident(request)}", period)
         if window.failures() >= limit:
             raise exceptions.Throttled(
                 wait=window.seconds_left(), detail="Too many failed authentication attempts; retry later."
@@ -66,7 +66,7 @@ class FailureWindow:
         self.now = clock()
         self.period = period
         self.window = int(self.now // period)
-        self.key = key_format % {"ident": f"ip-{ident}", "window": self.window}
+        self.key = key_format % {"ident": ident, "window": self.window}
 
     def failures(self):
         try:
