@@ -135,7 +135,7 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
 def known_answer_guard(cache_dir: Path) -> dict:
     """The int8 guard on the known-answer model: held-out pictures with right and wrong captions,
     the build the test suite guards (``cache_dir`` is empty, so it is built afresh)."""
-    from tests.support.known_answer import int8_build
+    from knownanswer.runtime import int8_build
 
     return int8_build(str(cache_dir))
 

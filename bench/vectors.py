@@ -120,7 +120,7 @@ def latency(times):
 
 def part_pgvector(count, query_count):
     sys.path.insert(0, str(ROOT))
-    from tests.support.pgserver import pgvector_server_start
+    from bench.pgserver import pgvector_server_start
 
     server = pgvector_server_start()
     try:

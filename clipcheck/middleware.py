@@ -13,6 +13,7 @@ from django.http import JsonResponse
 
 from clipcheck import metrics
 from clipcheck.api.exceptions import error_body
+from clipcheck.engine.clock import model_time_subscribe
 from clipcheck.settings import clip_settings
 
 request_logger = logging.getLogger("clipcheck.requests")
@@ -39,6 +40,10 @@ def model_time_add(milliseconds):
     timer = model_time_ms.get()
     if timer is not None:
         timer.milliseconds += milliseconds
+
+
+# The engine reports each computation's time; this module listens (the engine never imports it).
+model_time_subscribe(model_time_add)
 
 
 class RequestTelemetryMiddleware:

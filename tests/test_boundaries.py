@@ -4,7 +4,9 @@
 - ``listings`` never imports the project (``clipproject``);
 - no import cycles among the three packages' modules, counting imports made
   inside functions too (a lazy import hides a cycle, it does not remove it);
-- tests import helpers from ``tests/support/``, never from a conftest.
+- tests import helpers from ``tests/support/``, never from a conftest; the benchmark and
+  the product import nothing of the tests;
+- the engine imports nothing of the HTTP layer (``clipcheck.api``, the middleware, DRF).
 """
 
 import ast
@@ -108,3 +110,36 @@ def test_nothing_is_imported_from_a_conftest():
         if any(name.split(".")[-1] == "conftest" or ".conftest." in name for name in imported_modules(path))
     ]
     assert offenders == []
+
+
+def test_the_benchmark_and_the_product_import_nothing_of_the_tests():
+    offenders = [
+        str(path.relative_to(ROOT))
+        for path in python_files("bench", "knownanswer", "scripts", *PACKAGES)
+        if "migrations" not in path.parts and any(name.split(".")[0] == "tests" for name in imported_modules(path))
+    ]
+    assert offenders == []
+
+
+def test_the_engine_imports_nothing_of_the_http_layer():
+    """The engine is the ground floor: nothing of clipcheck's API or middleware, nor DRF (the
+    middleware subscribes to the engine's timings instead)."""
+    offenders = [
+        f"{path.relative_to(ROOT)}: {name}"
+        for path in python_files("clipcheck/engine")
+        for name in sorted(imported_modules(path))
+        if name.split(".")[0] == "rest_framework" or name.startswith(("clipcheck.api", "clipcheck.middleware"))
+    ]
+    assert offenders == []
+
+
+def test_the_engine_imports_without_django_settings():
+    import subprocess
+    import sys
+
+    code = ("import sys, clipcheck.engine.admission, clipcheck.engine.clip, clipcheck.engine.batcher; "
+            "print('rest_framework' in sys.modules, 'clipcheck.middleware' in sys.modules)")
+    environment = {key: value for key, value in __import__("os").environ.items() if key != "DJANGO_SETTINGS_MODULE"}
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=environment, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["False", "False"]

@@ -33,9 +33,8 @@ import threading
 import time
 
 from clipcheck import metrics
-from clipcheck.engine.clock import forward_clock
+from clipcheck.engine.clock import forward_clock, model_time_report
 from clipcheck.errors import ClipcheckError, InferenceFailed, InferenceTimeout, ModelBusy
-from clipcheck.middleware import model_time_add
 from clipcheck.process_singleton import CapacitySingleton
 from clipcheck.settings import clip_settings
 
@@ -109,7 +108,7 @@ class PendingInference:
             # The exception is for the log; the client gets the generic message.
             logger.exception("Inference failed.")
             raise InferenceFailed() from exc
-        model_time_add(elapsed_ms)
+        model_time_report(elapsed_ms)
         return result
 
 

@@ -37,3 +37,20 @@ class ForwardClock:
 
 
 forward_clock = ForwardClock()
+
+
+# Who wants to know how long each model computation took (the request
+# middleware counts it toward its request's model_ms). The engine reports;
+# it never imports its listeners, so it stays free of the HTTP layer.
+_model_time_listeners = []
+
+
+def model_time_subscribe(listener):
+    """Call ``listener(milliseconds)`` after each model computation admission runs."""
+    if listener not in _model_time_listeners:
+        _model_time_listeners.append(listener)
+
+
+def model_time_report(milliseconds):
+    for listener in _model_time_listeners:
+        listener(milliseconds)
