@@ -263,7 +263,10 @@ def _check_decode_budget():
     budget, pixels = clip_settings.DECODE_MEMORY_BUDGET_BYTES, clip_settings.MAX_IMAGE_PIXELS
     if not (is_positive_integer(budget) and is_positive_integer(pixels)):
         return []  # reported as E004
-    needed = worst_case_decode_cost(pixels)
+    ratio, draft_side = clip_settings.MAX_ASPECT_RATIO, clip_settings.JPEG_DRAFT_MIN_SIDE
+    if not (_is_number(ratio) and ratio >= 1 and _is_number(draft_side) and draft_side >= 0):
+        return []  # reported with the other numbers
+    needed = worst_case_decode_cost(pixels, max_aspect_ratio=ratio, draft_min_side=draft_side)
     if budget < needed:
         return [Warning(
             f"CLIPCHECK DECODE_MEMORY_BUDGET_BYTES ({budget // MB} MB) is below what one image at "

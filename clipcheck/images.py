@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageFile
+from PIL import ExifTags, Image, ImageFile, JpegImagePlugin
 
-from clipcheck.decode_budget import decode_cost, decode_reservation
+from clipcheck.decode_budget import decode_cost, decode_reservation, jpeg_scan_buffer_cost
 from clipcheck.errors import BatchPathRejected, ImageRejected
 from clipcheck.hashes import content_hash
 from clipcheck.settings import clip_settings
@@ -84,8 +84,7 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None,
         # only refuses at twice its own limit).
         _check_dimensions(*image.size, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
         image.seek(0)  # first frame of animated GIF/WebP/TIFF
-        _reduce_jpeg_scale(image)
-        cost = decode_cost(image.mode, *image.size)
+        cost = _decode_estimate(image, data)
     except ImageRejected:
         raise
     except Exception as exc:
@@ -175,6 +174,80 @@ def _claimed_format(data, allowed_formats):
         except Exception:
             continue
     return None
+
+
+def _decode_estimate(image, data):
+    """Draft a big JPEG to a reduced scale, then estimate the decode's peak bytes.
+
+    A JPEG in several scans adds its coefficient buffers at full size
+    (``jpeg_scan_buffer_cost``): libjpeg cannot decode one scale-reduced
+    without them.
+    """
+    if not isinstance(image, JpegImagePlugin.JpegImageFile):
+        return decode_cost(image.mode, *image.size)
+    width, height = image.size
+    frame = jpeg_frame(data)
+    if frame.marker in JPEG_LOSSLESS_FRAMES:
+        raise ImageRejected(
+            "Lossless JPEG images are not accepted (browsers do not show them); send a JPEG or PNG photo.",
+            code="unsupported_format",
+            status_code=415,
+        )
+    _reduce_jpeg_scale(image)
+    cost = decode_cost(image.mode, *image.size)
+    if frame.multiple_scans(components=len(image.layer)):
+        cost += jpeg_scan_buffer_cost(width, height, [(h, v) for _, h, v, _ in image.layer])
+    return cost
+
+
+# Start-of-frame markers (ITU-T T.81, table B.1): progressive, and lossless.
+# Lossless JPEGs are refused: no browser or camera makes them, libjpeg cannot
+# decode them scaled (drafting a 2000 x 2000 one wrote full-size rows into the
+# reduced image and crashed the process), and at full size they cost more
+# than the worst case the budget is sized for.
+JPEG_PROGRESSIVE_FRAMES = frozenset({0xC2, 0xC6, 0xCA, 0xCE})
+JPEG_LOSSLESS_FRAMES = frozenset({0xC3, 0xC7, 0xCB, 0xCF})
+JPEG_FRAMES = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
+JPEG_START_OF_SCAN = 0xDA
+# Markers Pillow reads without a length (JpegImagePlugin.MARKER's entries
+# without a handler); 0xFF00 is skipped as escaped data.
+JPEG_MARKERS_WITHOUT_LENGTH = frozenset({0x00, 0xC8, *range(0xD0, 0xDA), *range(0xF0, 0xFE)})
+
+
+@dataclass(frozen=True)
+class JpegFrame:
+    """What a JPEG's header says about how it is decoded, up to its first scan."""
+
+    marker: int | None  # the start-of-frame marker, None when not found
+    first_scan_components: int | None  # components in the first scan, None when not found
+
+    def multiple_scans(self, *, components):
+        """True when libjpeg reads the picture in several scans (or it cannot be
+        told): progressive, or a first scan without every component."""
+        if self.marker is None or self.first_scan_components is None:
+            return True
+        return self.marker in JPEG_PROGRESSIVE_FRAMES or self.first_scan_components < components
+
+
+def jpeg_frame(data):
+    """The ``JpegFrame`` of JPEG bytes, read the way Pillow reads the header
+    (bytes between segments skipped) up to the first start of scan."""
+    marker, position = None, 2
+    while position + 1 < len(data):
+        if data[position] != 0xFF or data[position + 1] == 0xFF:
+            position += 1  # junk or fill byte
+            continue
+        code = data[position + 1]
+        if code in JPEG_MARKERS_WITHOUT_LENGTH:
+            position += 2
+            continue
+        if code == JPEG_START_OF_SCAN:
+            count = data[position + 4] if position + 4 < len(data) else None
+            return JpegFrame(marker=marker, first_scan_components=count)
+        if code in JPEG_FRAMES:
+            marker = code
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return JpegFrame(marker=marker, first_scan_components=None)
 
 
 def _reduce_jpeg_scale(image):

@@ -130,3 +130,56 @@ def png_uniform(width, height, *, color="gray", bit_depth=8, transparent=False):
 def png_16bit_grayscale(width, height):
     """The report's case: a 16-bit grayscale PNG, ~80 KB for 40 MP."""
     return png_uniform(width, height, color="gray", bit_depth=16)
+
+
+def _jpeg_segment(marker, payload):
+    return struct.pack(">BBH", 0xFF, marker, len(payload) + 2) + payload
+
+
+# A Huffman table with one symbol, coded "0": every DC difference is 0 and
+# every block ends at once, so a block costs 2 bits (one bit per sample in a
+# lossless JPEG) and the file stays small whatever the picture's size.
+_ONE_CODE_TABLE = bytes([1] + [0] * 15) + b"\x00"
+
+
+def jpeg_components_in_separate_scans(width, height, components=3):
+    """A baseline JPEG of one grey whose components come one per scan: like a
+    progressive one, libjpeg keeps every coefficient until the last scan.
+    About ``width * height * components / 256`` bytes."""
+    ids = range(1, components + 1)
+    parts = [
+        b"\xff\xd8",
+        _jpeg_segment(0xDB, b"\x00" + bytes([1]) * 64),
+        _jpeg_segment(0xC0, struct.pack(">BHHB", 8, height, width, components)
+                      + b"".join(bytes([index, 0x11, 0]) for index in ids)),
+        _jpeg_segment(0xC4, b"\x00" + _ONE_CODE_TABLE + b"\x10" + _ONE_CODE_TABLE),
+    ]
+    scan = bytes((2 * ((width + 7) // 8) * ((height + 7) // 8) + 7) // 8)
+    for index in ids:
+        parts.append(_jpeg_segment(0xDA, bytes([1, index, 0x00, 0, 63, 0])) + scan)
+    return b"".join(parts) + b"\xff\xd9"
+
+
+def jpeg_lossless(width, height, components=3):
+    """A lossless JPEG (SOF3) of one grey: one bit per sample."""
+    ids = range(1, components + 1)
+    parts = [
+        b"\xff\xd8",
+        _jpeg_segment(0xC3, struct.pack(">BHHB", 8, height, width, components)
+                      + b"".join(bytes([index, 0x11, 0]) for index in ids)),
+        _jpeg_segment(0xC4, b"\x00" + _ONE_CODE_TABLE),
+        # Predictor 1 (the sample to the left), no point transform.
+        _jpeg_segment(0xDA, bytes([components]) + b"".join(bytes([index, 0]) for index in ids) + bytes([1, 0, 0])),
+        bytes((width * height * components + 7) // 8),
+    ]
+    return b"".join(parts) + b"\xff\xd9"
+
+
+def jpeg_gradient(width, height, *, progressive=True, subsampling=0, mode="RGB"):
+    """A photo-like JPEG (a diagonal gradient) as Pillow writes it; ``subsampling``
+    0 is 4:4:4, 2 is 4:2:0. Encoding holds the full picture: build big ones in
+    another process than the one whose memory is measured."""
+    picture = Image.linear_gradient("L").resize((width, height)).convert(mode)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="JPEG", quality=90, progressive=progressive, subsampling=subsampling)
+    return buffer.getvalue()
