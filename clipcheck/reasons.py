@@ -104,26 +104,39 @@ def reason_suggestion(reason: dict, reasons: list) -> str | None:
         return None
 
 
+def _categories_words(value) -> str:
+    matches = [match for match in value if isinstance(match, dict)] if isinstance(value, list) else []
+    words = [
+        f"{match.get('category')} ({match['score']:.2f})" if _is_number(match.get("score")) else str(match.get("category"))
+        for match in matches
+    ]
+    return ", ".join(words) or "nothing confident"
+
+
+def _passage_words(value) -> str:
+    if not isinstance(value, dict):
+        return str(value)
+    return f"passage {int(value.get('index', 0)) + 1} (characters {value.get('start')}–{value.get('end')})"
+
+
+# How each kind of evidence reads (kinds not listed read as their text).
+_WORDS = {
+    SCORE: lambda value: f"{value:.3f}" if _is_number(value) else str(value),
+    SUPPORT: lambda value: f"{value:.3f}" if _is_number(value) else str(value),
+    THRESHOLD: lambda value: f"{value:.3f}" if _is_number(value) else str(value),
+    FLAG: lambda value: "yes" if value else "no",
+    PHOTO: lambda value: f"photo {int(value) + 1}" if _is_number(value) else str(value),
+    LISTING: lambda value: f"#{value}",
+    PASSAGE: _passage_words,
+    CATEGORIES: _categories_words,
+}
+
+
 def evidence_value(kind, value) -> str:
     """An evidence value in words (never a Python repr)."""
     if value is None:
         return "unknown"
-    if kind in (SCORE, SUPPORT, THRESHOLD) and _is_number(value):
-        return f"{value:.3f}"
-    if kind == FLAG:
-        return "yes" if value else "no"
-    if kind == PHOTO and _is_number(value):
-        return f"photo {int(value) + 1}"
-    if kind == LISTING:
-        return f"#{value}"
-    if kind == PASSAGE and isinstance(value, dict):
-        return f"passage {int(value.get('index', 0)) + 1} (characters {value.get('start')}–{value.get('end')})"
-    if kind == CATEGORIES and isinstance(value, list):
-        return ", ".join(
-            f"{match.get('category')} ({match.get('score'):.2f})" if _is_number(match.get("score")) else str(match.get("category"))
-            for match in value if isinstance(match, dict)
-        ) or "nothing confident"
-    return str(value)
+    return _WORDS.get(kind, str)(value)
 
 
 def reason_display(reason: dict, *, threshold=None) -> dict:
