@@ -39,6 +39,18 @@ def catalogue_photo_hashes(*, listings=None):
     return primary.union(others)
 
 
+def listings_before(*, listing, listings=None):
+    """The ``listings`` (default all) that came before ``listing``: created
+    earlier, or at the same moment with a smaller id (a total order however
+    coarse the clock). An unsaved listing comes after every stored one."""
+    listings = Listing.objects.all() if listings is None else listings
+    if listing.pk is None:
+        return listings
+    return listings.filter(
+        Q(created_at__lt=listing.created_at) | Q(created_at=listing.created_at, pk__lt=listing.pk)
+    )
+
+
 def listings_showing_photos(*, hashes, listings=None, exclude_listing_id=None):
     """``{sha256: [Listing, ...]}``: the listings (of ``listings``, default all)
     with a photo (primary or other) of one of ``hashes``, oldest first;

@@ -1,8 +1,12 @@
 """Reused photos and catalogue search: the listings side of clipcheck's similarity search.
 
 - ``photo_reused_reasons``: at upload and in every check, a listing whose
-  photo is a near-duplicate of another listing's (the same bytes included)
-  gets a ``photo_reused`` reason naming that listing, and goes to review.
+  photo is a near-duplicate of an earlier listing's (the same bytes
+  included) gets a ``photo_reused`` reason naming that listing, and goes to
+  review. The earlier listing owns its photo: a copy never sends the
+  original to review. A seller is told only that the photo is already used
+  (``reasons_for_seller``); which listing, whose and under which title is
+  for moderators.
 - ``listings_search``: the catalogue's listings nearest to a text or a photo
   (``POST /clip/search`` and the admin's search page).
 
@@ -26,6 +30,8 @@ from listings.models import Listing
 from listings.settings import listings_settings
 
 PHOTO_REUSED = "photo_reused"
+# All a seller is told of a reused photo.
+SELLER_MESSAGE = "This photo is already used by another listing."
 
 
 def _reused_sentence(reason):
@@ -37,7 +43,7 @@ def _reused_sentence(reason):
 
 reason_type_register(ReasonType(
     code=PHOTO_REUSED, label="Photo already used by another listing",
-    about="Another listing shows the same photo or a near-identical copy (the earlier listing is named).",
+    about="An earlier listing shows the same photo or a near-identical copy (it is named; it is never flagged itself).",
     evidence=(
         Evidence("listing_id", "Other listing", reason_kinds.LISTING),
         Evidence("similarity", "Similarity", reason_kinds.SUPPORT),
@@ -48,19 +54,34 @@ reason_type_register(ReasonType(
         Evidence("sha256", "Photo hash", reason_kinds.WORD, shown=False),
     ),
     sentence=_reused_sentence,
-    suggestion=lambda reason, reasons: "This photo is already used by another listing.",
+    suggestion=lambda reason, reasons: SELLER_MESSAGE,
 ))
 
 
+def reasons_for_seller(reasons):
+    """``reasons`` as the seller who uploaded may read them: a ``photo_reused``
+    reason says that the photo (which of theirs, ``photo``) is already used by
+    another listing; which listing, whose, under which title and how alike
+    stay with moderators and the stored record."""
+    return [
+        {"code": PHOTO_REUSED, "field": reason.get("field", "photos"), "message": SELLER_MESSAGE,
+         **({"photo": reason["photo"]} if "photo" in reason else {})}
+        if reason.get("code") == PHOTO_REUSED else reason
+        for reason in reasons
+    ]
+
+
 def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model=None, layouts=None):
-    """The ``photo_reused`` reasons of ``listing``: one per photo that another
-    listing shows too (or a near-identical copy), naming the most similar
-    such listing. ``photos`` is ``[(decoded image, embedding), ...]``, or one
-    photo given as ``image`` and ``vector``; ``layouts`` ({sha256: layout})
-    are the photos' layouts when the caller computed them already."""
+    """The ``photo_reused`` reasons of ``listing``: one per photo that an
+    earlier listing (``selectors.listings_before``) shows too (or a
+    near-identical copy), naming the most similar such listing. ``photos``
+    is ``[(decoded image, embedding), ...]``, or one photo given as ``image``
+    and ``vector``; ``layouts`` ({sha256: layout}) are the photos' layouts
+    when the caller computed them already."""
     model = model or model_id()
     photos = photos if photos is not None else [(image, vector)]
-    others = Listing.objects.exclude(pk=listing.pk) if listing.pk else Listing.objects.all()
+    # Only earlier listings: the first to show a photo owns it, however often it is checked again.
+    others = selectors.listings_before(listing=listing)
     reasons = []
     layouts = layouts or {}
     for position, (photo, photo_vector) in enumerate(photos):

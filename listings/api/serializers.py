@@ -17,6 +17,7 @@ from clipcheck.images import DecodedImage, decode_image
 from clipcheck.verdicts import reasons_for_field, suggestion
 from listings.models import Listing
 from listings.settings import listings_settings
+from listings.similarity import reasons_for_seller
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,8 @@ def submission_output(submission):
         "status": listing.status,
         **checks,
         "photos": listing.photos.count(),
-        "reasons": listing.reasons,
+        # The stored reasons are the moderators'; the seller learns no other listing's details.
+        "reasons": reasons_for_seller(listing.reasons),
         "suggestion": submission.suggestion,
     }
 
