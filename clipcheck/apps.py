@@ -56,8 +56,18 @@ class ClipcheckConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self):
-        from clipcheck import checks  # noqa: F401  (registers the system checks)
+        from django.db.models.signals import post_migrate, post_save
+
+        from clipcheck import (
+            checks,  # noqa: F401  (registers the system checks)
+            vectors,
+        )
+        from clipcheck.models import ImageEmbedding
         from clipcheck.settings import clip_settings
+
+        # The vector table follows the stored embeddings through loaddata, flush and migrate.
+        post_save.connect(vectors.vectors_loaded, sender=ImageEmbedding, dispatch_uid="clipcheck.vectors_loaded")
+        post_migrate.connect(vectors.vectors_after_migrate, sender=self, dispatch_uid="clipcheck.vectors_after_migrate")
 
         # Only serving processes pay for the model, and they pay before their
         # first request; migrate, check, shell and test collection never do.

@@ -433,3 +433,21 @@ def check_vector_backend(app_configs=None, databases=None, **kwargs):
             id="clipcheck.W005",
         ))
     return messages
+
+
+@register(Tags.models)
+def check_database_router(app_configs=None, **kwargs):
+    """Without ``ClipcheckRouter``, Django's backup (``dumpdata``) fails on the
+    models that have no table (``clipcheck.routers``)."""
+    from django.db.utils import ConnectionRouter
+
+    from clipcheck.routers import ROUTER_PATH, ClipcheckRouter
+
+    if any(isinstance(router, ClipcheckRouter) for router in ConnectionRouter(settings.DATABASE_ROUTERS).routers):
+        return []
+    return [Warning(
+        f"DATABASE_ROUTERS lacks {ROUTER_PATH}: manage.py dumpdata fails with \"no such table\" "
+        "(clipcheck's permissions carrier and, without pgvector, its vector index have no table).",
+        hint=f"Add {ROUTER_PATH!r} to DATABASE_ROUTERS (docs/operations.md#backups).",
+        id="clipcheck.W006",
+    )]

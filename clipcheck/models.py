@@ -55,6 +55,13 @@ class ImageVector(models.Model):
     decides whether it is used. The column has no fixed dimension because
     each model has its own: every (model, dimension) gets its own partial
     HNSW index over ``embedding::vector(dim)`` (``vectors.vector_index_ensure``).
+
+    Unmanaged: the table is a search index derived from ``ImageEmbedding``,
+    so Django's own commands leave it alone on every backend — ``dumpdata``
+    does not back it up (it would fail where the table does not exist) and
+    ``flush`` does not empty it. ``clipcheck.vectors`` keeps it equal to the
+    embeddings instead: rows loaded by ``loaddata`` are copied in, and
+    vectors without an embedding are deleted after ``flush`` and ``migrate``.
     """
 
     sha256 = models.CharField(max_length=64)
@@ -63,6 +70,7 @@ class ImageVector(models.Model):
     embedding = VectorField()
 
     class Meta:
+        managed = False
         constraints = [
             models.UniqueConstraint(fields=["sha256", "model"], name="clipcheck_image_vector_unique"),
         ]

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
+from django.db.models import Exists, OuterRef
 from django.db.models.functions import Cast
 from pgvector.django import CosineDistance, VectorField
 
@@ -263,3 +264,32 @@ def _numpy_neighbours(vector, model, k, within, exclude, min_similarity, using):
     if min_similarity is not None:
         neighbours = [neighbour for neighbour in neighbours if neighbour.similarity >= min_similarity]
     return neighbours
+
+
+# Backups and restores: the vector table is derived from ImageEmbedding, no
+# part of a backup (ImageVector is unmanaged), and kept equal to it here.
+
+
+def vectors_loaded(sender, instance, raw=False, using=DEFAULT_DB_ALIAS, **kwargs):
+    """``post_save`` of ``ImageEmbedding``: a row loaded from a fixture
+    (``loaddata``, ``raw``) becomes searchable. The services store vectors
+    themselves after their bulk inserts, which send no signal."""
+    if not raw or len(bytes(instance.vector)) != 4 * instance.dim:
+        return  # a corrupt row is reported by its readers, never indexed
+    vectors_store(vectors={instance.sha256: instance.as_array()}, model=instance.model, using=using)
+
+
+def vectors_prune(*, using=DEFAULT_DB_ALIAS):
+    """Delete the vectors whose embedding is gone (after ``flush``, which leaves
+    the unmanaged vector table alone); returns how many."""
+    vector_backend_forget()  # the table may have come or gone with a migration
+    if vector_backend(using).name != PGVECTOR:
+        return 0
+    embedding = ImageEmbedding.objects.using(using).filter(sha256=OuterRef("sha256"), model=OuterRef("model"))
+    deleted, _ = ImageVector.objects.using(using).exclude(Exists(embedding)).delete()
+    return deleted
+
+
+def vectors_after_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs):
+    """``post_migrate`` of this app, sent by ``migrate`` and ``flush``."""
+    vectors_prune(using=using)

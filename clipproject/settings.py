@@ -99,6 +99,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "timeout": 20,
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
     })
+# clipcheck's models without a table of their own stay out of dumpdata,
+# loaddata and flush (docs/operations.md#backups).
+DATABASE_ROUTERS = ["clipcheck.routers.ClipcheckRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Throttle counters must be shared by every serving process: Redis when
