@@ -198,8 +198,11 @@ RULES = (
                 "CLIPCHECK METRICS_TOKEN must be None or a non-empty string."),
     SettingRule("ANALYSIS_RETENTION_DAYS", _optional(is_positive_integer), "clipcheck.E004",
                 "CLIPCHECK {key} {value!r} must be None or a positive integer."),
-    SettingRule("FAILED_AUTH_RATE", _optional(_is_rate), "clipcheck.E016",
-                "CLIPCHECK FAILED_AUTH_RATE {value!r} must be None or a rate like '20/minute'."),
+    *(
+        SettingRule(key, _optional(_is_rate), "clipcheck.E016",
+                    "CLIPCHECK {key} {value!r} must be None or a rate like '20/minute'.")
+        for key in ("FAILED_AUTH_RATE", "FAILED_LOGIN_RATE_PER_USERNAME", "FAILED_LOGIN_RATE_PER_ADDRESS")
+    ),
     *(
         SettingRule(key, _is_fraction, "clipcheck.E003", "CLIPCHECK {key} {value!r} must be a number between 0 and 1.")
         for key in ("NEAR_DUPLICATE_SIMILARITY", "NEAR_DUPLICATE_LAYOUT")

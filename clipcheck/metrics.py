@@ -73,6 +73,11 @@ MODEL_LOADED = Gauge(
     multiprocess_mode="liveall",
 )
 MODEL_LOAD_FAILURES = Counter("clipcheck_model_load_failures", "Failed attempts to load the CLIP model.")
+CORRUPT_STORED_VECTORS = Counter(
+    "clipcheck_corrupt_stored_vectors",
+    "Stored image embeddings or layouts skipped because their bytes do not match their dimension.",
+    ["kind"],
+)
 
 
 # Collectors other apps register (``register_collector``): read at scrape

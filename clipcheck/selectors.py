@@ -3,6 +3,7 @@
 from django.contrib.contenttypes.models import ContentType
 
 from clipcheck.models import Adaptation, Analysis, CalibratedThreshold, ImageEmbedding
+from clipcheck.vectors import stored_vector_intact
 
 
 def analyses_cached(*, keys, model, rules=None):
@@ -30,25 +31,36 @@ def analyses_cached(*, keys, model, rules=None):
     return found
 
 
+# Values of a stored layout: an 8x8 RGB thumbnail (clipcheck.nearduplicates.LAYOUT_SIZE).
+LAYOUT_VALUES = 8 * 8 * 3
+
 # Hashes per query: a catalogue-wide read (clip_adapt, clip_drift) stays under SQLite's bound on query parameters.
 HASHES_PER_QUERY = 2000
 
 
 def image_embeddings_get(*, hashes, model):
-    """Stored embeddings ``{sha256: np.ndarray}`` of the given image hashes under ``model``."""
+    """Stored embeddings ``{sha256: np.ndarray}`` of the given image hashes under ``model``
+    (a corrupt one is reported and left out: the caller computes it as if it were missing)."""
     hashes = list(set(hashes))
     found = {}
     for start in range(0, len(hashes), HASHES_PER_QUERY):
         rows = ImageEmbedding.objects.filter(model=model, sha256__in=hashes[start:start + HASHES_PER_QUERY])
-        found.update((row.sha256, row.as_array()) for row in rows)
+        found.update(
+            (row.sha256, row.as_array()) for row in rows
+            if stored_vector_intact(sha256=row.sha256, model=model, data=bytes(row.vector), dim=row.dim)
+        )
     return found
 
 
 def image_layouts_get(*, hashes, model):
     """Stored layouts ``{sha256: np.ndarray}`` of the given image hashes under ``model``
-    (images stored before layouts were kept are missing)."""
+    (images stored before layouts were kept are missing, and so are corrupt ones)."""
     rows = ImageEmbedding.objects.filter(model=model, sha256__in=set(hashes), layout__isnull=False)
-    return {row.sha256: row.layout_array() for row in rows.only("sha256", "layout")}
+    return {
+        row.sha256: row.layout_array() for row in rows.only("sha256", "layout")
+        if stored_vector_intact(sha256=row.sha256, model=model, data=bytes(row.layout), dim=LAYOUT_VALUES,
+                                kind="layout")
+    }
 
 
 def image_hashes_without_layout(*, hashes, model):

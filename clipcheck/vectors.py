@@ -19,6 +19,7 @@ active (``clipcheck.I001``) and warn when PostgreSQL lacks the extension
 """
 
 import hashlib
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -28,8 +29,11 @@ from django.db.models import Exists, OuterRef
 from django.db.models.functions import Cast
 from pgvector.django import CosineDistance, VectorField
 
+from clipcheck import metrics
 from clipcheck.models import ImageEmbedding, ImageVector
 from clipcheck.settings import clip_settings
+
+logger = logging.getLogger(__name__)
 
 PGVECTOR = "pgvector"
 NUMPY = "numpy"
@@ -110,6 +114,22 @@ def _detect(connection):
         )
     return VectorBackend(PGVECTOR, f"PostgreSQL with pgvector {installed[0]}: HNSW index, cosine distance",
                          extension_version=installed[0])
+
+
+def stored_vector_intact(*, sha256, model, data, dim, kind="embedding"):
+    """Whether a stored float32 vector's bytes match its dimension. A row that
+    does not (a bad restore, a manual edit) is reported, logged and counted in
+    ``clipcheck_corrupt_stored_vectors``, so that its readers skip it instead of
+    failing every search and upload."""
+    if len(data) == 4 * dim:
+        return True
+    logger.error(
+        "Stored image %s %s of model %r is corrupt: %d bytes where %d float32 values take %d; skipped. "
+        "Delete the ImageEmbedding row to have it computed again.",
+        kind, sha256, model, len(data), dim, 4 * dim,
+    )
+    metrics.CORRUPT_STORED_VECTORS.labels(kind=kind).inc()
+    return False
 
 
 # Writes
@@ -251,8 +271,10 @@ def _numpy_neighbours(vector, model, k, within, exclude, min_similarity, using):
         rows = rows.exclude(sha256__in=list(exclude))
     hashes, blobs = [], []
     for sha256, blob in rows.values_list("sha256", "vector").iterator(chunk_size=2000):
-        hashes.append(sha256)
-        blobs.append(bytes(blob))
+        blob = bytes(blob)
+        if stored_vector_intact(sha256=sha256, model=model, data=blob, dim=len(vector)):
+            hashes.append(sha256)
+            blobs.append(blob)
     if not hashes:
         return []
     matrix = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(len(hashes), len(vector))

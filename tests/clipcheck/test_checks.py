@@ -44,6 +44,8 @@ def test_default_configuration_passes(settings):
         ({"ANALYSIS_RETENTION_DAYS": 0}, "clipcheck.E004"),
         ({"ANALYSIS_RETENTION_DAYS": "30"}, "clipcheck.E004"),
         ({"FAILED_AUTH_RATE": "20 per minute"}, "clipcheck.E016"),
+        ({"FAILED_LOGIN_RATE_PER_USERNAME": "ten an hour"}, "clipcheck.E016"),
+        ({"FAILED_LOGIN_RATE_PER_ADDRESS": 30}, "clipcheck.E016"),
     ],
 )
 def test_bad_settings_are_reported_with_stable_ids(settings, overrides, expected_id):
