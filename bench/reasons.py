@@ -1,23 +1,28 @@
-"""What reasons cost per answer: text rows per answer and milliseconds, against the
-plain score measured in the same run.
+"""What reasons cost per answer: text rows per answer, milliseconds and CPU time, against
+the plain score measured in the same run.
 
     python -m bench.reasons            # random-weight ViT-B/32 + 200 product texts (bench.assets)
-    python -m bench.reasons --smoke    # tiny assets, seconds (the test suite runs it)
+    python -m bench.reasons --smoke    # tiny assets, seconds
 
 For each product (photo, text) of the corpus, with the photo's embedding already
-computed (reasons add no image work):
+computed (reasons add no image work), three ways, alternately, item by item:
 
 - ``score only``: the text's forward and the cosine, as before the verdict work;
-- ``with reasons``: ``clipcheck.verdicts`` planning (passages, attribute rewrites),
-  the text forward, for a text that does not pass one more forward of its attribute
-  rewrites, judging, and for a mismatch the category prompts' standalone scores for
-  the suggestion (the prompts' embeddings are cached by the
-  engine after the first request, as in a serving process).
+- ``with reasons``: ``clipcheck.verdicts`` as served: planning (passages, attribute
+  rewrites), the text forward, for a text that does not pass one more forward of its
+  likeliest rewrites (``REWRITES_PER_PASSAGE``), judging, and for a mismatch the
+  category prompts' standalone scores for the suggestion;
+- ``one rewrite``: the same with ``REWRITE_REACH`` 1, so that every failing passage
+  that names an attribute pays for its likeliest rewrite however far below the
+  threshold it is predicted (on random weights every text is far below);
+- ``every rewrite``: every rewrite of a failing passage scored (up to
+  ``MAX_REWRITES``), as the rules did before: the baseline of the rewrite choice.
 
-The engine's text cache is cleared before every measured call (except for the
-category prompts), so each answer pays for its own forwards. Both are measured
-alternately, item by item, in the same process; medians are reported with the
-load average, because the machine is shared.
+The engine's text cache is cleared before every measured call, so each answer pays for
+its own forwards; what a serving process encodes once per model (the category prompts,
+the attribute values' own embeddings) is warmed before measuring. Medians are reported
+with the load average, because the machine is shared; CPU time (the process's, all
+threads) varies far less with load than the wall clock.
 """
 
 from __future__ import annotations
@@ -58,8 +63,8 @@ def measure(spec, *, items, rounds, threshold):
     from PIL import Image
 
     from clipcheck import scoring, verdicts
-    from clipcheck.services.analyses import reasons_add_looks_like
     from clipcheck.engine import get_engine
+    from clipcheck.services.analyses import reasons_add_looks_like
     from clipcheck.settings import clip_settings
 
     engine = get_engine()
@@ -67,6 +72,8 @@ def measure(spec, *, items, rounds, threshold):
     images = [Image.open(spec.root / entry["path"]).convert("RGB") for entry in entries]
     image_vectors = engine.encode_images(images)
     prompts = [clip_settings.PROMPT_TEMPLATE.format(category) for category in clip_settings.CATEGORIES]
+    vocabulary = verdicts.text_vocabulary()
+    verdicts.values_vectors(values={value for values in vocabulary.values() for value in values}, engine=engine)
 
     def fresh_cache():
         with engine._text_cache_lock:
@@ -85,36 +92,61 @@ def measure(spec, *, items, rounds, threshold):
         reasons_add_looks_like(judgement.reasons, image=None, image_vector=vector)
         return plan, judgement
 
-    plain_ms, reasons_ms, rows, mismatches, with_rewrites, passages = [], [], [], 0, 0, 0
-    for round_number in range(rounds):
-        for entry, vector in zip(entries, image_vectors):
-            text = entry["text"]
-            fresh_cache()
-            started = time.perf_counter()
-            score_only(text, vector)
-            plain_ms.append((time.perf_counter() - started) * 1000)
-            fresh_cache()
-            started = time.perf_counter()
-            plan, judgement = with_reasons(text, vector)
-            reasons_ms.append((time.perf_counter() - started) * 1000)
-            if round_number == 0:
-                # Rows encoded: passages, plus the rewrites of a text that does not pass.
-                rows.append(len(set(plan.passage_strings())) + (len(set(r.text for r in plan.rewrites))
-                                                                 if judgement.is_mismatch else 0))
-                mismatches += judgement.is_mismatch
-                with_rewrites += bool(plan.rewrites)
-                passages += not plan.whole
-    return {
-        "items": len(entries), "rounds": rounds, "threshold": threshold,
-        "score_only_ms_median": statistics.median(plain_ms),
-        "with_reasons_ms_median": statistics.median(reasons_ms),
-        "extra_ms_median": statistics.median(r - p for r, p in zip(reasons_ms, plain_ms)),
-        "text_rows_per_answer_median": statistics.median(rows),
-        "text_rows_per_answer_mean": statistics.fmean(rows),
-        "text_rows_per_answer_max": max(rows),
-        "answers_with_rewrites": with_rewrites, "answers_scored_as_passages": passages, "mismatches": mismatches,
-        "batch_size": int(clip_settings.BATCH_SIZE),
+    def served_with(**changed):
+        """``with_reasons`` under other rule settings, set on the settings object itself
+        (a settings change would signal every receiver inside the timed region)."""
+        def way(text, vector):
+            served = {key: getattr(clip_settings, key) for key in changed}
+            for key, value in changed.items():
+                setattr(clip_settings, key, value)
+            try:
+                return with_reasons(text, vector)
+            finally:
+                for key, value in served.items():
+                    setattr(clip_settings, key, value)
+        return way
+
+    ways = {
+        "score_only": score_only,
+        "with_reasons": with_reasons,
+        "one_rewrite": served_with(REWRITE_REACH=1.0),
+        "every_rewrite": served_with(REWRITE_REACH=1.0, REWRITES_PER_PASSAGE=int(clip_settings.MAX_REWRITES)),
     }
+    wall = {name: [] for name in ways}
+    cpu = {name: [] for name in ways}
+    compared = [name for name in ways if name != "score_only"]
+    rows = {name: [] for name in compared}
+    mismatches, with_rewrites, passages = 0, 0, 0
+    for round_number in range(rounds):
+        for entry, vector in zip(entries, image_vectors, strict=True):
+            text = entry["text"]
+            for name, way in ways.items():
+                fresh_cache()
+                started, started_cpu = time.perf_counter(), time.process_time()
+                outcome = way(text, vector)
+                wall[name].append((time.perf_counter() - started) * 1000)
+                cpu[name].append((time.process_time() - started_cpu) * 1000)
+                if round_number == 0 and name in rows:
+                    plan, judgement = outcome
+                    # Rows encoded: passages, plus the rewrites scored for a text that does not pass.
+                    rows[name].append(len(set(plan.passage_strings())) + judgement.rewrites_scored)
+                if round_number == 0 and name == "with_reasons":
+                    mismatches += judgement.is_mismatch
+                    with_rewrites += bool(plan.rewrites)
+                    passages += not plan.whole
+    result = {"items": len(entries), "rounds": rounds, "threshold": threshold, "batch_size": int(clip_settings.BATCH_SIZE),
+              "answers_with_rewrites": with_rewrites, "answers_scored_as_passages": passages, "mismatches": mismatches}
+    for name in ways:
+        result[f"{name}_ms_median"] = statistics.median(wall[name])
+        result[f"{name}_cpu_ms_median"] = statistics.median(cpu[name])
+    for name in compared:
+        result[f"{name}_ratio"] = result[f"{name}_ms_median"] / result["score_only_ms_median"]
+        result[f"{name}_cpu_ratio"] = result[f"{name}_cpu_ms_median"] / result["score_only_cpu_ms_median"]
+        result[f"{name}_rows_median"] = statistics.median(rows[name])
+        result[f"{name}_rows_mean"] = statistics.fmean(rows[name])
+        result[f"{name}_rows_max"] = max(rows[name])
+    result["raw_ms"], result["raw_cpu_ms"] = wall, cpu
+    return result
 
 
 def main(argv=None):
@@ -141,12 +173,16 @@ def main(argv=None):
     result.update({"assets": spec.name, "threads": args.threads, "loadavg_before": load_before,
                    "loadavg_after": os.getloadavg()})
     print(f"\nreasons cost per answer ({spec.name} assets, {result['items']} texts x {result['rounds']} rounds, "
-          f"{args.threads} torch thread(s), load average {load_before[0]:.1f} -> {result['loadavg_after'][0]:.1f})")
-    for key in ("score_only_ms_median", "with_reasons_ms_median", "extra_ms_median", "text_rows_per_answer_median",
-                "text_rows_per_answer_mean", "text_rows_per_answer_max", "answers_with_rewrites",
-                "answers_scored_as_passages", "mismatches"):
-        value = result[key]
-        print(f"  {key:32s} {value:.1f}" if isinstance(value, float) else f"  {key:32s} {value}")
+          f"{args.threads} torch thread(s), load average {load_before[0]:.1f} -> {result['loadavg_after'][0]:.1f}; "
+          f"{result['mismatches']} mismatches, {result['answers_with_rewrites']} texts with rewrites)")
+    print(f"  {'per answer (median)':16s} {'wall ms':>9s} {'CPU ms':>9s} {'x wall':>7s} {'x CPU':>7s} {'text rows':>22s}")
+    for name in ("score_only", "with_reasons", "one_rewrite", "every_rewrite"):
+        ratios = ("", "") if name == "score_only" else (
+            f"{result[name + '_ratio']:.2f}", f"{result[name + '_cpu_ratio']:.2f}")
+        text_rows = "1" if name == "score_only" else (
+            f"{result[name + '_rows_median']:g} (mean {result[name + '_rows_mean']:.1f}, max {result[name + '_rows_max']})")
+        print(f"  {name:16s} {result[name + '_ms_median']:9.1f} {result[name + '_cpu_ms_median']:9.1f} "
+              f"{ratios[0]:>7s} {ratios[1]:>7s} {text_rows:>22s}")
     out = args.out or RESULTS / f"reasons{'-smoke' if args.smoke else ''}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

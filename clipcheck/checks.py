@@ -18,8 +18,8 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
-    "MAX_PASSAGES", "MAX_REWRITES", "DECODE_MEMORY_BUDGET_BYTES", "SEARCH_DEFAULT_K", "SEARCH_MAX_K",
-    "EMBED_MAX_ITEMS",
+    "MAX_PASSAGES", "MAX_REWRITES", "REWRITES_PER_PASSAGE", "DECODE_MEMORY_BUDGET_BYTES", "SEARCH_DEFAULT_K",
+    "SEARCH_MAX_K", "EMBED_MAX_ITEMS",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -306,8 +306,10 @@ VERDICT_RULES = (
     SettingRule("ATTRIBUTES", _is_attributes, "clipcheck.E030",
                 "CLIPCHECK ATTRIBUTES must map attribute names to lists of at least two distinct, non-blank values.",
                 hint='e.g. {"colour": ["red", "blue"], "material": ["leather", "canvas"]}'),
-    SettingRule("ATTRIBUTE_MARGIN", _is_fraction, "clipcheck.E031",
-                "CLIPCHECK {key} {value!r} must be a number between 0 and 1."),
+    *(
+        SettingRule(key, _is_fraction, "clipcheck.E031", "CLIPCHECK {key} {value!r} must be a number between 0 and 1.")
+        for key in ("ATTRIBUTE_MARGIN", "REWRITE_REACH")
+    ),
     SettingRule("QUALITY_BANDS_THRESHOLD", lambda value: _is_fraction(value) and 0 < value < 1, "clipcheck.E031",
                 "CLIPCHECK {key} {value!r} must be a number strictly between 0 and 1."),
 )

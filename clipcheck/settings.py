@@ -71,7 +71,11 @@ DEFAULTS = {
     # the text by ATTRIBUTE_MARGIN while the text does not pass is a conflict.
     "ATTRIBUTES": DEFAULT_ATTRIBUTES,
     "ATTRIBUTE_MARGIN": 0.02,
-    # Rewrites scored per text at most (they share the text's forward pass).
+    # Rewrites scored per passage that fails: the likeliest by the values'
+    # own embeddings (clipcheck.verdicts), none when even that one is
+    # predicted more than REWRITE_REACH below the threshold; and per text at most.
+    "REWRITES_PER_PASSAGE": 1,
+    "REWRITE_REACH": 0.1,
     "MAX_REWRITES": 64,
     # Texts longer than the model's context are scored as sentence-aware
     # passages (clipcheck.passages); at most this many per text.

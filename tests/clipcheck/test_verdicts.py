@@ -83,3 +83,73 @@ def test_the_suggestion_is_built_from_the_reasons():
     assert verdicts.suggestion([silent]) == "The photo does not match your description."
     category = {"code": "category_conflict", "field": "category", "category": "shoes", "photo_shows": "bags", "message": ""}
     assert verdicts.suggestion([category]) == "The photo looks like bags, not shoes: check the category."
+
+
+class WordEngine:
+    """A stand-in engine whose text embedding is the normalised sum of its words'
+    vectors, recording every batch of texts it encodes."""
+
+    max_text_tokens = 77
+    WORDS = ("a", "red", "blue", "green", "yellow", "black", "star", "lamp")
+
+    def __init__(self):
+        self.batches = []
+
+    def vector(self, text):
+        summed = sum(np.eye(len(self.WORDS), dtype=np.float32)[self.WORDS.index(word)] * (0.1 if word == "a" else 1.0)
+                     for word in text.lower().split())
+        return summed / np.linalg.norm(summed)
+
+    def count_tokens(self, texts):
+        return [len(text.split()) + 2 for text in texts]
+
+    def encode_texts(self, texts):
+        self.batches.append(list(texts))
+        return np.stack([self.vector(text) for text in texts]), [False] * len(texts)
+
+
+COLOURS = {"colour": ["red", "blue", "green", "yellow", "black"]}
+
+
+def judge_with(engine, text, image, threshold):
+    plan = verdicts.text_plan(text=text, engine=engine)
+    judgement, = verdicts.texts_judge(plans=[plan], image_vector_groups=[[image]], thresholds=[threshold], engine=engine)
+    rewrites_encoded = [t for batch in engine.batches for t in batch if t != text and t not in COLOURS["colour"]]
+    return judgement, rewrites_encoded
+
+
+def test_a_failing_text_scores_only_its_likeliest_rewrite(settings):
+    """Of the four other colours, only the one the photo fits is encoded (it was all four)."""
+    set_clip_settings(settings, ATTRIBUTES=COLOURS, CATEGORIES=["star"])
+    engine = WordEngine()
+    blue_star = engine.vector("blue star")
+
+    judgement, rewrites_encoded = judge_with(engine, "a red star", blue_star, threshold=0.6)
+
+    assert rewrites_encoded == ["a blue star"] and judgement.rewrites_scored == 1
+    conflict, = [reason for reason in judgement.reasons if reason["code"] == "attribute_conflict"]
+    assert (conflict["text_says"], conflict["photo_shows"]) == ("red", "blue")
+    # The values' own embeddings are encoded once per engine, not once per answer.
+    engine.batches.clear()
+    judge_with(engine, "a red star", blue_star, threshold=0.6)
+    assert engine.batches == [["a red star"], ["a blue star"]]
+
+
+def test_a_text_no_single_word_could_lift_scores_no_rewrite(settings):
+    """A photo of something else altogether: every rewrite is predicted far below the threshold."""
+    set_clip_settings(settings, ATTRIBUTES=COLOURS, CATEGORIES=["star"], REWRITE_REACH=0.1)
+    engine = WordEngine()
+
+    judgement, rewrites_encoded = judge_with(engine, "a red star", engine.vector("lamp"), threshold=0.6)
+
+    assert rewrites_encoded == [] and judgement.rewrites_scored == 0
+    assert [reason["code"] for reason in judgement.reasons] == ["low_similarity"]
+
+
+def test_more_rewrites_per_passage_can_be_asked_for(settings):
+    set_clip_settings(settings, ATTRIBUTES=COLOURS, CATEGORIES=["star"], REWRITES_PER_PASSAGE=3, REWRITE_REACH=1.0)
+    engine = WordEngine()
+
+    _, rewrites_encoded = judge_with(engine, "a red star", engine.vector("blue star"), threshold=0.6)
+
+    assert len(rewrites_encoded) == 3 and rewrites_encoded[0] == "a blue star"
