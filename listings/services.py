@@ -30,7 +30,7 @@ from clipcheck.services import analyses as clip_analyses
 from clipcheck.services.embeddings import image_embeddings_compute, image_prepare
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.errors import ClipcheckError
-from clipcheck.images import decode_image
+from clipcheck.images import DecodedImage, decode_image
 from clipcheck.models import Analysis
 from clipcheck.nearduplicates import layout_signature
 from clipcheck.settings import clip_settings
@@ -93,7 +93,33 @@ class ListingCheck:
         return min(a.similarity_score for a in self.analyses)
 
 
-@dataclass
+@dataclass(frozen=True)
+class ListingTexts:
+    """What a check judges: a listing's texts and category against its photos,
+    the primary first; ``listing`` is None for an upload not stored yet."""
+
+    listing: Listing | None
+    title: str
+    description: str
+    category: str
+    photos: tuple[DecodedImage, ...]
+
+    @classmethod
+    def of_listing(cls, listing, *, photos):
+        return cls(listing=listing, title=listing.title, description=listing.description,
+                   category=listing.category, photos=tuple(photos))
+
+
+@dataclass(frozen=True)
+class PhotoRead:
+    """One stored photo read for a check: ``image`` decoded, or the ``error``
+    that kept it from being read or decoded."""
+
+    image: DecodedImage | None = None
+    error: ClipcheckError | None = None
+
+
+@dataclass(frozen=True)
 class ListingSubmission:
     listing: Listing
     title_analysis: Analysis | None
@@ -129,10 +155,9 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     removes.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
-    decoded = [image for _, image in photos]
-    check, = _listings_texts_check(
-        entries=[(None, title, description, category, decoded)], source=Analysis.Source.UPLOAD
-    )
+    texts = ListingTexts(listing=None, title=title, description=description, category=category,
+                         photos=tuple(image for _, image in photos))
+    check, = _listings_texts_check(entries=[texts], source=Analysis.Source.UPLOAD)
     if policy == "reject":
         _upload_refuse_mismatch(check=check)
 
@@ -163,7 +188,10 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     except BaseException:
         _stored_photos_delete(stored)
         raise
-    return ListingSubmission(listing, check.title_analysis, check.description_analysis, reasons, suggestion)
+    return ListingSubmission(
+        listing=listing, title_analysis=check.title_analysis, description_analysis=check.description_analysis,
+        reasons=reasons, suggestion=suggestion,
+    )
 
 
 def _listing_threshold(category, threshold, category_thresholds):
@@ -240,13 +268,13 @@ def _stored_photos_delete(stored):
 
 
 def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True, category_thresholds=None):
-    """Unsaved ``ListingCheck``s, one per ``(listing or None, title, description, category, photos)``.
+    """Unsaved ``ListingCheck``s, one per ``ListingTexts`` of ``entries``.
 
     All photos go through one ``encode_images`` call (for those not stored
     yet) and all texts, passages and rewrites through one ``encode_texts``
     call; each text is judged against the best photo of its listing.
     """
-    all_photos = [photo for *_, photos in entries for photo in photos]
+    all_photos = [photo for entry in entries for photo in entry.photos]
     # Each photo's layout once: stored with a new embedding and compared in photo_reused_reasons.
     layouts = {}
     for photo in all_photos:
@@ -255,13 +283,13 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
     vectors = image_embeddings_compute(images=all_photos, store=store_embeddings, layouts=layouts)
     known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
     requests, fields = [], []
-    for number, (listing, title, description, category, photos) in enumerate(entries):
-        entry_threshold = _listing_threshold(category, threshold, category_thresholds)
-        for name, text in (("title", title), ("description", description)):
+    for number, entry in enumerate(entries):
+        entry_threshold = _listing_threshold(entry.category, threshold, category_thresholds)
+        for name, text in (("title", entry.title), ("description", entry.description)):
             if text and text.strip():
                 requests.append(clip_analyses.AnalysisRequest(
-                    image=photos[0], text=text, threshold=entry_threshold, subject=listing,
-                    alternatives=tuple(photos[1:]), category=category or "",
+                    image=entry.photos[0], text=text, threshold=entry_threshold, subject=entry.listing,
+                    alternatives=entry.photos[1:], category=entry.category or "",
                 ))
                 fields.append((number, name))
     analyses = clip_analyses.analyses_compute(
@@ -269,17 +297,17 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
         looks_like_top_k=listings_settings.SUGGESTION_TOP_K,
     )
     checks = [
-        ListingCheck(listing=listing, from_status=getattr(listing, "status", ""), to_status="")
-        for listing, *_ in entries
+        ListingCheck(listing=entry.listing, from_status=getattr(entry.listing, "status", ""), to_status="")
+        for entry in entries
     ]
     for (number, name), analysis in zip(fields, analyses):
         setattr(checks[number], f"{name}_analysis", analysis)
         checks[number].threshold = analysis.threshold
-    for check, (_, _, _, category, photos) in zip(checks, entries):
-        photo_vectors = [known[photo.sha256] for photo in photos]
-        check.photos = list(zip(photos, photo_vectors))
-        check.layouts = {photo.sha256: layouts[photo.sha256] for photo in photos}
-        conflict = verdicts.category_conflict(category=category, photos=photos, vectors=photo_vectors)
+    for check, entry in zip(checks, entries, strict=True):
+        photo_vectors = [known[photo.sha256] for photo in entry.photos]
+        check.photos = list(zip(entry.photos, photo_vectors, strict=True))
+        check.layouts = {photo.sha256: layouts[photo.sha256] for photo in entry.photos}
+        conflict = verdicts.category_conflict(category=entry.category, photos=entry.photos, vectors=photo_vectors)
         check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
         if check.listing is not None:
             check.photo_reasons = photo_reused_reasons(
@@ -313,13 +341,8 @@ def listings_check(*, listings, source=Analysis.Source.AUDIT, threshold=None):
     one short transaction (``listings_check_save``). A listing whose image
     cannot be read gets an outcome with ``error`` and is left as it was.
     """
-    images = []
-    for listing in listings:
-        try:
-            images.append(listing_image_decode(listing=listing))
-        except ClipcheckError as exc:
-            images.append(exc)
-    checks = listings_score(listings=listings, images=images, source=source, threshold=threshold)
+    primary_photos = [listing_photo_read(listing=listing) for listing in listings]
+    checks = listings_score(listings=listings, primary_photos=primary_photos, source=source, threshold=threshold)
     with transaction.atomic():
         return listings_check_save(checks=checks)
 
@@ -333,17 +356,26 @@ def listing_image_decode(*, listing):
         raise
 
 
+def listing_photo_read(*, listing):
+    """``listing_image_decode`` as a ``PhotoRead``: an error is kept, not raised."""
+    try:
+        return PhotoRead(image=listing_image_decode(listing=listing))
+    except ClipcheckError as exc:
+        return PhotoRead(error=exc)
+
+
 def listing_image_prepare(*, listing):
     """``listing_image_decode`` with the model's input prepared too (``image_prepare``)."""
     return image_prepare(image=listing_image_decode(listing=listing))
 
 
-def listings_score(*, listings, images, source, threshold=None, store_embeddings=True, category_thresholds=None):
+def listings_score(*, listings, primary_photos, source, threshold=None, store_embeddings=True,
+                   category_thresholds=None):
     """Run the model for listings whose images are decoded; nothing is saved.
 
-    ``images[i]`` is the decoded primary photo of ``listings[i]`` or the
-    ``ClipcheckError`` that kept it from being decoded (the check gets that
-    ``error``); the listing's other photos are read here. The checks carry
+    ``primary_photos[i]`` is the ``PhotoRead`` of ``listings[i]``'s primary
+    photo (a check whose photo could not be read gets its ``error``); the
+    listing's other photos are read here. The checks carry
     unsaved analyses, the listing-level reasons and the status the listing
     would move to; ``listings_check_save`` stores them.
 
@@ -351,18 +383,19 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
     when given and present, else ``threshold``; with neither, the default
     threshold of the listing's category (``default_threshold``).
     """
-    others = listings_other_photos(listings=[listing for listing, image in zip(listings, images)
-                                            if not isinstance(image, ClipcheckError)])
+    others = listings_other_photos(listings=[
+        listing for listing, primary in zip(listings, primary_photos, strict=True) if primary.error is None
+    ])
     checks, entries = [], []
-    for listing, image in zip(listings, images):
-        extra = [] if isinstance(image, ClipcheckError) else others.get(listing.pk, [])
-        error = image if isinstance(image, ClipcheckError) else next(
-            (photo for photo in extra if isinstance(photo, ClipcheckError)), None
+    for listing, primary in zip(listings, primary_photos, strict=True):
+        extra = others.get(listing.pk, []) if primary.error is None else []
+        error = primary.error if primary.error is not None else next(
+            (photo.error for photo in extra if photo.error is not None), None
         )
         check = ListingCheck(listing=listing, from_status=listing.status, to_status=listing.status, error=error)
         checks.append(check)
         if error is None:
-            entries.append((listing, listing.title, listing.description, listing.category, [image, *extra]))
+            entries.append(ListingTexts.of_listing(listing, photos=[primary.image, *(photo.image for photo in extra)]))
     scored = iter(_listings_texts_check(
         entries=entries, source=source, threshold=threshold, store_embeddings=store_embeddings,
         category_thresholds=category_thresholds,
@@ -376,17 +409,18 @@ def listings_score(*, listings, images, source, threshold=None, store_embeddings
 
 
 def listings_other_photos(*, listings):
-    """``{listing pk: [DecodedImage or ClipcheckError]}`` of the photos after the primary, in order."""
+    """``{listing pk: [PhotoRead]}`` of the photos after the primary, in order."""
     photos = {}
     for photo in ListingPhoto.objects.filter(listing__in=[l.pk for l in listings], position__gt=0).order_by(
         "listing_id", "position"
     ):
+        what = f"Photo {photo.position + 1} of listing {photo.listing_id}"
         try:
-            decoded = decode_image(_stored_image_read(photo.image, f"Photo {photo.position + 1} of listing {photo.listing_id}"))
+            read = PhotoRead(image=decode_image(_stored_image_read(photo.image, what)))
         except ClipcheckError as exc:
             logger.warning("Listing %s cannot be checked: %s", photo.listing_id, exc.message)
-            decoded = exc
-        photos.setdefault(photo.listing_id, []).append(decoded)
+            read = PhotoRead(error=exc)
+        photos.setdefault(photo.listing_id, []).append(read)
     return photos
 
 

@@ -169,14 +169,14 @@ def _audit_pipeline(*, chunks, options):
                 checks = []
                 for batch in _batched(items, options.batch_size):
                     listings = [listing for _, listing, _ in batch]
-                    images = [_decoded(future) for _, _, future in batch]
+                    primary_photos = [_photo_read(future) for _, _, future in batch]
                     checks.extend(services.listings_score(
-                        listings=listings, images=images, source=Analysis.Source.AUDIT,
+                        listings=listings, primary_photos=primary_photos, source=Analysis.Source.AUDIT,
                         threshold=options.threshold, store_embeddings=not options.dry_run,
                         category_thresholds=options.category_thresholds,
                     ))
                     # The decoded pictures are not needed past the forward pass.
-                    del images
+                    del primary_photos
                 outcomes = audit_chunk_save(checks=checks, options=options)
                 yield _chunk_summary(outcomes), [_report_row(outcome) for outcome in outcomes if not outcome.skipped]
         finally:
@@ -195,11 +195,11 @@ def _submitted_ahead(numbered, pool, *, ahead):
         yield pending.popleft()
 
 
-def _decoded(future):
+def _photo_read(future):
     try:
-        return future.result()
+        return services.PhotoRead(image=future.result())
     except ClipcheckError as exc:
-        return exc
+        return services.PhotoRead(error=exc)
 
 
 def _batched(items, size):

@@ -1,11 +1,14 @@
 """Listing checks, status rules, saves and moderation decisions."""
 
+import dataclasses
+
 import pytest
 
 from clipcheck.models import Analysis
 from clipcheck.selectors import analyses_for_subject
 from listings import services
-from listings.models import Listing, ModerationDecision
+from listings.errors import ListingImageUnavailable
+from listings.models import Listing, ListingPhoto, ModerationDecision
 from tests.support.images import image_bytes
 from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT
 
@@ -239,3 +242,38 @@ def test_each_computed_score_is_counted_by_verdict_and_a_bounded_category(make_l
     assert counted("match", "shoes") == before[("match", "shoes")] + 2  # title and description
     assert counted("mismatch", "other") == before[("mismatch", "other")] + 2  # not one of CATEGORIES: "other"
     assert counted("match", "none") == before[("match", "none")] + 2
+
+
+def test_scoring_takes_each_primary_photo_as_read_decoded_or_with_its_error(make_listing, everything_matches):
+    readable, unreadable = make_listing(), make_listing(color=(1, 2, 3))
+    missing = ListingImageUnavailable("The image of listing 2 is missing.")
+    primary_photos = [services.listing_photo_read(listing=readable), services.PhotoRead(error=missing)]
+    assert primary_photos[0].error is None and primary_photos[0].image.sha256 == readable.image_sha256
+
+    checks = services.listings_score(listings=[readable, unreadable], primary_photos=primary_photos,
+                                     source=Analysis.Source.AUDIT)
+
+    assert checks[0].is_scored and checks[0].error is None
+    assert checks[1].error is missing and not checks[1].is_scored
+
+
+def test_another_photo_that_cannot_be_read_is_the_checks_error(make_listing, everything_matches):
+    listing = make_listing()
+    ListingPhoto.objects.create(listing=listing, image="listings/gone.png", image_sha256="0" * 64, position=1)
+
+    second, = services.listings_other_photos(listings=[listing])[listing.pk]
+    assert second.image is None and second.error.code == "image_unavailable"
+    outcome, = services.listings_check(listings=[listing])
+    assert outcome.error.code == "image_unavailable"
+    assert outcome.error.message.startswith(f"Photo 2 of listing {listing.pk} ")
+
+
+def test_a_check_judges_named_texts_not_positions(make_listing, split_threshold):
+    listing = make_listing(description=MISMATCHING_TEXT)
+    texts = services.ListingTexts.of_listing(listing, photos=[services.listing_image_decode(listing=listing)])
+    assert (texts.title, texts.description, texts.category) == (MATCHING_TEXT, MISMATCHING_TEXT, "")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        texts.title = "changed"
+
+    outcome = services.listing_check(listing=listing)
+    assert not outcome.title_analysis.is_mismatch and outcome.description_analysis.is_mismatch
