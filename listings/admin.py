@@ -38,6 +38,7 @@ from listings.models import (
     ListingPhoto,
     ModerationDecision,
     ReviewQueueItem,
+    StatementSubmission,
 )
 
 Status = Listing.Status
@@ -546,3 +547,15 @@ class ListingCheckFailureAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) or request.user.has_perm("listings.moderate_listing")
+
+
+@admin.register(StatementSubmission)
+class StatementSubmissionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Statements of reasons sent to the DSA Transparency Database (``clip_statements --submit``, docs/compliance.md)."""
+
+    list_display = ("submitted_at", "puid", "state", "decision", "uuid")
+    list_filter = ("state", ("submitted_at", admin.DateFieldListFilter))
+    search_fields = ("puid", "uuid")
+    list_select_related = ("decision",)
+    readonly_fields = [field.name for field in StatementSubmission._meta.fields]
+

@@ -237,3 +237,40 @@ class ListingCheckFailure(models.Model):
 
     def __str__(self):
         return f"{self.listing_id}: {self.code}"
+
+
+class StatementSubmission(models.Model):
+    """A statement of reasons sent to the DSA Transparency Database (``manage.py clip_statements --submit``).
+
+    One row per puid, made before the statement is sent (``sending``, the
+    reservation that keeps two runs from sending it twice) and kept once the
+    database accepted it (``created``, with its uuid) or answered that it
+    holds that puid already (``existing``). A reservation left by a run that
+    died is taken over once it is ``SENDING_STALE_SECONDS`` old.
+    """
+
+    class State(models.TextChoices):
+        SENDING = "sending", "Being sent"
+        CREATED = "created", "Created"
+        EXISTING = "existing", "Already in the database"
+
+    puid = models.CharField(max_length=500, unique=True)
+    # The restriction; kept (null) when the listing and its decisions are deleted.
+    decision = models.ForeignKey(
+        ModerationDecision, null=True, on_delete=models.SET_NULL, related_name="statement_submissions",
+    )
+    state = models.CharField(max_length=16, choices=State.choices, default=State.SENDING)
+    # The run (a random id) that reserved it, since when, and sent it.
+    run = models.CharField(max_length=64, blank=True)
+    reserved_at = models.DateTimeField()
+    submitted_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    # The database's uuid for a statement it created; empty for one it already held.
+    uuid = models.CharField(max_length=64, blank=True)
+    # The statement as sent.
+    statement = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-submitted_at", "-id"]
+
+    def __str__(self):
+        return f"{self.puid}: {self.get_state_display()}"

@@ -12,6 +12,55 @@ SETTING_NAME = "LISTINGS"
 
 UPLOAD_POLICIES = ("flag", "reject")
 
+# Statements of reasons (docs/compliance.md): for each review reason code, the
+# DSA Transparency Database's category and keywords (its enumerations,
+# listings/statement_rules.json), the ground in the terms and an explanation in
+# plain words. Write "ground" and "explanation" as your terms say them.
+DEFAULT_STATEMENT_REASON_CODES = {
+    "misleading_description": {
+        "category": "STATEMENT_CATEGORY_CONSUMER_INFORMATION",
+        "category_specification": ["KEYWORD_MISLEADING_INFO_GOODS_SERVICES"],
+        "ground": "Listing rules of the terms of service: a listing's title and description describe the item "
+                  "its photos show.",
+        "explanation": "The title or description of the listing does not describe the item shown in its photos. "
+                       "Buyers would be misled about the goods offered, so the listing is not shown until it is "
+                       "corrected.",
+    },
+    "wrong_category": {
+        "category": "STATEMENT_CATEGORY_OTHER_VIOLATION_TC",
+        "category_specification": [],
+        "ground": "Listing rules of the terms of service: a listing is placed in the category of the item it offers.",
+        "explanation": "The listing is placed in a category that does not fit the item shown in its photos, so "
+                       "buyers browsing that category would be offered an item that does not belong there.",
+    },
+    "wrong_photo": {
+        "category": "STATEMENT_CATEGORY_CONSUMER_INFORMATION",
+        "category_specification": ["KEYWORD_MISLEADING_INFO_GOODS_SERVICES"],
+        "ground": "Listing rules of the terms of service: a listing's photos show the item offered.",
+        "explanation": "The photos of the listing do not show the item its title and description offer. Buyers "
+                       "would be misled about the goods offered, so the listing is not shown until it is corrected.",
+    },
+    "prohibited": {
+        "category": "STATEMENT_CATEGORY_UNSAFE_AND_PROHIBITED_PRODUCTS",
+        "category_specification": ["KEYWORD_PROHIBITED_PRODUCTS"],
+        "ground": "Prohibited items rules of the terms of service: items the marketplace does not allow are not "
+                  "listed.",
+        "explanation": "The item offered is one that the marketplace's terms do not allow to be sold.",
+    },
+    "duplicate": {
+        "category": "STATEMENT_CATEGORY_OTHER_VIOLATION_TC",
+        "category_specification": [],
+        "ground": "Listing rules of the terms of service: each item is listed once, with photos of its own.",
+        "explanation": "The listing repeats a listing already on the marketplace: the same item, or the same photo.",
+    },
+    "other": {
+        "category": "STATEMENT_CATEGORY_OTHER_VIOLATION_TC",
+        "category_specification": [],
+        "ground": "Listing rules of the terms of service.",
+        "explanation": "A moderator found that the listing breaks the marketplace's listing rules.",
+    },
+}
+
 DEFAULTS = {
     # What POST /upload does when the description does not match the photo:
     # "flag" stores the listing as needs_review (queued for a moderator);
@@ -53,6 +102,22 @@ DEFAULTS = {
     ],
     "REVIEW_CLAIM_SECONDS": 300,
     "REVIEW_SAMPLE_RATE": 0.02,
+    # Statements of reasons for the DSA Transparency Database
+    # (docs/compliance.md, manage.py clip_statements): the category, keywords,
+    # ground and explanation per review reason code (every code of
+    # REVIEW_REASON_CODES; a decision with another code or none uses "other"'s); what a rejection does to the listing's visibility; the terms'
+    # address; where the decision applies and the listings' language (None:
+    # not stated); the prefix of every statement's puid (one per
+    # installation, never changed once statements were sent); and how old a
+    # decision must be before --submit sends it (an undo within that time
+    # sends nothing).
+    "STATEMENT_REASON_CODES": DEFAULT_STATEMENT_REASON_CODES,
+    "STATEMENT_DECISION_VISIBILITY": ["DECISION_VISIBILITY_CONTENT_DISABLED"],
+    "STATEMENT_TERMS_URL": None,
+    "STATEMENT_TERRITORIAL_SCOPE": None,
+    "STATEMENT_CONTENT_LANGUAGE": None,
+    "STATEMENT_PUID_NAMESPACE": "clipcheck",
+    "STATEMENT_SUBMIT_DELAY_SECONDS": 3600,
 }
 
 listings_settings = AppSettings(DEFAULTS, SETTING_NAME)

@@ -1,0 +1,301 @@
+"""Sending statements of reasons to the DSA Transparency Database (``manage.py clip_statements --submit``).
+
+``TransparencyApi`` speaks the database's API (``POST /api/v1/statements``
+with ``{"statements": [...]}``, at most 100 per call;
+``GET /api/v1/statement/existing-puid/{puid}``; ``Authorization: Bearer``):
+transient failures (connection errors, timeouts, 429 and 5xx) are retried
+with exponential backoff, a refused token (401, 403) raises ``TokenRefused``.
+
+``statements_submit`` sends every restriction's statement that was not sent
+yet, and never one twice:
+
+- a statement is sent once its decision is ``STATEMENT_SUBMIT_DELAY_SECONDS``
+  old (an undo made meanwhile sends nothing);
+- each puid is reserved first: a ``StatementSubmission`` row in state
+  ``sending`` with this run's id (its puid is unique), so a second run at the
+  same moment skips what the first holds; a reservation left by a run that
+  died is taken over after ``SENDING_STALE_SECONDS``, and the database is
+  asked whether it holds that puid before it is sent again;
+- accepted statements become ``created`` (with the database's uuid); a
+  puid the database already holds (422 ``existing_puids``/``existing``)
+  counts as sent (``existing``); a statement the database refuses is
+  released, reported and tried again by the next run;
+- a failure that ends the run (token refused, database unavailable after
+  the retries) releases this run's reservations.
+"""
+
+import http.client
+import json
+import logging
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from urllib.parse import quote
+
+from django.db import transaction
+from django.utils import timezone
+
+from clipcheck.paging import keyset_pages
+from listings.models import StatementSubmission
+from listings.settings import listings_settings
+from listings.statement_rules import max_batch, statement_errors
+from listings.statements import decision_puid, decision_statement, restriction_decisions
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+REFUSED_TOKEN_STATUSES = frozenset({401, 403})
+SENDING_STALE_SECONDS = 3600
+MAX_BACKOFF_SECONDS = 300
+State = StatementSubmission.State
+
+
+class TransparencyError(Exception):
+    """The run cannot go on; the message is one line for the operator."""
+
+
+class TokenRefused(TransparencyError):
+    pass
+
+
+class DatabaseUnavailable(TransparencyError):
+    pass
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    # existing-puid answers 302 Found for a known puid: that is the answer, not a place to go.
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+@dataclass
+class TransparencyApi:
+    """The database's API at ``url`` (its root or its ``/api/v1``), with a bearer ``token``."""
+
+    url: str
+    token: str
+    timeout: float = 60.0
+    retries: int = 5
+    backoff: float = 2.0
+    sleep: object = time.sleep
+
+    def __post_init__(self):
+        root = self.url.rstrip("/")
+        self.base = root if root.endswith(API_PREFIX) else root + API_PREFIX
+        self._opener = urllib.request.build_opener(_NoRedirects)
+
+    def statements_post(self, statements):
+        """``POST /statements``: the ``Answer`` (201, or 422 with the database's errors)."""
+        return self._request("POST", "/statements", {"statements": statements})
+
+    def puid_exists(self, puid):
+        """Whether the database holds a statement with ``puid`` (302 Found) or not (404)."""
+        answer = self._request("GET", f"/statement/existing-puid/{quote(puid, safe='')}", None, accept=(302, 404))
+        return answer.status == 302
+
+    def _request(self, method, path, payload, *, accept=(201, 422)):
+        url = self.base + path
+        data = None if payload is None else json.dumps(payload).encode()
+        headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        attempt = 0
+        while True:
+            status, body, retry_after, failure = self._once(method, url, data, headers)
+            if status in REFUSED_TOKEN_STATUSES:
+                raise TokenRefused(
+                    f"The Transparency Database refused the token (HTTP {status} from {method} {url}): "
+                    "check DSA_TRANSPARENCY_API_TOKEN."
+                )
+            if status in accept:
+                return Answer(status, body)
+            if failure is None and status not in TRANSIENT_STATUSES:
+                raise TransparencyError(
+                    f"The Transparency Database answered HTTP {status} to {method} {url}: {_message(body)}"
+                )
+            failure = failure or f"HTTP {status}"
+            if attempt >= self.retries:
+                raise DatabaseUnavailable(
+                    f"The Transparency Database at {self.base} did not answer {method} {path} after "
+                    f"{attempt + 1} tries (last: {failure}); nothing more was sent, run again later."
+                )
+            wait = retry_after if retry_after is not None else self.backoff * 2 ** attempt
+            logger.warning("Transparency Database: %s; try %s of %s in %.1f s.", failure, attempt + 2,
+                           self.retries + 1, wait)
+            self.sleep(min(wait, MAX_BACKOFF_SECONDS))
+            attempt += 1
+
+    def _once(self, method, url, data, headers):
+        """``(status, body, retry_after seconds or None, failure or None)`` of one request."""
+        request = urllib.request.Request(url, data=data, headers=headers, method=method)
+        try:
+            with self._opener.open(request, timeout=self.timeout) as response:
+                return response.status, _json(response.read()), None, None
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, _json(error.read()), _retry_after(error.headers), None
+        except (urllib.error.URLError, http.client.HTTPException, OSError) as error:
+            reason = getattr(error, "reason", None) or error
+            return None, {}, None, f"{type(error).__name__}: {reason}"
+
+
+def _json(raw):
+    try:
+        body = json.loads(raw or b"{}")
+    except ValueError:
+        return {"message": raw[:200].decode(errors="replace")}
+    return body if isinstance(body, dict) else {"body": body}
+
+
+def _retry_after(headers):
+    try:
+        return max(float(headers.get("Retry-After")), 0.0)
+    except (TypeError, ValueError):
+        return None
+
+
+def _message(body):
+    return str(body.get("message") or body.get("errors") or body)[:300]
+
+
+@dataclass
+class SubmitSummary:
+    created: int = 0
+    existing: int = 0
+    sent_before: int = 0
+    held_back: int = 0  # decisions younger than STATEMENT_SUBMIT_DELAY_SECONDS
+    held_elsewhere: int = 0  # reserved by another run now
+    refused: dict = field(default_factory=dict)  # puid -> {field: [message]} (ours or the database's)
+
+
+def statements_submit(*, api, since=None, until=None, now=None, run=None):
+    """Send the statements of restrictions decided in [since, until) that were not sent yet; a ``SubmitSummary``.
+
+    Raises ``TokenRefused`` or ``DatabaseUnavailable`` (after releasing this run's reservations)."""
+    now = now or timezone.now()
+    run = run or uuid.uuid4().hex
+    restrictions = restriction_decisions(since=since, until=until)
+    cutoff = now - timedelta(seconds=listings_settings.STATEMENT_SUBMIT_DELAY_SECONDS)
+    summary = SubmitSummary(held_back=restrictions.filter(decided_at__gt=cutoff).count())
+    try:
+        for page in keyset_pages(restrictions.filter(decided_at__lte=cutoff), page_size=max_batch()):
+            _page_submit(api=api, page=page, run=run, summary=summary)
+    finally:
+        # What this run still holds was not sent, or its answer was lost: the next run decides it.
+        StatementSubmission.objects.filter(run=run, state=State.SENDING).delete()
+    return summary
+
+
+def _page_submit(*, api, page, run, summary):
+    statements = {}
+    decisions = {}
+    for decision in page:
+        puid = decision_puid(decision)
+        decisions[puid] = decision
+        statements[puid] = decision_statement(decision)
+    sent = set(
+        StatementSubmission.objects.filter(puid__in=statements, state__in=[State.CREATED, State.EXISTING])
+        .values_list("puid", flat=True)
+    )
+    summary.sent_before += len(sent)
+    unsent = [puid for puid in statements if puid not in sent]
+    for puid in unsent:
+        errors = statement_errors(statements[puid])
+        if errors:
+            summary.refused[puid] = errors
+    unsent = [puid for puid in unsent if puid not in summary.refused]
+    held, taken_over = _reserve(puids=unsent, statements=statements, decisions=decisions, run=run)
+    summary.held_elsewhere += len(unsent) - len(held)
+    # A run died holding these: the database may have them already.
+    confirmed = sorted(puid for puid in taken_over if api.puid_exists(puid))
+    _mark(puids=confirmed, run=run, state=State.EXISTING)
+    summary.existing += len(confirmed)
+    pending = [puid for puid in unsent if puid in held and puid not in confirmed]
+    _send(api=api, pending=pending, statements=statements, run=run, summary=summary)
+
+
+def _reserve(*, puids, statements, decisions, run):
+    """Reserve ``puids`` for this run; ``(held, taken_over)``: the puids it now holds, and those of them
+    that a stale reservation of another run held."""
+    if not puids:
+        return set(), set()
+    now = timezone.now()
+    StatementSubmission.objects.bulk_create([
+        StatementSubmission(puid=puid, decision=decisions[puid], run=run, reserved_at=now, statement=statements[puid])
+        for puid in puids
+    ], ignore_conflicts=True)
+    stale = StatementSubmission.objects.filter(
+        puid__in=puids, state=State.SENDING, reserved_at__lt=now - timedelta(seconds=SENDING_STALE_SECONDS),
+    ).exclude(run=run)
+    taken_over = set()
+    for row in stale:
+        # One conditional UPDATE per row: of two runs taking it over, one wins.
+        if StatementSubmission.objects.filter(pk=row.pk, run=row.run, state=State.SENDING).update(
+            run=run, reserved_at=now, statement=statements[row.puid],
+        ):
+            taken_over.add(row.puid)
+    held = set(
+        StatementSubmission.objects.filter(puid__in=puids, run=run, state=State.SENDING).values_list("puid", flat=True)
+    )
+    return held, taken_over
+
+
+def _mark(*, puids, run, state, uuids=None):
+    now = timezone.now()
+    with transaction.atomic():
+        for puid in puids:
+            StatementSubmission.objects.filter(puid=puid, run=run, state=State.SENDING).update(
+                state=state, submitted_at=now, uuid=(uuids or {}).get(puid, ""),
+            )
+
+
+def _send(*, api, pending, statements, run, summary):
+    """Post ``pending`` (reserved by this run) until the database has created or holds each one,
+    or refused it."""
+    while pending:
+        answer = api.statements_post([statements[puid] for puid in pending])
+        if answer.status == 201:
+            uuids = {
+                item.get("puid"): str(item.get("uuid", ""))
+                for item in answer.body.get("statements", []) if isinstance(item, dict)
+            }
+            _mark(puids=pending, run=run, state=State.CREATED, uuids=uuids)
+            summary.created += len(pending)
+            return
+        errors = answer.body.get("errors") if isinstance(answer.body.get("errors"), dict) else {}
+        existing = set(errors.get("existing_puids") or [])
+        if isinstance(answer.body.get("existing"), dict):
+            existing.add(answer.body["existing"].get("puid"))
+        existing &= set(pending)
+        if existing:
+            _mark(puids=sorted(existing), run=run, state=State.EXISTING)
+            summary.existing += len(existing)
+            pending = [puid for puid in pending if puid not in existing]
+            continue
+        refused = {}
+        for key, messages in errors.items():
+            index = key.removeprefix("statement_")
+            if key.startswith("statement_") and index.isdigit() and int(index) < len(pending):
+                refused[pending[int(index)]] = messages
+        if not refused:
+            raise TransparencyError(f"The Transparency Database refused a batch of {len(pending)}: {_message(answer.body)}")
+        StatementSubmission.objects.filter(puid__in=list(refused), run=run, state=State.SENDING).delete()
+        summary.refused.update(refused)
+        pending = [puid for puid in pending if puid not in refused]
+
+
+def submitted_then_undone():
+    """How many statements the database holds for decisions undone since (it has no way to withdraw them)."""
+    return StatementSubmission.objects.filter(
+        state__in=[State.CREATED, State.EXISTING], decision__undone_at__isnull=False,
+    ).count()
