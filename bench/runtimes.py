@@ -102,7 +102,7 @@ def matmul_peak_gflops(threads: int) -> float:
 
 def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, dict]:
     """An engine per runtime (lanes off: each forward gets every thread) and the int8 guard."""
-    from clipcheck.engine import openvino_runtime
+    from clipcheck.engine import openvino
     from clipcheck.engine.clip import ClipEngine, local_checkpoint, resolve_dtype
     from clipcheck.engine.lanes import ForwardLanes
 
@@ -113,15 +113,15 @@ def load_engines(model_dir: Path, threads: int, cache_dir: Path) -> tuple[dict, 
                                         concurrent_encoders=False, runtime_cache_dir=str(cache_dir))
     progress("building the int8 model (generic calibration set)")
     checkpoint = local_checkpoint(str(model_dir))
-    guard = openvino_runtime.runtime_build(checkpoint=checkpoint, cache_dir=str(cache_dir))
-    int8_dir = openvino_runtime.build_dir(cache_dir, checkpoint) / "int8"
+    guard = openvino.runtime_build(checkpoint=checkpoint, cache_dir=str(cache_dir))
+    int8_dir = openvino.build_dir(cache_dir, checkpoint) / "int8"
     # Measured whatever its guard said: the bench's weights are random.
     base = engines["torch"]
     # At the precision its guard measured the unquantised layers at (None: the CPU default).
     precision = guard.get("precision")
-    int8 = openvino_runtime.OpenVinoRuntime(
-        image_model=openvino_runtime.compile_model(int8_dir / "image.xml", precision=precision, threads=threads),
-        text_model=openvino_runtime.compile_model(int8_dir / "text.xml", precision=precision, threads=threads),
+    int8 = openvino.OpenVinoRuntime(
+        image_model=openvino.compile_model(int8_dir / "image.xml", precision=precision, threads=threads),
+        text_model=openvino.compile_model(int8_dir / "text.xml", precision=precision, threads=threads),
         logit_scale=base.logit_scale, int8=True, guard=guard,
     )
     engines["openvino-int8"] = ClipEngine(

@@ -21,9 +21,9 @@ def int8_guard_sample():
 def int8_build(cache_dir):
     """The known-answer model's int8 build (calibrated on the shipped generic
     set, guarded on ``int8_guard_sample``), made once per cache; its guard record."""
-    from clipcheck.engine import openvino_runtime
+    from clipcheck.engine.openvino import runtime_build
 
-    return openvino_runtime.runtime_build(
+    return runtime_build(
         checkpoint=str(knownanswer.CHECKPOINT), cache_dir=cache_dir, sample=int8_guard_sample(),
         threshold=knownanswer.calibrated_threshold(),
     )

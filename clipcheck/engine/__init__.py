@@ -14,18 +14,22 @@ import logging
 import threading
 import time
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
 
 from clipcheck import metrics
 from clipcheck.engine.checkpoints import CheckpointUnavailable
 from clipcheck.errors import ModelUnavailable
 from clipcheck.settings import clip_settings
 
+if TYPE_CHECKING:
+    from clipcheck.engine.clip import ClipEngine
+
 logger = logging.getLogger(__name__)
 
 _load_lock = threading.Lock()
-_engine = None
-_engine_key = None
-_failure = None
+_engine: "ClipEngine | None" = None
+_engine_key: "EngineConfig | None" = None
+_failure: "_LoadFailure | None" = None
 
 
 @dataclass(frozen=True)
@@ -44,7 +48,7 @@ class EngineConfig:
     text_cache_size: int
 
     @classmethod
-    def from_settings(cls):
+    def from_settings(cls) -> "EngineConfig":
         return cls(
             model_name=str(clip_settings.MODEL),
             device=str(clip_settings.DEVICE),
@@ -66,7 +70,7 @@ class _LoadFailure:
     at: float
 
 
-def get_engine():
+def get_engine() -> "ClipEngine":
     """The loaded engine for the current settings; loads it on first use.
 
     Raises ``ModelUnavailable`` when the model cannot be loaded. A failure is
@@ -109,11 +113,13 @@ def get_engine():
         return engine
 
 
-def engine_status():
+def engine_status() -> dict[str, Any]:
     """Load state for health checks: never raises.
 
     ``message`` is the public explanation of a failed load, ``reason`` the
     internal one (path and exception: for the log and staff only).
+    ``cache_problem`` says why a loaded runtime serves without its cache
+    (internal too: it names the cache's path); None where it used it.
     """
     try:
         engine = get_engine()
@@ -121,6 +127,7 @@ def engine_status():
         return {
             "model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None,
             "runtime": None, "precision": None, "message": exc.message, "reason": exc.reason,
+            "cache_problem": None,
         }
     return {
         "model_loaded": True,
@@ -131,10 +138,11 @@ def engine_status():
         "precision": engine.precision,
         "message": None,
         "reason": None,
+        "cache_problem": engine.cache_problem,
     }
 
 
-def warm_up():
+def warm_up() -> None:
     """Load the model and run one tiny forward pass before traffic arrives.
 
     Failures are logged, not raised: the process keeps serving, health
@@ -146,7 +154,7 @@ def warm_up():
         pass
 
 
-def reset_engine():
+def reset_engine() -> None:
     """Forget the loaded model and any remembered failure (tests, reloads)."""
     global _engine, _engine_key, _failure
     with _load_lock:

@@ -5,11 +5,14 @@ Every model computation of a request goes through ``run_inference`` (or
 image and text computations at the same time):
 
 * a computation is shed with ``ModelBusy`` (503 "overloaded", Retry-After)
-  when its expected wait — the computations already in flight × the
-  measured forward time per row (an EWMA over the engine's forward passes,
-  ``forward_clock``) — exceeds ``LATENCY_BUDGET_MS``. Micro-batching makes
-  a queue of N requests far cheaper than N single forwards, so shedding at a
-  fixed queue length refused requests that would have been served in time;
+  when its expected wait — the rows already in flight (photos, text
+  passages, attribute rewrites: what each computation said it would
+  encode) × the measured forward time per row (an EWMA over the engine's
+  forward passes, ``forward_clock``) — exceeds ``LATENCY_BUDGET_MS``.
+  Micro-batching makes a queue of N requests far cheaper than N single
+  forwards, so shedding at a fixed queue length refused requests that would
+  have been served in time; counting computations instead of rows let one
+  request of a hundred rows count as one of a single row;
 * ``MAX_QUEUE`` stays a hard bound on computations in flight per process
   (threads it may occupy); a computation that finds no free slot within
   ``QUEUE_TIMEOUT_MS`` is shed as well;
@@ -49,9 +52,10 @@ class PendingInference:
     request run ``alongside`` it — is done (a late one keeps the slot).
     """
 
-    def __init__(self, gate, timeout_seconds):
+    def __init__(self, gate, timeout_seconds, rows):
         self._gate = gate
         self._timeout_seconds = timeout_seconds
+        self._rows = rows  # counted in flight until the slot is released
         self._holds = 1  # the request's own, until close()
         self._closed = False
         self._lock = threading.Lock()
@@ -86,7 +90,7 @@ class PendingInference:
             self._holds -= 1
             release = self._holds == 0
         if release:
-            self._gate._release()
+            self._gate._release(self._rows)
 
     def alongside(self, compute):
         """Run another computation of the same request now, on this one's slot, and wait for it."""
@@ -118,6 +122,7 @@ class InferenceGate:
         self.clock = clock or forward_clock
         self._slots = threading.BoundedSemaphore(capacity)
         self._in_flight = 0
+        self._rows_in_flight = 0
         self._count_lock = threading.Lock()
         # Two threads per slot (a computation and one alongside it): an
         # admitted computation never waits for a thread.
@@ -129,39 +134,47 @@ class InferenceGate:
     def in_flight(self):
         return self._in_flight
 
-    def expected_wait(self):
-        """Seconds a computation arriving now should wait for those ahead of it."""
-        return self._in_flight * self.clock.seconds_per_row
+    @property
+    def rows_in_flight(self):
+        return self._rows_in_flight
 
-    def start(self, compute, *, wait_seconds, timeout_seconds, budget_seconds=None):
-        """Admit ``compute`` and start it; raises ``ModelBusy`` when shed."""
+    def expected_wait(self):
+        """Seconds a computation arriving now should wait for the rows ahead of it."""
+        return self._rows_in_flight * self.clock.seconds_per_row
+
+    def start(self, compute, *, wait_seconds, timeout_seconds, budget_seconds=None, rows=1):
+        """Admit ``compute`` (``rows`` rows of model input: it and what runs
+        ``alongside`` it) and start it; raises ``ModelBusy`` when shed."""
         if budget_seconds is not None and self.expected_wait() > budget_seconds:
             metrics.INFERENCE_REJECTED.inc()
             raise ModelBusy()
         if not self._slots.acquire(timeout=wait_seconds):
             metrics.INFERENCE_REJECTED.inc()
             raise ModelBusy()
-        self._adjust(+1)
-        pending = PendingInference(self, timeout_seconds)
+        rows = max(int(rows), 1)
+        self._adjust(+1, rows)
+        pending = PendingInference(self, timeout_seconds, rows)
         pending._future = pending._submit(compute)
         return pending
 
-    def run(self, compute, *, wait_seconds, timeout_seconds, budget_seconds=None):
+    def run(self, compute, *, wait_seconds, timeout_seconds, budget_seconds=None, rows=1):
         with self.start(
-            compute, wait_seconds=wait_seconds, timeout_seconds=timeout_seconds, budget_seconds=budget_seconds
+            compute, wait_seconds=wait_seconds, timeout_seconds=timeout_seconds, budget_seconds=budget_seconds,
+            rows=rows,
         ) as pending:
             return pending.result()
 
     def shutdown(self):
         self._executor.shutdown(wait=False)
 
-    def _adjust(self, delta):
+    def _adjust(self, delta, rows):
         with self._count_lock:
             self._in_flight += delta
+            self._rows_in_flight += delta * rows
             metrics.QUEUE_DEPTH.set(self._in_flight)
 
-    def _release(self):
-        self._adjust(-1)
+    def _release(self, rows):
+        self._adjust(-1, rows)
         self._slots.release()
 
 
@@ -179,18 +192,20 @@ def inference_gate():
     return _gate.get(int(clip_settings.MAX_QUEUE))
 
 
-def start_inference(compute):
-    """Admit ``compute()`` (a model computation) and start it; use the result
-    as a context manager, ``.result()`` waits."""
+def start_inference(compute, *, rows=1):
+    """Admit ``compute()`` (a model computation of ``rows`` rows, with what
+    runs alongside it) and start it; use the result as a context manager,
+    ``.result()`` waits."""
     return inference_gate().start(
         compute,
         wait_seconds=max(float(clip_settings.QUEUE_TIMEOUT_MS), 0.0) / 1000.0,
         timeout_seconds=float(clip_settings.INFERENCE_TIMEOUT_SECONDS),
         budget_seconds=float(clip_settings.LATENCY_BUDGET_MS) / 1000.0,
+        rows=rows,
     )
 
 
-def run_inference(compute):
-    """Run ``compute()`` (a model computation) under admission control."""
-    with start_inference(compute) as pending:
+def run_inference(compute, *, rows=1):
+    """Run ``compute()`` (a model computation of ``rows`` rows) under admission control."""
+    with start_inference(compute, rows=rows) as pending:
         return pending.result()

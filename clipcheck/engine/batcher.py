@@ -14,20 +14,23 @@ callers.
 import collections
 import threading
 import time
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 
 @dataclass
 class _Job:
-    payload: object
+    payload: Any
     rows: int
-    future: Future = field(default_factory=Future)
+    future: Future[Any] = field(default_factory=Future)
 
 
 class MicroBatcher:
-    def __init__(self, run_batch, *, max_rows, max_wait, name="batcher", workers=1, ready=lambda: None):
+    def __init__(self, run_batch: Callable[[list[Any]], Sequence[Any]], *, max_rows: int, max_wait: float,
+                 name: str = "batcher", workers: int = 1, ready: Callable[[], None] = lambda: None):
         """``run_batch(payloads) -> outputs``, one output per payload, in order;
         ``ready()`` blocks until a forward could start (a free lane)."""
         self._run_batch = run_batch
@@ -36,14 +39,14 @@ class MicroBatcher:
         self.name = name
         self.workers = max(1, int(workers))
         self._ready = ready
-        self._jobs = collections.deque()
+        self._jobs: collections.deque[_Job] = collections.deque()
         self._expected = 0  # callers that reserved a place but haven't submitted yet
         self._condition = threading.Condition()
-        self._threads = []
-        self.batch_sizes = collections.Counter()  # rows per forward pass, for diagnostics
+        self._threads: list[threading.Thread] = []
+        self.batch_sizes: collections.Counter[int] = collections.Counter()  # rows per forward pass, for diagnostics
 
     @contextmanager
-    def reserve(self):
+    def reserve(self) -> Iterator["MicroBatcher"]:
         """Announce a job before preparing its payload: while the caller holds
         the reservation the worker knows another job is coming and may wait
         for it."""
@@ -56,7 +59,7 @@ class MicroBatcher:
                 self._expected -= 1
                 self._condition.notify_all()
 
-    def submit(self, payload, rows):
+    def submit(self, payload: Any, rows: int) -> Future[Any]:
         """Queue a payload (inside ``reserve``); returns a Future of its output."""
         job = _Job(payload=payload, rows=rows)
         with self._condition:
@@ -65,13 +68,13 @@ class MicroBatcher:
             self._condition.notify_all()
         return job.future
 
-    def run(self, payload, rows):
+    def run(self, payload: Any, rows: int) -> Any:
         """Reserve, submit and wait for one payload's output."""
         with self.reserve():
             future = self.submit(payload, rows)
         return future.result()
 
-    def _ensure_worker(self):
+    def _ensure_worker(self) -> None:
         # Started lazily, in the process that uses them (threads don't survive fork).
         self._threads = [thread for thread in self._threads if thread.is_alive()]
         while len(self._threads) < self.workers:
@@ -79,7 +82,7 @@ class MicroBatcher:
             thread.start()
             self._threads.append(thread)
 
-    def _next_batch(self):
+    def _next_batch(self) -> tuple[list[_Job], int]:
         with self._condition:
             while not self._jobs:
                 self._condition.wait()
@@ -96,7 +99,8 @@ class MicroBatcher:
                 and (remaining := deadline - time.monotonic()) > 0
             ):
                 self._condition.wait(remaining)
-            batch, rows = [], 0
+            batch: list[_Job] = []
+            rows = 0
             while self._jobs and (not batch or rows + self._jobs[0].rows <= self.max_rows):
                 job = self._jobs.popleft()
                 if job.future.set_running_or_notify_cancel():  # skip callers that gave up
@@ -104,7 +108,7 @@ class MicroBatcher:
                     rows += job.rows
             return batch, rows
 
-    def _work(self):
+    def _work(self) -> None:
         while True:
             batch, rows = self._next_batch()
             if not batch:
@@ -116,7 +120,7 @@ class MicroBatcher:
                 for job in batch:
                     job.future.set_exception(exc)
                 continue
-            for job, output in zip(batch, outputs):
+            for job, output in zip(batch, outputs, strict=False):
                 job.future.set_result(output)
 
 
@@ -127,13 +131,14 @@ class MicroBatcher:
 FORWARD_OVERHEAD_TOKENS = 20
 
 
-def padded_width(length, step=1, limit=None):
+def padded_width(length: int, step: int = 1, limit: int | None = None) -> int:
     """``length`` rounded up to a multiple of ``step``, at most ``limit``."""
     width = -(-int(length) // step) * step
     return min(width, limit) if limit else width
 
 
-def padding_groups(lengths, *, overhead=FORWARD_OVERHEAD_TOKENS, width_step=1, limit=None):
+def padding_groups(lengths: Sequence[int], *, overhead: int = FORWARD_OVERHEAD_TOKENS, width_step: int = 1,
+                   limit: int | None = None) -> list[tuple[int, int]]:
     """Consecutive groups ``[(start, end), ...]`` of ascending ``lengths`` to run as one forward each.
 
     A text forward pads every row to its longest (rounded up to a multiple of

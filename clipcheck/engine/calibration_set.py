@@ -8,9 +8,13 @@ with captions naming them, at the sizes product photos come in.
 """
 
 import hashlib
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+from PIL.Image import Image
 
 from clipcheck import scoring
 
@@ -27,30 +31,30 @@ class CalibrationSet:
     """Preprocessed pictures and tokenised texts; pair ``i`` is (picture i, text i)."""
 
     pixels: np.ndarray  # (n, 3, h, w) float32, the engine's preprocessing
-    texts: list
-    tokenizer: object
+    texts: list[str]
+    tokenizer: Any
     max_tokens: int
     source: str
     threshold: float = 0.25
 
     @property
-    def size(self):
+    def size(self) -> int:
         return len(self.texts)
 
     @property
-    def digest(self):
+    def digest(self) -> str:
         digest = hashlib.sha256(np.ascontiguousarray(self.pixels).tobytes())
         digest.update("\0".join(self.texts).encode())
         return digest.hexdigest()[:24]
 
-    def pixel_batches(self):
+    def pixel_batches(self) -> list[np.ndarray]:
         return [self.pixels[start:start + BATCH] for start in range(0, self.size, BATCH)]
 
-    def image_items(self):
+    def image_items(self) -> list[dict[str, np.ndarray]]:
         """Calibration inputs of the image tower, one picture each."""
         return [{"pixel_values": self.pixels[index:index + 1]} for index in range(self.size)]
 
-    def text_items(self):
+    def text_items(self) -> list[dict[str, np.ndarray]]:
         """Calibration inputs of the text tower, one text each (unpadded)."""
         items = []
         for text in self.texts:
@@ -61,7 +65,7 @@ class CalibrationSet:
             })
         return items
 
-    def token_batches(self):
+    def token_batches(self) -> list[dict[str, np.ndarray]]:
         batches = []
         for start in range(0, self.size, BATCH):
             encoded = self.tokenizer(
@@ -74,7 +78,7 @@ class CalibrationSet:
             })
         return batches
 
-    def pair_scores(self, image_embeddings, text_embeddings):
+    def pair_scores(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> list[float]:
         """API scores of every matching pair and of each picture with another's text."""
         count = len(self.texts)
         shift = max(1, count // 2)
@@ -83,7 +87,8 @@ class CalibrationSet:
         return [scoring.similarity_score(cosine) for cosine in cosines]
 
 
-def calibration_set_build(*, checkpoint, images, texts, source, threshold=0.25):
+def calibration_set_build(*, checkpoint: str | os.PathLike[str], images: Sequence[Image], texts: Sequence[str],
+                          source: str, threshold: float = 0.25) -> CalibrationSet:
     """A set from RGB PIL images and their texts, preprocessed by the checkpoint's own processor."""
     from clipcheck.engine.processing import ModelDims, load_image_preprocessor, load_tokenizer, text_token_limit
 
@@ -94,7 +99,7 @@ def calibration_set_build(*, checkpoint, images, texts, source, threshold=0.25):
                           source=source, threshold=threshold)
 
 
-def generic_pictures(count=64, seed=0):
+def generic_pictures(count: int = 64, seed: int = 0) -> list[tuple[Image, str]]:
     """(RGB PIL image, caption) pairs: one coloured shape each, deterministic."""
     from PIL import Image, ImageDraw
 
@@ -132,7 +137,7 @@ def generic_pictures(count=64, seed=0):
     return pairs
 
 
-def generic_calibration_set(checkpoint, threshold=0.25):
+def generic_calibration_set(checkpoint: str | os.PathLike[str], threshold: float = 0.25) -> CalibrationSet:
     pairs = generic_pictures()
     return calibration_set_build(
         checkpoint=checkpoint, images=[image for image, _ in pairs], texts=[text for _, text in pairs],

@@ -21,7 +21,7 @@ class CheckpointUnavailable(Exception):
     """The checkpoint cannot be found or fetched; the message says why in one sentence."""
 
 
-def looks_like_path(model_name):
+def looks_like_path(model_name: str) -> bool:
     """Names only a directory can have: absolute, ``./``, ``~``, more than one ``/``,
     or ``dir/name`` where ``dir`` is a local directory (``models/clip-vit-base-patch32``)."""
     return (
@@ -32,7 +32,7 @@ def looks_like_path(model_name):
     )
 
 
-def checkpoint_source(model_name):
+def checkpoint_source(model_name: str) -> tuple[str, bool]:
     """``(name, local_files_only)`` to hand to ``from_pretrained``.
 
     Raises ``CheckpointUnavailable`` when ``model_name`` is a directory that

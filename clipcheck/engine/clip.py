@@ -11,30 +11,34 @@ built (``clipcheck.engine.get_engine`` passes ``CLIPCHECK``'s values and
 builds a new engine when they change), so it is usable outside Django too.
 """
 
+import os
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
+from PIL.Image import Image
 
 from clipcheck import metrics
-from clipcheck.engine.clock import forward_clock
 from clipcheck.engine.batcher import MicroBatcher, padded_width, padding_groups
 from clipcheck.engine.checkpoints import checkpoint_source
+from clipcheck.engine.clock import forward_clock
 from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
-from clipcheck.engine.openvino_runtime import OpenVinoRuntime, int8_proven
+from clipcheck.engine.openvino.guard import int8_proven
+from clipcheck.engine.openvino.serving import load_openvino_runtime
 from clipcheck.engine.processing import ModelDims, load_image_preprocessor, load_tokenizer, text_token_limit
-from clipcheck.engine.runtimes import TorchRuntime, resolve_runtime
-from clipcheck.engine.weights import clip_model_load
+from clipcheck.engine.runtimes import Runtime, load_torch_runtime, resolve_runtime
 
 DTYPES = ("float32", "bfloat16", "float16")
 # Device nodes of the GPU drivers torch's CUDA build (NVIDIA) and ROCm build (AMD) talk to.
 GPU_DEVICE_NODES = ("/dev/nvidiactl", "/dev/kfd")
 
 
-def resolve_device(requested):
+def resolve_device(requested: str | None) -> str:
     """``"cpu"`` or ``"cuda[:n]"``. ``auto`` asks torch about CUDA only where a
     GPU driver's device node exists: without one CUDA cannot be available, and
     a CPU worker on OpenVINO never imports torch."""
@@ -59,12 +63,12 @@ def resolve_device(requested):
     return requested
 
 
-def device_type(device):
+def device_type(device: str) -> str:
     """``"cpu"`` or ``"cuda"`` for a resolved device."""
     return device.partition(":")[0]
 
 
-def resolve_dtype(requested, device):
+def resolve_dtype(requested: str | None, device: str) -> str:
     """The dtype's name. ``auto``: float16 on CUDA, bfloat16 on CPUs with native
     bf16 (AVX-512-BF16 or AMX), float32 elsewhere. Reduced precision keeps
     embeddings within 0.9999 cosine of float32 here and runs about 2x faster
@@ -79,22 +83,17 @@ def resolve_dtype(requested, device):
     return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
-def load_runtime(name, *, checkpoint, device, dtype, lanes, cache_dir):
+def load_runtime(name: str, *, checkpoint: str, device: str, dtype: str, lanes: ForwardLanes,
+                 cache_dir: str | os.PathLike[str]) -> Runtime:
     """The runtime ``name`` for the checkpoint directory, for the engine's ``ForwardLanes``."""
     if name == "torch":
-        import torch
-
-        model = clip_model_load(checkpoint, getattr(torch, dtype))
-        model.to(device)
-        runtime = TorchRuntime(model=model, device=device, dtype=dtype)
-        runtime.set_threads(lanes)
-        return runtime
-    return OpenVinoRuntime.load(
+        return load_torch_runtime(checkpoint=checkpoint, device=device, dtype=dtype, lanes=lanes)
+    return load_openvino_runtime(
         checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
     )
 
 
-def local_checkpoint(model_name):
+def local_checkpoint(model_name: str) -> str:
     """The checkpoint's directory: ``model_name`` itself, or the hub snapshot
     transformers would load (downloaded on first use; ``checkpoint_source``
     says in one sentence why it cannot be had)."""
@@ -103,10 +102,10 @@ def local_checkpoint(model_name):
         return str(Path(source).resolve())
     from huggingface_hub import snapshot_download
 
-    return snapshot_download(source, local_files_only=local_files_only)
+    return str(snapshot_download(source, local_files_only=local_files_only))
 
 
-def cpu_has_native_bf16():
+def cpu_has_native_bf16() -> bool:
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             flags = next((line for line in cpuinfo if line.startswith("flags")), "").split()
@@ -138,8 +137,9 @@ class ClipEngine:
     """
 
     def __init__(
-        self, *, model_name, runtime, image_processor, tokenizer, dims, device, dtype, lanes=ForwardLanes(),
-        batch_size=32, batch_wait_ms=5, text_cache_size=4096,
+        self, *, model_name: str, runtime: Runtime, image_processor: Callable[[Sequence[Image]], np.ndarray],
+        tokenizer: Any, dims: ModelDims, device: str, dtype: str, lanes: ForwardLanes = ForwardLanes(),
+        batch_size: int = 32, batch_wait_ms: float = 5, text_cache_size: int = 4096,
     ):
         self.model_name = model_name
         self.runtime = runtime
@@ -152,14 +152,14 @@ class ClipEngine:
         self.max_text_tokens = text_token_limit(dims, tokenizer)
         self.logit_scale = runtime.logit_scale
         self._lane_pool = LanePool(lanes.count)
-        self._text_cache = OrderedDict()
+        self._text_cache: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()
         self._text_cache_lock = threading.Lock()
         # The fast tokenizer keeps its padding and truncation settings on the
         # shared Rust object while it encodes: two threads calling it with
         # different settings get each other's (unpadded rows in a padded batch).
         self._tokenizer_lock = threading.Lock()
         self.text_cache_size = int(text_cache_size)
-        limits = {
+        limits: dict[str, Any] = {
             "max_rows": int(batch_size), "max_wait": float(batch_wait_ms) / 1000.0,
             # A worker per lane: a tower's next batch may start on a lane the running one left idle.
             "workers": lanes.count, "ready": self._lane_pool.wait_free,
@@ -168,8 +168,9 @@ class ClipEngine:
         self._text_batcher = MicroBatcher(self._forward_text_payloads, name="clip-text-batcher", **limits)
 
     @classmethod
-    def load(cls, *, model_name, device="auto", dtype="auto", num_threads=None, runtime="auto",
-             concurrent_encoders=None, runtime_cache_dir="var/runtime", **options):
+    def load(cls, *, model_name: str, device: str = "auto", dtype: str = "auto", num_threads: int | None = None,
+             runtime: str = "auto", concurrent_encoders: bool | None = None, runtime_cache_dir: str = "var/runtime",
+             **options: Any) -> "ClipEngine":
         """Load a checkpoint (hub id or directory) on a runtime (``clipcheck.engine.runtimes``);
         ``options`` are the engine's ``batch_size``, ``batch_wait_ms`` and ``text_cache_size``."""
         resolved_device = resolve_device(device)
@@ -198,36 +199,41 @@ class ClipEngine:
         )
 
     @property
-    def concurrent(self):
+    def concurrent(self) -> bool:
         """Whether image and text forwards may run at the same time."""
         return self.lanes.concurrent
 
     @property
-    def device_name(self):
+    def device_name(self) -> str:
         return self.device
 
     @property
-    def dtype_name(self):
+    def dtype_name(self) -> str:
         return self.dtype
 
     @property
-    def runtime_name(self):
+    def runtime_name(self) -> str:
         return self.runtime.name
 
     @property
-    def precision(self):
+    def precision(self) -> str:
         """What the runtime computes in: "bfloat16", "f32", "int8/bf16", ..."""
         return self.runtime.precision
 
-    def warm_up(self):
-        from PIL import Image
+    @property
+    def cache_problem(self) -> str | None:
+        """Why the runtime serves without its cache (None: it used it, or keeps none)."""
+        return self.runtime.cache_problem
 
-        self.encode_images([Image.new("RGB", (32, 32), (128, 128, 128))])
+    def warm_up(self) -> None:
+        from PIL import Image as PILImage
+
+        self.encode_images([PILImage.new("RGB", (32, 32), (128, 128, 128))])
         self._encode_text_batch(["warm up"])
 
     # Images
 
-    def encode_images(self, images):
+    def encode_images(self, images: Sequence[Image | np.ndarray]) -> np.ndarray:
         """RGB PIL images → (n, dim) float32 unit vectors, in batches.
 
         An item may instead be an image's pixels as ``preprocess`` gives them
@@ -242,33 +248,33 @@ class ClipEngine:
             rows.append(future.result())
         return np.concatenate(rows) if rows else np.zeros((0, self.embedding_dim), np.float32)
 
-    def preprocess(self, images):
+    def preprocess(self, images: Sequence[Image]) -> np.ndarray:
         """RGB PIL images → (n, 3, height, width) float32 pixels."""
         return self.image_processor(images)
 
-    def _pixels(self, items):
+    def _pixels(self, items: Sequence[Image | np.ndarray]) -> np.ndarray:
         if not any(isinstance(item, np.ndarray) for item in items):
-            return self.preprocess(items)
+            return self.preprocess(cast(Sequence[Image], items))
         return np.stack([item if isinstance(item, np.ndarray) else self.preprocess([item])[0] for item in items])
 
-    def _forward_image_payloads(self, payloads):
+    def _forward_image_payloads(self, payloads: list[np.ndarray]) -> list[np.ndarray]:
         embeddings = self._forward_images(np.concatenate(payloads))
         return np.split(embeddings, np.cumsum([len(payload) for payload in payloads])[:-1])
 
-    def _forward_images(self, pixel_values):
-        def forward(start, end, lane):
+    def _forward_images(self, pixel_values: np.ndarray) -> np.ndarray:
+        def forward(start: int, end: int, lane: int) -> np.ndarray:
             return self.runtime.image_features(pixel_values[start:end], lane=lane)
 
         rows = len(pixel_values)
         return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("image", rows))
 
     @property
-    def embedding_dim(self):
+    def embedding_dim(self) -> int:
         return self.dims.projection_dim
 
     # Texts
 
-    def tokenize(self, texts):
+    def tokenize(self, texts: Sequence[str]) -> tuple[Any, list[bool]]:
         """Token ids cut to the model's context; flags the texts that were cut.
 
         Truncation keeps the first tokens and the end-of-text marker, so the
@@ -282,7 +288,7 @@ class ClipEngine:
         truncated = [length > self.max_text_tokens for length in full_lengths]
         return encoded, truncated
 
-    def count_tokens(self, texts):
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text with the special tokens, uncut (passages are sized with it)."""
         texts = list(texts)
         if not texts:
@@ -290,14 +296,14 @@ class ClipEngine:
         with self._tokenizer_lock:
             return self._token_counts(texts)
 
-    def _token_counts(self, texts):
+    def _token_counts(self, texts: list[str]) -> list[int]:
         # Under ``_tokenizer_lock``.
         return [len(ids) for ids in self.tokenizer(texts, truncation=False)["input_ids"]]
 
-    def encode_texts(self, texts):
+    def encode_texts(self, texts: Sequence[str]) -> tuple[np.ndarray, list[bool]]:
         """Texts → ((n, dim) float32 unit vectors, [truncated?]); cached per text."""
         texts = list(texts)
-        found = {}
+        found: dict[str, tuple[np.ndarray, bool]] = {}
         with self._text_cache_lock:
             for text in texts:
                 if text in self._text_cache:
@@ -310,20 +316,20 @@ class ClipEngine:
         missing = sorted(dict.fromkeys(text for text in texts if text not in found), key=len)
         if len(missing) > self._text_batcher.max_rows:
             # Stable: texts of equal token count keep their order by characters.
-            tokens = dict(zip(missing, self.count_tokens(missing)))
+            tokens = dict(zip(missing, self.count_tokens(missing), strict=True))
             missing.sort(key=lambda text: min(tokens[text], self.max_text_tokens))
         batch_size = self._text_batcher.max_rows
         for start in range(0, len(missing), batch_size):
             chunk = missing[start:start + batch_size]
             embeddings, truncated = self._text_batcher.run(chunk, len(chunk))
-            for text, embedding, was_truncated in zip(chunk, embeddings, truncated):
+            for text, embedding, was_truncated in zip(chunk, embeddings, truncated, strict=True):
                 found[text] = (embedding, was_truncated)
             self._remember(chunk, embeddings, truncated)
         if not texts:
             return np.zeros((0, self.embedding_dim), np.float32), []
         return np.stack([found[text][0] for text in texts]), [found[text][1] for text in texts]
 
-    def _forward_text_payloads(self, payloads):
+    def _forward_text_payloads(self, payloads: list[list[str]]) -> list[tuple[np.ndarray, list[bool]]]:
         embeddings, truncated = self._encode_text_batch([text for payload in payloads for text in payload])
         outputs, start = [], 0
         for payload in payloads:
@@ -331,7 +337,7 @@ class ClipEngine:
             start += len(payload)
         return outputs
 
-    def _encode_text_batch(self, texts):
+    def _encode_text_batch(self, texts: list[str]) -> tuple[np.ndarray, list[bool]]:
         """One batch of texts → ((n, dim) unit rows, [truncated?]), in order.
 
         Rows run shortest first, in forwards of similar lengths
@@ -354,26 +360,26 @@ class ClipEngine:
             )
         return embeddings, truncated
 
-    def _forward_texts(self, input_ids, attention_mask):
-        def forward(start, end, lane):
+    def _forward_texts(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        def forward(start: int, end: int, lane: int) -> np.ndarray:
             return self.runtime.text_features(input_ids[start:end], attention_mask[start:end], lane=lane)
 
         rows = len(input_ids)
         return self._lane_pool.run_rows(forward, rows, timed=lambda: _observed("text", rows))
 
-    def _remember(self, texts, embeddings, truncated):
+    def _remember(self, texts: list[str], embeddings: np.ndarray, truncated: list[bool]) -> None:
         capacity = self.text_cache_size
         if capacity <= 0:
             return
         with self._text_cache_lock:
-            for text, embedding, was_truncated in zip(texts, embeddings, truncated):
+            for text, embedding, was_truncated in zip(texts, embeddings, truncated, strict=True):
                 # A copy: a row view would keep its whole forward's batch alive.
                 self._text_cache[text] = (embedding.copy(), was_truncated)
             while len(self._text_cache) > capacity:
                 self._text_cache.popitem(last=False)
 
 
-def _padded_to(tokens, width, padding_side, pad_value):
+def _padded_to(tokens: np.ndarray, width: int, padding_side: str, pad_value: int) -> np.ndarray:
     """Token rows cut, or padded with ``pad_value``, to ``width`` columns, keeping
     the tokens (padding is on ``padding_side``)."""
     missing = width - tokens.shape[1]
@@ -384,7 +390,7 @@ def _padded_to(tokens, width, padding_side, pad_value):
 
 
 @contextmanager
-def _observed(kind, batch_size):
+def _observed(kind: str, batch_size: int) -> Iterator[None]:
     """Records a forward pass's batch size and duration in the metrics."""
     started = time.perf_counter()
     try:

@@ -5,6 +5,7 @@ settings) reports to it and admission reads it.
 """
 
 import threading
+from collections.abc import Callable
 
 
 class ForwardClock:
@@ -15,23 +16,23 @@ class ForwardClock:
     own, which is what lets a queue of requests drain faster than one by one.
     """
 
-    def __init__(self, weight=0.2):
+    def __init__(self, weight: float = 0.2):
         self.weight = weight
-        self._seconds_per_row = None
+        self._seconds_per_row: float | None = None
         self._lock = threading.Lock()
 
-    def observe(self, seconds, rows):
+    def observe(self, seconds: float, rows: int) -> None:
         sample = seconds / max(int(rows), 1)
         with self._lock:
             previous = self._seconds_per_row
             self._seconds_per_row = sample if previous is None else previous + self.weight * (sample - previous)
 
     @property
-    def seconds_per_row(self):
+    def seconds_per_row(self) -> float:
         """0 until a forward has been measured: nothing to shed on yet."""
         return self._seconds_per_row or 0.0
 
-    def reset(self):
+    def reset(self) -> None:
         with self._lock:
             self._seconds_per_row = None
 
@@ -42,15 +43,15 @@ forward_clock = ForwardClock()
 # Who wants to know how long each model computation took (the request
 # middleware counts it toward its request's model_ms). The engine reports;
 # it never imports its listeners, so it stays free of the HTTP layer.
-_model_time_listeners = []
+_model_time_listeners: list[Callable[[float], None]] = []
 
 
-def model_time_subscribe(listener):
+def model_time_subscribe(listener: Callable[[float], None]) -> None:
     """Call ``listener(milliseconds)`` after each model computation admission runs."""
     if listener not in _model_time_listeners:
         _model_time_listeners.append(listener)
 
 
-def model_time_report(milliseconds):
+def model_time_report(milliseconds: float) -> None:
     for listener in _model_time_listeners:
         listener(milliseconds)

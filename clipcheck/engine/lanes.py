@@ -11,19 +11,26 @@ of many rows that finds other lanes idle is split over them
 lane is idle and batches run whole.
 """
 
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor, wait
-from contextlib import contextmanager, nullcontext
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 
 import numpy as np
-
-from clipcheck.engine.runtimes import available_cores
 
 # A forward is split over idle lanes only when each part keeps at least this
 # many rows: smaller batches cost more per row (a text row costs about twice
 # as much alone as in a batch of 8), which only pays while the core is idle.
 SPLIT_MIN_ROWS = 6
+
+
+def available_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
 
 
 @dataclass(frozen=True)
@@ -41,11 +48,11 @@ class ForwardLanes:
     threads: int = 1
 
     @property
-    def concurrent(self):
+    def concurrent(self) -> bool:
         return self.count > 1
 
 
-def forward_lanes(total_threads, *, concurrent=None):
+def forward_lanes(total_threads: int | None, *, concurrent: bool | None = None) -> ForwardLanes:
     """The lanes for ``NUM_THREADS`` (None: the cores) and ``CONCURRENT_ENCODERS``.
 
     With at least two threads: two lanes, each with half of them (an odd
@@ -63,7 +70,7 @@ def forward_lanes(total_threads, *, concurrent=None):
 class LanePool:
     """``count`` lanes; a forward takes a free one (waiting for it) and gives it back."""
 
-    def __init__(self, count):
+    def __init__(self, count: int):
         self.count = int(count)
         self._free = list(range(self.count))
         self._condition = threading.Condition()
@@ -71,7 +78,7 @@ class LanePool:
         self._helpers = ThreadPoolExecutor(max_workers=max(1, self.count - 1), thread_name_prefix="clip-lane")
 
     @contextmanager
-    def take(self, most=1):
+    def take(self, most: int = 1) -> Iterator[list[int]]:
         """Wait for a free lane, then take up to ``most`` of the lanes free now: a list of lane ids."""
         with self._condition:
             while not self._free:
@@ -84,13 +91,14 @@ class LanePool:
                 self._free.extend(taken)
                 self._condition.notify_all()
 
-    def wait_free(self):
+    def wait_free(self) -> None:
         """Block until a lane is free (without taking it): a batcher forms its next batch then."""
         with self._condition:
             while not self._free:
                 self._condition.wait()
 
-    def run_rows(self, forward, rows, *, timed=nullcontext):
+    def run_rows(self, forward: Callable[[int, int, int], np.ndarray], rows: int, *,
+                 timed: Callable[[], AbstractContextManager[object]] = nullcontext) -> np.ndarray:
         """``forward(start, end, lane)`` over ``rows`` rows → the (rows, dim) outputs in order.
 
         One part on one lane; split into parts of at least ``SPLIT_MIN_ROWS``
@@ -101,8 +109,8 @@ class LanePool:
             if len(lanes) == 1:
                 return forward(0, rows, lanes[0])
             bounds = np.linspace(0, rows, len(lanes) + 1).astype(int)
-            parts = [self._helpers.submit(forward, start, end, lane)
-                     for start, end, lane in zip(bounds[1:-1], bounds[2:], lanes[1:])]
+            parts: list[Future[np.ndarray]] = [self._helpers.submit(forward, start, end, lane)
+                     for start, end, lane in zip(bounds[1:-1], bounds[2:], lanes[1:], strict=True)]
             try:
                 first = forward(bounds[0], bounds[1], lanes[0])
             finally:

@@ -17,9 +17,12 @@ asks of its inputs is small, so it is read here from the checkpoint's files:
 """
 
 import json
+import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from math import ceil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -45,7 +48,7 @@ class UnsupportedProcessor(Exception):
     """A processor config with steps ``ImagePreprocessor`` does not perform."""
 
 
-def image_processor_config(checkpoint):
+def image_processor_config(checkpoint: str | os.PathLike[str]) -> dict[str, Any]:
     """The image processor's settings, from the file transformers reads first:
     ``processor_config.json``'s ``image_processor``, else ``preprocessor_config.json``."""
     checkpoint = Path(checkpoint)
@@ -58,14 +61,16 @@ def image_processor_config(checkpoint):
     raise OSError(f"{checkpoint} has no image processor config (processor_config.json or preprocessor_config.json)")
 
 
-def _json_file(path):
+def _json_file(path: str | os.PathLike[str]) -> Any:
     try:
         return json.loads(Path(path).read_text())
     except FileNotFoundError:
         return None
 
 
-def load_image_preprocessor(checkpoint):
+def load_image_preprocessor(
+    checkpoint: str | os.PathLike[str],
+) -> Callable[[Sequence[Image.Image]], np.ndarray]:
     """``ImagePreprocessor`` for the checkpoint, or transformers' own processor
     (with torch) for a config it does not cover."""
     try:
@@ -81,15 +86,15 @@ def load_image_preprocessor(checkpoint):
 class ImagePreprocessor:
     """RGB PIL images → (n, 3, height, width) float32 pixels, as ``CLIPImageProcessorPil``."""
 
-    resize: tuple | None  # ("shortest_edge", n) or ("exact", (height, width)); None: no resize
+    resize: tuple[str, Any] | None  # ("shortest_edge", n) or ("exact", (height, width)); None: no resize
     resample: int
-    crop: tuple | None  # (height, width)
+    crop: tuple[int, int] | None  # (height, width)
     rescale_factor: float | None
     mean: np.ndarray | None
     std: np.ndarray | None
 
     @classmethod
-    def from_config(cls, config):
+    def from_config(cls, config: dict[str, Any]) -> "ImagePreprocessor":
         unknown = set(config) - set(IMAGE_DEFAULTS) - DESCRIPTIVE_KEYS
         kind = config.get("image_processor_type") or config.get("feature_extractor_type")
         if unknown or kind not in CLIP_PROCESSOR_TYPES:
@@ -105,15 +110,15 @@ class ImagePreprocessor:
             std=np.array(settings["image_std"], np.float32) if normalize else None,
         )
 
-    def __call__(self, images):
+    def __call__(self, images: Sequence[Image.Image]) -> np.ndarray:
         return np.stack([self.pixels(image) for image in images]).astype(np.float32, copy=False)
 
-    def pixels(self, image):
+    def pixels(self, image: Image.Image) -> np.ndarray:
         """One RGB image → (3, height, width)."""
         if image.mode != "RGB":
             image = image.convert("RGB")
         if self.resize is not None:
-            image = image.resize(self._resized_size(image.size), resample=self.resample)
+            image = image.resize(_resized_size(image.size, self.resize), resample=self.resample)
         pixels = np.asarray(image)  # (height, width, 3) uint8
         if self.crop is not None:
             pixels = _center_crop(pixels, self.crop)
@@ -122,23 +127,24 @@ class ImagePreprocessor:
             pixels = (pixels.astype(np.float64) * self.rescale_factor).astype(np.float32)
         else:
             pixels = pixels.astype(np.float32)
-        if self.mean is not None:
+        if self.mean is not None and self.std is not None:
             pixels = (pixels - self.mean) / self.std
         return pixels.transpose(2, 0, 1)
 
-    def _resized_size(self, size):
-        """(width, height) for PIL."""
-        kind, target = self.resize
-        if kind == "exact":
-            height, width = target
-            return width, height
-        width, height = size
-        short, long = (width, height) if width <= height else (height, width)
-        new_short, new_long = target, int(target * long / short)
-        return (new_short, new_long) if width <= height else (new_long, new_short)
+
+def _resized_size(size: tuple[int, int], rule: tuple[str, Any]) -> tuple[int, int]:
+    """(width, height) for PIL, of an image of ``size`` (width, height) under ``rule``."""
+    kind, target = rule
+    if kind == "exact":
+        height, width = target
+        return width, height
+    width, height = size
+    short, long = (width, height) if width <= height else (height, width)
+    new_short, new_long = target, int(target * long / short)
+    return (new_short, new_long) if width <= height else (new_long, new_short)
 
 
-def _resize_rule(size):
+def _resize_rule(size: int | dict[str, int]) -> tuple[str, Any]:
     if isinstance(size, int):  # a legacy config: the shortest edge
         size = {"shortest_edge": size}
     if set(size) == {"shortest_edge"}:
@@ -148,7 +154,7 @@ def _resize_rule(size):
     raise UnsupportedProcessor(f"size {size!r}")
 
 
-def _crop_size(crop_size):
+def _crop_size(crop_size: int | dict[str, int]) -> tuple[int, int]:
     if isinstance(crop_size, int):
         crop_size = {"height": crop_size, "width": crop_size}
     if set(crop_size) != {"height", "width"}:
@@ -156,7 +162,7 @@ def _crop_size(crop_size):
     return (int(crop_size["height"]), int(crop_size["width"]))
 
 
-def _center_crop(pixels, crop):
+def _center_crop(pixels: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
     """transformers' centre crop of an (h, w, c) array, zero-padded where the image is smaller."""
     height, width = pixels.shape[:2]
     crop_height, crop_width = crop
@@ -171,7 +177,7 @@ def _center_crop(pixels, crop):
     return padded[max(0, top):min(new_height, top + crop_height), max(0, left):min(new_width, left + crop_width)]
 
 
-def load_tokenizer(checkpoint):
+def load_tokenizer(checkpoint: str | os.PathLike[str]) -> Any:
     """The checkpoint's tokenizer; ``CLIPTokenizer`` without importing torch where it is one."""
     config = _json_file(Path(checkpoint) / "tokenizer_config.json") or {}
     if config.get("tokenizer_class") in CLIP_TOKENIZER_CLASSES:
@@ -191,7 +197,7 @@ class ModelDims:
     max_position_embeddings: int
 
     @classmethod
-    def from_checkpoint(cls, checkpoint):
+    def from_checkpoint(cls, checkpoint: str | os.PathLike[str]) -> "ModelDims":
         config = _json_file(Path(checkpoint) / "config.json")
         if not isinstance(config, dict):
             raise OSError(f"{checkpoint} has no config.json")
@@ -202,6 +208,6 @@ class ModelDims:
         )
 
 
-def text_token_limit(dims, tokenizer):
+def text_token_limit(dims: ModelDims, tokenizer: Any) -> int:
     """Tokens a text keeps: the model's context, or the tokenizer's if shorter."""
     return min(dims.max_position_embeddings, getattr(tokenizer, "model_max_length", None) or 10**9)

@@ -2,21 +2,16 @@
 
 The engine (``clipcheck.engine.clip``) owns everything else — preprocessing,
 tokenisation, the text cache, micro-batching — so every runtime answers
-through the same code path. A runtime only implements two forwards:
-
-* ``image_features(pixel_values, lane=0)`` → (n, dim) float32 unit rows;
-* ``text_features(input_ids, attention_mask, lane=0)`` → (n, dim) float32 unit rows;
-
-and says what it is (``name``, ``precision``). ``lane`` is one of the engine's
-lanes (``clipcheck.engine.lanes``): forwards on different lanes may run at the
-same time, each with the lane's threads.
+through the same code path. What a runtime offers is the ``Runtime``
+protocol; ``TorchRuntime`` (here) and ``OpenVinoRuntime``
+(``clipcheck.engine.openvino``) implement it alike.
 
 ``CLIPCHECK["RUNTIME"]``:
 
 * ``torch``: PyTorch eager, in ``DTYPE`` (bfloat16 on CPUs with native bf16);
 * ``openvino``: OpenVINO on the CPU, the exact mode (bf16 where the CPU has
   it, else f32; ``DTYPE`` float32 forces f32), converted from the same
-  checkpoint (``clipcheck.engine.openvino_runtime``);
+  checkpoint (``clipcheck.engine.openvino``);
 * ``openvino-int8``: NNCF post-training int8 of the same model, usable only
   where a guard proved its verdicts agree with float32;
 * ``auto``: PyTorch on CUDA; on CPUs ``openvino-int8`` when this checkpoint's
@@ -26,18 +21,50 @@ same time, each with the lane's threads.
 
 import importlib.util
 import os
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import numpy as np
+
+from clipcheck.engine.lanes import ForwardLanes
+from clipcheck.engine.weights import clip_model_load
 
 RUNTIMES = ("auto", "torch", "openvino", "openvino-int8")
 OPENVINO_RUNTIMES = ("openvino", "openvino-int8")
 
 
-def openvino_available():
+class Runtime(Protocol):
+    """What every runtime offers the engine.
+
+    A runtime is built for the engine's ``lanes`` (``clipcheck.engine.lanes``):
+    forwards on different lanes may run at the same time, each with
+    ``lanes.threads`` threads; ``lane`` names the lane a forward runs on.
+    """
+
+    name: str  # "torch", "openvino" or "openvino-int8"
+    precision: str  # what it computes in: "bfloat16", "f32", "int8/bf16", ...
+    logit_scale: float
+    # Text forwards run at widths rounded up to a multiple of this (padding is masked).
+    text_width_step: int
+    lanes: ForwardLanes
+    # Why the runtime serves without its cache (None: it keeps none, or used it).
+    cache_problem: str | None
+
+    def image_features(self, pixel_values: np.ndarray, lane: int = 0) -> np.ndarray:
+        """(n, 3, h, w) float32 pixels → (n, dim) float32 unit rows."""
+        ...
+
+    def text_features(self, input_ids: np.ndarray, attention_mask: np.ndarray, lane: int = 0) -> np.ndarray:
+        """(n, width) token ids and mask → (n, dim) float32 unit rows."""
+        ...
+
+
+def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def resolve_runtime(requested, *, device_type, int8_proven=lambda: False):
+def resolve_runtime(requested: str | None, *, device_type: str,
+                    int8_proven: Callable[[], bool] = lambda: False) -> str:
     """The concrete runtime for a ``RUNTIME`` setting on a device type."""
     requested = (requested or "auto").strip().lower()
     if requested not in RUNTIMES:
@@ -51,45 +78,38 @@ def resolve_runtime(requested, *, device_type, int8_proven=lambda: False):
     return "openvino-int8" if int8_proven() else "openvino"
 
 
-def available_cores():
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def unit_rows(features):
+def unit_rows(features: Any) -> np.ndarray:
     features = np.asarray(features, dtype=np.float32)
     norms = np.linalg.norm(features, axis=-1, keepdims=True)
     return features / np.maximum(norms, 1e-12)
 
 
 class TorchRuntime:
-    """PyTorch eager on ``device`` (``"cpu"``, ``"cuda:0"``) in ``dtype`` (its name: ``"bfloat16"``)."""
+    """PyTorch eager on ``device`` (``"cpu"``, ``"cuda:0"``) in ``dtype`` (its name: ``"bfloat16"``).
+
+    torch needs nothing per lane (concurrent calls from several threads are
+    safe); its intra-op thread count is process-wide and applies to each
+    calling thread, so it is set here once: every lane's forward gets the
+    lane's threads.
+    """
 
     name = "torch"
     # Eager torch prepares nothing per input shape: texts run at their own width.
     text_width_step = 1
+    cache_problem: str | None = None
 
-    def __init__(self, *, model, device, dtype):
+    def __init__(self, *, model: Any, device: str, dtype: str, lanes: ForwardLanes = ForwardLanes()):
         import torch
 
         self.model = model
         self.device = torch.device(device)
         self.dtype = getattr(torch, dtype)
         self.precision = dtype
+        self.lanes = lanes
         self.logit_scale = float(model.logit_scale.detach().float().exp().item())
-
-    def set_threads(self, lanes):
-        import torch
-
-        # torch's intra-op thread count is process-wide and applies to each
-        # calling thread: every lane's forward gets the lane's threads.
         torch.set_num_threads(max(1, lanes.threads))
 
-    # torch needs nothing per lane: concurrent calls from several threads are safe.
-
-    def image_features(self, pixel_values, lane=0):
+    def image_features(self, pixel_values: np.ndarray, lane: int = 0) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
@@ -97,7 +117,7 @@ class TorchRuntime:
             output = self.model.get_image_features(pixel_values=pixels)
             return _torch_unit_rows(output)
 
-    def text_features(self, input_ids, attention_mask, lane=0):
+    def text_features(self, input_ids: np.ndarray, attention_mask: np.ndarray, lane: int = 0) -> np.ndarray:
         import torch
 
         with torch.inference_mode():
@@ -108,11 +128,20 @@ class TorchRuntime:
             return _torch_unit_rows(output)
 
 
-def _torch_unit_rows(output):
+def load_torch_runtime(*, checkpoint: str | os.PathLike[str], device: str, dtype: str,
+                       lanes: ForwardLanes) -> TorchRuntime:
+    """The checkpoint in its serving dtype on ``device`` (``clipcheck.engine.weights``)."""
+    import torch
+
+    model = clip_model_load(checkpoint, getattr(torch, dtype))
+    model.to(device)
+    return TorchRuntime(model=model, device=device, dtype=dtype, lanes=lanes)
+
+
+def _torch_unit_rows(output: Any) -> np.ndarray:
     import torch
 
     # transformers 5 returns an output object; the projected embedding is
     # its pooler_output (older releases returned the tensor itself).
     features = getattr(output, "pooler_output", output)
     return torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy()
-

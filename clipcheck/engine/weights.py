@@ -17,15 +17,17 @@ as before, which also refuses a damaged file with its own message.
 
 import json
 import logging
+import os
 import struct
 from pathlib import Path
+from typing import Any
 
 logger = logging.getLogger(__name__)
 
 SAFETENSORS_FILE = "model.safetensors"
 
 
-def clip_model_load(checkpoint, dtype):
+def clip_model_load(checkpoint: str | os.PathLike[str], dtype: Any) -> Any:
     """``CLIPModel`` of the checkpoint directory in ``dtype``, in eval mode."""
     import torch
     from transformers import CLIPConfig, CLIPModel
@@ -57,7 +59,7 @@ def clip_model_load(checkpoint, dtype):
     return model.eval()
 
 
-def safetensors_index(path):
+def safetensors_index(path: str | os.PathLike[str]) -> dict[str, tuple[Any, tuple[int, ...], int, int]] | None:
     """``{name: (torch dtype, shape, start, end)}`` with absolute offsets, or None
     for a file this loader does not read: a dtype it does not know, or a file
     whose header is unreadable or whose size is not what the header says (then

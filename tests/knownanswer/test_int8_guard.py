@@ -6,7 +6,16 @@ serving int8 only where the guard passed."""
 import pytest
 from rest_framework.test import APIClient
 
-from clipcheck.engine import engine_status, get_engine, openvino_runtime, reset_engine
+from clipcheck.engine import engine_status, get_engine, reset_engine
+from clipcheck.engine.openvino import (
+    GUARD_MAX_SCORE_GAP,
+    INT8_RECIPE,
+    MAX_EXACT_SHARE,
+    RESTORED_MAX_SCORE_GAP,
+    TOWERS,
+    build_dir,
+    quantisable_groups,
+)
 from knownanswer import domain
 from tests.support.known_answer import KNOWN_ANSWER_MODEL, THRESHOLD, int8_build
 from tests.support.runtime import RUNTIME_CACHE_DIR
@@ -29,7 +38,7 @@ def test_the_guard_measures_int8_against_float32_on_known_answers(guard, capsys)
               f"{guard['matmul_layers']}, passed {guard['passed']}")
     assert guard["pairs"] == 2 * len(domain.heldout_items(per_pair=2))
     assert guard["threshold"] == THRESHOLD
-    assert guard["recipe"] == openvino_runtime.INT8_RECIPE
+    assert guard["recipe"] == INT8_RECIPE
     assert guard["passed"] == (guard["agreement"] >= 0.995 and guard["max_score_gap"] <= 0.01)
 
 
@@ -40,17 +49,17 @@ def test_restoration_keeps_layers_exact_until_the_known_answers_hold(guard):
     # and passes with a margin.
     steps = guard["steps"]
     assert [step["step"] for step in steps[:3]] == ["every matmul int8"] + ["sensitive layers exact"] * 2
-    assert all(step["max_score_gap"] > openvino_runtime.GUARD_MAX_SCORE_GAP for step in steps[:3])
+    assert all(step["max_score_gap"] > GUARD_MAX_SCORE_GAP for step in steps[:3])
     assert all(step["step"].endswith(" restored") for step in steps[3:])
     assert guard["passed"], guard
-    assert guard["max_score_gap"] == steps[-1]["max_score_gap"] <= openvino_runtime.RESTORED_MAX_SCORE_GAP
+    assert guard["max_score_gap"] == steps[-1]["max_score_gap"] <= RESTORED_MAX_SCORE_GAP
     assert guard["precision"] == "f32"
     import openvino as ov
 
-    build = openvino_runtime.build_dir(RUNTIME_CACHE_DIR, str(KNOWN_ANSWER_MODEL)) / "int8"
+    build = build_dir(RUNTIME_CACHE_DIR, str(KNOWN_ANSWER_MODEL)) / "int8"
     core = ov.Core()
-    models = {kind: core.read_model(build / f"{kind}.xml") for kind in openvino_runtime.TOWERS}
-    groups = {kind: openvino_runtime.quantisable_groups(models[kind]) for kind in openvino_runtime.TOWERS}
+    models = {kind: core.read_model(build / f"{kind}.xml") for kind in TOWERS}
+    groups = {kind: quantisable_groups(models[kind]) for kind in TOWERS}
     exact = {f"{kind}:{group}" for kind in groups for group, names in groups[kind].items()
              if not any(_quantised(models[kind], name) for name in names)}
     # The stored build is what was guarded: exactly the recorded groups are exact,
@@ -60,7 +69,7 @@ def test_restoration_keeps_layers_exact_until_the_known_answers_hold(guard):
     assert len(sensitive) == 5  # the patch embedding and 2 x 2 output projections
     restorable = guard["matmul_layers"] - len(sensitive)
     restored_layers = guard["matmul_layers"] - guard["int8_layers"] - len(sensitive)
-    assert 0 < restored_layers <= openvino_runtime.MAX_EXACT_SHARE * restorable
+    assert 0 < restored_layers <= MAX_EXACT_SHARE * restorable
 
 
 def _quantised(model, matmul_name):

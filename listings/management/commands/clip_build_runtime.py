@@ -10,7 +10,7 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from clipcheck.engine import openvino_runtime, runtimes
+from clipcheck.engine import openvino, runtimes
 from clipcheck.engine.clip import local_checkpoint
 from clipcheck.engine.lanes import forward_lanes
 from clipcheck.services.thresholds import default_threshold
@@ -28,8 +28,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument(
-            "--calibration-size", type=positive_int, default=openvino_runtime.CALIBRATION_SIZE,
-            help=f"Listings to calibrate on (default {openvino_runtime.CALIBRATION_SIZE}); as many again are held out "
+            "--calibration-size", type=positive_int, default=openvino.CALIBRATION_SIZE,
+            help=f"Listings to calibrate on (default {openvino.CALIBRATION_SIZE}); as many again are held out "
                  "for the guard.",
         )
         parser.add_argument("--threshold", type=float, help="Verdict threshold of the guard (default: the service's).")
@@ -44,13 +44,13 @@ class Command(BaseCommand):
         checkpoint = local_checkpoint(model)
 
         started = time.monotonic()
-        exact_dir, _ = openvino_runtime.ensure_exact_build(checkpoint=checkpoint, cache_dir=cache_dir)
+        exact_dir, _ = openvino.ensure_exact_build(checkpoint=checkpoint, cache_dir=cache_dir)
         self.stdout.write(f"Exact model: {exact_dir} ({time.monotonic() - started:.1f}s)")
 
         sets = catalogue_calibration_sets(checkpoint=checkpoint, count=options["calibration_size"], threshold=threshold)
         calibration, sample = sets if sets else (None, None)
         started = time.monotonic()
-        guard = openvino_runtime.runtime_build(
+        guard = openvino.runtime_build(
             checkpoint=checkpoint, cache_dir=cache_dir, calibration=calibration, sample=sample, threshold=threshold,
             rebuild=options["rebuild"],
         )
@@ -61,11 +61,11 @@ class Command(BaseCommand):
         )
         self.stdout.write(
             f"verdict agreement int8 vs float32: {guard['agreement']:.2%} (needed >= "
-            f"{openvino_runtime.GUARD_MIN_AGREEMENT:.1%})"
+            f"{openvino.GUARD_MIN_AGREEMENT:.1%})"
         )
         self.stdout.write(
             f"max score gap int8 vs float32: {guard['max_score_gap']:.4f} (needed <= "
-            f"{openvino_runtime.GUARD_MAX_SCORE_GAP})"
+            f"{openvino.GUARD_MAX_SCORE_GAP})"
         )
         for step in guard["steps"]:
             self.stdout.write(
@@ -80,9 +80,10 @@ class Command(BaseCommand):
         lanes = forward_lanes(clip_settings.NUM_THREADS, concurrent=clip_settings.CONCURRENT_ENCODERS)
         dtype = _dtype()
         names = ["openvino"] + (["openvino-int8"] if guard["passed"] else [])
-        for name in names:  # fills OpenVINO's compiled-model cache for the serving processes
-            openvino_runtime.OpenVinoRuntime.load(
+        for name in names:  # fills the compiled-model cache for the serving processes
+            openvino.load_openvino_runtime(
                 checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
+                fallback=False,
             )
         if guard["passed"]:
             self.stdout.write(self.style.SUCCESS("int8 enabled: RUNTIME 'auto' serves openvino-int8 on CPUs."))

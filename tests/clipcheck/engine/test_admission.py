@@ -25,11 +25,11 @@ def blocking_compute(release, started=None):
     return compute
 
 
-def occupy(gate):
-    """Starts an inference that holds one of the gate's slots until released."""
+def occupy(gate, rows=1):
+    """Starts an inference of ``rows`` rows that holds one of the gate's slots until released."""
     release, started = threading.Event(), threading.Event()
     thread, outcome = run_in_thread(
-        lambda: gate.run(blocking_compute(release, started), wait_seconds=0, timeout_seconds=10)
+        lambda: gate.run(blocking_compute(release, started), wait_seconds=0, timeout_seconds=10, rows=rows)
     )
     assert started.wait(5)
     return release, thread, outcome
@@ -158,6 +158,26 @@ class TestLatencyBudget:
         for release, thread, _ in held:
             release.set()
             thread.join(5)
+        gate.shutdown()
+
+    def test_the_expected_wait_counts_the_rows_in_flight_not_the_computations(self):
+        """One computation of 40 rows (a long text's passages and rewrites) is 40 rows ahead, not one."""
+        clock = ForwardClock()
+        clock.observe(0.01, 1)
+        gate = InferenceGate(capacity=8, clock=clock)
+        held = [occupy(gate, rows=40)]
+        assert gate.in_flight == 1 and gate.rows_in_flight == 40
+        assert gate.expected_wait() == pytest.approx(0.4)
+        with pytest.raises(ModelBusy):
+            gate.run(lambda: "shed", wait_seconds=5, timeout_seconds=5, budget_seconds=0.25)
+        for release, thread, _ in held:
+            release.set()
+            thread.join(5)
+        deadline = time.monotonic() + 5
+        while gate.rows_in_flight and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert gate.rows_in_flight == 0
+        assert gate.run(lambda: "admitted", wait_seconds=0, timeout_seconds=5, budget_seconds=0.25) == "admitted"
         gate.shutdown()
 
     def test_a_queue_as_deep_as_the_old_bound_is_admitted_within_the_default_budget(self, settings):

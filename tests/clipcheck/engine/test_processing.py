@@ -12,9 +12,13 @@ import pytest
 from PIL import Image
 from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
 
-from clipcheck.engine import openvino_runtime
+from clipcheck.engine.openvino import ensure_exact_build
 from clipcheck.engine.processing import (
-    ImagePreprocessor, ModelDims, load_image_preprocessor, load_tokenizer, text_token_limit,
+    ImagePreprocessor,
+    ModelDims,
+    load_image_preprocessor,
+    load_tokenizer,
+    text_token_limit,
 )
 from tests.support.runtime import RUNTIME_CACHE_DIR
 
@@ -100,7 +104,7 @@ print(engine.runtime_name, response.status_code, "torch" in sys.modules, "scipy"
 
 def test_an_openvino_worker_answers_without_importing_torch(tmp_path):
     # The build is the deploy step's (it converts with torch); the worker only serves it.
-    openvino_runtime.ensure_exact_build(checkpoint=KNOWN_ANSWER, cache_dir=RUNTIME_CACHE_DIR)
+    ensure_exact_build(checkpoint=KNOWN_ANSWER, cache_dir=RUNTIME_CACHE_DIR)
     picture = tmp_path / "red.png"
     Image.new("RGB", (64, 64), (220, 20, 20)).save(picture)
     environment = {

@@ -1,8 +1,10 @@
 """Runtimes behind the engine: selection, the OpenVINO cache, concurrent encoders."""
 
+import inspect
 import shutil
 import threading
 import time
+import typing
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +15,21 @@ from PIL import Image
 from rest_framework.test import APIClient
 
 from clipcheck.checks import check_clipcheck_settings
-from clipcheck.engine import get_engine, openvino_runtime, reset_engine
+from clipcheck.engine import get_engine, reset_engine
 from clipcheck.engine.lanes import ForwardLanes, forward_lanes
-from clipcheck.engine.runtimes import resolve_runtime
+from clipcheck.engine.openvino import (
+    BF16_WEIGHTS,
+    OpenVinoRuntime,
+    RuntimeCacheError,
+    cache_key,
+    compile_model,
+    ensure_bf16_weights_build,
+    ensure_exact_build,
+    file_sha256,
+    int8_proven,
+    verify,
+)
+from clipcheck.engine.runtimes import Runtime, resolve_runtime
 from tests.support.clip_settings import set_clip_settings
 from tests.support.images import image_bytes
 from tests.support.runtime import RUNTIME_CACHE_DIR
@@ -52,6 +66,23 @@ class TestSelection:
         assert forward_lanes(4, concurrent=False) == ForwardLanes(count=1, threads=4)
 
 
+@pytest.mark.parametrize("runtime", ["torch", "openvino"])
+def test_both_runtimes_offer_the_runtime_protocol_alike(settings, runtime, fresh_engine):
+    set_clip_settings(settings, RUNTIME=runtime, NUM_THREADS=2)
+    engine = get_engine()
+    loaded = engine.runtime
+    assert loaded.lanes == engine.lanes == ForwardLanes(count=2, threads=1)
+    for name, kind in typing.get_type_hints(Runtime).items():
+        assert isinstance(getattr(loaded, name), kind), (name, getattr(loaded, name))
+    for name in ("image_features", "text_features"):
+        offered, declared = inspect.signature(getattr(type(loaded), name)), inspect.signature(getattr(Runtime, name))
+        assert offered.parameters.keys() == declared.parameters.keys()
+        assert offered.parameters["lane"].default == declared.parameters["lane"].default == 0
+    # Nothing one runtime offers and the other does not: the engine calls the two forwards only.
+    methods = [name for name, member in vars(type(loaded)).items() if inspect.isfunction(member)]
+    assert [name for name in methods if not name.startswith("_")] == ["image_features", "text_features"]
+
+
 def torch_reference(pictures, texts):
     engine = get_engine()
     assert engine.runtime_name == "torch"
@@ -82,23 +113,23 @@ def test_converted_models_answer_like_torch_and_a_damaged_cache_is_rebuilt(
 
     # A copy of the build (conversion costs seconds) in a cache of this test's own.
     cache_dir = tmp_path / "runtime-cache"
-    key = openvino_runtime.cache_key(tiny_model_dir)
+    key = cache_key(tiny_model_dir)
     shutil.copytree(Path(RUNTIME_CACHE_DIR) / key / "fp32", cache_dir / key / "fp32")
     build = cache_dir / key / "fp32"
-    assert openvino_runtime.verify(build)["files"]["image.bin"]
+    assert verify(build)["files"]["image.bin"]
     # Zeroed bytes in the weights, a lost file: the next load must trust neither.
     weights = build / "image.bin"
     data = bytearray(weights.read_bytes())
     data[len(data) // 2: len(data) // 2 + 64] = bytes(64)
     weights.write_bytes(bytes(data))
     (build / "text.xml").unlink()
-    with pytest.raises(openvino_runtime.RuntimeCacheError):
-        openvino_runtime.verify(build)
+    with pytest.raises(RuntimeCacheError):
+        verify(build)
 
     images, texts = openvino_embeddings(settings, cache_dir)
     assert np.abs(images - reference_images).max() < 1e-4
     assert np.abs(texts - reference_texts).max() < 1e-4
-    assert openvino_runtime.verify(build)["files"]["text.xml"]  # rebuilt and recorded again
+    assert verify(build)["files"]["text.xml"]  # rebuilt and recorded again
 
 
 def test_openvino_text_forwards_run_at_widths_in_steps_of_eight(settings, monkeypatch, fresh_engine):
@@ -115,7 +146,7 @@ def test_openvino_text_forwards_run_at_widths_in_steps_of_eight(settings, monkey
     assert engine.max_text_tokens in widths  # the long text: cut to the context, never past it
     # Each as alone, at its own width: the padding changes nothing.
     monkeypatch.setattr(engine.runtime, "text_width_step", 1)
-    for text, embedding in zip(texts, embeddings):
+    for text, embedding in zip(texts, embeddings, strict=True):
         alone = engine._encode_text_batch([text])[0][0]
         assert np.abs(alone - embedding).max() < 1e-5
 
@@ -134,10 +165,10 @@ def test_the_compiled_models_leave_their_threads_unpinned(settings, fresh_engine
 def test_the_cache_key_follows_the_checkpoint_content(tiny_model_dir, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(tiny_model_dir, copy)
-    assert openvino_runtime.cache_key(copy) == openvino_runtime.cache_key(tiny_model_dir)
+    assert cache_key(copy) == cache_key(tiny_model_dir)
     config = copy / "config.json"
     config.write_text(config.read_text().replace('"logit_scale_init_value"', ' "logit_scale_init_value"'))
-    assert openvino_runtime.cache_key(copy) != openvino_runtime.cache_key(tiny_model_dir)
+    assert cache_key(copy) != cache_key(tiny_model_dir)
 
 
 @pytest.mark.django_db
@@ -215,14 +246,14 @@ def test_the_build_command_reports_the_guard_and_fills_the_cache(settings, tiny_
     call_command("clip_build_runtime")
     output = capsys.readouterr().out
     assert "verdict agreement int8 vs float32:" in output and "max score gap int8 vs float32:" in output
-    build = Path(RUNTIME_CACHE_DIR) / openvino_runtime.cache_key(tiny_model_dir)
-    guard = openvino_runtime.verify(build / "int8")["guard"]
+    build = Path(RUNTIME_CACHE_DIR) / cache_key(tiny_model_dir)
+    guard = verify(build / "int8")["guard"]
     assert f"{guard['agreement']:.2%}" in output and f"{guard['max_score_gap']:.4f}" in output
     assert f"int8 layers: {guard['int8_layers']} of {guard['matmul_layers']} matmuls" in output
     assert all(f"max score gap {step['max_score_gap']:.4f}" in output for step in guard["steps"])
     assert guard["calibration"]["source"] == "generic" and guard["pairs"] == 128
     enabled = "int8 enabled" in output
-    assert enabled == guard["passed"] == openvino_runtime.int8_proven(
+    assert enabled == guard["passed"] == int8_proven(
         checkpoint=tiny_model_dir, cache_dir=RUNTIME_CACHE_DIR
     )
     assert any((build / "compiled").iterdir())  # compiled-model cache filled for the workers
@@ -236,21 +267,21 @@ def test_at_bf16_the_bf16_weight_build_answers_bit_for_bit_like_the_float32_ir(
     set_clip_settings(settings, RUNTIME="openvino", DTYPE="bfloat16", RUNTIME_CACHE_DIR=str(cache_dir))
     engine = get_engine()
     served_images, served_texts = engine.encode_images(PICTURES), engine.encode_texts(TEXTS)[0]
-    build = Path(cache_dir) / openvino_runtime.cache_key(tiny_model_dir)
-    manifest = openvino_runtime.verify(build / openvino_runtime.BF16_WEIGHTS)
+    build = Path(cache_dir) / cache_key(tiny_model_dir)
+    manifest = verify(build / BF16_WEIGHTS)
     # Every matmul weight of both towers rounded, and marked so that the plugin keeps it in bf16.
     assert manifest["replaced"] == {"image": 13, "text": 13}
     core = openvino.Core()
     for tower in ("image", "text"):
-        ops = core.read_model(build / openvino_runtime.BF16_WEIGHTS / f"{tower}.xml").get_ordered_ops()
+        ops = core.read_model(build / BF16_WEIGHTS / f"{tower}.xml").get_ordered_ops()
         marked = [op for op in ops if op.get_type_name() == "Convert"
                   and any(key.startswith("decompression") for key in op.get_rt_info().keys())]
         assert len(marked) == 13
 
     # The float32 IR compiled at bf16, as served before: the same answers, bit for bit.
-    exact = openvino_runtime.OpenVinoRuntime(
-        image_model=openvino_runtime.compile_model(build / "fp32" / "image.xml", precision="bf16", threads=1),
-        text_model=openvino_runtime.compile_model(build / "fp32" / "text.xml", precision="bf16", threads=1),
+    exact = OpenVinoRuntime(
+        image_model=compile_model(build / "fp32" / "image.xml", precision="bf16", threads=1),
+        text_model=compile_model(build / "fp32" / "text.xml", precision="bf16", threads=1),
         logit_scale=engine.logit_scale, int8=False,
     )
     pixels = engine.preprocess(PICTURES)
@@ -260,16 +291,16 @@ def test_at_bf16_the_bf16_weight_build_answers_bit_for_bit_like_the_float32_ir(
 
 
 def test_a_bf16_weight_build_of_another_exact_build_is_made_again(tiny_model_dir, tmp_path):
-    exact_dir, _ = openvino_runtime.ensure_exact_build(checkpoint=tiny_model_dir, cache_dir=str(tmp_path))
-    served = openvino_runtime.ensure_bf16_weights_build(
+    exact_dir, _ = ensure_exact_build(checkpoint=tiny_model_dir, cache_dir=str(tmp_path))
+    served = ensure_bf16_weights_build(
         checkpoint=tiny_model_dir, cache_dir=str(tmp_path), exact_dir=exact_dir)
-    target = exact_dir.parent / openvino_runtime.BF16_WEIGHTS
+    target = exact_dir.parent / BF16_WEIGHTS
     manifest_path = target / "manifest.json"
     manifest = manifest_path.read_text()
     manifest_path.write_text(manifest.replace('"exact_manifest": "', '"exact_manifest": "0'))
-    again = openvino_runtime.ensure_bf16_weights_build(
+    again = ensure_bf16_weights_build(
         checkpoint=tiny_model_dir, cache_dir=str(tmp_path), exact_dir=exact_dir)
     assert again == served
     # Rebuilt from the exact build it now names (the tampered record is gone).
-    source = openvino_runtime.file_sha256(exact_dir / "manifest.json")
-    assert openvino_runtime.verify(target)["exact_manifest"] == source
+    source = file_sha256(exact_dir / "manifest.json")
+    assert verify(target)["exact_manifest"] == source
