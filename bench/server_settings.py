@@ -7,5 +7,8 @@ from clipproject.settings import CLIPCHECK
 # Merged into the project's policies, which carry its own views' scopes (upload).
 CLIPCHECK = {
     **CLIPCHECK,
-    "ACCESS": {**CLIPCHECK["ACCESS"], **{scope: {"rate": None} for scope in ("analyze", "classify", "health")}},
+    "ACCESS": {
+        **CLIPCHECK["ACCESS"],
+        **{scope: {"rate": None, "cost_rate": None} for scope in ("analyze", "classify", "health")},
+    },
 }

@@ -4,9 +4,12 @@ A view names its policy with ``access_scope = "analyze"``; the policy is the
 scope's entry in ``CLIPCHECK["ACCESS"]`` (defaults in ``clipcheck.settings``; a
 project adds the scopes of its own views)::
 
-    {"anonymous": True, "permissions": [], "rate": "60/minute", "user_rate": None}
+    {"anonymous": True, "permissions": [], "rate": "60/minute", "user_rate": None,
+     "cost_rate": "180/minute", "user_cost_rate": None}
 
-``EndpointPolicyPermission`` and ``EndpointRateThrottle`` enforce it. They are
+``EndpointPolicyPermission`` and ``EndpointRateThrottle`` enforce it; the
+cost rate counts rows of model work (``clipcheck.costs``) instead of
+requests, charged by the view once the request is planned (``cost_charge``). They are
 the project's DRF defaults, so a new view only needs an ``access_scope`` and
 a table entry. A routed view guarded by them without a policy is reported
 by the system check ``clipcheck.E012``; at run time the permission refuses
@@ -16,6 +19,7 @@ it (fail closed) and the throttle leaves it alone.
 import logging
 
 from django.core.cache import caches
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -23,9 +27,11 @@ from clipcheck.settings import DEFAULTS, clip_settings
 
 logger = logging.getLogger(__name__)
 
-POLICY_KEYS = ("anonymous", "permissions", "rate", "user_rate")
+POLICY_KEYS = ("anonymous", "permissions", "rate", "user_rate", "cost_rate", "user_cost_rate")
 # A scope that the defaults don't know starts closed: authenticated, no limit.
-BASE_POLICY = {"anonymous": False, "permissions": [], "rate": None, "user_rate": None}
+BASE_POLICY = {
+    "anonymous": False, "permissions": [], "rate": None, "user_rate": None, "cost_rate": None, "user_cost_rate": None,
+}
 PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
@@ -96,6 +102,10 @@ class EndpointRateThrottle(SimpleRateThrottle):
     Clients are users when authenticated, else IP addresses
     (``REST_FRAMEWORK["NUM_PROXIES"]`` decides how X-Forwarded-For counts).
 
+    A client that has spent its cost rate (rows of model work, charged by
+    ``cost_charge``) in the current window is refused here too, before its
+    request is parsed.
+
     If the cache cannot be reached the request is let through and logged:
     an outage of the counter store must not take the API down.
     """
@@ -112,21 +122,30 @@ class EndpointRateThrottle(SimpleRateThrottle):
             return True
         authenticated = bool(request.user and request.user.is_authenticated)
         rate = (policy["user_rate"] or policy["rate"]) if authenticated else policy["rate"]
-        if not rate:
-            return True
+        ident = client_ident(self, request)
+        if rate and not self._within(rate, key_format=self.cache_format, scope=view.access_scope, ident=ident):
+            return False
+        cost_rate = cost_rate_of(policy, authenticated=authenticated)
+        if cost_rate and not self._within(
+            cost_rate, key_format=COST_KEY_FORMAT, scope=view.access_scope, ident=ident, increment=False,
+        ):
+            return False
+        return True
+
+    def _within(self, rate, *, key_format, scope, ident, increment=True):
+        """Whether the client is within ``rate`` in this window (counting this request when ``increment``)."""
         limit, period = parse_rate(rate)
         now = self.timer()  # SimpleRateThrottle.timer: time.time
         window = int(now // period)
-        ident = f"user-{request.user.pk}" if authenticated else f"ip-{self.get_ident(request)}"
-        key = self.cache_format % {"scope": view.access_scope, "ident": ident, "window": window}
+        key = key_format % {"scope": scope, "ident": ident, "window": window}
         try:
-            count = self._count(key, period)
+            count = self._count(key, period) if increment else fixed_window_count(key, period, increment=False)
         except Exception:
             logger.warning("Throttle cache unavailable; request %s not counted.", key, exc_info=True)
             return True
-        if count is None or count <= limit:
+        if count is None or (count <= limit if increment else count < limit):
             return True
-        self.wait_seconds = max(1, int((window + 1) * period - now + 0.999))
+        self.wait_seconds = _seconds_left(window, period, now)
         return False
 
     @staticmethod
@@ -137,9 +156,65 @@ class EndpointRateThrottle(SimpleRateThrottle):
         return self.wait_seconds
 
 
-def fixed_window_count(key, period, *, increment=True):
+COST_KEY_FORMAT = "clipcheck:cost:%(scope)s:%(ident)s:%(window)s"
+
+
+def client_ident(throttle, request):
+    """Who a request is counted for: its user, else its address."""
+    if request.user and request.user.is_authenticated:
+        return f"user-{request.user.pk}"
+    return f"ip-{throttle.get_ident(request)}"
+
+
+def cost_rate_of(policy, *, authenticated):
+    return (policy["user_cost_rate"] or policy["cost_rate"]) if authenticated else policy["cost_rate"]
+
+
+def _seconds_left(window, period, now):
+    return max(1, int((window + 1) * period - now + 0.999))
+
+
+def cost_charge(request, view):
+    """``charge(rows)`` for a view's request: debits the rows of model work it
+    is about to cost from its client's cost rate (``cost_rate``, or
+    ``user_cost_rate`` for users) in the current window; None when its scope
+    has no cost rate for this client.
+
+    A request that finds the window's allowance spent is refused with 429
+    ``throttled`` before any model work, its rows refunded; one that finds
+    some left may take more than is left (no request is too big to ever be
+    served), and the client waits for the next window.
+    """
+    policy = view_policy(view)
+    if policy is None:
+        return None
+    authenticated = bool(request.user and request.user.is_authenticated)
+    rate = cost_rate_of(policy, authenticated=authenticated)
+    if not rate:
+        return None
+    limit, period = parse_rate(rate)
+    throttle = EndpointRateThrottle()
+    ident = client_ident(throttle, request)
+
+    def charge(rows):
+        now = throttle.timer()
+        window = int(now // period)
+        key = COST_KEY_FORMAT % {"scope": view.access_scope, "ident": ident, "window": window}
+        try:
+            spent = fixed_window_count(key, period, amount=rows)
+        except Exception:
+            logger.warning("Throttle cache unavailable; %s rows of %s not charged.", rows, key, exc_info=True)
+            return
+        if spent - rows >= limit:
+            fixed_window_count(key, period, amount=-rows)
+            raise Throttled(wait=_seconds_left(window, period, now))
+
+    return charge
+
+
+def fixed_window_count(key, period, *, increment=True, amount=1):
     """The counter ``key`` of a fixed window of ``period`` seconds in the
-    throttle cache, advanced by one first unless ``increment`` is false."""
+    throttle cache, advanced by ``amount`` (one) first unless ``increment`` is false."""
     cache = caches[clip_settings.THROTTLE_CACHE]
     if not increment:
         return int(cache.get(key) or 0)
@@ -147,7 +222,7 @@ def fixed_window_count(key, period, *, increment=True):
     # outlives its window by a little so a slow incr never resurrects it.
     cache.add(key, 0, timeout=period + 5)
     try:
-        return cache.incr(key)
+        return cache.incr(key, amount)
     except ValueError:  # evicted between add and incr
-        cache.add(key, 1, timeout=period + 5)
-        return 1
+        cache.add(key, max(amount, 0), timeout=period + 5)
+        return max(amount, 0)

@@ -7,6 +7,7 @@ Because the rewrites keep everything else the seller wrote, this works with
 any CLIP checkpoint and any domain: only the value changes.
 """
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ class Mention:
     spans: tuple  # (start, end) of each occurrence in the text
 
 
+@functools.lru_cache(maxsize=4096)
 def _value_pattern(value):
     # Whole words only ("red" is not in "reduced"); any run of spaces or a
     # hyphen between the words of a value ("polka-dot").

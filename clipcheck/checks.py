@@ -19,7 +19,7 @@ POSITIVE_INTEGERS = (
     "BATCH_SIZE", "BATCH_MAX_ITEMS", "MAX_UPLOAD_BYTES", "MAX_IMAGE_PIXELS", "MAX_TEXT_LENGTH",
     "MAX_CATEGORIES", "MAX_CATEGORY_LENGTH", "DEFAULT_TOP_K", "MAX_REQUEST_BYTES", "MAX_QUEUE",
     "MAX_PASSAGES", "MAX_REWRITES", "REWRITES_PER_PASSAGE", "DECODE_MEMORY_BUDGET_BYTES", "SEARCH_DEFAULT_K",
-    "SEARCH_MAX_K", "EMBED_MAX_ITEMS",
+    "SEARCH_MAX_K", "EMBED_MAX_ITEMS", "MAX_REQUEST_ROWS",
 )
 # key → (smallest allowed value, whether the bound itself is allowed)
 NUMBERS = {
@@ -346,7 +346,7 @@ def _policy_problems(policy):
         problems.append("anonymous must be True or False")
     if not _is_permission_list(policy.get("permissions", [])):
         problems.append("permissions must be a list of 'app_label.codename' names")
-    for key in ("rate", "user_rate"):
+    for key in ("rate", "user_rate", "cost_rate", "user_cost_rate"):
         if policy.get(key) is not None:
             try:
                 parse_rate(policy[key])

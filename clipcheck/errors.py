@@ -106,3 +106,22 @@ class DatabaseUnavailable(ClipcheckError):
     code = "database_unavailable"
     default_message = "The database is unavailable; retry shortly."
     retry_after = 5
+
+
+class RequestTooCostly(ClipcheckError):
+    """A request needs more model work than one request may have (``MAX_REQUEST_ROWS``).
+
+    ``cost`` counts its rows (``clipcheck.costs.Cost.as_dict``); ``partial``
+    says it was counted only until it passed the bound.
+    """
+
+    status_code = 413
+    code = "request_too_costly"
+
+    def __init__(self, *, cost, max_rows, partial=False):
+        needs = f"at least {cost['rows']}" if partial else str(cost["rows"])
+        super().__init__(
+            f"This request needs {needs} rows of model work (photos, text passages and attribute rewrites); "
+            f"one request may have at most {max_rows}. Send fewer items or shorter texts.",
+            detail={**cost, "max_rows": max_rows},
+        )

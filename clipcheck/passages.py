@@ -11,7 +11,9 @@ into windows that fit. Each sentence is a passage of its own, so a matching
 sentence is never diluted by boilerplate around it. When that gives more
 than ``MAX_PASSAGES`` passages, neighbouring passages are packed together
 while they fit; what is still beyond ``MAX_PASSAGES`` passages is not
-scored, and the answer says so (``text_truncated``).
+scored, and the answer says so (``text_truncated``). Text beyond what
+``MAX_PASSAGES`` contexts can hold is not even split: the cost of planning is
+bounded by what can be scored, not by the text's length.
 """
 
 import re
@@ -43,30 +45,44 @@ def _sentence_spans(text):
     return [(s, e) for s, e in spans if text[s:e].strip()]
 
 
-def _fit(text, spans, count_tokens, max_tokens):
-    """Spans whose text fits ``max_tokens``; longer ones cut into word windows."""
+def _fit(text, spans, count_tokens, max_tokens, *, special, max_content):
+    """``(spans whose text fits max_tokens, whether all of the text was reached)``;
+    longer spans are cut into word windows.
+
+    Planning stops once the spans hold ``max_content`` tokens (``special``,
+    the start and end markers every count includes, left out), as many as
+    the passages that can be scored: the rest of a long text costs no tokenizing.
+    """
     lengths = count_tokens([text[s:e] for s, e in spans])
-    fitted = []
-    for (start, end), length in zip(spans, lengths):
+    fitted, content = [], 0
+    for (start, end), length in zip(spans, lengths, strict=True):
+        if content >= max_content:
+            return fitted, False
         if length <= max_tokens:
             fitted.append((start, end))
+            content += length - special
             continue
         words = [(start + m.start(), start + m.end()) for m in WORD.finditer(text[start:end])]
         window_start = 0
         while window_start < len(words):
-            # Largest window from window_start that fits: binary search on the word count.
-            low, high = 1, len(words) - window_start
+            if content >= max_content:
+                return fitted, False
+            # Largest window from window_start that fits: binary search on the word count. A word is at
+            # least one token, so no window holds more words than the context has tokens.
+            low, high, low_length = 1, min(len(words) - window_start, max_tokens - special), None
             while low < high:
                 middle = (low + high + 1) // 2
                 s, e = words[window_start][0], words[window_start + middle - 1][1]
-                if count_tokens([text[s:e]])[0] <= max_tokens:
-                    low = middle
+                length = count_tokens([text[s:e]])[0]
+                if length <= max_tokens:
+                    low, low_length = middle, length
                 else:
                     high = middle - 1
             s, e = words[window_start][0], words[window_start + low - 1][1]
             fitted.append((s, e))
+            content += (low_length if low_length is not None else count_tokens([text[s:e]])[0]) - special
             window_start += low
-    return fitted
+    return fitted, True
 
 
 def _pack(text, spans, count_tokens, max_tokens, max_passages):
@@ -95,11 +111,16 @@ def text_passages(text, *, count_tokens, max_tokens, max_passages):
 
     ``count_tokens(list of str) -> list of int`` counts tokens with the
     model's tokenizer (special tokens included); ``max_tokens`` is the
-    model's context.
+    model's context. The work is bounded by what can be scored, whatever the
+    text's length: planning stops at ``max_passages`` contexts' worth of tokens.
     """
-    spans = _fit(text, _sentence_spans(text), count_tokens, max_tokens)
+    special = count_tokens([""])[0]
+    spans, reached_end = _fit(
+        text, _sentence_spans(text), count_tokens, max_tokens,
+        special=special, max_content=max_passages * (max_tokens - special),
+    )
     spans = _pack(text, spans, count_tokens, max_tokens, max_passages)
-    covered = len(spans) <= max_passages
+    covered = reached_end and len(spans) <= max_passages
     spans = spans[:max_passages]
     passages = [Passage(index=i, start=s, end=e, text=text[s:e]) for i, (s, e) in enumerate(spans)]
     return passages, covered

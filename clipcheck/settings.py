@@ -94,6 +94,11 @@ DEFAULTS = {
     "BATCH_SIZE": 32,
     "BATCH_ROOT": None,
     "BATCH_MAX_ITEMS": 256,
+    # Rows of model work one /clip/analyze or /clip/analyze-batch request may
+    # cost (photos, text passages, attribute rewrites: clipcheck.costs),
+    # counted before the model runs: over it, 413 request_too_costly. 1024
+    # is BATCH_MAX_ITEMS (256) items of 4 rows (a photo, passages, a rewrite).
+    "MAX_REQUEST_ROWS": 1024,
     # Online requests arriving together share one forward pass: the
     # micro-batcher waits at most BATCH_WAIT_MS for requests already on
     # their way (clipcheck.engine.batcher).
@@ -172,8 +177,14 @@ DEFAULTS = {
     #   rate:        "N/second|minute|hour|day" per client (IP address
     #                for anonymous clients, user otherwise); None: unlimited.
     #   user_rate:   optional different rate for authenticated users.
+    #   cost_rate:   "N/second|minute|hour|day" rows of model work (photos,
+    #                text passages, attribute rewrites: clipcheck.costs) per
+    #                client, charged before the model runs; None: unlimited.
+    #   user_cost_rate: optional different cost rate for authenticated users.
     "ACCESS": {
-        "analyze": {"anonymous": True, "permissions": [], "rate": "60/minute"},
+        # An ordinary answer costs 2 or 3 rows (a photo, a text, its rewrite if
+        # it fails), the longest text 65: 180 rows are 60 ordinary answers.
+        "analyze": {"anonymous": True, "permissions": [], "rate": "60/minute", "cost_rate": "180/minute"},
         "classify": {"anonymous": True, "permissions": [], "rate": "60/minute"},
         "categories": {"anonymous": True, "permissions": [], "rate": "300/minute"},
         "health": {"anonymous": True, "permissions": [], "rate": "600/minute"},

@@ -151,6 +151,12 @@ def text_plan(*, text, engine):
     return plan
 
 
+def _run_here(compute, rows=1):
+    """Run a model computation in this thread: ``run`` for callers without admission control
+    (``rows``, the rows it encodes, is what admission counts)."""
+    return compute()
+
+
 # Each attribute value's own embedding, per engine: encoded once per model
 # (a few dozen rows) and kept for the life of the engine, whatever the
 # engine's text cache evicts.
@@ -158,31 +164,31 @@ _values_cache = weakref.WeakKeyDictionary()
 _values_lock = threading.Lock()
 
 
-def values_vectors(*, values, engine, run=lambda compute: compute()):
+def values_vectors(*, values, engine, run=_run_here):
     """``{value: unit vector}`` for attribute values (the bare words), cached per engine."""
     with _values_lock:
         known = _values_cache.setdefault(engine, {})
         missing = sorted(value for value in values if value not in known)
     if missing:
-        vectors, _ = run(lambda: engine.encode_texts(missing))
+        vectors, _ = run(lambda: engine.encode_texts(missing), rows=len(missing))
         with _values_lock:
             known.update(zip(missing, (np.array(vector) for vector in vectors), strict=True))
     return {value: known[value] for value in values}
 
 
-def texts_vectors(*, strings, engine, run=lambda compute: compute()):
+def texts_vectors(*, strings, engine, run=_run_here):
     """One ``encode_texts`` call for ``strings``: ``{string: vector}``.
 
-    ``run`` wraps the model call (admission control, ``run_inference``).
+    ``run(compute, rows=)`` wraps the model call (admission control, ``run_inference``).
     """
     strings = list(dict.fromkeys(strings))
     if not strings:
         return {}
-    vectors, _ = run(lambda: engine.encode_texts(strings))
+    vectors, _ = run(lambda: engine.encode_texts(strings), rows=len(strings))
     return dict(zip(strings, vectors, strict=True))
 
 
-def texts_judge(*, plans, image_vector_groups, thresholds, engine, run=lambda compute: compute()):
+def texts_judge(*, plans, image_vector_groups, thresholds, engine, run=_run_here):
     """Judge planned texts, each against its group of image vectors: one ``TextJudgement`` each.
 
     One forward for all passages; then one for the likeliest rewrites of

@@ -28,9 +28,11 @@ ERROR_DESCRIPTIONS = {
     401: "Credentials are required for this endpoint, or the ones sent are invalid.",
     403: "The authenticated user lacks the permission this endpoint requires (or the CSRF check failed).",
     411: "The body was sent chunked, without Content-Length.",
-    413: "The request body, the file, or the image's pixel count (or the memory to decode it) is over the limit.",
+    413: "The request body, the file, or the image's pixel count (or the memory to decode it) is over the limit, "
+         "or the request needs more model work than one request may have (request_too_costly).",
     415: "The body's content type or charset, or the uploaded image's format, is not accepted.",
-    429: "Too many requests (or failed token authentications) from this client; retry after Retry-After seconds.",
+    429: "Too many requests, too much model work (the cost rate), or too many failed token authentications from "
+         "this client; retry after Retry-After seconds.",
     503: "The model is unavailable, overloaded or timed out, or the database is unreachable.",
 }
 # Errors any endpoint can answer: malformed or oversized requests, refused
@@ -153,6 +155,9 @@ class ClipAutoSchema(AutoSchema):
         limit = f"Rate limit: {rate} per client." if rate else "No rate limit."
         if policy["user_rate"]:
             limit += f" Authenticated users: {policy['user_rate']}."
+        if policy["cost_rate"] or policy["user_cost_rate"]:
+            limit += f" Model work (rows: photos, text passages, attribute rewrites): {policy['cost_rate'] or 'unlimited'}"
+            limit += f", authenticated users {policy['user_cost_rate']}." if policy["user_cost_rate"] else "."
         return f"{description}\n\n{who} {limit}".strip()
 
 

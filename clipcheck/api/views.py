@@ -10,12 +10,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipcheck.services.adaptations import adaptation_summary
-from clipcheck.services.analyses import analysis_create
-from clipcheck.services.batch import batch_analyze
-from clipcheck.services.classification import image_classify
-from clipcheck.services.embeddings import embeddings_compute
-from clipcheck.services.thresholds import default_threshold, model_shown
+from clipcheck.access import cost_charge
 from clipcheck.api.exceptions import error_body
 from clipcheck.api.parsers import BoundedJSONParser
 from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
@@ -32,11 +27,24 @@ from clipcheck.api.serializers import (
     HealthSerializer,
     HealthUnavailableSerializer,
 )
+from clipcheck.costs import RequestBudget
 from clipcheck.engine import engine_status
 from clipcheck.models import Analysis
+from clipcheck.services.adaptations import adaptation_summary
+from clipcheck.services.analyses import analysis_create
+from clipcheck.services.batch import batch_analyze
+from clipcheck.services.classification import image_classify
+from clipcheck.services.embeddings import embeddings_compute
+from clipcheck.services.thresholds import default_threshold, model_shown
 from clipcheck.settings import clip_settings
 
 SERVICE_NAME = "CLIP analyzer"
+
+
+def request_budget(request, view):
+    """What one request may cost the model, charged to its client's cost rate."""
+    return RequestBudget(max_rows=int(clip_settings.MAX_REQUEST_ROWS), charge=cost_charge(request, view))
+
 class AnalyzeView(APIView):
     access_scope = "analyze"
     parser_classes = [MultiPartParser, FormParser]
@@ -54,7 +62,8 @@ class AnalyzeView(APIView):
         if threshold is None and data.get("category"):
             threshold = default_threshold(category=data["category"])
         analysis = analysis_create(
-            image=data["file"], text=data["text"], threshold=threshold, source=Analysis.Source.API
+            image=data["file"], text=data["text"], threshold=threshold, source=Analysis.Source.API,
+            budget=request_budget(request, self),
         )
         return Response(AnalyzeResultSerializer(analysis.result()).data)
 
@@ -122,7 +131,8 @@ class AnalyzeBatchView(APIView):
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        return Response(BatchResultSerializer({"results": batch_analyze(items=serializer.validated_data["items"])}).data)
+        results = batch_analyze(items=serializer.validated_data["items"], budget=request_budget(request, self))
+        return Response(BatchResultSerializer({"results": results}).data)
 
 
 class HealthView(APIView):

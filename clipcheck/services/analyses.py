@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
-from clipcheck import metrics, scoring, selectors, verdicts
+from clipcheck import costs, metrics, scoring, selectors, verdicts
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.hashes import text_hash
@@ -40,24 +40,25 @@ class AnalysisRequest:
     category: str = ""  # the item's category, where it has one (score metrics)
 
 
-def analysis_create(*, image, text, threshold=None, source, subject=None):
+def analysis_create(*, image, text, threshold=None, source, subject=None, budget=None):
     """Analyse one decoded image against one text and store the result."""
     request = AnalysisRequest(image=image, text=text, threshold=threshold, subject=subject)
-    return analyses_create(requests=[request], source=source)[0]
+    return analyses_create(requests=[request], source=source, budget=budget)[0]
 
 
-def analyses_create(*, requests, source):
+def analyses_create(*, requests, source, budget=None, plans=None):
     """Analyse image/text pairs and store one ``Analysis`` per pair, in order.
 
     ``analyses_compute`` followed by ``analyses_save`` in one transaction.
     """
-    analyses = analyses_compute(requests=requests, source=source)
+    analyses = analyses_compute(requests=requests, source=source, budget=budget, plans=plans)
     with transaction.atomic():
         analyses_save(analyses=analyses)
     return analyses
 
 
-def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=None, looks_like_top_k=2):
+def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=None, looks_like_top_k=2,
+                     budget=None, plans=None):
     """Analyse image/text pairs: one unsaved ``Analysis`` per pair, in order.
 
     A pair already analysed with the same image bytes, text, threshold and
@@ -72,7 +73,10 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     rewrites, reasons); a request with ``alternatives`` is never answered
     from a stored verdict. ``image_vectors`` ({sha256: vector}) are
     embeddings the caller already holds; ``looks_like_top_k`` bounds the
-    categories a mismatch reason names.
+    categories a mismatch reason names. With a ``budget``
+    (``costs.RequestBudget``) the pairs to compute are refused over its bound
+    and charged to its client before any model work; ``plans`` ({text:
+    ``verdicts.TextPlan``}) are texts the caller planned already.
     """
     model = model_id()
     requests = [_with_threshold(request) for request in requests]
@@ -90,7 +94,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     to_compute = [index for index, key in enumerate(keys) if key not in earlier or requests[index].alternatives]
     computed, judged_images, device, compute_ms = _pairs_compute(
         requests=[requests[index] for index in to_compute], model=model, store_embeddings=store_embeddings,
-        known=image_vectors, top_k=looks_like_top_k,
+        known=image_vectors, top_k=looks_like_top_k, budget=budget, plans=plans or {},
     )
     results = _adapted_results(dict(zip(to_compute, computed)), requests=requests, active=active)
     judged = dict(zip(to_compute, judged_images))
@@ -126,7 +130,7 @@ def _with_threshold(request):
     )
 
 
-def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
+def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2, budget=None, plans=None):
     """The model's verdicts: ``(results, the photo each text was judged on, device, milliseconds per pair)``.
 
     One ``encode_images`` call for the photos without a stored (or
@@ -141,12 +145,17 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2):
     started = time.monotonic()
     engine = get_engine()
     photos = [[request.image, *request.alternatives] for request in requests]
-    plans = [verdicts.text_plan(text=request.text, engine=engine) for request in requests]
+    planned = plans or {}
+    plans = [planned.get(request.text) or verdicts.text_plan(text=request.text, engine=engine) for request in requests]
+    if budget is not None:
+        budget.admit(costs.plans_cost(plans, photos=sum(len(group) for group in photos)))
     # Started first, the texts' forward runs while the photos are encoded, on
     # the same admission slot (the engine's lanes overlap them when the cores
     # allow); ``texts_judge`` below then finds them in the engine's text cache.
+    # The slot counts the rows of both in flight.
     strings = [string for plan in plans for string in plan.passage_strings()]
-    with start_inference(lambda: verdicts.texts_vectors(strings=strings, engine=engine)) as pending_texts:
+    rows = len(set(strings)) + sum(len(group) for group in photos)
+    with start_inference(lambda: verdicts.texts_vectors(strings=strings, engine=engine), rows=rows) as pending_texts:
         vectors = image_embeddings_compute(
             images=[photo for group in photos for photo in group], model=model, engine=engine,
             store=store_embeddings, known=known, run=pending_texts.alongside,

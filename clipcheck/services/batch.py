@@ -1,5 +1,7 @@
 """Batch analysis of server-side images (``POST /clip/analyze-batch``)."""
 
+from clipcheck import costs
+from clipcheck.engine import get_engine
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import decode_image, read_batch_file
 from clipcheck.models import Analysis
@@ -7,16 +9,20 @@ from clipcheck.services.analyses import AnalysisRequest, analyses_create
 from clipcheck.settings import clip_settings
 
 
-def batch_analyze(*, items):
+def batch_analyze(*, items, budget=None):
     """Score server-side images against texts, in input order.
 
     ``items`` are dicts with ``image_path``, ``text`` and optional
     ``threshold``, or an ``error`` already found by validation. A bad item
     gets its own ``error`` entry; the others are unaffected. Items are
     decoded and encoded ``BATCH_SIZE`` at a time so memory stays bounded.
+    With a ``budget`` (``costs.RequestBudget``) the whole request is
+    planned first and refused over its bound, or charged, before any file
+    is read: what every item may cost, stored verdicts included.
     """
     if not clip_settings.BATCH_ROOT:
         raise BatchUnavailable("Batch analysis is disabled: CLIPCHECK BATCH_ROOT is not configured.")
+    plans = _batch_plans(items=items, budget=budget)
     results = [None] * len(items)
     batch_size = int(clip_settings.BATCH_SIZE)
     for start in range(0, len(items), batch_size):
@@ -39,8 +45,18 @@ def batch_analyze(*, items):
                 AnalysisRequest(image=image, text=item["text"], threshold=item.get("threshold"))
                 for _, item, image in decoded
             ],
-            source=Analysis.Source.BATCH,
+            source=Analysis.Source.BATCH, plans=plans,
         )
         for (index, item, _), analysis in zip(decoded, analyses):
             results[index] = {"image_path": item["image_path"], **analysis.result()}
     return results
+
+
+def _batch_plans(*, items, budget):
+    """The texts' plans ({text: plan}), the request admitted by ``budget`` first; none without a budget."""
+    texts = [item["text"] for item in items if "error" not in item]
+    if budget is None or not texts:
+        return {}
+    plans, cost = costs.texts_plan_within(texts=texts, photos=len(texts), engine=get_engine(), budget=budget)
+    budget.admit(cost)
+    return plans

@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, connections
 
-from clipcheck import selectors
+from clipcheck import selectors, verdicts
 from clipcheck.services import analyses as analysis_services, classification, embeddings
 from clipcheck.engine import get_engine
 from clipcheck.images import decode_image
@@ -188,18 +188,23 @@ def test_analyses_create_encodes_a_batch_in_one_call_each(encoder_calls):
     assert all(analysis.source == "audit" and analysis.pk for analysis in analyses)
 
 
-def test_attribute_rewrites_are_scored_in_one_forward_only_for_texts_that_fail(encoder_calls, settings):
-    set_clip_settings(settings, ATTRIBUTES={"colour": ["red", "blue", "green"], "material": ["leather", "canvas"]})
+def test_the_likeliest_attribute_rewrite_is_scored_in_one_forward_only_for_texts_that_fail(encoder_calls, settings):
+    attributes = {"colour": ["red", "blue", "green"], "material": ["leather", "canvas"]}
+    set_clip_settings(settings, ATTRIBUTES=attributes, REWRITE_REACH=1.0)  # however far below the threshold
+    # The values' own embeddings, encoded once per model as in a serving process.
+    verdicts.values_vectors(values={value for values in attributes.values() for value in values}, engine=get_engine())
+    encoder_calls.text_calls.clear()
     red = decode_image(image_bytes(color=(200, 0, 0)))
     failing, passing = "a red leather shoe with a gold buckle", "a red shoe with a silver buckle"
 
     analysis_services.analyses_create(requests=[
         analysis_services.AnalysisRequest(image=red, text=failing, threshold=1.0),  # nothing passes 1.0
+        analysis_services.AnalysisRequest(image=red, text=failing.replace("gold", "brass"), threshold=1.0),
         analysis_services.AnalysisRequest(image=red, text=passing, threshold=0.0),  # everything passes 0.0
     ], source=Analysis.Source.AUDIT)
 
-    # The two texts in one forward, then the failing text's 2 other colours and 1 other material in one more.
-    assert encoder_calls.text_calls[:2] == [2, 3]
+    # The three texts in one forward, then of the 3 rewrites of each failing text its likeliest, in one more.
+    assert encoder_calls.text_calls[:2] == [3, 2]
 
 
 def test_an_analysis_is_linked_to_the_object_it_concerned():

@@ -49,3 +49,25 @@ def test_what_the_passage_bound_leaves_out_is_reported_as_not_covered():
 def test_the_split_is_deterministic():
     text = "One. Two three. " * 30
     assert split(text, max_passages=5) == split(text, max_passages=5)
+
+
+def test_planning_a_text_far_longer_than_can_be_scored_costs_what_can_be_scored():
+    """One 'sentence' of 3,000 words: windows are searched among the next context's
+    worth of words, and the split stops once the passages that can be scored are
+    full; it searched the whole remainder for every window."""
+    tokenized = []
+
+    def counting(texts):
+        tokenized.extend(texts)
+        return count_words_plus_two(texts)
+
+    text = " ".join(f"w{i}" for i in range(3000))
+    passages, covered = text_passages(text, count_tokens=counting, max_tokens=8, max_passages=4)
+
+    assert covered is False and len(passages) == 4
+    assert all(count_words_plus_two([p.text])[0] <= 8 for p in passages)
+    tokenized_characters = sum(map(len, tokenized))
+    print(f"\n[passages] 3,000 words, 4 passages of 6 words: {len(tokenized)} calls, "
+          f"{tokenized_characters} characters tokenized for a {len(text)}-character text")
+    # The whole text once (whether it fits), then a few searches of at most a context each.
+    assert tokenized_characters < 2 * len(text)

@@ -31,7 +31,7 @@ def test_eight_concurrent_clients_of_one_worker_are_all_served(tmp_path, tiny_mo
     env = {
         # The shipped gunicorn.conf.py's threads; one worker takes every client.
         "GUNICORN_THREADS": "8",
-        "CLIPCHECK_TEST_ACCESS": json.dumps({"analyze": {"rate": None}}),
+        "CLIPCHECK_TEST_ACCESS": json.dumps({"analyze": {"rate": None, "cost_rate": None}}),
     }
     with GunicornServer(tmp_path / "server", model=tiny_model_dir, env=env, workers=1, threads=8) as server:
         server.start()

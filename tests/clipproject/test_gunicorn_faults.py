@@ -15,7 +15,9 @@ from tests.support.server import GunicornServer, multipart, unique_picture
 
 pytestmark = pytest.mark.server
 
-UNLIMITED = json.dumps({scope: {"rate": None} for scope in ("analyze", "classify", "categories", "health")})
+UNLIMITED = json.dumps({
+    scope: {"rate": None, "cost_rate": None} for scope in ("analyze", "classify", "categories", "health")
+})
 INFERENCE_BUDGET = 1.5
 # Time is the behaviour here, not speed: an answer at the budget rather than after the
 # 30 s fault. A margin this wide passes on a busy machine and still fails the fault.

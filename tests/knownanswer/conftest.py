@@ -34,7 +34,8 @@ def known_answer_model(settings, batch_root, runtime):
         "PROMPT_TEMPLATE": "a photo of a {}",
         # Hundreds of requests per test: no rate limits here.
         "ACCESS": {
-            **settings.CLIPCHECK.get("ACCESS", {}), **{scope: {"rate": None} for scope in ("analyze", "classify", "analyze-batch", "upload")}
+            **settings.CLIPCHECK.get("ACCESS", {}),
+            **{scope: {"rate": None, "cost_rate": None} for scope in ("analyze", "classify", "analyze-batch", "upload")},
         },
     }
     reset_engine()

@@ -158,7 +158,7 @@ def unthrottled(settings, clip_config):
     # Hundreds of requests from one address: rate limits would answer most of
     # them with 429 (tested in tests/clipcheck/test_access.py).
     settings.CLIPCHECK = {
-        **settings.CLIPCHECK, "ACCESS": {scope: {**policy, "rate": None} for scope, policy in access_table().items()}
+        **settings.CLIPCHECK, "ACCESS": {scope: {**policy, "rate": None, "cost_rate": None} for scope, policy in access_table().items()}
     }
 
 
