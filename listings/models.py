@@ -245,12 +245,15 @@ class StatementSubmission(models.Model):
     One row per puid, made before the statement is sent (``sending``, the
     reservation that keeps two runs from sending it twice) and kept once the
     database accepted it (``created``, with its uuid) or answered that it
-    holds that puid already (``existing``). A reservation left by a run that
-    died is taken over once it is ``SENDING_STALE_SECONDS`` old.
+    holds that puid already (``existing``). A run that ends without knowing
+    whether the database took what it sent leaves ``unconfirmed``; the next
+    run asks the database before sending it again. A reservation left by a
+    run that died is taken over once it is ``SENDING_STALE_SECONDS`` old.
     """
 
     class State(models.TextChoices):
         SENDING = "sending", "Being sent"
+        UNCONFIRMED = "unconfirmed", "Sent, answer not received"
         CREATED = "created", "Created"
         EXISTING = "existing", "Already in the database"
 

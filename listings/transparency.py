@@ -4,7 +4,9 @@
 with ``{"statements": [...]}``, at most 100 per call;
 ``GET /api/v1/statement/existing-puid/{puid}``; ``Authorization: Bearer``):
 transient failures (connection errors, timeouts, 429 and 5xx) are retried
-with exponential backoff, a refused token (401, 403) raises ``TokenRefused``.
+with exponential backoff, a batch only once the database said it does not
+hold it (it creates a batch whole or not at all, so its first puid tells);
+a refused token (401, 403) raises ``TokenRefused``.
 
 ``statements_submit`` sends every restriction's statement that was not sent
 yet, and never one twice:
@@ -21,7 +23,9 @@ yet, and never one twice:
   counts as sent (``existing``); a statement the database refuses is
   released, reported and tried again by the next run;
 - a failure that ends the run (token refused, database unavailable after
-  the retries) releases this run's reservations.
+  the retries) releases this run's reservations; what it sent without an
+  answer (the database may have created it) is left ``unconfirmed``, and
+  the next run asks the database about each before sending it again.
 """
 
 import http.client
@@ -36,6 +40,7 @@ from datetime import timedelta
 from urllib.parse import quote
 
 from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from clipcheck.paging import keyset_pages
@@ -95,15 +100,29 @@ class TransparencyApi:
         self._opener = urllib.request.build_opener(_NoRedirects)
 
     def statements_post(self, statements):
-        """``POST /statements``: the ``Answer`` (201, or 422 with the database's errors)."""
-        return self._request("POST", "/statements", {"statements": statements})
+        """``POST /statements``: the ``Answer`` (201, or 422 with the database's errors).
+
+        After a transient failure the database is asked whether it holds the first puid before the
+        batch is sent again: it creates a batch whole or not at all, so if it does, the batch was
+        created and the answer lost, and the answer is the database's own for puids it holds
+        (422 ``existing_puids``)."""
+        puids = [statement["puid"] for statement in statements]
+
+        def created_meanwhile():
+            if self.puid_exists(puids[0]):
+                return Answer(422, {"errors": {"existing_puids": puids}})
+            return None
+
+        return self._request("POST", "/statements", {"statements": statements}, settled=created_meanwhile)
 
     def puid_exists(self, puid):
         """Whether the database holds a statement with ``puid`` (302 Found) or not (404)."""
         answer = self._request("GET", f"/statement/existing-puid/{quote(puid, safe='')}", None, accept=(302, 404))
         return answer.status == 302
 
-    def _request(self, method, path, payload, *, accept=(201, 422)):
+    def _request(self, method, path, payload, *, accept=(201, 422), settled=None):
+        """The ``Answer`` of ``method path``; a transient failure is retried after a backoff, unless
+        ``settled()`` (asked first) returns the answer it stands for."""
         url = self.base + path
         data = None if payload is None else json.dumps(payload).encode()
         headers = {"Authorization": f"Bearer {self.token}", "Accept": "application/json"}
@@ -124,6 +143,8 @@ class TransparencyApi:
                     f"The Transparency Database answered HTTP {status} to {method} {url}: {_message(body)}"
                 )
             failure = failure or f"HTTP {status}"
+            if settled is not None and (answer := settled()) is not None:
+                return answer
             if attempt >= self.retries:
                 raise DatabaseUnavailable(
                     f"The Transparency Database at {self.base} did not answer {method} {path} after "
@@ -181,117 +202,142 @@ class SubmitSummary:
 def statements_submit(*, api, since=None, until=None, now=None, run=None):
     """Send the statements of restrictions decided in [since, until) that were not sent yet; a ``SubmitSummary``.
 
-    Raises ``TokenRefused`` or ``DatabaseUnavailable`` (after releasing this run's reservations)."""
+    Raises ``TokenRefused``, ``DatabaseUnavailable`` or ``TransparencyError``; what this run reserved is
+    released then, and what it sent without an answer is left ``unconfirmed`` for the next run to ask about."""
     now = now or timezone.now()
-    run = run or uuid.uuid4().hex
+    submission = _Submission(api=api, run=run or uuid.uuid4().hex)
     restrictions = restriction_decisions(since=since, until=until)
     cutoff = now - timedelta(seconds=listings_settings.STATEMENT_SUBMIT_DELAY_SECONDS)
-    summary = SubmitSummary(held_back=restrictions.filter(decided_at__gt=cutoff).count())
+    submission.summary.held_back = restrictions.filter(decided_at__gt=cutoff).count()
     try:
         for page in keyset_pages(restrictions.filter(decided_at__lte=cutoff), page_size=max_batch()):
-            _page_submit(api=api, page=page, run=run, summary=summary)
+            submission.page_submit(page)
     finally:
-        # What this run still holds was not sent, or its answer was lost: the next run decides it.
-        StatementSubmission.objects.filter(run=run, state=State.SENDING).delete()
-    return summary
+        submission.release()
+    return submission.summary
 
 
-def _page_submit(*, api, page, run, summary):
-    statements = {}
-    decisions = {}
-    for decision in page:
-        puid = decision_puid(decision)
-        decisions[puid] = decision
-        statements[puid] = decision_statement(decision)
-    sent = set(
-        StatementSubmission.objects.filter(puid__in=statements, state__in=[State.CREATED, State.EXISTING])
-        .values_list("puid", flat=True)
-    )
-    summary.sent_before += len(sent)
-    unsent = [puid for puid in statements if puid not in sent]
-    for puid in unsent:
-        errors = statement_errors(statements[puid])
-        if errors:
-            summary.refused[puid] = errors
-    unsent = [puid for puid in unsent if puid not in summary.refused]
-    held, taken_over = _reserve(puids=unsent, statements=statements, decisions=decisions, run=run)
-    summary.held_elsewhere += len(unsent) - len(held)
-    # A run died holding these: the database may have them already.
-    confirmed = sorted(puid for puid in taken_over if api.puid_exists(puid))
-    _mark(puids=confirmed, run=run, state=State.EXISTING)
-    summary.existing += len(confirmed)
-    pending = [puid for puid in unsent if puid in held and puid not in confirmed]
-    _send(api=api, pending=pending, statements=statements, run=run, summary=summary)
+@dataclass
+class _Submission:
+    """One run of ``statements_submit``: its id, what it posted, what came of it."""
 
+    api: TransparencyApi
+    run: str
+    summary: SubmitSummary = field(default_factory=SubmitSummary)
+    posted: set = field(default_factory=set)
 
-def _reserve(*, puids, statements, decisions, run):
-    """Reserve ``puids`` for this run; ``(held, taken_over)``: the puids it now holds, and those of them
-    that a stale reservation of another run held."""
-    if not puids:
-        return set(), set()
-    now = timezone.now()
-    StatementSubmission.objects.bulk_create([
-        StatementSubmission(puid=puid, decision=decisions[puid], run=run, reserved_at=now, statement=statements[puid])
-        for puid in puids
-    ], ignore_conflicts=True)
-    stale = StatementSubmission.objects.filter(
-        puid__in=puids, state=State.SENDING, reserved_at__lt=now - timedelta(seconds=SENDING_STALE_SECONDS),
-    ).exclude(run=run)
-    taken_over = set()
-    for row in stale:
-        # One conditional UPDATE per row: of two runs taking it over, one wins.
-        if StatementSubmission.objects.filter(pk=row.pk, run=row.run, state=State.SENDING).update(
-            run=run, reserved_at=now, statement=statements[row.puid],
-        ):
-            taken_over.add(row.puid)
-    held = set(
-        StatementSubmission.objects.filter(puid__in=puids, run=run, state=State.SENDING).values_list("puid", flat=True)
-    )
-    return held, taken_over
+    def page_submit(self, page):
+        statements, decisions = {}, {}
+        for decision in page:
+            puid = decision_puid(decision)
+            decisions[puid] = decision
+            statements[puid] = decision_statement(decision)
+        sent = set(
+            StatementSubmission.objects.filter(puid__in=statements, state__in=[State.CREATED, State.EXISTING])
+            .values_list("puid", flat=True)
+        )
+        self.summary.sent_before += len(sent)
+        unsent = []
+        for puid in statements:
+            errors = {} if puid in sent else statement_errors(statements[puid])
+            if errors:
+                self.summary.refused[puid] = errors
+            elif puid not in sent:
+                unsent.append(puid)
+        held, taken_over = self.reserve(puids=unsent, statements=statements, decisions=decisions)
+        self.summary.held_elsewhere += len(unsent) - len(held)
+        # Sent before by a run that did not hear the answer, or died: the database may hold them.
+        confirmed = sorted(puid for puid in taken_over if self.api.puid_exists(puid))
+        self.mark(puids=confirmed, state=State.EXISTING)
+        self.summary.existing += len(confirmed)
+        self.send([puid for puid in unsent if puid in held and puid not in confirmed], statements)
 
-
-def _mark(*, puids, run, state, uuids=None):
-    now = timezone.now()
-    with transaction.atomic():
-        for puid in puids:
-            StatementSubmission.objects.filter(puid=puid, run=run, state=State.SENDING).update(
-                state=state, submitted_at=now, uuid=(uuids or {}).get(puid, ""),
+    def reserve(self, *, puids, statements, decisions):
+        """Reserve ``puids`` for this run; ``(held, taken_over)``: the puids it now holds, and those of
+        them another run had sent without an answer or left reserved for too long."""
+        if not puids:
+            return set(), set()
+        now = timezone.now()
+        StatementSubmission.objects.bulk_create([
+            StatementSubmission(
+                puid=puid, decision=decisions[puid], run=self.run, reserved_at=now, statement=statements[puid],
             )
+            for puid in puids
+        ], ignore_conflicts=True)
+        orphaned = StatementSubmission.objects.filter(puid__in=puids).filter(
+            Q(state=State.UNCONFIRMED)
+            | Q(state=State.SENDING, reserved_at__lt=now - timedelta(seconds=SENDING_STALE_SECONDS))
+        ).exclude(run=self.run)
+        taken_over = set()
+        for row in orphaned:
+            # One conditional UPDATE per row: of two runs taking it over, one wins.
+            if StatementSubmission.objects.filter(pk=row.pk, run=row.run, state=row.state).update(
+                run=self.run, state=State.SENDING, reserved_at=now, statement=statements[row.puid],
+            ):
+                taken_over.add(row.puid)
+        held = set(
+            StatementSubmission.objects.filter(puid__in=puids, run=self.run, state=State.SENDING)
+            .values_list("puid", flat=True)
+        )
+        return held, taken_over
 
+    def mark(self, *, puids, state, uuids=None):
+        now = timezone.now()
+        with transaction.atomic():
+            for puid in puids:
+                StatementSubmission.objects.filter(puid=puid, run=self.run, state=State.SENDING).update(
+                    state=state, submitted_at=now, uuid=(uuids or {}).get(puid, ""),
+                )
 
-def _send(*, api, pending, statements, run, summary):
-    """Post ``pending`` (reserved by this run) until the database has created or holds each one,
-    or refused it."""
-    while pending:
-        answer = api.statements_post([statements[puid] for puid in pending])
-        if answer.status == 201:
-            uuids = {
-                item.get("puid"): str(item.get("uuid", ""))
-                for item in answer.body.get("statements", []) if isinstance(item, dict)
-            }
-            _mark(puids=pending, run=run, state=State.CREATED, uuids=uuids)
-            summary.created += len(pending)
-            return
-        errors = answer.body.get("errors") if isinstance(answer.body.get("errors"), dict) else {}
-        existing = set(errors.get("existing_puids") or [])
-        if isinstance(answer.body.get("existing"), dict):
-            existing.add(answer.body["existing"].get("puid"))
-        existing &= set(pending)
-        if existing:
-            _mark(puids=sorted(existing), run=run, state=State.EXISTING)
-            summary.existing += len(existing)
-            pending = [puid for puid in pending if puid not in existing]
-            continue
-        refused = {}
-        for key, messages in errors.items():
-            index = key.removeprefix("statement_")
-            if key.startswith("statement_") and index.isdigit() and int(index) < len(pending):
-                refused[pending[int(index)]] = messages
-        if not refused:
-            raise TransparencyError(f"The Transparency Database refused a batch of {len(pending)}: {_message(answer.body)}")
-        StatementSubmission.objects.filter(puid__in=list(refused), run=run, state=State.SENDING).delete()
-        summary.refused.update(refused)
-        pending = [puid for puid in pending if puid not in refused]
+    def send(self, pending, statements):
+        """Post ``pending`` (reserved by this run) until the database created or holds each one, or refused it."""
+        while pending:
+            self.posted.update(pending)
+            try:
+                answer = self.api.statements_post([statements[puid] for puid in pending])
+            except DatabaseUnavailable:
+                raise  # it may have created them before failing: unconfirmed
+            except TransparencyError:
+                self.posted -= set(pending)  # refused before anything was created
+                raise
+            if answer.status == 201:
+                uuids = {
+                    item.get("puid"): str(item.get("uuid", ""))
+                    for item in answer.body.get("statements", []) if isinstance(item, dict)
+                }
+                self.mark(puids=pending, state=State.CREATED, uuids=uuids)
+                self.summary.created += len(pending)
+                return
+            errors = answer.body.get("errors") if isinstance(answer.body.get("errors"), dict) else {}
+            existing = set(errors.get("existing_puids") or [])
+            if isinstance(answer.body.get("existing"), dict):
+                existing.add(answer.body["existing"].get("puid"))
+            existing &= set(pending)
+            if existing:
+                self.mark(puids=sorted(existing), state=State.EXISTING)
+                self.summary.existing += len(existing)
+                pending = [puid for puid in pending if puid not in existing]
+                continue
+            refused = {}
+            for key, messages in errors.items():
+                index = key.removeprefix("statement_")
+                if key.startswith("statement_") and index.isdigit() and int(index) < len(pending):
+                    refused[pending[int(index)]] = messages
+            if not refused:
+                raise TransparencyError(
+                    f"The Transparency Database refused a batch of {len(pending)}: {_message(answer.body)}"
+                )
+            # Refused, so not created: released, and tried again by the next run.
+            StatementSubmission.objects.filter(puid__in=list(refused), run=self.run, state=State.SENDING).delete()
+            self.posted -= set(refused)
+            self.summary.refused.update(refused)
+            pending = [puid for puid in pending if puid not in refused]
+
+    def release(self):
+        """At the end of the run: what it posted without an answer is ``unconfirmed``, the rest it held is freed."""
+        mine = StatementSubmission.objects.filter(run=self.run, state=State.SENDING)
+        mine.filter(puid__in=list(self.posted)).update(state=State.UNCONFIRMED)
+        mine.delete()
 
 
 def submitted_then_undone():

@@ -16,7 +16,7 @@ class Migration(migrations.Migration):
             fields=[
                 ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
                 ('puid', models.CharField(max_length=500, unique=True)),
-                ('state', models.CharField(choices=[('sending', 'Being sent'), ('created', 'Created'), ('existing', 'Already in the database')], default='sending', max_length=16)),
+                ('state', models.CharField(choices=[('sending', 'Being sent'), ('unconfirmed', 'Sent, answer not received'), ('created', 'Created'), ('existing', 'Already in the database')], default='sending', max_length=16)),
                 ('run', models.CharField(blank=True, max_length=64)),
                 ('reserved_at', models.DateTimeField()),
                 ('submitted_at', models.DateTimeField(blank=True, db_index=True, null=True)),

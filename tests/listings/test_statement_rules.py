@@ -16,25 +16,7 @@ from listings.statement_rules import (
     statement_errors,
 )
 from scripts.transparency_rules import php_constants
-
-ACCEPTED = {
-    "decision_visibility": ["DECISION_VISIBILITY_CONTENT_DISABLED"],
-    "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT",
-    "incompatible_content_ground": "Listing rules of the terms of service.",
-    "incompatible_content_explanation": "The photos do not show the item offered.",
-    "content_type": ["CONTENT_TYPE_IMAGE", "CONTENT_TYPE_PRODUCT", "CONTENT_TYPE_TEXT"],
-    "category": "STATEMENT_CATEGORY_CONSUMER_INFORMATION",
-    "category_specification": ["KEYWORD_MISLEADING_INFO_GOODS_SERVICES"],
-    "decision_facts": "A moderator reviewed this listing and rejected it.",
-    "source_type": "SOURCE_VOLUNTARY",
-    "automated_detection": "Yes",
-    "automated_decision": "AUTOMATED_DECISION_PARTIALLY",
-    "content_date": "2026-07-01",
-    "application_date": "2026-07-02",
-    "territorial_scope": ["DE", "FR"],
-    "content_language": "EN",
-    "puid": "clipcheck-17-0a1b2c3d4e5f",
-}
+from tests.support.statements import ACCEPTED_STATEMENT as ACCEPTED
 
 
 def changed(**fields):

@@ -26,6 +26,26 @@ PLANTED = [
     PHONE, "1234567", "@janedoe", "example.com", "example.org", str(SELLER_PK), str(MODERATOR_PK),
 ]
 
+# A statement the database accepts (its rules' reference case).
+ACCEPTED_STATEMENT = {
+    "decision_visibility": ["DECISION_VISIBILITY_CONTENT_DISABLED"],
+    "decision_ground": "DECISION_GROUND_INCOMPATIBLE_CONTENT",
+    "incompatible_content_ground": "Listing rules of the terms of service.",
+    "incompatible_content_explanation": "The photos do not show the item offered.",
+    "content_type": ["CONTENT_TYPE_IMAGE", "CONTENT_TYPE_PRODUCT", "CONTENT_TYPE_TEXT"],
+    "category": "STATEMENT_CATEGORY_CONSUMER_INFORMATION",
+    "category_specification": ["KEYWORD_MISLEADING_INFO_GOODS_SERVICES"],
+    "decision_facts": "A moderator reviewed this listing and rejected it.",
+    "source_type": "SOURCE_VOLUNTARY",
+    "automated_detection": "Yes",
+    "automated_decision": "AUTOMATED_DECISION_PARTIALLY",
+    "content_date": "2026-07-01",
+    "application_date": "2026-07-02",
+    "territorial_scope": ["DE", "FR"],
+    "content_language": "EN",
+    "puid": "clipcheck-17-0a1b2c3d4e5f",
+}
+
 # One reason of every registered type, with its evidence as the checks store it; the seller's own
 # words (a category typed at upload, a message quoting it) carry planted data.
 EVERY_REASON = [

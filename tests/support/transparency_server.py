@@ -20,8 +20,8 @@ Every rule is ``listings.statement_rules``' (the field rules and enumerations
 encoded from the database's files). Faults for tests: ``fail_next(count,
 status=503)`` answers the next requests with that status (``Retry-After: 0``),
 ``drop_next(count)`` closes the connection without an answer, and
-``lose_answers(count)`` creates the statements but answers 503 (the answer
-lost on the way back); ``answer_delay`` (seconds) slows every answer, so that
+``lose_answers(count)`` makes the next POSTs create their statements but
+answer 503 (the answer lost on the way back); ``answer_delay`` (seconds) slows every answer, so that
 two clients overlap. ``received`` lists every posted puid, ``created`` the
 stored statements by puid.
 """
@@ -85,9 +85,13 @@ class TransparencyServer:
         with self.lock:
             self._faults += [("lose", None)] * count
 
-    def _fault(self):
+    def _fault(self, method):
+        """The next fault for a ``method`` request: a lost answer is a POST's only."""
         with self.lock:
-            return self._faults.pop(0) if self._faults else None
+            for index, fault in enumerate(self._faults):
+                if fault[0] != "lose" or method == "POST":
+                    return self._faults.pop(index)
+            return None
 
     # What the database does
 
@@ -163,7 +167,7 @@ class TransparencyServer:
                 """The answer before routing (a fault, or the token refused), or None."""
                 length = int(self.headers.get("Content-Length") or 0)
                 self.body = self.rfile.read(length) if length else b""
-                fault = server._fault()
+                fault = server._fault(self.command)
                 if fault and fault[0] == "drop":
                     self.close_connection = True
                     self.connection.shutdown(2)
