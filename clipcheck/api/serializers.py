@@ -487,6 +487,12 @@ class HealthSerializer(serializers.Serializer):
     dtype = serializers.CharField(allow_null=True)
     runtime = serializers.CharField(allow_null=True, help_text="torch, openvino or openvino-int8.")
     precision = serializers.CharField(allow_null=True, help_text="What the runtime computes in, e.g. bfloat16, bf16, int8/bf16.")
+    runtime_cache = serializers.CharField(
+        allow_null=True,
+        help_text="null: the runtime read its builds from its cache or stored them there (or keeps none). Otherwise "
+        "why it could not (read-only, full, unreadable): the worker built its models in a temporary directory, "
+        "serves them, and builds them again at every start. Staff read the reason with the cache's path.",
+    )
     adaptation = AdaptationSummarySerializer(
         allow_null=True,
         help_text="The model's active category adaptation (clip_adapt); null: the zero-shot prompts judge "
@@ -506,4 +512,5 @@ class HealthUnavailableSerializer(serializers.Serializer):
     dtype = serializers.CharField(allow_null=True, required=False)
     runtime = serializers.CharField(allow_null=True, required=False)
     precision = serializers.CharField(allow_null=True, required=False)
+    runtime_cache = serializers.CharField(allow_null=True, required=False)
     error = ErrorDetailSerializer()

@@ -39,6 +39,10 @@ from clipcheck.services.thresholds import default_threshold, model_shown
 from clipcheck.settings import clip_settings
 
 SERVICE_NAME = "CLIP analyzer"
+RUNTIME_CACHE_UNUSABLE = (
+    "The runtime cache cannot be used: this worker built its models in a temporary directory and builds them "
+    "again at every start."
+)
 
 
 def request_budget(request, view):
@@ -151,6 +155,8 @@ class HealthView(APIView):
         # A local model's path and the load's exception are internals: staff
         # see them, everyone else the model's name and a generic message.
         staff = bool(request.user and request.user.is_staff)
+        # Why the runtime serves without its cache; the reason names the cache's path.
+        cache_problem = status["cache_problem"]
         body = {
             "status": "healthy" if status["model_loaded"] else "unhealthy",
             "service": SERVICE_NAME,
@@ -160,6 +166,7 @@ class HealthView(APIView):
             "dtype": status["dtype"],
             "runtime": status["runtime"],
             "precision": status["precision"],
+            "runtime_cache": None if cache_problem is None else cache_problem if staff else RUNTIME_CACHE_UNUSABLE,
             "adaptation": adaptation_summary(),
         }
         if not status["model_loaded"]:

@@ -23,7 +23,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from django.contrib.auth.models import User
 from PIL import Image
+from rest_framework.test import APIClient
 
 from clipcheck.engine import engine_status, get_engine, reset_engine
 from clipcheck.engine.openvino import cache_key, sweep_staging, verify
@@ -76,7 +78,7 @@ def test_compiled_blobs_with_flipped_bytes_are_compiled_again_never_served(setti
     cache_dir = tmp_path / "cache"
     exact_build_copied(tiny_model_dir, cache_dir)
     assert np.array_equal(openvino_embeddings(settings, cache_dir), reference)  # compiled and exported
-    assert engine_status()["cache_problem"] is None
+    assert APIClient().get("/clip/health").json()["runtime_cache"] is None
     assert np.array_equal(openvino_embeddings(settings, cache_dir), reference)  # read back from the compiled blobs
     compiled = [path for path in tree_files(cache_dir / cache_key(tiny_model_dir) / "compiled")
                 if path.name != "manifest.json" and path.stat().st_size > 1024]
@@ -142,6 +144,13 @@ def test_a_cache_that_cannot_be_used_leaves_the_worker_serving_and_saying_so(set
     status = engine_status()
     assert status["model_loaded"] and status["runtime"] == "openvino"
     assert str(cache_dir) in status["cache_problem"] and "temporary directory" in status["cache_problem"]
+    # Health says so: in words for everyone, with the reason (the cache's path) for staff.
+    client = APIClient()
+    health = client.get("/clip/health")
+    assert (health.status_code, health.json()["runtime"]) == (200, "openvino")
+    assert "cannot be used" in health.json()["runtime_cache"] and str(cache_dir) not in health.json()["runtime_cache"]
+    client.force_authenticate(User(username="staff", is_staff=True))
+    assert client.get("/clip/health").json()["runtime_cache"] == status["cache_problem"]
     # The temporary builds are gone once the models are compiled.
     assert set(Path(tempfile.gettempdir()).glob("clipcheck-runtime-*")) == temporary
 
