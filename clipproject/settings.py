@@ -279,6 +279,10 @@ CLIPCHECK = {
     "ACCESS": {
         "upload": {"anonymous": False, "permissions": ["listings.add_listing"], "rate": "30/minute"},
         "search": {"anonymous": False, "permissions": ["listings.view_listing"], "rate": "60/minute"},
+        # A seller's statements of reasons and appeals: any signed-in user; the view answers 404 for a
+        # listing that is not theirs (staff read every listing's statements).
+        "listing-statements": {"anonymous": False, "permissions": [], "rate": "60/minute"},
+        "listing-appeal": {"anonymous": False, "permissions": [], "rate": "10/minute"},
     },
     **_clipcheck_from_environ(),
 }

@@ -32,7 +32,7 @@ from clipcheck.reasons import reason_display, reason_label
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
 from listings import review, selectors
-from listings.models import Listing, ModerationDecision
+from listings.models import Appeal, Listing, ModerationDecision
 
 # The largest primary key a database stores (BigAutoField): a larger id names no listing.
 MAX_LISTING_ID = 2**63 - 1
@@ -164,6 +164,22 @@ def similar_listings(listing, *, exclude, k=3):
 def reason_code_choices():
     """The moderators' reject reasons (``REVIEW_REASON_CODES``), each with its label in words."""
     return [{"code": code, "label": reason_label(code)} for code in review.review_reason_codes()]
+
+
+def appeal_context(listing):
+    """The listing's open appeal for the review screen: the seller's text and the contested decision with the
+    reasons it relied on; None when the listing is not appealed."""
+    appeal = (
+        Appeal.objects.filter(listing=listing, outcome=Appeal.Outcome.OPEN).select_related("decision").first()
+    )
+    if appeal is None:
+        return None
+    contested = appeal.decision
+    return {
+        "appeal": appeal,
+        "contested": contested,
+        "reasons": reason_rows(contested.reasons, contested.threshold),
+    }
 
 
 class ReviewViews:
@@ -329,6 +345,7 @@ class ReviewViews:
                 .exclude(listing=listing)
                 .select_related("listing", "moderator")[:5]
             ),
+            "appeal": appeal_context(listing),
             "change_url": reverse("admin:listings_listing_change", args=[listing.pk]),
             "decide_url": reverse("admin:listings_listing_review_decide", args=[listing.pk]),
         })

@@ -141,6 +141,11 @@ RULES = (
                 hint="It starts every statement's puid: one per installation, never changed once statements were sent."),
     SettingRule("STATEMENT_SUBMIT_DELAY_SECONDS", is_seconds, "listings.E018",
                 "LISTINGS STATEMENT_SUBMIT_DELAY_SECONDS {value!r} must be a number of seconds (0 sends at once)."),
+    SettingRule("APPEAL_WINDOW_DAYS", is_positive_integer, "listings.E019",
+                "LISTINGS APPEAL_WINDOW_DAYS {value!r} must be a positive whole number of days.",
+                hint="Sellers may contest a rejection for at least six months (DSA Article 20): 183 or more."),
+    SettingRule("APPEAL_TEXT_MAX_LENGTH", is_positive_integer, "listings.E020",
+                "LISTINGS APPEAL_TEXT_MAX_LENGTH {value!r} must be a positive whole number of characters."),
 )
 
 

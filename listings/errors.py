@@ -40,3 +40,16 @@ class ReviewInvalid(ClipcheckError):
     """A review request names an unknown decision or reason code."""
 
     code = "invalid_review"
+
+
+class AppealRefused(ClipcheckError):
+    """POST /listings/<id>/appeal: the appeal cannot be taken (nothing to contest, too late, already contested)."""
+
+    status_code = 409
+    code = "appeal_refused"
+
+
+class AppealInvalid(ClipcheckError):
+    """POST /listings/<id>/appeal: the seller's text is empty or too long."""
+
+    code = "invalid_appeal"

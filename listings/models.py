@@ -147,12 +147,23 @@ class ListingPhoto(models.Model):
         return f"Photo {self.position + 1} of listing {self.listing_id}"
 
 
-def review_queue_filter():
-    """The listings waiting for a moderator: needs review, plus machine
+def first_review_filter():
+    """The listings waiting for a first review: needs review, plus machine
     approvals the random review sample sent to people and nobody decided yet."""
     return models.Q(status=Listing.Status.NEEDS_REVIEW) | models.Q(
         review_sampled=True, moderated_at__isnull=True, status=Listing.Status.APPROVED
     )
+
+
+def open_appeals(**filters):
+    """The appeals of the listing in the outer query (``OuterRef("pk")``) that nobody decided yet."""
+    return Appeal.objects.filter(listing=models.OuterRef("pk"), outcome="", **filters)
+
+
+def review_queue_filter():
+    """The listings waiting for a moderator: those waiting for a first review, plus
+    rejected listings whose seller contested the rejection (an open ``Appeal``)."""
+    return first_review_filter() | models.Q(models.Exists(open_appeals()), status=Listing.Status.REJECTED)
 
 
 class ReviewQueueManager(models.Manager):
@@ -277,3 +288,39 @@ class StatementSubmission(models.Model):
 
     def __str__(self):
         return f"{self.puid}: {self.get_state_display()}"
+
+
+class Appeal(models.Model):
+    """A seller's complaint against a restriction (DSA Article 20), decided by another moderator.
+
+    One per contested decision, within ``LISTINGS["APPEAL_WINDOW_DAYS"]`` of it
+    (``listings.appeals.appeal_create``). While it is open the rejected listing is
+    back in the review queue, never offered to nor decidable by the moderator who
+    made the contested decision (``listings.review``). The next decision on the
+    listing closes it: an approval reverses the rejection, a rejection upholds it.
+    """
+
+    class Outcome(models.TextChoices):
+        OPEN = "", "Waiting for a moderator"
+        UPHELD = "upheld", "Upheld"
+        REVERSED = "reversed", "Reversed"
+
+    listing = models.ForeignKey(Listing, on_delete=models.CASCADE, related_name="appeals")
+    decision = models.OneToOneField(ModerationDecision, on_delete=models.CASCADE, related_name="appeal")
+    text = models.TextField()
+    created_at = models.DateTimeField(db_index=True)
+    outcome = models.CharField(max_length=16, choices=Outcome.choices, default=Outcome.OPEN, blank=True, db_index=True)
+    decided_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+    )
+    decided_at = models.DateTimeField(null=True, blank=True)
+    # The decision that closed it (upheld: a rejection; reversed: an approval).
+    outcome_decision = models.OneToOneField(
+        ModerationDecision, null=True, blank=True, on_delete=models.SET_NULL, related_name="closed_appeal",
+    )
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self):
+        return f"Appeal against decision {self.decision_id} of listing {self.listing_id}: {self.get_outcome_display()}"

@@ -29,15 +29,23 @@ from datetime import timedelta
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.db.models import Min, Q
+from django.db.models import Exists, Min, Q
 from django.db.models.functions import Now
 from django.utils import timezone
 
 from clipcheck.services.thresholds import default_threshold
 from listings import metrics
+from listings.appeals import appeal_close, appeal_reopen, open_appeal_contesting
 from listings.drift import decision_overturns
 from listings.errors import ReviewConflict, ReviewInvalid
-from listings.models import UNDO_REASON_CODE, Listing, ModerationDecision, review_queue_filter
+from listings.models import (
+    UNDO_REASON_CODE,
+    Listing,
+    ModerationDecision,
+    first_review_filter,
+    open_appeals,
+    review_queue_filter,
+)
 from listings.settings import listings_settings
 
 Status = Listing.Status
@@ -50,6 +58,11 @@ DECISIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED}
 
 def review_queue():
     return Listing.objects.filter(review_queue_filter()).order_by("created_at", "id")
+
+
+def _not_contesting(moderator):
+    """Leaves out a listing whose open appeal contests a decision of ``moderator``: another moderator decides it."""
+    return ~Q(Exists(open_appeals(decision__moderator=moderator)))
 
 
 def _unclaimed(now):
@@ -78,9 +91,10 @@ class QueueStats:
 
 
 def review_queue_stats(*, now=None):
+    """The queue of first reviews (appeals have their own: ``listings.appeals.appeal_queue_stats``)."""
     now = now or timezone.now()
-    stats = Listing.objects.filter(review_queue_filter()).aggregate(oldest=Min("created_at"))
-    size = Listing.objects.filter(review_queue_filter()).count()
+    stats = Listing.objects.filter(first_review_filter()).aggregate(oldest=Min("created_at"))
+    size = Listing.objects.filter(first_review_filter()).count()
     oldest = stats["oldest"]
     return QueueStats(size=size, oldest_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
 
@@ -96,7 +110,7 @@ def _claim_until(now):
 def review_held(*, moderator, exclude=(), now=None):
     """The queued listing this moderator holds, if any (a read: nothing is claimed or extended)."""
     now = now or Now()
-    queue = Listing.objects.filter(review_queue_filter()).exclude(pk__in=list(exclude))
+    queue = Listing.objects.filter(review_queue_filter(), _not_contesting(moderator)).exclude(pk__in=list(exclude))
     return queue.filter(claimed_by=moderator, claimed_until__gt=now).order_by("created_at", "id").first()
 
 
@@ -113,7 +127,8 @@ def review_claim_next(*, moderator, exclude=(), now=None):
     same listing, its claim extended). ``exclude``: ids skipped this session.
     A moderator holds one listing at a time, even from two sessions at once:
     the moderator's row is locked for the claim (PostgreSQL; SQLite's
-    IMMEDIATE transactions serialise every writer).
+    IMMEDIATE transactions serialise every writer). An appeal is never
+    offered to the moderator whose decision it contests.
     """
     with transaction.atomic():
         locked = _locked_with_clock(get_user_model().objects.filter(pk=moderator.pk))
@@ -124,7 +139,7 @@ def review_claim_next(*, moderator, exclude=(), now=None):
             Listing.objects.filter(pk=held.pk, claimed_by=moderator).update(claimed_until=until)
             held.claimed_until = until
             return held
-        queue = Listing.objects.filter(review_queue_filter()).exclude(pk__in=list(exclude))
+        queue = Listing.objects.filter(review_queue_filter(), _not_contesting(moderator)).exclude(pk__in=list(exclude))
         while True:
             candidates = list(
                 queue.filter(_unclaimed(now)).order_by("created_at", "id").values_list("pk", flat=True)[:10]
@@ -134,7 +149,9 @@ def review_claim_next(*, moderator, exclude=(), now=None):
             for pk in candidates:
                 # The condition is re-evaluated under the row lock the UPDATE
                 # takes: whoever loses the race updates no row and tries the next.
-                won = Listing.objects.filter(review_queue_filter(), _unclaimed(now), pk=pk).update(
+                won = Listing.objects.filter(
+                    review_queue_filter(), _not_contesting(moderator), _unclaimed(now), pk=pk
+                ).update(
                     claimed_by=moderator, claimed_until=until
                 )
                 if won:
@@ -175,11 +192,20 @@ def review_decide(
         now = now or listing.db_now
         if _claimed_by_other(listing, moderator, now):
             raise ReviewConflict("Another moderator holds this listing; it is not yours to decide.")
+        _refuse_own_appeal(listing_id=listing.pk, moderator=moderator)
         if require_claim and (listing.claimed_by_id != moderator.pk or not listing.claimed_until or listing.claimed_until <= now):
             raise ReviewConflict("Your claim on this listing expired; open the next listing.")
         return decision_record(
             listing=listing, moderator=moderator, to_status=DECISIONS[decision], reason_code=reason_code,
             note=note, now=now, require_claim=require_claim,
+        )
+
+
+def _refuse_own_appeal(*, listing_id, moderator):
+    if open_appeal_contesting(listing_id=listing_id, moderator=moderator) is not None:
+        raise ReviewConflict(
+            "The seller contests your decision on this listing: another moderator decides the appeal.",
+            code="own_decision_appealed",
         )
 
 
@@ -193,11 +219,14 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
     The listing changes by one conditional UPDATE: only from the status read
     and while nobody else holds it (and, with ``require_claim``, while this
     moderator does), so a decision made meanwhile through another path (the
-    review screen, the change page, a changelist action) refuses this one.
+    review screen, the change page, a changelist action) refuses this one; and
+    never while the listing's open appeal contests a decision of this
+    moderator. The decision closes the listing's open appeal (upheld or
+    reversed).
     ``now`` defaults to the database's clock.
     """
     now = now or _database_clock(listing)
-    guard = Listing.objects.filter(pk=listing.pk, status=listing.status)
+    guard = Listing.objects.filter(_not_contesting(moderator), pk=listing.pk, status=listing.status)
     guard = guard.filter(claimed_by=moderator, claimed_until__gt=now) if require_claim else guard.filter(
         Q(claimed_by__isnull=True) | Q(claimed_by=moderator) | Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
     )
@@ -206,6 +235,7 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
         moderated_content_sha256=listing.content_sha256, claimed_by=None, claimed_until=None, updated_at=now,
     )
     if not changed:
+        _refuse_own_appeal(listing_id=listing.pk, moderator=moderator)
         raise ReviewConflict("This listing was decided or claimed meanwhile; reload it.")
     decision = ModerationDecision.objects.create(
         listing=listing,
@@ -222,6 +252,7 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
         category=listing.category,
         sampled=listing.review_sampled and listing.status == Status.APPROVED and not listing.is_moderated,
     )
+    appeal_close(listing=listing, decision=decision)
     listing.status = to_status
     listing.moderated_by, listing.moderated_at, listing.moderation_note = moderator, now, note
     listing.moderated_content_sha256 = listing.content_sha256
@@ -273,6 +304,7 @@ def review_undo(*, moderator, now=None):
         )
         latest.undone_at = now
         latest.save(update_fields=["undone_at"])
+        appeal_reopen(decision=latest)
         previous = (
             listing.decisions.filter(undone_at__isnull=True, pk__lt=latest.pk)
             .exclude(reason_code=UNDO_REASON_CODE)

@@ -118,6 +118,12 @@ DEFAULTS = {
     "STATEMENT_CONTENT_LANGUAGE": None,
     "STATEMENT_PUID_NAMESPACE": "clipcheck",
     "STATEMENT_SUBMIT_DELAY_SECONDS": 3600,
+    # Appeals (docs/compliance.md#appeals): how many days after a rejection
+    # its seller may contest it (POST /listings/<id>/appeal; the Digital
+    # Services Act asks for at least six months), and the most characters
+    # the seller's text may have.
+    "APPEAL_WINDOW_DAYS": 183,
+    "APPEAL_TEXT_MAX_LENGTH": 5000,
 }
 
 listings_settings = AppSettings(DEFAULTS, SETTING_NAME)

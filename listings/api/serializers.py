@@ -177,3 +177,82 @@ def search_output(*, hits, model):
             for hit in hits
         ],
     }
+
+
+# GET /listings/<id>/statements and POST /listings/<id>/appeal
+
+class AppealInputSerializer(serializers.Serializer):
+    # Empty and too long texts are refused by the service, each with its own error code.
+    text = serializers.CharField(
+        required=False, allow_blank=True, trim_whitespace=False,
+        help_text="Why the decision is wrong, in the seller's words: at most LISTINGS['APPEAL_TEXT_MAX_LENGTH'] "
+                  "characters (5000 by default).",
+    )
+
+
+class AppealSerializer(serializers.Serializer):
+    created_at = serializers.DateTimeField()
+    text = serializers.CharField()
+    outcome = serializers.ChoiceField(
+        choices=["open", "upheld", "reversed"],
+        help_text="open: waiting for a moderator other than the one who decided; upheld: the rejection stands; "
+                  "reversed: the rejection was lifted and the listing is shown again.",
+    )
+    decided_at = serializers.DateTimeField(allow_null=True)
+
+
+class ListingStatementSerializer(serializers.Serializer):
+    puid = serializers.CharField(help_text="The statement's identifier in the DSA Transparency Database.")
+    decided_at = serializers.DateTimeField()
+    statement = serializers.DictField(
+        help_text="The statement of reasons in the Transparency Database's fields; its decision_facts end with "
+                  "the appeal and its outcome, if any."
+    )
+    appeal = AppealSerializer(allow_null=True)
+    appeal_until = serializers.DateTimeField(
+        allow_null=True, help_text="Until when this decision may be contested; null when it may not (any more)."
+    )
+
+
+class ListingStatementsSerializer(serializers.Serializer):
+    listing = serializers.IntegerField()
+    status = serializers.ChoiceField(choices=Listing.Status.values)
+    statements = ListingStatementSerializer(many=True)
+
+
+class AppealResultSerializer(serializers.Serializer):
+    listing = serializers.IntegerField()
+    puid = serializers.CharField(help_text="The puid of the statement of the contested decision.")
+    appeal = AppealSerializer()
+
+
+def appeal_output(appeal):
+    if appeal is None:
+        return None
+    return {
+        "created_at": appeal.created_at, "text": appeal.text, "outcome": appeal.outcome or "open",
+        "decided_at": appeal.decided_at,
+    }
+
+
+def statements_output(listing, rows):
+    return ListingStatementsSerializer({
+        "listing": listing.pk,
+        "status": listing.status,
+        "statements": [
+            {
+                "puid": row["statement"]["puid"], "decided_at": row["decision"].decided_at,
+                "statement": row["statement"], "appeal": appeal_output(row["appeal"]),
+                "appeal_until": row["appeal_until"],
+            }
+            for row in rows
+        ],
+    }).data
+
+
+def appeal_result_output(appeal):
+    from listings.statements import decision_puid
+
+    return AppealResultSerializer(
+        {"listing": appeal.listing_id, "puid": decision_puid(appeal.decision), "appeal": appeal_output(appeal)}
+    ).data

@@ -6,4 +6,6 @@ app_name = "listings"
 
 urlpatterns = [
     path("upload", views.UploadView.as_view(), name="upload"),
+    path("listings/<int:listing_id>/statements", views.ListingStatementsView.as_view(), name="listing-statements"),
+    path("listings/<int:listing_id>/appeal", views.ListingAppealView.as_view(), name="listing-appeal"),
 ]

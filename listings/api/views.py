@@ -1,4 +1,5 @@
-"""POST /upload: the storefront's listing upload. Parse, call the service, render."""
+"""The storefront's listing endpoints: POST /upload, and a seller's statements of reasons and appeals
+(GET /listings/<id>/statements, POST /listings/<id>/appeal). Parse, call the service, render."""
 
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
@@ -8,12 +9,17 @@ from rest_framework.views import APIView
 
 from clipcheck.api.schema import BODY_ERRORS, error_responses, multipart
 from clipcheck.api.serializers import ErrorSerializer
-from listings import services
+from listings import appeals, services
 from clipcheck.services.thresholds import model_shown
 from clipcheck.settings import clip_settings
 from listings.api import schema  # noqa: F401  (registers the schema extensions)
 from listings.similarity import listings_search
 from listings.api.serializers import (
+    AppealInputSerializer,
+    AppealResultSerializer,
+    ListingStatementsSerializer,
+    appeal_result_output,
+    statements_output,
     SearchInputSerializer,
     SearchResultSerializer,
     search_output,
@@ -77,3 +83,68 @@ class SearchView(APIView):
             statuses=data.get("status"), category=data.get("category"),
         )
         return Response(search_output(hits=hits, model=model_shown(staff=bool(request.user and request.user.is_staff))))
+
+
+def sellers_listing(request, listing_id, *, staff_reads=False):
+    """The listing when the user is its seller (or staff, with ``staff_reads``); 404 otherwise, the same
+    answer as for a listing that does not exist."""
+    from clipcheck.errors import ClipcheckError
+    from listings.models import Listing
+
+    listing = Listing.objects.filter(pk=listing_id).first()
+    user = request.user
+    if listing is None or not (listing.seller_id == user.pk or (staff_reads and user.is_staff)):
+        raise ClipcheckError("No such listing.", code="not_found", status_code=404)
+    return listing
+
+
+class ListingStatementsView(APIView):
+    # The listing's seller, or staff: CLIPCHECK["ACCESS"]["listing-statements"].
+    access_scope = "listing-statements"
+
+    @extend_schema(
+        summary="The statements of reasons of a listing: why it was restricted, and the appeal of each",
+        responses={
+            200: ListingStatementsSerializer,
+            404: OpenApiResponse(
+                ErrorSerializer, description="No such listing, or not the user's (the same answer for both)."
+            ),
+            **error_responses(401, 403, 429, 503),
+        },
+    )
+    def get(self, request, listing_id):
+        listing = sellers_listing(request, listing_id, staff_reads=True)
+        return Response(statements_output(listing, appeals.listing_statements(listing)))
+
+
+class ListingAppealView(APIView):
+    # The listing's seller: CLIPCHECK["ACCESS"]["listing-appeal"].
+    access_scope = "listing-appeal"
+
+    @extend_schema(
+        summary="Contest the rejection of a listing: a moderator other than the one who decided reviews it",
+        request=AppealInputSerializer,
+        responses={
+            201: AppealResultSerializer,
+            400: OpenApiResponse(
+                ErrorSerializer,
+                description="appeal_text_empty or appeal_text_too_long (detail: max_length, length), or a "
+                            "malformed body.",
+            ),
+            404: OpenApiResponse(
+                ErrorSerializer, description="No such listing, or not the user's (the same answer for both)."
+            ),
+            409: OpenApiResponse(
+                ErrorSerializer,
+                description="appeal_nothing_to_contest (the listing is not rejected), appeal_exists (the decision "
+                            "was contested already: once per decision) or appeal_too_late (detail: deadline).",
+            ),
+            **error_responses(*(status for status in BODY_ERRORS if status != 400)),
+        },
+    )
+    def post(self, request, listing_id):
+        listing = sellers_listing(request, listing_id)
+        serializer = AppealInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        appeal = appeals.appeal_create(listing=listing, text=serializer.validated_data.get("text", ""))
+        return Response(appeal_result_output(appeal), status=status.HTTP_201_CREATED)
