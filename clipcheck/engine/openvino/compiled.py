@@ -3,10 +3,12 @@
 A serving worker compiles nothing it finds compiled: each build's towers,
 compiled for one precision and one set of lanes, are exported once to
 ``compiled/<build>-<precision>-<streams>x<threads>/{image,text}.blob``. A
-worker reads each blob into memory, checks those very bytes against the
-sha256 the manifest recorded and imports them: a blob with flipped bytes,
+worker maps each blob, checks the mapped bytes against the sha256 the
+manifest recorded and imports that very mapping: a blob with flipped bytes,
 one compiled from another IR (the manifest names the IR's manifest) or with
-other settings is compiled and exported again, never imported.
+other settings is compiled and exported again, never imported. The cache
+never writes a published file in place (builds are renamed into place), so
+what was checked is what the model reads.
 """
 
 import hashlib
@@ -14,6 +16,8 @@ import io
 import logging
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from clipcheck.engine.lanes import ForwardLanes
 from clipcheck.engine.openvino.cache import (
@@ -124,14 +128,19 @@ def import_blobs(directory: Path, *, made_from: Manifest, config: dict[str, Any]
     for tower in TOWERS:
         path = directory / f"{tower}.blob"
         try:
-            data = path.read_bytes()
-        except OSError as exc:
+            # Copy-on-write: the mapping never writes the file, and its pages
+            # stay the page cache's, shared by every worker on the host.
+            mapped = np.memmap(path, dtype=np.uint8, mode="c")
+        except (OSError, ValueError) as exc:
             raise RuntimeCacheError(f"{path} cannot be read ({exc.__class__.__name__})") from exc
-        if hashlib.sha256(data).hexdigest() != manifest["files"].get(path.name):
+        if hashlib.sha256(mapped.data).hexdigest() != manifest["files"].get(path.name):
             raise RuntimeCacheError(f"{path} does not match its recorded sha256")
         try:
-            towers[tower] = core.import_model(data, "CPU", config)
+            compiled = core.import_model(ov.Tensor(mapped, shared_memory=True), "CPU", config)
         except RuntimeError as exc:  # verified, yet not importable here (e.g. another CPU)
             raise RuntimeCacheError(f"{path} cannot be imported: {exc}") from exc
-        del data
+        # Imported without a copy: the model reads its constants from the
+        # mapping, which must live as long as the model does.
+        compiled.blob_mapping = mapped
+        towers[tower] = compiled
     return towers
