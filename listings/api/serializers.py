@@ -183,7 +183,7 @@ def search_output(*, hits, model):
 
 class AppealInputSerializer(serializers.Serializer):
     # Empty and too long texts are refused by the service, each with its own error code.
-    text = serializers.CharField(
+    text = PlainTextField(
         required=False, allow_blank=True, trim_whitespace=False,
         help_text="Why the decision is wrong, in the seller's words: at most LISTINGS['APPEAL_TEXT_MAX_LENGTH'] "
                   "characters (5000 by default).",

@@ -7,7 +7,7 @@ from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from clipcheck.api.schema import BODY_ERRORS, error_responses, multipart
+from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
 from clipcheck.api.serializers import ErrorSerializer
 from listings import appeals, services
 from clipcheck.services.thresholds import model_shown
@@ -109,7 +109,7 @@ class ListingStatementsView(APIView):
             404: OpenApiResponse(
                 ErrorSerializer, description="No such listing, or not the user's (the same answer for both)."
             ),
-            **error_responses(401, 403, 429, 503),
+            **error_responses(*COMMON_ERRORS),
         },
     )
     def get(self, request, listing_id):

@@ -200,3 +200,14 @@ def test_appeals_have_their_own_count_and_age_on_the_admin_index_and_metrics(peo
     assert 7190 < oldest < 7300
     appeal.delete()
     assert appeal_queue_stats().size == 0
+
+
+@pytest.mark.parametrize("key, value, check_id", [
+    ("APPEAL_WINDOW_DAYS", 0, "listings.E019"), ("APPEAL_WINDOW_DAYS", "six months", "listings.E019"),
+    ("APPEAL_TEXT_MAX_LENGTH", -1, "listings.E020"),
+])
+def test_appeal_settings_are_checked(settings, key, value, check_id):
+    from listings.checks import check_listings_settings
+
+    settings.LISTINGS = {key: value}
+    assert [error.id for error in check_listings_settings()] == [check_id]
