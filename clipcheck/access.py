@@ -24,6 +24,7 @@ from rest_framework.permissions import BasePermission
 from rest_framework.throttling import SimpleRateThrottle
 
 from clipcheck.settings import DEFAULTS, clip_settings
+from clipcheck.settings_table import parse_rate
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,6 @@ POLICY_KEYS = ("anonymous", "permissions", "rate", "user_rate", "cost_rate", "us
 BASE_POLICY = {
     "anonymous": False, "permissions": [], "rate": None, "user_rate": None, "cost_rate": None, "user_cost_rate": None,
 }
-PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 def access_table():
@@ -54,18 +54,6 @@ def view_policy(view):
     scope or the scope no policy (a configuration error, clipcheck.E012)."""
     scope = getattr(view, "access_scope", None)
     return access_table().get(scope) if scope else None
-
-
-def parse_rate(rate):
-    """``"60/minute"`` → ``(60, 60)``: requests allowed per period in seconds.
-
-    Raises ``ValueError`` for anything else (reported by clipcheck.E011).
-    """
-    count, _, period = str(rate).partition("/")
-    period = period.strip().lower()
-    if not period or period[0] not in PERIODS or not count.strip().isdigit() or int(count) < 1:
-        raise ValueError(f"{rate!r} is not a rate like '60/minute'.")
-    return int(count), PERIODS[period[0]]
 
 
 class EndpointPolicyPermission(BasePermission):

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
-from listings.settings import DEFAULTS as LISTINGS_DEFAULTS
+from clipcheck.settings import CLIPCHECK_TABLE
+from listings.settings import LISTINGS_TABLE
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -239,34 +240,18 @@ CORS_EXPOSE_HEADERS = ["Retry-After", "X-Request-ID", "WWW-Authenticate"]
 
 
 def _clipcheck_from_environ():
-    """CLIPCHECK_* environment variables override the app's defaults.
+    """The CLIPCHECK keys the environment overrides, as their declarations say
+    (``CLIPCHECK_TABLE``: ``CLIPCHECK_<KEY>``, docs/configuration.md#environment-variables).
 
     Values that don't parse are passed through unchanged so that the system
     checks (clipcheck.E0xx) report them instead of a crash at import.
     """
-    parsers = {"MODEL": str, "DEVICE": str, "DTYPE": str, "BATCH_ROOT": str,
-               "THRESHOLD": float, "BATCH_SIZE": int, "NUM_THREADS": int,
-               "MAX_QUEUE": int, "QUEUE_TIMEOUT_MS": int, "INFERENCE_TIMEOUT_SECONDS": float,
-               "LOAD_RETRY_SECONDS": float, "MAX_REQUEST_BYTES": int, "MAX_UPLOAD_BYTES": int,
-               "METRICS_TOKEN": str, "DECODE_MEMORY_BUDGET_BYTES": int, "ANALYSIS_RETENTION_DAYS": int,
-               "FAILED_AUTH_RATE": str, "RUNTIME": str, "RUNTIME_CACHE_DIR": str, "LATENCY_BUDGET_MS": float}
-    # Keys whose feature "none" turns off.
-    optional = {"ANALYSIS_RETENTION_DAYS", "FAILED_AUTH_RATE"}
-    overrides = {}
-    for key, parse in parsers.items():
-        raw = os.environ.get(f"CLIPCHECK_{key}")
-        if raw is None or raw == "":
-            continue
-        if key in optional and raw.strip().lower() == "none":
-            overrides[key] = None
-            continue
-        try:
-            overrides[key] = parse(raw)
-        except ValueError:
-            overrides[key] = raw
-    if "CLIPCHECK_LOAD_ON_STARTUP" in os.environ:
-        overrides["LOAD_ON_STARTUP"] = env_bool("CLIPCHECK_LOAD_ON_STARTUP")
-    return overrides
+    return CLIPCHECK_TABLE.environ_overrides(os.environ)
+
+
+def _listings_from_environ():
+    """The LISTINGS keys the environment overrides (``LISTINGS_TABLE``: ``LISTINGS_<KEY>``)."""
+    return LISTINGS_TABLE.environ_overrides(os.environ)
 
 
 CLIPCHECK = {
@@ -287,21 +272,15 @@ CLIPCHECK = {
     **_clipcheck_from_environ(),
 }
 
-# The listings app's settings (listings/settings.py has the keys).
-LISTINGS = {}
-if os.environ.get("LISTINGS_UPLOAD_POLICY"):
-    LISTINGS["UPLOAD_POLICY"] = os.environ["LISTINGS_UPLOAD_POLICY"].strip().lower()
-if os.environ.get("LISTINGS_AUDIT_STALL_SECONDS"):
-    # Not a number: kept as text for the system check (listings.E011) to name.
-    _stall = os.environ["LISTINGS_AUDIT_STALL_SECONDS"].strip()
-    LISTINGS["AUDIT_STALL_SECONDS"] = float(_stall) if _stall.replace(".", "", 1).isdigit() else _stall
+# The listings app's settings (listings/settings.py declares the keys).
+LISTINGS = _listings_from_environ()
 # POST /upload takes up to MAX_PHOTOS photos in one request, and Django refuses a
 # request with more files than this before any view runs (listings.W001 warns
 # when the two disagree).
 # A MAX_PHOTOS that is not a positive integer is reported by listings.E003.
 _max_photos = LISTINGS.get("MAX_PHOTOS")
 DATA_UPLOAD_MAX_NUMBER_FILES = _max_photos if isinstance(_max_photos, int) and _max_photos > 0 else (
-    LISTINGS_DEFAULTS["MAX_PHOTOS"]
+    LISTINGS_TABLE.setting("MAX_PHOTOS").default
 )
 
 # Celery: the distributed mode of clip_audit (docs/audit.md). Workers:

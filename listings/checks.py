@@ -1,62 +1,16 @@
-"""System checks for ``settings.LISTINGS`` (ids ``listings.E0xx`` / ``W0xx``)."""
+"""System checks for ``settings.LISTINGS`` (ids ``listings.E0xx`` / ``W0xx``).
 
-import re
+A bad value of one key is reported by the check its declaration names
+(``LISTINGS_TABLE`` in ``listings.settings``, where every id is declared); the
+functions here judge what needs more than one key or Django's own settings.
+"""
 
 from django.conf import settings
 from django.core.checks import Error, Tags, Warning, register
 
-from clipcheck.checks import SettingRule, _is_fraction, is_positive_integer, rule_errors, unknown_settings_errors
-from listings.models import UNDO_REASON_CODE
-from listings.settings import UPLOAD_POLICIES, listings_settings
-from listings.statement_rules import enumeration, field_rules, statement_errors
-
-REASON_CODE = re.compile(r"^[a-z0-9_]{1,64}$")
-PUID_NAMESPACE = re.compile(r"^[A-Za-z0-9_]{1,40}$")
-
-
-def is_reason_code_list(codes):
-    """1 to 9 distinct codes (the review screen's digits), none of them "undo"."""
-    return (
-        isinstance(codes, (list, tuple)) and 1 <= len(codes) <= 9 and len(set(codes)) == len(codes)
-        and all(isinstance(code, str) and REASON_CODE.match(code) for code in codes)
-        and UNDO_REASON_CODE not in codes
-    )
-
-
-def is_seconds(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e9
-
-
-def is_rate(value):
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
-
-
-def is_visibility_list(value):
-    """One or more of the database's visibility restrictions, except "other" (it would need words of its own)."""
-    accepted = set(enumeration("DECISION_VISIBILITIES")) - {"DECISION_VISIBILITY_OTHER"}
-    return isinstance(value, (list, tuple)) and bool(value) and all(item in accepted for item in value)
-
-
-def is_terms_url(value):
-    return value is None or not statement_errors_of("decision_ground_reference_url", value)
-
-
-def is_country_list(value):
-    accepted = set(enumeration("EUROPEAN_COUNTRY_CODES"))
-    return value is None or (isinstance(value, (list, tuple)) and bool(value) and all(item in accepted for item in value))
-
-
-def is_language(value):
-    return value is None or value in enumeration("LANGUAGES")
-
-
-def is_puid_namespace(value):
-    return isinstance(value, str) and bool(PUID_NAMESPACE.match(value))
-
-
-def statement_errors_of(field, value):
-    """The database's rule for one field, applied to ``value`` alone."""
-    return statement_errors({field: value}).get(field, [])
+from clipcheck.settings_table import is_positive_integer, unknown_settings_errors
+from listings.settings import LISTINGS_TABLE, is_reason_code_list, listings_settings
+from listings.statement_rules import enumeration, field_rules
 
 
 def statement_reason_code_problem(terms):
@@ -101,58 +55,11 @@ def statement_reason_codes_errors():
     return []
 
 
-# One line per setting: key, validator, id, message. Ids are stable.
-RULES = (
-    SettingRule("UPLOAD_POLICY", lambda policy: policy in UPLOAD_POLICIES, "listings.E002",
-                "LISTINGS UPLOAD_POLICY {value!r} is not valid.", hint=f"Use one of {', '.join(UPLOAD_POLICIES)}."),
-    *(
-        SettingRule(key, is_positive_integer, "listings.E003", "LISTINGS {key} {value!r} must be a positive integer.")
-        for key in (
-            "SUGGESTION_TOP_K", "CHECK_BATCH_SIZE", "AUDIT_CHUNK_SIZE", "AUDIT_DECODE_THREADS", "MAX_PHOTOS",
-            "REVIEW_CLAIM_SECONDS",
-        )
-    ),
-    SettingRule("TITLE_CONFLICT_SIMILARITY", _is_fraction, "listings.E004",
-                "LISTINGS TITLE_CONFLICT_SIMILARITY {value!r} must be a number between 0 and 1."),
-    SettingRule("PHOTOS_SAME_ITEM_THRESHOLD", _is_fraction, "listings.E010",
-                "LISTINGS {key} {value!r} must be a number between 0 and 1."),
-    SettingRule("REVIEW_REASON_CODES", is_reason_code_list, "listings.E005",
-                "LISTINGS REVIEW_REASON_CODES {value!r} must be a list of 1 to 9 distinct codes "
-                f"(lower-case letters, digits and _), without {UNDO_REASON_CODE!r}.",
-                hint="Moderators pick them with the digits 1-9."),
-    SettingRule("REVIEW_SAMPLE_RATE", is_rate, "listings.E006",
-                "LISTINGS REVIEW_SAMPLE_RATE {value!r} must be a number between 0 and 1."),
-    SettingRule("AUDIT_STALL_SECONDS", is_seconds, "listings.E011",
-                "LISTINGS AUDIT_STALL_SECONDS {value!r} must be a number of seconds (0 turns the watchdog off)."),
-    SettingRule("STATEMENT_DECISION_VISIBILITY", is_visibility_list, "listings.E013",
-                "LISTINGS STATEMENT_DECISION_VISIBILITY {value!r} must be a non-empty list of the Transparency "
-                "Database's DECISION_VISIBILITY_* values (not DECISION_VISIBILITY_OTHER)."),
-    SettingRule("STATEMENT_TERMS_URL", is_terms_url, "listings.E014",
-                "LISTINGS STATEMENT_TERMS_URL {value!r} must be None or a URL of at most 500 characters."),
-    SettingRule("STATEMENT_TERRITORIAL_SCOPE", is_country_list, "listings.E015",
-                "LISTINGS STATEMENT_TERRITORIAL_SCOPE {value!r} must be None or a non-empty list of EU/EEA "
-                "country codes (\"DE\", \"FR\", ...).", hint="The database accepts: "
-                + ", ".join(enumeration("EUROPEAN_COUNTRY_CODES")) + "."),
-    SettingRule("STATEMENT_CONTENT_LANGUAGE", is_language, "listings.E016",
-                "LISTINGS STATEMENT_CONTENT_LANGUAGE {value!r} must be None or an upper-case ISO 639-1 code "
-                "(\"EN\", \"DE\", ...)."),
-    SettingRule("STATEMENT_PUID_NAMESPACE", is_puid_namespace, "listings.E017",
-                "LISTINGS STATEMENT_PUID_NAMESPACE {value!r} must be 1 to 40 letters, digits or _.",
-                hint="It starts every statement's puid: one per installation, never changed once statements were sent."),
-    SettingRule("STATEMENT_SUBMIT_DELAY_SECONDS", is_seconds, "listings.E018",
-                "LISTINGS STATEMENT_SUBMIT_DELAY_SECONDS {value!r} must be a number of seconds (0 sends at once)."),
-    SettingRule("APPEAL_WINDOW_DAYS", is_positive_integer, "listings.E019",
-                "LISTINGS APPEAL_WINDOW_DAYS {value!r} must be a positive whole number of days.",
-                hint="Sellers may contest a rejection for at least six months (DSA Article 20): 183 or more."),
-    SettingRule("APPEAL_TEXT_MAX_LENGTH", is_positive_integer, "listings.E020",
-                "LISTINGS APPEAL_TEXT_MAX_LENGTH {value!r} must be a positive whole number of characters."),
-)
-
-
 @register(Tags.compatibility)
 def check_listings_settings(app_configs=None, **kwargs):
     return [
-        *unknown_settings_errors(listings_settings, error_id="listings.E001"), *rule_errors(listings_settings, RULES),
+        *unknown_settings_errors(listings_settings, error_id="listings.E001"),
+        *LISTINGS_TABLE.check_messages(listings_settings),
         *statement_reason_codes_errors(),
     ]
 

@@ -3,10 +3,19 @@
 import pytest
 
 from listings.checks import check_listings_settings
+from listings.settings import DEFAULT_STATEMENT_REASON_CODES
+
+# A code of the project's own has statement terms of its own (listings.E012).
+COUNTERFEIT_TERMS = {**DEFAULT_STATEMENT_REASON_CODES, "counterfeit": {
+    "category": "STATEMENT_CATEGORY_INTELLECTUAL_PROPERTY_INFRINGEMENTS",
+    "category_specification": ["KEYWORD_TRADEMARK_INFRINGEMENT"],
+    "ground": "Terms 5: no counterfeit goods.", "explanation": "The item imitates a protected brand.",
+}}
 
 
 @pytest.mark.parametrize(("listings", "expected"), [
-    ({"REVIEW_REASON_CODES": ["counterfeit", "other"], "REVIEW_SAMPLE_RATE": 0.1, "REVIEW_CLAIM_SECONDS": 60}, []),
+    ({"REVIEW_REASON_CODES": ["counterfeit", "other"], "STATEMENT_REASON_CODES": COUNTERFEIT_TERMS,
+      "REVIEW_SAMPLE_RATE": 0.1, "REVIEW_CLAIM_SECONDS": 60}, []),
     ({"REVIEW_REASON_CODES": []}, ["listings.E005"]),
     ({"REVIEW_REASON_CODES": "other"}, ["listings.E005"]),
     ({"REVIEW_REASON_CODES": ["a", "a"]}, ["listings.E005"]),

@@ -57,7 +57,7 @@ class TestSelection:
 
     def test_openvino_with_a_cuda_device_is_a_system_check_error(self, settings):
         set_clip_settings(settings, RUNTIME="openvino-int8", DEVICE="cuda")
-        assert "clipcheck.E016" in {error.id for error in check_clipcheck_settings()}
+        assert "clipcheck.E020" in {error.id for error in check_clipcheck_settings()}
 
     def test_the_threads_are_split_between_two_lanes(self):
         assert forward_lanes(2) == ForwardLanes(count=2, threads=1)
