@@ -69,3 +69,93 @@ def test_the_analyze_examples_show_every_field_of_the_answer():
     for page in (README, REPO / "docs" / "api.md"):
         example = re.search(r'```json\n(\{"is_mismatch".*?\})\n```', page.read_text(), re.S).group(1)
         assert list(json.loads(example)) == fields, page.name
+
+
+def test_the_configuration_tables_are_the_declared_settings():
+    """docs/configuration.md's settings, environment and check tables are the rendering of the apps' declared
+    tables (``clipcheck.settings_table``)."""
+    from clipcheck.settings_table import documented_blocks, markdown_blocks
+
+    documented = documented_blocks((REPO / "docs" / "configuration.md").read_text())
+    assert documented == markdown_blocks(), (
+        "regenerate: DJANGO_SETTINGS_MODULE=clipproject.settings .venv/bin/python -m clipcheck.settings_table "
+        "--write docs/configuration.md"
+    )
+
+
+def environment_variables_read(path):
+    """The names of the environment variables a settings module reads by name."""
+    import ast
+
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant):
+            function = node.func
+            called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", "")
+            receiver = function.value if isinstance(function, ast.Attribute) else None
+            reads = called in ("env_bool", "env_list") or (
+                called == "get" and ast.unparse(receiver) in ("os.environ", "environ")
+            )
+            if reads:
+                names.add(node.args[0].value)
+        elif isinstance(node, ast.Subscript) and ast.unparse(node.value) == "os.environ" and isinstance(
+            node.slice, ast.Constant
+        ):
+            names.add(node.slice.value)
+    return names
+
+
+def test_every_environment_variable_the_project_reads_is_in_the_configuration_page():
+    page = (REPO / "docs" / "configuration.md").read_text()
+    section = page[page.index("## Environment variables"):page.index("## System checks")]
+    read = set()
+    for module in ("settings.py", "settings_production.py"):
+        read |= environment_variables_read(REPO / "clipproject" / module)
+    assert sorted(name for name in read if f"`{name}`" not in section) == []
+
+
+SETTING_CELL = re.compile(r'`(?:(CLIPCHECK|LISTINGS)\["([A-Z0-9_]+)"\]|\["([A-Z0-9_]+)"\]|([A-Z][A-Z0-9_]+))`')
+CHECK_MENTION = re.compile(r"\b(?:(clipcheck|listings)\.)?([EWI]\d{3})\b")
+
+
+def test_settings_rows_elsewhere_in_the_docs_agree_with_the_declarations():
+    """A row of a settings table (its first column: key, setting, CLIPCHECK...) on any other page shows the
+    declared default (when it names one key and its second cell starts with a literal) and names only checks
+    that report the keys it names."""
+    from clipcheck.settings_table import literal, settings_tables
+
+    tables = {table.name: table for table in settings_tables()}
+    owners = {setting.key: table for table in tables.values() for setting in table.settings}
+    problems = []
+    for page in sorted((REPO / "docs").glob("*.md")):
+        if page.name == "configuration.md":
+            continue
+        settings_table, previous = False, ""
+        for line in page.read_text().splitlines():
+            cells = [part.strip() for part in line.strip().strip("|").split(" | ")] if line.startswith("| ") else []
+            if cells and not previous.startswith("|"):  # a table's header: is it one of settings?
+                settings_table = any(word in cells[0].lower() for word in ("key", "setting", "clipcheck", "listings"))
+            previous = line
+            if len(cells) < 2 or not settings_table:
+                continue
+            keys = []
+            for app, key, bracketed, bare in SETTING_CELL.findall(cells[0]):
+                name = key or bracketed or bare
+                table = tables[app] if app else owners.get(name)
+                if table is not None and name in table.defaults():
+                    keys.append((table, name))
+            if not keys:
+                continue
+            if len(keys) == 1 and cells[1].startswith("`"):
+                table, key = keys[0]
+                shown = cells[1][1:cells[1].index("`", 1)]
+                if shown != literal(table.setting(key).default):
+                    problems.append(f"{page.name}: {key} default {shown} (declared {literal(table.setting(key).default)})")
+            named = {key for _, key in keys}
+            for app, short in CHECK_MENTION.findall(" ".join(cells[1:])):
+                candidates = [tables[app.upper()]] if app else list({id(t): t for t, _ in keys}.values())
+                reporting = [check for table in candidates for check in table.checks
+                             if check.id.endswith("." + short) and named & set(table.keys_of(check))]
+                if not reporting:
+                    problems.append(f"{page.name}: {', '.join(sorted(named))} mentions {app + '.' if app else ''}{short}")
+    assert problems == []
