@@ -55,7 +55,7 @@ class MatchLabels:
     keys: list
     scores: np.ndarray
     matches: np.ndarray
-    categories: list = None  # each label's listing category ("" for none)
+    categories: list | None = None  # each label's listing category ("" for none)
     sampled: int = 0  # how many come from the random review sample of machine approvals
 
 

@@ -23,7 +23,7 @@ def batch_analyze(*, items, budget=None):
     if not clip_settings.BATCH_ROOT:
         raise BatchUnavailable("Batch analysis is disabled: CLIPCHECK BATCH_ROOT is not configured.")
     plans = _batch_plans(items=items, budget=budget)
-    results = [None] * len(items)
+    results: list[dict | None] = [None] * len(items)
     batch_size = int(clip_settings.BATCH_SIZE)
     for start in range(0, len(items), batch_size):
         decoded = []
