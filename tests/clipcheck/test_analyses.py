@@ -10,10 +10,11 @@ from django.contrib.auth import get_user_model
 from django.db import OperationalError, connection, connections
 
 from clipcheck import selectors, verdicts
-from clipcheck.services import analyses as analysis_services, classification, embeddings
 from clipcheck.engine import get_engine
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis, ImageEmbedding
+from clipcheck.services import analyses as analysis_services
+from clipcheck.services import classification, embeddings
 from clipcheck.settings import clip_settings
 from tests.support.clip_settings import set_clip_settings
 from tests.support.images import image_bytes
