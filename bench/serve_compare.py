@@ -26,8 +26,19 @@ from pathlib import Path
 
 from bench.assets import FULL, ensure_assets
 from bench.service import (
-    CLIENTS, Inputs, analyze_figures, analyze_round, concurrency_ceiling, free_port, gunicorn_wait_healthy,
-    http_request, multipart, proc_cpu_seconds, proc_status_kb, process_stop, usable_cores,
+    CLIENTS,
+    Inputs,
+    analyze_figures,
+    analyze_round,
+    concurrency_ceiling,
+    free_port,
+    gunicorn_wait_healthy,
+    http_request,
+    multipart,
+    proc_cpu_seconds,
+    proc_status_kb,
+    process_stop,
+    usable_cores,
 )
 
 

@@ -29,8 +29,6 @@ from clipcheck.settings import clip_settings
 from clipcheck.verdicts import suggestion
 from listings import selectors, services
 from listings.admin_review import ReviewViews, listing_id_parse
-from listings.review import review_held_by_others, review_reason_codes
-from listings.similarity import PHOTO_REUSED, listings_search
 from listings.models import (
     FORMAT_SUFFIXES,
     Listing,
@@ -40,6 +38,8 @@ from listings.models import (
     ReviewQueueItem,
     StatementSubmission,
 )
+from listings.review import review_held_by_others, review_reason_codes
+from listings.similarity import PHOTO_REUSED, listings_search
 
 Status = Listing.Status
 

@@ -8,8 +8,9 @@ class ListingsConfig(AppConfig):
 
     def ready(self):
         from clipcheck.metrics import register_collector
-        from listings import checks  # noqa: F401  (registers the system checks)
-        from listings import similarity, verdicts  # noqa: F401  (register their reason types)
+
+        # Imported for what they register: the system checks, the reason types.
+        from listings import checks, similarity, verdicts  # noqa: F401
         from listings.appeals import appeal_queue_stats
         from listings.metrics import ReviewQueueCollector
         from listings.review import review_queue_stats

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clipcheck import selectors as clip_selectors
-from clipcheck.paging import keyset_pages
-from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.errors import ClipcheckError
 from clipcheck.nearduplicates import near_duplicates
+from clipcheck.paging import keyset_pages
+from clipcheck.services.embeddings import image_embeddings_compute
 from listings import selectors, services
 from listings.models import Listing
 

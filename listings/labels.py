@@ -22,7 +22,11 @@ from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import model_id
 from listings.models import Listing
 from listings.selectors import (
-    WRONG_CATEGORY, catalogue_listings, latest_decisions, moderation_labels, wrong_category_listing_ids,
+    WRONG_CATEGORY,
+    catalogue_listings,
+    latest_decisions,
+    moderation_labels,
+    wrong_category_listing_ids,
 )
 from listings.services import listing_image_decode
 

@@ -24,15 +24,16 @@ from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
 
-from clipcheck import scoring, verdicts as clip_verdicts
-from clipcheck.hashes import texts_hash
-from clipcheck.services import analyses as clip_analyses
-from clipcheck.services.embeddings import image_embeddings_compute, image_prepare
-from clipcheck.services.thresholds import default_threshold
+from clipcheck import scoring
+from clipcheck import verdicts as clip_verdicts
 from clipcheck.errors import ClipcheckError
+from clipcheck.hashes import texts_hash
 from clipcheck.images import DecodedImage, decode_image
 from clipcheck.models import Analysis
 from clipcheck.nearduplicates import layout_signature
+from clipcheck.services import analyses as clip_analyses
+from clipcheck.services.embeddings import image_embeddings_compute, image_prepare
+from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
 from listings import review, verdicts
 from listings.errors import ImageTextMismatch, ListingImageUnavailable, ReviewConflict, StorageFull

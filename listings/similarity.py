@@ -18,12 +18,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipcheck import reasons as reason_kinds
-from clipcheck.reasons import Evidence, ReasonType, reason_type_register
-from clipcheck.services.embeddings import image_embeddings_compute
-from clipcheck.services.thresholds import model_id
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
 from clipcheck.nearduplicates import layout_signature, near_duplicates
+from clipcheck.reasons import Evidence, ReasonType, reason_type_register
+from clipcheck.services.embeddings import image_embeddings_compute
+from clipcheck.services.thresholds import model_id
 from clipcheck.vectors import image_neighbours
 from listings import selectors
 from listings.models import Listing

@@ -45,8 +45,6 @@ from PIL import Image
 
 # Run as a script: the repository root holds the knownanswer package.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from knownanswer import domain as dom  # noqa: E402
-
 from tokenizers import pre_tokenizers  # noqa: E402
 from tokenizers.trainers import BpeTrainer  # noqa: E402
 from transformers import (  # noqa: E402
@@ -57,6 +55,8 @@ from transformers import (  # noqa: E402
     CLIPTokenizer,
 )
 from transformers.utils import logging as hf_logging  # noqa: E402
+
+from knownanswer import domain as dom  # noqa: E402
 
 IMAGE_SIZE = 64
 GATES = {

@@ -7,11 +7,10 @@ from pathlib import Path
 import pytest
 
 from clipcheck import verdicts
-from clipcheck.reasons import reason_label
-from clipcheck.services.classification import image_classify
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis
-from clipcheck.settings import clip_settings
+from clipcheck.reasons import reason_label
+from clipcheck.services.classification import image_classify
 from tests.support.colours import contrast_ratio, css_rgb
 from tests.support.images import image_bytes
 

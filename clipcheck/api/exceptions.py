@@ -12,9 +12,9 @@ from django.core.exceptions import (
 )
 from django.db import InterfaceError, OperationalError
 from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
-from django.views import defaults
 from rest_framework.views import exception_handler as drf_exception_handler
 from rest_framework.views import set_rollback
 

@@ -12,15 +12,23 @@ from dataclasses import dataclass
 import numpy as np
 
 from clipcheck.adaptation import (
-    MIN_MATCH_LABELS_PER_CLASS, MIN_PHOTOS_PER_CATEGORY, CategoryHead, FitChoice, HeldOut, head_fit,
-    held_out_figures, match_calibration_fit, match_figures, promotion_decision, stratified_held_out,
+    MIN_MATCH_LABELS_PER_CLASS,
+    MIN_PHOTOS_PER_CATEGORY,
+    CategoryHead,
+    FitChoice,
+    HeldOut,
+    head_fit,
+    held_out_figures,
+    match_calibration_fit,
+    match_figures,
+    promotion_decision,
+    stratified_held_out,
 )
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
 from clipcheck.services.adaptations import AdaptationError, adaptation_active
 from clipcheck.services.classification import images_classify
 from clipcheck.settings import clip_settings
-
 
 MIN_LABELLED_PHOTOS = 40
 

@@ -12,8 +12,8 @@ from clipcheck.api.serializers import (
     ProductTextField,
     ReasonSerializer,
 )
-from clipcheck.settings import clip_settings
 from clipcheck.images import DecodedImage, decode_image
+from clipcheck.settings import clip_settings
 from clipcheck.verdicts import reasons_for_field, suggestion
 from listings.models import Listing
 from listings.settings import listings_settings

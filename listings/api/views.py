@@ -9,25 +9,25 @@ from rest_framework.views import APIView
 
 from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
 from clipcheck.api.serializers import ErrorSerializer
-from listings import appeals, services
 from clipcheck.services.thresholds import model_shown
 from clipcheck.settings import clip_settings
+from listings import appeals, services
 from listings.api import schema  # noqa: F401  (registers the schema extensions)
-from listings.similarity import listings_search
 from listings.api.serializers import (
     AppealInputSerializer,
     AppealResultSerializer,
     ListingStatementsSerializer,
-    appeal_result_output,
-    statements_output,
     SearchInputSerializer,
     SearchResultSerializer,
-    search_output,
     UploadInputSerializer,
     UploadMismatchSerializer,
     UploadResultSerializer,
+    appeal_result_output,
+    search_output,
+    statements_output,
     submission_output,
 )
+from listings.similarity import listings_search
 
 
 class UploadView(APIView):

@@ -30,16 +30,15 @@ from django.db import transaction
 from django.db.models import Q
 
 from clipcheck import scoring
-from clipcheck.paging import keyset_pages
 from clipcheck.errors import ClipcheckError
 from clipcheck.models import Analysis
+from clipcheck.paging import keyset_pages
 from clipcheck.services.thresholds import model_id
 from clipcheck.verdicts import suggestion
 from listings import services
 from listings.audit.records import AuditMisconfigured, AuditRow, AuditSummary
 from listings.models import Listing, ListingCheckFailure
 from listings.settings import listings_settings
-
 
 # Selection
 

@@ -3,8 +3,8 @@
 from datetime import timedelta
 
 from django import template
-from django.utils.timesince import timesince
 from django.utils import timezone
+from django.utils.timesince import timesince
 
 from clipcheck.reasons import reason_label
 from listings import review

@@ -9,7 +9,6 @@ import pytest
 from rest_framework.test import APIClient
 
 from clipcheck.access import EndpointRateThrottle
-
 from tests.support.images import image_bytes
 from tests.support.users import user_with_token
 

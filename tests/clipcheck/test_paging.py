@@ -1,7 +1,6 @@
 """Keyset paging (clipcheck.paging): every row once, in key order, whatever happens between pages."""
 
 import pytest
-
 from django.contrib.auth import get_user_model
 
 from clipcheck.paging import keyset_pages

@@ -21,14 +21,14 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from rest_framework.test import APIClient
 
-from clipcheck.services import thresholds as clip_services
-from clipcheck.services.calibration_data import similarity_scores
 from clipcheck.calibration import OperatingPoint
 from clipcheck.images import decode_image
 from clipcheck.models import CalibratedThreshold
 from clipcheck.selectors import analyses_for_subject
-from listings.models import Listing, ModerationDecision
+from clipcheck.services import thresholds as clip_services
+from clipcheck.services.calibration_data import similarity_scores
 from knownanswer import domain
+from listings.models import Listing, ModerationDecision
 from tests.support.known_answer import THRESHOLD
 
 pytestmark = pytest.mark.django_db

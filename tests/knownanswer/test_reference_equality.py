@@ -73,7 +73,7 @@ def lossless_cases():
     transparent = domain.render("star", "black", seed=12, size=160, background="transparent")
     palette = ORANGE_STAR.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
     grey = ORANGE_STAR.convert("L")
-    sixteen_bit = Image.fromarray((np.asarray(grey, dtype=np.uint16) * 257))
+    sixteen_bit = Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257)
     return {
         "PNG RGB": (encoded(ORANGE_STAR, "PNG"), ORANGE_STAR),
         "WebP lossless": (encoded(ORANGE_STAR, "WEBP", lossless=True), ORANGE_STAR),

@@ -7,14 +7,13 @@ and gated.
 """
 
 import io
-import json
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from clipcheck import scoring
 import knownanswer
+from clipcheck import scoring
 from knownanswer import domain
 from tests.support.known_answer import THRESHOLD
 from tests.support.users import user_with_token

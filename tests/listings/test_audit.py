@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone as dt_timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -103,7 +103,7 @@ def test_the_status_option_picks_the_listings(make_listing, nothing_matches, arg
 
 def test_since_keeps_listings_created_or_updated_since_then(catalogue):
     old, edited_lately, new = catalogue(3)
-    long_ago = datetime(2020, 1, 1, tzinfo=dt_timezone.utc)
+    long_ago = datetime(2020, 1, 1, tzinfo=UTC)
     Listing.objects.filter(pk=old.pk).update(created_at=long_ago, updated_at=long_ago)
     Listing.objects.filter(pk=edited_lately.pk).update(created_at=long_ago)
 

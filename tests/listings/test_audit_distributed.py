@@ -157,7 +157,7 @@ def test_two_workers_finish_an_audit_when_one_is_killed_mid_chunk(deployment, st
 
     assert command.returncode == 0, output + errors
     assert survivor.poll() is None
-    per_listing = query(deployment, f"""
+    per_listing = query(deployment, """
         SELECT l.id, COUNT(a.id), SUM(CASE WHEN a.text = l.title THEN 1 ELSE 0 END),
                SUM(CASE WHEN a.text = l.description THEN 1 ELSE 0 END)
         FROM listings_listing l LEFT JOIN clipcheck_analysis a

@@ -8,9 +8,9 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import CommandError, call_command
 
-from clipcheck.services import calibration_data, thresholds
 from clipcheck.images import decode_image
 from clipcheck.models import Analysis, CalibratedThreshold
+from clipcheck.services import calibration_data, thresholds
 from listings.models import Listing, ModerationDecision
 from tests.support.clip_settings import set_clip_settings
 from tests.support.images import image_bytes

@@ -7,9 +7,9 @@ import re
 import pytest
 from django.core.management import call_command
 
-from clipcheck.services import thresholds as clip_services
 from clipcheck.calibration import label_warnings, wilson_interval
 from clipcheck.models import CalibratedThreshold
+from clipcheck.services import thresholds as clip_services
 from listings.models import Listing, ModerationDecision
 
 pytestmark = pytest.mark.django_db

@@ -17,7 +17,6 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from clipcheck.models import Analysis
-from listings.models import Listing
 from listings.sweep import orphans_sweep
 from tests.support.images import image_bytes
 from tests.support.server import REPO_ROOT, GunicornServer, multipart, unique_picture

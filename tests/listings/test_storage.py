@@ -10,8 +10,8 @@ from clipcheck.selectors import analyses_for_subject
 from clipproject.settings import storages_from_environ
 from listings import services
 from listings.models import Listing
-from tests.support.images import image_bytes
 from tests.listings.test_upload_api import upload
+from tests.support.images import image_bytes
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_S3_REGION_NAME": "us-east-1"}
 

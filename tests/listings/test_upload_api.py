@@ -9,9 +9,9 @@ from django.urls import reverse
 from PIL import Image
 
 from clipcheck.selectors import analyses_for_subject
+from clipcheck.verdicts import suggestion
 from listings.api.views import UploadView
 from listings.models import Listing
-from clipcheck.verdicts import suggestion
 from tests.support.images import image_bytes
 from tests.support.listings import MATCHING_TEXT, MISMATCHING_TEXT, RED
 

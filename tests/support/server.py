@@ -1,7 +1,7 @@
 """A real gunicorn server (gunicorn.conf.py, clipproject.wsgi) on a free loopback port."""
 
-import itertools
 import http.client
+import itertools
 import json
 import os
 import signal

@@ -9,7 +9,7 @@ every service must be there.
 
 import os
 import socket
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -66,7 +66,7 @@ PROBES = {
 }
 
 
-@lru_cache(maxsize=None)
+@cache
 def service_available(name):
     probe, _ = PROBES[name]
     return bool(probe())

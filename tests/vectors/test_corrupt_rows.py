@@ -13,7 +13,6 @@ from clipcheck.models import ImageEmbedding
 from clipcheck.nearduplicates import LAYOUT_SIZE
 from clipcheck.selectors import LAYOUT_VALUES
 from listings.models import Listing
-from tests.vectors.test_api import png
 from tests.vectors.test_photo_reused import photo, upload
 
 pytestmark = pytest.mark.django_db

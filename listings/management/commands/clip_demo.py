@@ -15,16 +15,15 @@ from django.core.management.base import BaseCommand, CommandError
 from django.test.utils import override_settings
 
 import knownanswer
-from knownanswer import domain
 from clipcheck.engine import get_engine
 from clipcheck.errors import ModelUnavailable
 from clipcheck.services.adaptations import adaptation_active
 from clipcheck.settings import clip_settings
 from clipcheck.watchdog import StallWatchdog
+from knownanswer import domain
 from listings import demo
 from listings.audit import local, records
 from listings.settings import listings_settings
-
 
 # One host in everything the demo prints and serves, and in the docs.
 HOST = "127.0.0.1"

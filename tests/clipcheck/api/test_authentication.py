@@ -4,8 +4,8 @@ import pytest
 from django.test import Client
 from rest_framework.test import APIClient
 
-from tests.support.images import image_bytes
 from tests.support.clip_settings import set_clip_settings
+from tests.support.images import image_bytes
 from tests.support.users import user_with_token
 
 pytestmark = pytest.mark.django_db

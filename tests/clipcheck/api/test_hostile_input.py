@@ -6,15 +6,15 @@ batch rows that fail a single item name that item's ``error.code`` in a 200.
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-from tests.support.images import image_bytes
 from tests.support import hostile
+from tests.support.images import image_bytes
 from tests.support.server import multipart
 from tests.support.users import user_with_token
 

@@ -10,8 +10,8 @@ from rest_framework.test import APIClient
 from clipcheck import metrics
 from clipcheck.engine.admission import InferenceGate, run_inference
 from clipcheck.engine.clock import ForwardClock, forward_clock
-from clipcheck.middleware import ModelTimer, model_time_ms
 from clipcheck.errors import ImageRejected, InferenceFailed, InferenceTimeout, ModelBusy
+from clipcheck.middleware import ModelTimer, model_time_ms
 from tests.support.images import image_bytes
 
 
