@@ -159,3 +159,7 @@ def test_settings_rows_elsewhere_in_the_docs_agree_with_the_declarations():
                 if not reporting:
                     problems.append(f"{page.name}: {', '.join(sorted(named))} mentions {app + '.' if app else ''}{short}")
     assert problems == []
+
+
+def test_the_bench_page_keeps_the_method_and_the_latest_figures_only():
+    assert len((REPO / "docs" / "bench.md").read_text().splitlines()) <= 200  # history lives in git
