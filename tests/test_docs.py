@@ -163,3 +163,28 @@ def test_settings_rows_elsewhere_in_the_docs_agree_with_the_declarations():
 
 def test_the_bench_page_keeps_the_method_and_the_latest_figures_only():
     assert len((REPO / "docs" / "bench.md").read_text().splitlines()) <= 200  # history lives in git
+
+
+# Raised by management commands only, never answered over HTTP (they print one line and exit).
+COMMAND_ONLY_ERRORS = {"adaptation_unavailable", "audit_misconfigured", "calibration_impossible"}
+
+
+def test_api_access_md_lists_every_error_code_the_service_answers():
+    from clipcheck.reasons import reason_codes
+
+    patterns = [
+        re.compile(r'^\s+code = "([a-z_]+)"', re.M),  # an error class's code
+        re.compile(r'code="([a-z_]+)"'),  # a code given where the error is raised
+        re.compile(r'error_body\("([a-z_]+)"'),  # Django-level handlers
+        re.compile(r'return \d{3}, "([a-z_]+)"'),  # refused requests (suspicious operations)
+    ]
+    codes = set()
+    for app in ("clipcheck", "listings", "clipproject"):
+        for path in (REPO / app).rglob("*.py"):
+            if {"migrations", "management"} & set(path.parts) or path.name == "serializers.py":
+                continue  # serializers' codes are per-field validation codes, inside `detail`
+            text = path.read_text()
+            codes.update(code for pattern in patterns for code in pattern.findall(text))
+    documented = (REPO / "docs" / "api-access.md").read_text()
+    missing = sorted(code for code in codes - set(reason_codes()) - COMMAND_ONLY_ERRORS if f"`{code}`" not in documented)
+    assert missing == [], f"add to docs/api-access.md's error table: {missing}"
