@@ -108,48 +108,76 @@ def _valid_date(value):
     return True
 
 
-def _value_errors(field, rule, value):
-    """The messages for a present, non-null ``value`` of ``field``."""
-    errors = []
+def _type_errors(field, rule, value):
+    """The type message of ``value``, or None when its type is right."""
     kind = rule.get("type")
     if kind == "array" and not isinstance(value, list):
-        return [f"The {field} field must be an array."]
-    if kind == "object":
-        if not isinstance(value, dict):
-            return [f"The {field} field must be an array."]
+        return f"The {field} field must be an array."
+    if kind == "object" and not isinstance(value, dict):
+        return f"The {field} field must be an array."
+    if kind in ("string", None) and not isinstance(value, str):
+        return f"The {field} field must be a string."
+    return None
+
+
+def _in_error(field, rule, value):
+    accepted = set(enumeration(rule["in"]))
+    if rule.get("nullable"):
+        accepted.add("null")  # Laravel's "in:null,..." of the nullable enumerations
+    items = value if isinstance(value, list) else [value]
+    if any(not isinstance(item, str) or item not in accepted for item in items):
+        return f"The selected {field} is invalid."
+    return None
+
+
+def _max_error(field, rule, value):
+    if len(value) <= rule["max"]:
+        return None
+    unit = "items" if isinstance(value, list) else "characters"
+    return f"The {field} field must not be greater than {rule['max']} {unit}."
+
+
+def _regex_error(field, rule, value):
+    if isinstance(value, str) and not re.fullmatch(rule["regex"], value):
+        return f"The {field} format is invalid."
+    return None
+
+
+def _url_error(field, rule, value):
+    if rule["url"] and isinstance(value, str) and not (URL.match(value) and urlsplit(value).hostname):
+        return f"The {field} field must be a valid URL."
+    return None
+
+
+def _date_error(field, rule, value):
+    if not _valid_date(value):
+        return f"The {field} does not match the format YYYY-MM-DD."
+    if "after_or_equal" in rule and value < rule["after_or_equal"]:
+        return f"The {field} field must be a date after or equal to {rule['after_or_equal']}."
+    if "before_or_equal" in rule and value > rule["before_or_equal"]:
+        return f"The {field} field must be a date before or equal to {rule['before_or_equal']}."
+    return None
+
+
+# Each rule key of statement_rules.json and how a value breaks it, in Laravel's order.
+_RULE_CHECKS = (
+    ("in", _in_error), ("max", _max_error), ("regex", _regex_error), ("url", _url_error),
+    ("date_format", _date_error),
+)
+
+
+def _value_errors(field, rule, value):
+    """The messages for a present, non-null ``value`` of ``field``."""
+    type_error = _type_errors(field, rule, value)
+    if type_error:
+        return [type_error]
+    if rule.get("type") == "object":
         return [
             message for key, key_rule in rule.get("keys", {}).items() if key in value
             for message in _value_errors(f"{field}.{key}", key_rule, value[key])
         ]
-    if kind == "string" and not isinstance(value, str):
-        return [f"The {field} field must be a string."]
-    if kind is None and not isinstance(value, str):
-        return [f"The {field} field must be a string."]
-    if "in" in rule:
-        accepted = set(enumeration(rule["in"]))
-        if rule.get("nullable"):
-            accepted.add("null")  # Laravel's "in:null,..." of the nullable enumerations
-        items = value if isinstance(value, list) else [value]
-        if any(not isinstance(item, str) or item not in accepted for item in items):
-            errors.append(f"The selected {field} is invalid.")
-    if "max" in rule:
-        size = len(value)
-        if size > rule["max"]:
-            unit = "items" if isinstance(value, list) else "characters"
-            errors.append(f"The {field} field must not be greater than {rule['max']} {unit}.")
-    if "regex" in rule and isinstance(value, str) and not re.fullmatch(rule["regex"], value):
-        errors.append(f"The {field} format is invalid.")
-    if rule.get("url") and isinstance(value, str) and not (URL.match(value) and urlsplit(value).hostname):
-        errors.append(f"The {field} field must be a valid URL.")
-    if "date_format" in rule:
-        if not _valid_date(value):
-            errors.append(f"The {field} does not match the format YYYY-MM-DD.")
-        else:
-            if "after_or_equal" in rule and value < rule["after_or_equal"]:
-                errors.append(f"The {field} field must be a date after or equal to {rule['after_or_equal']}.")
-            if "before_or_equal" in rule and value > rule["before_or_equal"]:
-                errors.append(f"The {field} field must be a date before or equal to {rule['before_or_equal']}.")
-    return errors
+    errors = [check(field, rule, value) for key, check in _RULE_CHECKS if key in rule]
+    return [error for error in errors if error]
 
 
 def statement_errors(statement):
