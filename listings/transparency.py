@@ -301,43 +301,60 @@ class _Submission:
                 self.posted -= set(pending)  # refused before anything was created
                 raise
             if answer.status == 201:
-                uuids = {
-                    item.get("puid"): str(item.get("uuid", ""))
-                    for item in answer.body.get("statements", []) if isinstance(item, dict)
-                }
-                self.mark(puids=pending, state=State.CREATED, uuids=uuids)
-                self.summary.created += len(pending)
+                self.created(pending, answer.body)
                 return
             errors = answer.body.get("errors") if isinstance(answer.body.get("errors"), dict) else {}
-            existing = set(errors.get("existing_puids") or [])
-            if isinstance(answer.body.get("existing"), dict):
-                existing.add(answer.body["existing"].get("puid"))
-            existing &= set(pending)
+            existing = _existing_puids(answer.body, errors) & set(pending)
             if existing:
                 self.mark(puids=sorted(existing), state=State.EXISTING)
                 self.summary.existing += len(existing)
                 pending = [puid for puid in pending if puid not in existing]
                 continue
-            refused = {}
-            for key, messages in errors.items():
-                index = key.removeprefix("statement_")
-                if key.startswith("statement_") and index.isdigit() and int(index) < len(pending):
-                    refused[pending[int(index)]] = messages
+            refused = _refused_puids(errors, pending)
             if not refused:
                 raise TransparencyError(
                     f"The Transparency Database refused a batch of {len(pending)}: {_message(answer.body)}"
                 )
-            # Refused, so not created: released, and tried again by the next run.
-            StatementSubmission.objects.filter(puid__in=list(refused), run=self.run, state=State.SENDING).delete()
-            self.posted -= set(refused)
-            self.summary.refused.update(refused)
+            self.refused(refused)
             pending = [puid for puid in pending if puid not in refused]
+
+    def created(self, pending, body):
+        uuids = {
+            item.get("puid"): str(item.get("uuid", ""))
+            for item in body.get("statements", []) if isinstance(item, dict)
+        }
+        self.mark(puids=pending, state=State.CREATED, uuids=uuids)
+        self.summary.created += len(pending)
+
+    def refused(self, refused):
+        # Refused, so not created: released, and tried again by the next run.
+        StatementSubmission.objects.filter(puid__in=list(refused), run=self.run, state=State.SENDING).delete()
+        self.posted -= set(refused)
+        self.summary.refused.update(refused)
 
     def release(self):
         """At the end of the run: what it posted without an answer is ``unconfirmed``, the rest it held is freed."""
         mine = StatementSubmission.objects.filter(run=self.run, state=State.SENDING)
         mine.filter(puid__in=list(self.posted)).update(state=State.UNCONFIRMED)
         mine.delete()
+
+
+def _existing_puids(body, errors):
+    """The puids a 422 says the database holds already (``existing_puids``, or one ``existing``)."""
+    existing = set(errors.get("existing_puids") or [])
+    if isinstance(body.get("existing"), dict):
+        existing.add(body["existing"].get("puid"))
+    return existing
+
+
+def _refused_puids(errors, pending):
+    """``{puid: messages}`` of the statements a 422 refused (its ``statement_<index>`` errors)."""
+    refused = {}
+    for key, messages in errors.items():
+        index = key.removeprefix("statement_")
+        if key.startswith("statement_") and index.isdigit() and int(index) < len(pending):
+            refused[pending[int(index)]] = messages
+    return refused
 
 
 def submitted_then_undone():
