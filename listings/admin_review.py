@@ -45,17 +45,7 @@ CONFLICT_CODES = ("attribute_conflict", "object_conflict")
 def text_segments(text, reasons, field_name):
     """``text`` as ``[(text, highlighted)]``: the passages a reason about ``field_name`` points at
     and the words a conflict says the text names are highlighted."""
-    spans = []
-    for reason in reasons or []:
-        if not isinstance(reason, dict) or reason.get("field") != field_name:
-            continue
-        # The span is the reason's own start/end, or its "passage" object's (docs/verdicts.md).
-        span = reason.get("passage") if isinstance(reason.get("passage"), dict) else reason
-        start, end = span.get("start"), span.get("end")
-        if _is_offset(start) and _is_offset(end) and start < end:
-            spans.append((start, min(end, len(text))))
-        if reason.get("code") in CONFLICT_CODES and isinstance(reason.get("text_says"), str):
-            spans += [match.span() for match in _word_pattern(reason["text_says"]).finditer(text)]
+    spans = [span for reason in reasons or [] for span in _reason_spans(reason, text, field_name)]
     segments, position = [], 0
     for start, end in sorted(spans):
         start = max(start, position)
@@ -68,6 +58,21 @@ def text_segments(text, reasons, field_name):
     if position < len(text):
         segments.append((text[position:], False))
     return segments
+
+
+def _reason_spans(reason, text, field_name):
+    """The character spans of ``text`` that one reason points at."""
+    if not isinstance(reason, dict) or reason.get("field") != field_name:
+        return []
+    spans = []
+    # The span is the reason's own start/end, or its "passage" object's (docs/verdicts.md).
+    span = reason.get("passage") if isinstance(reason.get("passage"), dict) else reason
+    start, end = span.get("start"), span.get("end")
+    if _is_offset(start) and _is_offset(end) and start < end:
+        spans.append((start, min(end, len(text))))
+    if reason.get("code") in CONFLICT_CODES and isinstance(reason.get("text_says"), str):
+        spans += [match.span() for match in _word_pattern(reason["text_says"]).finditer(text)]
+    return spans
 
 
 def description_segments(description, reasons):
