@@ -99,27 +99,19 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     results = _adapted_results(dict(zip(to_compute, computed)), requests=requests, active=active)
     judged = dict(zip(to_compute, judged_images))
 
-    analyses = []
-    for index, request in enumerate(requests):
-        result, cached, analysis_device, duration_ms = (
-            (results[index], False, device, compute_ms) if index in results
-            else _earlier_result(earlier[keys[index]], share_ms=lookup_ms / len(requests))
+    answers = [
+        (results[index], False, device, compute_ms) if index in results
+        else _earlier_result(earlier[keys[index]], share_ms=lookup_ms / len(requests))
+        for index in range(len(requests))
+    ]
+    return [
+        analysis_build(
+            image_sha256=judged.get(index, request.image).sha256, text=request.text, text_sha256=text_hashes[index],
+            result=result, model=model, device=analysis_device, source=source, duration_ms=duration_ms,
+            cached=cached, subject=request.subject, rules=rules, adaptation_version=adaptation,
         )
-        analyses.append(analysis_build(
-            image_sha256=judged.get(index, request.image).sha256,
-            text=request.text,
-            text_sha256=text_hashes[index],
-            result=result,
-            model=model,
-            device=analysis_device,
-            source=source,
-            duration_ms=duration_ms,
-            cached=cached,
-            subject=request.subject,
-            rules=rules,
-            adaptation_version=adaptation,
-        ))
-    return analyses
+        for index, (request, (result, cached, analysis_device, duration_ms)) in enumerate(zip(requests, answers))
+    ]
 
 
 def _with_threshold(request):
@@ -149,22 +141,9 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2, bu
     plans = [planned.get(request.text) or verdicts.text_plan(text=request.text, engine=engine) for request in requests]
     if budget is not None:
         budget.admit(costs.plans_cost(plans, photos=sum(len(group) for group in photos)))
-    # Started first, the texts' forward runs while the photos are encoded, on
-    # the same admission slot (the engine's lanes overlap them when the cores
-    # allow); ``texts_judge`` below then finds them in the engine's text cache.
-    # The slot counts the rows of both in flight.
-    strings = [string for plan in plans for string in plan.passage_strings()]
-    rows = len(set(strings)) + sum(len(group) for group in photos)
-    with start_inference(lambda: verdicts.texts_vectors(strings=strings, engine=engine), rows=rows) as pending_texts:
-        vectors = image_embeddings_compute(
-            images=[photo for group in photos for photo in group], model=model, engine=engine,
-            store=store_embeddings, known=known, run=pending_texts.alongside,
-        )
-        pending_texts.result()
-    groups, offset = [], 0
-    for group in photos:
-        groups.append(vectors[offset:offset + len(group)])
-        offset += len(group)
+    groups = _photos_and_texts_encode(
+        photos=photos, plans=plans, engine=engine, model=model, store_embeddings=store_embeddings, known=known
+    )
     judgements = verdicts.texts_judge(
         plans=plans, image_vector_groups=groups, thresholds=[request.threshold for request in requests],
         engine=engine, run=run_inference,
@@ -177,6 +156,29 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2, bu
     )
     results = [judgement.result() for judgement in judgements]
     return results, judged_images, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
+
+
+def _photos_and_texts_encode(*, photos, plans, engine, model, store_embeddings, known):
+    """The photos' embeddings, grouped as ``photos`` is; the texts' passages encoded alongside.
+
+    Started first, the texts' forward runs while the photos are encoded, on
+    the same admission slot (the engine's lanes overlap them when the cores
+    allow); ``texts_judge`` then finds them in the engine's text cache. The
+    slot counts the rows of both in flight.
+    """
+    strings = [string for plan in plans for string in plan.passage_strings()]
+    rows = len(set(strings)) + sum(len(group) for group in photos)
+    with start_inference(lambda: verdicts.texts_vectors(strings=strings, engine=engine), rows=rows) as pending_texts:
+        vectors = image_embeddings_compute(
+            images=[photo for group in photos for photo in group], model=model, engine=engine,
+            store=store_embeddings, known=known, run=pending_texts.alongside,
+        )
+        pending_texts.result()
+    groups, offset = [], 0
+    for group in photos:
+        groups.append(vectors[offset:offset + len(group)])
+        offset += len(group)
+    return groups
 
 
 def reasons_add_looks_like(reasons, *, image, image_vector, text="", top_k=2):
