@@ -15,11 +15,9 @@ Status after a check (``status_after_check``):
   rejected is never approved by the machine.
 """
 
-import errno
 import logging
 from dataclasses import dataclass, field
 
-from django.core.files.base import ContentFile
 from django.db import transaction
 from django.db.models.functions import Now
 from django.utils import timezone
@@ -36,10 +34,11 @@ from clipcheck.services.embeddings import image_embeddings_compute, image_prepar
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
 from listings import review, verdicts
-from listings.errors import ImageTextMismatch, ListingImageUnavailable, ReviewConflict, StorageFull
-from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto
+from listings.errors import ImageTextMismatch, ListingImageUnavailable, ReviewConflict
+from listings.models import Listing, ListingPhoto
 from listings.settings import listings_settings
 from listings.similarity import photo_reused_reasons
+from listings.uploads import stored_photos_delete, upload_photos_write
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +172,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     suggestion = clip_verdicts.suggestion(reasons)
     stored = []  # (storage, name) of every photo written or being written
     try:
-        extra_photos = _upload_photos_write(listing=listing, photos=photos, stored=stored)
+        extra_photos = upload_photos_write(listing=listing, photos=photos, stored=stored)
         with transaction.atomic():
             listing.save()
             ListingPhoto.objects.create(
@@ -187,7 +186,7 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
             check.listing = listing
             _listing_apply_check(listing=listing, check=check, image_sha256=primary.sha256, texts_sha256=listing.texts_sha256)
     except BaseException:
-        _stored_photos_delete(stored)
+        stored_photos_delete(stored)
         raise
     return ListingSubmission(
         listing=listing, title_analysis=check.title_analysis, description_analysis=check.description_analysis,
@@ -221,53 +220,6 @@ def _upload_refuse_mismatch(*, check):
     )
 
 
-# A full disk, or the media owner's quota spent: an answer for the client (507), not a bug.
-STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-def _upload_photos_write(*, listing, photos, stored):
-    """Write the photos to storage (each one named in ``stored`` before its
-    first byte is written); returns the unsaved ``ListingPhoto`` rows of the
-    extra photos. A full storage raises ``StorageFull``."""
-    primary_data, primary = photos[0]
-    listing.image = _photo_write(field=Listing._meta.get_field("image"), data=primary_data, image=primary, stored=stored)
-    extra_photos = []
-    for position, (data, image) in enumerate(photos[1:], start=1):
-        name = _photo_write(field=ListingPhoto._meta.get_field("image"), data=data, image=image, stored=stored)
-        extra_photos.append(ListingPhoto(position=position, image=name, image_sha256=image.sha256))
-    return extra_photos
-
-
-def _photo_write(*, field, data, image, stored):
-    """Store one photo under a generated name (the suffix from the decoded format); returns the name.
-
-    The name is generated here, before the write, and recorded in ``stored``:
-    a write that fails half-way (a full disk leaves a zero-byte or partial
-    file) is deleted with the others."""
-    storage = field.storage
-    name = field.generate_filename(None, f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}")
-    stored.append((storage, name))
-    try:
-        saved = storage.save(name, ContentFile(data), max_length=field.max_length)
-    except OSError as exc:
-        if exc.errno in STORAGE_FULL_ERRNOS:
-            logger.error("Media storage is full; an upload was refused: %s", exc)
-            raise StorageFull() from exc
-        raise
-    stored[-1] = (storage, saved)
-    return saved
-
-
-def _stored_photos_delete(stored):
-    """Delete the photos of a failed upload; one that cannot be deleted is left to ``clip_sweep_orphans``."""
-    for storage, name in stored:
-        try:
-            storage.delete(name)
-        except Exception:  # each storage backend raises its own errors
-            logger.warning("Photo %s of a failed upload could not be deleted; clip_sweep_orphans removes it.", name,
-                           exc_info=True)
-
-
 def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=True, category_thresholds=None):
     """Unsaved ``ListingCheck``s, one per ``ListingTexts`` of ``entries``.
 
@@ -283,16 +235,7 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
             layouts[photo.sha256] = layout_signature(photo.image)
     vectors = image_embeddings_compute(images=all_photos, store=store_embeddings, layouts=layouts)
     known = {photo.sha256: vector for photo, vector in zip(all_photos, vectors)}
-    requests, fields = [], []
-    for number, entry in enumerate(entries):
-        entry_threshold = _listing_threshold(entry.category, threshold, category_thresholds)
-        for name, text in (("title", entry.title), ("description", entry.description)):
-            if text and text.strip():
-                requests.append(clip_analyses.AnalysisRequest(
-                    image=entry.photos[0], text=text, threshold=entry_threshold, subject=entry.listing,
-                    alternatives=entry.photos[1:], category=entry.category or "",
-                ))
-                fields.append((number, name))
+    requests, fields = _texts_requests(entries=entries, threshold=threshold, category_thresholds=category_thresholds)
     analyses = clip_analyses.analyses_compute(
         requests=requests, source=source, store_embeddings=store_embeddings, image_vectors=known,
         looks_like_top_k=listings_settings.SUGGESTION_TOP_K,
@@ -305,19 +248,37 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
         setattr(checks[number], f"{name}_analysis", analysis)
         checks[number].threshold = analysis.threshold
     for check, entry in zip(checks, entries, strict=True):
-        photo_vectors = [known[photo.sha256] for photo in entry.photos]
-        check.photos = list(zip(entry.photos, photo_vectors, strict=True))
-        check.layouts = {photo.sha256: layouts[photo.sha256] for photo in entry.photos}
-        conflict = verdicts.category_conflict(category=entry.category, photos=entry.photos, vectors=photo_vectors)
-        check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
-        if check.listing is not None:
-            check.photo_reasons = photo_reused_reasons(
-                listing=check.listing, photos=check.photos, layouts=check.layouts,
-            )
+        _photo_reasons_add(check=check, entry=entry, known=known, layouts=layouts)
     return checks
 
 
 # Checks
+
+def _texts_requests(*, entries, threshold, category_thresholds):
+    """The analysis requests of the entries' titles and descriptions, and ``(entry number, field)`` of each."""
+    requests, fields = [], []
+    for number, entry in enumerate(entries):
+        entry_threshold = _listing_threshold(entry.category, threshold, category_thresholds)
+        for name, text in (("title", entry.title), ("description", entry.description)):
+            if text and text.strip():
+                requests.append(clip_analyses.AnalysisRequest(
+                    image=entry.photos[0], text=text, threshold=entry_threshold, subject=entry.listing,
+                    alternatives=entry.photos[1:], category=entry.category or "",
+                ))
+                fields.append((number, name))
+    return requests, fields
+
+
+def _photo_reasons_add(*, check, entry, known, layouts):
+    """A check's photos and its listing-level reasons: category, photos of one item, reused photos."""
+    photo_vectors = [known[photo.sha256] for photo in entry.photos]
+    check.photos = list(zip(entry.photos, photo_vectors, strict=True))
+    check.layouts = {photo.sha256: layouts[photo.sha256] for photo in entry.photos}
+    conflict = verdicts.category_conflict(category=entry.category, photos=entry.photos, vectors=photo_vectors)
+    check.listing_reasons = ([conflict] if conflict else []) + verdicts.photos_differ(vectors=photo_vectors)
+    if check.listing is not None:
+        check.photo_reasons = photo_reused_reasons(listing=check.listing, photos=check.photos, layouts=check.layouts)
+
 
 def listing_check(*, listing, source=Analysis.Source.ADMIN):
     """Check one listing's stored image against its title and description.
