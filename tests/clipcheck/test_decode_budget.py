@@ -18,18 +18,8 @@ from tests.support.server import REPO_ROOT
 
 
 def test_a_decode_reserves_its_estimated_cost_while_it_runs_and_releases_it(monkeypatch):
-    seen = []
-    from PIL import ImageFile
-
-    load = ImageFile.ImageFile.load
-
-    def spying_load(image):
-        seen.append(decode_budget().reserved)
-        return load(image)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", spying_load)
-    decode_image(image_bytes(size=(64, 48)))
-    assert seen and seen[0] == decode_cost("RGB", 64, 48)
+    _, reserved = _reserved_while_decoding(monkeypatch, image_bytes(size=(64, 48)))
+    assert reserved == decode_cost("RGB", 64, 48)
     assert decode_budget().reserved == 0
 
 

@@ -1,33 +1,22 @@
 """The review screen in real headless Chromium: a Moderators-group account, keyboard only."""
 
-import importlib
 import re
 import time
 from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group, Permission
+from django.contrib.auth.models import Group
 from django.utils import timezone
 
 from listings.models import Listing, ModerationDecision
 from tests.support.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 from tests.support.listings import MISMATCHING_TEXT
+from tests.support.users import moderators_group
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 REVIEW_PATH = "/admin/listings/listing/review/"
-
-
-def moderators_group():
-    """The Moderators group as its migration creates it (transactional tests flush migration data)."""
-    migration = importlib.import_module("listings.migrations.0008_moderators_group")
-    group, _ = Group.objects.get_or_create(name=migration.GROUP_NAME)
-    group.permissions.set([
-        Permission.objects.get(content_type__app_label=app_label, codename=codename)
-        for app_label, codename in migration.PERMISSIONS
-    ])
-    return group
 
 
 @pytest.fixture
