@@ -73,5 +73,7 @@ class ClipcheckConfig(AppConfig):
         # first request; migrate, check, shell and test collection never do.
         if clip_settings.LOAD_ON_STARTUP and is_serving_process():
             from clipcheck.engine import warm_up
+            from clipcheck.services.analyses import vocabulary_warm_up
 
             warm_up()
+            vocabulary_warm_up()

@@ -165,15 +165,25 @@ _values_lock = threading.Lock()
 
 
 def values_vectors(*, values, engine, run=_run_here):
-    """``{value: unit vector}`` for attribute values (the bare words), cached per engine."""
+    """``{value: unit vector}`` for attribute values (the bare words), cached per engine.
+
+    One thread encodes what is missing while the others wait for it (the lock
+    is held across the forward): concurrent first requests never send the
+    same few dozen rows at once. A serving process encodes the whole
+    vocabulary before traffic (``vocabulary_warm_up``).
+    """
     with _values_lock:
         known = _values_cache.setdefault(engine, {})
         missing = sorted(value for value in values if value not in known)
-    if missing:
-        vectors, _ = run(lambda: engine.encode_texts(missing), rows=len(missing))
-        with _values_lock:
+        if missing:
+            vectors, _ = run(lambda: engine.encode_texts(missing), rows=len(missing))
             known.update(zip(missing, (np.array(vector) for vector in vectors), strict=True))
-    return {value: known[value] for value in values}
+        return {value: known[value] for value in values}
+
+
+def vocabulary_warm_up(engine):
+    """Encode every value of the texts' vocabulary (``ATTRIBUTES``, the categories) once, before traffic."""
+    values_vectors(values=sorted({value for values in text_vocabulary().values() for value in values}), engine=engine)
 
 
 def texts_vectors(*, strings, engine, run=_run_here):

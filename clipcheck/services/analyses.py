@@ -14,6 +14,7 @@ from django.db import models, transaction
 from clipcheck import costs, metrics, scoring, selectors, verdicts
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference, start_inference
+from clipcheck.errors import ModelUnavailable
 from clipcheck.hashes import text_hash
 from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
@@ -164,10 +165,11 @@ def _photos_and_texts_encode(*, photos, plans, engine, model, store_embeddings, 
     Started first, the texts' forward runs while the photos are encoded, on
     the same admission slot (the engine's lanes overlap them when the cores
     allow); ``texts_judge`` then finds them in the engine's text cache. The
-    slot counts the rows of both in flight.
+    slot counts the rows of the longer of the two in flight: the towers run
+    alongside each other, so the request waits about as long as its longer one.
     """
     strings = [string for plan in plans for string in plan.passage_strings()]
-    rows = len(set(strings)) + sum(len(group) for group in photos)
+    rows = max(len(set(strings)), sum(len(group) for group in photos))
     with start_inference(lambda: verdicts.texts_vectors(strings=strings, engine=engine), rows=rows) as pending_texts:
         vectors = image_embeddings_compute(
             images=[photo for group in photos for photo in group], model=model, engine=engine,
@@ -179,6 +181,16 @@ def _photos_and_texts_encode(*, photos, plans, engine, model, store_embeddings, 
         groups.append(vectors[offset:offset + len(group)])
         offset += len(group)
     return groups
+
+
+def vocabulary_warm_up():
+    """The attribute values and categories encoded once per model before traffic (the likeliest
+    rewrite is chosen with them), so no request pays for them; a model that failed to load is left
+    to the requests' own 503."""
+    try:
+        verdicts.vocabulary_warm_up(get_engine())
+    except ModelUnavailable:
+        pass
 
 
 def reasons_add_looks_like(reasons, *, image, image_vector, text="", top_k=2):

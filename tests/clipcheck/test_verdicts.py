@@ -153,3 +153,30 @@ def test_more_rewrites_per_passage_can_be_asked_for(settings):
     _, rewrites_encoded = judge_with(engine, "a red star", engine.vector("blue star"), threshold=0.6)
 
     assert len(rewrites_encoded) == 3 and rewrites_encoded[0] == "a blue star"
+
+
+def test_concurrent_first_requests_encode_the_attribute_values_once():
+    import threading
+    import time
+
+    class SlowEngine:
+        calls = []
+
+        def encode_texts(self, texts):
+            self.calls.append(list(texts))
+            time.sleep(0.05)
+            return [np.ones(3) / np.sqrt(3) for _ in texts], False
+
+    engine = SlowEngine()
+    barrier = threading.Barrier(6)
+
+    def ask():
+        barrier.wait()
+        verdicts.values_vectors(values=["red", "blue", "green"], engine=engine)
+
+    threads = [threading.Thread(target=ask) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert engine.calls == [["blue", "green", "red"]]
