@@ -18,6 +18,7 @@ the fragment endpoints use the one JSON error shape.
 
 import mimetypes
 import re
+from datetime import datetime
 
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
@@ -25,6 +26,7 @@ from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonRespons
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.utils import timezone
 
 from clipcheck import scoring
 from clipcheck.errors import ClipcheckError
@@ -37,7 +39,9 @@ from listings.models import Appeal, Listing, ModerationDecision
 # The largest primary key a database stores (BigAutoField): a larger id names no listing.
 MAX_LISTING_ID = 2**63 - 1
 SKIPPED_SESSION_KEY = "listings_review_skipped"
-DECIDED_SESSION_KEY = "listings_review_decided"
+# When this session's reviewing began: its decisions are counted from the
+# database since then (a decision never writes the session).
+STARTED_SESSION_KEY = "listings_review_started"
 # Reasons that point at words of a text: what the text says is highlighted.
 CONFLICT_CODES = ("attribute_conflict", "object_conflict")
 
@@ -211,6 +215,13 @@ class ReviewViews:
     def skipped(self, request):
         return request.session.get(SKIPPED_SESSION_KEY, [])
 
+    def decided(self, request):
+        """This moderator's decisions in force since the review screen was opened in this session."""
+        started = request.session.get(STARTED_SESSION_KEY)
+        if not started:
+            return 0
+        return review.review_decided_since(moderator=request.user, since=datetime.fromisoformat(started))
+
     # Views
 
     def review_view(self, request):
@@ -219,6 +230,8 @@ class ReviewViews:
         self.check_permission(request)
         if request.GET.get("restart"):
             request.session[SKIPPED_SESSION_KEY] = []
+        if STARTED_SESSION_KEY not in request.session:
+            request.session[STARTED_SESSION_KEY] = timezone.now().isoformat()
         listing = review.review_held(moderator=request.user, exclude=self.skipped(request))
         context = {
             **self.admin_site.each_context(request),
@@ -282,7 +295,6 @@ class ReviewViews:
             listing = get_object_or_404(Listing, pk=listing_id)
             self.model_admin.message_user(request, f"Decision recorded: {listing.get_status_display().lower()}.")
             return self.change_page_redirect(listing_id)
-        request.session[DECIDED_SESSION_KEY] = request.session.get(DECIDED_SESSION_KEY, 0) + 1
         return self.item_response(request)
 
     def undo_view(self, request):
@@ -327,7 +339,7 @@ class ReviewViews:
         stats = review.review_queue_stats()
         context = {
             "queue": stats, "listing": listing, "undone": undone, "skipped": len(self.skipped(request)),
-            "decided": request.session.get(DECIDED_SESSION_KEY, 0),
+            "decided": self.decided(request),
         }
         if listing is None:
             return context

@@ -158,6 +158,14 @@ def review_claim_next(*, moderator, exclude=(), now=None):
                     return Listing.objects.get(pk=pk)
 
 
+def review_decided_since(*, moderator, since):
+    """How many of this moderator's decisions since ``since`` are in force (undos and undone ones left out)."""
+    return (
+        ModerationDecision.objects.filter(moderator=moderator, decided_at__gte=since, undone_at__isnull=True)
+        .exclude(reason_code=UNDO_REASON_CODE).count()
+    )
+
+
 def review_release(*, listing_id, moderator):
     """Give a claimed listing back (skip): another moderator may take it."""
     return Listing.objects.filter(pk=listing_id, claimed_by=moderator).update(claimed_by=None, claimed_until=None)
