@@ -29,6 +29,7 @@ from clipcheck.settings import clip_settings
 from clipcheck.verdicts import suggestion
 from listings import selectors, services
 from listings.admin_review import ReviewViews, listing_id_parse
+from listings.admin_transparency import TransparencyReportViews
 from listings.models import (
     FORMAT_SUFFIXES,
     Listing,
@@ -529,6 +530,13 @@ class ModerationDecisionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     @admin.display(description="note")
     def note_excerpt(self, decision):
         return decision.note if len(decision.note) <= 60 else decision.note[:59] + "…"
+
+    def get_urls(self):
+        return [*TransparencyReportViews(self).get_urls(), *super().get_urls()]
+
+    def changelist_view(self, request, extra_context=None):
+        report_url = reverse("admin:listings_moderationdecision_transparency")
+        return super().changelist_view(request, {"transparency_report_url": report_url, **(extra_context or {})})
 
     def has_view_permission(self, request, obj=None):
         # Moderators read the decisions they and their colleagues made.

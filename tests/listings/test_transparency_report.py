@@ -144,3 +144,31 @@ def test_periods(period, bounds):
 def test_the_percentile_is_the_nearest_rank():
     assert percentile([5, 1, 3, 2, 4], 95) == 5 and percentile(list(range(1, 101)), 95) == 95
     assert percentile([], 95) is None
+
+
+def test_the_admin_shows_the_reports_figures_and_downloads_the_commands_csv(catalogue, tmp_path):
+    from django.contrib.auth.models import Permission
+    from django.test import Client
+    from django.urls import reverse
+
+    officer = get_user_model().objects.create_user("officer", is_staff=True)
+    officer.user_permissions.add(Permission.objects.get(codename="view_moderationdecision"))
+    browser = Client()
+    browser.force_login(officer)
+    url = reverse("admin:listings_moderationdecision_transparency")
+
+    assert url in browser.get(reverse("admin:listings_moderationdecision_changelist")).content.decode()
+    page = browser.get(url, {"period": "2026-H2"}).content.decode()
+    assert '<tr data-section="restrictions" data-key="total">' in page
+    assert '<td class="value">5</td>' in page.split('data-key="total">', 1)[1][:200]
+    assert "3 of 4" in page and "0.3006 – 0.9544" in page  # machine flags upheld, with its interval
+    csv_answer = browser.get(url, {"period": "2026-H2", "format": "csv"})
+    command = io.StringIO()
+    call_command("clip_transparency_report", "--period", "2026-H2", stdout=command)
+    assert csv_answer["Content-Type"].startswith("text/csv")
+    assert csv_answer.content.decode() == command.getvalue()
+    assert "is not a period" in browser.get(url, {"period": "2026-H7"}).content.decode()
+
+    nobody = get_user_model().objects.create_user("nobody", is_staff=True)
+    browser.force_login(nobody)
+    assert browser.get(url).status_code == 403
