@@ -28,7 +28,7 @@ class Mention:
 
 
 @functools.lru_cache(maxsize=4096)
-def _value_pattern(value):
+def value_pattern(value):
     # Whole words only ("red" is not in "reduced"); any run of spaces or a
     # hyphen between the words of a value ("polka-dot").
     words = [re.escape(word) for word in value.split()]
@@ -37,7 +37,7 @@ def _value_pattern(value):
 
 def values_named(text, values):
     """The values of ``values`` that ``text`` names as whole words."""
-    return {value for value in values if _value_pattern(value).search(text)}
+    return {value for value in values if value_pattern(value).search(text)}
 
 
 def attribute_mentions(text, attributes=None):
@@ -52,7 +52,7 @@ def attribute_mentions(text, attributes=None):
     for attribute, values in attributes.items():
         found = {}
         for value in values:
-            spans = tuple(match.span() for match in _value_pattern(value).finditer(text))
+            spans = tuple(match.span() for match in value_pattern(value).finditer(text))
             if spans:
                 found[value] = spans
         if len(found) == 1:

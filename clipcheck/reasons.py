@@ -120,10 +120,14 @@ def _passage_words(value) -> str:
 
 
 # How each kind of evidence reads (kinds not listed read as their text).
+def _number_words(value) -> str:
+    return f"{value:.3f}" if _is_number(value) else str(value)
+
+
 _WORDS = {
-    SCORE: lambda value: f"{value:.3f}" if _is_number(value) else str(value),
-    SUPPORT: lambda value: f"{value:.3f}" if _is_number(value) else str(value),
-    THRESHOLD: lambda value: f"{value:.3f}" if _is_number(value) else str(value),
+    SCORE: _number_words,
+    SUPPORT: _number_words,
+    THRESHOLD: _number_words,
     FLAG: lambda value: "yes" if value else "no",
     PHOTO: lambda value: f"photo {int(value) + 1}" if _is_number(value) else str(value),
     LISTING: lambda value: f"#{value}",

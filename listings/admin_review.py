@@ -17,7 +17,6 @@ the fragment endpoints use the one JSON error shape.
 """
 
 import mimetypes
-import re
 from datetime import datetime
 
 from django.contrib import messages
@@ -29,10 +28,12 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from clipcheck import scoring
+from clipcheck.attributes import value_pattern
 from clipcheck.errors import ClipcheckError
 from clipcheck.reasons import reason_display, reason_label
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
+from clipcheck.verdicts import CONFLICT_CODES  # reasons that name words of the text: highlighted
 from listings import review, selectors
 from listings.models import Appeal, Listing, ModerationDecision
 
@@ -42,8 +43,6 @@ SKIPPED_SESSION_KEY = "listings_review_skipped"
 # When this session's reviewing began: its decisions are counted from the
 # database since then (a decision never writes the session).
 STARTED_SESSION_KEY = "listings_review_started"
-# Reasons that point at words of a text: what the text says is highlighted.
-CONFLICT_CODES = ("attribute_conflict", "object_conflict")
 
 
 def text_segments(text, reasons, field_name):
@@ -75,16 +74,12 @@ def _reason_spans(reason, text, field_name):
     if _is_offset(start) and _is_offset(end) and start < end:
         spans.append((start, min(end, len(text))))
     if reason.get("code") in CONFLICT_CODES and isinstance(reason.get("text_says"), str):
-        spans += [match.span() for match in _word_pattern(reason["text_says"]).finditer(text)]
+        spans += [match.span() for match in value_pattern(reason["text_says"]).finditer(text)]
     return spans
 
 
 def description_segments(description, reasons):
     return text_segments(description, reasons, "description")
-
-
-def _word_pattern(words):
-    return re.compile(r"(?<![\w-])" + r"[\s-]+".join(re.escape(word) for word in words.split()) + r"(?![\w-])", re.I)
 
 
 def listing_id_parse(value):
