@@ -188,3 +188,31 @@ def test_odd_ids_from_forms_and_urls_answer_4xx_never_500(db, make_listing, valu
         photo = reverse("admin:listings_listing_review_photo", args=[int(value), 0])
         assert browser.get(photo).status_code == 404
     assert Listing.objects.get(pk=listing.pk).status == Status.NEEDS_REVIEW
+
+
+@pytest.mark.django_db
+def test_a_claim_taken_between_the_choice_and_the_update_is_left_to_its_holder(make_listing, monkeypatch):
+    """The interleaving a race produces, made deterministic (SQLite serialises writers, so the
+    threaded races above cannot reach it there): after the claimer chose its candidate, another
+    moderator claims it; the claimer's conditional UPDATE must take nothing from them and move on."""
+    first, second = queue(make_listing, 2)
+    claimer, rival = moderator("claimer"), moderator("rival")
+    original_update = type(Listing.objects.all()).update
+    interleaved = []
+
+    def update(queryset, **values):
+        if values.get("claimed_by") == claimer and not interleaved:
+            interleaved.append(True)
+            original_update(
+                Listing.objects.filter(pk=first.pk), claimed_by=rival,
+                claimed_until=timezone.now() + timedelta(minutes=10),
+            )
+        return original_update(queryset, **values)
+
+    monkeypatch.setattr(type(Listing.objects.all()), "update", update)
+    claimed = review.review_claim_next(moderator=claimer)
+
+    assert interleaved, "the claim no longer goes through a conditional UPDATE"
+    assert claimed.pk == second.pk
+    assert Listing.objects.get(pk=first.pk).claimed_by == rival
+    assert Listing.objects.get(pk=second.pk).claimed_by == claimer
