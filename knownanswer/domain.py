@@ -1,4 +1,5 @@
-"""Generated image-text domain of the "known-answer" CLIP (``knownanswer.CHECKPOINT``).
+"""Generated image-text domain of the known-answer models (``knownanswer.CHECKPOINT``,
+``knownanswer.SIGLIP_CHECKPOINT``), captioned in English, German, French and Spanish.
 
 Images show ONE flat-coloured object (a shape in a colour) on a varied,
 low-saturation background (plain, gradient, noise, two-tone "table", white).
@@ -18,12 +19,16 @@ Public API (all deterministic, numpy + Pillow only, no torch needed)::
         # background="transparent" gives an RGBA image whose background is
         # fully transparent (and black underneath: RGB=0 where alpha=0),
         # background=(r, g, b) gives a plain background of that colour.
-    caption(shape, colour, template_index=0) -> str     # full caption, len(FULL_TEMPLATES) variants
-    colour_caption(colour, i), shape_caption(shape, i)  # single-attribute captions
-    colour_prompt(colour) -> str   # "a photo of a red object"  (zero-shot colour prompt)
-    shape_prompt(shape) -> str     # "a photo of a circle"      (zero-shot shape prompt)
-    FULL_TEMPLATES, COLOUR_TEMPLATES, SHAPE_TEMPLATES
-    all_captions() -> list[str]   # every caption the trainer uses
+    caption(shape, colour, template_index=0, language="en") -> str
+        # full caption, len(FULL_TEMPLATES) variants in every language
+    colour_caption(colour, i, language="en"), shape_caption(shape, i, language="en")
+        # single-attribute captions
+    colour_prompt(colour, language="en") -> str   # "a photo of a red object"  (zero-shot colour prompt)
+    shape_prompt(shape, language="en") -> str     # "a photo of a circle"      (zero-shot shape prompt)
+    FULL_TEMPLATES, COLOUR_TEMPLATES, SHAPE_TEMPLATES   # English; OTHER_TEMPLATES for the rest
+    LANGUAGES                   # ("en", "de", "fr", "es")
+    COLOUR_WORDS, SHAPE_WORDS   # language -> colour -> forms, shape -> (noun, gender)
+    all_captions(language="en") -> list[str]   # every caption the trainer uses in a language
     heldout_items(per_pair=20, sizes=HELDOUT_SIZES) -> list[(shape, colour, seed, size)]
         # held-out set used for the printed metrics; seeds >= HELDOUT_SEED_BASE,
         # disjoint from the training seeds (< TRAIN_SEED_LIMIT).
@@ -95,39 +100,242 @@ _MIN_CONTRAST = 130.0
 MAX_ROTATION_DEG = 20.0
 
 
+# ---------------------------------------------------------- other languages
+
+# The listing languages of the domain (ISO 639-1). English is the base above;
+# the others spell the same words as the service's default attribute
+# vocabularies (clipcheck/default_attributes.py).
+LANGUAGES: tuple[str, ...] = ("en", "de", "fr", "es")
+
+# Colour forms per language. German: [base, -e, -er, -es, -en, -em];
+# French and Spanish: [masc sg, fem sg, masc pl, fem pl].
+COLOUR_WORDS: dict[str, dict[str, tuple[str, ...]]] = {
+    "en": {c: (c,) for c in COLOURS},
+    "de": {
+        "red": ("rot", "rote", "roter", "rotes", "roten", "rotem"),
+        "green": ("grün", "grüne", "grüner", "grünes", "grünen", "grünem"),
+        "blue": ("blau", "blaue", "blauer", "blaues", "blauen", "blauem"),
+        "yellow": ("gelb", "gelbe", "gelber", "gelbes", "gelben", "gelbem"),
+        "purple": ("violett", "violette", "violetter", "violettes", "violetten", "violettem"),
+        "orange": (
+            "orangefarben", "orangefarbene", "orangefarbener", "orangefarbenes", "orangefarbenen", "orangefarbenem",
+        ),
+        "black": ("schwarz", "schwarze", "schwarzer", "schwarzes", "schwarzen", "schwarzem"),
+        "white": ("weiß", "weiße", "weißer", "weißes", "weißen", "weißem"),
+    },
+    "fr": {
+        "red": ("rouge", "rouge", "rouges", "rouges"),
+        "green": ("vert", "verte", "verts", "vertes"),
+        "blue": ("bleu", "bleue", "bleus", "bleues"),
+        "yellow": ("jaune", "jaune", "jaunes", "jaunes"),
+        "purple": ("violet", "violette", "violets", "violettes"),
+        "orange": ("orange", "orange", "orange", "orange"),
+        "black": ("noir", "noire", "noirs", "noires"),
+        "white": ("blanc", "blanche", "blancs", "blanches"),
+    },
+    "es": {
+        "red": ("rojo", "roja", "rojos", "rojas"),
+        "green": ("verde", "verde", "verdes", "verdes"),
+        "blue": ("azul", "azul", "azules", "azules"),
+        "yellow": ("amarillo", "amarilla", "amarillos", "amarillas"),
+        "purple": ("morado", "morada", "morados", "moradas"),
+        "orange": ("naranja", "naranja", "naranja", "naranja"),
+        "black": ("negro", "negra", "negros", "negras"),
+        "white": ("blanco", "blanca", "blancos", "blancas"),
+    },
+}
+
+# Shape nouns per language with their grammatical gender (m, f, n).
+SHAPE_WORDS: dict[str, dict[str, tuple[str, str]]] = {
+    "en": {s: (s, "n") for s in SHAPES},
+    "de": {
+        "circle": ("Kreis", "m"), "square": ("Quadrat", "n"), "triangle": ("Dreieck", "n"),
+        "star": ("Stern", "m"), "cross": ("Kreuz", "n"), "ring": ("Ring", "m"),
+    },
+    "fr": {
+        "circle": ("cercle", "m"), "square": ("carré", "m"), "triangle": ("triangle", "m"),
+        "star": ("étoile", "f"), "cross": ("croix", "f"), "ring": ("anneau", "m"),
+    },
+    "es": {
+        "circle": ("círculo", "m"), "square": ("cuadrado", "m"), "triangle": ("triángulo", "m"),
+        "star": ("estrella", "f"), "cross": ("cruz", "f"), "ring": ("anillo", "m"),
+    },
+}
+
+# Templates of the other languages, as many per kind as the English ones
+# (template i of every language says the same thing). Their fields are filled
+# by ``_fields``: {s} the shape noun; German {ein}/{der}/{einem} the article
+# and {c_ein}/{c_der}/{c_dem} the colour ending after it ({c_ein} also stands
+# without an article, {c0}..{c5} are the forms by index); French {un}/{d_un}/
+# {le}, Spanish {un}/{el}, and {c} the colour agreeing with the noun ({cm}/{cf}
+# masculine/feminine for the colour-only captions).
+OTHER_TEMPLATES: dict[str, dict[str, tuple[str, ...]]] = {
+    "de": {
+        "full": (
+            "{ein} {c_ein} {s}",
+            "ein Foto von {einem} {c_dem} {s}",
+            "ein Foto von {einem} {c_dem} {s} auf einem Tisch",
+            "{c_ein} {s}",
+            "{ein} {c_ein} {s} auf einfarbigem Hintergrund",
+            "ein Bild von {einem} {c_dem} {s}",
+            "{der} {c_der} {s}",
+            "Produktfoto: {c_ein} {s}",
+            "{ein} {klein} {c_ein} {s}",
+            "{ein} {s} aus {c5} Kunststoff",
+        ),
+        "colour": (
+            "ein Foto von einem {c4} Objekt",
+            "ein {c3} Ding",
+            "ein {c2} Gegenstand",
+            "{c3} Produkt",
+        ),
+        "shape": (
+            "ein Foto von {einem} {s}",
+            "{ein} {s}",
+            "ein Bild von {einem} {s}",
+            "Produkt: {s}",
+        ),
+    },
+    "fr": {
+        "full": (
+            "{un} {s} {c}",
+            "une photo {d_un} {s} {c}",
+            "une photo {d_un} {s} {c} sur une table",
+            "{s} {c}",
+            "{un} {s} {c} sur un fond uni",
+            "une image {d_un} {s} {c}",
+            "{le}{s} {c}",
+            "photo du produit : {s} {c}",
+            "{un} {petit} {s} {c}",
+            "photo {d_un} {s} {c}",
+        ),
+        "colour": (
+            "une photo d'un objet {cm}",
+            "quelque chose de {cm}",
+            "une chose {cf}",
+            "produit {cm}",
+        ),
+        "shape": (
+            "une photo {d_un} {s}",
+            "{un} {s}",
+            "une image {d_un} {s}",
+            "produit : {s}",
+        ),
+    },
+    "es": {
+        "full": (
+            "{un} {s} {c}",
+            "una foto de {un} {s} {c}",
+            "una foto de {un} {s} {c} sobre una mesa",
+            "{s} {c}",
+            "{un} {s} {c} sobre un fondo liso",
+            "una imagen de {un} {s} {c}",
+            "{el} {s} {c}",
+            "foto del producto: {s} {c}",
+            "{un} {s} {c} {pequeno}",
+            "foto de {un} {s} {c}",
+        ),
+        "colour": (
+            "una foto de un objeto {cm}",
+            "algo {cm}",
+            "una cosa {cf}",
+            "producto {cm}",
+        ),
+        "shape": (
+            "una foto de {un} {s}",
+            "{un} {s}",
+            "una imagen de {un} {s}",
+            "producto: {s}",
+        ),
+    },
+}
+
+# German articles and adjective-form indices by gender: nominative after
+# ein / no article (strong), nominative after der/das (weak), dative (-en).
+_DE_GENDER = {
+    "m": {"ein": "ein", "einem": "einem", "der": "der", "klein": "kleiner", "c_ein": 2, "c_der": 1, "c_dem": 4},
+    "n": {"ein": "ein", "einem": "einem", "der": "das", "klein": "kleines", "c_ein": 3, "c_der": 1, "c_dem": 4},
+}
+
+
+def _fields(language: str, shape: str | None, colour: str | None) -> dict[str, str]:
+    forms = COLOUR_WORDS[language][colour] if colour else ()
+    fields: dict[str, str] = {}
+    if language == "de":
+        fields.update({f"c{i}": form for i, form in enumerate(forms)})
+    else:
+        fields.update({"cm": forms[0], "cf": forms[1]} if forms else {})
+    if shape is None:
+        return fields
+    noun, gender = SHAPE_WORDS[language][shape]
+    fields["s"] = noun
+    if language == "de":
+        grammar = _DE_GENDER[gender]
+        fields.update({k: v for k, v in grammar.items() if isinstance(v, str)})
+        fields.update({k: forms[v] for k, v in grammar.items() if isinstance(v, int) and forms})
+    elif language == "fr":
+        feminine = gender == "f"
+        fields["un"] = "une" if feminine else "un"
+        fields["d_un"] = "d'une" if feminine else "d'un"
+        fields["le"] = "l'" if noun[0] in "aeiouéè" else ("la " if feminine else "le ")
+        fields["petit"] = "petite" if feminine else "petit"
+        fields["c"] = forms[1 if feminine else 0] if forms else ""
+    else:
+        feminine = gender == "f"
+        fields["un"] = "una" if feminine else "un"
+        fields["el"] = "la" if feminine else "el"
+        fields["pequeno"] = "pequeña" if feminine else "pequeño"
+        fields["c"] = forms[1 if feminine else 0] if forms else ""
+    return fields
+
+
+def _caption_in(language: str, kind: str, template_index: int, shape: str | None = None, colour: str | None = None) -> str:
+    if language not in OTHER_TEMPLATES:
+        raise ValueError(f"unknown language {language!r}; expected one of {LANGUAGES}")
+    templates = OTHER_TEMPLATES[language][kind]
+    return templates[template_index % len(templates)].format(**_fields(language, shape, colour))
+
+
 def _article(word: str) -> str:
     return "an" if word[0] in "aeiou" else "a"
 
 
-def caption(shape: str, colour: str, template_index: int = 0) -> str:
-    """Full caption naming both colour and shape, e.g. ``"a photo of a red circle"``."""
+def caption(shape: str, colour: str, template_index: int = 0, language: str = "en") -> str:
+    """Full caption naming both colour and shape, e.g. ``"a photo of a red circle"``
+    (``"ein Foto von einem roten Kreis"`` in German)."""
     _check(shape, colour)
+    if language != "en":
+        return _caption_in(language, "full", template_index, shape=shape, colour=colour)
     t = FULL_TEMPLATES[template_index % len(FULL_TEMPLATES)]
     return t.format(a=_article(colour), c=colour, s=shape)
 
 
-def colour_caption(colour: str, template_index: int = 0) -> str:
+def colour_caption(colour: str, template_index: int = 0, language: str = "en") -> str:
     """Caption naming only the colour (e.g. ``"something red"``)."""
     _check(None, colour)
+    if language != "en":
+        return _caption_in(language, "colour", template_index, colour=colour)
     t = COLOUR_TEMPLATES[template_index % len(COLOUR_TEMPLATES)]
     return t.format(a=_article(colour), c=colour)
 
 
-def shape_caption(shape: str, template_index: int = 0) -> str:
+def shape_caption(shape: str, template_index: int = 0, language: str = "en") -> str:
     """Caption naming only the shape (e.g. ``"a circle shape"``)."""
     _check(shape, None)
+    if language != "en":
+        return _caption_in(language, "shape", template_index, shape=shape)
     t = SHAPE_TEMPLATES[template_index % len(SHAPE_TEMPLATES)]
     return t.format(a=_article(shape), s=shape)
 
 
-def colour_prompt(colour: str) -> str:
+def colour_prompt(colour: str, language: str = "en") -> str:
     """Zero-shot colour prompt: ``"a photo of a red object"``."""
-    return colour_caption(colour, 0)
+    return colour_caption(colour, 0, language)
 
 
-def shape_prompt(shape: str) -> str:
+def shape_prompt(shape: str, language: str = "en") -> str:
     """Zero-shot shape prompt: ``"a photo of a circle"``."""
-    return shape_caption(shape, 0)
+    return shape_caption(shape, 0, language)
 
 
 def _check(shape, colour):
@@ -275,16 +483,17 @@ def render(shape: str, colour: str, seed: int = 0, size: int = 64, background="r
     return Image.fromarray(np.clip(np.rint(img), 0, 255).astype(np.uint8), "RGB")
 
 
-def all_captions() -> list[str]:
-    """Every caption the trainer can emit (full, colour-only, shape-only)."""
+def all_captions(language: str = "en") -> list[str]:
+    """Every caption the trainer can emit in ``language`` (full, colour-only,
+    shape-only); every language has as many of each kind as English."""
     out = []
     for s in SHAPES:
         for c in COLOURS:
-            out += [caption(s, c, k) for k in range(len(FULL_TEMPLATES))]
+            out += [caption(s, c, k, language) for k in range(len(FULL_TEMPLATES))]
     for c in COLOURS:
-        out += [colour_caption(c, k) for k in range(len(COLOUR_TEMPLATES))]
+        out += [colour_caption(c, k, language) for k in range(len(COLOUR_TEMPLATES))]
     for s in SHAPES:
-        out += [shape_caption(s, k) for k in range(len(SHAPE_TEMPLATES))]
+        out += [shape_caption(s, k, language) for k in range(len(SHAPE_TEMPLATES))]
     return out
 
 
