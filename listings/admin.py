@@ -12,7 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseRedirect
 from django.template.loader import render_to_string
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -30,6 +30,7 @@ from clipcheck.verdicts import suggestion
 from listings import selectors, services
 from listings.admin_review import ReviewViews, listing_id_parse
 from listings.admin_transparency import TransparencyReportViews
+from listings.errors import StorageFull
 from listings.models import (
     FORMAT_SUFFIXES,
     Listing,
@@ -41,6 +42,7 @@ from listings.models import (
 )
 from listings.review import review_held_by_others, review_reason_codes
 from listings.similarity import PHOTO_REUSED, listings_search
+from listings.uploads import field_file_write, stored_photos_delete
 
 Status = Listing.Status
 
@@ -428,7 +430,19 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
             return "—"
         return render_to_string("admin/listings/analyses_table.html", {"analyses": analyses})
 
+    def changeform_view(self, request, object_id=None, form_url="", extra_context=None):
+        # Photos written by this request: a save abandoned for a full disk deletes them (the
+        # transaction already undid the rows) and says so, instead of a 500 and stray files.
+        request.photos_stored = []
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except StorageFull as exc:
+            stored_photos_delete(request.photos_stored)
+            self.message_user(request, f"Nothing was saved: {exc.message}", messages.ERROR)
+            return HttpResponseRedirect(request.get_full_path())
+
     def save_model(self, request, obj, form, change):
+        field_file_write(field_file=obj.image, stored=request.photos_stored)
         check = services.listing_save(listing=obj, image_sha256=form.image_sha256)
         if check is not None:
             self.message_user(
@@ -438,6 +452,10 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         request.listing_rechecked = check is not None
 
     def save_formset(self, request, form, formset, change):
+        if formset.model is ListingPhoto:
+            for photo_form in formset.forms:
+                if "image" in photo_form.changed_data:
+                    field_file_write(field_file=photo_form.instance.image, stored=request.photos_stored)
         super().save_formset(request, form, formset, change)
         if formset.model is ListingPhoto and formset.changed_objects and not getattr(request, "listing_rechecked", False):
             check = services.listing_check(listing=form.instance)

@@ -52,6 +52,28 @@ def _photo_write(*, field, data, image, stored):
     return saved
 
 
+def field_file_write(*, field_file, stored):
+    """Store a form's new photo (an uncommitted ``FieldFile``) under its generated name, recorded in
+    ``stored`` before its first byte is written, so that a save the admin abandons (a full disk on
+    a later photo) deletes it; the model's own save then writes nothing. A full storage raises
+    ``StorageFull``."""
+    if not field_file or field_file._committed:
+        return
+    field, storage = field_file.field, field_file.storage
+    name = field.generate_filename(field_file.instance, field_file.name)
+    stored.append((storage, name))
+    try:
+        saved = storage.save(name, field_file.file, max_length=field.max_length)
+    except OSError as exc:
+        if exc.errno in STORAGE_FULL_ERRNOS:
+            logger.error("Media storage is full; a photo edited in the admin was refused: %s", exc)
+            raise StorageFull() from exc
+        raise
+    stored[-1] = (storage, saved)
+    field_file.name = saved
+    field_file._committed = True
+
+
 def stored_photos_delete(stored):
     """Delete the photos of a failed upload; one that cannot be deleted is left to ``clip_sweep_orphans``."""
     for storage, name in stored:
