@@ -154,7 +154,8 @@ DEFAULT_ACCESS = {
     # An ordinary answer costs 2 or 3 rows (a photo, a text, its rewrite if
     # it fails), the longest text 65: 180 rows are 60 ordinary answers.
     "analyze": {"anonymous": True, "permissions": [], "rate": "60/minute", "cost_rate": "180/minute"},
-    "classify": {"anonymous": True, "permissions": [], "rate": "60/minute"},
+    # A photo and the prompts of categories outside CATEGORIES; embed: a row per text and photo.
+    "classify": {"anonymous": True, "permissions": [], "rate": "60/minute", "cost_rate": "180/minute"},
     "categories": {"anonymous": True, "permissions": [], "rate": "300/minute"},
     "health": {"anonymous": True, "permissions": [], "rate": "600/minute"},
     # Reads files on the server: only users granted the permission.
@@ -164,7 +165,7 @@ DEFAULT_ACCESS = {
         "rate": "30/minute",
     },
     # Raw embeddings of texts and photos (/clip/embed): model time like analyze.
-    "embed": {"anonymous": True, "permissions": [], "rate": "60/minute"},
+    "embed": {"anonymous": True, "permissions": [], "rate": "60/minute", "cost_rate": "180/minute"},
     # The OpenAPI schema and Swagger UI (clipcheck.api.docs).
     "docs": {"anonymous": True, "permissions": [], "rate": "60/minute"},
 }

@@ -188,3 +188,19 @@ def test_api_access_md_lists_every_error_code_the_service_answers():
     documented = (REPO / "docs" / "api-access.md").read_text()
     missing = sorted(code for code in codes - set(reason_codes()) - COMMAND_ONLY_ERRORS if f"`{code}`" not in documented)
     assert missing == [], f"add to docs/api-access.md's error table: {missing}"
+
+
+def test_the_access_table_in_api_access_md_is_the_defaults():
+    from clipcheck.settings import DEFAULTS
+
+    documented = {}
+    for line in (REPO / "docs" / "api-access.md").read_text().splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 6 and cells[0].startswith("`"):  # | `scope` | endpoint | anonymous | permission | rate | cost |
+            documented[cells[0].strip("`")] = (cells[2], cells[4], cells[5])
+    expected = {
+        scope: ("yes" if policy.get("anonymous") else "no", policy.get("rate") or "—",
+                policy["cost_rate"].replace("/", " rows/") if policy.get("cost_rate") else "—")
+        for scope, policy in DEFAULTS["ACCESS"].items()
+    }
+    assert documented == expected

@@ -27,7 +27,7 @@ from clipcheck.api.serializers import (
     HealthSerializer,
     HealthUnavailableSerializer,
 )
-from clipcheck.costs import RequestBudget
+from clipcheck.costs import Cost, RequestBudget
 from clipcheck.engine import engine_status
 from clipcheck.models import Analysis
 from clipcheck.services.adaptations import adaptation_summary
@@ -48,6 +48,13 @@ RUNTIME_CACHE_UNUSABLE = (
 def request_budget(request, view):
     """What one request may cost the model, charged to its client's cost rate."""
     return RequestBudget(max_rows=int(clip_settings.MAX_REQUEST_ROWS), charge=cost_charge(request, view))
+
+def classify_cost(categories):
+    """A photo, and a prompt per category the client names that the configured catalogue does
+    not hold (the configured ones are encoded once and kept)."""
+    configured = set(clip_settings.CATEGORIES or [])
+    return Cost(photos=1, passages=len({category for category in categories or [] if category not in configured}))
+
 
 class AnalyzeView(APIView):
     access_scope = "analyze"
@@ -85,6 +92,7 @@ class ClassifyView(APIView):
         serializer = ClassifyInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        request_budget(request, self).admit(classify_cost(data.get("categories")))
         matches = image_classify(
             image=data["file"], categories=data.get("categories"), top_k=data.get("top_k")
         )
@@ -105,6 +113,7 @@ class EmbedView(APIView):
         serializer = EmbedInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
+        request_budget(request, self).admit(Cost(photos=len(data.get("file", [])), passages=len(data.get("text", []))))
         body = embeddings_compute(texts=data.get("text", []), images=data.get("file", []))
         # A local checkpoint's path is the server's business: staff see it, others its name.
         shown = model_shown(body["model"], staff=bool(request.user and request.user.is_staff))

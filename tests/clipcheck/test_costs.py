@@ -219,3 +219,35 @@ class TestCostRate:
         window = int(EndpointRateThrottle().timer() // 60)
         key = COST_KEY_FORMAT % {"scope": "analyze", "ident": "ip-127.0.0.1", "window": window}
         assert fixed_window_count(key, 60, increment=False) == 10
+
+
+class TestClassifyAndEmbedCosts:
+    """Classify and embed are charged to the cost rate too: their rows are photos, texts and the
+    prompts of categories outside the configured catalogue."""
+
+    def test_classify_charges_a_photo_and_the_prompts_of_unconfigured_categories(self, settings):
+        settings.CLIPCHECK = {**settings.CLIPCHECK, "CATEGORIES": ["shoe", "bag"],
+                              "ACCESS": {"classify": {"rate": None, "cost_rate": "6/minute"}}}
+        client = APIClient()
+
+        def classify(categories=None):
+            data = {"file": SimpleUploadedFile("a.png", image_bytes(), content_type="image/png")}
+            if categories:
+                data["categories"] = categories
+            return client.post("/clip/classify", data, format="multipart")
+
+        assert classify().status_code == 200  # 1 row: the configured prompts are kept
+        assert classify("shoe,hat,lamp").status_code == 200  # 1 + 2 rows: 4 of 6
+        assert classify("shoe,hat,lamp").status_code == 200  # 3 more: 7 of 6, served
+        refused = classify()
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
+
+    def test_embed_charges_a_row_per_text_and_photo(self, settings):
+        settings.CLIPCHECK = {**settings.CLIPCHECK, "ACCESS": {"embed": {"rate": None, "cost_rate": "5/minute"}}}
+        client = APIClient()
+        photo = SimpleUploadedFile("a.png", image_bytes(), content_type="image/png")
+        assert client.post("/clip/embed", {"text": ["one", "two", "three"], "file": [photo]},
+                           format="multipart").status_code == 200  # 4 of 5
+        assert client.post("/clip/embed", {"text": ["four", "five"]}, format="multipart").status_code == 200
+        refused = client.post("/clip/embed", {"text": ["six"]}, format="multipart")
+        assert refused.status_code == 429 and refused.json()["error"]["code"] == "throttled"
