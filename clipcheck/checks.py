@@ -15,7 +15,7 @@ from clipcheck.settings import CLIPCHECK_TABLE, clip_settings, is_runtime
 from clipcheck.settings_table import is_number, is_positive_integer, parse_rate, unknown_settings_errors
 
 # The verdict rules' settings (clipcheck.verdicts, docs/verdicts.md), checked on their own.
-VERDICT_KEYS = ("ATTRIBUTES", "ATTRIBUTE_MARGIN", "REWRITE_REACH", "QUALITY_BANDS_THRESHOLD")
+VERDICT_KEYS = ("ATTRIBUTES", "ATTRIBUTES_BY_LANGUAGE", "ATTRIBUTE_MARGIN", "REWRITE_REACH", "QUALITY_BANDS_THRESHOLD")
 
 
 @register(Tags.compatibility)

@@ -83,14 +83,14 @@ class RequestBudget:
             self.charge(cost.rows)
 
 
-def texts_plan_within(*, texts, photos: int, engine, budget: RequestBudget | None):
-    """``({text: plan}, cost)`` of a request's texts (one per item, repeats
-    planned once but counted each time) and ``photos`` photos; with a budget,
+def texts_plan_within(*, texts, photos: int, engine, budget: RequestBudget | None, language: str = "en"):
+    """``({text: plan}, cost)`` of a request's texts in ``language`` (one per item,
+    repeats planned once but counted each time) and ``photos`` photos; with a budget,
     planning stops at the first text that takes the request past its bound."""
     plans, cost = {}, Cost(photos=photos)
     for number, text in enumerate(texts, start=1):
         if text not in plans:
-            plans[text] = verdicts.text_plan(text=text, engine=engine)
+            plans[text] = verdicts.text_plan(text=text, engine=engine, language=language)
         cost += plan_cost(plans[text])
         if budget is not None:
             budget.refuse_over(cost, partial=number < len(texts))

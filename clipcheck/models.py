@@ -111,6 +111,9 @@ class Analysis(models.Model):
     # clipcheck.verdicts.rules_key() of the rules the reasons were found
     # with: a cached answer is reused only under the same rules.
     rules = models.CharField(max_length=64, blank=True, default="")
+    # The language the text was judged in (clipcheck.languages): its vocabulary
+    # found the conflicts, and the reasons' messages and the suggestion are in it.
+    language = models.CharField(max_length=16, default="en")
     model = models.CharField(max_length=255)
     # The version of the model's category adaptation (clip_adapt) in force
     # when the verdict was computed; null without one.
@@ -163,7 +166,7 @@ class Analysis(models.Model):
             "cached": self.cached,
             "analysis_id": self.pk,
             "reasons": self.reasons,
-            "suggestion": verdicts.suggestion(self.reasons),
+            "suggestion": verdicts.suggestion(self.reasons, language=self.language),
             "passages": self.passages,
         }
 

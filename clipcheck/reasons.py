@@ -14,6 +14,8 @@ model is registered with the admin.
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from django.utils.translation import gettext_lazy
+
 # Evidence kinds: how a value is shown to people.
 SCORE = "score"  # judged against the reason's threshold: shown below it when it is
 SUPPORT = "support"  # a score that supports the reason (never judged against the caption threshold)
@@ -78,9 +80,26 @@ def field_label(field_name) -> str:
     return FIELD_LABELS.get(field_name, str(field_name or "").replace("_", " ").capitalize())
 
 
-def field_word(reason) -> str:
-    """``your title``, ``your description``: the field a reason is about, as the seller calls it."""
-    return FIELD_LABELS.get(reason.get("field"), "text").lower()
+# The field a reason is about in a sentence, in the active language: a whole
+# phrase each, as a language's grammar gives the article or possessive its gender.
+_FIELD_THE = {"title": gettext_lazy("The title"), "description": gettext_lazy("The description")}
+_FIELD_YOUR = {"title": gettext_lazy("your title"), "description": gettext_lazy("your description")}
+_FIELD_OF = {"title": gettext_lazy("of the title"), "description": gettext_lazy("of the description")}
+
+
+def field_the(reason) -> str:
+    """``The title``, ``The description``, ``The text``: the field as a sentence's subject."""
+    return str(_FIELD_THE.get(reason.get("field"), gettext_lazy("The text")))
+
+
+def field_your(reason) -> str:
+    """``your title``, ``your description``, ``your text``: the field as the seller calls it."""
+    return str(_FIELD_YOUR.get(reason.get("field"), gettext_lazy("your text")))
+
+
+def field_of(reason) -> str:
+    """``of the title``, ``of the description``, ``of the text``."""
+    return str(_FIELD_OF.get(reason.get("field"), gettext_lazy("of the text")))
 
 
 def reason_sentence(reason: dict) -> str:

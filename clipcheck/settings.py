@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 
 from clipcheck.categories import DEFAULT_CATEGORIES
-from clipcheck.default_attributes import DEFAULT_ATTRIBUTES
+from clipcheck.default_attributes import DEFAULT_ATTRIBUTES, DEFAULT_ATTRIBUTES_BY_LANGUAGE
 from clipcheck.settings_table import (
     ANY_FLAG,
     ANY_INTEGER,
@@ -98,13 +98,39 @@ def is_format_list(formats):
     )
 
 
+def is_attribute_value(value):
+    """A non-blank string, or a value's forms: a non-empty list of them (the first is its name)."""
+    forms = [value] if isinstance(value, str) else value
+    return isinstance(forms, (list, tuple)) and bool(forms) and all(
+        isinstance(form, str) and form.strip() for form in forms
+    )
+
+
+def _value_forms(value):
+    return {form.strip().casefold() for form in ([value] if isinstance(value, str) else value)}
+
+
 def is_attributes(attributes):
+    """Attribute name → at least two values; no form is shared by two values of one attribute."""
     return isinstance(attributes, dict) and all(
         isinstance(name, str) and name.strip()
         and isinstance(values, (list, tuple)) and len(values) >= 2
-        and all(isinstance(value, str) and value.strip() for value in values)
-        and len({value.strip().lower() for value in values}) == len(values)
+        and all(is_attribute_value(value) for value in values)
+        and len(set().union(*(_value_forms(value) for value in values))) == sum(
+            len(_value_forms(value)) for value in values)
         for name, values in attributes.items()
+    )
+
+
+# A language code as Accept-Language writes it: "de", "pt-br".
+LANGUAGE_CODE = re.compile(r"[a-z]{2,3}(-[a-z0-9]{2,8})?")
+
+
+def is_attributes_by_language(vocabularies):
+    return isinstance(vocabularies, dict) and all(
+        isinstance(language, str) and LANGUAGE_CODE.fullmatch(language) and language != "en"
+        and is_attributes(attributes)
+        for language, attributes in vocabularies.items()
     )
 
 
@@ -123,6 +149,10 @@ IMAGE_FORMATS = structure(
 )
 ATTRIBUTES = structure("attribute → values", is_attributes,
                        "{name} must map attribute names to lists of at least two distinct, non-blank values.")
+ATTRIBUTES_BY_LANGUAGE = structure(
+    "language → attributes", is_attributes_by_language,
+    "{name} must map lower-case language codes other than 'en' to attributes as ATTRIBUTES takes them.",
+)
 # Judged by check_access_table in clipcheck.checks, policy by policy.
 ACCESS = structure("scope → policy", None)
 
@@ -228,6 +258,13 @@ CLIPCHECK_TABLE = settings_table_register(SettingsTable(
                 shown_default=f"{len(DEFAULT_ATTRIBUTES)} attributes: {', '.join(DEFAULT_ATTRIBUTES)}",
                 doc="attribute name → its values, for attribute conflicts "
                     "([verdicts.md](verdicts.md#attribute-conflicts))"),
+        Setting("ATTRIBUTES_BY_LANGUAGE", DEFAULT_ATTRIBUTES_BY_LANGUAGE, ATTRIBUTES_BY_LANGUAGE,
+                check="clipcheck.E032",
+                hint='e.g. {"de": {"colour": [["rot", "rote", "roter"], ["blau", "blaue", "blauer"]]}}',
+                shown_default="de, fr, es: " + ", ".join(DEFAULT_ATTRIBUTES_BY_LANGUAGE["de"]),
+                doc="language → its attributes, for texts in other languages than English (`ATTRIBUTES`); a "
+                    "value that inflects is the list of its forms, its name first; the languages a text may be "
+                    "written in are `en` and these ([verdicts.md](verdicts.md#languages))"),
         Setting("ATTRIBUTE_MARGIN", 0.02, fraction(), check="clipcheck.E031",
                 doc="how much a rewrite must beat the text to be a conflict"),
         # The likeliest by the values' own embeddings (clipcheck.verdicts).
@@ -391,8 +428,10 @@ CLIPCHECK_TABLE = settings_table_register(SettingsTable(
               keys=("RUNTIME", "DEVICE"), formerly="clipcheck.E016"),
         Check("clipcheck.E021", "an OpenVINO runtime without the openvino package installed", keys=("RUNTIME",),
               formerly="clipcheck.E016"),
-        Check("clipcheck.E030", "attributes that are not names with at least two distinct, non-blank values"),
+        Check("clipcheck.E030", "attributes that are not names with at least two values (strings or lists of forms) "
+                                "sharing no form"),
         Check("clipcheck.E031", "a verdict margin or bands threshold outside [0, 1] (the bands threshold: (0, 1))"),
+        Check("clipcheck.E032", "vocabularies by language that are not language codes (not `en`) mapped to attributes"),
         Check("clipcheck.W001", "a batch root that is not an existing directory: `/clip/analyze-batch` finds no files"),
         Check("clipcheck.W002", "a request limit below the file limit: uploads near it are refused",
               keys=("MAX_REQUEST_BYTES", "MAX_UPLOAD_BYTES")),

@@ -8,7 +8,8 @@ The rules (documented with every reason code in docs/verdicts.md):
 - ``low_similarity`` (a text scored whole) or ``passage_mismatch`` (a text
   scored as passages): the score is below the threshold.
 - ``attribute_conflict``: a text (or passage) names one value of an
-  attribute of ``ATTRIBUTES``; the same text with another value passes the
+  attribute of its language's vocabulary (``ATTRIBUTES``, or
+  ``ATTRIBUTES_BY_LANGUAGE``; any of the value's forms); the same text with another value passes the
   threshold and beats the text by ``ATTRIBUTE_MARGIN`` while the text does
   not pass. Only texts that do not pass can conflict, and of their rewrites
   only the likeliest are scored (``REWRITES_PER_PASSAGE`` per failing
@@ -25,6 +26,10 @@ The rules (documented with every reason code in docs/verdicts.md):
 ``texts_judge`` makes the model calls: one ``encode_texts`` for every
 text and passage of a batch, then one for the chosen rewrites of those that
 fail.
+
+A text is judged in its language (``clipcheck.languages``): that language's
+vocabulary finds its conflicts, and its reasons' messages and the seller's
+suggestion are written in it (Django's translations, clipcheck/locale).
 """
 
 import hashlib
@@ -34,12 +39,17 @@ import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
+from django.utils import translation
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from clipcheck import reasons as reason_types
 from clipcheck import scoring
-from clipcheck.attributes import attribute_mentions, text_rewrites, values_named
+from clipcheck.attributes import attribute_mentions, text_rewrite_forms, values_named, vocabulary_forms
+from clipcheck.default_attributes import DEFAULT_LANGUAGE
+from clipcheck.languages import language_vocabulary, supported_languages
 from clipcheck.passages import Passage, text_passages
-from clipcheck.reasons import Evidence, ReasonType, field_word, reason_type_register
+from clipcheck.reasons import Evidence, ReasonType, field_of, field_the, field_your, reason_type_register
 from clipcheck.settings import clip_settings
 
 # A category is named to the seller only when the model is confident on its
@@ -52,10 +62,18 @@ OBJECT_ATTRIBUTE = "item"
 CONFLICT_CODES = ("attribute_conflict", "object_conflict")
 MISMATCH_CODES = ("low_similarity", "passage_mismatch")
 
+# The default attributes' names in the seller's language (another name reads as it is).
+ATTRIBUTE_WORDS = {"colour": gettext_lazy("colour"), "material": gettext_lazy("material"),
+                   "pattern": gettext_lazy("pattern")}
 
-def text_vocabulary():
-    """The attributes a text is checked for: ``ATTRIBUTES`` and, when configured, the categories."""
-    vocabulary = dict(clip_settings.ATTRIBUTES)
+
+def attribute_word(attribute):
+    return str(ATTRIBUTE_WORDS.get(attribute, attribute))
+
+
+def text_vocabulary(language=DEFAULT_LANGUAGE):
+    """The attributes a text in ``language`` is checked for: its vocabulary and, when configured, the categories."""
+    vocabulary = dict(language_vocabulary(language))
     categories = [str(category) for category in clip_settings.CATEGORIES or []]
     if len(categories) > 1:
         vocabulary[OBJECT_ATTRIBUTE] = categories
@@ -66,9 +84,15 @@ def text_vocabulary():
 class Rewrite:
     passage: int
     attribute: str
-    text_says: str
+    text_says: str  # value names
     photo_shows: str
     text: str
+    says_form: str = ""  # the forms swapped (a value's name where it has one form)
+    shows_form: str = ""
+
+    def __post_init__(self):
+        self.says_form = self.says_form or self.text_says
+        self.shows_form = self.shows_form or self.photo_shows
 
 
 @dataclass
@@ -84,6 +108,7 @@ class TextPlan:
     passages: list
     covered: bool
     rewrites: list = field(default_factory=list)
+    language: str = DEFAULT_LANGUAGE
 
     def strings(self):
         return [passage.text for passage in self.passages] + [rewrite.text for rewrite in self.rewrites]
@@ -128,8 +153,8 @@ class TextJudgement:
         }
 
 
-def text_plan(*, text, engine):
-    """Split ``text`` into passages when it does not fit and list the attribute rewrites."""
+def text_plan(*, text, engine, language=DEFAULT_LANGUAGE):
+    """Split ``text`` into passages when it does not fit and list the attribute rewrites in ``language``."""
     max_tokens = engine.max_text_tokens
     if engine.count_tokens([text])[0] <= max_tokens:
         passages, covered, whole = [Passage(index=0, start=0, end=len(text), text=text)], True, True
@@ -139,14 +164,14 @@ def text_plan(*, text, engine):
             max_passages=int(clip_settings.MAX_PASSAGES),
         )
         whole = False
-    plan = TextPlan(text=text, whole=whole, passages=passages, covered=covered)
-    vocabulary = text_vocabulary()
+    plan = TextPlan(text=text, whole=whole, passages=passages, covered=covered, language=language)
+    vocabulary = text_vocabulary(language)
     for passage in passages:
         for mention in attribute_mentions(passage.text, vocabulary):
-            for value, rewritten in text_rewrites(passage.text, mention, vocabulary):
+            for rewrite in text_rewrite_forms(passage.text, mention, vocabulary):
                 plan.rewrites.append(Rewrite(
                     passage=passage.index, attribute=mention.attribute, text_says=mention.value,
-                    photo_shows=value, text=rewritten,
+                    photo_shows=rewrite.value, text=rewrite.text, says_form=rewrite.written, shows_form=rewrite.form,
                 ))
     return plan
 
@@ -182,8 +207,10 @@ def values_vectors(*, values, engine, run=_run_here):
 
 
 def vocabulary_warm_up(engine):
-    """Encode every value of the texts' vocabulary (``ATTRIBUTES``, the categories) once, before traffic."""
-    values_vectors(values=sorted({value for values in text_vocabulary().values() for value in values}), engine=engine)
+    """Encode every form of every language's vocabulary (``ATTRIBUTES``, ``ATTRIBUTES_BY_LANGUAGE``,
+    the categories) once, before traffic."""
+    forms = set().union(*(vocabulary_forms(text_vocabulary(language)) for language in supported_languages()))
+    values_vectors(values=sorted(forms), engine=engine)
 
 
 def texts_vectors(*, strings, engine, run=_run_here):
@@ -212,7 +239,7 @@ def texts_judge(*, plans, image_vector_groups, thresholds, engine, run=_run_here
         for plan, images, threshold in zip(plans, image_vector_groups, thresholds, strict=True)
     ]
     values = values_vectors(
-        values={value for candidates, _ in failing for r in candidates for value in (r.text_says, r.photo_shows)},
+        values={form for candidates, _ in failing for r in candidates for form in (r.says_form, r.shows_form)},
         engine=engine, run=run,
     )
     chosen = [
@@ -263,7 +290,7 @@ def _likeliest_rewrites(plan, candidates, vectors, image_vector, values, thresho
     if not candidates:
         return []
     predicted = np.stack([
-        vectors[plan.passages[rewrite.passage].text] - values[rewrite.text_says] + values[rewrite.photo_shows]
+        vectors[plan.passages[rewrite.passage].text] - values[rewrite.says_form] + values[rewrite.shows_form]
         for rewrite in candidates
     ])
     cosines = (predicted @ image_vector) / np.maximum(np.linalg.norm(predicted, axis=1), 1e-12)
@@ -294,12 +321,14 @@ def text_judge(*, plan, vectors, image_vectors, threshold):
             "best": {**best_passage.evidence(), "score": score},
         }
     reasons = []
-    if scoring.is_mismatch(score, threshold):
-        reasons.append(_mismatch_reason(plan=plan, score=score, threshold=threshold, best=best))
-    reasons += _attribute_conflicts(
-        plan=plan, vectors=vectors, image_vector=image_vectors[image_index],
-        passage_scores=passage_scores, threshold=threshold,
-    )
+    # The reasons' messages are written in the text's language.
+    with translation.override(plan.language):
+        if scoring.is_mismatch(score, threshold):
+            reasons.append(_mismatch_reason(plan=plan, score=score, threshold=threshold, best=best))
+        reasons += _attribute_conflicts(
+            plan=plan, vectors=vectors, image_vector=image_vectors[image_index],
+            passage_scores=passage_scores, threshold=threshold,
+        )
     return TextJudgement(
         score=score, threshold=threshold, image_index=image_index,
         text_truncated=not plan.covered, passages=passages, reasons=reasons,
@@ -310,16 +339,17 @@ def _mismatch_reason(*, plan, score, threshold, best):
     if plan.whole:
         return {
             "code": "low_similarity", "field": "text",
-            "message": f"The text scores {score:.4f} against the photo, below the threshold {threshold:.4f}.",
+            "message": _("The text scores {score} against the photo, below the threshold {threshold}.").format(
+                score=f"{score:.4f}", threshold=f"{threshold:.4f}"),
             "score": score, "threshold": threshold,
         }
     count = len(plan.passages)
     return {
         "code": "passage_mismatch", "field": "text",
-        "message": (
-            f"None of the text's {count} passages matches the photo; the best, passage {best + 1}, "
-            f"scores {score:.4f} against the threshold {threshold:.4f}."
-        ),
+        "message": _(
+            "None of the text's {count} passages matches the photo; the best, passage {passage}, "
+            "scores {score} against the threshold {threshold}."
+        ).format(count=count, passage=best + 1, score=f"{score:.4f}", threshold=f"{threshold:.4f}"),
         "score": score, "threshold": threshold, "passages": count, "passage": plan.passages[best].evidence(),
     }
 
@@ -344,14 +374,16 @@ def _attribute_conflicts(*, plan, vectors, image_vector, passage_scores, thresho
         reported.add((attribute, rewrite.text_says, rewrite.photo_shows))
         reason = {
             "code": "attribute_conflict", "field": "text",
-            "message": f"The text says {rewrite.text_says} but the photo looks {rewrite.photo_shows} ({attribute}).",
+            "message": _("The text says {text_says} but the photo looks {photo_shows} ({attribute}).").format(
+                text_says=rewrite.text_says, photo_shows=rewrite.photo_shows, attribute=attribute_word(attribute)),
             "attribute": attribute, "text_says": rewrite.text_says, "photo_shows": rewrite.photo_shows,
             "text_score": text_score, "photo_shows_score": rewrite_score, "threshold": threshold,
         }
         if attribute == OBJECT_ATTRIBUTE:
             reason.update(
                 code="object_conflict",
-                message=f"The text says {rewrite.text_says} but the photo shows {rewrite.photo_shows}.",
+                message=_("The text says {text_says} but the photo shows {photo_shows}.").format(
+                    text_says=rewrite.text_says, photo_shows=rewrite.photo_shows),
             )
         if not plan.whole:
             reason["passage"] = plan.passages[passage_index].evidence()
@@ -374,9 +406,13 @@ def looks_like(category_matches, *, top_k, text=""):
     return [{"category": match["category"], "score": match["score"]} for match in confident[:top_k]]
 
 
-def suggestion(reasons):
-    """One seller-facing sentence per problem, built from the reasons; None for a clean match."""
-    return reason_types.suggestion(reasons)
+def suggestion(reasons, language=None):
+    """One seller-facing sentence per problem, built from the reasons, in ``language`` (the text's;
+    None: the active language); None for a clean match."""
+    if language is None:
+        return reason_types.suggestion(reasons)
+    with translation.override(language):
+        return reason_types.suggestion(reasons)
 
 
 def _conflict_explains(reason, reasons):
@@ -384,11 +420,11 @@ def _conflict_explains(reason, reasons):
 
 
 def _mismatch_sentence(reason):
-    sentence = f"The {field_word(reason)} does not match the photo: it scores {reason['score']:.3f}, "
-    sentence += f"below the threshold {reason['threshold']:.3f}."
+    sentence = _("{the_field} does not match the photo: it scores {score}, below the threshold {threshold}.").format(
+        the_field=field_the(reason), score=f"{reason['score']:.3f}", threshold=f"{reason['threshold']:.3f}")
     categories = [match["category"] for match in reason.get("photo_looks_like") or []]
     if categories:
-        sentence += f" The photo looks like {', '.join(categories)}."
+        sentence += " " + _("The photo looks like {categories}.").format(categories=", ".join(categories))
     return sentence
 
 
@@ -397,8 +433,9 @@ def _mismatch_suggestion(reason, reasons):
         return None  # the conflict says it better
     categories = [match["category"] for match in reason.get("photo_looks_like") or []]
     if categories:
-        return f"The photo does not match your {field_word(reason)}; it looks like: {', '.join(categories)}."
-    return f"The photo does not match your {field_word(reason)}."
+        return _("The photo does not match {your_field}; it looks like: {categories}.").format(
+            your_field=field_your(reason), categories=", ".join(categories))
+    return _("The photo does not match {your_field}.").format(your_field=field_your(reason))
 
 
 _SCORE_EVIDENCE = (
@@ -427,34 +464,31 @@ reason_type_register(ReasonType(
         Evidence("passage", "Best passage", reason_types.PASSAGE),
         Evidence("photo_looks_like", "The photo looks like", reason_types.CATEGORIES),
     ),
-    sentence=lambda reason: (
-        f"None of the {reason['passages']} passages of the {field_word(reason)} matches the photo; the best scores "
-        f"{reason['score']:.3f}, below the threshold {reason['threshold']:.3f}."
-    ),
+    sentence=lambda reason: _(
+        "None of the {count} passages {of_field} matches the photo; the best scores {score}, "
+        "below the threshold {threshold}."
+    ).format(count=reason["passages"], of_field=field_of(reason), score=f"{reason['score']:.3f}",
+             threshold=f"{reason['threshold']:.3f}"),
     suggestion=_mismatch_suggestion,
 ))
 reason_type_register(ReasonType(
     code="attribute_conflict", label="Wrong colour, material or pattern",
     about="The text names one value of an attribute; the photo fits another value of it.",
     evidence=(Evidence("attribute", "Attribute", reason_types.WORD), *_CONFLICT_EVIDENCE),
-    sentence=lambda reason: (
-        f"The {field_word(reason)} says {reason['text_says']}, but the photo looks {reason['photo_shows']} "
-        f"({reason['attribute']})."
-    ),
-    suggestion=lambda reason, reasons: (
-        f"The photo looks {reason['photo_shows']}; your {field_word(reason)} says {reason['text_says']}."
-    ),
+    sentence=lambda reason: _("{the_field} says {text_says}, but the photo looks {photo_shows} ({attribute}).").format(
+        the_field=field_the(reason), text_says=reason["text_says"], photo_shows=reason["photo_shows"],
+        attribute=attribute_word(reason["attribute"])),
+    suggestion=lambda reason, reasons: _("The photo looks {photo_shows}; {your_field} says {text_says}.").format(
+        photo_shows=reason["photo_shows"], your_field=field_your(reason), text_says=reason["text_says"]),
 ))
 reason_type_register(ReasonType(
     code="object_conflict", label="Wrong kind of item",
     about="The text names one of the catalogue's categories; the photo shows another.",
     evidence=_CONFLICT_EVIDENCE,
-    sentence=lambda reason: (
-        f"The {field_word(reason)} says {reason['text_says']}, but the photo shows {reason['photo_shows']}."
-    ),
-    suggestion=lambda reason, reasons: (
-        f"The photo shows {reason['photo_shows']}; your {field_word(reason)} says {reason['text_says']}."
-    ),
+    sentence=lambda reason: _("{the_field} says {text_says}, but the photo shows {photo_shows}.").format(
+        the_field=field_the(reason), text_says=reason["text_says"], photo_shows=reason["photo_shows"]),
+    suggestion=lambda reason, reasons: _("The photo shows {photo_shows}; {your_field} says {text_says}.").format(
+        photo_shows=reason["photo_shows"], your_field=field_your(reason), text_says=reason["text_says"]),
 ))
 
 
@@ -463,12 +497,14 @@ reason_type_register(ReasonType(
 RULES_VERSION = 3
 
 
-def rules_key(*, adaptation_version=None):
+def rules_key(*, adaptation_version=None, language=DEFAULT_LANGUAGE):
     """What an analysis's reasons depend on besides the model, image, text and
-    threshold (the category adaptation in force among them): a stored analysis
-    is reused only under the same rules."""
+    threshold (the category adaptation in force and the text's language among
+    them): a stored analysis is reused only under the same rules."""
+    # English keeps the key it had before there were languages: its stored analyses stay reusable.
+    in_language = [] if language == DEFAULT_LANGUAGE else [language, language_vocabulary(language)]
     rules = [
-        RULES_VERSION, clip_settings.ATTRIBUTES, clip_settings.ATTRIBUTE_MARGIN, clip_settings.MAX_REWRITES,
+        RULES_VERSION, *in_language, clip_settings.ATTRIBUTES, clip_settings.ATTRIBUTE_MARGIN, clip_settings.MAX_REWRITES,
         clip_settings.REWRITES_PER_PASSAGE, clip_settings.REWRITE_REACH, clip_settings.MAX_PASSAGES, list(clip_settings.CATEGORIES), clip_settings.PROMPT_TEMPLATE,
         clip_settings.CLASSIFY_THRESHOLD, adaptation_version,
     ]

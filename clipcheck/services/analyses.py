@@ -12,6 +12,7 @@ from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
 from clipcheck import costs, metrics, scoring, selectors, verdicts
+from clipcheck.default_attributes import DEFAULT_LANGUAGE
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference, start_inference
 from clipcheck.errors import ModelUnavailable
@@ -39,11 +40,12 @@ class AnalysisRequest:
     subject: models.Model | None = None
     alternatives: tuple = ()
     category: str = ""  # the item's category, where it has one (score metrics)
+    language: str = DEFAULT_LANGUAGE  # the text's: its vocabulary and the reasons' words (clipcheck.languages)
 
 
-def analysis_create(*, image, text, threshold=None, source, subject=None, budget=None):
-    """Analyse one decoded image against one text and store the result."""
-    request = AnalysisRequest(image=image, text=text, threshold=threshold, subject=subject)
+def analysis_create(*, image, text, threshold=None, source, subject=None, budget=None, language=DEFAULT_LANGUAGE):
+    """Analyse one decoded image against one text (written in ``language``) and store the result."""
+    request = AnalysisRequest(image=image, text=text, threshold=threshold, subject=subject, language=language)
     return analyses_create(requests=[request], source=source, budget=budget)[0]
 
 
@@ -84,15 +86,23 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
     started = time.monotonic()
     active = adaptation_active()  # read once: the version recorded is the one that judged
     adaptation = None if active is None else active.version
-    rules = verdicts.rules_key(adaptation_version=adaptation)
+    # A text's reasons depend on its language: a stored verdict is reused under its own language's rules.
+    rules = {language: verdicts.rules_key(adaptation_version=adaptation, language=language)
+             for language in dict.fromkeys(request.language for request in requests)}
     text_hashes = [text_hash(request.text) for request in requests]
     keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
-    earlier = selectors.analyses_cached(
-        keys=[key for key, request in zip(keys, requests) if not request.alternatives], model=model, rules=rules
-    )
+    earlier = {}
+    for language, language_rules in rules.items():
+        earlier[language] = selectors.analyses_cached(
+            keys=[key for key, request in zip(keys, requests) if not request.alternatives and request.language == language],
+            model=model, rules=language_rules,
+        )
     lookup_ms = (time.monotonic() - started) * 1000
 
-    to_compute = [index for index, key in enumerate(keys) if key not in earlier or requests[index].alternatives]
+    to_compute = [
+        index for index, key in enumerate(keys)
+        if key not in earlier[requests[index].language] or requests[index].alternatives
+    ]
     computed, judged_images, device, compute_ms = _pairs_compute(
         requests=[requests[index] for index in to_compute], model=model, store_embeddings=store_embeddings,
         known=image_vectors, top_k=looks_like_top_k, budget=budget, plans=plans or {},
@@ -102,14 +112,15 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
 
     answers = [
         (results[index], False, device, compute_ms) if index in results
-        else _earlier_result(earlier[keys[index]], share_ms=lookup_ms / len(requests))
+        else _earlier_result(earlier[requests[index].language][keys[index]], share_ms=lookup_ms / len(requests))
         for index in range(len(requests))
     ]
     return [
         analysis_build(
             image_sha256=judged.get(index, request.image).sha256, text=request.text, text_sha256=text_hashes[index],
             result=result, model=model, device=analysis_device, source=source, duration_ms=duration_ms,
-            cached=cached, subject=request.subject, rules=rules, adaptation_version=adaptation,
+            cached=cached, subject=request.subject, rules=rules[request.language], adaptation_version=adaptation,
+            language=request.language,
         )
         for index, (request, (result, cached, analysis_device, duration_ms)) in enumerate(zip(requests, answers))
     ]
@@ -119,7 +130,7 @@ def _with_threshold(request):
     threshold = default_threshold() if request.threshold is None else float(request.threshold)
     return AnalysisRequest(
         image=request.image, text=request.text, threshold=threshold, subject=request.subject,
-        alternatives=tuple(request.alternatives), category=request.category,
+        alternatives=tuple(request.alternatives), category=request.category, language=request.language,
     )
 
 
@@ -139,7 +150,7 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2, bu
     engine = get_engine()
     photos = [[request.image, *request.alternatives] for request in requests]
     planned = plans or {}
-    plans = [planned.get(request.text) or verdicts.text_plan(text=request.text, engine=engine) for request in requests]
+    plans = [_planned(planned, request, engine) for request in requests]
     if budget is not None:
         budget.admit(costs.plans_cost(plans, photos=sum(len(group) for group in photos)))
     groups = _photos_and_texts_encode(
@@ -157,6 +168,14 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2, bu
     )
     results = [judgement.result() for judgement in judgements]
     return results, judged_images, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
+
+
+def _planned(planned, request, engine):
+    """The caller's plan of the request's text where it was planned in the request's language, else a new one."""
+    plan = planned.get(request.text)
+    if plan is None or plan.language != request.language:
+        plan = verdicts.text_plan(text=request.text, engine=engine, language=request.language)
+    return plan
 
 
 def _photos_and_texts_encode(*, photos, plans, engine, model, store_embeddings, known):
@@ -270,7 +289,7 @@ def analyses_save(*, analyses):
 
 def analysis_build(
     *, image_sha256, text, result, model, device, source, duration_ms, cached=False, subject=None, text_sha256=None,
-    rules="", adaptation_version=None,
+    rules="", adaptation_version=None, language=DEFAULT_LANGUAGE,
 ):
     """One unsaved analysis; ``result`` holds the verdict fields of ``scoring.verdict``."""
     return Analysis(
@@ -288,6 +307,7 @@ def analysis_build(
         rules=rules,
         model=model,
         adaptation_version=adaptation_version,
+        language=language,
         match_probability=result.get("match_probability"),
         device=device,
         source=source,

@@ -1,6 +1,7 @@
 """Batch analysis of server-side images (``POST /clip/analyze-batch``)."""
 
 from clipcheck import costs
+from clipcheck.default_attributes import DEFAULT_LANGUAGE
 from clipcheck.engine import get_engine
 from clipcheck.errors import BatchUnavailable, ClipcheckError
 from clipcheck.images import decode_image, read_batch_file
@@ -9,8 +10,8 @@ from clipcheck.services.analyses import AnalysisRequest, analyses_create
 from clipcheck.settings import clip_settings
 
 
-def batch_analyze(*, items, budget=None):
-    """Score server-side images against texts, in input order.
+def batch_analyze(*, items, budget=None, language=DEFAULT_LANGUAGE):
+    """Score server-side images against texts (written in ``language``), in input order.
 
     ``items`` are dicts with ``image_path``, ``text`` and optional
     ``threshold``, or an ``error`` already found by validation. A bad item
@@ -22,7 +23,7 @@ def batch_analyze(*, items, budget=None):
     """
     if not clip_settings.BATCH_ROOT:
         raise BatchUnavailable("Batch analysis is disabled: CLIPCHECK BATCH_ROOT is not configured.")
-    plans = _batch_plans(items=items, budget=budget)
+    plans = _batch_plans(items=items, budget=budget, language=language)
     results: list[dict | None] = [None] * len(items)
     batch_size = int(clip_settings.BATCH_SIZE)
     for start in range(0, len(items), batch_size):
@@ -42,7 +43,7 @@ def batch_analyze(*, items, budget=None):
             continue
         analyses = analyses_create(
             requests=[
-                AnalysisRequest(image=image, text=item["text"], threshold=item.get("threshold"))
+                AnalysisRequest(image=image, text=item["text"], threshold=item.get("threshold"), language=language)
                 for _, item, image in decoded
             ],
             source=Analysis.Source.BATCH, plans=plans,
@@ -52,11 +53,13 @@ def batch_analyze(*, items, budget=None):
     return results
 
 
-def _batch_plans(*, items, budget):
+def _batch_plans(*, items, budget, language):
     """The texts' plans ({text: plan}), the request admitted by ``budget`` first; none without a budget."""
     texts = [item["text"] for item in items if "error" not in item]
     if budget is None or not texts:
         return {}
-    plans, cost = costs.texts_plan_within(texts=texts, photos=len(texts), engine=get_engine(), budget=budget)
+    plans, cost = costs.texts_plan_within(
+        texts=texts, photos=len(texts), engine=get_engine(), budget=budget, language=language,
+    )
     budget.admit(cost)
     return plans
