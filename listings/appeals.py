@@ -14,14 +14,16 @@
 """
 
 from dataclasses import dataclass
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import IntegrityError, transaction
 from django.db.models import Min
 from django.utils import timezone
 
 from listings.errors import AppealInvalid, AppealRefused
-from listings.models import Appeal, Listing
+from listings.models import Appeal, Listing, ModerationDecision
 from listings.settings import listings_settings
 from listings.statements import FACTS_LIMIT, decision_statement, restriction_decisions
 
@@ -29,19 +31,19 @@ Status = Listing.Status
 OUTCOMES = {Status.APPROVED: Appeal.Outcome.REVERSED, Status.REJECTED: Appeal.Outcome.UPHELD}
 
 
-def appeal_deadline(decision):
+def appeal_deadline(decision: ModerationDecision) -> datetime:
     """The last moment the seller may contest ``decision``."""
     return decision.decided_at + timedelta(days=int(listings_settings.APPEAL_WINDOW_DAYS))
 
 
-def restriction_in_force(listing):
+def restriction_in_force(listing: Listing) -> ModerationDecision | None:
     """The rejection a rejected listing is restricted by now (its latest restriction), else None."""
     if listing.status != Status.REJECTED:
         return None
     return restriction_decisions().filter(listing=listing).order_by("-decided_at", "-id").first()
 
 
-def appeal_create(*, listing, text, now=None):
+def appeal_create(*, listing: Listing, text: str | None, now: datetime | None = None) -> Appeal:
     """Record the seller's appeal against the restriction in force on ``listing``; returns the ``Appeal``.
 
     Raises ``AppealInvalid`` (400) for an empty or too long text and
@@ -82,7 +84,7 @@ def appeal_create(*, listing, text, now=None):
                                 code="appeal_exists") from None
 
 
-def appeal_close(*, listing, decision):
+def appeal_close(*, listing: Listing, decision: ModerationDecision) -> int:
     """Close the listing's open appeal with ``decision`` (a moderator's approval reverses the contested
     rejection, a rejection upholds it); any other decision leaves it open. Called inside the decision's
     transaction."""
@@ -94,14 +96,14 @@ def appeal_close(*, listing, decision):
     )
 
 
-def appeal_reopen(*, decision):
+def appeal_reopen(*, decision: ModerationDecision) -> int:
     """An undone decision closed no appeal: the appeal it closed is open again."""
     return Appeal.objects.filter(outcome_decision=decision).update(
         outcome=Appeal.Outcome.OPEN, decided_by=None, decided_at=None, outcome_decision=None,
     )
 
 
-def open_appeal_contesting(*, listing_id, moderator):
+def open_appeal_contesting(*, listing_id: int, moderator: AbstractBaseUser) -> Appeal | None:
     """The open appeal of the listing against a decision of ``moderator``, if any."""
     return Appeal.objects.filter(
         listing_id=listing_id, outcome=Appeal.Outcome.OPEN, decision__moderator=moderator,
@@ -114,7 +116,7 @@ class AppealQueueStats:
     oldest_seconds: float  # since the oldest open appeal was made; 0 when none is open
 
 
-def appeal_queue_stats(*, now=None):
+def appeal_queue_stats(*, now: datetime | None = None) -> AppealQueueStats:
     now = now or timezone.now()
     waiting = Appeal.objects.filter(outcome=Appeal.Outcome.OPEN, listing__status=Status.REJECTED)
     stats = waiting.aggregate(oldest=Min("created_at"))
@@ -126,7 +128,7 @@ def appeal_queue_stats(*, now=None):
 
 # What the seller reads
 
-def appeal_facts(appeal):
+def appeal_facts(appeal: Appeal) -> str:
     """The appeal and its outcome in words, for the end of the statement's facts."""
     made = appeal.created_at.astimezone(UTC).date().isoformat()
     sentence = f"The seller contested this decision on {made}"
@@ -140,7 +142,7 @@ def appeal_facts(appeal):
                        "the decision.")
 
 
-def seller_statement(decision, appeal=None):
+def seller_statement(decision: ModerationDecision, appeal: Appeal | None = None) -> dict[str, Any]:
     """The statement of ``decision`` as the seller reads it: its facts end with the appeal, if any."""
     statement = decision_statement(decision)
     if appeal is not None:
@@ -149,7 +151,8 @@ def seller_statement(decision, appeal=None):
     return statement
 
 
-def listing_statements(listing, *, now=None):
+def listing_statements(listing: Listing, *, now: datetime | None = None) -> list[dict[str, Any]]:
+
     """Each restriction of ``listing``, oldest first: its statement (as the seller reads it), its appeal
     and until when it may be contested (None: not any more, or it is not the restriction in force)."""
     now = now or timezone.now()

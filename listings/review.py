@@ -23,13 +23,16 @@
 """
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AbstractBaseUser
 from django.db import transaction
-from django.db.models import Exists, Min, Q
+from django.db.models import Exists, Min, Q, QuerySet
 from django.db.models.functions import Now
 from django.utils import timezone
 
@@ -53,29 +56,30 @@ Status = Listing.Status
 # The random source of the review sample; tests replace it (``sample_random.random``).
 sample_random = random.Random()
 
-DECISIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED}
+# TextChoices members are str (without Django's stubs mypy reads them as (value, label) tuples).
+DECISIONS = cast(dict[str, str], {"approve": Status.APPROVED, "reject": Status.REJECTED})
 
 
-def review_queue():
+def review_queue() -> QuerySet[Listing]:
     return Listing.objects.filter(review_queue_filter()).order_by("created_at", "id")
 
 
-def _not_contesting(moderator):
+def _not_contesting(moderator: AbstractBaseUser) -> Q:
     """Leaves out a listing whose open appeal contests a decision of ``moderator``: another moderator decides it."""
     return ~Q(Exists(open_appeals(decision__moderator=moderator)))
 
 
-def _unclaimed(now):
+def _unclaimed(now: datetime) -> Q:
     return Q(claimed_until__isnull=True) | Q(claimed_until__lte=now)
 
 
-def _locked_with_clock(rows):
+def _locked_with_clock(rows: QuerySet[Any]) -> Any:
     """The first of ``rows`` locked for update, with the database's clock read
     by the same statement as ``db_now``; None when there is none."""
     return rows.select_for_update().annotate(db_now=Now()).first()
 
 
-def _database_clock(listing):
+def _database_clock(listing: Listing) -> datetime:
     """The database's clock as read with ``listing``'s lock (``db_now``), else read now."""
     db_now = getattr(listing, "db_now", None)
     if db_now is None:
@@ -90,7 +94,7 @@ class QueueStats:
     oldest_seconds: float  # 0 when the queue is empty
 
 
-def review_queue_stats(*, now=None):
+def review_queue_stats(*, now: datetime | None = None) -> QueueStats:
     """The queue of first reviews (appeals have their own: ``listings.appeals.appeal_queue_stats``)."""
     now = now or timezone.now()
     stats = Listing.objects.filter(first_review_filter()).aggregate(oldest=Min("created_at"))
@@ -99,28 +103,34 @@ def review_queue_stats(*, now=None):
     return QueueStats(size=size, oldest_seconds=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0)
 
 
-def review_reason_codes():
+def review_reason_codes() -> list[str]:
     return list(listings_settings.REVIEW_REASON_CODES)
 
 
-def _claim_until(now):
+def _claim_until(now: datetime) -> datetime:
     return now + timedelta(seconds=int(listings_settings.REVIEW_CLAIM_SECONDS))
 
 
-def review_held(*, moderator, exclude=(), now=None):
+def review_held(
+    *, moderator: AbstractBaseUser, exclude: Iterable[int] = (), now: datetime | None = None
+) -> Listing | None:
     """The queued listing this moderator holds, if any (a read: nothing is claimed or extended)."""
     now = now or Now()
     queue = Listing.objects.filter(review_queue_filter(), _not_contesting(moderator)).exclude(pk__in=list(exclude))
     return queue.filter(claimed_by=moderator, claimed_until__gt=now).order_by("created_at", "id").first()
 
 
-def review_held_by_others(*, listings, moderator, now=None):
+def review_held_by_others(
+    *, listings: QuerySet[Listing], moderator: AbstractBaseUser, now: datetime | None = None
+) -> int:
     """How many of ``listings`` (a queryset) another moderator holds now."""
     now = now or Now()
     return listings.filter(claimed_until__gt=now).exclude(claimed_by=moderator).exclude(claimed_by__isnull=True).count()
 
 
-def review_claim_next(*, moderator, exclude=(), now=None):
+def review_claim_next(
+    *, moderator: AbstractBaseUser, exclude: Iterable[int] = (), now: datetime | None = None
+) -> Listing | None:
     """Claim the oldest queued listing nobody else holds; None when there is none.
 
     A listing this moderator already holds comes first (a reload shows the
@@ -158,7 +168,7 @@ def review_claim_next(*, moderator, exclude=(), now=None):
                     return Listing.objects.get(pk=pk)
 
 
-def review_decided_since(*, moderator, since):
+def review_decided_since(*, moderator: AbstractBaseUser, since: datetime) -> int:
     """How many of this moderator's decisions since ``since`` are in force (undos and undone ones left out)."""
     return (
         ModerationDecision.objects.filter(moderator=moderator, decided_at__gte=since, undone_at__isnull=True)
@@ -166,14 +176,15 @@ def review_decided_since(*, moderator, since):
     )
 
 
-def review_release(*, listing_id, moderator):
+def review_release(*, listing_id: int, moderator: AbstractBaseUser) -> int:
     """Give a claimed listing back (skip): another moderator may take it."""
     return Listing.objects.filter(pk=listing_id, claimed_by=moderator).update(claimed_by=None, claimed_until=None)
 
 
 def review_decide(
-    *, listing_id, moderator, decision, reason_code="", note="", require_claim=True, expected_status=None, now=None
-):
+    *, listing_id: int, moderator: AbstractBaseUser, decision: str, reason_code: str = "", note: str = "",
+    require_claim: bool = True, expected_status: str | None = None, now: datetime | None = None,
+) -> ModerationDecision:
     """Approve or reject one listing; returns the ``ModerationDecision``.
 
     ``decision`` is "approve" or "reject"; a rejection needs one of the
@@ -209,7 +220,7 @@ def review_decide(
         )
 
 
-def _refuse_own_appeal(*, listing_id, moderator):
+def _refuse_own_appeal(*, listing_id: int, moderator: AbstractBaseUser) -> None:
     if open_appeal_contesting(listing_id=listing_id, moderator=moderator) is not None:
         raise ReviewConflict(
             "The seller contests your decision on this listing: another moderator decides the appeal.",
@@ -217,11 +228,14 @@ def _refuse_own_appeal(*, listing_id, moderator):
         )
 
 
-def _claimed_by_other(listing, moderator, now):
+def _claimed_by_other(listing: Listing, moderator: AbstractBaseUser, now: datetime) -> bool:
     return listing.claimed_by_id not in (None, moderator.pk) and listing.claimed_until and listing.claimed_until > now
 
 
-def decision_record(*, listing, moderator, to_status, reason_code="", note="", now=None, require_claim=False):
+def decision_record(
+    *, listing: Listing, moderator: AbstractBaseUser, to_status: str, reason_code: str = "", note: str = "",
+    now: datetime | None = None, require_claim: bool = False,
+) -> ModerationDecision:
     """Store a decision on a locked listing, update the listing, log it, release its claim.
 
     The listing changes by one conditional UPDATE: only from the status read
@@ -275,7 +289,7 @@ def decision_record(*, listing, moderator, to_status, reason_code="", note="", n
     return decision
 
 
-def decision_log(*, decision, listing, moderator):
+def decision_log(*, decision: ModerationDecision, listing: Listing, moderator: AbstractBaseUser) -> None:
     """The decision as a Django admin ``LogEntry``: the admin log and the listing's history."""
     message = f"Moderation: {decision.from_status} → {decision.to_status}"
     if decision.reason_code:
@@ -287,7 +301,7 @@ def decision_log(*, decision, listing, moderator):
     )
 
 
-def review_undo(*, moderator, now=None):
+def review_undo(*, moderator: AbstractBaseUser, now: datetime | None = None) -> Listing:
     """Undo this moderator's latest decision; returns the listing, claimed again by them."""
     with transaction.atomic():
         latest = (
@@ -335,7 +349,8 @@ def review_undo(*, moderator, now=None):
     return listing
 
 
-def listing_sample_for_review(*, listing, rate=None):
+def listing_sample_for_review(*, listing: Listing, rate: float | None = None) -> bool:
+
     """Whether a listing the machine just approved also goes to people (and mark it)."""
     rate = listings_settings.REVIEW_SAMPLE_RATE if rate is None else rate
     if listing.review_sampled or listing.is_moderated or not rate:

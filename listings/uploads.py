@@ -7,9 +7,13 @@ others; a full disk or spent quota is ``StorageFull`` (507), not a bug.
 
 import errno
 import logging
+from collections.abc import Iterable, Sequence
 
 from django.core.files.base import ContentFile
+from django.core.files.storage import Storage
+from django.db.models.fields.files import FieldFile, FileField
 
+from clipcheck.images import DecodedImage
 from listings.errors import StorageFull
 from listings.models import FORMAT_SUFFIXES, Listing, ListingPhoto
 
@@ -19,7 +23,9 @@ logger = logging.getLogger(__name__)
 STORAGE_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
-def upload_photos_write(*, listing, photos, stored):
+def upload_photos_write(
+    *, listing: Listing, photos: Sequence[tuple[bytes, DecodedImage]], stored: list[tuple[Storage, str]]
+) -> list[ListingPhoto]:
     """Write the photos to storage (each one named in ``stored`` before its
     first byte is written); returns the unsaved ``ListingPhoto`` rows of the
     extra photos. A full storage raises ``StorageFull``."""
@@ -32,7 +38,7 @@ def upload_photos_write(*, listing, photos, stored):
     return extra_photos
 
 
-def _photo_write(*, field, data, image, stored):
+def _photo_write(*, field: FileField, data: bytes, image: DecodedImage, stored: list[tuple[Storage, str]]) -> str:
     """Store one photo under a generated name (the suffix from the decoded format); returns the name.
 
     The name is generated here, before the write, and recorded in ``stored``:
@@ -52,7 +58,7 @@ def _photo_write(*, field, data, image, stored):
     return saved
 
 
-def field_file_write(*, field_file, stored):
+def field_file_write(*, field_file: FieldFile, stored: list[tuple[Storage, str]]) -> None:
     """Store a form's new photo (an uncommitted ``FieldFile``) under its generated name, recorded in
     ``stored`` before its first byte is written, so that a save the admin abandons (a full disk on
     a later photo) deletes it; the model's own save then writes nothing. A full storage raises
@@ -74,7 +80,8 @@ def field_file_write(*, field_file, stored):
     field_file._committed = True
 
 
-def stored_photos_delete(stored):
+def stored_photos_delete(stored: Iterable[tuple[Storage, str]]) -> None:
+
     """Delete the photos of a failed upload; one that cannot be deleted is left to ``clip_sweep_orphans``."""
     for storage, name in stored:
         try:
