@@ -36,6 +36,16 @@ class CalibrationSet:
     max_tokens: int
     source: str
     threshold: float = 0.25
+    # Texts padded to the full context (SigLIP's text tower pools the last position): as the engine feeds them.
+    fixed_text_width: bool = False
+
+    def _tokens(self, texts: list[str]) -> dict[str, np.ndarray]:
+        padding = "max_length" if self.fixed_text_width else len(texts) > 1
+        encoded = self.tokenizer(texts, padding=padding, truncation=True, max_length=self.max_tokens,
+                                 return_tensors="np")
+        ids = encoded["input_ids"].astype(np.int64)
+        mask = encoded.get("attention_mask")
+        return {"input_ids": ids, "attention_mask": np.ones_like(ids) if mask is None else mask.astype(np.int64)}
 
     @property
     def size(self) -> int:
@@ -55,28 +65,11 @@ class CalibrationSet:
         return [{"pixel_values": self.pixels[index:index + 1]} for index in range(self.size)]
 
     def text_items(self) -> list[dict[str, np.ndarray]]:
-        """Calibration inputs of the text tower, one text each (unpadded)."""
-        items = []
-        for text in self.texts:
-            encoded = self.tokenizer([text], truncation=True, max_length=self.max_tokens, return_tensors="np")
-            items.append({
-                "input_ids": encoded["input_ids"].astype(np.int64),
-                "attention_mask": encoded["attention_mask"].astype(np.int64),
-            })
-        return items
+        """Calibration inputs of the text tower, one text each (unpadded, but for a fixed-width family)."""
+        return [self._tokens([text]) for text in self.texts]
 
     def token_batches(self) -> list[dict[str, np.ndarray]]:
-        batches = []
-        for start in range(0, self.size, BATCH):
-            encoded = self.tokenizer(
-                self.texts[start:start + BATCH], padding=True, truncation=True, max_length=self.max_tokens,
-                return_tensors="np",
-            )
-            batches.append({
-                "input_ids": encoded["input_ids"].astype(np.int64),
-                "attention_mask": encoded["attention_mask"].astype(np.int64),
-            })
-        return batches
+        return [self._tokens(self.texts[start:start + BATCH]) for start in range(0, self.size, BATCH)]
 
     def pair_scores(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> list[float]:
         """API scores of every matching pair and of each picture with another's text."""
@@ -90,13 +83,15 @@ class CalibrationSet:
 def calibration_set_build(*, checkpoint: str | os.PathLike[str], images: Sequence[Image], texts: Sequence[str],
                           source: str, threshold: float = 0.25) -> CalibrationSet:
     """A set from RGB PIL images and their texts, preprocessed by the checkpoint's own processor."""
+    from clipcheck.engine.families import checkpoint_family
     from clipcheck.engine.processing import ModelDims, load_image_preprocessor, load_tokenizer, text_token_limit
 
     pixels = load_image_preprocessor(checkpoint)(list(images))
     tokenizer = load_tokenizer(checkpoint)
     max_tokens = text_token_limit(ModelDims.from_checkpoint(checkpoint), tokenizer)
     return CalibrationSet(pixels=pixels, texts=list(texts), tokenizer=tokenizer, max_tokens=max_tokens,
-                          source=source, threshold=threshold)
+                          source=source, threshold=threshold,
+                          fixed_text_width=checkpoint_family(checkpoint).fixed_text_width)
 
 
 def generic_pictures(count: int = 64, seed: int = 0) -> list[tuple[Image, str]]:

@@ -1,5 +1,7 @@
 """CLIP through Hugging Face transformers: preprocessing, encoders, embeddings.
 
+The checkpoint may be of any family of ``clipcheck.engine.families`` (CLIP,
+SigLIP, fixed-resolution SigLIP 2), recognised before anything is loaded.
 The checkpoint's own image processor and tokenizer define preprocessing
 (image size, crop, mean/std, context length), performed without torch
 (``clipcheck.engine.processing``): inputs travel as numpy arrays, and only
@@ -27,6 +29,7 @@ from clipcheck import metrics
 from clipcheck.engine.batcher import MicroBatcher, padded_width, padding_groups
 from clipcheck.engine.checkpoints import checkpoint_source
 from clipcheck.engine.clock import forward_clock
+from clipcheck.engine.families import CLIP, ModelFamily, checkpoint_family
 from clipcheck.engine.lanes import ForwardLanes, LanePool, forward_lanes
 from clipcheck.engine.openvino.guard import int8_proven
 from clipcheck.engine.openvino.serving import load_openvino_runtime
@@ -84,10 +87,10 @@ def resolve_dtype(requested: str | None, device: str) -> str:
 
 
 def load_runtime(name: str, *, checkpoint: str, device: str, dtype: str, lanes: ForwardLanes,
-                 cache_dir: str | os.PathLike[str]) -> Runtime:
+                 cache_dir: str | os.PathLike[str], family: ModelFamily | None = None) -> Runtime:
     """The runtime ``name`` for the checkpoint directory, for the engine's ``ForwardLanes``."""
     if name == "torch":
-        return load_torch_runtime(checkpoint=checkpoint, device=device, dtype=dtype, lanes=lanes)
+        return load_torch_runtime(checkpoint=checkpoint, device=device, dtype=dtype, lanes=lanes, family=family)
     return load_openvino_runtime(
         checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
     )
@@ -134,14 +137,19 @@ class ClipEngine:
     ``batch_size``: rows per forward pass; ``batch_wait_ms``: how long a
     batcher waits for requests on their way; ``text_cache_size``: text
     embeddings kept (0: none). The defaults are ``CLIPCHECK``'s.
+
+    ``family``: the checkpoint's (``clipcheck.engine.families``); a SigLIP
+    family's texts are all padded to the full context, as its reference
+    processor pads them (its text tower pools the last position).
     """
 
     def __init__(
         self, *, model_name: str, runtime: Runtime, image_processor: Callable[[Sequence[Image]], np.ndarray],
         tokenizer: Any, dims: ModelDims, device: str, dtype: str, lanes: ForwardLanes = ForwardLanes(),
-        batch_size: int = 32, batch_wait_ms: float = 5, text_cache_size: int = 4096,
+        batch_size: int = 32, batch_wait_ms: float = 5, text_cache_size: int = 4096, family: ModelFamily = CLIP,
     ):
         self.model_name = model_name
+        self.model_family = family
         self.runtime = runtime
         self.image_processor = image_processor
         self.tokenizer = tokenizer
@@ -151,6 +159,7 @@ class ClipEngine:
         self.lanes = lanes
         self.max_text_tokens = text_token_limit(dims, tokenizer)
         self.logit_scale = runtime.logit_scale
+        self.logit_bias = runtime.logit_bias
         self._lane_pool = LanePool(lanes.count)
         self._text_cache: OrderedDict[str, tuple[np.ndarray, bool]] = OrderedDict()
         self._text_cache_lock = threading.Lock()
@@ -176,6 +185,8 @@ class ClipEngine:
         resolved_device = resolve_device(device)
         resolved_dtype = resolve_dtype(dtype, resolved_device)
         checkpoint = local_checkpoint(model_name)
+        # Before anything of the checkpoint is loaded: another architecture is refused in one sentence.
+        family = checkpoint_family(checkpoint)
         cache_dir = str(runtime_cache_dir)
         on_cpu = device_type(resolved_device) == "cpu"
         name = resolve_runtime(
@@ -185,7 +196,7 @@ class ClipEngine:
         # On CUDA the host threads only feed the device: one lane.
         lanes = forward_lanes(num_threads, concurrent=concurrent_encoders if on_cpu else False)
         loaded = load_runtime(name, checkpoint=checkpoint, device=resolved_device, dtype=resolved_dtype, lanes=lanes,
-                              cache_dir=cache_dir)
+                              cache_dir=cache_dir, family=family)
         return cls(
             model_name=model_name,
             runtime=loaded,
@@ -195,8 +206,14 @@ class ClipEngine:
             device=resolved_device,
             dtype=resolved_dtype,
             lanes=lanes,
+            family=family,
             **options,
         )
+
+    @property
+    def family(self) -> str:
+        """The checkpoint's family: "clip", "siglip" or "siglip2"."""
+        return self.model_family.name
 
     @property
     def concurrent(self) -> bool:
@@ -280,10 +297,12 @@ class ClipEngine:
         Truncation keeps the first tokens and the end-of-text marker, so the
         same text always gives the same embedding.
         """
+        # SigLIP: every row at the full context, as its processor's padding="max_length".
+        padding = "max_length" if self.model_family.fixed_text_width else True
         with self._tokenizer_lock:
             full_lengths = self._token_counts(list(texts))
             encoded = self.tokenizer(
-                list(texts), padding=True, truncation=True, max_length=self.max_text_tokens, return_tensors="np"
+                list(texts), padding=padding, truncation=True, max_length=self.max_text_tokens, return_tensors="np"
             )
         truncated = [length > self.max_text_tokens for length in full_lengths]
         return encoded, truncated
@@ -346,7 +365,13 @@ class ClipEngine:
         are padding, masked out, whatever their number.
         """
         encoded, truncated = self.tokenize(texts)
-        input_ids, attention_mask = encoded["input_ids"], encoded["attention_mask"]
+        input_ids = encoded["input_ids"]
+        attention_mask = encoded.get("attention_mask")
+        if attention_mask is None:  # a tokenizer that gives none: every position counts
+            attention_mask = np.ones_like(input_ids)
+        if self.model_family.fixed_text_width:
+            # The width is part of the answer: one forward at the full context, padding as tokenised.
+            return self._forward_texts(input_ids, attention_mask), truncated
         lengths = attention_mask.sum(axis=1)
         order = np.argsort(lengths, kind="stable")
         embeddings = np.empty((len(texts), self.embedding_dim), np.float32)

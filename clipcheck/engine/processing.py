@@ -6,14 +6,17 @@ worker, although an OpenVINO worker never runs torch. What a CLIP checkpoint
 asks of its inputs is small, so it is read here from the checkpoint's files:
 
 * images: ``ImagePreprocessor`` performs ``CLIPImageProcessorPil``'s steps
-  (PIL resize, centre crop, rescale, normalise) with the same arithmetic, so
-  its pixels are bit for bit transformers' (``tests/clipcheck/engine/
+  (PIL resize, centre crop, rescale, normalise) and ``SiglipImageProcessorPil``'s
+  (exact resize, no crop, mean and std 0.5) with the same arithmetic, so its
+  pixels are bit for bit transformers' (``tests/clipcheck/engine/
   test_processing.py`` compares them); a processor config with steps it does
   not know is handed to transformers' own processor instead;
 * texts: transformers' ``CLIPTokenizer`` (the Rust tokenizer; importing it
-  alone does not import torch), or ``AutoTokenizer`` for a checkpoint that
-  names another tokenizer class;
-* dimensions: ``ModelDims`` from ``config.json``.
+  alone does not import torch), ``SiglipTokenizer`` (SentencePiece) for
+  SigLIP, or ``AutoTokenizer`` for a checkpoint that names another tokenizer
+  class (SigLIP 2's Gemma tokenizer);
+* dimensions: ``ModelDims`` from ``config.json``, as its family reads it
+  (``clipcheck.engine.families``).
 """
 
 import json
@@ -37,10 +40,16 @@ IMAGE_DEFAULTS = {
     "do_normalize": True, "image_mean": OPENAI_CLIP_MEAN, "image_std": OPENAI_CLIP_STD,
     "do_convert_rgb": True,
 }
+# SiglipImageProcessor's defaults differ: an exact resize, no crop, mean and std 0.5.
+SIGLIP_IMAGE_DEFAULTS = {
+    **IMAGE_DEFAULTS, "size": {"height": 224, "width": 224}, "do_center_crop": False,
+    "image_mean": (0.5, 0.5, 0.5), "image_std": (0.5, 0.5, 0.5),
+}
 # Keys that describe the processor rather than a step.
 DESCRIPTIVE_KEYS = {"image_processor_type", "feature_extractor_type", "processor_class", "_processor_class"}
 CLIP_PROCESSOR_TYPES = {None, "CLIPImageProcessor", "CLIPImageProcessorFast", "CLIPImageProcessorPil",
                         "CLIPFeatureExtractor"}
+SIGLIP_PROCESSOR_TYPES = {"SiglipImageProcessor", "SiglipImageProcessorFast", "SiglipImageProcessorPil"}
 CLIP_TOKENIZER_CLASSES = {None, "CLIPTokenizer", "CLIPTokenizerFast"}
 
 
@@ -73,18 +82,22 @@ def load_image_preprocessor(
 ) -> Callable[[Sequence[Image.Image]], np.ndarray]:
     """``ImagePreprocessor`` for the checkpoint, or transformers' own processor
     (with torch) for a config it does not cover."""
+    config = image_processor_config(checkpoint)
     try:
-        return ImagePreprocessor.from_config(image_processor_config(checkpoint))
+        return ImagePreprocessor.from_config(config)
     except UnsupportedProcessor:
-        from transformers import CLIPImageProcessorPil
+        import transformers
 
-        processor = CLIPImageProcessorPil.from_pretrained(checkpoint)
+        kind = config.get("image_processor_type")
+        name = "SiglipImageProcessorPil" if kind in SIGLIP_PROCESSOR_TYPES else "CLIPImageProcessorPil"
+        processor = getattr(transformers, name).from_pretrained(checkpoint)
         return lambda images: processor(images=list(images), return_tensors="np")["pixel_values"].astype(np.float32)
 
 
 @dataclass(frozen=True)
 class ImagePreprocessor:
-    """RGB PIL images → (n, 3, height, width) float32 pixels, as ``CLIPImageProcessorPil``."""
+    """RGB PIL images → (n, 3, height, width) float32 pixels, as ``CLIPImageProcessorPil``
+    (or ``SiglipImageProcessorPil`` for a SigLIP processor config)."""
 
     resize: tuple[str, Any] | None  # ("shortest_edge", n) or ("exact", (height, width)); None: no resize
     resample: int
@@ -97,9 +110,10 @@ class ImagePreprocessor:
     def from_config(cls, config: dict[str, Any]) -> "ImagePreprocessor":
         unknown = set(config) - set(IMAGE_DEFAULTS) - DESCRIPTIVE_KEYS
         kind = config.get("image_processor_type") or config.get("feature_extractor_type")
-        if unknown or kind not in CLIP_PROCESSOR_TYPES:
+        if unknown or kind not in CLIP_PROCESSOR_TYPES | SIGLIP_PROCESSOR_TYPES:
             raise UnsupportedProcessor(f"processor {kind!r} with {sorted(unknown)}")
-        settings = {**IMAGE_DEFAULTS, **config}
+        defaults = SIGLIP_IMAGE_DEFAULTS if kind in SIGLIP_PROCESSOR_TYPES else IMAGE_DEFAULTS
+        settings = {**defaults, **config}
         normalize = settings["do_normalize"]
         return cls(
             resize=_resize_rule(settings["size"]) if settings["do_resize"] else None,
@@ -178,12 +192,20 @@ def _center_crop(pixels: np.ndarray, crop: tuple[int, int]) -> np.ndarray:
 
 
 def load_tokenizer(checkpoint: str | os.PathLike[str]) -> Any:
-    """The checkpoint's tokenizer; ``CLIPTokenizer`` without importing torch where it is one."""
+    """The checkpoint's tokenizer; ``CLIPTokenizer`` or ``SiglipTokenizer`` without
+    importing torch where it is one."""
     config = _json_file(Path(checkpoint) / "tokenizer_config.json") or {}
-    if config.get("tokenizer_class") in CLIP_TOKENIZER_CLASSES:
+    tokenizer_class = config.get("tokenizer_class")
+    if tokenizer_class in CLIP_TOKENIZER_CLASSES:
         from transformers import CLIPTokenizer
 
         return CLIPTokenizer.from_pretrained(checkpoint)
+    if tokenizer_class == "SiglipTokenizer":
+        from transformers import SiglipTokenizer
+
+        return SiglipTokenizer.from_pretrained(checkpoint)
+    # Other classes (SigLIP 2's GemmaTokenizer) through their auto class; never a checkpoint's
+    # own code (clipcheck.engine.families refuses an auto_map before this).
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(checkpoint)
@@ -191,21 +213,20 @@ def load_tokenizer(checkpoint: str | os.PathLike[str]) -> Any:
 
 @dataclass(frozen=True)
 class ModelDims:
-    """What the engine needs of ``config.json`` (``CLIPConfig``'s defaults where it is silent)."""
+    """What the engine needs of ``config.json`` (its configuration class's defaults where it is silent)."""
 
-    projection_dim: int
+    projection_dim: int  # the embeddings' size (SigLIP has no projection: its heads' output size)
     max_position_embeddings: int
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | os.PathLike[str]) -> "ModelDims":
+        from clipcheck.engine.families import checkpoint_family
+
         config = _json_file(Path(checkpoint) / "config.json")
         if not isinstance(config, dict):
             raise OSError(f"{checkpoint} has no config.json")
-        text = config.get("text_config") or {}
-        return cls(
-            projection_dim=int(config.get("projection_dim", 512)),
-            max_position_embeddings=int(text.get("max_position_embeddings", 77)),
-        )
+        family = checkpoint_family(checkpoint)
+        return cls(projection_dim=family.embedding_dim(config), max_position_embeddings=family.context(config))
 
 
 def text_token_limit(dims: ModelDims, tokenizer: Any) -> int:

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from clipcheck.engine.families import ModelFamily
 from clipcheck.engine.lanes import ForwardLanes
 from clipcheck.engine.weights import clip_model_load
 
@@ -44,6 +45,8 @@ class Runtime(Protocol):
     name: str  # "torch", "openvino" or "openvino-int8"
     precision: str  # what it computes in: "bfloat16", "f32", "int8/bf16", ...
     logit_scale: float
+    # A sigmoid-trained model's bias (SigLIP); None for a softmax-trained one (CLIP).
+    logit_bias: float | None
     # Text forwards run at widths rounded up to a multiple of this (padding is masked).
     text_width_step: int
     lanes: ForwardLanes
@@ -107,6 +110,7 @@ class TorchRuntime:
         self.precision = dtype
         self.lanes = lanes
         self.logit_scale = float(model.logit_scale.detach().float().exp().item())
+        self.logit_bias = model_logit_bias(model)
         torch.set_num_threads(max(1, lanes.threads))
 
     def image_features(self, pixel_values: np.ndarray, lane: int = 0) -> np.ndarray:
@@ -128,12 +132,18 @@ class TorchRuntime:
             return _torch_unit_rows(output)
 
 
+def model_logit_bias(model: Any) -> float | None:
+    """A SigLIP model's ``logit_bias``; None for CLIP, which has none."""
+    bias = getattr(model, "logit_bias", None)
+    return None if bias is None else float(bias.detach().float().item())
+
+
 def load_torch_runtime(*, checkpoint: str | os.PathLike[str], device: str, dtype: str,
-                       lanes: ForwardLanes) -> TorchRuntime:
+                       lanes: ForwardLanes, family: ModelFamily | None = None) -> TorchRuntime:
     """The checkpoint in its serving dtype on ``device`` (``clipcheck.engine.weights``)."""
     import torch
 
-    model = clip_model_load(checkpoint, getattr(torch, dtype))
+    model = clip_model_load(checkpoint, getattr(torch, dtype), family)
     model.to(device)
     return TorchRuntime(model=model, device=device, dtype=dtype, lanes=lanes)
 

@@ -1,6 +1,7 @@
 """The PyTorch model in its serving dtype, without the float32 file in memory beside it.
 
-``CLIPModel.from_pretrained(dtype=bfloat16)`` maps the whole float32
+The model class is the checkpoint family's (``clipcheck.engine.families``:
+``CLIPModel`` or ``SiglipModel``). ``from_pretrained(dtype=bfloat16)`` maps the whole float32
 checkpoint and casts from the mapping: for the length of the load the worker
 holds the file's pages (577 MB for ViT-B/32) and the bf16 model, and its peak
 resident memory (what the OOM killer and a container limit see) is the sum.
@@ -22,33 +23,36 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from clipcheck.engine.families import ModelFamily, checkpoint_family
+
 logger = logging.getLogger(__name__)
 
 SAFETENSORS_FILE = "model.safetensors"
 
 
-def clip_model_load(checkpoint: str | os.PathLike[str], dtype: Any) -> Any:
-    """``CLIPModel`` of the checkpoint directory in ``dtype``, in eval mode."""
+def clip_model_load(checkpoint: str | os.PathLike[str], dtype: Any, family: ModelFamily | None = None) -> Any:
+    """The family's model (``CLIPModel``, ``SiglipModel``) of the checkpoint directory in ``dtype``, in eval mode."""
     import torch
-    from transformers import CLIPConfig, CLIPModel
     from transformers.initialization import no_init_weights
     from transformers.utils import logging as transformers_logging
 
     transformers_logging.disable_progress_bar()
+    family = family or checkpoint_family(checkpoint)
+    model_class = family.model_type()
 
     path = Path(checkpoint) / SAFETENSORS_FILE
     tensors = safetensors_index(path) if path.is_file() else None
     if tensors is None:
-        return CLIPModel.from_pretrained(checkpoint, dtype=dtype).eval()
-    config = CLIPConfig.from_pretrained(checkpoint)
+        return model_class.from_pretrained(checkpoint, dtype=dtype).eval()
+    config = family.config_type().from_pretrained(checkpoint)
     # Random initialisation would cost seconds for weights overwritten next.
     with no_init_weights():
-        model = CLIPModel._from_config(config, dtype=dtype)
+        model = model_class._from_config(config, dtype=dtype)
     state = model.state_dict()
     if set(state) != set(tensors):
-        logger.info("%s names other tensors than CLIPModel has; loading it with from_pretrained.", path)
+        logger.info("%s names other tensors than %s has; loading it with from_pretrained.", path, family.model_class)
         del model, state
-        return CLIPModel.from_pretrained(checkpoint, dtype=dtype).eval()
+        return model_class.from_pretrained(checkpoint, dtype=dtype).eval()
     with path.open("rb") as handle, torch.no_grad():
         for name, (source_dtype, shape, start, end) in tensors.items():
             buffer = torch.empty(end - start, dtype=torch.uint8)

@@ -83,9 +83,10 @@ def mark_decompression(xml_path: Path) -> int:
 def _probe_inputs(checkpoint: str | os.PathLike[str], model_dir: Path) -> dict[str, dict[str, np.ndarray]]:
     """Fixed inputs for both towers: two noise images, two texts of eight tokens."""
     import openvino as ov
-    from transformers import CLIPConfig
 
-    text = CLIPConfig.from_pretrained(checkpoint).text_config
+    from clipcheck.engine.families import checkpoint_family
+
+    text = checkpoint_family(checkpoint).config_type().from_pretrained(checkpoint).text_config
     shape = ov.Core().read_model(model_dir / "image.xml").input(0).get_partial_shape()
     channels, size = shape[1].get_length(), shape[2].get_length()
     rng = np.random.default_rng(0)

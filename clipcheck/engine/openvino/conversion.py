@@ -5,7 +5,9 @@ the transformers model (``get_image_features`` and ``get_text_features``,
 dynamic batch and sequence dimensions), not ``optimum-intel``: optimum-intel
 pins its own transformers range, which lags the transformers 5 this project
 runs, and exports the whole model where the service needs the two projected
-towers only.
+towers only. The model class is the checkpoint family's
+(``clipcheck.engine.families``); the manifest records the family, the logit
+scale and a sigmoid model's logit bias.
 """
 
 import gc
@@ -17,6 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from clipcheck.engine.families import checkpoint_family
 from clipcheck.engine.openvino.cache import (
     Manifest,
     RuntimeCache,
@@ -79,20 +82,23 @@ def _tracing_notices_dropped() -> Iterator[None]:
 
 def convert(checkpoint: str | os.PathLike[str], target: Path) -> Manifest:
     """Write the exact (f32-weight) IR of both towers of ``checkpoint`` to ``target``;
-    the logit scale and embedding size."""
+    the family, logit scale and bias, and embedding size."""
     import openvino as ov
     import torch
-    from transformers import CLIPModel
     from transformers.utils import logging as transformers_logging
 
+    from clipcheck.engine.runtimes import model_logit_bias
+
     transformers_logging.disable_progress_bar()  # as clipcheck.engine.weights: no bar per start
-    model = CLIPModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    family = checkpoint_family(checkpoint)
+    model = family.model_type().from_pretrained(checkpoint, dtype=torch.float32).eval()
     image_tower, text_tower = _tower_modules(model)
     vision = model.config.vision_config
     size, channels = vision.image_size, vision.num_channels
     text_config = model.config.text_config
     ids = torch.full((2, 8), 2, dtype=torch.int64)
-    ids[:, -1] = text_config.eos_token_id if text_config.eos_token_id is not None else 2
+    eos = text_config.eos_token_id
+    ids[:, -1] = eos if eos is not None and 0 <= eos < text_config.vocab_size else 2
     with torch.no_grad(), warnings.catch_warnings(), _tracing_notices_dropped():
         # Tracing notes shape checks it freezes; the inputs keep them true
         # (texts are cut to the context, images have the model's size).
@@ -109,8 +115,10 @@ def convert(checkpoint: str | os.PathLike[str], target: Path) -> Manifest:
     ov.save_model(image_ir, target / "image.xml", compress_to_fp16=False)
     ov.save_model(text_ir, target / "text.xml", compress_to_fp16=False)
     return {
+        "family": family.name,
         "logit_scale": float(model.logit_scale.detach().float().exp().item()),
-        "embedding_dim": int(model.config.projection_dim),
+        "logit_bias": model_logit_bias(model),
+        "embedding_dim": family.embedding_dim(model.config.to_dict()),
     }
 
 

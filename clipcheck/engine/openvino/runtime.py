@@ -21,11 +21,12 @@ class OpenVinoRuntime:
 
     def __init__(self, *, image_model: Any, text_model: Any, logit_scale: float, int8: bool,
                  guard: dict[str, Any] | None = None, lanes: ForwardLanes = ForwardLanes(),
-                 cache_problem: str | None = None):
+                 cache_problem: str | None = None, logit_bias: float | None = None):
         self.name = "openvino-int8" if int8 else "openvino"
         self.image_model = image_model
         self.text_model = text_model
         self.logit_scale = logit_scale
+        self.logit_bias = logit_bias
         self.guard = guard
         self.lanes = lanes
         self.cache_problem = cache_problem

@@ -44,5 +44,5 @@ def load_openvino_runtime(*, checkpoint: str | os.PathLike[str], int8: bool, dty
         cache.close()
     return OpenVinoRuntime(
         image_model=towers["image"], text_model=towers["text"], logit_scale=manifest["logit_scale"], int8=int8,
-        guard=guard, lanes=lanes, cache_problem=cache.problem,
+        logit_bias=manifest.get("logit_bias"), guard=guard, lanes=lanes, cache_problem=cache.problem,
     )
