@@ -103,3 +103,12 @@ def category_score(cosine, threshold, logit_scale):
     exponent = logit_scale * (cosine - threshold)
     exponent = max(min(exponent, 60.0), -60.0)
     return round(1.0 / (1.0 + math.exp(-exponent)), 4)
+
+
+def sigmoid_probability(cosine, logit_scale, logit_bias):
+    """A sigmoid-trained model's own probability that an image and a text match (SigLIP):
+    ``sigmoid(logit_scale * cosine + logit_bias)``, 4 decimals (docs/models.md)."""
+    if not math.isfinite(cosine):
+        return 0.0
+    exponent = max(min(logit_scale * cosine + logit_bias, 60.0), -60.0)
+    return round(1.0 / (1.0 + math.exp(-exponent)), 4)

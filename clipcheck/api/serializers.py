@@ -399,7 +399,8 @@ class AnalyzeResultSerializer(serializers.Serializer):
     match_probability = serializers.FloatField(
         allow_null=True, min_value=0.0, max_value=1.0,
         help_text="The probability that the text describes the photo, calibrated on moderators' decisions by the "
-        "model's active adaptation (clip_adapt); null without one.",
+        "model's active adaptation (clip_adapt); without one, a sigmoid-trained model's (SigLIP) own probability "
+        "sigmoid(logit_scale * cosine + logit_bias), else null (docs/models.md).",
     )
     match_quality = serializers.CharField(help_text="A label of CLIPCHECK QUALITY_BANDS, e.g. good, mismatch.")
     text_truncated = serializers.BooleanField(
@@ -484,6 +485,10 @@ class HealthSerializer(serializers.Serializer):
     model_loaded = serializers.BooleanField()
     device = serializers.CharField(allow_null=True)
     model = serializers.CharField()
+    model_family = serializers.ChoiceField(
+        choices=["clip", "siglip", "siglip2"], allow_null=True,
+        help_text="The checkpoint's family: clip, siglip or siglip2 (fixed-resolution SigLIP 2); docs/models.md.",
+    )
     dtype = serializers.CharField(allow_null=True)
     runtime = serializers.CharField(allow_null=True, help_text="torch, openvino or openvino-int8.")
     precision = serializers.CharField(allow_null=True, help_text="What the runtime computes in, e.g. bfloat16, bf16, int8/bf16.")
@@ -509,6 +514,7 @@ class HealthUnavailableSerializer(serializers.Serializer):
     model_loaded = serializers.BooleanField(required=False)
     device = serializers.CharField(allow_null=True, required=False)
     model = serializers.CharField(required=False)
+    model_family = serializers.CharField(allow_null=True, required=False)
     dtype = serializers.CharField(allow_null=True, required=False)
     runtime = serializers.CharField(allow_null=True, required=False)
     precision = serializers.CharField(allow_null=True, required=False)

@@ -172,6 +172,7 @@ class HealthView(APIView):
             "model_loaded": status["model_loaded"],
             "device": status["device"],
             "model": model_shown(status["model"], staff=staff),
+            "model_family": status["model_family"],
             "dtype": status["dtype"],
             "runtime": status["runtime"],
             "precision": status["precision"],

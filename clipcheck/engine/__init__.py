@@ -105,8 +105,8 @@ def get_engine() -> "ClipEngine":
             metrics.MODEL_LOAD_FAILURES.inc()
             raise ModelUnavailable(reason=reason) from exc
         logger.info(
-            "Loaded CLIP model %s on %s, runtime %s (%s) in %.1fs",
-            key.model_name, engine.device_name, engine.runtime_name, engine.precision, time.monotonic() - started,
+            "Loaded %s model %s on %s, runtime %s (%s) in %.1fs",
+            engine.model_family.title, key.model_name, engine.device_name, engine.runtime_name, engine.precision, time.monotonic() - started,
         )
         _engine, _engine_key, _failure = engine, key, None
         metrics.MODEL_LOADED.set(1)
@@ -125,13 +125,14 @@ def engine_status() -> dict[str, Any]:
         engine = get_engine()
     except ModelUnavailable as exc:
         return {
-            "model_loaded": False, "model": str(clip_settings.MODEL), "device": None, "dtype": None,
-            "runtime": None, "precision": None, "message": exc.message, "reason": exc.reason,
+            "model_loaded": False, "model": str(clip_settings.MODEL), "model_family": None, "device": None,
+            "dtype": None, "runtime": None, "precision": None, "message": exc.message, "reason": exc.reason,
             "cache_problem": None,
         }
     return {
         "model_loaded": True,
         "model": engine.model_name,
+        "model_family": engine.family,
         "device": engine.device_name,
         "dtype": engine.dtype_name,
         "runtime": engine.runtime_name,

@@ -8,6 +8,7 @@ answered from the stored verdict.
 import time
 from dataclasses import dataclass
 
+import numpy as np
 from django.contrib.contenttypes.models import ContentType
 from django.db import models, transaction
 
@@ -167,7 +168,23 @@ def _pairs_compute(*, requests, model, store_embeddings, known=None, top_k=2, bu
         texts=[plan.text for plan in plans], top_k=top_k,
     )
     results = [judgement.result() for judgement in judgements]
+    if engine.model_family.sigmoid:
+        results = [
+            {**result, "match_probability": _sigmoid_match_probability(plan, vectors[judgement.image_index], engine)}
+            for result, plan, judgement, vectors in zip(results, plans, judgements, groups)
+        ]
     return results, judged_images, engine.device_name, (time.monotonic() - started) * 1000 / len(requests)
+
+
+def _sigmoid_match_probability(plan, image_vector, engine):
+    """A sigmoid-trained model's own probability that the text matches the photo: of the
+    cosine behind the text's score (its best passage's; the passages are in the engine's
+    text cache, unless it keeps none). An active adaptation's probability replaces it
+    (``_adapted_results``)."""
+    strings = plan.passage_strings()
+    passage_vectors = run_inference(lambda: engine.encode_texts(strings)[0], rows=len(strings))
+    cosine = float(np.max(passage_vectors @ image_vector))
+    return scoring.sigmoid_probability(cosine, engine.logit_scale, engine.logit_bias)
 
 
 def _planned(planned, request, engine):

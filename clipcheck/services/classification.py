@@ -19,6 +19,9 @@ def image_classify(*, image, categories=None, top_k=None, image_embedding=None):
     Each category gets ``score`` (independent, 0.5 at its classify
     threshold, ``classify_threshold``; meaningful for a single category), ``similarity`` (the
     clamped cosine) and ``probability`` (softmax over the given categories).
+    On a sigmoid-trained model (SigLIP) ``score`` is the model's own match
+    probability of the prompt, ``sigmoid(logit_scale * cos + logit_bias)``:
+    it needs no classify threshold (docs/models.md).
     Under an active adaptation covering the categories, ``score`` is the
     head's calibrated probability that the photo's category is this one
     (over all of the head's categories, whichever were asked for),
@@ -41,7 +44,7 @@ def image_classify(*, image, categories=None, top_k=None, image_embedding=None):
     return _category_matches(
         categories=categories, thresholds=thresholds, prompt_embeddings=prompt_embeddings,
         image_embedding=image_embedding, logit_scale=engine.logit_scale, top_k=top_k,
-        adaptation=_covering_adaptation(categories),
+        adaptation=_covering_adaptation(categories), logit_bias=_sigmoid_bias(engine),
     )
 
 
@@ -59,13 +62,20 @@ def images_classify(*, image_embeddings, categories=None, top_k=None):
     prompts = _prompts(categories)
     prompt_embeddings = run_inference(lambda: engine.encode_texts(prompts)[0])
     adaptation = _covering_adaptation(categories)
+    logit_bias = _sigmoid_bias(engine)
     return [
         _category_matches(
             categories=categories, thresholds=thresholds, prompt_embeddings=prompt_embeddings,
             image_embedding=image_embedding, logit_scale=engine.logit_scale, top_k=top_k, adaptation=adaptation,
+            logit_bias=logit_bias,
         )
         for image_embedding in image_embeddings
     ]
+
+
+def _sigmoid_bias(engine) -> float | None:
+    """The model's logit bias where it was trained with a sigmoid loss (its scores are its own); else None."""
+    return engine.logit_bias if engine.model_family.sigmoid else None
 
 
 def _covering_adaptation(categories):
@@ -84,10 +94,16 @@ def _prompts(categories):
 
 
 def _category_matches(*, categories, thresholds, prompt_embeddings, image_embedding, logit_scale, top_k,
-                      adaptation=None):
-    """The matches of one image embedding, best first (the top ``top_k``)."""
+                      adaptation=None, logit_bias=None):
+    """The matches of one image embedding, best first (the top ``top_k``).
+
+    ``logit_bias`` (a sigmoid-trained model's): scores are the model's own
+    probabilities, no threshold centring."""
     cosines = prompt_embeddings @ image_embedding
-    if adaptation is None:
+    if adaptation is None and logit_bias is not None:
+        scores = [scoring.sigmoid_probability(float(cosine), logit_scale, logit_bias) for cosine in cosines]
+        logits = logit_scale * cosines
+    elif adaptation is None:
         scores = [scoring.category_score(float(cosine), threshold, logit_scale)
                   for cosine, threshold in zip(cosines, thresholds)]
         logits = logit_scale * cosines
