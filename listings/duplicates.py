@@ -14,26 +14,31 @@ continues after that key.
 import json
 import os
 import tempfile
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from clipcheck import selectors as clip_selectors
 from clipcheck.errors import ClipcheckError
-from clipcheck.nearduplicates import near_duplicates
+from clipcheck.nearduplicates import NearDuplicate, near_duplicates
 from clipcheck.paging import keyset_pages
 from clipcheck.services.embeddings import image_embeddings_compute
 from listings import selectors, services
 from listings.models import Listing
 
+# Two listings showing near-duplicate photos: (listing id, listing id, CLIP similarity, layout similarity or None).
+Pair = tuple[int, int, float, float | None]
+
 
 class UnionFind:
     """Disjoint sets of listing ids (path halving, union by size)."""
 
-    def __init__(self):
-        self.parent = {}
-        self.size = {}
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+        self.size: dict[int, int] = {}
 
-    def find(self, item):
+    def find(self, item: int) -> int:
         self.parent.setdefault(item, item)
         self.size.setdefault(item, 1)
         while self.parent[item] != item:
@@ -41,7 +46,7 @@ class UnionFind:
             item = self.parent[item]
         return item
 
-    def union(self, first, second):
+    def union(self, first: int, second: int) -> None:
         first, second = self.find(first), self.find(second)
         if first == second:
             return
@@ -50,8 +55,8 @@ class UnionFind:
         self.parent[second] = first
         self.size[first] += self.size[second]
 
-    def groups(self):
-        grouped = {}
+    def groups(self) -> list[list[int]]:
+        grouped: dict[int, list[int]] = {}
         for item in self.parent:
             grouped.setdefault(self.find(item), []).append(item)
         return list(grouped.values())
@@ -63,12 +68,11 @@ class DuplicatesState:
 
     model: str
     last_pk: int = 0
-    # (listing id, listing id, CLIP similarity, layout similarity or None)
-    pairs: list = field(default_factory=list)
-    failed: list = field(default_factory=list)  # (listing id, reason)
+    pairs: list[Pair] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)  # (listing id, reason)
     done: bool = False
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         path = Path(path)
         # Written beside the target and renamed over it: a run killed while
         # saving leaves the previous state whole.
@@ -78,7 +82,7 @@ class DuplicatesState:
         os.replace(temporary, path)
 
     @classmethod
-    def load(cls, path, *, model):
+    def load(cls, path: str | os.PathLike[str], *, model: str) -> "DuplicatesState":
         """The saved state of an unfinished run of ``model``, or a fresh one."""
         try:
             saved = json.loads(Path(path).read_text(encoding="utf-8"))
@@ -87,16 +91,16 @@ class DuplicatesState:
             return cls(model=model)
         if state.done or state.model != model:
             return cls(model=model)
-        state.pairs = [tuple(pair) for pair in state.pairs]
+        state.pairs = [cast(Pair, tuple(pair)) for pair in state.pairs]  # JSON gave lists
         return state
 
 
-def duplicates_chunks(*, state, chunk_size):
+def duplicates_chunks(*, state: DuplicatesState, chunk_size: int) -> Iterator[list[Listing]]:
     """Listings after ``state.last_pk``, ``chunk_size`` at a time, in pk order."""
     yield from keyset_pages(Listing.objects.all(), page_size=chunk_size, after=state.last_pk)
 
 
-def duplicates_chunk(*, listings, state):
+def duplicates_chunk(*, listings: Sequence[Listing], state: DuplicatesState) -> None:
     """Find the pairs of one chunk of listings and record them in ``state``."""
     model = state.model
     hashes = [listing.image_sha256 for listing in listings]
@@ -112,7 +116,7 @@ def duplicates_chunk(*, listings, state):
                 continue
             vectors[listing.image_sha256] = image_embeddings_compute(images=[image], model=model)[0]
             layouts.update(clip_selectors.image_layouts_get(hashes=[listing.image_sha256], model=model))
-    others_of = {}
+    others_of: dict[int, list[NearDuplicate]] = {}
     for listing in listings:
         if listing.image_sha256 not in vectors:
             continue
@@ -138,14 +142,15 @@ def duplicates_chunk(*, listings, state):
 @dataclass
 class Cluster:
     number: int
-    listings: list  # Listing, oldest first
-    pairs: list  # (id, id, similarity, layout similarity)
+    listings: list[Listing]  # oldest first
+    pairs: list[Pair]
 
 
-def duplicates_clusters(*, pairs):
+def duplicates_clusters(*, pairs: Iterable[Pair]) -> list[Cluster]:
     """Clusters of two or more listings joined by ``pairs``, largest first."""
     union = UnionFind()
-    best = {}
+    best: dict[tuple[int, int], Pair] = {}
+
     for first, second, similarity, layout in pairs:
         union.union(first, second)
         key = (first, second)

@@ -26,7 +26,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
 from django.contrib.admin.models import CHANGE, LogEntry
 from django.contrib.auth import get_user_model
@@ -56,8 +56,7 @@ Status = Listing.Status
 # The random source of the review sample; tests replace it (``sample_random.random``).
 sample_random = random.Random()
 
-# TextChoices members are str (without Django's stubs mypy reads them as (value, label) tuples).
-DECISIONS = cast(dict[str, str], {"approve": Status.APPROVED, "reject": Status.REJECTED})
+DECISIONS = {"approve": Status.APPROVED, "reject": Status.REJECTED}
 
 
 def review_queue() -> QuerySet[Listing]:
@@ -233,7 +232,7 @@ def _claimed_by_other(listing: Listing, moderator: AbstractBaseUser, now: dateti
 
 
 def decision_record(
-    *, listing: Listing, moderator: AbstractBaseUser, to_status: str, reason_code: str = "", note: str = "",
+    *, listing: Listing, moderator: AbstractBaseUser, to_status: Any, reason_code: str = "", note: str = "",
     now: datetime | None = None, require_claim: bool = False,
 ) -> ModerationDecision:
     """Store a decision on a locked listing, update the listing, log it, release its claim.
@@ -245,8 +244,10 @@ def decision_record(
     never while the listing's open appeal contests a decision of this
     moderator. The decision closes the listing's open appeal (upheld or
     reversed).
-    ``now`` defaults to the database's clock.
+    ``now`` defaults to the database's clock. ``to_status``: a ``Listing.Status`` member (``Any``: without
+    Django's stubs mypy reads choices members as their (value, label) tuples).
     """
+
     now = now or _database_clock(listing)
     guard = Listing.objects.filter(_not_contesting(moderator), pk=listing.pk, status=listing.status)
     guard = guard.filter(claimed_by=moderator, claimed_until__gt=now) if require_claim else guard.filter(

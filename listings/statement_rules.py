@@ -16,9 +16,11 @@ the database would silently ignore what we meant to tell it.
 
 import json
 import re
+from collections.abc import Callable, Mapping
 from datetime import date
 from functools import cache
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 RULES_PATH = Path(__file__).with_name("statement_rules.json")
@@ -28,44 +30,48 @@ DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 URL = re.compile(r"^[a-z][a-z0-9+.-]*://[^\s/?#]+[^\s]*$", re.I)
 
 
+# A rule of statement_rules.json, and a field's value in a statement: JSON.
+Rule = Mapping[str, Any]
+
+
 @cache
-def rules():
+def rules() -> dict[str, Any]:
     return json.loads(RULES_PATH.read_text())
 
 
-def enumeration(name):
+def enumeration(name: str) -> list[str]:
     """The accepted values of one of the database's enumerations (keys of an associative one)."""
     return list(rules()["enumerations"][name])
 
 
-def enumeration_label(name, value):
+def enumeration_label(name: str, value: str) -> str:
     """The database's words for ``value`` of enumeration ``name`` (the value itself for a plain list)."""
     values = rules()["enumerations"][name]
     return values.get(value, value) if isinstance(values, dict) else value
 
 
-def field_rules():
+def field_rules() -> dict[str, Rule]:
     return rules()["fields"]
 
 
-def max_batch():
+def max_batch() -> int:
     return rules()["batch"]["max_statements"]
 
 
-def source():
+def source() -> dict[str, Any]:
     """``{"repository", "commit", "files"}``: where the rules come from."""
     return rules()["source"]
 
 
-def _empty(value):
+def _empty(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip()) or (isinstance(value, (list, dict)) and not value)
 
 
-def _contains(value, needle):
+def _contains(value: Any, needle: Any) -> bool:
     return isinstance(value, list) and needle in value
 
 
-def _excluded(rule, statement):
+def _excluded(rule: Rule, statement: Mapping[str, Any]) -> bool:
     """True when the database drops the field before validating (Laravel's exclude_unless / exclude_if)."""
     if "exclude_unless" in rule:
         other, expected = rule["exclude_unless"]
@@ -82,7 +88,7 @@ def _excluded(rule, statement):
     return False
 
 
-def _required(rule, statement):
+def _required(rule: Rule, statement: Mapping[str, Any]) -> bool:
     if rule.get("required"):
         return True
     if "required_if" in rule:
@@ -98,7 +104,7 @@ def _required(rule, statement):
     return False
 
 
-def _valid_date(value):
+def _valid_date(value: Any) -> bool:
     if not isinstance(value, str) or not DATE.match(value):
         return False
     try:
@@ -108,7 +114,7 @@ def _valid_date(value):
     return True
 
 
-def _type_errors(field, rule, value):
+def _type_errors(field: str, rule: Rule, value: Any) -> str | None:
     """The type message of ``value``, or None when its type is right."""
     kind = rule.get("type")
     if kind == "array" and not isinstance(value, list):
@@ -120,7 +126,7 @@ def _type_errors(field, rule, value):
     return None
 
 
-def _in_error(field, rule, value):
+def _in_error(field: str, rule: Rule, value: Any) -> str | None:
     accepted = set(enumeration(rule["in"]))
     if rule.get("nullable"):
         accepted.add("null")  # Laravel's "in:null,..." of the nullable enumerations
@@ -130,26 +136,26 @@ def _in_error(field, rule, value):
     return None
 
 
-def _max_error(field, rule, value):
+def _max_error(field: str, rule: Rule, value: Any) -> str | None:
     if len(value) <= rule["max"]:
         return None
     unit = "items" if isinstance(value, list) else "characters"
     return f"The {field} field must not be greater than {rule['max']} {unit}."
 
 
-def _regex_error(field, rule, value):
+def _regex_error(field: str, rule: Rule, value: Any) -> str | None:
     if isinstance(value, str) and not re.fullmatch(rule["regex"], value):
         return f"The {field} format is invalid."
     return None
 
 
-def _url_error(field, rule, value):
+def _url_error(field: str, rule: Rule, value: Any) -> str | None:
     if rule["url"] and isinstance(value, str) and not (URL.match(value) and urlsplit(value).hostname):
         return f"The {field} field must be a valid URL."
     return None
 
 
-def _date_error(field, rule, value):
+def _date_error(field: str, rule: Rule, value: Any) -> str | None:
     if not _valid_date(value):
         return f"The {field} does not match the format YYYY-MM-DD."
     if "after_or_equal" in rule and value < rule["after_or_equal"]:
@@ -160,13 +166,13 @@ def _date_error(field, rule, value):
 
 
 # Each rule key of statement_rules.json and how a value breaks it, in Laravel's order.
-_RULE_CHECKS = (
+_RULE_CHECKS: tuple[tuple[str, Callable[[str, Rule, Any], str | None]], ...] = (
     ("in", _in_error), ("max", _max_error), ("regex", _regex_error), ("url", _url_error),
     ("date_format", _date_error),
 )
 
 
-def _value_errors(field, rule, value):
+def _value_errors(field: str, rule: Rule, value: Any) -> list[str]:
     """The messages for a present, non-null ``value`` of ``field``."""
     type_error = _type_errors(field, rule, value)
     if type_error:
@@ -180,12 +186,12 @@ def _value_errors(field, rule, value):
     return [error for error in errors if error]
 
 
-def statement_errors(statement):
+def statement_errors(statement: Any) -> dict[str, list[str]]:
     """``{field: [message, ...]}`` for every rule of the database that ``statement`` breaks; ``{}`` when none."""
     if not isinstance(statement, dict):
         return {"statement": ["A statement must be a JSON object."]}
     fields = field_rules()
-    errors = {}
+    errors: dict[str, list[str]] = {}
     for field in statement:
         if field not in fields:
             errors[field] = [f"The database has no field {field}: it would be ignored."]
@@ -207,7 +213,7 @@ def statement_errors(statement):
     return errors
 
 
-def batch_errors(statements):
+def batch_errors(statements: Any) -> dict[str, Any]:
     """The database's rules for ``POST /api/v1/statements``: ``{"statements": [...]}`` of 1 to 100
     statements with distinct puids. ``{key: [message]}``, the per-statement ones under ``statement_<index>``."""
     limits = rules()["batch"]
@@ -215,7 +221,8 @@ def batch_errors(statements):
         return {"statements": [
             f"The statements field must have between {limits['min_statements']} and {limits['max_statements']} items."
         ]}
-    errors = {}
+    errors: dict[str, Any] = {}
+
     for index, statement in enumerate(statements):
         found = statement_errors(statement)
         if found:

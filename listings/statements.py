@@ -26,7 +26,11 @@ moderator's note, the listing's title, description and ids never appear.
 
 import hashlib
 import re
-from datetime import UTC
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from django.db.models import QuerySet
 
 from clipcheck import reasons as reason_kinds
 from clipcheck.reasons import reason_display, reason_label, reason_type
@@ -57,7 +61,9 @@ PHONE = re.compile(r"(?<![\w.])\+?\(?\d[\d\s().\-/]{5,}\d(?![\w.])")
 SCORE = re.compile(r"(?<!\d)[01]\.\d")
 
 
-def restriction_decisions(*, since=None, until=None):
+def restriction_decisions(
+    *, since: datetime | None = None, until: datetime | None = None
+) -> QuerySet[ModerationDecision]:
     """The decisions that restricted a listing, oldest first: rejections, not undone, that changed the status.
 
     ``since`` <= decided_at < ``until`` when given.
@@ -76,7 +82,7 @@ def restriction_decisions(*, since=None, until=None):
     return decisions
 
 
-def decision_puid(decision, *, namespace=None):
+def decision_puid(decision: ModerationDecision, *, namespace: str | None = None) -> str:
     """The statement's platform unique identifier: the installation's namespace, the decision's id
     and a digest of what identifies the decision (id, listing, time). Deterministic; a database
     restored empty, whose ids start again, gives different puids for its new decisions."""
@@ -86,19 +92,19 @@ def decision_puid(decision, *, namespace=None):
     return f"{namespace}-{decision.pk}-{digest[:12]}"
 
 
-def reason_code_terms(code):
+def reason_code_terms(code: str) -> dict[str, Any]:
     """The statement category, keywords, ground and explanation of a review reason code."""
     table = listings_settings.STATEMENT_REASON_CODES
     return table.get(code) or table.get(FALLBACK_REASON_CODE) or DEFAULT_STATEMENT_REASON_CODES[FALLBACK_REASON_CODE]
 
 
-def machine_flagged(decision):
+def machine_flagged(decision: ModerationDecision) -> bool:
     """True when the machine's check sent the listing to people: the decision saw its reasons.
     A sampled machine approval was not flagged (the sample is random)."""
     return bool(decision.reasons) and not decision.sampled
 
 
-def decision_statement(decision):
+def decision_statement(decision: ModerationDecision) -> dict[str, Any]:
     """The statement of reasons for one restriction, in the database's fields (``POST /api/v1/statement``)."""
     terms = reason_code_terms(decision.reason_code)
     flagged = machine_flagged(decision)
@@ -128,7 +134,7 @@ def decision_statement(decision):
 
 # decision_facts
 
-def decision_facts(decision):
+def decision_facts(decision: ModerationDecision) -> str:
     """What the decision relied on, in plain words: the moderator's decision and its reason, how the
     listing came to be reviewed, and the machine's reasons with their evidence. At most 5000 characters."""
     opening = _decision_sentence(decision)
@@ -154,7 +160,7 @@ def decision_facts(decision):
     return _fit([opening, how], lines, limit=FACTS_LIMIT)
 
 
-def _decision_sentence(decision):
+def _decision_sentence(decision: ModerationDecision) -> str:
     visibility = ", ".join(
         enumeration_label("DECISION_VISIBILITIES", value).lower()
         for value in sorted(set(listings_settings.STATEMENT_DECISION_VISIBILITY))
@@ -165,7 +171,7 @@ def _decision_sentence(decision):
     return sentence + "."
 
 
-def marketplace_words():
+def marketplace_words() -> set[str]:
     """The words a statement may quote: the marketplace's categories and attribute names and values."""
     words = {str(category).lower() for category in clip_settings.CATEGORIES}
     for attribute, values in (clip_settings.ATTRIBUTES or {}).items():
@@ -174,7 +180,7 @@ def marketplace_words():
     return words
 
 
-def reason_in_marketplace_words(reason, vocabulary):
+def reason_in_marketplace_words(reason: Mapping[str, Any], vocabulary: set[str]) -> dict[str, Any]:
     """``reason`` with every word the seller may have typed replaced by a neutral phrase (evidence of
     kind WORD or CATEGORIES that is not one of ``vocabulary``), and evidence for moderators dropped."""
     known = reason_type(reason.get("code"))
@@ -196,7 +202,7 @@ def reason_in_marketplace_words(reason, vocabulary):
     return guarded
 
 
-def _reason_line(reason, vocabulary):
+def _reason_line(reason: Mapping[str, Any], vocabulary: set[str]) -> tuple[str, str]:
     guarded = reason_in_marketplace_words(reason, vocabulary)
     shown = reason_display(guarded)
     known = reason_type(guarded.get("code"))
@@ -210,7 +216,7 @@ def _reason_line(reason, vocabulary):
     return (line, f" Evidence: {evidence}." if evidence else "")
 
 
-def _fit(head, lines, *, limit):
+def _fit(head: Sequence[str], lines: Sequence[tuple[str, ...]], *, limit: int) -> str:
     """``head`` and the reason lines joined, within ``limit`` characters: evidence goes first, then
     the last reasons (counted in a closing sentence)."""
     for with_evidence in (True, False):
@@ -228,12 +234,13 @@ def _fit(head, lines, *, limit):
     return "\n".join(head)[:limit]
 
 
-def personal_data_scrub(text):
+def personal_data_scrub(text: str) -> str:
     """``text`` with e-mail addresses, web addresses, @handles and phone numbers replaced by "[removed]"."""
     for pattern in (EMAIL, WEB_ADDRESS, HANDLE):
         text = pattern.sub(REMOVED, text)
     return PHONE.sub(lambda match: REMOVED if _is_phone(match.group()) else match.group(), text)
 
 
-def _is_phone(candidate):
+def _is_phone(candidate: str) -> bool:
+
     return sum(character.isdigit() for character in candidate) >= 7 and not SCORE.search(candidate)

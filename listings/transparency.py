@@ -35,8 +35,11 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from email.message import Message
+from typing import Any, cast
 from urllib.parse import quote
 
 from django.db import transaction
@@ -44,7 +47,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from clipcheck.paging import keyset_pages
-from listings.models import StatementSubmission
+from listings.models import ModerationDecision, StatementSubmission
 from listings.settings import listings_settings
 from listings.statement_rules import max_batch, statement_errors
 from listings.statements import decision_puid, decision_statement, restriction_decisions
@@ -74,12 +77,12 @@ class DatabaseUnavailable(TransparencyError):
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: dict
+    body: dict[str, Any]
 
 
 class _NoRedirects(urllib.request.HTTPRedirectHandler):
     # existing-puid answers 302 Found for a known puid: that is the answer, not a place to go.
-    def redirect_request(self, *args, **kwargs):
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
         return None
 
 
@@ -92,14 +95,14 @@ class TransparencyApi:
     timeout: float = 60.0
     retries: int = 5
     backoff: float = 2.0
-    sleep: object = time.sleep
+    sleep: Callable[[float], object] = time.sleep
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         root = self.url.rstrip("/")
         self.base = root if root.endswith(API_PREFIX) else root + API_PREFIX
         self._opener = urllib.request.build_opener(_NoRedirects)
 
-    def statements_post(self, statements):
+    def statements_post(self, statements: Sequence[dict[str, Any]]) -> Answer:
         """``POST /statements``: the ``Answer`` (201, or 422 with the database's errors).
 
         After a transient failure the database is asked whether it holds the first puid before the
@@ -108,19 +111,22 @@ class TransparencyApi:
         (422 ``existing_puids``)."""
         puids = [statement["puid"] for statement in statements]
 
-        def created_meanwhile():
+        def created_meanwhile() -> Answer | None:
             if self.puid_exists(puids[0]):
                 return Answer(422, {"errors": {"existing_puids": puids}})
             return None
 
         return self._request("POST", "/statements", {"statements": statements}, settled=created_meanwhile)
 
-    def puid_exists(self, puid):
+    def puid_exists(self, puid: str) -> bool:
         """Whether the database holds a statement with ``puid`` (302 Found) or not (404)."""
         answer = self._request("GET", f"/statement/existing-puid/{quote(puid, safe='')}", None, accept=(302, 404))
         return answer.status == 302
 
-    def _request(self, method, path, payload, *, accept=(201, 422), settled=None):
+    def _request(
+        self, method: str, path: str, payload: dict[str, Any] | None, *, accept: Collection[int] = (201, 422),
+        settled: Callable[[], Answer | None] | None = None,
+    ) -> Answer:
         """The ``Answer`` of ``method path``; a transient failure is retried after a backoff, unless
         ``settled()`` (asked first) returns the answer it stands for."""
         url = self.base + path
@@ -137,6 +143,7 @@ class TransparencyApi:
                     "check DSA_TRANSPARENCY_API_TOKEN."
                 )
             if status in accept:
+                assert status is not None  # a failure has no status; ``accept`` holds statuses
                 return Answer(status, body)
             if failure is None and status not in TRANSIENT_STATUSES:
                 raise TransparencyError(
@@ -156,7 +163,9 @@ class TransparencyApi:
             self.sleep(min(wait, MAX_BACKOFF_SECONDS))
             attempt += 1
 
-    def _once(self, method, url, data, headers):
+    def _once(
+        self, method: str, url: str, data: bytes | None, headers: dict[str, str]
+    ) -> tuple[int | None, dict[str, Any], float | None, str | None]:
         """``(status, body, retry_after seconds or None, failure or None)`` of one request."""
         request = urllib.request.Request(url, data=data, headers=headers, method=method)
         try:
@@ -170,7 +179,7 @@ class TransparencyApi:
             return None, {}, None, f"{type(error).__name__}: {reason}"
 
 
-def _json(raw):
+def _json(raw: bytes) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"{}")
     except ValueError:
@@ -178,14 +187,14 @@ def _json(raw):
     return body if isinstance(body, dict) else {"body": body}
 
 
-def _retry_after(headers):
+def _retry_after(headers: Message) -> float | None:
     try:
-        return max(float(headers.get("Retry-After")), 0.0)
+        return max(float(headers.get("Retry-After")), 0.0)  # type: ignore[arg-type]  # None: TypeError
     except (TypeError, ValueError):
         return None
 
 
-def _message(body):
+def _message(body: Mapping[str, Any]) -> str:
     return str(body.get("message") or body.get("errors") or body)[:300]
 
 
@@ -196,10 +205,13 @@ class SubmitSummary:
     sent_before: int = 0
     held_back: int = 0  # decisions younger than STATEMENT_SUBMIT_DELAY_SECONDS
     held_elsewhere: int = 0  # reserved by another run now
-    refused: dict = field(default_factory=dict)  # puid -> {field: [message]} (ours or the database's)
+    refused: dict[str, Any] = field(default_factory=dict)  # puid -> {field: [message]} (ours or the database's)
 
 
-def statements_submit(*, api, since=None, until=None, now=None, run=None):
+def statements_submit(
+    *, api: TransparencyApi, since: datetime | None = None, until: datetime | None = None,
+    now: datetime | None = None, run: str | None = None,
+) -> SubmitSummary:
     """Send the statements of restrictions decided in [since, until) that were not sent yet; a ``SubmitSummary``.
 
     Raises ``TokenRefused``, ``DatabaseUnavailable`` or ``TransparencyError``; what this run reserved is
@@ -224,9 +236,9 @@ class _Submission:
     api: TransparencyApi
     run: str
     summary: SubmitSummary = field(default_factory=SubmitSummary)
-    posted: set = field(default_factory=set)
+    posted: set[str] = field(default_factory=set)
 
-    def page_submit(self, page):
+    def page_submit(self, page: Iterable[ModerationDecision]) -> None:
         statements, decisions = {}, {}
         for decision in page:
             puid = decision_puid(decision)
@@ -252,7 +264,10 @@ class _Submission:
         self.summary.existing += len(confirmed)
         self.send([puid for puid in unsent if puid in held and puid not in confirmed], statements)
 
-    def reserve(self, *, puids, statements, decisions):
+    def reserve(
+        self, *, puids: Sequence[str], statements: Mapping[str, dict[str, Any]],
+        decisions: Mapping[str, ModerationDecision],
+    ) -> tuple[set[str], set[str]]:
         """Reserve ``puids`` for this run; ``(held, taken_over)``: the puids it now holds, and those of
         them another run had sent without an answer or left reserved for too long."""
         if not puids:
@@ -281,7 +296,9 @@ class _Submission:
         )
         return held, taken_over
 
-    def mark(self, *, puids, state, uuids=None):
+    def mark(self, *, puids: Iterable[str], state: Any, uuids: Mapping[str | None, str] | None = None) -> None:
+        """``state``: a ``StatementSubmission.State`` member (``Any``: without Django's stubs mypy reads
+        choices members as their (value, label) tuples)."""
         now = timezone.now()
         with transaction.atomic():
             for puid in puids:
@@ -289,7 +306,7 @@ class _Submission:
                     state=state, submitted_at=now, uuid=(uuids or {}).get(puid, ""),
                 )
 
-    def send(self, pending, statements):
+    def send(self, pending: list[str], statements: Mapping[str, dict[str, Any]]) -> None:
         """Post ``pending`` (reserved by this run) until the database created or holds each one, or refused it."""
         while pending:
             self.posted.update(pending)
@@ -303,7 +320,9 @@ class _Submission:
             if answer.status == 201:
                 self.created(pending, answer.body)
                 return
-            errors = answer.body.get("errors") if isinstance(answer.body.get("errors"), dict) else {}
+            errors = (
+                cast(dict[str, Any], answer.body.get("errors")) if isinstance(answer.body.get("errors"), dict) else {}
+            )
             existing = _existing_puids(answer.body, errors) & set(pending)
             if existing:
                 self.mark(puids=sorted(existing), state=State.EXISTING)
@@ -318,7 +337,7 @@ class _Submission:
             self.refused(refused)
             pending = [puid for puid in pending if puid not in refused]
 
-    def created(self, pending, body):
+    def created(self, pending: list[str], body: dict[str, Any]) -> None:
         uuids = {
             item.get("puid"): str(item.get("uuid", ""))
             for item in body.get("statements", []) if isinstance(item, dict)
@@ -326,20 +345,20 @@ class _Submission:
         self.mark(puids=pending, state=State.CREATED, uuids=uuids)
         self.summary.created += len(pending)
 
-    def refused(self, refused):
+    def refused(self, refused: Mapping[str, Any]) -> None:
         # Refused, so not created: released, and tried again by the next run.
         StatementSubmission.objects.filter(puid__in=list(refused), run=self.run, state=State.SENDING).delete()
         self.posted -= set(refused)
         self.summary.refused.update(refused)
 
-    def release(self):
+    def release(self) -> None:
         """At the end of the run: what it posted without an answer is ``unconfirmed``, the rest it held is freed."""
         mine = StatementSubmission.objects.filter(run=self.run, state=State.SENDING)
         mine.filter(puid__in=list(self.posted)).update(state=State.UNCONFIRMED)
         mine.delete()
 
 
-def _existing_puids(body, errors):
+def _existing_puids(body: Mapping[str, Any], errors: Mapping[str, Any]) -> set[str]:
     """The puids a 422 says the database holds already (``existing_puids``, or one ``existing``)."""
     existing = set(errors.get("existing_puids") or [])
     if isinstance(body.get("existing"), dict):
@@ -347,7 +366,7 @@ def _existing_puids(body, errors):
     return existing
 
 
-def _refused_puids(errors, pending):
+def _refused_puids(errors: Mapping[str, Any], pending: Sequence[str]) -> dict[str, Any]:
     """``{puid: messages}`` of the statements a 422 refused (its ``statement_<index>`` errors)."""
     refused = {}
     for key, messages in errors.items():
@@ -357,7 +376,8 @@ def _refused_puids(errors, pending):
     return refused
 
 
-def submitted_then_undone():
+def submitted_then_undone() -> int:
+
     """How many statements the database holds for decisions undone since (it has no way to withdraw them)."""
     return StatementSubmission.objects.filter(
         state__in=[State.CREATED, State.EXISTING], decision__undone_at__isnull=False,
