@@ -24,26 +24,32 @@ a row lock when the results are written.
 import itertools
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar, cast
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 
 from clipcheck import scoring
 from clipcheck.errors import ClipcheckError
+from clipcheck.images import DecodedImage
 from clipcheck.models import Analysis
 from clipcheck.paging import keyset_pages
 from clipcheck.services.thresholds import model_id
 from clipcheck.verdicts import suggestion
 from listings import services
-from listings.audit.records import AuditMisconfigured, AuditRow, AuditSummary
+from listings.audit.records import AuditMisconfigured, AuditOptions, AuditRow, AuditSummary
 from listings.models import Listing, ListingCheckFailure
+from listings.services import ListingCheck
 from listings.settings import listings_settings
+
+T = TypeVar("T")
 
 # Selection
 
 
-def audit_candidates(*, options):
+def audit_candidates(*, options: AuditOptions) -> QuerySet[Listing]:
     """The listings an audit looks at (skipping happens per chunk)."""
     queryset = Listing.objects.filter(status__in=options.statuses)
     if options.since is not None:
@@ -51,7 +57,7 @@ def audit_candidates(*, options):
     return queryset
 
 
-def listing_is_audited(*, listing, options):
+def listing_is_audited(*, listing: Listing, options: AuditOptions) -> bool:
     """True when ``listing`` needs nothing from this audit: checked with its
     model, image and texts (and, with ``recheck``, since the run started)."""
     if listing.needs_check(model=options.model):
@@ -59,7 +65,7 @@ def listing_is_audited(*, listing, options):
     return not options.recheck or (listing.checked_at is not None and listing.checked_at >= options.started_at)
 
 
-def audit_chunks(*, options, summary):
+def audit_chunks(*, options: AuditOptions, summary: AuditSummary) -> Iterator[list[Listing]]:
     """Chunks of up to ``chunk_size`` listings that need checking, in pk order.
 
     Rows are read ``chunk_size`` at a time by primary key ranges (Sentry's
@@ -68,6 +74,7 @@ def audit_chunks(*, options, summary):
     the run do not shift the pages. Up-to-date listings are counted in
     ``summary.skipped``; at most ``limit`` listings are yielded.
     """
+    assert options.chunk_size is not None  # resolved options
     wanted = options.limit
     chunk = []
     for page in keyset_pages(audit_candidates(options=options), page_size=options.chunk_size):
@@ -92,7 +99,10 @@ def audit_chunks(*, options, summary):
 # Processing
 
 
-def audit_run(*, options, on_chunk=None, on_skipped=None):
+def audit_run(
+    *, options: AuditOptions, on_chunk: Callable[[AuditSummary, list[AuditRow]], object] | None = None,
+    on_skipped: Callable[[int], object] | None = None,
+) -> AuditSummary:
     """Audit the catalogue on this machine; returns the ``AuditSummary``.
 
     ``options`` must be ``resolved()``. ``on_chunk(summary, rows)`` is
@@ -110,7 +120,9 @@ def audit_run(*, options, on_chunk=None, on_skipped=None):
     return summary
 
 
-def _counting_skips(chunks, summary, on_skipped):
+def _counting_skips(
+    chunks: Iterable[list[Listing]], summary: AuditSummary, on_skipped: Callable[[int], object] | None
+) -> Iterator[list[Listing]]:
     reported = 0
     for chunk in chunks:
         if on_skipped is not None and summary.skipped > reported:
@@ -121,7 +133,7 @@ def _counting_skips(chunks, summary, on_skipped):
         on_skipped(summary.skipped - reported)
 
 
-def audit_chunk(*, listing_ids, options):
+def audit_chunk(*, listing_ids: Iterable[int], options: AuditOptions) -> tuple[AuditSummary, list[AuditRow]]:
     """Check one chunk of listings by id (a distributed audit's task).
 
     Listings up to date for this audit are skipped, so a chunk delivered
@@ -135,13 +147,13 @@ def audit_chunk(*, listing_ids, options):
         )
     started = time.monotonic()
     summary = AuditSummary()
-    listings = []
+    listings: list[Listing] = []
     for listing in Listing.objects.filter(pk__in=listing_ids).order_by("pk"):
         if listing_is_audited(listing=listing, options=options):
             summary.skipped += 1
         else:
             listings.append(listing)
-    rows = []
+    rows: list[AuditRow] = []
     for chunk_summary, chunk_rows in _audit_pipeline(chunks=[listings] if listings else [], options=options):
         summary.add(chunk_summary)
         rows.extend(chunk_rows)
@@ -149,7 +161,9 @@ def audit_chunk(*, listing_ids, options):
     return summary, rows
 
 
-def _audit_pipeline(*, chunks, options):
+def _audit_pipeline(
+    *, chunks: Iterable[list[Listing]], options: AuditOptions
+) -> Iterator[tuple[AuditSummary, list[AuditRow]]]:
     """Yield ``(summary, rows)`` per chunk once its results are committed.
 
     The images of the next listings (up to two batches ahead, across chunk
@@ -158,6 +172,7 @@ def _audit_pipeline(*, chunks, options):
     forwards' thread left the lanes idle meanwhile); the chunk generator
     itself (database reads) only ever runs in this thread.
     """
+    assert options.batch_size is not None  # resolved options
     numbered = ((number, listing) for number, chunk in enumerate(chunks) for listing in chunk)
     with ThreadPoolExecutor(
         max_workers=int(listings_settings.AUDIT_DECODE_THREADS), thread_name_prefix="audit-decode"
@@ -182,10 +197,12 @@ def _audit_pipeline(*, chunks, options):
             pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _submitted_ahead(numbered, pool, *, ahead):
+def _submitted_ahead(
+    numbered: Iterable[tuple[int, Listing]], pool: ThreadPoolExecutor, *, ahead: int
+) -> Iterator[tuple[int, Listing, Future[DecodedImage]]]:
     """``(chunk number, listing, future of its decoded image)`` in order, with
     up to ``ahead`` images being decoded before they are asked for."""
-    pending = deque()
+    pending: deque[tuple[int, Listing, Future[DecodedImage]]] = deque()
     for number, listing in numbered:
         pending.append((number, listing, pool.submit(services.listing_image_prepare, listing=listing)))
         if len(pending) > ahead:
@@ -194,20 +211,20 @@ def _submitted_ahead(numbered, pool, *, ahead):
         yield pending.popleft()
 
 
-def _photo_read(future):
+def _photo_read(future: Future[DecodedImage]) -> services.PhotoRead:
     try:
         return services.PhotoRead(image=future.result())
     except ClipcheckError as exc:
         return services.PhotoRead(error=exc)
 
 
-def _batched(items, size):
+def _batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
     iterator = iter(items)
     while batch := list(itertools.islice(iterator, size)):
         yield batch
 
 
-def audit_chunk_save(*, checks, options):
+def audit_chunk_save(*, checks: list[ListingCheck], options: AuditOptions) -> list[ListingCheck]:
     """Commit one chunk's results in one short transaction (nothing in a dry run).
 
     The listings are locked as they are written; listings another worker
@@ -230,7 +247,7 @@ def audit_chunk_save(*, checks, options):
     return outcomes
 
 
-def _chunk_summary(outcomes):
+def _chunk_summary(outcomes: Iterable[ListingCheck]) -> AuditSummary:
     summary = AuditSummary()
     for outcome in outcomes:
         if outcome.error is not None:
@@ -247,12 +264,13 @@ def _chunk_summary(outcomes):
     return summary
 
 
-def _weaker_band(outcome):
+def _weaker_band(outcome: ListingCheck) -> str:
     # The listing's band is that of its weaker score, as in Listing.match_quality.
     return scoring.match_quality(outcome.weakest_score, outcome.threshold)
 
 
-def _report_row(outcome):
+def _report_row(outcome: ListingCheck) -> AuditRow:
+
     listing = outcome.listing
     row = AuditRow(
         listing_id=listing.pk, title=listing.title, outcome="failed" if outcome.error else "checked",
@@ -266,7 +284,8 @@ def _report_row(outcome):
         row.title_score, row.title_verdict = title.similarity_score, title.verdict
     if description is not None:
         row.description_score, row.description_verdict = description.similarity_score, description.verdict
-    row.verdict = Analysis.Verdict.MATCH if outcome.is_match else Analysis.Verdict.MISMATCH
+    # A choices member is a str (without Django's stubs mypy reads it as its (value, label) tuple).
+    row.verdict = cast(str, Analysis.Verdict.MATCH if outcome.is_match else Analysis.Verdict.MISMATCH)
     row.match_quality = _weaker_band(outcome)
     row.reasons = outcome.reasons
     row.suggestion = suggestion(outcome.reasons) or ""
