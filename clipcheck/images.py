@@ -11,10 +11,13 @@ import io
 import os
 import stat
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 from PIL import ExifTags, Image, ImageFile, JpegImagePlugin
 
 from clipcheck.decode_budget import decode_cost, decode_reservation, jpeg_scan_buffer_cost
@@ -38,11 +41,11 @@ class DecodedImage:
     pixels: object = None
 
     @property
-    def size(self):
+    def size(self) -> tuple[int, int]:
         return self.image.size
 
 
-def _check_file_size(data, max_bytes):
+def _check_file_size(data: bytes, max_bytes: int) -> None:
     if not data:
         raise ImageRejected("The file is empty.", code="empty_file")
     if len(data) > max_bytes:
@@ -53,7 +56,7 @@ def _check_file_size(data, max_bytes):
         )
 
 
-def _check_dimensions(width, height, *, max_pixels, max_aspect_ratio):
+def _check_dimensions(width: int, height: int, *, max_pixels: int, max_aspect_ratio: float) -> None:
     if width * height > max_pixels:
         raise _too_many_pixels(width, height, max_pixels)
     if width < 1 or height < 1:
@@ -65,7 +68,10 @@ def _check_dimensions(width, height, *, max_pixels, max_aspect_ratio):
         )
 
 
-def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None, max_aspect_ratio=None):
+def decode_image(
+    data: bytes, *, allowed_formats: Iterable[str] | None = None, max_pixels: int | None = None,
+    max_bytes: int | None = None, max_aspect_ratio: float | None = None,
+) -> DecodedImage:
     """Decode image bytes into an upright RGB ``DecodedImage``.
 
     Raises ``ImageRejected`` (a 4xx) for empty, oversized, unsupported,
@@ -103,6 +109,7 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None,
             # Pillow raises TypeError, OverflowError, struct.error... on
             # crafted files, not only OSError: all of them are bad bytes.
             raise _corrupt(image_format, exc) from exc
+    assert image_format is not None  # Image.open names the format it read
     return DecodedImage(image=rgb, format=image_format, sha256=content_hash(data))
 
 
@@ -111,12 +118,12 @@ def decode_image(data, *, allowed_formats=None, max_pixels=None, max_bytes=None,
 DESCRIPTIVE_ERRORS = (OSError, SyntaxError, ValueError, EOFError)
 
 
-def _corrupt(image_format, exc):
+def _corrupt(image_format: str | None, exc: BaseException) -> ImageRejected:
     reason = f": {exc}" if isinstance(exc, DESCRIPTIVE_ERRORS) and str(exc) else "."
     return ImageRejected(f"The {image_format} image is truncated or corrupt{reason}", code="corrupt_image")
 
 
-def _too_many_pixels(width, height, max_pixels):
+def _too_many_pixels(width: int, height: int, max_pixels: int) -> ImageRejected:
     return ImageRejected(
         f"The image is {width}x{height} = {width * height} pixels; the limit is {max_pixels}.",
         code="image_too_large",
@@ -124,7 +131,7 @@ def _too_many_pixels(width, height, max_pixels):
     )
 
 
-def _open(data, allowed_formats):
+def _open(data: bytes, allowed_formats: list[str]) -> ImageFile.ImageFile:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
@@ -162,7 +169,7 @@ def _open(data, allowed_formats):
     )
 
 
-def _claimed_format(data, allowed_formats):
+def _claimed_format(data: bytes, allowed_formats: Iterable[str]) -> str | None:
     """The allowed format whose signature ``data`` starts with, if any."""
     Image.init()
     prefix = data[:16]
@@ -176,7 +183,7 @@ def _claimed_format(data, allowed_formats):
     return None
 
 
-def _decode_estimate(image, data):
+def _decode_estimate(image: Image.Image, data: bytes) -> int:
     """Draft a big JPEG to a reduced scale, then estimate the decode's peak bytes.
 
     A JPEG in several scans adds its coefficient buffers at full size
@@ -221,7 +228,7 @@ class JpegFrame:
     marker: int | None  # the start-of-frame marker, None when not found
     first_scan_components: int | None  # components in the first scan, None when not found
 
-    def multiple_scans(self, *, components):
+    def multiple_scans(self, *, components: int) -> bool:
         """True when libjpeg reads the picture in several scans (or it cannot be
         told): progressive, or a first scan without every component."""
         if self.marker is None or self.first_scan_components is None:
@@ -229,7 +236,7 @@ class JpegFrame:
         return self.marker in JPEG_PROGRESSIVE_FRAMES or self.first_scan_components < components
 
 
-def jpeg_frame(data):
+def jpeg_frame(data: bytes) -> JpegFrame:
     """The ``JpegFrame`` of JPEG bytes, read the way Pillow reads the header
     (bytes between segments skipped) up to the first start of scan."""
     marker, position = None, 2
@@ -250,7 +257,7 @@ def jpeg_frame(data):
     return JpegFrame(marker=marker, first_scan_components=None)
 
 
-def _reduce_jpeg_scale(image):
+def _reduce_jpeg_scale(image: Image.Image) -> None:
     """Let libjpeg decode a big photo at 1/2, 1/4 or 1/8 scale.
 
     The model sees a few hundred pixels; decoding 12 MP only to throw most
@@ -282,7 +289,7 @@ ORIENTATION_TRANSPOSES = {
 }
 
 
-def _orientation(image):
+def _orientation(image: Image.Image) -> object:
     try:
         return image.getexif().get(ExifTags.Base.Orientation)
     except Exception:
@@ -290,12 +297,12 @@ def _orientation(image):
         return None
 
 
-def _apply_orientation(image, orientation):
+def _apply_orientation(image: Image.Image, orientation: object) -> Image.Image:
     transpose = ORIENTATION_TRANSPOSES.get(orientation) if isinstance(orientation, int) else None
     return image.transpose(transpose) if transpose is not None else image
 
 
-def _reduced(image):
+def _reduced(image: Image.Image) -> Image.Image:
     """The image shrunk by the largest integer factor that keeps its shorter
     side >= JPEG_DRAFT_MIN_SIDE (box averaging, in its own mode), so that
     mode conversions only ever copy the small image.
@@ -314,7 +321,7 @@ def _reduced(image):
     return image.reduce(factor)
 
 
-def _reduction_factor(size):
+def _reduction_factor(size: tuple[int, int]) -> int:
     min_side = clip_settings.JPEG_DRAFT_MIN_SIDE
     if not min_side:
         return 1
@@ -328,7 +335,7 @@ WIDE_MODES = (*SIXTEEN_BIT_MODES, "I", "F")
 STRIP_PIXELS = 1 << 20
 
 
-def to_rgb(image):
+def to_rgb(image: Image.Image) -> Image.Image:
     """Any Pillow mode → 8-bit RGB; transparency composited onto white.
 
     Wide images (16-bit, 32-bit integer, float) are box-reduced by the same
@@ -346,7 +353,7 @@ def to_rgb(image):
     return image
 
 
-def _wide_to_uint8(image, factor):
+def _wide_to_uint8(image: Image.Image, factor: int) -> npt.NDArray[np.uint8]:
     """16-bit, 32-bit or float pixels → uint8, reduced ``factor`` times.
 
     Scaling keeps the old rules: 16-bit images (and 32-bit ones with values
@@ -361,7 +368,7 @@ def _wide_to_uint8(image, factor):
     elif image.mode in SIXTEEN_BIT_MODES:
         scale = 255.0 / 65535.0
     else:
-        low, high = image.getextrema()
+        low, high = cast(tuple[float, float], image.getextrema())  # one band
         scale = 255.0 / 65535.0 if high > 255 else 1.0
     out = np.empty((out_height, out_width), dtype=np.uint8)
     rows = max(1, STRIP_PIXELS // max(1, width * factor))
@@ -378,7 +385,7 @@ def _wide_to_uint8(image, factor):
     return out
 
 
-def _float_peak(image):
+def _float_peak(image: Image.Image) -> float | None:
     """The largest non-NaN value of a float image (None when all are NaN)."""
     width, height = image.size
     peak = None
@@ -392,13 +399,14 @@ def _float_peak(image):
     return peak
 
 
-def _has_alpha(image):
+def _has_alpha(image: Image.Image) -> bool:
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         return True
     return image.mode in ("P", "L", "RGB", "1") and "transparency" in image.info
 
 
-def read_batch_file(relative_path, *, root=None):
+def read_batch_file(relative_path: object, *, root: str | os.PathLike[str] | None = None) -> bytes:
+
     """Read an image file named by a batch item, confined to BATCH_ROOT.
 
     The path is resolved with symlinks followed; anything that ends up

@@ -21,11 +21,16 @@ active (``clipcheck.I001``) and warn when PostgreSQL lacks the extension
 import hashlib
 import logging
 import threading
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 from django.db import DEFAULT_DB_ALIAS, DatabaseError, IntegrityError, connections, transaction
-from django.db.models import Exists, OuterRef
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.backends.utils import CursorWrapper
+from django.db.models import Exists, OuterRef, QuerySet
 from django.db.models.functions import Cast
 from pgvector.django import CosineDistance, VectorField
 
@@ -42,6 +47,10 @@ VECTOR_TABLE = ImageVector._meta.db_table
 # a filter (hnsw.iterative_scan).
 ITERATIVE_SCAN_VERSION = (0, 8)
 
+Vector = npt.NDArray[np.float32]
+# What callers hand in: a vector of any float dtype, or its values.
+VectorLike = npt.NDArray[np.floating[Any]] | Sequence[float]
+
 
 @dataclass(frozen=True)
 class VectorBackend:
@@ -52,7 +61,7 @@ class VectorBackend:
     extension_missing: bool = False
 
     @property
-    def iterative_scan(self):
+    def iterative_scan(self) -> bool:
         if not self.extension_version:
             return False
         parts = tuple(int(part) for part in self.extension_version.split(".")[:2] if part.isdigit())
@@ -65,16 +74,18 @@ class Neighbour:
     similarity: float  # cosine of the two unit embeddings
 
 
-_backends = {}
-_indexed = set()
+ConnectionKey = tuple[str, str, str]  # alias, vendor, database name
+
+_backends: dict[ConnectionKey, VectorBackend] = {}
+_indexed: set[tuple[str, str, str, str, int]] = set()  # connection key, model, dim
 _lock = threading.Lock()
 
 
-def _connection_key(connection):
+def _connection_key(connection: BaseDatabaseWrapper) -> ConnectionKey:
     return connection.alias, connection.vendor, str(connection.settings_dict.get("NAME"))
 
 
-def vector_backend(using=DEFAULT_DB_ALIAS):
+def vector_backend(using: str = DEFAULT_DB_ALIAS) -> VectorBackend:
     """The ``VectorBackend`` of the database ``using``; looked up once per process."""
     connection = connections[using]
     key = _connection_key(connection)
@@ -86,14 +97,14 @@ def vector_backend(using=DEFAULT_DB_ALIAS):
     return backend
 
 
-def vector_backend_forget():
+def vector_backend_forget() -> None:
     """Look the backend up again on next use (after a migration, in tests)."""
     with _lock:
         _backends.clear()
         _indexed.clear()
 
 
-def _detect(connection):
+def _detect(connection: BaseDatabaseWrapper) -> VectorBackend:
     if connection.vendor != "postgresql":
         return VectorBackend(NUMPY, f"{connection.display_name} has no vector index: exact search in the process")
     with connection.cursor() as cursor:
@@ -116,7 +127,7 @@ def _detect(connection):
                          extension_version=installed[0])
 
 
-def stored_vector_intact(*, sha256, model, data, dim, kind="embedding"):
+def stored_vector_intact(*, sha256: str, model: str, data: bytes, dim: int, kind: str = "embedding") -> bool:
     """Whether a stored float32 vector's bytes match its dimension. A row that
     does not (a bad restore, a manual edit) is reported, logged and counted in
     ``clipcheck_corrupt_stored_vectors``, so that its readers skip it instead of
@@ -135,7 +146,7 @@ def stored_vector_intact(*, sha256, model, data, dim, kind="embedding"):
 # Writes
 
 
-def vectors_store(*, vectors, model, using=DEFAULT_DB_ALIAS):
+def vectors_store(*, vectors: Mapping[str, VectorLike], model: str, using: str = DEFAULT_DB_ALIAS) -> None:
     """Make ``{sha256: unit vector}`` of ``model`` searchable.
 
     Under pgvector they are copied into the vector table (rows already there
@@ -156,12 +167,12 @@ def vectors_store(*, vectors, model, using=DEFAULT_DB_ALIAS):
     )
 
 
-def vector_index_name(*, model, dim):
+def vector_index_name(*, model: str, dim: int) -> str:
     digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:12]
     return f"clipcheck_vec_{digest}_{dim}"
 
 
-def vector_index_sql(*, model, dim, quote):
+def vector_index_sql(*, model: str, dim: int, quote: Callable[[Any], str]) -> str:
     """The HNSW index of one model's vectors: over ``embedding::vector(dim)``
     with cosine distance, partial on ``model`` and ``dim`` (literals: a partial index
     predicate takes no parameters)."""
@@ -173,7 +184,7 @@ def vector_index_sql(*, model, dim, quote):
     )
 
 
-def vector_index_ensure(*, model, dim, using=DEFAULT_DB_ALIAS):
+def vector_index_ensure(*, model: str, dim: int, using: str = DEFAULT_DB_ALIAS) -> None:
     """Create the HNSW index of ``model`` at ``dim`` unless it exists (once per process).
 
     It is created when the model's first vector is stored, while few or no
@@ -203,7 +214,10 @@ def vector_index_ensure(*, model, dim, using=DEFAULT_DB_ALIAS):
 # Reads
 
 
-def image_neighbours(*, vector, model, k, within=None, exclude=(), min_similarity=None, using=DEFAULT_DB_ALIAS):
+def image_neighbours(
+    *, vector: VectorLike, model: str, k: int, within: Iterable[str] | None = None, exclude: Iterable[str] = (),
+    min_similarity: float | None = None, using: str = DEFAULT_DB_ALIAS,
+) -> list[Neighbour]:
     """The ``k`` stored images of ``model`` nearest to ``vector``, most similar first.
 
     ``within``: only these image hashes (an iterable or a queryset of
@@ -222,7 +236,9 @@ def image_neighbours(*, vector, model, k, within=None, exclude=(), min_similarit
     return found
 
 
-def _pgvector_rows(vector, model, k, within, exclude, using):
+def _pgvector_rows(
+    vector: Vector, model: str, k: int, within: Iterable[str] | None, exclude: Iterable[str], using: str
+) -> QuerySet[Any]:
     dim = len(vector)
     # The expression of the model's HNSW index, so that the planner uses it.
     distance = CosineDistance(Cast("embedding", VectorField(dimensions=dim)), vector)
@@ -234,7 +250,7 @@ def _pgvector_rows(vector, model, k, within, exclude, using):
     return rows.annotate(distance=distance).order_by("distance").values_list("sha256", "distance")[:k]
 
 
-def _search_settings(cursor, *, k, filtered, backend):
+def _search_settings(cursor: CursorWrapper, *, k: int, filtered: bool, backend: VectorBackend) -> None:
     # is_local=true (SET LOCAL): they end with the caller's transaction.
     ef_search = min(max(int(clip_settings.VECTOR_EF_SEARCH), k), 1000)
     cursor.execute("SELECT set_config('hnsw.ef_search', %s, true)", [str(ef_search)])
@@ -242,7 +258,10 @@ def _search_settings(cursor, *, k, filtered, backend):
         cursor.execute("SELECT set_config('hnsw.iterative_scan', 'relaxed_order', true)")
 
 
-def neighbours_plan(*, vector, model, k, within=None, exclude=(), using=DEFAULT_DB_ALIAS):
+def neighbours_plan(
+    *, vector: VectorLike, model: str, k: int, within: Iterable[str] | None = None, exclude: Iterable[str] = (),
+    using: str = DEFAULT_DB_ALIAS,
+) -> str:
     """PostgreSQL's plan for ``image_neighbours`` (pgvector path): shows the HNSW index at work."""
     rows = _pgvector_rows(np.asarray(vector, dtype=np.float32), model, k, within, exclude, using)
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
@@ -250,7 +269,10 @@ def neighbours_plan(*, vector, model, k, within=None, exclude=(), using=DEFAULT_
         return rows.explain()
 
 
-def _pgvector_neighbours(vector, model, k, within, exclude, min_similarity, backend, using):
+def _pgvector_neighbours(
+    vector: Vector, model: str, k: int, within: Iterable[str] | None, exclude: Iterable[str],
+    min_similarity: float | None, backend: VectorBackend, using: str,
+) -> list[Neighbour]:
     rows = _pgvector_rows(vector, model, k, within, exclude, using)
     with transaction.atomic(using=using), connections[using].cursor() as cursor:
         _search_settings(cursor, k=k, filtered=within is not None or bool(exclude), backend=backend)
@@ -263,13 +285,17 @@ def _pgvector_neighbours(vector, model, k, within, exclude, min_similarity, back
     return neighbours
 
 
-def _numpy_neighbours(vector, model, k, within, exclude, min_similarity, using):
+def _numpy_neighbours(
+    vector: Vector, model: str, k: int, within: Iterable[str] | None, exclude: Iterable[str],
+    min_similarity: float | None, using: str,
+) -> list[Neighbour]:
     rows = ImageEmbedding.objects.using(using).filter(model=model, dim=len(vector))
     if within is not None:
         rows = rows.filter(sha256__in=within)
     if exclude:
         rows = rows.exclude(sha256__in=list(exclude))
-    hashes, blobs = [], []
+    hashes: list[str] = []
+    blobs: list[bytes] = []
     for sha256, blob in rows.values_list("sha256", "vector").iterator(chunk_size=2000):
         blob = bytes(blob)
         if stored_vector_intact(sha256=sha256, model=model, data=blob, dim=len(vector)):
@@ -292,7 +318,10 @@ def _numpy_neighbours(vector, model, k, within, exclude, min_similarity, using):
 # part of a backup (ImageVector is unmanaged), and kept equal to it here.
 
 
-def vectors_loaded(sender, instance, raw=False, using=DEFAULT_DB_ALIAS, **kwargs):
+def vectors_loaded(
+    sender: type[ImageEmbedding], instance: ImageEmbedding, raw: bool = False, using: str = DEFAULT_DB_ALIAS,
+    **kwargs: Any,
+) -> None:
     """``post_save`` of ``ImageEmbedding``: a row loaded from a fixture
     (``loaddata``, ``raw``) becomes searchable. The services store vectors
     themselves after their bulk inserts, which send no signal."""
@@ -301,7 +330,7 @@ def vectors_loaded(sender, instance, raw=False, using=DEFAULT_DB_ALIAS, **kwargs
     vectors_store(vectors={instance.sha256: instance.as_array()}, model=instance.model, using=using)
 
 
-def vectors_prune(*, using=DEFAULT_DB_ALIAS):
+def vectors_prune(*, using: str = DEFAULT_DB_ALIAS) -> int:
     """Delete the vectors whose embedding is gone (after ``flush``, which leaves
     the unmanaged vector table alone); returns how many."""
     vector_backend_forget()  # the table may have come or gone with a migration
@@ -312,6 +341,7 @@ def vectors_prune(*, using=DEFAULT_DB_ALIAS):
     return deleted
 
 
-def vectors_after_migrate(sender, using=DEFAULT_DB_ALIAS, **kwargs):
+def vectors_after_migrate(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
+
     """``post_migrate`` of this app, sent by ``migrate`` and ``flush``."""
     vectors_prune(using=using)
