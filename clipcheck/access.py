@@ -17,6 +17,8 @@ it (fail closed) and the throttle leaves it alone.
 """
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache import caches
 from rest_framework.exceptions import Throttled
@@ -25,6 +27,10 @@ from rest_framework.throttling import SimpleRateThrottle
 
 from clipcheck.settings import DEFAULTS, clip_settings
 from clipcheck.settings_table import parse_rate
+
+if TYPE_CHECKING:  # rest_framework.views imports the API's authentication, which imports this module
+    from rest_framework.request import Request
+    from rest_framework.views import APIView
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +41,11 @@ BASE_POLICY = {
 }
 
 
-def access_table():
+# A scope's policy: the POLICY_KEYS and their values.
+Policy = dict[str, Any]
+
+
+def access_table() -> dict[str, Policy]:
     """The effective policy of every scope: defaults merged with the project's."""
     table = {}
     configured = clip_settings.ACCESS if isinstance(clip_settings.ACCESS, dict) else {}
@@ -49,7 +59,7 @@ def access_table():
     return table
 
 
-def view_policy(view):
+def view_policy(view: "APIView") -> Policy | None:
     """The policy of the view's ``access_scope``; None when the view has no
     scope or the scope no policy (a configuration error, clipcheck.E012)."""
     scope = getattr(view, "access_scope", None)
@@ -67,7 +77,7 @@ class EndpointPolicyPermission(BasePermission):
 
     message = "You do not have permission to call this endpoint."
 
-    def has_permission(self, request, view):
+    def has_permission(self, request: "Request", view: "APIView") -> bool:
         policy = view_policy(view)
         if policy is None:  # fail closed
             logger.error("%s has no access policy (access_scope %r); refusing.",
@@ -100,11 +110,11 @@ class EndpointRateThrottle(SimpleRateThrottle):
 
     cache_format = "clipcheck:throttle:%(scope)s:%(ident)s:%(window)s"
 
-    def __init__(self):
+    def __init__(self) -> None:
         # SimpleRateThrottle reads a class-level rate; ours depends on the view.
-        self.wait_seconds = None
+        self.wait_seconds: int | None = None
 
-    def allow_request(self, request, view):
+    def allow_request(self, request: "Request", view: "APIView") -> bool:
         policy = view_policy(view)
         if policy is None:  # not opted in; the permission and clipcheck.E012 report it
             return True
@@ -120,7 +130,7 @@ class EndpointRateThrottle(SimpleRateThrottle):
             return False
         return True
 
-    def _within(self, rate, *, key_format, scope, ident, increment=True):
+    def _within(self, rate: str, *, key_format: str, scope: str, ident: str, increment: bool = True) -> bool:
         """Whether the client is within ``rate`` in this window (counting this request when ``increment``)."""
         limit, period = parse_rate(rate)
         now = self.timer()  # SimpleRateThrottle.timer: time.time
@@ -137,32 +147,32 @@ class EndpointRateThrottle(SimpleRateThrottle):
         return False
 
     @staticmethod
-    def _count(key, period):
+    def _count(key: str, period: int) -> int:
         return fixed_window_count(key, period)
 
-    def wait(self):
+    def wait(self) -> int | None:
         return self.wait_seconds
 
 
 COST_KEY_FORMAT = "clipcheck:cost:%(scope)s:%(ident)s:%(window)s"
 
 
-def client_ident(throttle, request):
+def client_ident(throttle: SimpleRateThrottle, request: "Request") -> str:
     """Who a request is counted for: its user, else its address."""
     if request.user and request.user.is_authenticated:
         return f"user-{request.user.pk}"
     return f"ip-{throttle.get_ident(request)}"
 
 
-def cost_rate_of(policy, *, authenticated):
+def cost_rate_of(policy: Policy, *, authenticated: bool) -> str | None:
     return (policy["user_cost_rate"] or policy["cost_rate"]) if authenticated else policy["cost_rate"]
 
 
-def _seconds_left(window, period, now):
+def _seconds_left(window: int, period: int, now: float) -> int:
     return max(1, int((window + 1) * period - now + 0.999))
 
 
-def cost_charge(request, view):
+def cost_charge(request: "Request", view: "APIView") -> Callable[[int], None] | None:
     """``charge(rows)`` for a view's request: debits the rows of model work it
     is about to cost from its client's cost rate (``cost_rate``, or
     ``user_cost_rate`` for users) in the current window; None when its scope
@@ -184,7 +194,7 @@ def cost_charge(request, view):
     throttle = EndpointRateThrottle()
     ident = client_ident(throttle, request)
 
-    def charge(rows):
+    def charge(rows: int) -> None:
         now = throttle.timer()
         window = int(now // period)
         key = COST_KEY_FORMAT % {"scope": view.access_scope, "ident": ident, "window": window}
@@ -200,7 +210,8 @@ def cost_charge(request, view):
     return charge
 
 
-def fixed_window_count(key, period, *, increment=True, amount=1):
+def fixed_window_count(key: str, period: int, *, increment: bool = True, amount: int = 1) -> int:
+
     """The counter ``key`` of a fixed window of ``period`` seconds in the
     throttle cache, advanced by ``amount`` (one) first unless ``increment`` is false."""
     cache = caches[clip_settings.THROTTLE_CACHE]

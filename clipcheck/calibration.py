@@ -7,6 +7,7 @@ differently and none coincides with a labelled score.
 """
 
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from clipcheck.errors import ClipcheckError
@@ -32,46 +33,46 @@ class OperatingPoint:
     passed_matches: int  # true negatives
 
     @property
-    def precision(self):
+    def precision(self) -> float:
         flagged = self.flagged_mismatches + self.flagged_matches
         return self.flagged_mismatches / flagged if flagged else 1.0
 
     @property
-    def recall(self):
+    def recall(self) -> float:
         mismatches = self.flagged_mismatches + self.missed_mismatches
         return self.flagged_mismatches / mismatches if mismatches else 0.0
 
     @property
-    def f1(self):
+    def f1(self) -> float:
         total = self.precision + self.recall
         return 2 * self.precision * self.recall / total if total else 0.0
 
     @property
-    def precision_interval(self):
+    def precision_interval(self) -> tuple[float, float]:
         """95 % Wilson interval of the mismatch precision."""
         return wilson_interval(self.flagged_mismatches, self.flagged_mismatches + self.flagged_matches)
 
     @property
-    def recall_interval(self):
+    def recall_interval(self) -> tuple[float, float]:
         return wilson_interval(self.flagged_mismatches, self.flagged_mismatches + self.missed_mismatches)
 
     @property
-    def match_precision(self):
+    def match_precision(self) -> float:
         """Of the pairs at or above the threshold (judged a match), the share that are matches."""
         passed = self.passed_matches + self.missed_mismatches
         return self.passed_matches / passed if passed else 1.0
 
     @property
-    def match_precision_interval(self):
+    def match_precision_interval(self) -> tuple[float, float]:
         return wilson_interval(self.passed_matches, self.passed_matches + self.missed_mismatches)
 
     @property
-    def match_recall(self):
+    def match_recall(self) -> float:
         matches = self.passed_matches + self.flagged_matches
         return self.passed_matches / matches if matches else 0.0
 
     @property
-    def balanced_accuracy(self):
+    def balanced_accuracy(self) -> float:
         mismatches = self.flagged_mismatches + self.missed_mismatches
         matches = self.passed_matches + self.flagged_matches
         if not mismatches or not matches:
@@ -79,7 +80,7 @@ class OperatingPoint:
         return (self.flagged_mismatches / mismatches + self.passed_matches / matches) / 2
 
 
-def wilson_interval(successes, total, z=1.96):
+def wilson_interval(successes: int, total: int, z: float = 1.96) -> tuple[float, float]:
     """The Wilson score interval of a proportion (95 % by default); (0, 1) without observations."""
     if total <= 0:
         return 0.0, 1.0
@@ -90,7 +91,7 @@ def wilson_interval(successes, total, z=1.96):
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def label_warnings(*, flagged, sampled, matches, mismatches):
+def label_warnings(*, flagged: int, sampled: int, matches: int, mismatches: int) -> list[str]:
     """Why these labels may mislead: biased provenance, too few of a class.
 
     Labels from items the machine flagged all sit below the threshold then
@@ -117,31 +118,31 @@ def label_warnings(*, flagged, sampled, matches, mismatches):
 
 @dataclass(frozen=True)
 class Calibration:
-    points: list  # OperatingPoint per candidate threshold, ascending
+    points: list[OperatingPoint]  # one per candidate threshold, ascending
     matches: int
     mismatches: int
 
     @property
-    def best_f1(self):
+    def best_f1(self) -> OperatingPoint:
         # Ties go to the threshold with the widest margin on both sides: the middle one.
         best = max(point.f1 for point in self.points)
         tied = [point for point in self.points if point.f1 == best]
         return tied[len(tied) // 2]
 
     @property
-    def best_balanced_accuracy(self):
+    def best_balanced_accuracy(self) -> OperatingPoint:
         """The threshold right on the largest share of each class (ties: the middle one)."""
         best = max(point.balanced_accuracy for point in self.points)
         tied = [point for point in self.points if point.balanced_accuracy == best]
         return tied[len(tied) // 2]
 
-    def for_precision(self, target):
+    def for_precision(self, target: float) -> OperatingPoint | None:
         """The highest-recall threshold whose precision is at least ``target`` (None if none)."""
         eligible = [point for point in self.points if point.flagged_mismatches and point.precision >= target]
         return max(eligible, key=lambda point: (point.recall, -point.threshold)) if eligible else None
 
 
-def calibrate(pairs, *, min_per_class=MIN_LABELS_PER_CLASS):
+def calibrate(pairs: Iterable[tuple[float, bool]], *, min_per_class: int = MIN_LABELS_PER_CLASS) -> Calibration:
     """``pairs``: iterable of (similarity_score, is_match). Returns a ``Calibration``."""
     pairs = [(float(score), bool(is_match)) for score, is_match in pairs]
     matches = sum(1 for _, is_match in pairs if is_match)
@@ -158,14 +159,17 @@ def calibrate(pairs, *, min_per_class=MIN_LABELS_PER_CLASS):
     return Calibration(points=points, matches=matches, mismatches=mismatches)
 
 
-def _candidate_thresholds(pairs):
+def _candidate_thresholds(pairs: Iterable[tuple[float, bool]]) -> list[float]:
     """Below, between and above the distinct scores (rounded to 4 decimals, within [0, 1]), ascending."""
     scores = sorted({score for score, _ in pairs})
     candidates = [scores[0] - 1e-4] + [(low + high) / 2 for low, high in zip(scores, scores[1:])] + [scores[-1] + 1e-4]
     return sorted({min(max(round(candidate, 4), 0.0), 1.0) for candidate in candidates})
 
 
-def _operating_point(pairs, threshold, *, matches, mismatches):
+def _operating_point(
+    pairs: Sequence[tuple[float, bool]], threshold: float, *, matches: int, mismatches: int
+) -> OperatingPoint:
+
     flagged_mismatches = sum(1 for score, is_match in pairs if score < threshold and not is_match)
     flagged_matches = sum(1 for score, is_match in pairs if score < threshold and is_match)
     return OperatingPoint(

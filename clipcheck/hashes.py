@@ -8,16 +8,17 @@ import hashlib
 import json
 
 
-def content_hash(data):
+def content_hash(data: bytes) -> str:
     """Of raw bytes (an image file as uploaded or stored)."""
     return hashlib.sha256(data).hexdigest()
 
 
-def text_hash(text):
+def text_hash(text: str) -> str:
     """Of one text, UTF-8 encoded."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def texts_hash(*texts):
+def texts_hash(*texts: str) -> str:
+
     """Of several texts together; JSON keeps ("a b", "c") apart from ("a", "b c")."""
     return text_hash(json.dumps(list(texts)))
