@@ -256,7 +256,9 @@ def reasons_html(listing, *, empty="no reasons: clean match", compact=False):
     threshold = listing.checked_threshold
     return render_to_string("admin/listings/reasons.html", {
         "reasons": [reason_display(reason, threshold=threshold) for reason in reasons],
-        "suggestion": None if compact else suggestion(reasons), "empty": empty, "compact": compact,
+        # What the seller was told, in the seller's language; the reasons above are in the moderator's.
+        "suggestion": None if compact else suggestion(reasons, language=listing.language), "empty": empty,
+        "compact": compact,
     })
 
 

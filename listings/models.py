@@ -37,6 +37,9 @@ class Listing(models.Model):
     title = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     category = models.CharField(max_length=100, blank=True)
+    # The language its texts are written in (POST /upload's language or Accept-Language): every
+    # check of them uses its vocabulary and words the seller's reasons in it (clipcheck.languages).
+    language = models.CharField(max_length=16, default="en")
     price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     # The primary photo (also the ListingPhoto at position 0).
     image = models.ImageField(upload_to=listing_image_path, max_length=255)

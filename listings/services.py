@@ -20,10 +20,12 @@ from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models.functions import Now
-from django.utils import timezone
+from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 
 from clipcheck import scoring
 from clipcheck import verdicts as clip_verdicts
+from clipcheck.default_attributes import DEFAULT_LANGUAGE
 from clipcheck.errors import ClipcheckError
 from clipcheck.hashes import texts_hash
 from clipcheck.images import DecodedImage, decode_image
@@ -103,11 +105,12 @@ class ListingTexts:
     description: str
     category: str
     photos: tuple[DecodedImage, ...]
+    language: str = DEFAULT_LANGUAGE
 
     @classmethod
     def of_listing(cls, listing, *, photos):
         return cls(listing=listing, title=listing.title, description=listing.description,
-                   category=listing.category, photos=tuple(photos))
+                   category=listing.category, photos=tuple(photos), language=listing.language)
 
 
 @dataclass(frozen=True)
@@ -137,7 +140,8 @@ def status_after_check(*, status, moderated, content_changed, is_match):
 
 # Submission (POST /upload)
 
-def listing_submit(*, photos, title="", description="", category="", price=None, policy=None, seller=None):
+def listing_submit(*, photos, title="", description="", category="", price=None, policy=None, seller=None,
+                   language=DEFAULT_LANGUAGE):
     """Check a new listing's photos against its title and description, then store it.
 
     ``photos`` are ``(bytes as sent, DecodedImage)`` pairs, the primary
@@ -149,27 +153,29 @@ def listing_submit(*, photos, title="", description="", category="", price=None,
     ``photo_reused`` reason and sends the listing to review.
 
     The listing, its photos and its analyses are committed together, so a
-    crash leaves no analysis without its listing. Storage cannot join the
+    crash leaves no analysis without its listing. The texts are judged in
+    ``language`` and the reasons and suggestion worded in it. Storage cannot join the
     transaction: the photos are written just before it, and a crash in
     between leaves files that nothing names, which ``clip_sweep_orphans``
     removes.
     """
     policy = policy or listings_settings.UPLOAD_POLICY
     texts = ListingTexts(listing=None, title=title, description=description, category=category,
-                         photos=tuple(image for _, image in photos))
+                         photos=tuple(image for _, image in photos), language=language)
     check, = _listings_texts_check(entries=[texts], source=Analysis.Source.UPLOAD)
     if policy == "reject":
-        _upload_refuse_mismatch(check=check)
+        _upload_refuse_mismatch(check=check, language=language)
 
     _, primary = photos[0]
     listing = Listing(
         title=title, description=description, category=category or "", price=price, image_sha256=primary.sha256,
-        seller=seller,
+        seller=seller, language=language,
     )
     # The check already holds every photo's embedding: no second lookup.
-    check.photo_reasons = photo_reused_reasons(listing=listing, photos=check.photos, layouts=check.layouts)
+    with translation.override(language):
+        check.photo_reasons = photo_reused_reasons(listing=listing, photos=check.photos, layouts=check.layouts)
     reasons = check.reasons
-    suggestion = clip_verdicts.suggestion(reasons)
+    suggestion = clip_verdicts.suggestion(reasons, language=language)
     stored = []  # (storage, name) of every photo written or being written
     try:
         extra_photos = upload_photos_write(listing=listing, photos=photos, stored=stored)
@@ -204,18 +210,20 @@ def _listing_threshold(category, threshold, category_thresholds):
     return threshold
 
 
-def _upload_refuse_mismatch(*, check):
+def _upload_refuse_mismatch(*, check, language=DEFAULT_LANGUAGE):
     """The "reject" policy: a description (or, without one, a title) that does not
     match raises ``ImageTextMismatch``; only the analyses are stored."""
     deciding = check.description_analysis or check.title_analysis
     if not deciding.is_mismatch:
         return
     clip_analyses.analyses_save(analyses=check.analyses)
+    with translation.override(language):
+        message = (_("The photo does not match the description.") if check.description_analysis is not None
+                   else _("The photo does not match the title."))
     raise ImageTextMismatch(
-        "The photo does not match the description." if check.description_analysis is not None
-        else "The photo does not match the title.",
+        message,
         similarity_score=deciding.similarity_score,
-        suggestion=clip_verdicts.suggestion(check.reasons),
+        suggestion=clip_verdicts.suggestion(check.reasons, language=language),
         reasons=check.reasons,
     )
 
@@ -248,7 +256,9 @@ def _listings_texts_check(*, entries, source, threshold=None, store_embeddings=T
         setattr(checks[number], f"{name}_analysis", analysis)
         checks[number].threshold = analysis.threshold
     for check, entry in zip(checks, entries, strict=True):
-        _photo_reasons_add(check=check, entry=entry, known=known, layouts=layouts)
+        # A listing's own reasons are worded in its language, as its texts' are.
+        with translation.override(entry.language):
+            _photo_reasons_add(check=check, entry=entry, known=known, layouts=layouts)
     return checks
 
 
@@ -263,7 +273,7 @@ def _texts_requests(*, entries, threshold, category_thresholds):
             if text and text.strip():
                 requests.append(clip_analyses.AnalysisRequest(
                     image=entry.photos[0], text=text, threshold=entry_threshold, subject=entry.listing,
-                    alternatives=entry.photos[1:], category=entry.category or "",
+                    alternatives=entry.photos[1:], category=entry.category or "", language=entry.language,
                 ))
                 fields.append((number, name))
     return requests, fields

@@ -16,6 +16,8 @@ Which listings show a photo is asked of ``listings.selectors`` only.
 from dataclasses import dataclass
 
 import numpy as np
+from django.utils import translation
+from django.utils.translation import gettext_lazy
 
 from clipcheck import reasons as reason_kinds
 from clipcheck.engine import get_engine
@@ -30,8 +32,8 @@ from listings.models import Listing
 from listings.settings import listings_settings
 
 PHOTO_REUSED = "photo_reused"
-# All a seller is told of a reused photo.
-SELLER_MESSAGE = "This photo is already used by another listing."
+# All a seller is told of a reused photo (in the active language: the seller's, where the caller chose it).
+SELLER_MESSAGE = gettext_lazy("This photo is already used by another listing.")
 
 
 def _reused_sentence(reason):
@@ -54,17 +56,19 @@ reason_type_register(ReasonType(
         Evidence("sha256", "Photo hash", reason_kinds.WORD, shown=False),
     ),
     sentence=_reused_sentence,
-    suggestion=lambda reason, reasons: SELLER_MESSAGE,
+    suggestion=lambda reason, reasons: str(SELLER_MESSAGE),
 ))
 
 
-def reasons_for_seller(reasons):
+def reasons_for_seller(reasons, language=None):
     """``reasons`` as the seller who uploaded may read them: a ``photo_reused``
     reason says that the photo (which of theirs, ``photo``) is already used by
     another listing; which listing, whose, under which title and how alike
-    stay with moderators and the stored record."""
+    stay with moderators and the stored record. ``language``: the seller's (None: the active one)."""
+    with translation.override(language or translation.get_language()):
+        seller_message = str(SELLER_MESSAGE)
     return [
-        {"code": PHOTO_REUSED, "field": reason.get("field", "photos"), "message": SELLER_MESSAGE,
+        {"code": PHOTO_REUSED, "field": reason.get("field", "photos"), "message": seller_message,
          **({"photo": reason["photo"]} if "photo" in reason else {})}
         if reason.get("code") == PHOTO_REUSED else reason
         for reason in reasons

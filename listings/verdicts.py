@@ -11,6 +11,7 @@ against the best of the listing's photos); this module adds:
 """
 
 import numpy as np
+from django.utils.translation import gettext as _
 
 from clipcheck import reasons as reason_kinds
 from clipcheck import scoring
@@ -41,10 +42,11 @@ def category_conflict(*, category, photos, vectors):
         return None
     return {
         "code": "category_conflict", "field": "category",
-        "message": (
-            f"The photo does not look like {category} (score {expected_score:.4f}); "
-            f"it looks like {best_other['category']} (score {best_other['score']:.4f})."
-        ),
+        "message": _(
+            "The photo does not look like {category} (score {category_score}); it looks like {photo_shows} "
+            "(score {photo_shows_score})."
+        ).format(category=category, category_score=f"{expected_score:.4f}", photo_shows=best_other["category"],
+                 photo_shows_score=f"{best_other['score']:.4f}"),
         "category": category, "category_score": expected_score,
         "photo_shows": best_other["category"], "photo_shows_score": best_other["score"],
     }
@@ -60,10 +62,10 @@ def photos_differ(*, vectors, threshold=None):
         if similarity < threshold:
             reasons.append({
                 "code": "photos_differ", "field": "photos",
-                "message": (
-                    f"Photo {position + 1} does not look like the same item as the first photo "
-                    f"(similarity {similarity:.4f}, below {threshold:.4f})."
-                ),
+                "message": _(
+                    "Photo {photo} does not look like the same item as the first photo (similarity {similarity}, "
+                    "below {threshold})."
+                ).format(photo=position + 1, similarity=f"{similarity:.4f}", threshold=f"{threshold:.4f}"),
                 "photo": position, "similarity": similarity, "threshold": threshold,
             })
     return reasons
@@ -82,9 +84,8 @@ reason_type_register(ReasonType(
         f"The photo does not look like {reason['category']} (score {reason['category_score']:.2f}); "
         f"it looks like {reason['photo_shows']} (score {reason['photo_shows_score']:.2f})."
     ),
-    suggestion=lambda reason, reasons: (
-        f"The photo looks like {reason['photo_shows']}, not {reason['category']}: check the category."
-    ),
+    suggestion=lambda reason, reasons: _("The photo looks like {photo_shows}, not {category}: check the category.").format(
+        photo_shows=reason["photo_shows"], category=reason["category"]),
 ))
 reason_type_register(ReasonType(
     code="photos_differ", label="Photos show different items",
@@ -98,9 +99,8 @@ reason_type_register(ReasonType(
         f"Photo {reason['photo'] + 1} does not look like the same item as the first photo "
         f"(similarity {reason['similarity']:.3f}, below {reason['threshold']:.3f})."
     ),
-    suggestion=lambda reason, reasons: (
-        f"Photo {reason['photo'] + 1} does not seem to show the same item as the first photo."
-    ),
+    suggestion=lambda reason, reasons: _("Photo {photo} does not seem to show the same item as the first photo.").format(
+        photo=reason["photo"] + 1),
 ))
 
 

@@ -9,6 +9,8 @@ configuration. Every operation lists the errors it can answer, all in the
 one error format (``Error``).
 """
 
+import re
+
 from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
@@ -21,6 +23,7 @@ from clipcheck.api.serializers import (
     ErrorSerializer,
     max_categories_text_length,
 )
+from clipcheck.languages import supported_languages
 from clipcheck.settings import clip_settings
 
 ERROR_DESCRIPTIONS = {
@@ -90,6 +93,7 @@ def request_examples():
         "category": category,
         "top_k": min(3, len(categories)),
         "price": "59.90",
+        "language": "en",  # the example text is English's first value
     }
 
 
@@ -188,6 +192,22 @@ class CategoriesFieldExtension(OpenApiSerializerFieldExtension):
                 f"{clip_settings.MAX_CATEGORIES}, each at most {clip_settings.MAX_CATEGORY_LENGTH} "
                 "characters. Absent: the configured catalogue."
             ),
+        }
+
+
+class LanguageFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = "clipcheck.api.serializers.LanguageField"
+
+    def map_serializer_field(self, auto_schema, direction):
+        # A pattern, not an enum: drf-spectacular moves enums to components, which multipart
+        # validators do not resolve. The languages follow the running settings; empty counts as absent.
+        languages = supported_languages()
+        return {
+            "type": "string",
+            "pattern": "^(" + "|".join(re.escape(language) for language in languages) + ")?$",
+            "example": languages[0],
+            "description": "The text's language: it chooses the attribute vocabulary and the reasons' words. "
+                           "Absent or empty: the Accept-Language header's, else en.",
         }
 
 

@@ -12,6 +12,7 @@ from clipcheck import reasons
 from clipcheck.api.exceptions import validation_error_summary
 from clipcheck.errors import ImageRejected
 from clipcheck.images import decode_image
+from clipcheck.languages import supported_languages
 from clipcheck.reasons import reason_codes
 from clipcheck.settings import clip_settings
 
@@ -150,6 +151,29 @@ class PlainTextField(serializers.CharField):
         self.validators.append(RegexValidator(NON_BLANK_TEXT_PATTERN if blank_refused else NO_NUL_PATTERN))
 
 
+class LanguageField(serializers.ChoiceField):
+    """The language the text is written in: one of the supported codes, read per request from the
+    settings (``clipcheck.languages``). Absent or empty: the request's Accept-Language header
+    chooses, else English."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("required", False)
+        kwargs.setdefault("allow_blank", True)
+        kwargs.setdefault("help_text", "The text's language (CLIPCHECK ATTRIBUTES_BY_LANGUAGE). "
+                                       "Absent: the Accept-Language header's, else en.")
+        super().__init__(choices=supported_languages(), **kwargs)
+
+    def to_internal_value(self, data):
+        if data == "" and self.allow_blank:
+            return ""
+        if str(data) not in self.choice_strings_to_values:
+            raise serializers.ValidationError(
+                f"{str(data)[:40]!r} is not a supported language; use one of {', '.join(supported_languages())}.",
+                code="invalid_choice",
+            )
+        return self.choice_strings_to_values[str(data)]
+
+
 class AnalyzeInputSerializer(serializers.Serializer):
     file = ImageUploadField()
     text = ProductTextField()
@@ -159,6 +183,7 @@ class AnalyzeInputSerializer(serializers.Serializer):
         help_text="The product's category: its calibrated threshold applies when one is stored "
         "(an explicit threshold wins).",
     )
+    language = LanguageField()
 
 
 class ClassifyInputSerializer(serializers.Serializer):
@@ -254,6 +279,8 @@ class BatchItemsField(serializers.ListField):
 
 class BatchInputSerializer(serializers.Serializer):
     items = BatchItemsField()
+    language = LanguageField(help_text="The language of every item's text: en, de, fr or es "
+                                       "(CLIPCHECK ATTRIBUTES_BY_LANGUAGE). Absent: the Accept-Language header's, else en.")
 
     def validate_items(self, items):
         limit = clip_settings.BATCH_MAX_ITEMS

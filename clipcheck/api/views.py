@@ -29,6 +29,7 @@ from clipcheck.api.serializers import (
 )
 from clipcheck.costs import Cost, RequestBudget
 from clipcheck.engine import engine_status
+from clipcheck.languages import request_language
 from clipcheck.models import Analysis
 from clipcheck.services.adaptations import adaptation_summary
 from clipcheck.services.analyses import analysis_create
@@ -74,7 +75,7 @@ class AnalyzeView(APIView):
             threshold = default_threshold(category=data["category"])
         analysis = analysis_create(
             image=data["file"], text=data["text"], threshold=threshold, source=Analysis.Source.API,
-            budget=request_budget(request, self),
+            budget=request_budget(request, self), language=request_language(request, data.get("language")),
         )
         return Response(AnalyzeResultSerializer(analysis.result()).data)
 
@@ -144,7 +145,11 @@ class AnalyzeBatchView(APIView):
     def post(self, request):
         serializer = BatchInputSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        results = batch_analyze(items=serializer.validated_data["items"], budget=request_budget(request, self))
+        data = serializer.validated_data
+        results = batch_analyze(
+            items=data["items"], budget=request_budget(request, self),
+            language=request_language(request, data.get("language")),
+        )
         return Response(BatchResultSerializer({"results": results}).data)
 
 

@@ -8,6 +8,7 @@ from clipcheck.api.serializers import (
     AnalyzeResultSerializer,
     ErrorDetailSerializer,
     ImageUploadField,
+    LanguageField,
     PlainTextField,
     ProductTextField,
     ReasonSerializer,
@@ -63,6 +64,8 @@ class UploadInputSerializer(serializers.Serializer):
     price = serializers.DecimalField(
         required=False, allow_null=True, max_digits=10, decimal_places=2, min_value=0
     )
+    language = LanguageField(help_text="The language of the title and description: en, de, fr or es. "
+                                       "Absent: the Accept-Language header's, else en.")
 
 
     def validate(self, data):
@@ -100,15 +103,15 @@ def submission_output(submission):
         if analysis is not None:
             result = analysis.result()
             result["reasons"] = reasons_for_field(result["reasons"], name)
-            result["suggestion"] = suggestion(result["reasons"])
+            result["suggestion"] = suggestion(result["reasons"], language=analysis.language)
         checks[f"{name}_check"] = result
     return {
         "listing_id": listing.pk,
         "status": listing.status,
         **checks,
         "photos": listing.photos.count(),
-        # The stored reasons are the moderators'; the seller learns no other listing's details.
-        "reasons": reasons_for_seller(listing.reasons),
+        # The stored reasons are the moderators'; the seller learns no other listing's details, in their language.
+        "reasons": reasons_for_seller(listing.reasons, language=listing.language),
         "suggestion": submission.suggestion,
     }
 

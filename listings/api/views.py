@@ -9,6 +9,7 @@ from rest_framework.views import APIView
 
 from clipcheck.api.schema import BODY_ERRORS, COMMON_ERRORS, error_responses, multipart
 from clipcheck.api.serializers import ErrorSerializer
+from clipcheck.languages import request_language
 from clipcheck.services.thresholds import model_shown
 from clipcheck.settings import clip_settings
 from listings import appeals, services
@@ -60,6 +61,7 @@ class UploadView(APIView):
             category=data.get("category", ""),
             price=data.get("price"),
             seller=request.user if request.user.is_authenticated else None,
+            language=request_language(request, data.get("language")),
         )
         return Response(submission_output(submission), status=status.HTTP_201_CREATED)
 
