@@ -13,9 +13,12 @@ Pure numpy, no Django. Per category, three figures (docs/adaptation.md, "Drift")
   recent and the reference means (0: the same photos on average).
 """
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from clipcheck.calibration import wilson_interval
 
@@ -32,18 +35,18 @@ SHIFT_LIMIT = 0.05
 class CategoryWindow:
     """One category's checks in a window: scores, moderators' decisions and overturns, photo embeddings' sum."""
 
-    scores: list = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
     decisions: int = 0
     overturns: int = 0
     embedding_sum: np.ndarray | None = None
     photos: int = 0
 
-    def add_embedding(self, vector):
+    def add_embedding(self, vector: npt.ArrayLike) -> None:
         vector = np.asarray(vector, dtype=np.float64)
         self.embedding_sum = vector if self.embedding_sum is None else self.embedding_sum + vector
         self.photos += 1
 
-    def as_reference(self):
+    def as_reference(self) -> dict[str, Any]:
         """What an adaptation stores of its window (JSON)."""
         mean = None if self.embedding_sum is None else (self.embedding_sum / self.photos).round(6).tolist()
         return {
@@ -52,12 +55,12 @@ class CategoryWindow:
         }
 
 
-def score_histogram(scores):
+def score_histogram(scores: Sequence[float]) -> npt.NDArray[np.intp]:
     counts, _ = np.histogram(np.clip(np.asarray(scores, dtype=np.float64), 0.0, 1.0), bins=SCORE_BINS, range=(0.0, 1.0))
     return counts
 
 
-def population_stability(recent_counts, reference_counts, epsilon=1e-4):
+def population_stability(recent_counts: npt.ArrayLike, reference_counts: npt.ArrayLike, epsilon: float = 1e-4) -> float:
     recent = np.asarray(recent_counts, dtype=np.float64)
     reference = np.asarray(reference_counts, dtype=np.float64)
     recent = np.maximum(recent / max(recent.sum(), 1.0), epsilon)
@@ -65,15 +68,17 @@ def population_stability(recent_counts, reference_counts, epsilon=1e-4):
     return float(np.sum((recent - reference) * np.log(recent / reference)))
 
 
-def embedding_shift(recent_mean, reference_mean):
+def embedding_shift(recent_mean: npt.ArrayLike, reference_mean: npt.ArrayLike) -> float:
     recent, reference = np.asarray(recent_mean, dtype=np.float64), np.asarray(reference_mean, dtype=np.float64)
     denominator = np.linalg.norm(recent) * np.linalg.norm(reference)
     return float(1.0 - recent @ reference / denominator) if denominator else 0.0
 
 
-def category_drift(window, reference, *, psi_limit=PSI_LIMIT, overturn_limit=OVERTURN_LIMIT,
-                   shift_limit=SHIFT_LIMIT):
+def category_drift(window: CategoryWindow, reference: Mapping[str, Any], *, psi_limit: float = PSI_LIMIT,
+                   overturn_limit: float = OVERTURN_LIMIT, shift_limit: float = SHIFT_LIMIT) -> dict[str, Any]:
     """The figures of one category and the limits they pass: ``{"psi", "overturn_rate", ..., "alarms": [...]}``."""
+    figures: dict[str, Any]
+    alarms: list[str]
     figures, alarms = {"scores": len(window.scores), "decisions": window.decisions, "photos": window.photos}, []
     if len(window.scores) >= MIN_WINDOW_COUNT and reference.get("scores"):
         psi = population_stability(score_histogram(window.scores), reference["score_bins"])
@@ -92,7 +97,9 @@ def category_drift(window, reference, *, psi_limit=PSI_LIMIT, overturn_limit=OVE
                 f"against {reference_rate:.3f}"
             )
     if window.photos >= MIN_WINDOW_COUNT and reference.get("mean_embedding") is not None:
+        assert window.embedding_sum is not None  # photos were added
         shift = embedding_shift(window.embedding_sum / window.photos, reference["mean_embedding"])
+
         figures["embedding_shift"] = round(shift, 4)
         if shift > shift_limit:
             alarms.append(f"photos moved: mean embedding shift {shift:.4f} > {shift_limit:g}")

@@ -17,14 +17,16 @@ the rates measured on the known-answer checkpoint (``python -m bench.vectors
 --only duplicates``).
 """
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from clipcheck import selectors
 from clipcheck.settings import clip_settings
-from clipcheck.vectors import image_neighbours
+from clipcheck.vectors import VectorLike, image_neighbours
 
 LAYOUT_SIDE = 8
 LAYOUT_SIZE = LAYOUT_SIDE * LAYOUT_SIDE * 3
@@ -35,7 +37,7 @@ PLAIN_TOLERANCE = 2.0
 CANDIDATES = 20
 
 
-def layout_signature(picture):
+def layout_signature(picture: Image.Image) -> npt.NDArray[np.float32]:
     """The picture's 8x8 RGB thumbnail, mean-centred, of unit length (float32, 192 values).
 
     One mean over all channels: the backdrop's colour stays part of the
@@ -55,17 +57,17 @@ def layout_signature(picture):
     return (values / float(np.linalg.norm(values))).astype(np.float32)
 
 
-def layout_mirrored(layout):
+def layout_mirrored(layout: VectorLike) -> npt.NDArray[np.float32]:
     return np.asarray(layout, dtype=np.float32).reshape(LAYOUT_SIDE, LAYOUT_SIDE, 3)[:, ::-1, :].reshape(-1)
 
 
-def layout_similarity(first, second):
+def layout_similarity(first: VectorLike, second: VectorLike) -> float:
     """Correlation of two layouts, the better of ``second`` as is and mirrored."""
     first = np.asarray(first, dtype=np.float32)
     return float(max(first @ np.asarray(second, dtype=np.float32), first @ layout_mirrored(second)))
 
 
-def is_near_duplicate(*, similarity, layout_similarity):
+def is_near_duplicate(*, similarity: float, layout_similarity: float | None) -> bool:
     """The rule on the two measures; an image stored before layouts were kept
     (``layout_similarity`` None) is judged on the embedding alone."""
     if similarity < float(clip_settings.NEAR_DUPLICATE_SIMILARITY):
@@ -80,7 +82,11 @@ class NearDuplicate:
     layout_similarity: float | None  # None: the stored image has no layout yet
 
 
-def near_duplicates(*, sha256, vector, layout, model, within=None, exclude=(), candidates=CANDIDATES):
+def near_duplicates(
+    *, sha256: str, vector: VectorLike, layout: VectorLike | None, model: str, within: Iterable[str] | None = None,
+    exclude: Iterable[str] = (), candidates: int = CANDIDATES,
+) -> list[NearDuplicate]:
+
     """Stored images of ``model`` that are near-duplicates of the photo
     ``sha256`` with embedding ``vector`` and layout ``layout``, most similar
     first; the same bytes (``sha256``) always are.

@@ -7,7 +7,7 @@ days and then deleted; analyses of uploads, audits, batches and the admin
 are records of decisions and are kept.
 """
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.db import transaction
 from django.utils import timezone
@@ -20,7 +20,8 @@ PRUNED_SOURCES = (Analysis.Source.API,)
 CHUNK = 1000
 
 
-def analyses_prune(*, days=None, dry_run=False, now=None):
+def analyses_prune(*, days: int | None = None, dry_run: bool = False, now: datetime | None = None) -> int:
+
     """Delete API analyses older than ``days`` (default ANALYSIS_RETENTION_DAYS);
     returns how many were (or, in a dry run, would be) deleted. None keeps all."""
     days = clip_settings.ANALYSIS_RETENTION_DAYS if days is None else days

@@ -21,6 +21,7 @@ import faulthandler
 import os
 import sys
 import threading
+from typing import TextIO, cast
 
 EXIT_STATUS = 3
 GRACE_SECONDS = 10
@@ -29,23 +30,23 @@ GRACE_SECONDS = 10
 class StallWatchdog:
     """``with StallWatchdog(600, what="clip_audit") as watchdog: ... watchdog.progress()``."""
 
-    def __init__(self, seconds, *, what):
+    def __init__(self, seconds: float | None, *, what: str) -> None:
         self.seconds = float(seconds or 0)
         self.what = what
         # The process's own stderr (faulthandler needs a file descriptor; a
         # command's stderr may be a wrapper or, under test, a buffer).
-        self.stream = sys.__stderr__
-        self._timer = None
+        self.stream = cast(TextIO, sys.__stderr__)  # None only without a console, where commands do not run
+        self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
-    def __enter__(self):
+    def __enter__(self) -> "StallWatchdog":
         self.progress()
         return self
 
-    def __exit__(self, *exc_info):
+    def __exit__(self, *exc_info: object) -> None:
         self.cancel()
 
-    def progress(self, *_ignored):
+    def progress(self, *_ignored: object) -> None:
         """Work moved on: the limit counts from now (accepts and ignores callback arguments)."""
         if self.seconds <= 0:
             return
@@ -57,14 +58,15 @@ class StallWatchdog:
             self._timer.start()
             faulthandler.dump_traceback_later(self.seconds + GRACE_SECONDS, exit=True, file=self.stream)
 
-    def cancel(self):
+    def cancel(self) -> None:
         with self._lock:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
                 faulthandler.cancel_dump_traceback_later()
 
-    def _stalled(self):
+    def _stalled(self) -> None:
+
         self.stream.write(
             f"{self.what} made no progress for {self.seconds:g} s: stopped with status {EXIT_STATUS}. "
             "Every thread's stack follows (the one waiting on the model shows where it stalled).\n"
