@@ -211,7 +211,6 @@ def cost_charge(request: "Request", view: "APIView") -> Callable[[int], None] | 
 
 
 def fixed_window_count(key: str, period: int, *, increment: bool = True, amount: int = 1) -> int:
-
     """The counter ``key`` of a fixed window of ``period`` seconds in the
     throttle cache, advanced by ``amount`` (one) first unless ``increment`` is false."""
     cache = caches[clip_settings.THROTTLE_CACHE]

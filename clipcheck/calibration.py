@@ -169,7 +169,6 @@ def _candidate_thresholds(pairs: Iterable[tuple[float, bool]]) -> list[float]:
 def _operating_point(
     pairs: Sequence[tuple[float, bool]], threshold: float, *, matches: int, mismatches: int
 ) -> OperatingPoint:
-
     flagged_mismatches = sum(1 for score, is_match in pairs if score < threshold and not is_match)
     flagged_matches = sum(1 for score, is_match in pairs if score < threshold and is_match)
     return OperatingPoint(

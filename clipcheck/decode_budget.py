@@ -23,6 +23,7 @@ import contextlib
 import math
 import threading
 import time
+from collections.abc import Iterator, Sequence
 
 from clipcheck.errors import ImageRejected, ModelBusy
 from clipcheck.process_singleton import CapacitySingleton
@@ -41,7 +42,7 @@ CONVERSION_BYTES_PER_PIXEL = {"1": 4, "P": 8, "PA": 8, "I;16": 2, "I;16L": 2, "I
 DEFAULT_CONVERSION_BYTES_PER_PIXEL = 4
 
 
-def decode_cost(mode, width, height):
+def decode_cost(mode: str, width: int, height: int) -> int:
     """Estimated peak bytes of decoding a ``width`` x ``height`` image of ``mode``
     and converting it to RGB (``clipcheck.images``), at the size it is decoded."""
     per_pixel = STORAGE_BYTES_PER_PIXEL.get(mode, DEFAULT_STORAGE_BYTES_PER_PIXEL) + CONVERSION_BYTES_PER_PIXEL.get(
@@ -60,7 +61,7 @@ JPEG_MAX_COMPONENTS = 4
 JPEG_DRAFT_FACTORS = (1, 2, 4, 8)
 
 
-def jpeg_scan_buffer_cost(width, height, sampling):
+def jpeg_scan_buffer_cost(width: int, height: int, sampling: Sequence[tuple[int, int]]) -> int:
     """Bytes libjpeg holds for the coefficients of a multi-scan JPEG of ``width``
     x ``height`` whose components have the ``(horizontal, vertical)`` sampling
     factors ``sampling``: each component's blocks, padded as libjpeg pads them
@@ -76,11 +77,11 @@ def jpeg_scan_buffer_cost(width, height, sampling):
     return total
 
 
-def _round_up(value, multiple):
+def _round_up(value: int, multiple: int) -> int:
     return -(-value // multiple) * multiple
 
 
-def worst_case_decode_cost(pixels, *, max_aspect_ratio, draft_min_side):
+def worst_case_decode_cost(pixels: int, *, max_aspect_ratio: float, draft_min_side: float | None) -> int:
     """The most any accepted image of ``pixels`` pixels may reserve.
 
     The costliest image is either one decoded at full size in its mode, or a
@@ -105,7 +106,7 @@ def worst_case_decode_cost(pixels, *, max_aspect_ratio, draft_min_side):
     return max(full_size, jpeg)
 
 
-def _narrowest_jpeg_coefficients(pixels, max_aspect_ratio):
+def _narrowest_jpeg_coefficients(pixels: int, max_aspect_ratio: float) -> int:
     """The coefficients of a 4-component JPEG of ``pixels`` at the narrowest
     accepted shape, where padding to whole blocks costs most; each side gets
     3 more blocks, the most that sampling factors up to 4 pad it by."""
@@ -118,16 +119,16 @@ def _narrowest_jpeg_coefficients(pixels, max_aspect_ratio):
 class DecodeBudget:
     """A counting semaphore over bytes: reserve, decode, release."""
 
-    def __init__(self, capacity):
+    def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._reserved = 0
         self._changed = threading.Condition()
 
     @property
-    def reserved(self):
+    def reserved(self) -> int:
         return self._reserved
 
-    def acquire(self, amount, *, timeout):
+    def acquire(self, amount: int, *, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         with self._changed:
             while self._reserved + amount > self.capacity:
@@ -138,7 +139,7 @@ class DecodeBudget:
             self._reserved += amount
             return True
 
-    def release(self, amount):
+    def release(self, amount: int) -> None:
         with self._changed:
             self._reserved -= amount
             self._changed.notify_all()
@@ -147,13 +148,13 @@ class DecodeBudget:
 _budget = CapacitySingleton(DecodeBudget)
 
 
-def decode_budget():
+def decode_budget() -> DecodeBudget:
     """The process's budget, rebuilt when DECODE_MEMORY_BUDGET_BYTES changes."""
     return _budget.get(int(clip_settings.DECODE_MEMORY_BUDGET_BYTES))
 
 
 @contextlib.contextmanager
-def decode_reservation(cost):
+def decode_reservation(cost: int) -> Iterator[None]:
     """Hold ``cost`` bytes of the budget for the duration of a decode."""
     budget = decode_budget()
     if cost > budget.capacity:

@@ -99,7 +99,6 @@ def category_drift(window: CategoryWindow, reference: Mapping[str, Any], *, psi_
     if window.photos >= MIN_WINDOW_COUNT and reference.get("mean_embedding") is not None:
         assert window.embedding_sum is not None  # photos were added
         shift = embedding_shift(window.embedding_sum / window.photos, reference["mean_embedding"])
-
         figures["embedding_shift"] = round(shift, 4)
         if shift > shift_limit:
             alarms.append(f"photos moved: mean embedding shift {shift:.4f} > {shift_limit:g}")

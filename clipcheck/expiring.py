@@ -9,19 +9,23 @@ tests) drops everything at once.
 
 import threading
 import time
+from collections.abc import Callable, Hashable
+from typing import Any, TypeVar
 
 from django.core.signals import setting_changed
 
 from clipcheck.settings import clip_settings
 
+T = TypeVar("T")
+
 
 class ExpiringCache:
-    def __init__(self):
-        self._values = {}  # key -> (value, expires)
+    def __init__(self) -> None:
+        self._values: dict[Hashable, tuple[Any, float]] = {}  # key -> (value, expires)
         self._lock = threading.Lock()
         setting_changed.connect(self._on_settings_change, weak=False)
 
-    def get(self, key, load):
+    def get(self, key: Hashable, load: Callable[[], T]) -> T:
         """The value kept for ``key``, or ``load()`` (None included) kept from now on."""
         now = time.monotonic()
         kept = self._values.get(key)
@@ -32,10 +36,10 @@ class ExpiringCache:
             self._values[key] = (value, now + float(clip_settings.CALIBRATION_CACHE_SECONDS))
         return value
 
-    def clear(self):
+    def clear(self) -> None:
         with self._lock:
             self._values.clear()
 
-    def _on_settings_change(self, *, setting, **kwargs):
+    def _on_settings_change(self, *, setting: str, **kwargs: Any) -> None:
         if setting == "CLIPCHECK":
             self.clear()

@@ -19,6 +19,5 @@ def text_hash(text: str) -> str:
 
 
 def texts_hash(*texts: str) -> str:
-
     """Of several texts together; JSON keeps ("a b", "c") apart from ("a", "b c")."""
     return text_hash(json.dumps(list(texts)))

@@ -406,7 +406,6 @@ def _has_alpha(image: Image.Image) -> bool:
 
 
 def read_batch_file(relative_path: object, *, root: str | os.PathLike[str] | None = None) -> bytes:
-
     """Read an image file named by a batch item, confined to BATCH_ROOT.
 
     The path is resolved with symlinks followed; anything that ends up

@@ -19,9 +19,11 @@ through (logged), as for the API's throttles.
 import hashlib
 import logging
 import math
+from typing import Any
 
 from django.contrib.admin.forms import AdminAuthenticationForm
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 
 from clipcheck.access import EndpointRateThrottle, parse_rate
 from clipcheck.api.authentication import FailureWindow
@@ -32,7 +34,7 @@ logger = logging.getLogger(__name__)
 KEY_FORMAT = "clipcheck:login-failures:%(ident)s:%(window)s"
 
 
-def login_failure_windows(*, request, username):
+def login_failure_windows(*, request: HttpRequest, username: str) -> list[tuple[int, FailureWindow]]:
     """``[(limit, FailureWindow)]``: the windows a login attempt counts in, its
     username's and its address's (those whose rate is set)."""
     # Hashed: a username is any text, and cache keys are not.
@@ -58,7 +60,7 @@ class ThrottledAdminLoginForm(AdminAuthenticationForm):
         ),
     }
 
-    def clean(self):
+    def clean(self) -> dict[str, Any]:
         username = self.cleaned_data.get("username") or ""
         windows = login_failure_windows(request=self.request, username=username) if self.request else []
         full = [window for limit, window in windows if window.failures() >= limit]

@@ -86,7 +86,6 @@ def near_duplicates(
     *, sha256: str, vector: VectorLike, layout: VectorLike | None, model: str, within: Iterable[str] | None = None,
     exclude: Iterable[str] = (), candidates: int = CANDIDATES,
 ) -> list[NearDuplicate]:
-
     """Stored images of ``model`` that are near-duplicates of the photo
     ``sha256`` with embedding ``vector`` and layout ``layout``, most similar
     first; the same bytes (``sha256``) always are.

@@ -21,7 +21,6 @@ CHUNK = 1000
 
 
 def analyses_prune(*, days: int | None = None, dry_run: bool = False, now: datetime | None = None) -> int:
-
     """Delete API analyses older than ``days`` (default ANALYSIS_RETENTION_DAYS);
     returns how many were (or, in a dry run, would be) deleted. None keeps all."""
     days = clip_settings.ANALYSIS_RETENTION_DAYS if days is None else days

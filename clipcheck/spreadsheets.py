@@ -9,18 +9,23 @@ spreadsheets display as text and do not show. Every CSV writer of the
 project writes its rows through ``spreadsheet_row``.
 """
 
+from collections.abc import Mapping
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
 # OWASP's list, plus a line feed and the full-width forms some locales'
 # spreadsheets also accept as formula starts.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
 
-def spreadsheet_cell(value):
+def spreadsheet_cell(value: T) -> T | str:
     """``value`` with a leading ``'`` when it is text a spreadsheet would evaluate."""
     if isinstance(value, str) and value.startswith(FORMULA_STARTS):
         return "'" + value
     return value
 
 
-def spreadsheet_row(row):
+def spreadsheet_row(row: Mapping[str, Any]) -> dict[str, Any]:
     """A ``csv.DictWriter`` row with every text cell made safe."""
     return {key: spreadsheet_cell(value) for key, value in row.items()}

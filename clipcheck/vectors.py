@@ -342,6 +342,5 @@ def vectors_prune(*, using: str = DEFAULT_DB_ALIAS) -> int:
 
 
 def vectors_after_migrate(sender: Any, using: str = DEFAULT_DB_ALIAS, **kwargs: Any) -> None:
-
     """``post_migrate`` of this app, sent by ``migrate`` and ``flush``."""
     vectors_prune(using=using)

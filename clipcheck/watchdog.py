@@ -66,7 +66,6 @@ class StallWatchdog:
                 faulthandler.cancel_dump_traceback_later()
 
     def _stalled(self) -> None:
-
         self.stream.write(
             f"{self.what} made no progress for {self.seconds:g} s: stopped with status {EXIT_STATUS}. "
             "Every thread's stack follows (the one waiting on the model shows where it stalled).\n"

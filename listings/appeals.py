@@ -152,7 +152,6 @@ def seller_statement(decision: ModerationDecision, appeal: Appeal | None = None)
 
 
 def listing_statements(listing: Listing, *, now: datetime | None = None) -> list[dict[str, Any]]:
-
     """Each restriction of ``listing``, oldest first: its statement (as the seller reads it), its appeal
     and until when it may be contested (None: not any more, or it is not the restriction in force)."""
     now = now or timezone.now()

@@ -150,7 +150,6 @@ def duplicates_clusters(*, pairs: Iterable[Pair]) -> list[Cluster]:
     """Clusters of two or more listings joined by ``pairs``, largest first."""
     union = UnionFind()
     best: dict[tuple[int, int], Pair] = {}
-
     for first, second, similarity, layout in pairs:
         union.union(first, second)
         key = (first, second)

@@ -247,7 +247,6 @@ def decision_record(
     ``now`` defaults to the database's clock. ``to_status``: a ``Listing.Status`` member (``Any``: without
     Django's stubs mypy reads choices members as their (value, label) tuples).
     """
-
     now = now or _database_clock(listing)
     guard = Listing.objects.filter(_not_contesting(moderator), pk=listing.pk, status=listing.status)
     guard = guard.filter(claimed_by=moderator, claimed_until__gt=now) if require_claim else guard.filter(
@@ -351,7 +350,6 @@ def review_undo(*, moderator: AbstractBaseUser, now: datetime | None = None) -> 
 
 
 def listing_sample_for_review(*, listing: Listing, rate: float | None = None) -> bool:
-
     """Whether a listing the machine just approved also goes to people (and mark it)."""
     rate = listings_settings.REVIEW_SAMPLE_RATE if rate is None else rate
     if listing.review_sampled or listing.is_moderated or not rate:

@@ -222,7 +222,6 @@ def batch_errors(statements: Any) -> dict[str, Any]:
             f"The statements field must have between {limits['min_statements']} and {limits['max_statements']} items."
         ]}
     errors: dict[str, Any] = {}
-
     for index, statement in enumerate(statements):
         found = statement_errors(statement)
         if found:

@@ -242,5 +242,4 @@ def personal_data_scrub(text: str) -> str:
 
 
 def _is_phone(candidate: str) -> bool:
-
     return sum(character.isdigit() for character in candidate) >= 7 and not SCORE.search(candidate)

@@ -377,7 +377,6 @@ def _refused_puids(errors: Mapping[str, Any], pending: Sequence[str]) -> dict[st
 
 
 def submitted_then_undone() -> int:
-
     """How many statements the database holds for decisions undone since (it has no way to withdraw them)."""
     return StatementSubmission.objects.filter(
         state__in=[State.CREATED, State.EXISTING], decision__undone_at__isnull=False,

@@ -81,7 +81,6 @@ def field_file_write(*, field_file: FieldFile, stored: list[tuple[Storage, str]]
 
 
 def stored_photos_delete(stored: Iterable[tuple[Storage, str]]) -> None:
-
     """Delete the photos of a failed upload; one that cannot be deleted is left to ``clip_sweep_orphans``."""
     for storage, name in stored:
         try:

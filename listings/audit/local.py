@@ -270,7 +270,6 @@ def _weaker_band(outcome: ListingCheck) -> str:
 
 
 def _report_row(outcome: ListingCheck) -> AuditRow:
-
     listing = outcome.listing
     row = AuditRow(
         listing_id=listing.pk, title=listing.title, outcome="failed" if outcome.error else "checked",
