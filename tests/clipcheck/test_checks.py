@@ -92,6 +92,12 @@ def test_unknown_attribute_is_an_error():
         ({"ATTRIBUTES": {"colour": ["red"]}}, "clipcheck.E030"),
         ({"ATTRIBUTES": {"colour": ["red", "Red"]}}, "clipcheck.E030"),
         ({"ATTRIBUTES": {"colour": ["red", " "]}}, "clipcheck.E030"),
+        ({"ATTRIBUTES": {"colour": [["rot", "rote"], ["blau", "Rote"]]}}, "clipcheck.E030"),  # a form of two values
+        ({"ATTRIBUTES": {"colour": [[], "blue"]}}, "clipcheck.E030"),
+        ({"ATTRIBUTES_BY_LANGUAGE": {"en": {"colour": ["red", "blue"]}}}, "clipcheck.E032"),  # that is ATTRIBUTES
+        ({"ATTRIBUTES_BY_LANGUAGE": {"German": {"colour": ["rot", "blau"]}}}, "clipcheck.E032"),
+        ({"ATTRIBUTES_BY_LANGUAGE": {"de": {"colour": ["rot"]}}}, "clipcheck.E032"),
+        ({"ATTRIBUTES_BY_LANGUAGE": [["de", {}]]}, "clipcheck.E032"),
         ({"ATTRIBUTE_MARGIN": -0.1}, "clipcheck.E031"),
         ({"QUALITY_BANDS_THRESHOLD": 0}, "clipcheck.E031"),
         ({"MAX_PASSAGES": 0}, "clipcheck.E004"),
@@ -104,6 +110,16 @@ def test_bad_verdict_settings_are_reported(settings, overrides, expected_id):
     settings.CLIPCHECK = {**settings.CLIPCHECK, **overrides}
     ids = [message.id for message in check_clipcheck_settings() + check_verdict_settings()]
     assert expected_id in ids
+
+
+def test_values_with_forms_and_other_languages_vocabularies_are_valid(settings):
+    from clipcheck.checks import check_verdict_settings
+
+    settings.CLIPCHECK = {
+        **settings.CLIPCHECK, "ATTRIBUTES": {"colour": ["red", ["blue", "blues"]]},
+        "ATTRIBUTES_BY_LANGUAGE": {"it": {"colore": [["rosso", "rossa"], ["blu", "blu"]]}},
+    }
+    assert check_verdict_settings() == []
 
 
 def test_default_verdict_settings_pass_and_hold_the_known_answer_colours(settings):

@@ -180,3 +180,71 @@ def test_concurrent_first_requests_encode_the_attribute_values_once():
     for thread in threads:
         thread.join()
     assert engine.calls == [["blue", "green", "red"]]
+
+
+# Texts in other languages: each word of the known-answer domain stands for its English concept.
+
+class ConceptEngine(WordEngine):
+    """A ``WordEngine`` that reads every form of the domain's colours and shapes in the four languages as
+    the English word (other words count little), so a German text and its English twin embed alike."""
+
+    def __init__(self):
+        super().__init__()
+        from knownanswer import domain
+
+        self.concepts = {word: word for word in self.WORDS}
+        for language in domain.LANGUAGES:
+            for colour, forms in domain.COLOUR_WORDS[language].items():
+                self.concepts.update({form.casefold(): colour for form in forms if colour in self.WORDS})
+            for shape, (noun, _) in domain.SHAPE_WORDS[language].items():
+                if shape in self.WORDS:
+                    self.concepts[noun.casefold()] = shape
+
+    def vector(self, text):
+        eye = np.eye(len(self.WORDS), dtype=np.float32)
+        summed = sum(
+            eye[self.WORDS.index(self.concepts[word])] if word in self.concepts else eye[0] * 0.1
+            for word in text.casefold().replace(",", " ").split()
+        )
+        return summed / np.linalg.norm(summed)
+
+
+@pytest.mark.parametrize(("language", "text", "says", "shows", "rewrite", "message", "advice"), [
+    ("de", "ein roter Stern", "rot", "blau", "ein blauer Stern",
+     "Im Text steht „rot“, das Foto zeigt aber „blau“ (Farbe).", "Das Foto zeigt „blau“; Ihr Text nennt „rot“."),
+    ("fr", "une étoile verte", "vert", "bleu", "une étoile bleue",
+     "Le texte indique « vert », mais la photo montre « bleu » (couleur).",
+     "La photo montre « bleu » ; votre texte indique « vert »."),
+    ("es", "una estrella roja", "rojo", "azul", "una estrella azul",
+     "El texto dice «rojo», pero la foto muestra «azul» (color).", "La foto muestra «azul»; su texto dice «rojo»."),
+])
+def test_a_conflict_is_found_with_the_texts_vocabulary_and_reported_in_its_language(
+        settings, language, text, says, shows, rewrite, message, advice):
+    set_clip_settings(settings, CATEGORIES=["star"])
+    engine = ConceptEngine()
+    plan = verdicts.text_plan(text=text, engine=engine, language=language)
+    judgement, = verdicts.texts_judge(plans=[plan], image_vector_groups=[[engine.vector("blue star")]],
+                                      thresholds=[0.8], engine=engine)
+
+    conflict, = [reason for reason in judgement.reasons if reason["code"] == "attribute_conflict"]
+    assert (conflict["attribute"], conflict["text_says"], conflict["photo_shows"]) == ("colour", says, shows)
+    assert conflict["message"] == message
+    assert rewrite in [t for batch in engine.batches for t in batch]  # the inflected form was scored
+    assert verdicts.suggestion(judgement.reasons, language=language) == advice
+    # Read in English, the same text names no English colour: nothing to rewrite, no conflict.
+    english = verdicts.text_plan(text=text, engine=engine)
+    assert english.rewrites == []
+
+
+def test_the_rules_key_tells_languages_apart_and_keeps_englishs():
+    assert verdicts.rules_key() == verdicts.rules_key(language="en")
+    keys = {verdicts.rules_key(language=language) for language in ("en", "de", "fr", "es")}
+    assert len(keys) == 4
+
+
+def test_every_languages_forms_are_encoded_before_traffic(settings):
+    set_clip_settings(settings, CATEGORIES=["star", "lamp"])
+    engine = ConceptEngine()
+    verdicts.vocabulary_warm_up(engine)
+    encoded = {text for batch in engine.batches for text in batch}
+    assert {"red", "roter", "bleue", "amarillas", "Leder", "à pois", "star", "lamp"} <= encoded
