@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from django.utils.translation import trans_real
 
-from clipcheck.attributes import Vocabulary
+from clipcheck.attributes import Vocabulary, value_forms, value_name
 from clipcheck.default_attributes import DEFAULT_LANGUAGE
 from clipcheck.settings import clip_settings
 
@@ -57,3 +57,14 @@ def request_language(request, language: str | None = None) -> str:
         return language
     header = request.META.get("HTTP_ACCEPT_LANGUAGE", "") if request is not None else ""
     return language_from_header(header) or DEFAULT_LANGUAGE
+
+
+def value_forms_named(attribute: str, name: str) -> tuple[str, ...]:
+    """Every form of the value called ``name`` of ``attribute`` in any language's vocabulary (what a
+    reason's ``text_says`` may have been written as); ``(name,)`` where no vocabulary has it."""
+    forms: dict[str, None] = {name: None}
+    for language in supported_languages():
+        for value in language_vocabulary(language).get(attribute, ()):
+            if value_name(value) == name:
+                forms.update(dict.fromkeys(value_forms(value)))
+    return tuple(forms)

@@ -30,6 +30,7 @@ from django.utils import timezone
 from clipcheck import scoring
 from clipcheck.attributes import value_pattern
 from clipcheck.errors import ClipcheckError
+from clipcheck.languages import value_forms_named
 from clipcheck.reasons import reason_display, reason_label
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
@@ -74,7 +75,9 @@ def _reason_spans(reason, text, field_name):
     if _is_offset(start) and _is_offset(end) and start < end:
         spans.append((start, min(end, len(text))))
     if reason.get("code") in CONFLICT_CODES and isinstance(reason.get("text_says"), str):
-        spans += [match.span() for match in value_pattern(reason["text_says"]).finditer(text)]
+        # Any form of the value: the text may say "roter" where the reason names "rot".
+        forms = value_forms_named(str(reason.get("attribute", "")), reason["text_says"])
+        spans += [match.span() for match in value_pattern(forms).finditer(text)]
     return spans
 
 

@@ -455,3 +455,11 @@ def test_anonymous_visitors_are_sent_to_the_login_and_change_nothing(queued):
     response = anonymous.post(reverse("admin:listings_listing_review_decide", args=[queued[0].pk]), {"decision": "approve"})
     assert response.status_code == 302 and "/admin/login/" in response["Location"]
     assert not ModerationDecision.objects.exists() and not Listing.objects.filter(claimed_by__isnull=False).exists()
+
+
+def test_a_conflict_highlights_the_form_the_seller_wrote():
+    from listings.admin_review import description_segments
+
+    reason = {"code": "attribute_conflict", "field": "description", "attribute": "colour", "text_says": "rot",
+              "photo_shows": "blau", "message": "m"}
+    assert description_segments("Ein roter Stern.", [reason]) == [("Ein ", False), ("roter", True), (" Stern.", False)]
