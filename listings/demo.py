@@ -11,20 +11,29 @@ many correct listings it flagged.
 """
 
 import io
+import os
 import random
 import re
 import secrets
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
+import numpy.typing as npt
 from django.core.files.base import ContentFile
+from PIL import Image
 
 from clipcheck.hashes import content_hash
 from clipcheck.nearduplicates import layout_signature, layout_similarity
 from clipcheck.settings import clip_settings
 from knownanswer import domain
 from listings.models import Listing
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import Group, Permission
 
 # Seeds far above the trainer's (< TRAIN_SEED_LIMIT) and the held-out set's:
 # the model has seen none of the demo pictures.
@@ -49,32 +58,32 @@ class DemoScore:
     unchecked: int
 
     @property
-    def caught_rate(self):
+    def caught_rate(self) -> float:
         return self.caught / self.mismatches if self.mismatches else 1.0
 
     @property
-    def false_alarm_rate(self):
+    def false_alarm_rate(self) -> float:
         return self.flagged_correct / self.correct if self.correct else 0.0
 
-    def as_lines(self):
+    def as_lines(self) -> list[str]:
         return [
             f"Seeded mismatches caught: {self.caught} of {self.mismatches} ({self.caught_rate:.0%}).",
             f"Correct listings flagged: {self.flagged_correct} of {self.correct} ({self.false_alarm_rate:.0%}).",
         ]
 
 
-def demo_picture(*, shape, colour, seed, size=PICTURE_SIZE):
+def demo_picture(*, shape: str, colour: str, seed: int, size: int = PICTURE_SIZE) -> bytes:
     """PNG bytes of one known-answer picture (lossless: the model sees what was drawn)."""
     return _png(domain.render(shape, colour, seed=DEMO_SEED_BASE + seed, size=size))
 
 
-def _png(picture):
+def _png(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
-def _distinct_picture(*, shape, colour, seed, layouts):
+def _distinct_picture(*, shape: str, colour: str, seed: int, layouts: list[npt.NDArray[np.float32]]) -> bytes:
     """A picture whose layout is clearly apart from every one in ``layouts``.
 
     Two renderings of one shape and colour can come out near-identical (same
@@ -92,7 +101,7 @@ def _distinct_picture(*, shape, colour, seed, layouts):
     return _png(picture)
 
 
-def _mismatched_description(*, shape, colour, rng, template):
+def _mismatched_description(*, shape: str, colour: str, rng: random.Random, template: int) -> str:
     """A description naming another colour or another shape than the picture."""
     if rng.random() < 0.5:
         colour = rng.choice([other for other in domain.COLOURS if other != colour])
@@ -101,14 +110,15 @@ def _mismatched_description(*, shape, colour, rng, template):
     return domain.caption(shape, colour, template)
 
 
-def demo_listings_create(*, count, seed=0, mismatch_share=0.2):
+def demo_listings_create(*, count: int, seed: int = 0, mismatch_share: float = 0.2) -> list[Listing]:
     """Create ``count`` pending listings; returns them.
 
     ``mismatch_share`` of them describe another colour or shape than their
     picture shows. The same ``seed`` gives the same catalogue.
     """
     rng = random.Random(seed)
-    created, layouts = [], []
+    created: list[Listing] = []
+    layouts: list[npt.NDArray[np.float32]] = []
     for number in range(count):
         shape, colour = rng.choice(domain.SHAPES), rng.choice(domain.COLOURS)
         data = _distinct_picture(shape=shape, colour=colour, seed=seed * 100_000 + number, layouts=layouts)
@@ -132,7 +142,7 @@ def demo_listings_create(*, count, seed=0, mismatch_share=0.2):
     return created
 
 
-def described_object(text):
+def described_object(text: str) -> tuple[str, str] | None:
     """The (shape, colour) a demo text names, or None when it names not exactly one of each."""
     words = re.findall(r"[a-z]+", text.lower())
     shapes = {word for word in words if word in domain.SHAPES}
@@ -142,7 +152,7 @@ def described_object(text):
     return shapes.pop(), colours.pop()
 
 
-def demo_catalogue_score(listings=None):
+def demo_catalogue_score(listings: Iterable[Listing] | None = None) -> DemoScore:
     """Count caught mismatches and flagged correct listings among demo listings.
 
     The truth is in the texts: a demo title names what its picture shows, so
@@ -193,7 +203,7 @@ class DemoSeller:
     token: str  # DRF token key: ``Authorization: Token <key>``
 
 
-def moderators_group_get():
+def moderators_group_get() -> "Group":
     """The ``Moderators`` group: the one a migration made if there is one, else
     a new group with the permissions the moderation docs name."""
     from django.contrib.auth.models import Group
@@ -204,7 +214,7 @@ def moderators_group_get():
     return group
 
 
-def _permissions(names):
+def _permissions(names: Iterable[str]) -> list["Permission"]:
     from django.contrib.auth.models import Permission
 
     return [
@@ -213,7 +223,9 @@ def _permissions(names):
     ]
 
 
-def demo_users_create(*, moderator="demo-moderator", admin="demo-admin", reset_credentials=False):
+def demo_users_create(
+    *, moderator: str = "demo-moderator", admin: str = "demo-admin", reset_credentials: bool = False
+) -> list[DemoUser]:
     """A staff moderator in the ``Moderators`` group and a superuser.
 
     A new account gets a random password; an existing one keeps the password
@@ -238,7 +250,7 @@ def demo_users_create(*, moderator="demo-moderator", admin="demo-admin", reset_c
     return users
 
 
-def demo_seller_create(*, username=SELLER, reset_credentials=False):
+def demo_seller_create(*, username: str = SELLER, reset_credentials: bool = False) -> DemoSeller:
     """A seller allowed to upload (the permissions of the ``upload`` access
     policy, which guards ``POST /upload``) with an API token. An existing token
     is kept unless ``reset_credentials``. No password: the seller only calls
@@ -260,7 +272,7 @@ def demo_seller_create(*, username=SELLER, reset_credentials=False):
     return DemoSeller(username=username, token=token.key)
 
 
-def demo_sample_photo_write(directory):
+def demo_sample_photo_write(directory: str | os.PathLike[str]) -> Path:
     """Write the sample photo (PNG) into ``directory``; returns its path."""
     shape, colour = SAMPLE_PHOTO
     path = Path(directory) / f"{colour}-{shape}.png"
@@ -269,7 +281,7 @@ def demo_sample_photo_write(directory):
     return path
 
 
-def demo_sample_texts():
+def demo_sample_texts() -> dict[str, str]:
     """``{"title", "description", "category"}`` of a listing of the sample photo, as a seller writes them."""
     shape, colour = SAMPLE_PHOTO
     title = domain.caption(shape, colour, TITLE_TEMPLATES[0])
@@ -278,7 +290,7 @@ def demo_sample_texts():
             "category": shape}
 
 
-def demo_upload_curl(*, base_url, token, photo):
+def demo_upload_curl(*, base_url: str, token: str, photo: str | os.PathLike[str]) -> str:
     """A shell command that uploads the sample photo as a listing with ``token``."""
     fields = [f"file=@{photo}", *(f"{name}={value}" for name, value in demo_sample_texts().items())]
     return " ".join([

@@ -2,6 +2,7 @@
 
 import uuid
 from pathlib import PurePosixPath
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -20,7 +21,7 @@ FORMAT_SUFFIXES = {
 }
 
 
-def listing_image_path(instance, filename):
+def listing_image_path(instance: models.Model, filename: str) -> str:
     """A generated storage name: the client's file name is never used."""
     suffix = PurePosixPath(filename).suffix.lower().lstrip(".")
     return f"listings/{uuid.uuid4().hex}.{suffix if suffix in IMAGE_SUFFIXES else 'bin'}"
@@ -96,30 +97,30 @@ class Listing(models.Model):
         permissions = [("moderate_listing", "Can approve, reject or flag listings")]
         indexes = [models.Index(fields=["status", "created_at"], name="listing_status_created")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.title or self.description[:60] or f"Listing {self.pk}"
 
     @property
-    def texts_sha256(self):
+    def texts_sha256(self) -> str:
         return texts_hash(self.title, self.description)
 
     @property
-    def content_sha256(self):
+    def content_sha256(self) -> str:
         """The image and texts together: what a moderator's decision is about."""
         return text_hash(f"{self.image_sha256}:{self.texts_sha256}")
 
     @property
-    def is_moderated(self):
+    def is_moderated(self) -> bool:
         return self.moderated_at is not None
 
-    def content_changed_since_decision(self):
+    def content_changed_since_decision(self) -> bool:
         return self.is_moderated and self.moderated_content_sha256 != self.content_sha256
 
     @property
-    def is_checked(self):
+    def is_checked(self) -> bool:
         return self.checked_at is not None
 
-    def content_changed_since_check(self):
+    def content_changed_since_check(self) -> bool:
         """True when the image or a text differs from what the last check saw."""
         return (
             not self.is_checked
@@ -127,7 +128,7 @@ class Listing(models.Model):
             or self.checked_texts_sha256 != self.texts_sha256
         )
 
-    def needs_check(self, *, model):
+    def needs_check(self, *, model: str) -> bool:
         return self.content_changed_since_check() or self.checked_model != model
 
 
@@ -146,11 +147,11 @@ class ListingPhoto(models.Model):
             models.UniqueConstraint(fields=["listing", "position"], name="listing_photo_position_unique"),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Photo {self.position + 1} of listing {self.listing_id}"
 
 
-def first_review_filter():
+def first_review_filter() -> models.Q:
     """The listings waiting for a first review: needs review, plus machine
     approvals the random review sample sent to people and nobody decided yet."""
     return models.Q(status=Listing.Status.NEEDS_REVIEW) | models.Q(
@@ -158,19 +159,19 @@ def first_review_filter():
     )
 
 
-def open_appeals(**filters):
+def open_appeals(**filters: Any) -> "models.QuerySet[Appeal]":
     """The appeals of the listing in the outer query (``OuterRef("pk")``) that nobody decided yet."""
     return Appeal.objects.filter(listing=models.OuterRef("pk"), outcome="", **filters)
 
 
-def review_queue_filter():
+def review_queue_filter() -> models.Q:
     """The listings waiting for a moderator: those waiting for a first review, plus
     rejected listings whose seller contested the rejection (an open ``Appeal``)."""
     return first_review_filter() | models.Q(models.Exists(open_appeals()), status=Listing.Status.REJECTED)
 
 
 class ReviewQueueManager(models.Manager):
-    def get_queryset(self):
+    def get_queryset(self) -> "models.QuerySet[Listing]":
         return super().get_queryset().filter(review_queue_filter())
 
 
@@ -219,15 +220,15 @@ class ModerationDecision(models.Model):
         ordering = ["-decided_at", "-id"]
 
     @property
-    def reason_label(self):
+    def reason_label(self) -> str:
         """The reason code in words (moderators read labels, never codes)."""
         return reason_label(self.reason_code) if self.reason_code else ""
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"#{self.listing_id}: {self.get_from_status_display()} → {self.get_to_status_display()}"
 
     @property
-    def label(self):
+    def label(self) -> str | None:
         """The calibration label: "match", "mismatch", or None for a flag or an undo."""
         if self.undone_at is not None or self.reason_code == UNDO_REASON_CODE:
             return None
@@ -249,7 +250,7 @@ class ListingCheckFailure(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.listing_id}: {self.code}"
 
 
@@ -289,7 +290,7 @@ class StatementSubmission(models.Model):
     class Meta:
         ordering = ["-submitted_at", "-id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.puid}: {self.get_state_display()}"
 
 
@@ -325,5 +326,5 @@ class Appeal(models.Model):
     class Meta:
         ordering = ["-created_at", "-id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Appeal against decision {self.decision_id} of listing {self.listing_id}: {self.get_outcome_display()}"

@@ -13,7 +13,9 @@
 Which listings show a photo is asked of ``listings.selectors`` only.
 """
 
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 from django.utils import translation
@@ -22,11 +24,12 @@ from django.utils.translation import gettext_lazy
 from clipcheck import reasons as reason_kinds
 from clipcheck.engine import get_engine
 from clipcheck.engine.admission import run_inference
-from clipcheck.nearduplicates import layout_signature, near_duplicates
+from clipcheck.images import DecodedImage
+from clipcheck.nearduplicates import NearDuplicate, layout_signature, near_duplicates
 from clipcheck.reasons import Evidence, ReasonType, reason_type_register
 from clipcheck.services.embeddings import image_embeddings_compute
 from clipcheck.services.thresholds import model_id
-from clipcheck.vectors import image_neighbours
+from clipcheck.vectors import VectorLike, image_neighbours
 from listings import selectors
 from listings.models import Listing
 from listings.settings import listings_settings
@@ -36,8 +39,9 @@ PHOTO_REUSED = "photo_reused"
 SELLER_MESSAGE = gettext_lazy("This photo is already used by another listing.")
 
 
-def _reused_sentence(reason):
-    whose = {True: " of another seller", False: " of the same seller"}.get(reason.get("seller_differs"), "")
+def _reused_sentence(reason: Mapping[str, Any]) -> str:
+    sellers: dict[bool | None, str] = {True: " of another seller", False: " of the same seller"}
+    whose = sellers.get(reason.get("seller_differs"), "")
     same = "the same photo" if reason["similarity"] >= 0.9999 else "a near-identical photo"
     sentence = f"Listing #{reason['listing_id']}{whose} shows {same} (similarity {reason['similarity']:.3f})"
     return sentence + (" under a different title." if reason.get("titles_conflict") else ".")
@@ -60,7 +64,7 @@ reason_type_register(ReasonType(
 ))
 
 
-def reasons_for_seller(reasons, language=None):
+def reasons_for_seller(reasons: Iterable[dict[str, Any]], language: str | None = None) -> list[dict[str, Any]]:
     """``reasons`` as the seller who uploaded may read them: a ``photo_reused``
     reason says that the photo (which of theirs, ``photo``) is already used by
     another listing; which listing, whose, under which title and how alike
@@ -75,7 +79,11 @@ def reasons_for_seller(reasons, language=None):
     ]
 
 
-def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model=None, layouts=None):
+def photo_reused_reasons(
+    *, listing: Listing, image: DecodedImage | None = None, vector: VectorLike | None = None,
+    photos: Sequence[tuple[DecodedImage, VectorLike]] | None = None, model: str | None = None,
+    layouts: Mapping[str, VectorLike] | None = None,
+) -> list[dict[str, Any]]:
     """The ``photo_reused`` reasons of ``listing``: one per photo that an
     earlier listing (``selectors.listings_before``) shows too (or a
     near-identical copy), naming the most similar such listing. ``photos``
@@ -83,7 +91,8 @@ def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model
     and ``vector``; ``layouts`` ({sha256: layout}) are the photos' layouts
     when the caller computed them already."""
     model = model or model_id()
-    photos = photos if photos is not None else [(image, vector)]
+    # Without ``photos`` the caller gives the one photo as ``image`` and ``vector``.
+    photos = photos if photos is not None else [(cast(DecodedImage, image), cast(VectorLike, vector))]
     # Only earlier listings: the first to show a photo owns it, however often it is checked again.
     others = selectors.listings_before(listing=listing)
     reasons = []
@@ -108,11 +117,11 @@ def photo_reused_reasons(*, listing, image=None, vector=None, photos=None, model
     return reasons
 
 
-def _reason(*, listing, other, duplicate, also):
+def _reason(*, listing: Listing, other: Listing, duplicate: NearDuplicate, also: int) -> dict[str, Any]:
     seller_differs = None
     if listing.seller_id is not None and other.seller_id is not None:
         seller_differs = listing.seller_id != other.seller_id
-    reason = {
+    reason: dict[str, Any] = {
         "code": PHOTO_REUSED,
         "field": "photos",
         "listing_id": other.pk,
@@ -126,7 +135,7 @@ def _reason(*, listing, other, duplicate, also):
     return reason
 
 
-def titles_conflict_check(*, first, second):
+def titles_conflict_check(*, first: str, second: str) -> bool | None:
     """True when two titles say different things: the cosine of their CLIP
     text embeddings is below ``LISTINGS["TITLE_CONFLICT_SIMILARITY"]``;
     None (unknown) when either listing has no title."""
@@ -148,7 +157,10 @@ class SearchHit:
     similarity: float
 
 
-def listings_search(*, text=None, image=None, k, statuses=None, category=None):
+def listings_search(
+    *, text: str | None = None, image: DecodedImage | None = None, k: int, statuses: Collection[str] | None = None,
+    category: str | None = None,
+) -> list[SearchHit]:
     """The ``k`` listings whose photos are nearest to ``text``, to the decoded
     photo ``image``, or to both (their embeddings' normalised sum), most
     similar first, optionally of some statuses and a category."""
