@@ -8,8 +8,9 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 
-from django.http import JsonResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from clipcheck import metrics
 from clipcheck.api.exceptions import error_body
@@ -25,17 +26,17 @@ SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 
 # The current request's ModelTimer: RequestTelemetryMiddleware opens one per
 # request, admission control (clipcheck.engine.admission) adds to it.
-model_time_ms = contextvars.ContextVar("clipcheck_model_time_ms", default=None)
+model_time_ms: "contextvars.ContextVar[ModelTimer | None]" = contextvars.ContextVar("clipcheck_model_time_ms", default=None)
 
 
 class ModelTimer:
     """Accumulates model milliseconds over the inferences of one request."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.milliseconds = 0.0
 
 
-def model_time_add(milliseconds):
+def model_time_add(milliseconds: float) -> None:
     """Count a model computation toward the current request's timer, if one is open."""
     timer = model_time_ms.get()
     if timer is not None:
@@ -55,10 +56,10 @@ class RequestTelemetryMiddleware:
     model_ms (time spent in model computations), request_id.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         started = time.perf_counter()
         request_id = request.headers.get(REQUEST_ID_HEADER, "")
         if not SAFE_REQUEST_ID.match(request_id):
@@ -100,10 +101,10 @@ class RequestSizeLimitMiddleware:
     alike. Bodies without Content-Length are not read by Django at all.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         raw_length = request.META.get("CONTENT_LENGTH") or ""
         if not raw_length.strip() and request.META.get("HTTP_TRANSFER_ENCODING", "").strip():
             # A chunked body: WSGI gives Django no length, so Django reads
@@ -145,10 +146,10 @@ class RequestCharsetMiddleware:
     (a 500). Refused here, before anything reads the request.
     """
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         charset = request.content_params.get("charset") if request.content_params else None
         if charset is not None and not charset_usable(charset.strip().lower()):
             return JsonResponse(
@@ -166,7 +167,7 @@ ASCII_PROBE = bytes(range(32, 127)).decode("ascii") + "\r\n\t"
 
 
 @functools.lru_cache(maxsize=256)
-def charset_usable(name):
+def charset_usable(name: str) -> bool:
     """Whether the codec ``name`` is a text encoding that keeps ASCII as
     ASCII and decodes any bytes (with errors="replace") without raising."""
     try:

@@ -17,10 +17,15 @@ bounded by what can be scored, not by the text's length.
 """
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 SENTENCE_END = re.compile(r"(?<=[.!?;])\s+|\s*\n\s*")
 WORD = re.compile(r"\S+")
+
+# Tokens of each text, special tokens included (the engine's ``count_tokens``).
+TokenCounter = Callable[[list[str]], Sequence[int]]
+Span = tuple[int, int]
 
 
 @dataclass(frozen=True)
@@ -30,12 +35,13 @@ class Passage:
     end: int
     text: str
 
-    def evidence(self):
+    def evidence(self) -> dict[str, int]:
         return {"index": self.index, "start": self.start, "end": self.end}
 
 
-def _sentence_spans(text):
-    spans, start = [], 0
+def _sentence_spans(text: str) -> list[Span]:
+    spans: list[Span] = []
+    start = 0
     for separator in SENTENCE_END.finditer(text):
         if separator.start() > start:
             spans.append((start, separator.start()))
@@ -45,7 +51,9 @@ def _sentence_spans(text):
     return [(s, e) for s, e in spans if text[s:e].strip()]
 
 
-def _fit(text, spans, count_tokens, max_tokens, *, special, max_content):
+def _fit(
+    text: str, spans: Sequence[Span], count_tokens: TokenCounter, max_tokens: int, *, special: int, max_content: int
+) -> tuple[list[Span], bool]:
     """``(spans whose text fits max_tokens, whether all of the text was reached)``;
     longer spans are cut into word windows.
 
@@ -54,7 +62,8 @@ def _fit(text, spans, count_tokens, max_tokens, *, special, max_content):
     the passages that can be scored: the rest of a long text costs no tokenizing.
     """
     lengths = count_tokens([text[s:e] for s, e in spans])
-    fitted, content = [], 0
+    fitted: list[Span] = []
+    content = 0
     for (start, end), length in zip(spans, lengths, strict=True):
         if content >= max_content:
             return fitted, False
@@ -85,11 +94,14 @@ def _fit(text, spans, count_tokens, max_tokens, *, special, max_content):
     return fitted, True
 
 
-def _pack(text, spans, count_tokens, max_tokens, max_passages):
+def _pack(
+    text: str, spans: Sequence[Span], count_tokens: TokenCounter, max_tokens: int, max_passages: int
+) -> list[Span]:
     """Merge neighbouring spans while they fit, until at most ``max_passages`` remain (if possible)."""
     packed = list(spans)
     while len(packed) > max_passages:
-        merged, index, changed = [], 0, False
+        merged: list[Span] = []
+        index, changed = 0, False
         while index < len(packed):
             if index + 1 < len(packed):
                 start, end = packed[index][0], packed[index + 1][1]
@@ -106,7 +118,9 @@ def _pack(text, spans, count_tokens, max_tokens, max_passages):
     return packed
 
 
-def text_passages(text, *, count_tokens, max_tokens, max_passages):
+def text_passages(
+    text: str, *, count_tokens: TokenCounter, max_tokens: int, max_passages: int
+) -> tuple[list[Passage], bool]:
     """``(passages, covered)``: the text's passages and whether they cover all of it.
 
     ``count_tokens(list of str) -> list of int`` counts tokens with the

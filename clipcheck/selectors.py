@@ -1,12 +1,23 @@
 """Reads of stored analyses and embeddings."""
 
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
 from django.contrib.contenttypes.models import ContentType
+from django.db.models import Model, QuerySet
 
 from clipcheck.models import Adaptation, Analysis, CalibratedThreshold, ImageEmbedding
 from clipcheck.vectors import stored_vector_intact
 
+# ``(image_sha256, text_sha256, threshold)``
+AnalysisKey = tuple[str, str, float]
 
-def analyses_cached(*, keys, model, rules=None):
+
+def analyses_cached(
+    *, keys: Iterable[AnalysisKey], model: str, rules: str | None = None
+) -> dict[AnalysisKey, Analysis]:
     """Earlier analyses for ``(image_sha256, text_sha256, threshold)`` keys under ``model``.
 
     Returns ``{key: Analysis}`` for the keys found. Only computed rows are
@@ -23,7 +34,7 @@ def analyses_cached(*, keys, model, rules=None):
         image_sha256__in={image_sha256 for image_sha256, _, _ in keys},
         text_sha256__in={text_sha256 for _, text_sha256, _ in keys},
     ).order_by("id")
-    found = {}
+    found: dict[AnalysisKey, Analysis] = {}
     for analysis in candidates:
         key = (analysis.image_sha256, analysis.text_sha256, analysis.threshold)
         if key in keys:
@@ -38,11 +49,11 @@ LAYOUT_VALUES = 8 * 8 * 3
 HASHES_PER_QUERY = 2000
 
 
-def image_embeddings_get(*, hashes, model):
+def image_embeddings_get(*, hashes: Iterable[str], model: str) -> dict[str, npt.NDArray[np.float32]]:
     """Stored embeddings ``{sha256: np.ndarray}`` of the given image hashes under ``model``
     (a corrupt one is reported and left out: the caller computes it as if it were missing)."""
     hashes = list(set(hashes))
-    found = {}
+    found: dict[str, npt.NDArray[np.float32]] = {}
     for start in range(0, len(hashes), HASHES_PER_QUERY):
         rows = ImageEmbedding.objects.filter(model=model, sha256__in=hashes[start:start + HASHES_PER_QUERY])
         found.update(
@@ -52,7 +63,7 @@ def image_embeddings_get(*, hashes, model):
     return found
 
 
-def image_layouts_get(*, hashes, model):
+def image_layouts_get(*, hashes: Iterable[str], model: str) -> dict[str, npt.NDArray[np.float32]]:
     """Stored layouts ``{sha256: np.ndarray}`` of the given image hashes under ``model``
     (images stored before layouts were kept are missing, and so are corrupt ones)."""
     rows = ImageEmbedding.objects.filter(model=model, sha256__in=set(hashes), layout__isnull=False)
@@ -63,7 +74,7 @@ def image_layouts_get(*, hashes, model):
     }
 
 
-def image_hashes_without_layout(*, hashes, model):
+def image_hashes_without_layout(*, hashes: Iterable[str], model: str) -> set[str]:
     """The given hashes stored under ``model`` without a layout."""
     return set(
         ImageEmbedding.objects.filter(model=model, sha256__in=set(hashes), layout__isnull=True)
@@ -71,15 +82,20 @@ def image_hashes_without_layout(*, hashes, model):
     )
 
 
-def analyses_for_subject(*, subject):
+def analyses_for_subject(*, subject: Model) -> QuerySet[Analysis]:
     """The analyses stored for one object, newest first."""
     return Analysis.objects.filter(
         subject_type=ContentType.objects.get_for_model(subject), subject_id=str(subject.pk)
     )
 
 
-def calibrated_threshold_latest(*, model, kind=CalibratedThreshold.Kind.CAPTION, category=""):
-    """The latest ``CalibratedThreshold`` stored for ``model``, ``kind`` and ``category`` ("" = global), or None."""
+def calibrated_threshold_latest(
+    *, model: str, kind: Any = CalibratedThreshold.Kind.CAPTION, category: str = ""
+) -> CalibratedThreshold | None:
+    """The latest ``CalibratedThreshold`` stored for ``model``, ``kind`` and ``category`` ("" = global), or None.
+
+    ``kind``: a ``CalibratedThreshold.Kind`` member (``Any``: without Django's stubs mypy reads it as a tuple).
+    """
     return (
         CalibratedThreshold.objects.filter(model=model, kind=kind, category=category)
         .order_by("-created_at", "-id")
@@ -87,7 +103,7 @@ def calibrated_threshold_latest(*, model, kind=CalibratedThreshold.Kind.CAPTION,
     )
 
 
-def calibrated_category_thresholds(*, model, kind=CalibratedThreshold.Kind.CAPTION):
+def calibrated_category_thresholds(*, model: str, kind: Any = CalibratedThreshold.Kind.CAPTION) -> dict[str, float]:
     """``{category: threshold}``: the latest calibrated threshold of each category of ``model``."""
     rows = (
         CalibratedThreshold.objects.filter(model=model, kind=kind)
@@ -95,17 +111,17 @@ def calibrated_category_thresholds(*, model, kind=CalibratedThreshold.Kind.CAPTI
         .order_by("category", "-created_at", "-id")
         .values_list("category", "threshold")
     )
-    latest = {}
+    latest: dict[str, float] = {}
     for category, threshold in rows:
         latest.setdefault(category, float(threshold))
     return latest
 
 
-def adaptation_active_get(*, model):
+def adaptation_active_get(*, model: str) -> Adaptation | None:
     """The active ``Adaptation`` of ``model``, or None."""
     return Adaptation.objects.filter(model=model, active=True).first()
 
 
-def adaptation_before(*, model, version):
+def adaptation_before(*, model: str, version: int) -> Adaptation | None:
     """The latest ``Adaptation`` of ``model`` older than ``version``, or None."""
     return Adaptation.objects.filter(model=model, version__lt=version).order_by("-version").first()

@@ -2,6 +2,7 @@
 
 import logging
 import sys
+from typing import Any
 
 from django.core.exceptions import (
     PermissionDenied,
@@ -11,7 +12,7 @@ from django.core.exceptions import (
     TooManyFilesSent,
 )
 from django.db import InterfaceError, OperationalError
-from django.http import Http404, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -23,8 +24,8 @@ from clipcheck.errors import ClipcheckError, DatabaseUnavailable
 logger = logging.getLogger(__name__)
 
 
-def error_body(code, message, detail=None):
-    error = {"code": code, "message": message}
+def error_body(code: str, message: str, detail: Any = None) -> dict[str, Any]:
+    error: dict[str, Any] = {"code": code, "message": message}
     if detail is not None:
         error["detail"] = detail
     return {"error": error}
@@ -35,7 +36,7 @@ def error_body(code, message, detail=None):
 DATABASE_OUTAGES = (OperationalError, InterfaceError)
 
 
-def exception_handler(exc, context):
+def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: domain errors, validation, Django's own.
 
     As DRF's own handler does, a handled error rolls back the request's
@@ -47,7 +48,7 @@ def exception_handler(exc, context):
     return response
 
 
-def _error_response(exc, context):
+def _error_response(exc: Exception, context: dict[str, Any]) -> Response | None:
     if isinstance(exc, DATABASE_OUTAGES):
         exc = database_unavailable(exc)
     if isinstance(exc, ClipcheckError):
@@ -68,17 +69,18 @@ def _error_response(exc, context):
     elif isinstance(exc, PermissionDenied):
         code, message = "permission_denied", "You do not have permission to perform this action."
     else:
+        assert isinstance(exc, exceptions.APIException)  # DRF's handler answers nothing else
         code, message = exc.default_code, _flatten(exc.detail)
     response.data = error_body(code, message)
     return response
 
 
-def database_unavailable(exc):
+def database_unavailable(exc: Exception) -> DatabaseUnavailable:
     logger.error("Database unavailable: %s: %s", exc.__class__.__name__, exc)
     return DatabaseUnavailable()
 
 
-def suspicious_operation_error(exc):
+def suspicious_operation_error(exc: Exception) -> tuple[int, str, str]:
     if isinstance(exc, RequestDataTooBig):
         return 413, "request_too_large", "The request body is larger than this server accepts."
     if isinstance(exc, TooManyFilesSent):
@@ -88,7 +90,7 @@ def suspicious_operation_error(exc):
     return 400, "bad_request", "The request was refused."
 
 
-def validation_error_summary(detail):
+def validation_error_summary(detail: object) -> tuple[str, str]:
     """A specific code when one field is at fault (``missing_file``, ``invalid_threshold``)."""
     if isinstance(detail, dict) and len(detail) == 1:
         field, errors = next(iter(detail.items()))
@@ -99,13 +101,13 @@ def validation_error_summary(detail):
     return "invalid_request", _flatten(detail)
 
 
-def _codes(errors):
+def _codes(errors: object) -> list[str | None]:
     if isinstance(errors, list):
         return [getattr(error, "code", None) for error in errors if not isinstance(error, (dict, list))]
     return [getattr(errors, "code", None)]
 
 
-def _flatten(detail):
+def _flatten(detail: object) -> str:
     if isinstance(detail, dict):
         return " ".join(f"{key}: {_flatten(value)}" for key, value in detail.items())
     if isinstance(detail, list):
@@ -117,18 +119,18 @@ def _flatten(detail):
 # e.g. an unknown URL or an unhandled exception, in the same JSON format, except
 # for a browser asking for a page (the admin): it gets Django's own HTML page.
 
-def wants_html(request):
+def wants_html(request: HttpRequest) -> bool:
     """A browser asking for a page (``Accept`` prefers text/html); API clients and fetch() get JSON."""
     return request.get_preferred_type(["application/json", "text/html"]) == "text/html"
 
 
-def json_not_found(request, exception=None):
+def json_not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if wants_html(request):
         return defaults.page_not_found(request, exception)
     return JsonResponse(error_body("not_found", f"No endpoint at {request.path}."), status=404)
 
 
-def json_bad_request(request, exception=None):
+def json_bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if isinstance(exception, SuspiciousOperation):
         status_code, code, message = suspicious_operation_error(exception)
     else:
@@ -136,18 +138,18 @@ def json_bad_request(request, exception=None):
     return JsonResponse(error_body(code, message), status=status_code)
 
 
-def json_permission_denied(request, exception=None):
+def json_permission_denied(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     if wants_html(request):
         return defaults.permission_denied(request, exception)
     return JsonResponse(error_body("permission_denied", "Access denied."), status=403)
 
 
-def json_csrf_failure(request, reason=""):
+def json_csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     """CSRF_FAILURE_VIEW: a refused form post outside DRF (e.g. the admin)."""
     return JsonResponse(error_body("csrf_failed", f"CSRF verification failed: {reason}".strip()), status=403)
 
 
-def json_server_error(request):
+def json_server_error(request: HttpRequest) -> HttpResponse:
     # Django calls this while handling the exception, so it is still current:
     # a database outage in a middleware or a non-DRF view is a 503 too.
     exc = sys.exc_info()[1]
