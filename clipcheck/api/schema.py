@@ -10,13 +10,17 @@ one error format (``Error``).
 """
 
 import re
+from collections.abc import Iterable
+from typing import Any
 
 from drf_spectacular.authentication import SessionScheme
 from drf_spectacular.extensions import OpenApiSerializerExtension, OpenApiSerializerFieldExtension
 from drf_spectacular.openapi import AutoSchema
-from drf_spectacular.utils import OpenApiParameter, OpenApiRequest, OpenApiResponse
+from drf_spectacular.utils import Direction, OpenApiParameter, OpenApiRequest, OpenApiResponse
+from rest_framework.fields import Field
+from rest_framework.serializers import Serializer
 
-from clipcheck.access import view_policy
+from clipcheck.access import Policy, view_policy
 from clipcheck.api.serializers import (
     CATEGORIES_PATTERN,
     NON_BLANK_TEXT_PATTERN,
@@ -58,14 +62,14 @@ RESPONSE_HEADERS = [
 ]
 
 
-def error_responses(*statuses):
+def error_responses(*statuses: int) -> dict[int, OpenApiResponse]:
     return {
         status: OpenApiResponse(ErrorSerializer, description=ERROR_DESCRIPTIONS[status])
         for status in sorted(statuses)
     }
 
 
-def example_product():
+def example_product() -> tuple[str, str]:
     """``(text, category)`` the examples speak of, in the configured model's
     words: its catalogue's first category, described by the first value of its
     first attribute ("red shoes" on the defaults, "red circle" on the
@@ -77,7 +81,7 @@ def example_product():
     return f"{str(values[0]).strip()} {category}".strip(), category
 
 
-def request_examples():
+def request_examples() -> dict[str, Any]:
     """What Swagger UI's "Try it out" pre-fills, by field name: values a client
     would send, which give a sensible answer as they are (the threshold is the
     configured one, not the largest allowed; categories from the configured
@@ -97,7 +101,7 @@ def request_examples():
     }
 
 
-def multipart(serializer):
+def multipart(serializer: type[Serializer] | Serializer) -> dict[str, OpenApiRequest]:
     """The request body of an upload: ``serializer``'s fields as multipart, ``file`` an image."""
     return {"multipart/form-data": OpenApiRequest(serializer, encoding=UPLOAD_ENCODING)}
 
@@ -111,14 +115,14 @@ class ClipAutoSchema(AutoSchema):
     operation description states who may call it and how often.
     """
 
-    def _map_serializer_field(self, field, direction, bypass_extensions=False):
+    def _map_serializer_field(self, field: Field, direction: Direction, bypass_extensions: bool = False) -> dict[str, Any]:
         schema = super()._map_serializer_field(field, direction, bypass_extensions)
         example = request_examples().get(field.field_name)
         if direction == "request" and example is not None and "$ref" not in schema and "example" not in schema:
             schema = {**schema, "example": example}
         return schema
 
-    def _map_basic_serializer(self, serializer, direction):
+    def _map_basic_serializer(self, serializer: Serializer, direction: Direction) -> dict[str, Any]:
         schema = super()._map_basic_serializer(serializer, direction)
         # A blank-allowed field with a pattern becomes oneOf [pattern, empty]:
         # its example goes where Swagger UI's "Try it out" looks, the property.
@@ -128,23 +132,23 @@ class ClipAutoSchema(AutoSchema):
                 field["example"] = examples[0]
         return schema
 
-    def _policy(self):
+    def _policy(self) -> Policy | None:
         return view_policy(self.view)
 
-    def get_override_parameters(self):
+    def get_override_parameters(self) -> list[OpenApiParameter | Serializer | type[Serializer]]:
         parameters = list(super().get_override_parameters())
         if self._policy():
             parameters += RESPONSE_HEADERS
         return parameters
 
-    def get_auth(self):
+    def get_auth(self) -> list[dict[str, Any]]:
         auths = super().get_auth()
         policy = self._policy()
         if policy and policy["anonymous"] and not policy["permissions"] and {} not in auths:
             auths.append({})
         return auths
 
-    def get_description(self):
+    def get_description(self) -> str:
         description = super().get_description() or ""
         policy = self._policy()
         if not policy:
@@ -168,7 +172,7 @@ class ClipAutoSchema(AutoSchema):
 class ProductTextFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "clipcheck.api.serializers.ProductTextField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {
             "type": "string",
             "minLength": 1,
@@ -181,7 +185,7 @@ class ProductTextFieldExtension(OpenApiSerializerFieldExtension):
 class CategoriesFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "clipcheck.api.serializers.CategoriesField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {
             "type": "string",
             "minLength": 1,
@@ -198,7 +202,7 @@ class CategoriesFieldExtension(OpenApiSerializerFieldExtension):
 class LanguageFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "clipcheck.api.serializers.LanguageField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         # A pattern, not an enum: drf-spectacular moves enums to components, which multipart
         # validators do not resolve. The languages follow the running settings; empty counts as absent.
         languages = supported_languages()
@@ -214,7 +218,7 @@ class LanguageFieldExtension(OpenApiSerializerFieldExtension):
 class ImageUploadFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "clipcheck.api.serializers.ImageUploadField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {
             "type": "string",
             "format": "binary",
@@ -228,7 +232,7 @@ class ImageUploadFieldExtension(OpenApiSerializerFieldExtension):
 class ErrorDetailsFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "clipcheck.api.serializers.ErrorDetailsField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {
             "type": "object",
             "additionalProperties": {
@@ -241,7 +245,7 @@ class ErrorDetailsFieldExtension(OpenApiSerializerFieldExtension):
 class BatchItemsFieldExtension(OpenApiSerializerFieldExtension):
     target_class = "clipcheck.api.serializers.BatchItemsField"
 
-    def map_serializer_field(self, auto_schema, direction):
+    def map_serializer_field(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return {
             "type": "array",
             "minItems": 1,
@@ -265,7 +269,9 @@ class CsrfSessionScheme(SessionScheme):
     target_class = "clipcheck.api.authentication.CsrfSessionAuthentication"
 
 
-def one_of_fields(auto_schema, serializer, direction, fields, *, exactly_one):
+def one_of_fields(
+    auto_schema: AutoSchema, serializer: Serializer, direction: Direction, fields: Iterable[str], *, exactly_one: bool
+) -> dict[str, Any]:
     """A form schema that requires one of ``fields`` (or exactly one), which field flags cannot say."""
     schema = auto_schema._map_basic_serializer(serializer, direction)
     alternatives = [{"required": [name]} for name in fields]
@@ -276,5 +282,5 @@ def one_of_fields(auto_schema, serializer, direction, fields, *, exactly_one):
 class EmbedInputSerializerExtension(OpenApiSerializerExtension):
     target_class = "clipcheck.api.serializers.EmbedInputSerializer"
 
-    def map_serializer(self, auto_schema, direction):
+    def map_serializer(self, auto_schema: AutoSchema, direction: Direction) -> dict[str, Any]:
         return one_of_fields(auto_schema, self.target, direction, ("text", "file"), exactly_one=False)
