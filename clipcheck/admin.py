@@ -25,7 +25,9 @@ class AnalysisAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "id", "created_at", "verdict", "similarity_score", "threshold", "match_quality", "confidence",
         "source", "cached", "model", "short_text", "subject_link",
     )
-    list_filter = ("verdict", "match_quality", "source", "cached", "model", ("created_at", admin.DateFieldListFilter))
+    list_filter = (
+        "verdict", "match_quality", "source", "cached", "language", "model", ("created_at", admin.DateFieldListFilter),
+    )
     search_fields = ("text",)
     date_hierarchy = "created_at"
     list_select_related = ("subject_type",)

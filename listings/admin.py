@@ -299,7 +299,7 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         "price", "checked_at",
     )
     list_display_links = ("thumbnail", "title")
-    list_filter = ("status", QualityBandFilter, CheckedFilter, PhotoReusedFilter, "category")
+    list_filter = ("status", QualityBandFilter, CheckedFilter, PhotoReusedFilter, "category", "language")
     search_fields = ("title", "description", "category")
     list_select_related = ()
     list_per_page = 50
@@ -312,10 +312,12 @@ class ListingAdmin(ModerationActionsMixin, admin.ModelAdmin):
         "image_preview", "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality",
         "reasons_list",
         "checked_at", "checked_model", "image_sha256", "moderated_by", "moderated_at", "moderation_note",
-        "analyses_table", "seller", "similar_listings",
+        "analyses_table", "seller", "similar_listings", "language",
     )
     fieldsets = (
-        (None, {"fields": ("title", "description", "category", "price", "image", "image_preview", "seller")}),
+        # The texts' language: the seller's reasons and suggestion are in it.
+        (None, {"fields": ("title", "description", "language", "category", "price", "image", "image_preview",
+                           "seller")}),
         ("Similar listings", {"fields": ("similar_listings",)}),
         ("CLIP check", {"fields": (
             "status", "title_score_badge", "description_score_badge", "clip_verdict", "match_quality", "reasons_list",

@@ -48,3 +48,13 @@ def test_a_later_check_judges_the_listing_in_its_language(seller_client, nothing
     title_reason = next(reason for reason in listing.reasons if reason["field"] == "title")
     assert title_reason["message"].startswith("El texto obtiene")
     assert analyses_for_subject(subject=listing).first().language == "es"
+
+
+def test_the_admin_shows_moderators_the_sellers_language_and_suggestion(seller_client, nothing_matches, admin_client):
+    photo = SimpleUploadedFile("p.png", image_bytes(color=RED), content_type="image/png")
+    body = seller_client.post("/upload", {"file": photo, "title": "ein roter Stern", "language": "de"}).json()
+
+    page = admin_client.get(f"/admin/listings/listing/{body['listing_id']}/change/").content.decode()
+
+    assert "Ihr Titel passt nicht zum Foto" in page  # what the seller was told
+    assert "The title does not match the photo" in page  # the moderator's own words for the reason
