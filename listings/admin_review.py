@@ -17,14 +17,17 @@ the fragment endpoints use the one JSON error shape.
 """
 
 import mimetypes
+from collections.abc import Collection, Iterable
 from datetime import datetime
+from typing import Any, TypeGuard, cast
 
 from django.contrib import messages
+from django.contrib.admin import ModelAdmin
 from django.core.exceptions import PermissionDenied
-from django.http import Http404, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 
 from clipcheck import scoring
@@ -36,7 +39,7 @@ from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
 from clipcheck.verdicts import CONFLICT_CODES  # reasons that name words of the text: highlighted
 from listings import review, selectors
-from listings.models import Appeal, Listing, ModerationDecision
+from listings.models import Appeal, Listing, ListingPhoto, ModerationDecision
 
 # The largest primary key a database stores (BigAutoField): a larger id names no listing.
 MAX_LISTING_ID = 2**63 - 1
@@ -45,12 +48,16 @@ SKIPPED_SESSION_KEY = "listings_review_skipped"
 # database since then (a decision never writes the session).
 STARTED_SESSION_KEY = "listings_review_started"
 
+# ``(text, highlighted)``
+Segment = tuple[str, bool]
 
-def text_segments(text, reasons, field_name):
+
+def text_segments(text: str, reasons: Iterable[object] | None, field_name: str) -> list[Segment]:
     """``text`` as ``[(text, highlighted)]``: the passages a reason about ``field_name`` points at
     and the words a conflict says the text names are highlighted."""
     spans = [span for reason in reasons or [] for span in _reason_spans(reason, text, field_name)]
-    segments, position = [], 0
+    segments: list[Segment] = []
+    position = 0
     for start, end in sorted(spans):
         start = max(start, position)
         if start >= end:
@@ -64,13 +71,13 @@ def text_segments(text, reasons, field_name):
     return segments
 
 
-def _reason_spans(reason, text, field_name):
+def _reason_spans(reason: object, text: str, field_name: str) -> list[tuple[int, int]]:
     """The character spans of ``text`` that one reason points at."""
     if not isinstance(reason, dict) or reason.get("field") != field_name:
         return []
-    spans = []
+    spans: list[tuple[int, int]] = []
     # The span is the reason's own start/end, or its "passage" object's (docs/verdicts.md).
-    span = reason.get("passage") if isinstance(reason.get("passage"), dict) else reason
+    span = cast(dict[str, Any], reason.get("passage")) if isinstance(reason.get("passage"), dict) else reason
     start, end = span.get("start"), span.get("end")
     if _is_offset(start) and _is_offset(end) and start < end:
         spans.append((start, min(end, len(text))))
@@ -81,11 +88,11 @@ def _reason_spans(reason, text, field_name):
     return spans
 
 
-def description_segments(description, reasons):
+def description_segments(description: str, reasons: Iterable[object] | None) -> list[Segment]:
     return text_segments(description, reasons, "description")
 
 
-def listing_id_parse(value):
+def listing_id_parse(value: object) -> int | None:
     """A listing id from a URL or form: ASCII digits within the database's range, else None."""
     text = str(value)
     if not (text.isascii() and text.isdigit()) or len(text) > 19:
@@ -94,27 +101,27 @@ def listing_id_parse(value):
     return number if 0 < number <= MAX_LISTING_ID else None
 
 
-def _is_offset(value):
+def _is_offset(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
-def reason_rows(reasons, threshold):
+def reason_rows(reasons: Iterable[object] | None, threshold: float | None) -> list[dict[str, Any]]:
     """The verdict's reasons for people (``clipcheck.reasons``): label, field, sentence, evidence in words."""
     return [reason_display(reason, threshold=threshold) for reason in reasons or [] if isinstance(reason, dict)]
 
 
-def score_rows(listing, threshold):
+def score_rows(listing: Listing, threshold: float) -> list[dict[str, Any]]:
     """The texts' scores, each with its verdict and whether the machine was unsure (near the threshold)."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for field_name, score in (("Title", listing.title_score), ("Description", listing.description_score)):
-        row = {"field": field_name, "score": score, "below": False, "unsure": False}
+        row: dict[str, Any] = {"field": field_name, "score": score, "below": False, "unsure": False}
         if score is not None:
             row.update(below=scoring.is_mismatch(score, threshold), unsure=scoring.confidence(score, threshold) == "low")
         rows.append(row)
     return rows
 
 
-def listing_photos(listing):
+def listing_photos(listing: Listing) -> list[ListingPhoto]:
     """The listing's photos (``photos`` relation, when the project has one) that hold an image, in order."""
     photos = getattr(listing, "photos", None)
     if photos is None or not hasattr(photos, "all"):
@@ -122,7 +129,7 @@ def listing_photos(listing):
     return [photo for photo in photos.all() if getattr(photo, "image", None)]
 
 
-def photo_urls(listing):
+def photo_urls(listing: Listing) -> list[str]:
     """Every photo of the listing, each read through storage by an admin view."""
     photos = listing_photos(listing)
     if not photos:
@@ -132,7 +139,7 @@ def photo_urls(listing):
     ]
 
 
-def reused_photo_pairs(listing, reasons):
+def reused_photo_pairs(listing: Listing, reasons: Iterable[object] | None) -> list[dict[str, Any]]:
     """The listings a ``photo_reused`` reason names, each with its first photo,
     to show beside this listing's (missing listings are left out)."""
     named = {
@@ -143,7 +150,7 @@ def reused_photo_pairs(listing, reasons):
     return [
         {
             "listing": other,
-            "photo_url": (photo_urls(other) or [None])[0],
+            "photo_url": next(iter(photo_urls(other)), None),
             "change_url": reverse("admin:listings_listing_change", args=[other.pk]),
             "similarity": named[other.pk].get("similarity"),
             "seller_differs": named[other.pk].get("seller_differs"),
@@ -153,7 +160,7 @@ def reused_photo_pairs(listing, reasons):
     ]
 
 
-def similar_listings(listing, *, exclude, k=3):
+def similar_listings(listing: Listing, *, exclude: Collection[int], k: int = 3) -> list[dict[str, Any]]:
     """The catalogue's listings whose photos look most like this one (not those shown as reused)."""
     try:
         similar = selectors.listing_similar(listing=listing, k=k + len(exclude))
@@ -161,19 +168,19 @@ def similar_listings(listing, *, exclude, k=3):
         return []  # no embedding stored for this model yet: the panel stays empty
     return [
         {
-            "listing": other, "similarity": similarity, "photo_url": (photo_urls(other) or [None])[0],
+            "listing": other, "similarity": similarity, "photo_url": next(iter(photo_urls(other)), None),
             "change_url": reverse("admin:listings_listing_change", args=[other.pk]),
         }
         for other, similarity in similar if other.pk not in exclude
     ][:k]
 
 
-def reason_code_choices():
+def reason_code_choices() -> list[dict[str, str]]:
     """The moderators' reject reasons (``REVIEW_REASON_CODES``), each with its label in words."""
     return [{"code": code, "label": reason_label(code)} for code in review.review_reason_codes()]
 
 
-def appeal_context(listing):
+def appeal_context(listing: Listing) -> dict[str, Any] | None:
     """The listing's open appeal for the review screen: the seller's text and the contested decision with the
     reasons it relied on; None when the listing is not appealed."""
     appeal = (
@@ -190,11 +197,11 @@ def appeal_context(listing):
 
 
 class ReviewViews:
-    def __init__(self, model_admin):
+    def __init__(self, model_admin: ModelAdmin) -> None:
         self.model_admin = model_admin
         self.admin_site = model_admin.admin_site
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         wrap = self.admin_site.admin_view
         return [
             path("review/", wrap(self.review_view), name="listings_listing_review"),
@@ -206,14 +213,14 @@ class ReviewViews:
             ),
         ]
 
-    def check_permission(self, request):
+    def check_permission(self, request: HttpRequest) -> None:
         if not request.user.has_perm("listings.moderate_listing"):
             raise PermissionDenied
 
-    def skipped(self, request):
+    def skipped(self, request: HttpRequest) -> list[int]:
         return request.session.get(SKIPPED_SESSION_KEY, [])
 
-    def decided(self, request):
+    def decided(self, request: HttpRequest) -> int:
         """This moderator's decisions in force since the review screen was opened in this session."""
         started = request.session.get(STARTED_SESSION_KEY)
         if not started:
@@ -222,7 +229,7 @@ class ReviewViews:
 
     # Views
 
-    def review_view(self, request):
+    def review_view(self, request: HttpRequest) -> HttpResponse:
         """The screen, with the listing you hold; claiming one is a POST (``review/next/``), which the
         screen makes as it opens, so that no link can claim on a moderator's behalf."""
         self.check_permission(request)
@@ -243,7 +250,7 @@ class ReviewViews:
         request.current_app = self.admin_site.name
         return TemplateResponse(request, "admin/listings/review/page.html", context)
 
-    def next_view(self, request):
+    def next_view(self, request: HttpRequest) -> HttpResponse:
         """POST: claim the listing you hold or the next one; with ``skip=<id>`` give that one back
         first; with ``back=1`` (``current=<id>``) give the current one back and return to the
         listings skipped this session. GET only shows the listing you hold (it claims nothing)."""
@@ -267,7 +274,7 @@ class ReviewViews:
             request.session[SKIPPED_SESSION_KEY] = [*self.skipped(request), skip][-500:]
         return self.item_response(request)
 
-    def decide_view(self, request, listing_id):
+    def decide_view(self, request: HttpRequest, listing_id: int) -> HttpResponse:
         self.check_permission(request)
         from_change_page = request.POST.get("next") == "change"
         if request.method != "POST":
@@ -295,7 +302,7 @@ class ReviewViews:
             return self.change_page_redirect(listing_id)
         return self.item_response(request)
 
-    def undo_view(self, request):
+    def undo_view(self, request: HttpRequest) -> HttpResponse:
         self.check_permission(request)
         if request.method != "POST":
             return self.error_response(ClipcheckError("Use POST.", code="method_not_allowed", status_code=405))
@@ -306,7 +313,7 @@ class ReviewViews:
         request.session[SKIPPED_SESSION_KEY] = [pk for pk in self.skipped(request) if pk != listing.pk]
         return self.item_response(request, listing=listing, undone=True)
 
-    def photo_view(self, request, listing_id, index):
+    def photo_view(self, request: HttpRequest, listing_id: int, index: int) -> HttpResponse:
         """A listing's ``index``-th photo, read through storage (private buckets too)."""
         self.check_permission(request)
         if listing_id_parse(listing_id) is None:
@@ -327,15 +334,17 @@ class ReviewViews:
 
     # Rendering
 
-    def item_response(self, request, listing=None, undone=False, claim=True):
+    def item_response(
+        self, request: HttpRequest, listing: Listing | None = None, undone: bool = False, claim: bool = True
+    ) -> HttpResponse:
         if listing is None and claim:
             listing = review.review_claim_next(moderator=request.user, exclude=self.skipped(request))
         context = {"item": self.item_context(request, listing, undone=undone), "reason_codes": reason_code_choices()}
         return TemplateResponse(request, "admin/listings/review/item.html", context)
 
-    def item_context(self, request, listing, undone=False):
+    def item_context(self, request: HttpRequest, listing: Listing | None, undone: bool = False) -> dict[str, Any]:
         stats = review.review_queue_stats()
-        context = {
+        context: dict[str, Any] = {
             "queue": stats, "listing": listing, "undone": undone, "skipped": len(self.skipped(request)),
             "decided": self.decided(request),
         }
@@ -366,10 +375,10 @@ class ReviewViews:
         })
         return context
 
-    def error_response(self, exc):
+    def error_response(self, exc: ClipcheckError) -> JsonResponse:
         from clipcheck.api.exceptions import error_body
 
         return JsonResponse(error_body(exc.code, exc.message), status=exc.status_code)
 
-    def change_page_redirect(self, listing_id):
+    def change_page_redirect(self, listing_id: int) -> HttpResponseRedirect:
         return HttpResponseRedirect(reverse("admin:listings_listing_change", args=[listing_id]))

@@ -8,23 +8,25 @@ moderation decisions may read it; the figures come from
 """
 
 import io
+from collections.abc import Mapping
 from datetime import UTC, datetime
 
+from django.contrib.admin import ModelAdmin
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
-from django.urls import path
+from django.urls import URLPattern, path
 from django.utils import timezone
 
 from listings.transparency_report import period_bounds, transparency_report
 
 
-def current_half_year(now=None):
+def current_half_year(now: datetime | None = None) -> str:
     now = now or timezone.now()
     return f"{now.year}-H{1 if now.month <= 6 else 2}"
 
 
-def report_period(query):
+def report_period(query: Mapping[str, str]) -> tuple[datetime | None, datetime | None, str, str | None]:
     """``(since, until, label, error)`` from the query: a ``period``, or ``since``/``until`` dates (UTC)."""
     if query.get("since") or query.get("until"):
         try:
@@ -44,15 +46,15 @@ def report_period(query):
 
 
 class TransparencyReportViews:
-    def __init__(self, model_admin):
+    def __init__(self, model_admin: ModelAdmin) -> None:
         self.model_admin = model_admin
         self.admin_site = model_admin.admin_site
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [path("transparency/", self.admin_site.admin_view(self.report_view),
                      name="listings_moderationdecision_transparency")]
 
-    def report_view(self, request):
+    def report_view(self, request: HttpRequest) -> HttpResponse:
         if not self.model_admin.has_view_permission(request):
             raise PermissionDenied
         since, until, label, error = report_period(request.GET)
