@@ -6,8 +6,9 @@ one line per drifting category, for cron. See docs/adaptation.md, "Drift".
 """
 
 from datetime import timedelta
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from clipcheck import drift
@@ -23,7 +24,7 @@ class Command(BaseCommand):
         "(score PSI, moderators' overturn rate, mean photo embedding); exit 1 past the limits."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--days", type=positive_int, default=7, help="The recent window (default 7 days).")
         parser.add_argument("--psi-limit", type=float, default=drift.PSI_LIMIT,
                             help=f"Score PSI past which a category drifts (default {drift.PSI_LIMIT}).")
@@ -33,7 +34,9 @@ class Command(BaseCommand):
         parser.add_argument("--shift-limit", type=fraction, default=drift.SHIFT_LIMIT,
                             help=f"Mean embedding shift (1 - cosine) past which a category drifts (default {drift.SHIFT_LIMIT}).")
 
-    def handle(self, *args, days, psi_limit, overturn_limit, shift_limit, **options):
+    def handle(
+        self, *args: Any, days: int, psi_limit: float, overturn_limit: float, shift_limit: float, **options: Any
+    ) -> None:
         active = adaptation_active_row()
         if active is None or not active.reference.get("categories"):
             raise CommandError(
@@ -46,7 +49,7 @@ class Command(BaseCommand):
             f"{active.reference.get('until', '?')}); judged from {drift.MIN_WINDOW_COUNT} checks per category."
         )
         self.stdout.write(f"  {'category':<24} {'checks':>6} {'PSI':>7} {'overturns':>10} {'shift':>8}")
-        drifting = []
+        drifting: list[str] = []
         for category, reference in sorted(active.reference["categories"].items()):
             figures = drift.category_drift(
                 windows.get(category, drift.CategoryWindow()), reference,
@@ -62,5 +65,5 @@ class Command(BaseCommand):
         self.stdout.write(self.style.SUCCESS("No category drifted past the limits."))
 
 
-def _value(value):
+def _value(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"

@@ -3,12 +3,14 @@
 The work is done by ``listings.sweep``; see docs/operations.md for the schedule.
 """
 
-from django.core.management.base import BaseCommand, CommandError
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from listings.sweep import grace_timedelta, orphans_sweep
 
 
-def non_negative_hours(value):
+def non_negative_hours(value: str) -> float:
     try:
         hours = float(value)
     except ValueError:
@@ -24,14 +26,14 @@ class Command(BaseCommand):
         "listing, once older than the grace period."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--grace-hours", type=str, default="24",
             help="Keep anything younger than this many hours (default 24): it may belong to an upload in progress.",
         )
         parser.add_argument("--dry-run", action="store_true", help="Print what would be removed; remove nothing.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         hours = non_negative_hours(options["grace_hours"])
         result = orphans_sweep(grace=grace_timedelta(hours), dry_run=options["dry_run"])
         verb = "Would remove" if options["dry_run"] else "Removed"

@@ -6,8 +6,10 @@ and their definitions: ``listings.transparency_report``, docs/compliance.md.
 """
 
 import sys
+from datetime import datetime
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from listings.management.options import day_or_time
 from listings.transparency_report import period_bounds, transparency_report
@@ -19,13 +21,16 @@ class Command(BaseCommand):
         "detection, time from flag to decision, appeals, and the accuracy of the automated check."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--period", help="A half year (2026-H2), year (2026), quarter (2026-Q3) or month (2026-09), UTC.")
         parser.add_argument("--since", type=day_or_time, help="From this date or time (UTC).")
         parser.add_argument("--until", type=day_or_time, help="Before this date or time (UTC).")
         parser.add_argument("--output", metavar="FILE", help="Write the CSV here (default: standard output).")
 
-    def handle(self, *args, period=None, since=None, until=None, output=None, **options):
+    def handle(
+        self, *args: Any, period: str | None = None, since: datetime | None = None, until: datetime | None = None,
+        output: str | None = None, **options: Any,
+    ) -> None:
         if period and (since or until):
             raise CommandError("Give --period, or --since and --until, not both.")
         if period:
