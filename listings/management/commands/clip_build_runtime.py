@@ -7,8 +7,9 @@ only where the guard passes. See docs/runtime.md.
 """
 
 import time
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clipcheck.engine import openvino, runtimes
 from clipcheck.engine.clip import local_checkpoint
@@ -26,7 +27,7 @@ class Command(BaseCommand):
         "compiled-model cache. Prints the guard's figures; int8 is enabled only where they pass."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--calibration-size", type=positive_int, default=openvino.CALIBRATION_SIZE,
             help=f"Listings to calibrate on (default {openvino.CALIBRATION_SIZE}); as many again are held out "
@@ -35,7 +36,7 @@ class Command(BaseCommand):
         parser.add_argument("--threshold", type=float, help="Verdict threshold of the guard (default: the service's).")
         parser.add_argument("--rebuild", action="store_true", help="Quantise again even if a build for this set exists.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if not runtimes.openvino_available():
             raise CommandError("The openvino package is not installed (pip install -r requirements/base.txt).")
         model = str(clip_settings.MODEL)
@@ -94,7 +95,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.WARNING(message))
 
 
-def _dtype():
+def _dtype() -> str:
     from clipcheck.engine.clip import resolve_device, resolve_dtype
 
     return resolve_dtype(clip_settings.DTYPE, resolve_device("cpu"))

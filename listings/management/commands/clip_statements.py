@@ -12,8 +12,11 @@ how to schedule it (daily).
 import json
 import os
 import sys
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clipcheck.paging import keyset_pages
 from listings.management.options import day_or_time, non_negative_int
@@ -34,7 +37,7 @@ class Command(BaseCommand):
         f"{TOKEN_VARIABLE} from the environment)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--output", metavar="FILE", help="Write the statements as JSON lines ('-': standard output).")
         parser.add_argument("--submit", action="store_true", help="Send the statements not sent yet (at most 100 a call).")
         parser.add_argument("--since", type=day_or_time, help="Only decisions from this date or time (UTC).")
@@ -45,7 +48,10 @@ class Command(BaseCommand):
         parser.add_argument("--backoff", type=float, default=2.0,
                             help="Seconds before the first retry (default 2).")
 
-    def handle(self, *args, output=None, submit=False, since=None, until=None, retries=5, backoff=2.0, **options):
+    def handle(
+        self, *args: Any, output: str | None = None, submit: bool = False, since: datetime | None = None,
+        until: datetime | None = None, retries: int = 5, backoff: float = 2.0, **options: Any,
+    ) -> None:
         if not output and not submit:
             raise CommandError("Say what to do: --output FILE, --submit, or both.")
         if since and until and since >= until:
@@ -54,10 +60,12 @@ class Command(BaseCommand):
         if output:
             self._write(output, since=since, until=until)
         if submit:
+            assert api is not None  # made above when submitting
             self._submit(api, since=since, until=until)
 
-    def _write(self, output, *, since, until):
-        written, invalid = 0, {}
+    def _write(self, output: str, *, since: datetime | None, until: datetime | None) -> None:
+        written = 0
+        invalid: dict[str, Any] = {}
         stream = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
         try:
             for page in keyset_pages(restriction_decisions(since=since, until=until), page_size=PAGE_SIZE):
@@ -77,7 +85,7 @@ class Command(BaseCommand):
         if invalid:
             raise CommandError(_refused_line(invalid, "break the Transparency Database's rules and were not written"))
 
-    def _submit(self, api, *, since, until):
+    def _submit(self, api: TransparencyApi, *, since: datetime | None, until: datetime | None) -> None:
         try:
             summary = statements_submit(api=api, since=since, until=until)
         except TransparencyError as error:
@@ -98,7 +106,7 @@ class Command(BaseCommand):
             raise CommandError(_refused_line(summary.refused, "were refused; they are sent again by the next run"))
 
 
-def _api(*, retries, backoff):
+def _api(*, retries: int, backoff: float) -> TransparencyApi:
     url, token = os.environ.get(URL_VARIABLE, "").strip(), os.environ.get(TOKEN_VARIABLE, "").strip()
     missing = [name for name, value in ((URL_VARIABLE, url), (TOKEN_VARIABLE, token)) if not value]
     if missing:
@@ -106,7 +114,7 @@ def _api(*, retries, backoff):
     return TransparencyApi(url=url, token=token, retries=retries, backoff=max(backoff, 0.0))
 
 
-def _refused_line(refused, what):
+def _refused_line(refused: Mapping[str, Any], what: str) -> str:
     first_puid, first_errors = next(iter(refused.items()))
     field, messages = next(iter(first_errors.items()))
     message = messages[0] if isinstance(messages, list) and messages else messages
