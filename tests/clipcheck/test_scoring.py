@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,14 @@ def test_bands_never_contradict_the_verdict_for_any_threshold():
             verdict = scoring.verdict(score, threshold)
             expected = not_matching if verdict["is_mismatch"] else matching
             assert verdict["match_quality"] in expected, (score, threshold, verdict)
+
+
+def test_a_sigmoid_models_probability_is_its_own_logistic_of_scale_times_cosine_plus_bias():
+    # SigLIP base's own figures: logit_scale about 117, logit_bias about -12.9.
+    assert scoring.sigmoid_probability(12.9 / 117.3, 117.3, -12.9) == 0.5
+    assert scoring.sigmoid_probability(0.15, 117.3, -12.9) == round(1 / (1 + math.exp(-(117.3 * 0.15 - 12.9))), 4)
+    assert scoring.sigmoid_probability(0.15, 117.3, -12.9) > 0.99 > 0.01 > scoring.sigmoid_probability(0.05, 117.3, -12.9)
+    # A negative cosine is not clamped first (the score is; the probability is of the cosine).
+    assert scoring.sigmoid_probability(-0.2, 10.0, 1.0) < scoring.sigmoid_probability(0.0, 10.0, 1.0)
+    assert scoring.sigmoid_probability(float("nan"), 10.0, 1.0) == 0.0
+    assert scoring.sigmoid_probability(1e9, 10.0, 1.0) == 1.0

@@ -328,3 +328,16 @@ def test_another_architecture_is_refused_at_start(settings, tmp_path, caplog, fr
     assert "model_type 'blip'" in reason
     with pytest.raises(UnsupportedCheckpoint, match="not one the service runs"):
         checkpoint_family(tmp_path / "other")
+
+
+@pytest.mark.django_db
+def test_a_sigmoid_models_classify_score_needs_no_threshold(settings, served):
+    # CLIP's score is centred on the classify threshold; SigLIP's is the model's own probability.
+    scores = {}
+    for family in ("clip", "siglip"):
+        for threshold in (0.0, 1.0):
+            served(family, "torch")
+            set_clip_settings(settings, CLASSIFY_THRESHOLD=threshold)
+            scores[family, threshold] = classify(FORMAT_CASES["PNG RGB"][0])["red circle"]["score"]
+    assert scores["siglip", 0.0] == scores["siglip", 1.0]
+    assert scores["clip", 0.0] > scores["clip", 1.0]

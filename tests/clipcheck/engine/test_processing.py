@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil
+from transformers import AutoTokenizer, CLIPConfig, CLIPImageProcessorPil, SiglipConfig, SiglipImageProcessorPil
 
 from clipcheck.engine.openvino import ensure_exact_build
 from clipcheck.engine.processing import (
@@ -20,6 +20,7 @@ from clipcheck.engine.processing import (
     load_tokenizer,
     text_token_limit,
 )
+from tests.checkpoints import build_tiny_siglip, build_tiny_siglip2
 from tests.support.runtime import RUNTIME_CACHE_DIR
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -46,6 +47,55 @@ def test_pixels_equal_transformers_bit_for_bit(checkpoint, tiny_model_dir):
     ours = preprocess(images)
     assert ours.dtype == np.float32
     assert np.array_equal(ours, transformers_pixels(checkpoint, images))
+
+
+@pytest.fixture(scope="module")
+def siglip_checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("siglip-processing")
+    return {"siglip": build_tiny_siglip(root / "siglip"), "siglip2": build_tiny_siglip2(root / "siglip2")}
+
+
+@pytest.mark.parametrize("family", ["siglip", "siglip2"])
+def test_siglip_pixels_equal_transformers_bit_for_bit(family, siglip_checkpoints):
+    # An exact resize to the model's size (no crop), mean and std 0.5: SiglipImageProcessorPil's steps.
+    checkpoint = siglip_checkpoints[family]
+    preprocess = load_image_preprocessor(checkpoint)
+    assert isinstance(preprocess, ImagePreprocessor) and preprocess.crop is None
+    images = random_pictures(seed=3) + [picture.convert(mode) for mode in ("L", "RGBA", "P")
+                                        for picture in random_pictures(seed=4)[3:5]]
+    expected = SiglipImageProcessorPil.from_pretrained(checkpoint)(images=images, return_tensors="np")["pixel_values"]
+    ours = preprocess(images)
+    assert ours.shape == (len(images), 3, 48, 48)
+    assert np.array_equal(ours, expected)
+
+
+def test_a_siglip_config_silent_on_its_steps_takes_siglips_defaults(tmp_path, siglip_checkpoints):
+    # The hub's SigLIP configs name no crop and no mean: SiglipImageProcessor's defaults, not CLIP's.
+    checkpoint = tmp_path / "silent"
+    shutil.copytree(siglip_checkpoints["siglip"], checkpoint)
+    config_path = checkpoint / "processor_config.json"
+    config = json.loads(config_path.read_text())
+    for key in ("image_mean", "image_std", "do_normalize", "resample"):
+        config["image_processor"].pop(key)
+    config_path.write_text(json.dumps(config))
+    images = random_pictures(seed=5)
+    expected = SiglipImageProcessorPil.from_pretrained(checkpoint)(images=images, return_tensors="np")["pixel_values"]
+    assert np.array_equal(load_image_preprocessor(checkpoint)(images), expected)
+
+
+@pytest.mark.parametrize("family", ["siglip", "siglip2"])
+def test_siglip_tokenizers_and_dimensions_equal_transformers(family, siglip_checkpoints):
+    checkpoint = siglip_checkpoints[family]
+    ours, theirs = load_tokenizer(checkpoint), AutoTokenizer.from_pretrained(checkpoint)
+    assert type(ours).__name__ == {"siglip": "SiglipTokenizer", "siglip2": "GemmaTokenizer"}[family]
+    texts = ["Red shoes.", "a very long title " * 30, "", "Ünïcödé étoile 漢字 😀"]
+    options = {"padding": "max_length", "truncation": True, "max_length": 64, "return_tensors": "np"}
+    encoded, expected = ours(texts, **options), theirs(texts, **options)
+    assert all(np.array_equal(encoded[key], expected[key]) for key in ("input_ids", "attention_mask"))
+    config, dims = SiglipConfig.from_pretrained(checkpoint), ModelDims.from_checkpoint(checkpoint)
+    # SigLIP has no projection_dim: its embeddings are the heads' output size.
+    assert dims == ModelDims(config.text_config.projection_size, config.text_config.max_position_embeddings)
+    assert config.vision_config.hidden_size == config.text_config.projection_size
 
 
 def test_a_legacy_preprocessor_config_is_read_as_transformers_reads_it(tmp_path, tiny_model_dir):
