@@ -8,10 +8,11 @@ API token, prints how to use them, and serves.
 
 import shlex
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.test.utils import override_settings
 
 import knownanswer
@@ -33,7 +34,7 @@ SAMPLE_DIRECTORY = "demo-sample"
 CORS_EXAMPLE_ORIGIN = f"http://{HOST}:5500"
 
 
-def port_number(value):
+def port_number(value: str) -> int:
     port = int(value)
     if not 1 <= port <= 65535:
         raise ValueError(value)
@@ -46,7 +47,7 @@ class Command(BaseCommand):
         "create a demo moderator, superuser and seller (with an API token) and start the server."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--port", type=port_number, default=8000, help=f"Port on {HOST} (default 8000).")
         parser.add_argument("--no-serve", action="store_true", help="Prepare everything, print the URLs, don't serve.")
         parser.add_argument(
@@ -60,7 +61,9 @@ class Command(BaseCommand):
                  "(by default a rerun keeps them).",
         )
 
-    def handle(self, *args, port, no_serve, count, seed, reset_credentials, **options):
+    def handle(
+        self, *args: Any, port: int, no_serve: bool, count: int, seed: int, reset_credentials: bool, **options: Any
+    ) -> None:
         if count < 1:
             raise CommandError("--count must be at least 1.")
         threshold = knownanswer.calibrated_threshold()
@@ -85,7 +88,7 @@ class Command(BaseCommand):
             self.stdout.write(f"Starting the server on {HOST}:{port} (Ctrl-C stops it).")
             call_command("runserver", f"{HOST}:{port}", use_reloader=False)
 
-    def adapt(self):
+    def adapt(self) -> None:
         """Learn the category adaptation from the demo catalogue's categories (once per model)."""
         if adaptation_active() is not None:
             self.stdout.write("Category adaptation: already active, kept.")
@@ -95,7 +98,7 @@ class Command(BaseCommand):
         except CommandError as exc:  # the demo goes on with the zero-shot prompts
             self.stdout.write(f"Category adaptation not promoted: {exc}")
 
-    def prepare(self, *, count, seed, port, reset_credentials):
+    def prepare(self, *, count: int, seed: int, port: int, reset_credentials: bool) -> None:
         if clip_settings.BATCH_ROOT:
             Path(clip_settings.BATCH_ROOT).mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
@@ -130,7 +133,7 @@ class Command(BaseCommand):
             self.stdout.write(line)
         self.introduce(base_url=f"http://{HOST}:{port}", reset_credentials=reset_credentials)
 
-    def introduce(self, *, base_url, reset_credentials):
+    def introduce(self, *, base_url: str, reset_credentials: bool) -> None:
         """The demo's accounts, an upload that works as printed, and the pages to open."""
         self.stdout.write(
             "\nAccounts (made on the first run and kept; --reset-credentials makes new passwords and token):"

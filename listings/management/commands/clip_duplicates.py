@@ -7,9 +7,11 @@ shows progress and writes the report. See docs/similarity.md.
 import csv
 import json
 import sys
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clipcheck.engine import get_engine
 from clipcheck.errors import ClipcheckError
@@ -20,6 +22,9 @@ from listings.management.options import positive_int
 from listings.models import Listing
 from listings.settings import listings_settings
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 REPORT_FORMATS = (".csv", ".json")
 CSV_FIELDS = ("cluster", "size", "listing_id", "title", "seller_id", "status", "category", "image_sha256",
               "best_similarity", "best_layout_similarity")
@@ -28,7 +33,7 @@ CSV_FIELDS = ("cluster", "size", "listing_id", "title", "seller_id", "status", "
 class Command(BaseCommand):
     help = "Find clusters of listings whose photos are the same or near-identical, as a CSV or JSON report."
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--report", metavar="PATH", required=True, help="Report file (.csv or .json).")
         parser.add_argument(
             "--state", metavar="PATH",
@@ -40,7 +45,7 @@ class Command(BaseCommand):
         )
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         report = Path(options["report"])
         if report.suffix.lower() not in REPORT_FORMATS:
             raise CommandError(f"--report must end in {' or '.join(REPORT_FORMATS)}: {str(report)!r}.")
@@ -75,13 +80,13 @@ class Command(BaseCommand):
         for listing_id, reason in state.failed[:5]:
             self.stderr.write(f"Listing #{listing_id} could not be read: {reason}")
 
-    def save(self, state, path):
+    def save(self, state: duplicates.DuplicatesState, path: Path) -> None:
         try:
             state.save(path)
         except OSError as exc:
             raise CommandError(f"The state file {str(path)!r} cannot be written: {exc.strerror}.")
 
-    def progress_bar(self, state, *, enabled):
+    def progress_bar(self, state: duplicates.DuplicatesState, *, enabled: bool) -> "tqdm":
         from tqdm import tqdm
 
         enabled = enabled and self.stderr.isatty()
@@ -89,7 +94,7 @@ class Command(BaseCommand):
         # tqdm writes straight to the terminal, as clip_audit's bar does.
         return tqdm(total=total, unit="listing", disable=not enabled, file=sys.stderr)
 
-    def write_report(self, path, clusters):
+    def write_report(self, path: Path, clusters: Sequence[duplicates.Cluster]) -> None:
         try:
             handle = path.open("w", newline="", encoding="utf-8")
         except OSError as exc:
@@ -113,12 +118,12 @@ class Command(BaseCommand):
                     }))
 
     @staticmethod
-    def best_pair(cluster, listing_id):
+    def best_pair(cluster: duplicates.Cluster, listing_id: int) -> duplicates.Pair | None:
         pairs = [pair for pair in cluster.pairs if listing_id in pair[:2]]
         return max(pairs, key=lambda pair: pair[2]) if pairs else None
 
     @staticmethod
-    def cluster_json(cluster):
+    def cluster_json(cluster: duplicates.Cluster) -> dict[str, Any]:
         return {
             "cluster": cluster.number,
             "size": len(cluster.listings),
