@@ -8,8 +8,10 @@ fit and the promotion gate are ``clipcheck.adaptation``; storing and serving
 
 import getpass
 import sys
+from collections.abc import Sequence
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clipcheck.adaptation import MIN_CATEGORY_HELD_OUT, MIN_PHOTOS_PER_CATEGORY
 from clipcheck.calibration import label_warnings
@@ -18,7 +20,7 @@ from clipcheck.services import adaptation_learning, adaptations
 from clipcheck.services.thresholds import model_id
 from clipcheck.settings import clip_settings
 from listings.drift import drift_reference
-from listings.labels import adaptation_labels, match_labels
+from listings.labels import AdaptationLabels, adaptation_labels, match_labels
 from listings.management.options import positive_int
 
 PROVENANCE = (
@@ -37,8 +39,11 @@ class Command(BaseCommand):
         "Learn a category adaptation of the current model from the catalogue's labels and judge it on held-out "
         "listings; --apply promotes it when the held-out figures prove it better, --rollback restores the previous one."
     )
+    # What ``learn`` read.
+    labels: AdaptationLabels
+    matches: adaptation_learning.MatchLabels
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--apply", action="store_true", help="Promote the adaptation if it passes the gate.")
         parser.add_argument("--rollback", action="store_true", help="Retire the active adaptation; the one before it serves again.")
         parser.add_argument("--batch-size", type=positive_int, default=None,
@@ -46,9 +51,13 @@ class Command(BaseCommand):
         parser.add_argument("--by", default=None, help="Who promotes (recorded with it; default: the system user).")
         parser.add_argument("--no-progress", action="store_true", help="No progress bar.")
 
-    def handle(self, *args, apply, rollback, batch_size, by, no_progress, **options):
+    def handle(
+        self, *args: Any, apply: bool, rollback: bool, batch_size: int | None, by: str | None, no_progress: bool,
+        **options: Any,
+    ) -> None:
         if rollback:
-            return self.rollback(apply=apply)
+            self.rollback(apply=apply)
+            return
         outcome = self.learn(batch_size=batch_size or int(clip_settings.BATCH_SIZE), progress=not no_progress)
         if not apply:
             self.stdout.write("Nothing changed: add --apply to promote it.")
@@ -65,7 +74,7 @@ class Command(BaseCommand):
             f"CALIBRATION_CACHE_SECONDS ({clip_settings.CALIBRATION_CACHE_SECONDS:g} s)."
         ))
 
-    def learn(self, *, batch_size, progress):
+    def learn(self, *, batch_size: int, progress: bool) -> adaptation_learning.AdaptationOutcome:
         from tqdm import tqdm
 
         with tqdm(unit="photo", desc="encoding photos", disable=not progress or not sys.stderr.isatty(),
@@ -81,7 +90,7 @@ class Command(BaseCommand):
         self.report_match(outcome)
         return outcome
 
-    def report_labels(self):
+    def report_labels(self) -> None:
         labels, photos = self.labels, self.labels.photos
         self.stdout.write(
             f"Labels for model {model_id()}: {len(photos.keys)} listings in {len(photos.categories)} categories "
@@ -94,7 +103,7 @@ class Command(BaseCommand):
         for warning in self.label_warnings():
             self.stdout.write(self.style.WARNING(f"WARNING: {warning}"))
 
-    def report_match(self, outcome):
+    def report_match(self, outcome: adaptation_learning.AdaptationOutcome) -> None:
         matches = self.matches
         approved = int(matches.matches.sum())
         self.stdout.write(
@@ -117,9 +126,9 @@ class Command(BaseCommand):
             f"{figures['brier']:.4f} (95 % CI {_span(figures['brier_interval'])})."
         )
 
-    def label_warnings(self):
+    def label_warnings(self) -> list[str]:
         labels = self.labels
-        warnings = []
+        warnings: list[str] = []
         total = sum(labels.provenance.values())
         confirmed = sum(labels.provenance.get(key, 0) for key in ("approved", "sampled", "wrong_category"))
         if total and confirmed < MIN_CONFIRMED_SHARE * total:
@@ -140,7 +149,7 @@ class Command(BaseCommand):
             )
         return warnings
 
-    def report_outcome(self, outcome):
+    def report_outcome(self, outcome: adaptation_learning.AdaptationOutcome) -> None:
         choice = outcome.choice
         self.stdout.write(
             f"\nFitted on {outcome.trained_on} listings: blend alpha {choice.alpha:g} (0: the prompts alone, 1: the "
@@ -171,14 +180,14 @@ class Command(BaseCommand):
         verdict = "passes" if outcome.promote else "fails"
         self.stdout.write(f"Gate: {verdict}: {outcome.reason}.")
 
-    def label_record(self, outcome):
+    def label_record(self, outcome: adaptation_learning.AdaptationOutcome) -> dict[str, Any]:
         return {
             "listings": len(self.labels.photos.keys), "categories": self.labels.photos.categories,
             "provenance": dict(self.labels.provenance), "trained_on": outcome.trained_on,
             "held_out": outcome.held_out, "left_out_categories": self.labels.too_few,
         }
 
-    def rollback(self, *, apply):
+    def rollback(self, *, apply: bool) -> None:
         if apply:
             raise CommandError("--rollback and --apply cannot be combined.")
         try:
@@ -191,16 +200,16 @@ class Command(BaseCommand):
         ))
 
 
-def _figure(value):
+def _figure(value: float | None) -> str:
     return "-" if value is None else f"{value:.4f}"
 
 
-def _span(interval):
+def _span(interval: Sequence[float | None]) -> str:
     low, high = interval
     return "-" if low is None else f"{low:.4f}..{high:.4f}"
 
 
-def _user():
+def _user() -> str:
     try:
         return getpass.getuser()
     except (KeyError, OSError):
