@@ -5,6 +5,7 @@
     python -m bench --threads 2 --compare-threads 0
     python -m bench --runtimes             # torch, OpenVINO and OpenVINO int8 side by side (bench/runtimes.py)
     python -m bench --adaptation           # clip_adapt on 10,000 labelled photos (bench/adaptation.py)
+    python -m bench --families             # image and text embeddings per checkpoint family (bench/families.py)
 
 Prints the table and writes ``bench/results/bench.json`` (``bench-smoke.json`` for
 ``--smoke``). ``bench/service.py`` says what is measured and how.
@@ -39,6 +40,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="compare the runtimes (torch, openvino, openvino-int8) instead: bench/runtimes.py")
     parser.add_argument("--adaptation", action="store_true",
                         help="clip_adapt's fit and gate on 10,000 labelled photos instead: bench/adaptation.py")
+    parser.add_argument("--families", action="store_true",
+                        help="image and text embeddings of CLIP, SigLIP and SigLIP 2 checkpoints on torch and "
+                             "openvino instead (base size; --smoke: the tiny test fixtures): bench/families.py")
     parser.add_argument("--threshold", type=float,
                         help="CLIPCHECK_THRESHOLD of the audit and the servers (default: the service's). The "
                              "random-weight checkpoint scores every pair near 0, so at the default every text is a "
@@ -50,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
     make = Config.smoke if args.smoke else Config.full
     config = make(threads=args.threads, compare_threads=args.compare_threads or None,
                   **({"rounds": args.rounds} if args.rounds else {}))
-    ensure_assets(config.spec)
+    if not args.families:  # the family benchmark builds its own checkpoints
+        ensure_assets(config.spec)
     if args.threshold is not None:
         # Read by the settings of this process, the servers and the deploy step alike.
         os.environ["CLIPCHECK_THRESHOLD"] = str(args.threshold)
@@ -63,13 +68,18 @@ def main(argv: list[str] | None = None) -> None:
         from bench import adaptation
 
         result = adaptation.run(config)
+    elif args.families:
+        from bench import families
+
+        result = families.run(config)
     else:
         result = run(config)
     load_after, wall = os.getloadavg(), time.monotonic() - started
     info = {**machine(), "date": time.strftime("%Y-%m-%d"), "loadavg_before": load_before,
             "loadavg_after": load_after, "wall_s": wall, "threshold": args.threshold}
 
-    title = "runtimes side by side" if args.runtimes else "clip_adapt at scale" if args.adaptation else "end to end"
+    title = ("runtimes side by side" if args.runtimes else "clip_adapt at scale" if args.adaptation
+             else "checkpoint families" if args.families else "end to end")
     print(f"\nclipcheck {title} ({config.spec.name} assets, {config.rounds} round(s); "
           f"{info['cpu']}, {info['cores']} cores, avx512_bf16 {'yes' if info['avx512_bf16'] else 'no'}"
           + (f"; THRESHOLD {args.threshold:g}" if args.threshold is not None else "") + ")")
@@ -80,6 +90,7 @@ def main(argv: list[str] | None = None) -> None:
           f"after {' '.join(f'{x:.2f}' for x in load_after)}; run {wall:.0f} s")
 
     name = ("bench" + ("-runtimes" if args.runtimes else "") + ("-adaptation" if args.adaptation else "")
+            + ("-families" if args.families else "")
             + ("-smoke" if args.smoke else "")
             + (f"-threshold{args.threshold:g}" if args.threshold is not None else ""))
     out = args.out or RESULTS / f"{name}.json"
