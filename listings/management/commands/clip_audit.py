@@ -6,12 +6,15 @@ shows progress and prints the summary. See docs/audit.md.
 
 import csv
 import json
+import os
 import sys
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, time
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
 
 from celery import current_app
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 from django.utils.dateparse import parse_date, parse_datetime
 
@@ -25,12 +28,16 @@ from listings.management.options import positive_int
 from listings.models import Listing
 from listings.settings import listings_settings
 
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 REPORT_FORMATS = (".csv", ".json")
 
 
-def parse_statuses(values):
+def parse_statuses(values: Sequence[str] | None) -> tuple[str, ...]:
     if not values:
-        return records.DEFAULT_STATUSES
+        # Choices members are str (without Django's stubs mypy reads them as (value, label) tuples).
+        return cast(tuple[str, ...], records.DEFAULT_STATUSES)
     statuses = [status.strip() for value in values for status in value.split(",") if status.strip()]
     if "all" in statuses:
         return tuple(Listing.Status.values)
@@ -42,7 +49,7 @@ def parse_statuses(values):
     return tuple(dict.fromkeys(statuses))
 
 
-def parse_since(value):
+def parse_since(value: str | None) -> datetime | None:
     if value is None:
         return None
     try:
@@ -56,11 +63,11 @@ def parse_since(value):
     return timezone.make_aware(moment) if timezone.is_naive(moment) else moment
 
 
-def parse_threshold(value):
+def parse_threshold(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        threshold = float(value)
+        threshold: float | None = float(value)
     except ValueError:
         threshold = None
     if threshold is None or not 0 <= threshold <= 1:
@@ -75,7 +82,7 @@ class AuditReport:
     what it did; a JSON report is closed even when the run fails.
     """
 
-    def __init__(self, path):
+    def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.format = self.path.suffix.lower()
         if self.format not in REPORT_FORMATS:
@@ -91,7 +98,7 @@ class AuditReport:
         else:
             self.handle.write("[")
 
-    def write(self, rows):
+    def write(self, rows: Iterable[records.AuditRow]) -> None:
         for row in rows:
             if self.format == ".csv":
                 self.writer.writerow(spreadsheet_row({**row.as_dict(), "reasons": json.dumps(row.reasons)}))
@@ -100,7 +107,7 @@ class AuditReport:
             self.rows += 1
         self.handle.flush()
 
-    def close(self):
+    def close(self) -> None:
         if self.format == ".json":
             self.handle.write("\n]\n")
         self.handle.close()
@@ -112,7 +119,7 @@ class Command(BaseCommand):
         "skipping listings already checked with the same model, image and texts."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--status", action="append", metavar="STATUS",
             help="Listing statuses to audit (repeatable or comma-separated; 'all'). Default: pending,approved.",
@@ -142,7 +149,7 @@ class Command(BaseCommand):
             "--no-wait", action="store_true", help="With --distributed: print the audit's group id and return."
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["no_wait"] and not options["distributed"]:
             raise CommandError("--no-wait only applies to --distributed.")
         if options["no_wait"] and (options["report"] or options["dry_run"]):
@@ -177,14 +184,16 @@ class Command(BaseCommand):
                 + "; ".join(summary.failed_chunks[:5])
             )
 
-    def run(self, audit_options, *, report, options):
+    def run(
+        self, audit_options: records.AuditOptions, *, report: AuditReport | None, options: Mapping[str, Any]
+    ) -> records.AuditSummary | None:
         if options["distributed"]:
             self.check_broker()
             return self.run_distributed(audit_options, report=report, wait=not options["no_wait"])
         self.check_model()
         self.watchdog.progress()  # the model's first load may take a while of its own
 
-        def skipped(count):
+        def skipped(count: int) -> None:
             self.watchdog.progress()
             self.progress.update(count)
 
@@ -194,13 +203,13 @@ class Command(BaseCommand):
             on_skipped=skipped,
         )
 
-    def check_model(self):
+    def check_model(self) -> None:
         try:
             get_engine()
         except ClipcheckError as exc:  # the operator gets the path and the exception
             raise CommandError(f"The model is unusable: {exc.reason}")
 
-    def check_broker(self):
+    def check_broker(self) -> None:
         try:
             workers = distributed.audit_broker_check()
         except ClipcheckError as exc:
@@ -211,7 +220,7 @@ class Command(BaseCommand):
                 f"(celery -A {current_app.main} worker -Q clip --concurrency 1)."
             )
 
-    def progress_bar(self, options, *, enabled):
+    def progress_bar(self, options: records.AuditOptions, *, enabled: bool) -> "tqdm":
         from tqdm import tqdm
 
         enabled = enabled and self.stderr.isatty()
@@ -220,7 +229,10 @@ class Command(BaseCommand):
         # end every redraw with a newline.
         return tqdm(total=total or options.limit, unit="listing", disable=not enabled, file=sys.stderr)
 
-    def chunk_done(self, chunk_summary, rows, options, report):
+    def chunk_done(
+        self, chunk_summary: records.AuditSummary, rows: Sequence[records.AuditRow], options: records.AuditOptions,
+        report: AuditReport | None,
+    ) -> None:
         self.watchdog.progress()
         self.progress.update(chunk_summary.checked + chunk_summary.failed + chunk_summary.skipped)
         if report is not None:
@@ -231,7 +243,7 @@ class Command(BaseCommand):
                 for row in rows:
                     self.stdout.write(self.verdict_line(row))
 
-    def verdict_line(self, row):
+    def verdict_line(self, row: records.AuditRow) -> str:
         if row.error:
             return f"#{row.listing_id} failed: {row.error}"
         scores = ", ".join(
@@ -248,7 +260,9 @@ class Command(BaseCommand):
             + (f"; reasons: {reasons}" if reasons else "")
         )
 
-    def run_distributed(self, options, *, report, wait):
+    def run_distributed(
+        self, options: records.AuditOptions, *, report: AuditReport | None, wait: bool
+    ) -> records.AuditSummary | None:
         summary = records.AuditSummary()
         started = timezone.now()
         enqueued = distributed.audit_enqueue(options=options, summary=summary, with_rows=bool(report) or options.dry_run)
@@ -260,7 +274,7 @@ class Command(BaseCommand):
         if not wait:
             return None
 
-        def chunk_done(chunk_summary, rows):
+        def chunk_done(chunk_summary: records.AuditSummary, rows: Sequence[records.AuditRow]) -> None:
             summary.add(chunk_summary)
             self.chunk_done(chunk_summary, rows, options, report)
 
@@ -274,10 +288,12 @@ class Command(BaseCommand):
         summary.seconds = (timezone.now() - started).total_seconds()
         return summary
 
-    def print_summary(self, summary, options, report):
+    def print_summary(
+        self, summary: records.AuditSummary, options: records.AuditOptions, report: AuditReport | None
+    ) -> None:
         mode = "dry run, nothing written" if options.dry_run else "results stored"
         self.stdout.write(f"\nAudit summary ({mode}; model {options.model}, threshold {options.threshold:g})")
-        lines = [
+        lines: list[tuple[str, object]] = [
             ("checked", summary.checked),
             ("skipped (up to date)", summary.skipped),
             ("failed", summary.failed),
@@ -299,6 +315,6 @@ class Command(BaseCommand):
             self.stdout.write(f"Report: {report.path} ({report.rows} rows)")
 
 
-def _bands_in_order(bands):
+def _bands_in_order(bands: Mapping[str, int]) -> list[tuple[str, int]]:
     order = [label for label, _ in quality_bands()]
     return sorted(bands.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order))
