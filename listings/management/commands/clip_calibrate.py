@@ -7,17 +7,26 @@ math is ``clipcheck.calibration``. See docs/calibration.md.
 """
 
 from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
-from django.core.management.base import BaseCommand, CommandError
+from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from clipcheck.calibration import FEW_LABELS_PER_CLASS, CalibrationError, calibrate, label_warnings
+from clipcheck.calibration import (
+    FEW_LABELS_PER_CLASS,
+    Calibration,
+    CalibrationError,
+    OperatingPoint,
+    calibrate,
+    label_warnings,
+)
 from clipcheck.models import CalibratedThreshold
 from clipcheck.services import thresholds
 from clipcheck.services.calibration_data import labelled_scores_from_csv
 from clipcheck.settings import clip_settings
-from listings.labels import classify_labels
+from listings.labels import ClassifyLabels, classify_labels
 from listings.management.options import fraction, non_negative_int, positive_int
-from listings.selectors import moderation_labels
+from listings.selectors import ModerationLabel, moderation_labels
 from listings.settings import listings_settings
 
 CLASSIFY = CalibratedThreshold.Kind.CLASSIFY
@@ -29,8 +38,12 @@ class CsvLabel:
     category = ""
     sampled = True
 
-    def __init__(self, score, is_match):
+    def __init__(self, score: float, is_match: bool) -> None:
         self.score, self.is_match = score, is_match
+
+
+# A calibration label: the moderators' or a CSV row's.
+Label = ModerationLabel | CsvLabel
 
 
 class Command(BaseCommand):
@@ -39,7 +52,7 @@ class Command(BaseCommand):
         "or --csv image_path,text,label. Prints the precision-recall trade-off; --apply stores the threshold."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument(
             "--csv", metavar="PATH",
             help="Labelled pairs: a CSV file with the columns image_path,text,label (match/mismatch or 1/0).",
@@ -72,9 +85,10 @@ class Command(BaseCommand):
             "the catalogue's categories and the moderators' wrong_category decisions.",
         )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         if options["classify"]:
-            return self.handle_classify(options)
+            self.handle_classify(options)
+            return
         model = thresholds.model_id()
         try:
             labels, source = self.labelled_pairs(options, model)
@@ -89,7 +103,10 @@ class Command(BaseCommand):
         if options["apply"]:
             self.apply_caption(chosen, per_category, calibration, source=source, model=model, target=target)
 
-    def report_caption(self, labels, source, calibration, *, model, target, rows):
+    def report_caption(
+        self, labels: Sequence[Label], source: str, calibration: Calibration, *, model: str, target: float | None,
+        rows: int,
+    ) -> OperatingPoint | None:
         """Print the labels, the table and the suggested thresholds; returns the chosen point (or None)."""
         best = calibration.best_f1
         for_target = calibration.for_precision(target) if target is not None else None
@@ -114,7 +131,10 @@ class Command(BaseCommand):
         self.stdout.write(f"Current default threshold: {thresholds.default_threshold():g} ({self.origin()}).")
         return chosen
 
-    def apply_caption(self, chosen, per_category, calibration, *, source, model, target):
+    def apply_caption(
+        self, chosen: OperatingPoint | None, per_category: Mapping[str, tuple[Calibration, OperatingPoint]],
+        calibration: Calibration, *, source: str, model: str, target: float | None,
+    ) -> None:
         if chosen is None:
             raise CommandError(f"Nothing applied: no threshold reaches a precision of {target:g}.")
         stored = thresholds.calibrated_threshold_apply(
@@ -135,7 +155,7 @@ class Command(BaseCommand):
                 "unset it (and CLIPCHECK_THRESHOLD) to use the calibrated threshold."
             ))
 
-    def labelled_pairs(self, options, model):
+    def labelled_pairs(self, options: Mapping[str, Any], model: str) -> tuple[Sequence[Label], str]:
         """``(labels, source)``; CSV rows have no category and count as sampled (their provenance is the file's)."""
         if options["csv"]:
             if options["per_category"] or options["sampled_only"]:
@@ -148,7 +168,7 @@ class Command(BaseCommand):
             return [CsvLabel(score, is_match) for score, is_match in scores.pairs], f"csv:{options['csv']}"
         return moderation_labels(model=model), "moderation"
 
-    def report_provenance(self, labels, source, calibration):
+    def report_provenance(self, labels: Sequence[Label], source: str, calibration: Calibration) -> None:
         if source != "moderation":
             return
         sampled = sum(1 for label in labels if label.sampled)
@@ -162,12 +182,14 @@ class Command(BaseCommand):
         ):
             self.stdout.write(self.style.WARNING(f"WARNING: {warning}"))
 
-    def per_category(self, labels, target):
+    def per_category(
+        self, labels: Iterable[Label], target: float | None
+    ) -> dict[str, tuple[Calibration, OperatingPoint]]:
         """``{category: (calibration, chosen point)}`` for the categories with enough labels of both classes."""
-        by_category = defaultdict(list)
+        by_category: defaultdict[str, list[tuple[float, bool]]] = defaultdict(list)
         for label in labels:
             by_category[label.category].append((label.score, label.is_match))
-        chosen = {}
+        chosen: dict[str, tuple[Calibration, OperatingPoint]] = {}
         self.stdout.write("Per category:")
         for category in sorted(by_category):
             pairs = by_category[category]
@@ -187,7 +209,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {name}: threshold {self.describe(point)}; {self.intervals(point)}")
         return chosen
 
-    def counts(self, calibration, chosen, target):
+    def counts(self, calibration: Calibration, chosen: OperatingPoint, target: float | None) -> dict[str, Any]:
         return {
             "matches": calibration.matches, "mismatches": calibration.mismatches,
             "flagged_mismatches": chosen.flagged_mismatches, "flagged_matches": chosen.flagged_matches,
@@ -196,7 +218,7 @@ class Command(BaseCommand):
             "rule": "target_precision" if target is not None else "best_f1", "target_precision": target,
         }
 
-    def intervals(self, point):
+    def intervals(self, point: OperatingPoint) -> str:
         precision_low, precision_high = point.precision_interval
         recall_low, recall_high = point.recall_interval
         return (
@@ -206,7 +228,7 @@ class Command(BaseCommand):
 
     # --classify
 
-    def handle_classify(self, options):
+    def handle_classify(self, options: Mapping[str, Any]) -> None:
         model = thresholds.model_id()
         labels = classify_labels(batch_size=options["batch_size"] or int(clip_settings.BATCH_SIZE))
         for listing_id, reason in labels.skipped[:10]:
@@ -229,9 +251,9 @@ class Command(BaseCommand):
         if options["apply"]:
             self.apply_classify(calibration, best, per_category, model=model)
 
-    def classify_per_category(self, labels):
+    def classify_per_category(self, labels: ClassifyLabels) -> dict[str, OperatingPoint]:
         """``{category: point}`` for the categories with enough labels of both classes."""
-        per_category = {}
+        per_category: dict[str, OperatingPoint] = {}
         for category in labels.categories:
             # A category's own threshold needs many of its listings: a few
             # "applies" examples place it too close to them.
@@ -242,7 +264,9 @@ class Command(BaseCommand):
             per_category[category] = category_calibration.best_balanced_accuracy
         return per_category
 
-    def report_classify(self, labels, best, per_category):
+    def report_classify(
+        self, labels: ClassifyLabels, best: OperatingPoint, per_category: Mapping[str, OperatingPoint]
+    ) -> None:
         before = {category: thresholds.classify_threshold(category=category) for category in labels.categories}
         after = {category: per_category.get(category, best).threshold for category in labels.categories}
         self.stdout.write(f"Quality control before (score > 0.5 at the thresholds in force): {self.qc(labels, before)}")
@@ -268,7 +292,9 @@ class Command(BaseCommand):
                 "calibrated classify thresholds: unset it to use them."
             ))
 
-    def apply_classify(self, calibration, best, per_category, *, model):
+    def apply_classify(
+        self, calibration: Calibration, best: OperatingPoint, per_category: Mapping[str, OperatingPoint], *, model: str
+    ) -> None:
         thresholds.calibrated_threshold_apply(
             threshold=best.threshold, source="catalogue", kind=CLASSIFY,
             counts=self.counts(calibration, best, None) | {"rule": "best_balanced_accuracy"},
@@ -282,7 +308,7 @@ class Command(BaseCommand):
         if per_category:
             self.stdout.write(self.style.SUCCESS(f"Stored classify thresholds for {len(per_category)} categories."))
 
-    def qc(self, labels, thresholds):
+    def qc(self, labels: ClassifyLabels, thresholds: Mapping[str, float]) -> str:
         """The guide's check, one expected category and ``score > 0.5``, on every labelled pair."""
         right = [(score, thresholds[c]) for c in labels.categories for score, applies in labels.pairs[c] if applies]
         wrong = [(score, thresholds[c]) for c in labels.categories for score, applies in labels.pairs[c] if not applies]
@@ -295,7 +321,7 @@ class Command(BaseCommand):
             f"overall {100 * (accepted + refused) / max(total, 1):.1f} %"
         )
 
-    def print_table(self, calibration, *, marked, rows):
+    def print_table(self, calibration: Calibration, *, marked: Mapping[float, str], rows: int) -> None:
         points = calibration.points
         if rows and len(points) > rows:
             step = (len(points) - 1) / (rows - 1) if rows > 1 else len(points)
@@ -314,14 +340,14 @@ class Command(BaseCommand):
                 f"{point.missed_mismatches:>17} {point.passed_matches:>14}"
             )
 
-    def describe(self, point):
+    def describe(self, point: OperatingPoint) -> str:
         return (
             f"{point.threshold:.4f} (precision {point.precision:.3f}, recall {point.recall:.3f}, F1 {point.f1:.3f}; "
             f"flags {point.flagged_mismatches} of the mismatches and {point.flagged_matches} matches, "
             f"misses {point.missed_mismatches} mismatches)"
         )
 
-    def origin(self):
+    def origin(self) -> str:
         if "THRESHOLD" in clip_settings.user_settings:
             return "CLIPCHECK THRESHOLD setting"
         if thresholds.calibrated_threshold(model=thresholds.model_id()) is not None:
