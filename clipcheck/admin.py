@@ -2,6 +2,8 @@
 (an adaptation is promoted and rolled back by ``manage.py clip_adapt``)."""
 
 from django.contrib import admin
+from django.db.models import Model
+from django.http import HttpRequest
 
 from clipcheck.models import Adaptation, Analysis
 
@@ -9,13 +11,13 @@ from clipcheck.models import Adaptation, Analysis
 class ReadOnlyAdminMixin:
     """Records are listed and inspected, never added, edited or deleted by hand."""
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return False
 
 
@@ -34,11 +36,11 @@ class AnalysisAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     readonly_fields = [field.name for field in Analysis._meta.fields]
 
     @admin.display(description="text")
-    def short_text(self, analysis):
+    def short_text(self, analysis: Analysis) -> str:
         return analysis.text if len(analysis.text) <= 80 else analysis.text[:79] + "…"
 
     @admin.display(description="concerns")
-    def subject_link(self, analysis):
+    def subject_link(self, analysis: Analysis) -> str:
         if analysis.subject_type_id is None:
             return "—"
         return f"{analysis.subject_type.name} {analysis.subject_id}"
@@ -54,23 +56,23 @@ class AdaptationAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     exclude = ("head",)
 
     @admin.display(description="categories")
-    def category_count(self, adaptation):
+    def category_count(self, adaptation: Adaptation) -> int:
         return len(adaptation.categories)
 
     @admin.display(description="held-out accuracy (before → after)")
-    def accuracy(self, adaptation):
+    def accuracy(self, adaptation: Adaptation) -> str:
         return _before_after(adaptation, "accuracy")
 
     @admin.display(description="held-out ECE (before → after)")
-    def ece(self, adaptation):
+    def ece(self, adaptation: Adaptation) -> str:
         return _before_after(adaptation, "ece")
 
     @admin.display(description="learnt from")
-    def trained_on(self, adaptation):
+    def trained_on(self, adaptation: Adaptation) -> int | str:
         return adaptation.labels.get("trained_on", "—")
 
 
-def _before_after(adaptation, metric):
+def _before_after(adaptation: Adaptation, metric: str) -> str:
     row = adaptation.metrics.get("overall", {}).get(metric)
     if not row or row.get("before") is None or row.get("after") is None:
         return "—"
