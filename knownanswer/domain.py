@@ -258,8 +258,8 @@ _DE_GENDER = {
 }
 
 
-def _fields(language: str, shape: str | None, colour: str | None) -> dict[str, str]:
-    forms = COLOUR_WORDS[language][colour] if colour else ()
+def _fields(language: str, shape: str | None, colour: str | None, forms: tuple[str, ...] = ()) -> dict[str, str]:
+    forms = COLOUR_WORDS[language][colour] if colour else forms
     fields: dict[str, str] = {}
     if language == "de":
         fields.update({f"c{i}": form for i, form in enumerate(forms)})
@@ -289,11 +289,26 @@ def _fields(language: str, shape: str | None, colour: str | None) -> dict[str, s
     return fields
 
 
-def _caption_in(language: str, kind: str, template_index: int, shape: str | None = None, colour: str | None = None) -> str:
+def _caption_in(language: str, kind: str, template_index: int, shape: str | None = None, colour: str | None = None,
+                forms: tuple[str, ...] = ()) -> str:
     if language not in OTHER_TEMPLATES:
         raise ValueError(f"unknown language {language!r}; expected one of {LANGUAGES}")
     templates = OTHER_TEMPLATES[language][kind]
-    return templates[template_index % len(templates)].format(**_fields(language, shape, colour))
+    return templates[template_index % len(templates)].format(**_fields(language, shape, colour, forms))
+
+
+def caption_in_other_colour(shape: str, forms, template_index: int = 0, language: str = "en") -> str:
+    """A full caption whose colour is none of the domain's (no picture matches
+    it), given by its forms as in COLOUR_WORDS; a single form serves every
+    ending: ``caption_in_other_colour("star", ["rosa"], 0, "de")`` is
+    ``"ein rosa Stern"``."""
+    _check(shape, None)
+    forms = (forms,) if isinstance(forms, str) else tuple(forms)
+    if language == "en":
+        t = FULL_TEMPLATES[template_index % len(FULL_TEMPLATES)]
+        return t.format(a=_article(forms[0]), c=forms[0], s=shape)
+    forms = forms * len(COLOUR_WORDS[language]["red"]) if len(forms) == 1 else forms
+    return _caption_in(language, "full", template_index, shape=shape, forms=forms)
 
 
 def _article(word: str) -> str:
