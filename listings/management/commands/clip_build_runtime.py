@@ -12,7 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from clipcheck.engine import openvino, runtimes
+from clipcheck.engine.checkpoints import CheckpointUnavailable
 from clipcheck.engine.clip import local_checkpoint
+from clipcheck.engine.families import checkpoint_family
 from clipcheck.engine.lanes import forward_lanes
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
@@ -42,7 +44,12 @@ class Command(BaseCommand):
         model = str(clip_settings.MODEL)
         cache_dir = str(clip_settings.RUNTIME_CACHE_DIR)
         threshold = options["threshold"] if options["threshold"] is not None else default_threshold()
-        checkpoint = local_checkpoint(model)
+        try:
+            checkpoint = local_checkpoint(model)
+            family = checkpoint_family(checkpoint)
+        except CheckpointUnavailable as exc:  # missing, or a checkpoint the service refuses: one line
+            raise CommandError(f"The model {model!r} cannot be built: {exc}") from exc
+        self.stdout.write(f"Model: {model} ({family.title})")
 
         started = time.monotonic()
         exact_dir, _ = openvino.ensure_exact_build(checkpoint=checkpoint, cache_dir=cache_dir)

@@ -341,3 +341,12 @@ def test_a_sigmoid_models_classify_score_needs_no_threshold(settings, served):
             scores[family, threshold] = classify(FORMAT_CASES["PNG RGB"][0])["red circle"]["score"]
     assert scores["siglip", 0.0] == scores["siglip", 1.0]
     assert scores["clip", 0.0] > scores["clip", 1.0]
+
+
+@pytest.mark.django_db
+def test_the_build_command_refuses_an_unsupported_checkpoint_in_one_line(settings, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    set_clip_settings(settings, MODEL=str(build_tiny_naflex(tmp_path / "naflex")))
+    with pytest.raises(CommandError, match=f"NaFlex.*{NAFLEX_ALTERNATIVE}"):
+        call_command("clip_build_runtime")
