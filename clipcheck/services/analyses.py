@@ -273,6 +273,11 @@ def _stored_result(analysis):
 def _adapted_results(results, *, requests, active):
     """``{index: result}`` with the adaptation's match probability, each score counted for drift."""
     match = None if active is None else active.head.match
+    if active is not None:
+        # An active adaptation decides alone, as on CLIP: a sigmoid model's own probability gives way
+        # (to none where the adaptation has no match calibration).
+        results = {index: {key: value for key, value in result.items() if key != "match_probability"}
+                   for index, result in results.items()}
     adapted = {index: _with_match_probability(result, match, requests[index].category) for index, result in results.items()}
     _scores_observe([(result, requests[index].category) for index, result in adapted.items()], active=active)
     return adapted

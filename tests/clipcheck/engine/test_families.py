@@ -350,3 +350,24 @@ def test_the_build_command_refuses_an_unsupported_checkpoint_in_one_line(setting
     set_clip_settings(settings, MODEL=str(build_tiny_naflex(tmp_path / "naflex")))
     with pytest.raises(CommandError, match=f"NaFlex.*{NAFLEX_ALTERNATIVE}"):
         call_command("clip_build_runtime")
+
+
+@pytest.mark.django_db
+def test_with_an_active_adaptation_a_sigmoid_model_answers_as_clip_does(served):
+    # The adaptation decides alone: its head's scores; no match calibration, so no match_probability.
+    from clipcheck.adaptation import CategoryHead
+    from clipcheck.services import adaptations
+
+    engine = served("siglip", "torch")
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(len(CATEGORIES), engine.embedding_dim))
+    head = CategoryHead(categories=CATEGORIES, text_weights=weights, class_weights=weights,
+                        class_bias=np.zeros(len(CATEGORIES)), alpha=0.5, logit_scale=10.0)
+    adaptations.adaptation_promote(head=head, label_digest="1", labels={}, metrics={})
+    data = FORMAT_CASES["PNG RGB"][0]
+    assert analyze(data, "an orange star")["match_probability"] is None
+    image_embedding = engine.encode_images([ORANGE_STAR])[0]
+    expected = dict(zip(CATEGORIES, np.round(
+        np.exp(head.calibrated_logits(image_embedding)[0]) / np.exp(head.calibrated_logits(image_embedding)[0]).sum(),
+        4)))
+    assert {category: match["score"] for category, match in classify(data).items()} == pytest.approx(expected, abs=2e-4)
