@@ -91,7 +91,6 @@ SIGLIP2 = ModelFamily(
     name="siglip2", title="SigLIP 2", model_class="SiglipModel", config_class="SiglipConfig", sigmoid=True,
     fixed_text_width=True, tokenizer_classes=GEMMA_TOKENIZER_CLASSES, default_context=64,
 )
-FAMILIES = (CLIP, SIGLIP, SIGLIP2)
 
 
 def checkpoint_family(checkpoint: str | os.PathLike[str]) -> ModelFamily:
@@ -124,14 +123,6 @@ def checkpoint_family(checkpoint: str | os.PathLike[str]) -> ModelFamily:
             "CLIP ('clip') or SigLIP and fixed-resolution SigLIP 2 ('siglip')."
         )
     return family
-
-
-def family_named(name: str) -> ModelFamily:
-    """The family by its name (a manifest's ``family``)."""
-    for family in FAMILIES:
-        if family.name == name:
-            return family
-    raise KeyError(name)
 
 
 def _has_code_map(config: dict[str, Any]) -> bool:
