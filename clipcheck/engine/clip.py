@@ -71,11 +71,14 @@ def device_type(device: str) -> str:
     return device.partition(":")[0]
 
 
-def resolve_dtype(requested: str | None, device: str) -> str:
+def resolve_dtype(requested: str | None, device: str, family: ModelFamily = CLIP) -> str:
     """The dtype's name. ``auto``: float16 on CUDA, bfloat16 on CPUs with native
     bf16 (AVX-512-BF16 or AMX), float32 elsewhere. Reduced precision keeps
     embeddings within 0.9999 cosine of float32 here and runs about 2x faster
-    (see bench/)."""
+    (see bench/). A sigmoid-trained family (SigLIP) stays float32 on CPUs:
+    its own probability multiplies a cosine's error by up to logit_scale / 4,
+    and bf16 moved the known-answer SigLIP's cosines by up to 4e-3 (its
+    probabilities by up to 0.05; docs/models.md)."""
     requested = (requested or "auto").strip().lower()
     if requested != "auto":
         if requested not in DTYPES:
@@ -83,7 +86,7 @@ def resolve_dtype(requested: str | None, device: str) -> str:
         return requested
     if device_type(device) == "cuda":
         return "float16"
-    return "bfloat16" if cpu_has_native_bf16() else "float32"
+    return "bfloat16" if cpu_has_native_bf16() and not family.sigmoid else "float32"
 
 
 def load_runtime(name: str, *, checkpoint: str, device: str, dtype: str, lanes: ForwardLanes,
@@ -183,10 +186,10 @@ class ClipEngine:
         """Load a checkpoint (hub id or directory) on a runtime (``clipcheck.engine.runtimes``);
         ``options`` are the engine's ``batch_size``, ``batch_wait_ms`` and ``text_cache_size``."""
         resolved_device = resolve_device(device)
-        resolved_dtype = resolve_dtype(dtype, resolved_device)
         checkpoint = local_checkpoint(model_name)
         # Before anything of the checkpoint is loaded: another architecture is refused in one sentence.
         family = checkpoint_family(checkpoint)
+        resolved_dtype = resolve_dtype(dtype, resolved_device, family)
         cache_dir = str(runtime_cache_dir)
         on_cpu = device_type(resolved_device) == "cpu"
         name = resolve_runtime(

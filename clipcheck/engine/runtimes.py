@@ -28,7 +28,7 @@ import numpy as np
 
 from clipcheck.engine.families import ModelFamily
 from clipcheck.engine.lanes import ForwardLanes
-from clipcheck.engine.weights import clip_model_load
+from clipcheck.engine.weights import checkpoint_logit_scalars, clip_model_load
 
 RUNTIMES = ("auto", "torch", "openvino", "openvino-int8")
 OPENVINO_RUNTIMES = ("openvino", "openvino-int8")
@@ -101,7 +101,8 @@ class TorchRuntime:
     text_width_step = 1
     cache_problem: str | None = None
 
-    def __init__(self, *, model: Any, device: str, dtype: str, lanes: ForwardLanes = ForwardLanes()):
+    def __init__(self, *, model: Any, device: str, dtype: str, lanes: ForwardLanes = ForwardLanes(),
+                 logit_scalars: tuple[float, float | None] | None = None):
         import torch
 
         self.model = model
@@ -109,8 +110,9 @@ class TorchRuntime:
         self.dtype = getattr(torch, dtype)
         self.precision = dtype
         self.lanes = lanes
-        self.logit_scale = float(model.logit_scale.detach().float().exp().item())
-        self.logit_bias = model_logit_bias(model)
+        # The checkpoint's own scale and bias where given: the model's are rounded to its dtype.
+        self.logit_scale, self.logit_bias = logit_scalars or (
+            float(model.logit_scale.detach().float().exp().item()), model_logit_bias(model))
         torch.set_num_threads(max(1, lanes.threads))
 
     def image_features(self, pixel_values: np.ndarray, lane: int = 0) -> np.ndarray:
@@ -145,7 +147,8 @@ def load_torch_runtime(*, checkpoint: str | os.PathLike[str], device: str, dtype
 
     model = clip_model_load(checkpoint, getattr(torch, dtype), family)
     model.to(device)
-    return TorchRuntime(model=model, device=device, dtype=dtype, lanes=lanes)
+    return TorchRuntime(model=model, device=device, dtype=dtype, lanes=lanes,
+                        logit_scalars=checkpoint_logit_scalars(checkpoint))
 
 
 def _torch_unit_rows(output: Any) -> np.ndarray:

@@ -63,6 +63,28 @@ def clip_model_load(checkpoint: str | os.PathLike[str], dtype: Any, family: Mode
     return model.eval()
 
 
+def checkpoint_logit_scalars(checkpoint: str | os.PathLike[str]) -> tuple[float, float | None] | None:
+    """``(exp(logit_scale), logit_bias or None)`` as the checkpoint's file stores them, or None where
+    this loader cannot read them. A model cast to bf16 rounds both (SigLIP's 51.68 to 51.29, its
+    bias -11.708 to -11.6875): a probability made of them would move by more than its cosine's error."""
+    import math
+
+    import torch
+
+    path = Path(checkpoint) / SAFETENSORS_FILE
+    tensors = safetensors_index(path) if path.is_file() else None
+    if tensors is None or "logit_scale" not in tensors:
+        return None
+    values = {}
+    with path.open("rb") as handle:
+        for name in ("logit_scale", "logit_bias"):
+            if name in tensors:
+                source_dtype, shape, start, end = tensors[name]
+                handle.seek(start)
+                values[name] = float(torch.frombuffer(bytearray(handle.read(end - start)), dtype=source_dtype)[0])
+    return math.exp(values["logit_scale"]), values.get("logit_bias")
+
+
 def safetensors_index(path: str | os.PathLike[str]) -> dict[str, tuple[Any, tuple[int, ...], int, int]] | None:
     """``{name: (torch dtype, shape, start, end)}`` with absolute offsets, or None
     for a file this loader does not read: a dtype it does not know, or a file

@@ -14,7 +14,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from clipcheck.engine import openvino, runtimes
 from clipcheck.engine.checkpoints import CheckpointUnavailable
 from clipcheck.engine.clip import local_checkpoint
-from clipcheck.engine.families import checkpoint_family
+from clipcheck.engine.families import ModelFamily, checkpoint_family
 from clipcheck.engine.lanes import forward_lanes
 from clipcheck.services.thresholds import default_threshold
 from clipcheck.settings import clip_settings
@@ -86,7 +86,7 @@ class Command(BaseCommand):
         )
 
         lanes = forward_lanes(clip_settings.NUM_THREADS, concurrent=clip_settings.CONCURRENT_ENCODERS)
-        dtype = _dtype()
+        dtype = _dtype(family)
         names = ["openvino"] + (["openvino-int8"] if guard["passed"] else [])
         for name in names:  # fills the compiled-model cache for the serving processes
             openvino.load_openvino_runtime(
@@ -102,7 +102,7 @@ class Command(BaseCommand):
         self.stdout.write(self.style.WARNING(message))
 
 
-def _dtype() -> str:
+def _dtype(family: ModelFamily) -> str:
     from clipcheck.engine.clip import resolve_device, resolve_dtype
 
-    return resolve_dtype(clip_settings.DTYPE, resolve_device("cpu"))
+    return resolve_dtype(clip_settings.DTYPE, resolve_device("cpu"), family)

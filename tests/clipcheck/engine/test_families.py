@@ -371,3 +371,24 @@ def test_with_an_active_adaptation_a_sigmoid_model_answers_as_clip_does(served):
         np.exp(head.calibrated_logits(image_embedding)[0]) / np.exp(head.calibrated_logits(image_embedding)[0]).sum(),
         4)))
     assert {category: match["score"] for category, match in classify(data).items()} == pytest.approx(expected, abs=2e-4)
+
+
+def test_a_sigmoid_family_serves_float32_on_cpus_unless_told_and_keeps_its_own_scale_and_bias(
+    checkpoints, references
+):
+    # Its probability multiplies a cosine's error by logit_scale / 4: bf16 is a choice, not the default.
+    from clipcheck.engine.clip import ClipEngine, cpu_has_native_bf16, resolve_dtype
+    from clipcheck.engine.families import CLIP, SIGLIP, SIGLIP2
+
+    assert resolve_dtype("auto", "cpu", SIGLIP) == resolve_dtype("auto", "cpu", SIGLIP2) == "float32"
+    assert resolve_dtype("auto", "cpu", CLIP) == ("bfloat16" if cpu_has_native_bf16() else "float32")
+    assert resolve_dtype("auto", "cuda", SIGLIP) == "float16"
+    assert resolve_dtype("bfloat16", "cpu", SIGLIP) == "bfloat16"
+    served = ClipEngine.load(model_name=checkpoints["siglip"], runtime="openvino", runtime_cache_dir=RUNTIME_CACHE_DIR)
+    assert (served.dtype_name, served.precision) == ("float32", "f32")
+    # At bf16 the model's own parameters are rounded; the engine's scale and bias are the checkpoint's.
+    bf16 = ClipEngine.load(model_name=checkpoints["siglip"], runtime="torch", dtype="bfloat16")
+    reference = references["siglip"]
+    assert bf16.runtime.model.logit_bias.dtype == torch.bfloat16
+    assert bf16.logit_scale == pytest.approx(reference.logit_scale, rel=1e-6)
+    assert bf16.logit_bias == pytest.approx(reference.logit_bias, rel=1e-6)
