@@ -43,6 +43,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--families", action="store_true",
                         help="image and text embeddings of CLIP, SigLIP and SigLIP 2 checkpoints on torch and "
                              "openvino instead (base size; --smoke: the tiny test fixtures): bench/families.py")
+    parser.add_argument("--dtype", default="auto",
+                        help="with --families: the engines' DTYPE (default auto: each family's own)")
     parser.add_argument("--threshold", type=float,
                         help="CLIPCHECK_THRESHOLD of the audit and the servers (default: the service's). The "
                              "random-weight checkpoint scores every pair near 0, so at the default every text is a "
@@ -71,7 +73,7 @@ def main(argv: list[str] | None = None) -> None:
     elif args.families:
         from bench import families
 
-        result = families.run(config)
+        result = families.run(config, dtype=args.dtype)
     else:
         result = run(config)
     load_after, wall = os.getloadavg(), time.monotonic() - started
@@ -91,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
     name = ("bench" + ("-runtimes" if args.runtimes else "") + ("-adaptation" if args.adaptation else "")
             + ("-families" if args.families else "")
+            + (f"-{args.dtype}" if args.families and args.dtype != "auto" else "")
             + ("-smoke" if args.smoke else "")
             + (f"-threshold{args.threshold:g}" if args.threshold is not None else ""))
     out = args.out or RESULTS / f"{name}.json"

@@ -5,8 +5,9 @@ random-weight checkpoint of ``bench.family_assets`` at the chosen size (``tiny``
 with ``--smoke``: the test suite's fixtures; ``base``: ViT-B/16 at 224 px, what
 a real base checkpoint costs), plus the known-answer fixtures that exist
 (``tests/fixtures/known_answer_clip``, ``known_answer_siglip``), is loaded
-through ``ClipEngine.load`` on ``torch`` and ``openvino`` (their default
-precision on this CPU; OpenVINO converted once, untimed) and timed:
+through ``ClipEngine.load`` on ``torch`` and ``openvino`` (``--dtype``: by
+default each family's own precision on this CPU, bf16 for CLIP and float32
+for SigLIP where the CPU has bf16; OpenVINO converted once, untimed) and timed:
 
 - images: ``encode_images`` of a batch of product-sized pictures (preprocessing included);
 - texts: ``_encode_text_batch`` of a batch of listing texts (the text cache bypassed).
@@ -60,7 +61,7 @@ def checkpoints(size_name: str, workdir: Path) -> dict[str, Path]:
     return {**built, **{label: path for label, path in KNOWN_ANSWER_FIXTURES.items() if (path / "config.json").is_file()}}
 
 
-def run(config, *, size: str | None = None) -> dict:
+def run(config, *, size: str | None = None, dtype: str = "auto") -> dict:
     from clipcheck.engine.clip import ClipEngine
 
     quiet_transformers()
@@ -72,7 +73,8 @@ def run(config, *, size: str | None = None) -> dict:
         for label, checkpoint in checkpoints(size, Path(workdir)).items():
             engines = {
                 runtime: ClipEngine.load(model_name=str(checkpoint), runtime=runtime, num_threads=config.threads,
-                                         runtime_cache_dir=str(Path(workdir) / "runtime"), text_cache_size=0)
+                                         dtype=dtype, runtime_cache_dir=str(Path(workdir) / "runtime"),
+                                         text_cache_size=0)
                 for runtime in RUNTIMES
             }
             calls = {}

@@ -215,7 +215,7 @@ CLIPCHECK_TABLE = settings_table_register(SettingsTable(
         Setting("DTYPE", "auto", DTYPE, check="clipcheck.E010", env="CLIPCHECK_DTYPE",
                 hint=f"Use one of {', '.join(DTYPES)}.",
                 doc="weights precision: `auto` (float16 on CUDA, bfloat16 on CPUs with AVX-512-BF16/AMX, else "
-                    "float32), `float32`, `bfloat16`, `float16`; reduced precision keeps embeddings ≥ 0.9999 "
+                    "float32; a SigLIP float32 on CPUs), `float32`, `bfloat16`, `float16`; reduced precision keeps embeddings ≥ 0.9999 "
                     "cosine to float32"),
         Setting("RUNTIME", "auto", RUNTIME, check="clipcheck.E016", env="CLIPCHECK_RUNTIME",
                 hint="Use one of auto, torch, openvino, openvino-int8 (docs/runtime.md).",
