@@ -150,11 +150,9 @@ def texts(references):
 
 @pytest.fixture
 def served(settings, checkpoints, batch_root):
-    """Serve a family's checkpoint on a runtime in float32 (OpenVINO's exact mode at f32).
-
-    At bf16 (OpenVINO's default on CPUs that have it) these random-weight towers move
-    cosines by up to about 3e-3; the known-answer models, trained, stay within 2e-3
-    (tests/knownanswer/test_reference_equality.py)."""
+    """Serve a family's checkpoint on a runtime in float32 (OpenVINO's exact mode at f32: a
+    SigLIP's default on CPUs; CLIP's on CPUs without bf16). At bf16 these random-weight towers
+    move cosines by up to about 3e-3 (docs/models.md, Precision)."""
 
     def serve(family, runtime):
         set_clip_settings(
