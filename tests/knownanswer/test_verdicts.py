@@ -1,4 +1,4 @@
-"""Verdicts, reasons and whole listings through the HTTP API with the known-answer model.
+"""Verdicts, reasons and whole listings through the HTTP API with each known-answer model.
 
 The model knows its domain (coloured shapes, knownanswer/domain.py),
 so each test knows the right answer: the drawn colour, the drawn shape,
@@ -12,22 +12,16 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rest_framework.test import APIClient
 
-import knownanswer
 from clipcheck import scoring
 from knownanswer import domain
-from tests.support.known_answer import THRESHOLD
 from tests.support.users import user_with_token
 
 pytestmark = pytest.mark.django_db
 
 # Seeds far from the training seeds (< 4,800) and from the other known-answer tests.
 SEED_BASE = 7_000_000
-# Photo-to-photo cosine that separates "same item" from "another item" for this
-# checkpoint, read off held-out pairs (docs/known_answer.md): same-item pairs
-# have a 5th percentile of 0.77, pairs of different items a 95th of 0.67.
-SAME_ITEM_THRESHOLD = 0.72
-# Shape prompts sit lower than full captions (docs/known_answer.md).
-SHAPE_PROMPT_THRESHOLD = knownanswer.SHAPE_PROMPT_THRESHOLD
+# Each model's photo-to-photo threshold ("same item") and classify settings
+# come with it (tests.support.known_answer.KnownAnswerModel).
 BOILERPLATE = (
     "Free shipping on all orders over fifty dollars.",
     "Returns are accepted within thirty days of delivery.",
@@ -102,7 +96,8 @@ def upload(api, photos, **fields):
     return response.json()
 
 
-def test_bands_never_contradict_verdicts_at_the_default_a_middle_and_the_calibrated_threshold(batch_api, batch_root):
+def test_bands_never_contradict_verdicts_at_the_default_a_middle_and_the_calibrated_threshold(batch_api, batch_root,
+                                                                                            known_answer):
     items = []
     for shape, colour, seed, size in cases(48):
         data = png(domain.render(shape, colour, seed, size))
@@ -112,7 +107,7 @@ def test_bands_never_contradict_verdicts_at_the_default_a_middle_and_the_calibra
             domain.caption(other(domain.SHAPES, shape, 1), colour, seed % 10),
             domain.colour_caption(colour, seed % 4),
         ):
-            items += [(data, text, threshold) for threshold in (0.25, 0.5, THRESHOLD)]
+            items += [(data, text, threshold) for threshold in (0.25, 0.5, known_answer.threshold)]
 
     results = analyze_batch(batch_api, batch_root, items)
 
@@ -122,7 +117,7 @@ def test_bands_never_contradict_verdicts_at_the_default_a_middle_and_the_calibra
     ]
     mismatches = sum(result["is_mismatch"] for result in results)
     print(f"\n[known answers] bands vs verdicts: {len(results)} answers ({mismatches} mismatches) at thresholds "
-          f"0.25, 0.5, {THRESHOLD}: {len(contradictions)} contradictions")
+          f"0.25, 0.5, {known_answer.threshold}: {len(contradictions)} contradictions")
     assert contradictions == []
     assert 0 < mismatches < len(results)  # both sides of the threshold were exercised
     # The label is the same pure rule the whole product uses.
@@ -158,11 +153,10 @@ def test_a_wrong_colour_names_what_the_text_says_and_what_the_photo_shows(batch_
     assert f"looks {conflict['photo_shows']}; your text says {conflict['text_says']}" in example["suggestion"]
 
 
-def test_a_wrong_kind_of_item_names_the_word_the_text_says_and_what_the_photo_shows(batch_api, batch_root, settings):
+def test_a_wrong_kind_of_item_names_the_word_the_text_says_and_what_the_photo_shows(batch_api, batch_root, settings,
+                                                                                   known_answer):
     # The catalogue's categories are the kinds of item the text is checked for, like an attribute's values.
-    settings.CLIPCHECK = {
-        **settings.CLIPCHECK, "CATEGORIES": list(domain.SHAPES), "CLASSIFY_THRESHOLD": SHAPE_PROMPT_THRESHOLD,
-    }
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "CATEGORIES": list(domain.SHAPES), **known_answer.classify_settings()}
     wrong, both, right, expected = [], [], [], []
     for shape, colour, seed, size in cases(96, start=11):
         data = png(domain.render(shape, colour, seed, size))
@@ -181,7 +175,9 @@ def test_a_wrong_kind_of_item_names_the_word_the_text_says_and_what_the_photo_sh
         for want, result in zip(expected, wrong_results)
     )
     clean = sum(not any(r["code"] == "object_conflict" for r in result["reasons"]) for result in right_results)
-    assert rate(named, len(wrong), "wrong kind of item -> object_conflict naming both words") >= 0.95
+    # The shape prompts' held-out zero-shot top-1 bounds this: CLIP 97.0%, SigLIP 95.2% (docs/known_answer.md).
+    assert rate(named, len(wrong), "wrong kind of item -> object_conflict naming both words") >= (
+        0.90 if known_answer.family == "siglip" else 0.95)
     assert rate(clean, len(right), "right caption -> no object_conflict") >= 0.95
     example = next(result for result, want in zip(wrong_results, expected) if any(
         r["code"] == "object_conflict" for r in result["reasons"]))
@@ -235,8 +231,9 @@ def test_a_long_description_is_judged_on_its_best_passage_even_past_the_context(
     assert rate(flagged, total, "long description, no matching passage -> passage_mismatch") >= 0.95
 
 
-def test_photos_of_the_same_item_pass_and_photos_of_different_items_give_photos_differ(seller_api, settings):
-    settings.LISTINGS = {"PHOTOS_SAME_ITEM_THRESHOLD": SAME_ITEM_THRESHOLD}
+def test_photos_of_the_same_item_pass_and_photos_of_different_items_give_photos_differ(seller_api, settings,
+                                                                                      known_answer):
+    settings.LISTINGS = {"PHOTOS_SAME_ITEM_THRESHOLD": known_answer.same_item_threshold}
     same_passed = differ_flagged = total = 0
     for number, (shape, colour, seed, size) in enumerate(cases(16, start=5)):
         primary = png(domain.render(shape, colour, seed, size))
@@ -263,10 +260,8 @@ def test_photos_of_the_same_item_pass_and_photos_of_different_items_give_photos_
     assert rate(differ_flagged, total, "photos of different items -> photos_differ, needs_review") >= 0.9
 
 
-def test_a_wrong_category_gives_category_conflict_naming_the_right_one(seller_api, settings):
-    settings.CLIPCHECK = {
-        **settings.CLIPCHECK, "CATEGORIES": list(domain.SHAPES), "CLASSIFY_THRESHOLD": SHAPE_PROMPT_THRESHOLD,
-    }
+def test_a_wrong_category_gives_category_conflict_naming_the_right_one(seller_api, settings, known_answer):
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "CATEGORIES": list(domain.SHAPES), **known_answer.classify_settings()}
     named = clean = total = 0
     for shape, colour, seed, size in cases(48, start=17):
         photo = png(domain.render(shape, colour, seed, size))
