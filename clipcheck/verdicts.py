@@ -124,9 +124,22 @@ class TextPlan:
 
 
 def rewrite_rows(plan):
-    """The most rewrites ``texts_judge`` encodes for ``plan``."""
-    passages_with_rewrites = len({rewrite.passage for rewrite in plan.rewrites})
-    return min(int(clip_settings.MAX_REWRITES), passages_with_rewrites * int(clip_settings.REWRITES_PER_PASSAGE))
+    """The most rewrites ``texts_judge`` encodes for ``plan``: per passage, ``REWRITES_PER_PASSAGE``
+    values, each in as many readings as a value of that passage has (one, unless a form is ambiguous)."""
+    readings: dict[int, int] = {}
+    for (passage, _attribute, _value), group in _rewrite_groups(plan.rewrites).items():
+        readings[passage] = max(readings.get(passage, 0), len(group))
+    per_passage = int(clip_settings.REWRITES_PER_PASSAGE)
+    return min(int(clip_settings.MAX_REWRITES), sum(per_passage * count for count in readings.values()))
+
+
+def _rewrite_groups(rewrites):
+    """``{(passage, attribute, other value): [its rewrites]}`` in order: a value has more than one
+    rewrite only where the written form may be read at several indexes (es "verde")."""
+    groups: dict[tuple, list] = {}
+    for rewrite in rewrites:
+        groups.setdefault((rewrite.passage, rewrite.attribute, rewrite.photo_shows), []).append(rewrite)
+    return groups
 
 
 @dataclass
@@ -274,9 +287,15 @@ def _rewrites_of_failing_passages(*, plan, vectors, image_vectors, threshold):
 
 
 def _likeliest_rewrites(plan, candidates, vectors, image_vector, values, threshold):
-    """The rewrites worth a forward: per failing passage, the ``REWRITES_PER_PASSAGE``
-    whose predicted score on the photo is highest, if it comes within
+    """The rewrites worth a forward: per failing passage, those of the ``REWRITES_PER_PASSAGE``
+    other values whose predicted score on the photo is highest, if it comes within
     ``REWRITE_REACH`` of the threshold; ``MAX_REWRITES`` per text.
+
+    A value written in a form that several of its indexes share (Spanish "verde",
+    masculine or feminine; French "orange", singular or plural) is rewritten in
+    each reading: the other value is predicted by the mean of its readings (the
+    text's gender and number are not known) and every reading of a chosen value
+    is scored, the best deciding. Elsewhere a value has one rewrite.
 
     A rewrite swaps one word of its passage, so its embedding is predicted by
     swapping the word's: passage − value written + other value, all unit
@@ -294,16 +313,20 @@ def _likeliest_rewrites(plan, candidates, vectors, image_vector, values, thresho
         for rewrite in candidates
     ])
     cosines = (predicted @ image_vector) / np.maximum(np.linalg.norm(predicted, axis=1), 1e-12)
+    cosine_of = {id(rewrite): float(cosine) for rewrite, cosine in zip(candidates, cosines, strict=True)}
+    groups = list(_rewrite_groups(candidates).values())
+    group_cosines = np.array([np.mean([cosine_of[id(rewrite)] for rewrite in group]) for group in groups])
     within_reach = threshold - float(clip_settings.REWRITE_REACH)
     per_passage = int(clip_settings.REWRITES_PER_PASSAGE)
     taken, chosen = {}, []
-    for index in np.argsort(-cosines, kind="stable"):
-        rewrite = candidates[int(index)]
-        if scoring.similarity_score(float(cosines[index])) < within_reach:
+    for index in np.argsort(-group_cosines, kind="stable"):
+        group = groups[int(index)]
+        if scoring.similarity_score(float(group_cosines[index])) < within_reach:
             break
-        if taken.get(rewrite.passage, 0) < per_passage:
-            taken[rewrite.passage] = taken.get(rewrite.passage, 0) + 1
-            chosen.append(rewrite)
+        passage = group[0].passage
+        if taken.get(passage, 0) < per_passage:
+            taken[passage] = taken.get(passage, 0) + 1
+            chosen += group
     return chosen[:int(clip_settings.MAX_REWRITES)]
 
 

@@ -248,3 +248,19 @@ def test_every_languages_forms_are_encoded_before_traffic(settings):
     verdicts.vocabulary_warm_up(engine)
     encoded = {text for batch in engine.batches for text in batch}
     assert {"red", "roter", "bleue", "amarillas", "Leder", "à pois", "star", "lamp"} <= encoded
+
+
+def test_a_form_read_two_ways_scores_both_readings_of_the_likeliest_value(settings):
+    """Spanish "verde" may be masculine or feminine: "rojo" is chosen as a value and both readings are scored."""
+    set_clip_settings(settings, CATEGORIES=["star"])
+    engine = ConceptEngine()
+    plan = verdicts.text_plan(text="una estrella verde", engine=engine, language="es")
+    assert verdicts.rewrite_rows(plan) == 2  # what admission charges: both readings of one value
+
+    judgement, = verdicts.texts_judge(plans=[plan], image_vector_groups=[[engine.vector("red star")]],
+                                      thresholds=[0.8], engine=engine)
+
+    assert judgement.rewrites_scored == 2
+    assert {"una estrella rojo", "una estrella roja"} <= {t for batch in engine.batches for t in batch}
+    conflict, = [reason for reason in judgement.reasons if reason["code"] == "attribute_conflict"]
+    assert (conflict["text_says"], conflict["photo_shows"]) == ("verde", "rojo")
