@@ -77,8 +77,8 @@ def resolve_dtype(requested: str | None, device: str, family: ModelFamily = CLIP
     embeddings within 0.9999 cosine of float32 here and runs about 2x faster
     (see bench/). A sigmoid-trained family (SigLIP) stays float32 on CPUs:
     its own probability multiplies a cosine's error by up to logit_scale / 4,
-    and bf16 moved the known-answer SigLIP's cosines by up to 4e-3 (its
-    probabilities by up to 0.05; docs/models.md)."""
+    and bf16 moved the known-answer SigLIP's cosines by up to 4.2e-3 (up to
+    0.05 on its probabilities by that bound; docs/models.md)."""
     requested = (requested or "auto").strip().lower()
     if requested != "auto":
         if requested not in DTYPES:
