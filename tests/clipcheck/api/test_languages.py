@@ -94,3 +94,15 @@ def test_a_batch_is_judged_in_its_language(api_client, batch_root):
 
     refused = api_client.post("/clip/analyze-batch", {"items": items, "language": "pt"}, format="json")
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "invalid_language"
+
+
+@pytest.mark.parametrize(("language", "code"), [
+    (None, "missing_language"), (5, "invalid_language"), (["de"], "invalid_language"),
+    ({"code": "de"}, "invalid_language"), (True, "invalid_language"),
+])
+def test_a_batch_language_of_another_type_is_a_clear_400(api_client, batch_root, language, code):
+    (batch_root / "red.png").write_bytes(image_bytes(color=RED))
+    items = [{"image_path": "red.png", "text": "ein roter Stern"}]
+    response = api_client.post("/clip/analyze-batch", {"items": items, "language": language}, format="json")
+    assert response.status_code == 400
+    assert response.json()["error"]["code"] == code
