@@ -58,3 +58,15 @@ def test_the_admin_shows_moderators_the_sellers_language_and_suggestion(seller_c
 
     assert "Ihr Titel passt nicht zum Foto" in page  # what the seller was told
     assert "The title does not match the photo" in page  # the moderator's own words for the reason
+
+
+def test_the_reject_policys_422_is_worded_in_the_sellers_language(seller_client, nothing_matches, settings):
+    settings.LISTINGS = {"UPLOAD_POLICY": "reject"}
+    photo = SimpleUploadedFile("p.png", image_bytes(color=RED), content_type="image/png")
+    response = seller_client.post("/upload", {"file": photo, "description": "una estrella roja"},
+                                  HTTP_ACCEPT_LANGUAGE="es")
+    assert response.status_code == 422
+    body = response.json()
+    assert body["error"] == {"code": "image_text_mismatch", "message": "La foto no coincide con la descripción."}
+    assert body["suggestion"].startswith("La foto no coincide con su descripción")
+    assert not Listing.objects.exists()
