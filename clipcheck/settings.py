@@ -270,8 +270,9 @@ CLIPCHECK_TABLE = settings_table_register(SettingsTable(
         # The likeliest by the values' own embeddings (clipcheck.verdicts).
         Setting("REWRITES_PER_PASSAGE", 1, positive_integer(), check="clipcheck.E004",
                 doc="rewrites scored per failing passage (the likeliest first)"),
-        Setting("REWRITE_REACH", 0.1, fraction(), check="clipcheck.E031",
-                doc="no rewrite is scored when even the likeliest is predicted more than this below the threshold"),
+        Setting("REWRITE_REACH", None, fraction(), check="clipcheck.E031", none=True,
+                doc="no rewrite is scored when even the likeliest is predicted more than this below the threshold "
+                    "(None: the model family's, 0.1 on CLIP, 0.2 on SigLIP)"),
         Setting("MAX_REWRITES", 64, positive_integer(), check="clipcheck.E004", doc="rewrites scored per text"),
         # Texts longer than the model's context are scored as sentence-aware
         # passages (clipcheck.passages).

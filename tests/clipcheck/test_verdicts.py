@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from clipcheck import verdicts
+from clipcheck.engine.families import CLIP
 from clipcheck.passages import Passage
 from tests.support.clip_settings import set_clip_settings
 
@@ -90,6 +91,7 @@ class WordEngine:
     vectors, recording every batch of texts it encodes."""
 
     max_text_tokens = 77
+    model_family = CLIP
     WORDS = ("a", "red", "blue", "green", "yellow", "black", "star", "lamp")
 
     def __init__(self):
@@ -264,3 +266,14 @@ def test_a_form_read_two_ways_scores_both_readings_of_the_likeliest_value(settin
     assert {"una estrella rojo", "una estrella roja"} <= {t for batch in engine.batches for t in batch}
     conflict, = [reason for reason in judgement.reasons if reason["code"] == "attribute_conflict"]
     assert (conflict["text_says"], conflict["photo_shows"]) == ("verde", "rojo")
+
+
+def test_the_rewrite_reach_is_the_model_familys_unless_configured(settings):
+    from clipcheck.engine.families import SIGLIP
+
+    sigmoid = type("SigmoidEngine", (), {"model_family": SIGLIP})()
+    set_clip_settings(settings, REWRITE_REACH=None)
+    assert verdicts.rewrite_reach(WordEngine()) == 0.1
+    assert verdicts.rewrite_reach(sigmoid) == 0.2
+    set_clip_settings(settings, REWRITE_REACH=0.05)
+    assert verdicts.rewrite_reach(sigmoid) == verdicts.rewrite_reach(WordEngine()) == 0.05
