@@ -9,8 +9,9 @@ from clipcheck.engine import reset_engine
 from tests.support.known_answer import KNOWN_ANSWER_MODELS, int8_build
 from tests.support.runtime import RUNTIME_CACHE_DIR
 
-# The SigLIP's int8 build does not pass the guard today (its cosines sit lower,
-# so the same score gap weighs more): int8 runs are skipped, saying so, until it does.
+# The SigLIP's int8 build does not pass the guard today: int8 runs are skipped, saying so,
+# until it does; that the service then serves it exact, and refuses int8, is asserted by
+# test_int8_guard.py::test_the_known_answer_siglips_int8_build_fails_its_guard_and_is_not_served.
 INT8_REFUSED = {"siglip"}
 # Verdicts and reasons, classify, calibration, category calibration, adaptation.
 FAMILY_MODULES = {"test_verdicts", "test_known_answers", "test_calibration", "test_category_calibration",

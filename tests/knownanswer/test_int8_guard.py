@@ -95,3 +95,26 @@ def test_the_service_serves_int8_only_where_the_guard_passed(guard, settings):
         assert health.status_code == 503
         # The reason is for the log and staff; clients get the generic message.
         assert "failed its guard" in engine_status()["reason"]
+
+
+@pytest.mark.parametrize("known_answer", ["siglip"], indirect=True)
+def test_the_known_answer_siglips_int8_build_fails_its_guard_and_is_not_served(known_answer, settings, capsys):
+    """The same guard on the sigmoid-trained model: with every layer the search may restore
+    restored, its verdicts agree but a score still moves by more than the guard allows, so
+    the service serves it exact under RUNTIME auto and refuses an explicit openvino-int8
+    (its known-answer suites' int8 runs are skipped for that reason, tests/knownanswer/conftest.py)."""
+    guard = int8_build(RUNTIME_CACHE_DIR, known_answer.checkpoint)
+    with capsys.disabled():
+        print(f"\n[int8 guard, known-answer SigLIP] verdict agreement {guard['agreement']:.2%} over "
+              f"{guard['pairs']} pairs, max score gap {guard['max_score_gap']:.4f} (every matmul int8: "
+              f"{guard['steps'][0]['max_score_gap']:.4f}), passed {guard['passed']}")
+    assert guard["threshold"] == known_answer.threshold
+    assert not guard["passed"]
+    assert min(step["max_score_gap"] for step in guard["steps"]) > GUARD_MAX_SCORE_GAP
+
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "RUNTIME": "auto"}
+    assert get_engine().runtime_name == "openvino"
+    reset_engine()
+    settings.CLIPCHECK = {**settings.CLIPCHECK, "RUNTIME": "openvino-int8"}
+    assert APIClient().get("/clip/health").status_code == 503
+    assert "failed its guard" in engine_status()["reason"]
