@@ -13,9 +13,9 @@ from tests.support.runtime import RUNTIME_CACHE_DIR
 # until it does; that the service then serves it exact, and refuses int8, is asserted by
 # test_int8_guard.py::test_the_known_answer_siglips_int8_build_fails_its_guard_and_is_not_served.
 INT8_REFUSED = {"siglip"}
-# Verdicts and reasons, classify, calibration, category calibration, adaptation.
+# Verdicts and reasons, classify, calibration, category calibration, adaptation, reference equality.
 FAMILY_MODULES = {"test_verdicts", "test_known_answers", "test_calibration", "test_category_calibration",
-                  "test_adaptation"}
+                  "test_adaptation", "test_reference_equality"}
 
 
 def pytest_generate_tests(metafunc):

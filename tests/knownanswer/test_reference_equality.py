@@ -1,10 +1,12 @@
 """The API's similarity_score equals an independent reference: plain
-transformers (CLIPProcessor + CLIPModel in float32, no project code) on the
-picture a person sees, for every image format and mode the decoder takes.
-Every later optimisation must keep this passing, on every exact runtime:
-PyTorch in float32 within 1e-3, OpenVINO in its default precision (bf16 on
-CPUs that have it) within 2e-3."""
+transformers (AutoProcessor + AutoModel in float32, no project code; a SigLIP's
+texts padded to max_length as its model card does) on the picture a person sees,
+for every image format and mode the decoder takes, on both known-answer models
+(the CLIP and the SigLIP). Every later optimisation must keep this passing, on
+every exact runtime: PyTorch in float32 within 1e-3, OpenVINO in its default
+precision (bf16 on CPUs that have it for a CLIP, float32 for a SigLIP) within 2e-3."""
 
+import functools
 import io
 
 import numpy as np
@@ -13,10 +15,9 @@ import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
 from PIL import Image, ImageOps
 from rest_framework.test import APIClient
-from transformers import CLIPModel, CLIPProcessor
+from transformers import AutoModel, AutoProcessor
 
 from knownanswer import domain
-from tests.support.known_answer import KNOWN_ANSWER_MODEL
 from tests.support.runtime import EXACT_RUNTIMES
 
 pytestmark = [pytest.mark.django_db, pytest.mark.parametrize("runtime", EXACT_RUNTIMES, indirect=True)]
@@ -31,13 +32,18 @@ def tolerance(runtime, settings):
 TEXT = domain.caption("star", "orange", 1)
 
 
-@pytest.fixture(scope="module")
-def reference():
-    processor = CLIPProcessor.from_pretrained(KNOWN_ANSWER_MODEL)
-    model = CLIPModel.from_pretrained(KNOWN_ANSWER_MODEL, dtype=torch.float32).eval()
+@functools.lru_cache(maxsize=2)
+def reference_model(checkpoint):
+    return AutoProcessor.from_pretrained(checkpoint), AutoModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
+
+
+@pytest.fixture
+def reference(known_answer):
+    processor, model = reference_model(str(known_answer.checkpoint))
+    padding = "max_length" if known_answer.family == "siglip" else True
 
     def score(picture, text=TEXT):
-        inputs = processor(images=[picture], text=[text], return_tensors="pt", padding=True)
+        inputs = processor(images=[picture], text=[text], return_tensors="pt", padding=padding)
         with torch.no_grad():
             image = model.get_image_features(pixel_values=inputs["pixel_values"]).pooler_output
             words = model.get_text_features(input_ids=inputs["input_ids"], attention_mask=inputs["attention_mask"]).pooler_output
