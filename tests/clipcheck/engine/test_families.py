@@ -10,7 +10,6 @@ float32; its cosines, softmax over categories and, for a sigmoid-trained
 model, ``sigmoid(logit_scale * cos + logit_bias)``.
 """
 
-import io
 import logging
 import math
 
@@ -18,7 +17,6 @@ import numpy as np
 import pytest
 import torch
 from django.core.files.uploadedfile import SimpleUploadedFile
-from PIL import Image, ImageOps
 from rest_framework.test import APIClient
 from transformers import AutoModel, AutoProcessor
 
@@ -27,9 +25,9 @@ from clipcheck.engine.calibration_set import calibration_set_build, generic_pict
 from clipcheck.engine.families import NAFLEX_ALTERNATIVE, UnsupportedCheckpoint, checkpoint_family
 from clipcheck.engine.openvino import GUARD_MAX_SCORE_GAP, runtime_build
 from clipcheck.errors import ModelUnavailable
-from knownanswer import domain
 from tests.checkpoints import FAMILY_BUILDERS, build_tiny_clip, build_tiny_naflex, with_code_map
 from tests.support.clip_settings import set_clip_settings
+from tests.support.format_cases import FORMAT_CASES, ORANGE_STAR, encoded
 from tests.support.runtime import RUNTIME_CACHE_DIR
 
 FAMILIES = list(FAMILY_BUILDERS)
@@ -57,9 +55,9 @@ class Reference:
         self.processor = AutoProcessor.from_pretrained(checkpoint)
         self.model = AutoModel.from_pretrained(checkpoint, dtype=torch.float32).eval()
         self.padding = REFERENCE_PADDING[family]
-        self.logit_scale = float(self.model.logit_scale.exp())
+        self.logit_scale = float(self.model.logit_scale.detach().exp())
         bias = getattr(self.model, "logit_bias", None)
-        self.logit_bias = None if bias is None else float(bias)
+        self.logit_bias = None if bias is None else float(bias.detach())
 
     def cosines(self, picture, texts):
         inputs = self.processor(images=[picture], text=list(texts), padding=self.padding, return_tensors="pt")
@@ -83,57 +81,6 @@ class Reference:
 @pytest.fixture(scope="module")
 def references(checkpoints):
     return {family: Reference(checkpoint, family) for family, checkpoint in checkpoints.items()}
-
-
-def encoded(picture, format, **options):
-    buffer = io.BytesIO()
-    picture.save(buffer, format=format, **options)
-    return buffer.getvalue()
-
-
-def on_white(picture):
-    rgba = picture.convert("RGBA")
-    return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba).convert("RGB")
-
-
-ORANGE_STAR = domain.render("star", "orange", seed=11, size=160)
-
-
-def format_cases():
-    """``{name: (uploaded bytes, the picture a person sees)}``: every format and mode the CLIP reference tests cover."""
-    transparent = domain.render("star", "black", seed=12, size=160, background="transparent")
-    palette = ORANGE_STAR.convert("P", palette=Image.Palette.ADAPTIVE, colors=64)
-    grey = ORANGE_STAR.convert("L")
-    sixteen_bit = Image.fromarray(np.asarray(grey, dtype=np.uint16) * 257)
-    cases = {
-        "PNG RGB": (encoded(ORANGE_STAR, "PNG"), ORANGE_STAR),
-        "WebP lossless": (encoded(ORANGE_STAR, "WEBP", lossless=True), ORANGE_STAR),
-        "BMP": (encoded(ORANGE_STAR, "BMP"), ORANGE_STAR),
-        "TIFF": (encoded(ORANGE_STAR, "TIFF"), ORANGE_STAR),
-        "GIF palette": (encoded(palette, "GIF"), palette.convert("RGB")),
-        "PNG RGBA transparent on white": (encoded(transparent, "PNG"), on_white(transparent)),
-        "PNG LA on white": (encoded(transparent.convert("LA"), "PNG"), on_white(transparent.convert("LA"))),
-        "PNG grayscale": (encoded(grey, "PNG"), grey.convert("RGB")),
-        "PNG 1-bit": (encoded(grey.convert("1"), "PNG"), grey.convert("1").convert("RGB")),
-        "PNG 16-bit": (encoded(sixteen_bit, "PNG"), grey.convert("RGB")),
-    }
-    for mode in ("RGB", "CMYK", "L"):
-        data = encoded(ORANGE_STAR.convert(mode), "JPEG", quality=92)
-        cases[f"JPEG {mode}"] = (data, Image.open(io.BytesIO(data)).convert("RGB"))
-    exif = Image.Exif()
-    exif[0x0112] = 6  # display rotated 90° clockwise
-    data = encoded(ORANGE_STAR.transpose(Image.Transpose.ROTATE_90), "JPEG", quality=95, exif=exif.tobytes())
-    cases["JPEG with an orientation tag"] = (data, ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
-    frames = [ORANGE_STAR, domain.render("circle", "blue", seed=13, size=160)]
-    for format, options in (("GIF", {}), ("WEBP", {"lossless": True})):
-        data = encoded(frames[0], format, save_all=True, append_images=frames[1:], duration=100, loop=0, **options)
-        first = Image.open(io.BytesIO(data))
-        first.seek(0)
-        cases[f"{format} animation"] = (data, first.convert("RGB"))
-    return cases
-
-
-FORMAT_CASES = format_cases()
 
 
 @pytest.fixture(scope="module")
