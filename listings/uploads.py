@@ -8,6 +8,7 @@ others; a full disk or spent quota is ``StorageFull`` (507), not a bug.
 import errno
 import logging
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from django.core.files.base import ContentFile
 from django.core.files.storage import Storage
@@ -39,45 +40,39 @@ def upload_photos_write(
 
 
 def _photo_write(*, field: FileField, data: bytes, image: DecodedImage, stored: list[tuple[Storage, str]]) -> str:
-    """Store one photo under a generated name (the suffix from the decoded format); returns the name.
-
-    The name is generated here, before the write, and recorded in ``stored``:
-    a write that fails half-way (a full disk leaves a zero-byte or partial
-    file) is deleted with the others."""
-    storage = field.storage
+    """Store one photo under a generated name (the suffix from the decoded format); returns the name."""
     name = field.generate_filename(None, f"upload.{FORMAT_SUFFIXES.get(image.format, 'bin')}")
+    return _named_write(field=field, name=name, content=ContentFile(data), stored=stored)
+
+
+def field_file_write(*, field_file: FieldFile, stored: list[tuple[Storage, str]]) -> None:
+    """Store a form's new photo (an uncommitted ``FieldFile``) under its generated name, so that a
+    save the admin abandons (a full disk on a later photo) deletes it; the model's own save then
+    writes nothing. A full storage raises ``StorageFull``."""
+    if not field_file or field_file._committed:
+        return
+    name = field_file.field.generate_filename(field_file.instance, field_file.name)
+    field_file.name = _named_write(field=field_file.field, name=name, content=field_file.file, stored=stored)
+    field_file._committed = True
+
+
+def _named_write(*, field: FileField, name: str, content: Any, stored: list[tuple[Storage, str]]) -> str:
+    """Write ``content`` to the field's storage as ``name``; returns the name saved.
+
+    The name is recorded in ``stored`` before the first byte is written: a write
+    that fails half-way (a full disk leaves a zero-byte or partial file) is
+    deleted with the others. A full storage raises ``StorageFull``."""
+    storage = field.storage
     stored.append((storage, name))
     try:
-        saved = storage.save(name, ContentFile(data), max_length=field.max_length)
+        saved = storage.save(name, content, max_length=field.max_length)
     except OSError as exc:
         if exc.errno in STORAGE_FULL_ERRNOS:
-            logger.error("Media storage is full; an upload was refused: %s", exc)
+            logger.error("Media storage is full; a photo was refused: %s", exc)
             raise StorageFull() from exc
         raise
     stored[-1] = (storage, saved)
     return saved
-
-
-def field_file_write(*, field_file: FieldFile, stored: list[tuple[Storage, str]]) -> None:
-    """Store a form's new photo (an uncommitted ``FieldFile``) under its generated name, recorded in
-    ``stored`` before its first byte is written, so that a save the admin abandons (a full disk on
-    a later photo) deletes it; the model's own save then writes nothing. A full storage raises
-    ``StorageFull``."""
-    if not field_file or field_file._committed:
-        return
-    field, storage = field_file.field, field_file.storage
-    name = field.generate_filename(field_file.instance, field_file.name)
-    stored.append((storage, name))
-    try:
-        saved = storage.save(name, field_file.file, max_length=field.max_length)
-    except OSError as exc:
-        if exc.errno in STORAGE_FULL_ERRNOS:
-            logger.error("Media storage is full; a photo edited in the admin was refused: %s", exc)
-            raise StorageFull() from exc
-        raise
-    stored[-1] = (storage, saved)
-    field_file.name = saved
-    field_file._committed = True
 
 
 def stored_photos_delete(stored: Iterable[tuple[Storage, str]]) -> None:
