@@ -24,7 +24,7 @@ CATEGORIES_RATE = 5
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory, tiny_model_dir):
-    access = {"analyze": {"rate": None, "cost_rate": None}, "classify": {"rate": None}, "health": {"rate": None},
+    access = {"analyze": {"rate": None, "cost_rate": None}, "classify": {"rate": None, "cost_rate": None}, "health": {"rate": None},
               "categories": {"rate": f"{CATEGORIES_RATE}/day"}}  # a window no test run straddles
     prefix = f"clipcheck-test-{uuid.uuid4().hex}"
     env = {

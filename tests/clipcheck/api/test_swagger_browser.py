@@ -34,8 +34,9 @@ def test_try_it_out_prefills_working_values_and_the_request_succeeds(browser_pag
     assert form_values(classify) == {"categories": "shoes,sneakers,boots", "top_k": "3"}
 
     analyze = try_it_out(page, "operations-clip-clip_analyze_create")
+    # The language is a choice: Swagger UI selects its first, English.
     assert form_values(analyze) == {
-        "text": "red shoes", "threshold": "0.31", "category": "shoes"
+        "text": "red shoes", "threshold": "0.31", "category": "shoes", "language": "en"
     }
     analyze.locator("input[type=file]").set_input_files(
         files=[{"name": "photo.png", "mimeType": "image/png", "buffer": image_bytes()}]
