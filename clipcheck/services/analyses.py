@@ -92,12 +92,7 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
              for language in dict.fromkeys(request.language for request in requests)}
     text_hashes = [text_hash(request.text) for request in requests]
     keys = [(r.image.sha256, digest, r.threshold) for r, digest in zip(requests, text_hashes)]
-    earlier = {}
-    for language, language_rules in rules.items():
-        earlier[language] = selectors.analyses_cached(
-            keys=[key for key, request in zip(keys, requests) if not request.alternatives and request.language == language],
-            model=model, rules=language_rules,
-        )
+    earlier = _stored_verdicts(requests=requests, keys=keys, model=model, rules=rules)
     lookup_ms = (time.monotonic() - started) * 1000
 
     to_compute = [
@@ -125,6 +120,18 @@ def analyses_compute(*, requests, source, store_embeddings=True, image_vectors=N
         )
         for index, (request, (result, cached, analysis_device, duration_ms)) in enumerate(zip(requests, answers))
     ]
+
+
+def _stored_verdicts(*, requests, keys, model, rules):
+    """Per language, ``{key: stored analysis}`` of the pairs a stored verdict may answer
+    (none with ``alternatives``), under that language's rules."""
+    return {
+        language: selectors.analyses_cached(
+            keys=[key for key, request in zip(keys, requests) if not request.alternatives and request.language == language],
+            model=model, rules=language_rules,
+        )
+        for language, language_rules in rules.items()
+    }
 
 
 def _with_threshold(request):

@@ -62,10 +62,30 @@ class Command(BaseCommand):
             checkpoint=checkpoint, cache_dir=cache_dir, calibration=calibration, sample=sample, threshold=threshold,
             rebuild=options["rebuild"],
         )
+        self.guard_report(guard, seconds=time.monotonic() - started)
+
+        lanes = forward_lanes(clip_settings.NUM_THREADS, concurrent=clip_settings.CONCURRENT_ENCODERS)
+        dtype = _dtype(family)
+        names = ["openvino"] + (["openvino-int8"] if guard["passed"] else [])
+        for name in names:  # fills the compiled-model cache for the serving processes
+            openvino.load_openvino_runtime(
+                checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
+                fallback=False,
+            )
+        if guard["passed"]:
+            self.stdout.write(self.style.SUCCESS("int8 enabled: RUNTIME 'auto' serves openvino-int8 on CPUs."))
+            return
+        message = "int8 refused: its answers differ from float32 beyond the guard; RUNTIME 'auto' serves openvino."
+        if str(clip_settings.RUNTIME).strip().lower() == "openvino-int8":
+            raise CommandError(message + " RUNTIME is 'openvino-int8': the service will not start with it.")
+        self.stdout.write(self.style.WARNING(message))
+
+    def guard_report(self, guard: dict[str, Any], *, seconds: float) -> None:
+        """How the int8 build was calibrated and guarded, step by step."""
         self.stdout.write(
             f"int8 calibrated on {guard['calibration']['size']} {guard['calibration']['source']} pairs, "
             f"checked on {guard['pairs']} {guard['sample_source']} pairs at threshold {guard['threshold']:g} "
-            f"({time.monotonic() - started:.1f}s)"
+            f"({seconds:.1f}s)"
         )
         self.stdout.write(
             f"verdict agreement int8 vs float32: {guard['agreement']:.2%} (needed >= "
@@ -84,22 +104,6 @@ class Command(BaseCommand):
             f"int8 layers: {guard['int8_layers']} of {guard['matmul_layers']} matmuls"
             + (f" (kept exact: {', '.join(guard['exact_groups'])})" if guard["exact_groups"] else "")
         )
-
-        lanes = forward_lanes(clip_settings.NUM_THREADS, concurrent=clip_settings.CONCURRENT_ENCODERS)
-        dtype = _dtype(family)
-        names = ["openvino"] + (["openvino-int8"] if guard["passed"] else [])
-        for name in names:  # fills the compiled-model cache for the serving processes
-            openvino.load_openvino_runtime(
-                checkpoint=checkpoint, int8=name == "openvino-int8", dtype=dtype, lanes=lanes, cache_dir=cache_dir,
-                fallback=False,
-            )
-        if guard["passed"]:
-            self.stdout.write(self.style.SUCCESS("int8 enabled: RUNTIME 'auto' serves openvino-int8 on CPUs."))
-            return
-        message = "int8 refused: its answers differ from float32 beyond the guard; RUNTIME 'auto' serves openvino."
-        if str(clip_settings.RUNTIME).strip().lower() == "openvino-int8":
-            raise CommandError(message + " RUNTIME is 'openvino-int8': the service will not start with it.")
-        self.stdout.write(self.style.WARNING(message))
 
 
 def _dtype(family: ModelFamily) -> str:
