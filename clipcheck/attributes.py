@@ -186,11 +186,6 @@ def text_rewrite_forms(text: str, mention: Mention, attributes: Vocabulary | Non
     return rewrites
 
 
-def text_rewrites(text: str, mention: Mention, attributes: Vocabulary | None = None) -> list[tuple[str, str]]:
-    """``[(other value's name, text with every occurrence of the value replaced)]``."""
-    return [(rewrite.value, rewrite.text) for rewrite in text_rewrite_forms(text, mention, attributes)]
-
-
 def vocabulary_forms(attributes: Vocabulary) -> set[str]:
     """Every form of every value of a vocabulary."""
     return {form for values in attributes.values() for value in values for form in value_forms(value)}

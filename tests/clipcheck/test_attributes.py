@@ -4,7 +4,7 @@ import unicodedata
 
 import pytest
 
-from clipcheck.attributes import attribute_mentions, text_rewrite_forms, text_rewrites, value_pattern, values_named
+from clipcheck.attributes import attribute_mentions, text_rewrite_forms, value_pattern, values_named
 from clipcheck.default_attributes import DEFAULT_ATTRIBUTES, DEFAULT_ATTRIBUTES_BY_LANGUAGE, LANGUAGES
 from knownanswer import domain
 
@@ -20,14 +20,19 @@ def test_two_values_of_one_attribute_say_nothing_checkable_about_it():
     assert attribute_mentions("red and blue stripes", ATTRIBUTES) == []
 
 
+def rewrites(text, mention, vocabulary):
+    """``[(other value's name, rewritten text)]``."""
+    return [(rewrite.value, rewrite.text) for rewrite in text_rewrite_forms(text, mention, vocabulary)]
+
+
 def test_rewrites_replace_every_occurrence_and_keep_the_rest_of_the_text():
     text = "Red bag. The red one, polka-dot lining."
     colour, pattern = attribute_mentions(text, ATTRIBUTES)
-    assert text_rewrites(text, colour, ATTRIBUTES) == [
+    assert rewrites(text, colour, ATTRIBUTES) == [
         ("blue", "Blue bag. The blue one, polka-dot lining."),
         ("green", "Green bag. The green one, polka-dot lining."),
     ]
-    assert text_rewrites(text, pattern, ATTRIBUTES) == [("striped", "Red bag. The red one, striped lining.")]
+    assert rewrites(text, pattern, ATTRIBUTES) == [("striped", "Red bag. The red one, striped lining.")]
 
 
 # Values with inflected forms (first form = the value's name), as the other languages' vocabularies write them.
@@ -39,7 +44,7 @@ SPANISH = DEFAULT_ATTRIBUTES_BY_LANGUAGE["es"]
 
 def only_rewrite(text, vocabulary, to):
     mention, = [m for m in attribute_mentions(text, vocabulary) if m.attribute == "colour"]
-    return mention, [rewritten for value, rewritten in text_rewrites(text, mention, vocabulary) if value == to]
+    return mention, [rewritten for value, rewritten in rewrites(text, mention, vocabulary) if value == to]
 
 
 @pytest.mark.parametrize(("text", "vocabulary", "says", "to", "expected"), [
